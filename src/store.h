@@ -1,0 +1,175 @@
+/*
+** store.h — the storage interface under the ledger.
+**
+** Contract:
+**   - The ledger (ledger.c) owns every rule about money; a store only keeps
+**     rows and answers queries. A second backend (PostgreSQL) implements this
+**     same table of functions without touching ledger.c.
+**   - A cc_store opens connections. One connection is used by one thread at a
+**     time (the ledger serialises access); different connections may be used
+**     from different threads at once.
+**   - Writes happen only between begin_write() and commit()/rollback(). When
+**     commit() returns CC_OK the transaction is durable (for SQLite: WAL with
+**     synchronous=FULL, so the WAL is fsynced before COMMIT returns).
+**   - Rows of `entries` are immutable once committed: no function here
+**     updates or deletes one (the SQLite schema also forbids it by trigger).
+**   - Text fields are NUL-terminated and bounded by the sizes below; a store
+**     never truncates: the ledger validates lengths before calling it.
+*/
+#ifndef CC_STORE_H
+#define CC_STORE_H
+
+#include "cc_common.h"
+
+#define CC_NAME_BYTES_MAX 128
+#define CC_REF_BYTES_MAX 255
+#define CC_CTX_ID_BYTES_MAX 64      /* prompt id, node id */
+#define CC_CLASS_BYTES_MAX 128      /* node class, model */
+#define CC_METHOD_BYTES_MAX 32      /* payment method */
+#define CC_NOTE_BYTES_MAX 255
+
+typedef enum cc_kind {
+    CC_KIND_GRANT = 1,
+    CC_KIND_PURCHASE = 2,
+    CC_KIND_HOLD = 3,
+    CC_KIND_SETTLE = 4,
+    CC_KIND_VOID = 5,
+    CC_KIND_EXPIRE = 6,
+} cc_kind;
+#define CC_KIND_MAX 6
+
+typedef enum cc_hold_state {
+    CC_HOLD_OPEN = 0,
+    CC_HOLD_SETTLED = 1,
+    CC_HOLD_VOIDED = 2,
+    CC_HOLD_EXPIRED = 3,
+} cc_hold_state;
+
+typedef enum cc_role { CC_ROLE_USER = 0, CC_ROLE_ADMIN = 1 } cc_role;
+
+typedef struct cc_account {
+    int64_t id;
+    char email[CC_EMAIL_BYTES_MAX + 1];
+    char display_name[CC_NAME_BYTES_MAX + 1];
+    int active;                 /* 1 active, 0 disabled */
+    int role;                   /* cc_role */
+    int64_t created_ms;
+    int64_t updated_ms;         /* last change of balance, held or status */
+    int64_t balance;            /* posted micro-credits, >= 0 */
+    int64_t held;               /* sum of open holds, 0 <= held <= balance */
+    int64_t paid_total;         /* all purchased credits ever */
+    int64_t granted_total;      /* all promo credits ever */
+    int64_t spent_total;        /* all charged (settled) credits ever */
+    int64_t uncollected_total;  /* settle costs that exceeded what was there */
+} cc_account;
+
+typedef struct cc_entry {
+    int64_t id;                 /* assigned by the store, strictly increasing */
+    char key[CC_KEY_BYTES_MAX + 1];
+    int kind;                   /* cc_kind */
+    int64_t account_id;
+    int64_t amount;             /* as requested: credits, hold size, cost */
+    int64_t delta;              /* change of balance (signed) */
+    int64_t held_delta;         /* change of held (signed) */
+    int64_t uncollected;        /* settle: cost - charged */
+    int64_t balance_after;
+    int64_t held_after;
+    int64_t hold_id;            /* hold: own id; settle/void/expire: the hold */
+    int64_t ttl_ms;             /* hold: lifetime; else 0 */
+    int64_t created_ms;
+    char prompt_id[CC_CTX_ID_BYTES_MAX + 1];
+    char node_id[CC_CTX_ID_BYTES_MAX + 1];
+    char node_class[CC_CLASS_BYTES_MAX + 1];
+    char model[CC_CLASS_BYTES_MAX + 1];
+    int64_t tokens_in, tokens_out, images, seconds_ms; /* -1 = not reported */
+    char currency[CC_CURRENCY_BYTES_MAX + 1];
+    int64_t amount_minor;       /* purchase: paid, in the currency's minor unit */
+    char method[CC_METHOD_BYTES_MAX + 1];
+    char external_ref[CC_REF_BYTES_MAX + 1];
+    char note[CC_NOTE_BYTES_MAX + 1];
+} cc_entry;
+
+typedef struct cc_hold {
+    int64_t id;                 /* == id of the hold entry */
+    int64_t account_id;
+    int64_t amount;
+    int state;                  /* cc_hold_state */
+    int64_t expires_ms;
+    int64_t resolved_by;        /* entry id that resolved it, 0 while open */
+} cc_hold;
+
+typedef struct cc_history_query {
+    int64_t account_id;
+    int64_t before_id;          /* cursor: only entries with id < before_id; 0 = newest */
+    unsigned kinds_mask;        /* bit (1<<kind); 0 = all kinds */
+    int64_t since_ms;           /* created_ms >= since_ms; 0 = no bound */
+    int64_t until_ms;           /* created_ms <  until_ms; 0 = no bound */
+    int limit;                  /* 1..CC_HISTORY_PAGE_MAX */
+} cc_history_query;
+#define CC_HISTORY_PAGE_MAX 1000
+
+typedef struct cc_store cc_store;
+typedef struct cc_conn cc_conn;
+
+/* Callbacks for verify scans: return 0 to continue, non-zero to stop. */
+typedef int (*cc_account_cb)(void *ctx, const cc_account *a);
+typedef int (*cc_entry_cb)(void *ctx, const cc_entry *e);
+typedef int (*cc_hold_cb)(void *ctx, const cc_hold *h);
+
+typedef struct cc_conn_vtab {
+    void (*close)(cc_conn *c);
+    cc_rc (*begin_write)(cc_conn *c, cc_error *err);
+    cc_rc (*commit)(cc_conn *c, cc_error *err);
+    void (*rollback)(cc_conn *c);
+    /* Consistent snapshot for multi-query reads (verify). */
+    cc_rc (*begin_read)(cc_conn *c, cc_error *err);
+    void (*end_read)(cc_conn *c);
+
+    cc_rc (*account_insert)(cc_conn *c, cc_account *a, cc_error *err);   /* sets a->id; CC_ERR_EXISTS on email */
+    cc_rc (*account_get)(cc_conn *c, int64_t id, cc_account *out, cc_error *err);
+    cc_rc (*account_by_email)(cc_conn *c, const char *email, cc_account *out, cc_error *err);
+    cc_rc (*account_update)(cc_conn *c, const cc_account *a, cc_error *err);
+    /* Accounts with id > after_id in id order, at most `limit`. */
+    cc_rc (*account_list)(cc_conn *c, int64_t after_id, int limit, cc_account *out,
+                          int *n_out, cc_error *err);
+
+    cc_rc (*entry_by_key)(cc_conn *c, const char *key, cc_entry *out, cc_error *err);
+    cc_rc (*entry_get)(cc_conn *c, int64_t id, cc_entry *out, cc_error *err);
+    cc_rc (*entry_insert)(cc_conn *c, cc_entry *e, cc_error *err);       /* sets e->id */
+    cc_rc (*history)(cc_conn *c, const cc_history_query *q, cc_entry *out, int *n_out,
+                     cc_error *err);
+
+    cc_rc (*hold_get)(cc_conn *c, int64_t id, cc_hold *out, cc_error *err);
+    cc_rc (*hold_insert)(cc_conn *c, const cc_hold *h, cc_error *err);
+    cc_rc (*hold_resolve)(cc_conn *c, int64_t id, int state, int64_t by_entry, cc_error *err);
+    /* Open holds with expires_ms <= now_ms, oldest first, at most `limit`. */
+    cc_rc (*holds_due)(cc_conn *c, int64_t now_ms, int limit, int64_t *ids, int *n_out,
+                       cc_error *err);
+
+    cc_rc (*scan_accounts)(cc_conn *c, cc_account_cb cb, void *ctx, cc_error *err);
+    /* Ordered by (account_id, id). */
+    cc_rc (*scan_entries)(cc_conn *c, cc_entry_cb cb, void *ctx, cc_error *err);
+    /* Ordered by id. */
+    cc_rc (*scan_holds)(cc_conn *c, cc_hold_cb cb, void *ctx, cc_error *err);
+} cc_conn_vtab;
+
+struct cc_conn {
+    const cc_conn_vtab *v;
+};
+
+typedef struct cc_store_vtab {
+    cc_rc (*connect)(cc_store *s, int writer, cc_conn **out, cc_error *err);
+    void (*close)(cc_store *s);
+} cc_store_vtab;
+
+struct cc_store {
+    const cc_store_vtab *v;
+};
+
+/* SQLite backend. `path` is a file path (":memory:" is refused: readers and
+** the writer must share one database). Creates the schema if missing. */
+#define CC_BUSY_TIMEOUT_MS_DEFAULT 10000
+cc_rc cc_store_sqlite_open(const char *path, int busy_timeout_ms, cc_store **out,
+                           cc_error *err);
+
+#endif

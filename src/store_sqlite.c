@@ -1,0 +1,636 @@
+/*
+** store_sqlite.c — the SQLite backend of store.h.
+**
+** Durability: journal_mode=WAL and synchronous=FULL, so COMMIT returns only
+** after the WAL frame is fsynced. Writers take BEGIN IMMEDIATE so a second
+** process (the operator CLI next to a running ComfyUI) waits on busy_timeout
+** instead of failing half-way. Readers use their own connections and see the
+** last committed state (WAL snapshot isolation).
+**
+** Every statement is prepared once per connection and reset after use.
+*/
+#include "store.h"
+
+#include <sqlite3.h>
+#include <string.h>
+
+#define SCHEMA_VERSION 1
+
+static const char *const SCHEMA_SQL =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS accounts("
+    " id INTEGER PRIMARY KEY,"
+    " email TEXT NOT NULL UNIQUE COLLATE NOCASE,"
+    " display_name TEXT NOT NULL DEFAULT '',"
+    " active INTEGER NOT NULL, role INTEGER NOT NULL,"
+    " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+    " balance INTEGER NOT NULL, held INTEGER NOT NULL,"
+    " paid_total INTEGER NOT NULL, granted_total INTEGER NOT NULL,"
+    " spent_total INTEGER NOT NULL, uncollected_total INTEGER NOT NULL,"
+    " CHECK (balance >= 0 AND held >= 0 AND held <= balance));"
+    "CREATE TABLE IF NOT EXISTS entries("
+    " id INTEGER PRIMARY KEY,"
+    " op_key TEXT NOT NULL UNIQUE,"
+    " kind INTEGER NOT NULL,"
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " amount INTEGER NOT NULL, delta INTEGER NOT NULL, held_delta INTEGER NOT NULL,"
+    " uncollected INTEGER NOT NULL, balance_after INTEGER NOT NULL, held_after INTEGER NOT NULL,"
+    " hold_id INTEGER NOT NULL, ttl_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
+    " prompt_id TEXT NOT NULL, node_id TEXT NOT NULL, node_class TEXT NOT NULL, model TEXT NOT NULL,"
+    " tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, images INTEGER NOT NULL,"
+    " seconds_ms INTEGER NOT NULL,"
+    " currency TEXT NOT NULL, amount_minor INTEGER NOT NULL, method TEXT NOT NULL,"
+    " external_ref TEXT NOT NULL, note TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS entries_by_account ON entries(account_id, id);"
+    "CREATE TABLE IF NOT EXISTS holds("
+    " id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, amount INTEGER NOT NULL,"
+    " state INTEGER NOT NULL, expires_ms INTEGER NOT NULL, resolved_by INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS holds_open_by_expiry ON holds(expires_ms) WHERE state = 0;"
+    "CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries"
+    " BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;"
+    "CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries"
+    " BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;"
+    "CREATE TRIGGER IF NOT EXISTS accounts_no_delete BEFORE DELETE ON accounts"
+    " BEGIN SELECT RAISE(ABORT, 'accounts are never deleted; disable them'); END;"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1');";
+
+#define ACCOUNT_COLS                                                           \
+    "id, email, display_name, active, role, created_ms, updated_ms, balance, " \
+    "held, paid_total, granted_total, spent_total, uncollected_total"
+#define ENTRY_COLS                                                             \
+    "id, op_key, kind, account_id, amount, delta, held_delta, uncollected, "   \
+    "balance_after, held_after, hold_id, ttl_ms, created_ms, prompt_id, "      \
+    "node_id, node_class, model, tokens_in, tokens_out, images, seconds_ms, "  \
+    "currency, amount_minor, method, external_ref, note"
+#define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by"
+
+enum {
+    ST_BEGIN_W, ST_COMMIT, ST_ROLLBACK, ST_BEGIN_R, ST_END_R,
+    ST_ACC_INSERT, ST_ACC_GET, ST_ACC_BY_EMAIL, ST_ACC_UPDATE, ST_ACC_LIST,
+    ST_ENT_BY_KEY, ST_ENT_GET, ST_ENT_INSERT,
+    ST_HOLD_GET, ST_HOLD_INSERT, ST_HOLD_RESOLVE, ST_HOLDS_DUE,
+    ST_SCAN_ACC, ST_SCAN_ENT, ST_SCAN_HOLD,
+    ST_COUNT
+};
+
+static const char *const STMT_SQL[ST_COUNT] = {
+    [ST_BEGIN_W] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_BEGIN_R] = "BEGIN DEFERRED",
+    [ST_END_R] = "COMMIT",
+    [ST_ACC_INSERT] =
+        "INSERT INTO accounts(email, display_name, active, role, created_ms, updated_ms,"
+        " balance, held, paid_total, granted_total, spent_total, uncollected_total)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+    [ST_ACC_GET] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ?",
+    [ST_ACC_BY_EMAIL] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE email = ?",
+    [ST_ACC_UPDATE] =
+        "UPDATE accounts SET display_name=?, active=?, role=?, updated_ms=?, balance=?, held=?,"
+        " paid_total=?, granted_total=?, spent_total=?, uncollected_total=? WHERE id=?",
+    [ST_ACC_LIST] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id > ? ORDER BY id LIMIT ?",
+    [ST_ENT_BY_KEY] = "SELECT " ENTRY_COLS " FROM entries WHERE op_key = ?",
+    [ST_ENT_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE id = ?",
+    [ST_ENT_INSERT] =
+        "INSERT INTO entries(op_key, kind, account_id, amount, delta, held_delta, uncollected,"
+        " balance_after, held_after, hold_id, ttl_ms, created_ms, prompt_id, node_id, node_class,"
+        " model, tokens_in, tokens_out, images, seconds_ms, currency, amount_minor, method,"
+        " external_ref, note) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    [ST_HOLD_GET] = "SELECT " HOLD_COLS " FROM holds WHERE id = ?",
+    [ST_HOLD_INSERT] = "INSERT INTO holds(" HOLD_COLS ") VALUES (?,?,?,?,?,?)",
+    [ST_HOLD_RESOLVE] = "UPDATE holds SET state = ?, resolved_by = ? WHERE id = ? AND state = 0",
+    [ST_HOLDS_DUE] =
+        "SELECT id FROM holds WHERE state = 0 AND expires_ms <= ? ORDER BY expires_ms, id LIMIT ?",
+    [ST_SCAN_ACC] = "SELECT " ACCOUNT_COLS " FROM accounts ORDER BY id",
+    [ST_SCAN_ENT] = "SELECT " ENTRY_COLS " FROM entries ORDER BY account_id, id",
+    [ST_SCAN_HOLD] = "SELECT " HOLD_COLS " FROM holds ORDER BY id",
+};
+
+typedef struct sq_store {
+    cc_store base;
+    char *path;
+    int busy_timeout_ms;
+} sq_store;
+
+typedef struct sq_conn {
+    cc_conn base;
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    sqlite3_stmt *history; /* prepared per query shape; see sq_history */
+    unsigned history_shape;
+} sq_conn;
+
+static cc_rc sq_err(sqlite3 *db, cc_error *err, const char *what) {
+    return cc_fail(err, CC_ERR_STORAGE, "", "sqlite: %s: %s", what,
+                   db ? sqlite3_errmsg(db) : "cannot open");
+}
+
+static sqlite3_stmt *stmt(sq_conn *c, int i) {
+    sqlite3_stmt *s = c->st[i];
+    CC_ASSERT(s != NULL);
+    return s;
+}
+
+static cc_rc exec_simple(sq_conn *c, int i, cc_error *err) {
+    sqlite3_stmt *s = stmt(c, i);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return sq_err(c->db, err, STMT_SQL[i]);
+    return CC_OK;
+}
+
+static void copy_text(char *dst, size_t cap, sqlite3_stmt *s, int col) {
+    const unsigned char *t = sqlite3_column_text(s, col);
+    int n = sqlite3_column_bytes(s, col);
+    if (!t) { dst[0] = 0; return; }
+    /* The ledger validated lengths on the way in; a longer value means the
+    ** file was edited by hand. Truncating would hide it, so stop. */
+    CC_ASSERT((size_t)n < cap);
+    memcpy(dst, t, (size_t)n);
+    dst[n] = 0;
+}
+
+static void read_account(sqlite3_stmt *s, cc_account *a) {
+    a->id = sqlite3_column_int64(s, 0);
+    copy_text(a->email, sizeof a->email, s, 1);
+    copy_text(a->display_name, sizeof a->display_name, s, 2);
+    a->active = sqlite3_column_int(s, 3);
+    a->role = sqlite3_column_int(s, 4);
+    a->created_ms = sqlite3_column_int64(s, 5);
+    a->updated_ms = sqlite3_column_int64(s, 6);
+    a->balance = sqlite3_column_int64(s, 7);
+    a->held = sqlite3_column_int64(s, 8);
+    a->paid_total = sqlite3_column_int64(s, 9);
+    a->granted_total = sqlite3_column_int64(s, 10);
+    a->spent_total = sqlite3_column_int64(s, 11);
+    a->uncollected_total = sqlite3_column_int64(s, 12);
+}
+
+static void read_entry(sqlite3_stmt *s, cc_entry *e) {
+    e->id = sqlite3_column_int64(s, 0);
+    copy_text(e->key, sizeof e->key, s, 1);
+    e->kind = sqlite3_column_int(s, 2);
+    e->account_id = sqlite3_column_int64(s, 3);
+    e->amount = sqlite3_column_int64(s, 4);
+    e->delta = sqlite3_column_int64(s, 5);
+    e->held_delta = sqlite3_column_int64(s, 6);
+    e->uncollected = sqlite3_column_int64(s, 7);
+    e->balance_after = sqlite3_column_int64(s, 8);
+    e->held_after = sqlite3_column_int64(s, 9);
+    e->hold_id = sqlite3_column_int64(s, 10);
+    e->ttl_ms = sqlite3_column_int64(s, 11);
+    e->created_ms = sqlite3_column_int64(s, 12);
+    copy_text(e->prompt_id, sizeof e->prompt_id, s, 13);
+    copy_text(e->node_id, sizeof e->node_id, s, 14);
+    copy_text(e->node_class, sizeof e->node_class, s, 15);
+    copy_text(e->model, sizeof e->model, s, 16);
+    e->tokens_in = sqlite3_column_int64(s, 17);
+    e->tokens_out = sqlite3_column_int64(s, 18);
+    e->images = sqlite3_column_int64(s, 19);
+    e->seconds_ms = sqlite3_column_int64(s, 20);
+    copy_text(e->currency, sizeof e->currency, s, 21);
+    e->amount_minor = sqlite3_column_int64(s, 22);
+    copy_text(e->method, sizeof e->method, s, 23);
+    copy_text(e->external_ref, sizeof e->external_ref, s, 24);
+    copy_text(e->note, sizeof e->note, s, 25);
+}
+
+static void read_hold(sqlite3_stmt *s, cc_hold *h) {
+    h->id = sqlite3_column_int64(s, 0);
+    h->account_id = sqlite3_column_int64(s, 1);
+    h->amount = sqlite3_column_int64(s, 2);
+    h->state = sqlite3_column_int(s, 3);
+    h->expires_ms = sqlite3_column_int64(s, 4);
+    h->resolved_by = sqlite3_column_int64(s, 5);
+}
+
+static void sq_close(cc_conn *base) {
+    sq_conn *c = (sq_conn *)base;
+    if (!c) return;
+    for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(c->st[i]);
+    sqlite3_finalize(c->history);
+    sqlite3_close(c->db);
+    free(c);
+}
+
+static cc_rc sq_begin_write(cc_conn *b, cc_error *err) { return exec_simple((sq_conn *)b, ST_BEGIN_W, err); }
+static cc_rc sq_commit(cc_conn *b, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    cc_rc rc = exec_simple(c, ST_COMMIT, err);
+    if (rc != CC_OK && !sqlite3_get_autocommit(c->db)) {
+        /* COMMIT failed (e.g. disk full): leave no transaction open. */
+        sqlite3_stmt *s = stmt(c, ST_ROLLBACK);
+        sqlite3_step(s);
+        sqlite3_reset(s);
+    }
+    return rc;
+}
+static void sq_rollback(cc_conn *b) {
+    sq_conn *c = (sq_conn *)b;
+    if (sqlite3_get_autocommit(c->db)) return;
+    sqlite3_stmt *s = stmt(c, ST_ROLLBACK);
+    sqlite3_step(s);
+    sqlite3_reset(s);
+}
+static cc_rc sq_begin_read(cc_conn *b, cc_error *err) { return exec_simple((sq_conn *)b, ST_BEGIN_R, err); }
+static void sq_end_read(cc_conn *b) {
+    sq_conn *c = (sq_conn *)b;
+    if (sqlite3_get_autocommit(c->db)) return;
+    sqlite3_stmt *s = stmt(c, ST_END_R);
+    sqlite3_step(s);
+    sqlite3_reset(s);
+}
+
+static cc_rc sq_account_insert(cc_conn *b, cc_account *a, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_ACC_INSERT);
+    sqlite3_bind_text(s, 1, a->email, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, a->display_name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, a->active);
+    sqlite3_bind_int(s, 4, a->role);
+    sqlite3_bind_int64(s, 5, a->created_ms);
+    sqlite3_bind_int64(s, 6, a->updated_ms);
+    sqlite3_bind_int64(s, 7, a->balance);
+    sqlite3_bind_int64(s, 8, a->held);
+    sqlite3_bind_int64(s, 9, a->paid_total);
+    sqlite3_bind_int64(s, 10, a->granted_total);
+    sqlite3_bind_int64(s, 11, a->spent_total);
+    sqlite3_bind_int64(s, 12, a->uncollected_total);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc == SQLITE_CONSTRAINT)
+        return cc_fail(err, CC_ERR_EXISTS, "email", "an account with email '%s' already exists",
+                       a->email);
+    if (rc != SQLITE_DONE) return sq_err(c->db, err, "insert account");
+    a->id = sqlite3_last_insert_rowid(c->db);
+    return CC_OK;
+}
+
+static cc_rc account_one(sq_conn *c, sqlite3_stmt *s, cc_account *out, cc_error *err,
+                         const char *what) {
+    int rc = sqlite3_step(s);
+    cc_rc r = CC_OK;
+    if (rc == SQLITE_ROW) read_account(s, out);
+    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "account", "no such account");
+    else r = sq_err(c->db, err, what);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return r;
+}
+
+static cc_rc sq_account_get(cc_conn *b, int64_t id, cc_account *out, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_ACC_GET);
+    sqlite3_bind_int64(s, 1, id);
+    return account_one(c, s, out, err, "get account");
+}
+
+static cc_rc sq_account_by_email(cc_conn *b, const char *email, cc_account *out, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_ACC_BY_EMAIL);
+    sqlite3_bind_text(s, 1, email, -1, SQLITE_STATIC);
+    return account_one(c, s, out, err, "find account");
+}
+
+static cc_rc sq_account_update(cc_conn *b, const cc_account *a, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_ACC_UPDATE);
+    sqlite3_bind_text(s, 1, a->display_name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, a->active);
+    sqlite3_bind_int(s, 3, a->role);
+    sqlite3_bind_int64(s, 4, a->updated_ms);
+    sqlite3_bind_int64(s, 5, a->balance);
+    sqlite3_bind_int64(s, 6, a->held);
+    sqlite3_bind_int64(s, 7, a->paid_total);
+    sqlite3_bind_int64(s, 8, a->granted_total);
+    sqlite3_bind_int64(s, 9, a->spent_total);
+    sqlite3_bind_int64(s, 10, a->uncollected_total);
+    sqlite3_bind_int64(s, 11, a->id);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) return sq_err(c->db, err, "update account");
+    if (sqlite3_changes(c->db) != 1)
+        return cc_fail(err, CC_ERR_NOT_FOUND, "account", "no such account");
+    return CC_OK;
+}
+
+static cc_rc sq_account_list(cc_conn *b, int64_t after_id, int limit, cc_account *out,
+                             int *n_out, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_ACC_LIST);
+    sqlite3_bind_int64(s, 1, after_id);
+    sqlite3_bind_int(s, 2, limit);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < limit) read_account(s, &out[n++]);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sq_err(c->db, err, "list accounts");
+    *n_out = n;
+    return CC_OK;
+}
+
+static cc_rc sq_entry_by_key(cc_conn *b, const char *key, cc_entry *out, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_ENT_BY_KEY);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    cc_rc r = CC_OK;
+    if (rc == SQLITE_ROW) read_entry(s, out);
+    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "key", "no entry with that key");
+    else r = sq_err(c->db, err, "find entry");
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return r;
+}
+
+static cc_rc sq_entry_get(cc_conn *b, int64_t id, cc_entry *out, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_ENT_GET);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    cc_rc r = CC_OK;
+    if (rc == SQLITE_ROW) read_entry(s, out);
+    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "entry_id", "no entry %lld", (long long)id);
+    else r = sq_err(c->db, err, "get entry");
+    sqlite3_reset(s);
+    return r;
+}
+
+static cc_rc sq_entry_insert(cc_conn *b, cc_entry *e, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_ENT_INSERT);
+    int i = 1;
+    sqlite3_bind_text(s, i++, e->key, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, i++, e->kind);
+    sqlite3_bind_int64(s, i++, e->account_id);
+    sqlite3_bind_int64(s, i++, e->amount);
+    sqlite3_bind_int64(s, i++, e->delta);
+    sqlite3_bind_int64(s, i++, e->held_delta);
+    sqlite3_bind_int64(s, i++, e->uncollected);
+    sqlite3_bind_int64(s, i++, e->balance_after);
+    sqlite3_bind_int64(s, i++, e->held_after);
+    sqlite3_bind_int64(s, i++, e->hold_id);
+    sqlite3_bind_int64(s, i++, e->ttl_ms);
+    sqlite3_bind_int64(s, i++, e->created_ms);
+    sqlite3_bind_text(s, i++, e->prompt_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, i++, e->node_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, i++, e->node_class, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, i++, e->model, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, i++, e->tokens_in);
+    sqlite3_bind_int64(s, i++, e->tokens_out);
+    sqlite3_bind_int64(s, i++, e->images);
+    sqlite3_bind_int64(s, i++, e->seconds_ms);
+    sqlite3_bind_text(s, i++, e->currency, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, i++, e->amount_minor);
+    sqlite3_bind_text(s, i++, e->method, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, i++, e->external_ref, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, i++, e->note, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) return sq_err(c->db, err, "insert entry");
+    e->id = sqlite3_last_insert_rowid(c->db);
+    return CC_OK;
+}
+
+/* History statements differ by which filters are present; each shape is
+** prepared when first needed (the last one is cached: pages of one listing
+** share a shape). */
+static cc_rc sq_history(cc_conn *b, const cc_history_query *q, cc_entry *out, int *n_out,
+                        cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    CC_ASSERT(q->limit >= 1 && q->limit <= CC_HISTORY_PAGE_MAX);
+    unsigned shape = (q->before_id > 0) | (q->kinds_mask ? 2u : 0u) | (q->since_ms ? 4u : 0u) |
+                     (q->until_ms ? 8u : 0u) | 16u;
+    if (c->history_shape != shape) {
+        char sql[512];
+        int n = snprintf(sql, sizeof sql, "SELECT " ENTRY_COLS " FROM entries WHERE account_id = ?1%s%s%s%s"
+                         " ORDER BY id DESC LIMIT ?6",
+                         (shape & 1) ? " AND id < ?2" : "",
+                         (shape & 2) ? " AND ((1 << kind) & ?3) != 0" : "",
+                         (shape & 4) ? " AND created_ms >= ?4" : "",
+                         (shape & 8) ? " AND created_ms < ?5" : "");
+        CC_ASSERT(n > 0 && (size_t)n < sizeof sql);
+        sqlite3_finalize(c->history);
+        c->history = NULL;
+        c->history_shape = 0;
+        if (sqlite3_prepare_v2(c->db, sql, -1, &c->history, NULL) != SQLITE_OK)
+            return sq_err(c->db, err, "prepare history");
+        c->history_shape = shape;
+    }
+    sqlite3_stmt *s = c->history;
+    sqlite3_bind_int64(s, 1, q->account_id);
+    if (shape & 1) sqlite3_bind_int64(s, 2, q->before_id);
+    if (shape & 2) sqlite3_bind_int64(s, 3, (sqlite3_int64)q->kinds_mask);
+    if (shape & 4) sqlite3_bind_int64(s, 4, q->since_ms);
+    if (shape & 8) sqlite3_bind_int64(s, 5, q->until_ms);
+    sqlite3_bind_int(s, 6, q->limit);
+    int n = 0, rc = SQLITE_DONE;
+    while (n < q->limit && (rc = sqlite3_step(s)) == SQLITE_ROW) read_entry(s, &out[n++]);
+    if (n == q->limit) rc = SQLITE_DONE;
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) return sq_err(c->db, err, "history");
+    *n_out = n;
+    return CC_OK;
+}
+
+static cc_rc sq_hold_get(cc_conn *b, int64_t id, cc_hold *out, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_HOLD_GET);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    cc_rc r = CC_OK;
+    if (rc == SQLITE_ROW) read_hold(s, out);
+    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "hold_id", "no hold with id %lld", (long long)id);
+    else r = sq_err(c->db, err, "get hold");
+    sqlite3_reset(s);
+    return r;
+}
+
+static cc_rc sq_hold_insert(cc_conn *b, const cc_hold *h, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_HOLD_INSERT);
+    sqlite3_bind_int64(s, 1, h->id);
+    sqlite3_bind_int64(s, 2, h->account_id);
+    sqlite3_bind_int64(s, 3, h->amount);
+    sqlite3_bind_int(s, 4, h->state);
+    sqlite3_bind_int64(s, 5, h->expires_ms);
+    sqlite3_bind_int64(s, 6, h->resolved_by);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return sq_err(c->db, err, "insert hold");
+    return CC_OK;
+}
+
+static cc_rc sq_hold_resolve(cc_conn *b, int64_t id, int state, int64_t by_entry, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_HOLD_RESOLVE);
+    sqlite3_bind_int(s, 1, state);
+    sqlite3_bind_int64(s, 2, by_entry);
+    sqlite3_bind_int64(s, 3, id);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return sq_err(c->db, err, "resolve hold");
+    /* The WHERE state = 0 makes "resolves at most once" hold in storage too. */
+    if (sqlite3_changes(c->db) != 1)
+        return cc_fail(err, CC_ERR_STATE, "hold_id", "hold %lld is not open", (long long)id);
+    return CC_OK;
+}
+
+static cc_rc sq_holds_due(cc_conn *b, int64_t now_ms, int limit, int64_t *ids, int *n_out,
+                          cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_HOLDS_DUE);
+    sqlite3_bind_int64(s, 1, now_ms);
+    sqlite3_bind_int(s, 2, limit);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < limit) ids[n++] = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sq_err(c->db, err, "due holds");
+    *n_out = n;
+    return CC_OK;
+}
+
+static cc_rc sq_scan_accounts(cc_conn *b, cc_account_cb cb, void *ctx, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_SCAN_ACC);
+    cc_account a;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        read_account(s, &a);
+        if (cb(ctx, &a)) { rc = SQLITE_DONE; break; }
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? CC_OK : sq_err(c->db, err, "scan accounts");
+}
+
+static cc_rc sq_scan_entries(cc_conn *b, cc_entry_cb cb, void *ctx, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_SCAN_ENT);
+    cc_entry *e = malloc(sizeof *e);
+    if (!e) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        read_entry(s, e);
+        if (cb(ctx, e)) { rc = SQLITE_DONE; break; }
+    }
+    sqlite3_reset(s);
+    free(e);
+    return rc == SQLITE_DONE ? CC_OK : sq_err(c->db, err, "scan entries");
+}
+
+static cc_rc sq_scan_holds(cc_conn *b, cc_hold_cb cb, void *ctx, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_SCAN_HOLD);
+    cc_hold h;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        read_hold(s, &h);
+        if (cb(ctx, &h)) { rc = SQLITE_DONE; break; }
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? CC_OK : sq_err(c->db, err, "scan holds");
+}
+
+static const cc_conn_vtab SQ_CONN_VTAB = {
+    .close = sq_close,
+    .begin_write = sq_begin_write,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .begin_read = sq_begin_read,
+    .end_read = sq_end_read,
+    .account_insert = sq_account_insert,
+    .account_get = sq_account_get,
+    .account_by_email = sq_account_by_email,
+    .account_update = sq_account_update,
+    .account_list = sq_account_list,
+    .entry_by_key = sq_entry_by_key,
+    .entry_get = sq_entry_get,
+    .entry_insert = sq_entry_insert,
+    .history = sq_history,
+    .hold_get = sq_hold_get,
+    .hold_insert = sq_hold_insert,
+    .hold_resolve = sq_hold_resolve,
+    .holds_due = sq_holds_due,
+    .scan_accounts = sq_scan_accounts,
+    .scan_entries = sq_scan_entries,
+    .scan_holds = sq_scan_holds,
+};
+
+static cc_rc sq_connect(cc_store *base, int writer, cc_conn **out, cc_error *err) {
+    sq_store *st = (sq_store *)base;
+    sq_conn *c = calloc(1, sizeof *c);
+    if (!c) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    c->base.v = &SQ_CONN_VTAB;
+    /* NOMUTEX: the ledger guarantees one thread per connection at a time. */
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(st->path, &c->db, flags, NULL) != SQLITE_OK) {
+        cc_rc r = cc_fail(err, CC_ERR_STORAGE, "path", "cannot open database '%s': %s", st->path,
+                          c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        sq_close(&c->base);
+        return r;
+    }
+    sqlite3_busy_timeout(c->db, st->busy_timeout_ms);
+    sqlite3_extended_result_codes(c->db, 0);
+    char *msg = NULL;
+    const char *pragmas = writer
+        ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+        : "PRAGMA synchronous=FULL; PRAGMA query_only=ON;";
+    if (sqlite3_exec(c->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
+        cc_rc r = cc_fail(err, CC_ERR_STORAGE, "path", "cannot configure database '%s': %s",
+                          st->path, msg ? msg : "?");
+        sqlite3_free(msg);
+        sq_close(&c->base);
+        return r;
+    }
+    if (writer && sqlite3_exec(c->db, SCHEMA_SQL, NULL, NULL, &msg) != SQLITE_OK) {
+        cc_rc r = cc_fail(err, CC_ERR_STORAGE, "path", "cannot create schema in '%s': %s",
+                          st->path, msg ? msg : "?");
+        sqlite3_free(msg);
+        sq_close(&c->base);
+        return r;
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(c->db, STMT_SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i],
+                               NULL) != SQLITE_OK) {
+            cc_rc r = cc_fail(err, CC_ERR_STORAGE, "path",
+                              "database '%s' is not a comfy-credits ledger (%s)", st->path,
+                              sqlite3_errmsg(c->db));
+            sq_close(&c->base);
+            return r;
+        }
+    }
+    *out = &c->base;
+    return CC_OK;
+}
+
+static void sq_store_close(cc_store *base) {
+    sq_store *st = (sq_store *)base;
+    if (!st) return;
+    free(st->path);
+    free(st);
+}
+
+static const cc_store_vtab SQ_STORE_VTAB = {.connect = sq_connect, .close = sq_store_close};
+
+cc_rc cc_store_sqlite_open(const char *path, int busy_timeout_ms, cc_store **out, cc_error *err) {
+    *out = NULL;
+    if (!path || !*path) return cc_fail(err, CC_ERR_INVALID, "path", "database path is empty");
+    if (strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0)
+        return cc_fail(err, CC_ERR_INVALID, "path",
+                       "database path must be a file (the ledger uses several connections)");
+    if (busy_timeout_ms < 0 || busy_timeout_ms > 600000)
+        return cc_fail(err, CC_ERR_INVALID, "busy_timeout_ms", "busy timeout must be 0..600000 ms");
+    if (!sqlite3_threadsafe())
+        return cc_fail(err, CC_ERR_STORAGE, "", "SQLite was built without thread support");
+    sq_store *st = calloc(1, sizeof *st);
+    if (!st) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    st->path = strdup(path);
+    if (!st->path) { free(st); return cc_fail(err, CC_ERR_NOMEM, "", "out of memory"); }
+    st->busy_timeout_ms = busy_timeout_ms;
+    st->base.v = &SQ_STORE_VTAB;
+    *out = &st->base;
+    return CC_OK;
+}

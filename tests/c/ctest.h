@@ -1,0 +1,61 @@
+/*
+** ctest.h — the smallest test runner that CI can read.
+**
+** Each test is a void function; RUN(fn) executes it and counts it as passed
+** when no CHECK inside failed. main() prints "N passed, N failed" as its last
+** line and exits non-zero on any failure.
+*/
+#ifndef CTEST_H
+#define CTEST_H
+
+#include <stdio.h>
+#include <string.h>
+#include <stdint.h>
+
+extern int ct_passed, ct_failed, ct_cur_failed;
+extern const char *ct_cur_name;
+
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "FAIL %s:%d [%s] %s\n", __FILE__, __LINE__,        \
+                    ct_cur_name, #cond);                                       \
+            ct_cur_failed = 1;                                                 \
+        }                                                                      \
+    } while (0)
+
+#define CHECK_EQ_I64(a, b)                                                     \
+    do {                                                                       \
+        long long ct_a = (long long)(a), ct_b = (long long)(b);                \
+        if (ct_a != ct_b) {                                                    \
+            fprintf(stderr, "FAIL %s:%d [%s] %s == %s (%lld != %lld)\n",       \
+                    __FILE__, __LINE__, ct_cur_name, #a, #b, ct_a, ct_b);      \
+            ct_cur_failed = 1;                                                 \
+        }                                                                      \
+    } while (0)
+
+#define CHECK_STR(a, b)                                                        \
+    do {                                                                       \
+        const char *ct_a = (a), *ct_b = (b);                                   \
+        if (!ct_a || !ct_b || strcmp(ct_a, ct_b) != 0) {                       \
+            fprintf(stderr, "FAIL %s:%d [%s] %s == \"%s\" (got \"%s\")\n",     \
+                    __FILE__, __LINE__, ct_cur_name, #a, ct_b ? ct_b : "(null)", \
+                    ct_a ? ct_a : "(null)");                                   \
+            ct_cur_failed = 1;                                                 \
+        }                                                                      \
+    } while (0)
+
+#define RUN(fn)                                                                \
+    do {                                                                       \
+        ct_cur_name = #fn;                                                     \
+        ct_cur_failed = 0;                                                     \
+        fn();                                                                  \
+        if (ct_cur_failed) ct_failed++; else ct_passed++;                      \
+    } while (0)
+
+/* Suites, one per tested concept; each is defined in its test_*.c file. */
+void suite_money(void);
+void suite_pricing(void);
+void suite_ledger(void);
+
+#endif

@@ -1,0 +1,489 @@
+/* test_ledger.c — the ledger's rules, idempotency, concurrency and verify. */
+#include "ctest.h"
+#include "ledger.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define C(n) ((int64_t)(n) * CC_MICRO)
+
+static char tmpdir[256];
+static int dbseq;
+
+static cc_ledger *fresh(void) {
+    if (!tmpdir[0]) {
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/cc-ctest-XXXXXX");
+        CHECK(mkdtemp(tmpdir) != NULL);
+    }
+    char path[300];
+    snprintf(path, sizeof path, "%s/l%d.db", tmpdir, dbseq++);
+    cc_store *s;
+    cc_ledger *l = NULL;
+    cc_error e;
+    CHECK(cc_store_sqlite_open(path, 5000, &s, &e) == CC_OK);
+    CHECK(cc_ledger_open(s, 4, &l, &e) == CC_OK);
+    return l;
+}
+
+static int64_t mkacct(cc_ledger *l, const char *email) {
+    cc_op op;
+    cc_result r;
+    cc_op_init(&op, CC_OP_ACCOUNT_CREATE);
+    op.email = email;
+    op.display_name = "Test";
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    return r.account_id;
+}
+
+static cc_rc grant(cc_ledger *l, const char *key, int64_t acct, int64_t amount, cc_result *r) {
+    cc_op op;
+    cc_op_init(&op, CC_OP_GRANT);
+    op.key = key;
+    op.account_id = acct;
+    op.amount = amount;
+    op.note = "promo";
+    return cc_ledger_execute1(l, &op, r);
+}
+
+static cc_rc hold(cc_ledger *l, const char *key, int64_t acct, int64_t amount, cc_result *r) {
+    cc_op op;
+    cc_op_init(&op, CC_OP_HOLD);
+    op.key = key;
+    op.account_id = acct;
+    op.amount = amount;
+    op.ttl_ms = 60000;
+    op.ctx.prompt_id = "p1";
+    op.ctx.node_id = "7";
+    op.ctx.node_class = "OpenAIDalle3";
+    op.ctx.model = "dall-e-3";
+    return cc_ledger_execute1(l, &op, r);
+}
+
+static cc_rc settle(cc_ledger *l, const char *key, int64_t hold_id, int64_t cost, cc_result *r) {
+    cc_op op;
+    cc_op_init(&op, CC_OP_SETTLE);
+    op.key = key;
+    op.hold_id = hold_id;
+    op.amount = cost;
+    op.usage.tokens_in = 10;
+    op.usage.tokens_out = 20;
+    return cc_ledger_execute1(l, &op, r);
+}
+
+static cc_rc voidh(cc_ledger *l, const char *key, int64_t hold_id, cc_result *r) {
+    cc_op op;
+    cc_op_init(&op, CC_OP_VOID);
+    op.key = key;
+    op.hold_id = hold_id;
+    op.note = "cancelled";
+    return cc_ledger_execute1(l, &op, r);
+}
+
+static int verify_quiet;
+
+static int verify_ok(cc_ledger *l) {
+    char *probs[16];
+    int n = -1;
+    cc_verify_stats st;
+    cc_error e;
+    if (cc_ledger_verify(l, probs, 16, &n, &st, &e) != CC_OK) return 0;
+    for (int i = 0; i < n; i++) {
+        if (!verify_quiet) fprintf(stderr, "  verify: %s\n", probs[i]);
+        free(probs[i]);
+    }
+    return n == 0;
+}
+
+static void accounts(void) {
+    cc_ledger *l = fresh();
+    int64_t a = mkacct(l, "Ann@Example.com");
+    CHECK(a > 0);
+    cc_op op;
+    cc_result r;
+    cc_op_init(&op, CC_OP_ACCOUNT_CREATE);
+    op.email = "ann@example.COM";   /* case-insensitive unique */
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_EXISTS);
+    CHECK_STR(r.err.field, "email");
+    op.email = "not-an-email";
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_INVALID);
+    op.email = "a@b";
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_INVALID);
+    cc_account acc;
+    cc_error e;
+    CHECK(cc_ledger_account_by_email(l, "ANN@example.com", &acc, &e) == CC_OK);
+    CHECK_EQ_I64(acc.id, a);
+    CHECK(acc.active == 1 && acc.role == CC_ROLE_USER);
+    CHECK(cc_ledger_account(l, 999, &acc, &e) == CC_ERR_NOT_FOUND);
+    cc_op_init(&op, CC_OP_ACCOUNT_UPDATE);
+    op.account_id = a;
+    op.active = 0;
+    op.role = CC_ROLE_ADMIN;
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    CHECK(cc_ledger_account(l, a, &acc, &e) == CC_OK);
+    CHECK(acc.active == 0 && acc.role == CC_ROLE_ADMIN);
+    CHECK_STR(acc.display_name, "Test");
+    cc_ledger_close(l);
+}
+
+static void idempotency(void) {
+    cc_ledger *l = fresh();
+    int64_t a = mkacct(l, "b@example.com");
+    cc_result r, r2;
+    CHECK(grant(l, "g1", a, C(10), &r) == CC_OK);
+    CHECK(!r.replayed);
+    CHECK_EQ_I64(r.balance_after, C(10));
+    CHECK(grant(l, "g1", a, C(10), &r2) == CC_OK);
+    CHECK(r2.replayed);
+    CHECK_EQ_I64(r2.entry_id, r.entry_id);
+    CHECK_EQ_I64(r2.balance_after, C(10));
+    /* Same key, different amount: names the field, changes nothing. */
+    CHECK(grant(l, "g1", a, C(11), &r2) == CC_ERR_CONFLICT);
+    CHECK_STR(r2.err.field, "amount");
+    /* Same key for a different kind of operation. */
+    CHECK(hold(l, "g1", a, C(1), &r2) == CC_ERR_CONFLICT);
+    CHECK_STR(r2.err.field, "kind");
+    cc_account acc;
+    cc_error e;
+    CHECK(cc_ledger_account(l, a, &acc, &e) == CC_OK);
+    CHECK_EQ_I64(acc.balance, C(10));
+    CHECK_EQ_I64(acc.granted_total, C(10));
+    /* A hold replayed with other context fields conflicts on that field. */
+    CHECK(hold(l, "h1", a, C(2), &r) == CC_OK);
+    cc_op op;
+    cc_op_init(&op, CC_OP_HOLD);
+    op.key = "h1"; op.account_id = a; op.amount = C(2); op.ttl_ms = 60000;
+    op.ctx.prompt_id = "p1"; op.ctx.node_id = "8"; op.ctx.node_class = "OpenAIDalle3"; op.ctx.model = "dall-e-3";
+    CHECK(cc_ledger_execute1(l, &op, &r2) == CC_ERR_CONFLICT);
+    CHECK_STR(r2.err.field, "node_id");
+    /* Settle replay returns the original, even after the hold resolved. */
+    CHECK(settle(l, "s1", r.hold_id, C(1), &r2) == CC_OK);
+    cc_result r3;
+    CHECK(settle(l, "s1", r.hold_id, C(1), &r3) == CC_OK);
+    CHECK(r3.replayed && r3.entry_id == r2.entry_id && r3.balance_after == C(9));
+    CHECK(settle(l, "s1", r.hold_id, C(2), &r3) == CC_ERR_CONFLICT);
+    CHECK_STR(r3.err.field, "amount");
+    /* Purchase: reference mismatch named. */
+    cc_op_init(&op, CC_OP_PURCHASE);
+    op.key = "cs_1"; op.account_id = a; op.amount = C(211); op.currency = "usd";
+    op.amount_minor = 100; op.method = "card"; op.external_ref = "cs_1";
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    CHECK(cc_ledger_execute1(l, &op, &r2) == CC_OK && r2.replayed);
+    op.method = "alipay";
+    CHECK(cc_ledger_execute1(l, &op, &r2) == CC_ERR_CONFLICT);
+    CHECK_STR(r2.err.field, "method");
+    CHECK(cc_ledger_account(l, a, &acc, &e) == CC_OK);
+    CHECK_EQ_I64(acc.paid_total, C(211));
+    CHECK_EQ_I64(acc.balance, C(9) + C(211));
+    /* A failed op records nothing: the same key may succeed later. */
+    CHECK(hold(l, "big", a, C(100000), &r) == CC_ERR_INSUFFICIENT);
+    CHECK(hold(l, "big", a, C(5), &r) == CC_OK && !r.replayed);
+    CHECK(verify_ok(l));
+    cc_ledger_close(l);
+}
+
+static void holds(void) {
+    cc_ledger *l = fresh();
+    int64_t a = mkacct(l, "c@example.com");
+    cc_result r, h1, h2;
+    cc_error e;
+    cc_account acc;
+    /* Balance 0: no hold, whatever the amount. */
+    CHECK(hold(l, "h0", a, 1, &r) == CC_ERR_INSUFFICIENT);
+    CHECK(grant(l, "g", a, C(10), &r) == CC_OK);
+    CHECK(hold(l, "h1", a, C(6), &h1) == CC_OK);
+    CHECK_EQ_I64(h1.held_after, C(6));
+    CHECK_EQ_I64(h1.balance_after, C(10));
+    /* Available is 4: a hold of 5 is refused, 4 fits. */
+    CHECK(hold(l, "h2", a, C(5), &r) == CC_ERR_INSUFFICIENT);
+    CHECK(strstr(r.err.message, "needs 5.000000, available 4.000000") != NULL);
+    CHECK(hold(l, "h2", a, C(4), &h2) == CC_OK);
+    /* Settle below the hold returns the rest. */
+    CHECK(settle(l, "s1", h1.hold_id, C(2), &r) == CC_OK);
+    CHECK_EQ_I64(r.delta, -C(2));
+    CHECK_EQ_I64(r.balance_after, C(8));
+    CHECK_EQ_I64(r.held_after, C(4));
+    /* A hold resolves at most once. */
+    CHECK(settle(l, "s1b", h1.hold_id, C(1), &r) == CC_ERR_STATE);
+    CHECK(voidh(l, "v1", h1.hold_id, &r) == CC_ERR_STATE);
+    CHECK(strstr(r.err.message, "settled") != NULL);
+    /* Void releases everything. */
+    CHECK(voidh(l, "v2", h2.hold_id, &r) == CC_OK);
+    CHECK_EQ_I64(r.delta, 0);
+    CHECK_EQ_I64(r.held_after, 0);
+    CHECK_EQ_I64(r.balance_after, C(8));
+    CHECK(settle(l, "s2", h2.hold_id, C(1), &r) == CC_ERR_STATE);
+    /* Unknown hold. */
+    CHECK(settle(l, "s3", 424242, C(1), &r) == CC_ERR_NOT_FOUND);
+    /* Settle above the hold: charged from unreserved credits, never below 0. */
+    CHECK(hold(l, "h3", a, C(3), &h1) == CC_OK);   /* held 3 of 8 */
+    CHECK(hold(l, "h4", a, C(4), &h2) == CC_OK);   /* held 7 of 8, available 1 */
+    CHECK(settle(l, "s4", h1.hold_id, C(10), &r) == CC_OK);
+    /* collectable = hold 3 + available 1 = 4; uncollected 6 */
+    CHECK_EQ_I64(r.delta, -C(4));
+    CHECK_EQ_I64(r.uncollected, C(6));
+    CHECK_EQ_I64(r.balance_after, C(4));
+    CHECK_EQ_I64(r.held_after, C(4));
+    CHECK(settle(l, "s5", h2.hold_id, C(4) + 1, &r) == CC_OK);
+    CHECK_EQ_I64(r.balance_after, 0);
+    CHECK_EQ_I64(r.uncollected, 1);
+    CHECK(cc_ledger_account(l, a, &acc, &e) == CC_OK);
+    CHECK_EQ_I64(acc.balance, 0);
+    CHECK_EQ_I64(acc.spent_total, C(10));
+    CHECK_EQ_I64(acc.uncollected_total, C(6) + 1);
+    /* Balance is 0: the next hold is refused. */
+    CHECK(hold(l, "h5", a, 1, &r) == CC_ERR_INSUFFICIENT);
+    /* Settle with cost 0 is a free run. */
+    CHECK(grant(l, "g2", a, C(1), &r) == CC_OK);
+    CHECK(hold(l, "h6", a, C(1), &h1) == CC_OK);
+    CHECK(settle(l, "s6", h1.hold_id, 0, &r) == CC_OK);
+    CHECK_EQ_I64(r.balance_after, C(1));
+    /* Disabled accounts cannot hold. */
+    cc_op op;
+    cc_op_init(&op, CC_OP_ACCOUNT_UPDATE);
+    op.account_id = a;
+    op.active = 0;
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    CHECK(hold(l, "h7", a, 1, &r) == CC_ERR_STATE);
+    CHECK(verify_ok(l));
+    cc_ledger_close(l);
+}
+
+static void expiry(void) {
+    cc_ledger *l = fresh();
+    int64_t a = mkacct(l, "d@example.com");
+    cc_result r, h1, h2;
+    CHECK(grant(l, "g", a, C(10), &r) == CC_OK);
+    CHECK(hold(l, "h1", a, C(2), &h1) == CC_OK);
+    CHECK(hold(l, "h2", a, C(3), &h2) == CC_OK);
+    cc_op op;
+    cc_op_init(&op, CC_OP_EXPIRE);
+    op.now_ms = cc_now_ms();        /* nothing due yet (ttl 60 s) */
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    CHECK_EQ_I64(r.count, 0);
+    op.now_ms = cc_now_ms() + 61000;
+    op.limit = 1;                   /* limits are honoured */
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    CHECK_EQ_I64(r.count, 1);
+    op.limit = 0;
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    CHECK_EQ_I64(r.count, 1);
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    CHECK_EQ_I64(r.count, 0);
+    CHECK(settle(l, "late", h1.hold_id, C(1), &r) == CC_ERR_STATE);
+    CHECK(strstr(r.err.message, "expired") != NULL);
+    cc_hold h;
+    cc_error e;
+    CHECK(cc_ledger_hold(l, h2.hold_id, &h, &e) == CC_OK);
+    CHECK(h.state == CC_HOLD_EXPIRED);
+    cc_account acc;
+    CHECK(cc_ledger_account(l, a, &acc, &e) == CC_OK);
+    CHECK_EQ_I64(acc.held, 0);
+    CHECK_EQ_I64(acc.balance, C(10));
+    /* Caller keys may not impersonate expiry entries. */
+    CHECK(voidh(l, "expire:1", h1.hold_id, &r) == CC_ERR_INVALID);
+    CHECK(verify_ok(l));
+    cc_ledger_close(l);
+}
+
+static void bad_input(void) {
+    cc_ledger *l = fresh();
+    int64_t a = mkacct(l, "e@example.com");
+    cc_result r;
+    CHECK(grant(l, "n", a, -5, &r) == CC_ERR_INVALID); CHECK_STR(r.err.field, "amount");
+    CHECK(grant(l, "z", a, 0, &r) == CC_ERR_INVALID);
+    CHECK(grant(l, "m", a, INT64_MAX, &r) == CC_ERR_INVALID);
+    CHECK(grant(l, "m2", a, CC_AMOUNT_MAX, &r) == CC_OK);
+    /* Many max grants hit the balance limit instead of overflowing. */
+    int limited = 0;
+    for (int i = 0; i < 1100 && !limited; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "mx%d", i);
+        cc_rc rc = grant(l, k, a, CC_AMOUNT_MAX, &r);
+        if (rc == CC_ERR_LIMIT) limited = 1; else CHECK(rc == CC_OK);
+    }
+    CHECK(limited);
+    CHECK(grant(l, "u", 9999, C(1), &r) == CC_ERR_NOT_FOUND);
+    CHECK(grant(l, "", a, C(1), &r) == CC_ERR_INVALID); CHECK_STR(r.err.field, "key");
+    CHECK(grant(l, NULL, a, C(1), &r) == CC_ERR_INVALID);
+    CHECK(grant(l, "has space", a, C(1), &r) == CC_ERR_INVALID);
+    char longkey[300];
+    memset(longkey, 'k', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = 0;
+    CHECK(grant(l, longkey, a, C(1), &r) == CC_ERR_INVALID);
+    CHECK(grant(l, "acct0", 0, C(1), &r) == CC_ERR_INVALID); CHECK_STR(r.err.field, "account_id");
+    CHECK(hold(l, "hneg", a, -1, &r) == CC_ERR_INVALID);
+    CHECK(settle(l, "sneg", 1, -1, &r) == CC_ERR_INVALID);
+    cc_op op;
+    cc_op_init(&op, CC_OP_HOLD);
+    op.key = "ttl"; op.account_id = a; op.amount = 1; op.ttl_ms = 0;
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_INVALID); CHECK_STR(r.err.field, "ttl_ms");
+    cc_op_init(&op, CC_OP_PURCHASE);
+    op.key = "p"; op.account_id = a; op.amount = C(1); op.currency = "USD"; op.amount_minor = 1;
+    op.method = "card"; op.external_ref = "x";
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_INVALID); CHECK_STR(r.err.field, "currency");
+    op.kind = (cc_op_kind)99;
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_INVALID); CHECK_STR(r.err.field, "kind");
+    cc_error e;
+    CHECK(cc_ledger_execute(l, &op, 0, &r, &e) == CC_ERR_INVALID);
+    cc_history_query q = {.account_id = a, .limit = 0};
+    cc_entry ent[2];
+    int n;
+    int64_t next;
+    CHECK(cc_ledger_history(l, &q, ent, &n, &next, &e) == CC_ERR_INVALID);
+    q.limit = 2; q.kinds_mask = 1u << 9;
+    CHECK(cc_ledger_history(l, &q, ent, &n, &next, &e) == CC_ERR_INVALID);
+    CHECK(verify_ok(l));
+    cc_ledger_close(l);
+}
+
+static void history(void) {
+    cc_ledger *l = fresh();
+    int64_t a = mkacct(l, "f@example.com"), b = mkacct(l, "g@example.com");
+    cc_result r, h;
+    CHECK(grant(l, "g", a, C(100), &r) == CC_OK);
+    CHECK(grant(l, "gb", b, C(5), &r) == CC_OK);
+    for (int i = 0; i < 10; i++) {
+        char k[32], s[32];
+        snprintf(k, sizeof k, "h%d", i);
+        snprintf(s, sizeof s, "s%d", i);
+        CHECK(hold(l, k, a, C(2), &h) == CC_OK);
+        CHECK(settle(l, s, h.hold_id, C(1), &r) == CC_OK);
+    }
+    cc_history_query q = {.account_id = a, .limit = 7};
+    cc_entry ent[7];
+    int n, total = 0;
+    int64_t next, prev = INT64_MAX;
+    cc_error e;
+    do {
+        CHECK(cc_ledger_history(l, &q, ent, &n, &next, &e) == CC_OK);
+        for (int i = 0; i < n; i++) {
+            CHECK(ent[i].id < prev);     /* newest first, no repeats */
+            CHECK(ent[i].account_id == a);
+            prev = ent[i].id;
+        }
+        total += n;
+        q.before_id = next;
+    } while (next);
+    CHECK_EQ_I64(total, 21);
+    /* The newest entry is the last settle: balance after 90, model from hold. */
+    q.before_id = 0; q.limit = 1;
+    CHECK(cc_ledger_history(l, &q, ent, &n, &next, &e) == CC_OK);
+    CHECK(n == 1 && ent[0].kind == CC_KIND_SETTLE);
+    CHECK_EQ_I64(ent[0].balance_after, C(90));
+    CHECK_STR(ent[0].model, "dall-e-3");
+    CHECK_STR(ent[0].node_class, "OpenAIDalle3");
+    CHECK_EQ_I64(ent[0].tokens_out, 20);
+    q.kinds_mask = 1u << CC_KIND_GRANT; q.limit = 5;
+    CHECK(cc_ledger_history(l, &q, ent, &n, &next, &e) == CC_OK);
+    CHECK(n == 1 && ent[0].kind == CC_KIND_GRANT && next == 0);
+    q.kinds_mask = 0; q.since_ms = cc_now_ms() + 100000;
+    CHECK(cc_ledger_history(l, &q, ent, &n, &next, &e) == CC_OK);
+    CHECK(n == 0);
+    cc_ledger_close(l);
+}
+
+/* 1,000 holds of 1 credit race on a balance of exactly 50 from 8 threads. */
+#define RACE_THREADS 8
+#define RACE_HOLDS 1000
+typedef struct race { cc_ledger *l; int64_t acct; int tid; int ok; int64_t ids[RACE_HOLDS]; } race;
+
+static void *race_main(void *p) {
+    race *r = p;
+    for (int i = r->tid; i < RACE_HOLDS; i += RACE_THREADS) {
+        char k[32];
+        snprintf(k, sizeof k, "race-%d", i);
+        cc_result res;
+        cc_rc rc = hold(r->l, k, r->acct, C(1), &res);
+        if (rc == CC_OK) r->ids[r->ok++] = res.hold_id;
+        else if (rc != CC_ERR_INSUFFICIENT) fprintf(stderr, "race: %s\n", res.err.message);
+    }
+    return NULL;
+}
+
+static void race_exact(void) {
+    cc_ledger *l = fresh();
+    int64_t a = mkacct(l, "race@example.com");
+    cc_result r;
+    CHECK(grant(l, "g", a, C(50), &r) == CC_OK);
+    static race rs[RACE_THREADS];
+    pthread_t th[RACE_THREADS];
+    for (int t = 0; t < RACE_THREADS; t++) {
+        memset(&rs[t], 0, sizeof rs[t]);
+        rs[t].l = l; rs[t].acct = a; rs[t].tid = t;
+        pthread_create(&th[t], NULL, race_main, &rs[t]);
+    }
+    int ok = 0;
+    for (int t = 0; t < RACE_THREADS; t++) { pthread_join(th[t], NULL); ok += rs[t].ok; }
+    CHECK_EQ_I64(ok, 50);
+    for (int t = 0; t < RACE_THREADS; t++)
+        for (int i = 0; i < rs[t].ok; i++) {
+            char k[40];
+            snprintf(k, sizeof k, "settle-%d-%d", t, i);
+            CHECK(settle(l, k, rs[t].ids[i], C(1), &r) == CC_OK);
+        }
+    cc_account acc;
+    cc_error e;
+    CHECK(cc_ledger_account(l, a, &acc, &e) == CC_OK);
+    CHECK_EQ_I64(acc.balance, 0);
+    CHECK_EQ_I64(acc.held, 0);
+    int64_t ops, commits;
+    cc_ledger_counters(l, &ops, &commits);
+    CHECK(commits <= ops);
+    CHECK(verify_ok(l));
+    cc_ledger_close(l);
+}
+
+static void batch_semantics(void) {
+    cc_ledger *l = fresh();
+    int64_t a = mkacct(l, "batch@example.com");
+    cc_op ops[4];
+    cc_result res[4];
+    cc_error e;
+    cc_op_init(&ops[0], CC_OP_GRANT); ops[0].key = "bg"; ops[0].account_id = a; ops[0].amount = C(3);
+    cc_op_init(&ops[1], CC_OP_HOLD); ops[1].key = "bh"; ops[1].account_id = a; ops[1].amount = C(5); ops[1].ttl_ms = 1000;
+    cc_op_init(&ops[2], CC_OP_HOLD); ops[2].key = "bh2"; ops[2].account_id = a; ops[2].amount = C(3); ops[2].ttl_ms = 1000;
+    cc_op_init(&ops[3], CC_OP_GRANT); ops[3].key = "bg"; ops[3].account_id = a; ops[3].amount = C(3);
+    CHECK(cc_ledger_execute(l, ops, 4, res, &e) == CC_OK);
+    CHECK(res[0].rc == CC_OK && !res[0].replayed);
+    CHECK(res[1].rc == CC_ERR_INSUFFICIENT);     /* sees the grant before it: 3 < 5 */
+    CHECK(res[2].rc == CC_OK);
+    CHECK(res[3].rc == CC_OK && res[3].replayed);  /* same key in one batch */
+    CHECK(verify_ok(l));
+    cc_ledger_close(l);
+}
+
+/* Tampering with the file is caught by verify. */
+static void verify_detects(void) {
+    cc_ledger *l = fresh();
+    int64_t a = mkacct(l, "v@example.com");
+    cc_result r;
+    CHECK(grant(l, "g", a, C(5), &r) == CC_OK);
+    CHECK(verify_ok(l));
+    char path[300];
+    snprintf(path, sizeof path, "%s/l%d.db", tmpdir, dbseq - 1);
+    sqlite3 *db;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "UPDATE accounts SET balance = balance + 1, held = 0", 0, 0, 0) == SQLITE_OK);
+    /* Entries are immutable even by hand. */
+    CHECK(sqlite3_exec(db, "UPDATE entries SET delta = 0", 0, 0, 0) != SQLITE_OK);
+    CHECK(sqlite3_exec(db, "DELETE FROM entries", 0, 0, 0) != SQLITE_OK);
+    sqlite3_close(db);
+    verify_quiet = 1;
+    CHECK(!verify_ok(l));
+    verify_quiet = 0;
+    cc_ledger_close(l);
+}
+
+void suite_ledger(void) {
+    RUN(accounts);
+    RUN(idempotency);
+    RUN(holds);
+    RUN(expiry);
+    RUN(bad_input);
+    RUN(history);
+    RUN(race_exact);
+    RUN(batch_semantics);
+    RUN(verify_detects);
+}
