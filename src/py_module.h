@@ -50,6 +50,5 @@ PyObject *ccpy_invalid(ccpy_state *st, const char *field, const char *msg);
 /* Per-concept registration, called from module exec. Return 0 or -1. */
 int ccpy_pricing_init(PyObject *module, ccpy_state *st);
 int ccpy_ledger_init(PyObject *module, ccpy_state *st);
-int ccpy_money_init(PyObject *module, ccpy_state *st);
 
 #endif
