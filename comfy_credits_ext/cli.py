@@ -1,0 +1,374 @@
+"""Operator CLI: `python -m comfy_credits_ext ...` (also installed as `comfy-credits`).
+
+Commands: user add|list|disable|enable|promote, grant, balance, history,
+expire, verify, price estimate|list. Amounts are typed and shown in credits
+(exact decimals, up to 6 places); the ledger stores micro-credits.
+
+Exit codes: 0 success; 1 refused or not found (including verify problems);
+2 bad input; 4 storage error.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import sys
+import uuid
+
+from . import _core
+from . import config as config_mod
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_STORAGE = 0, 1, 2, 4
+
+
+class UsageError(Exception):
+    pass
+
+
+def credits(micro: int) -> str:
+    return _core.format_credits(micro, 2)
+
+
+def parse_credits(text: str) -> int:
+    try:
+        micro = _core.parse_credits(text.strip())
+    except _core.InvalidArgument:
+        raise UsageError(f"'{text}' is not an amount of credits (use digits and an optional "
+                         "decimal point, e.g. 500 or 12.5)") from None
+    if micro <= 0:
+        raise UsageError("the amount of credits must be positive")
+    return micro
+
+
+def parse_time_ms(text: str, name: str) -> int:
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{name}: '{text}' is not a date (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return int(t.timestamp() * 1000)
+
+
+def fmt_time(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def resolve_account(led, ref: str) -> dict:
+    if ref.isdigit():
+        return led.account(int(ref))
+    if "@" in ref:
+        return led.account_by_email(ref)
+    raise UsageError(f"'{ref}' is neither an account id nor an email address")
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def account_view(a: dict) -> dict:
+    out = dict(a)
+    for k in ("balance", "held", "available", "paid_total", "granted_total", "spent_total", "uncollected_total"):
+        out[k + "_credits"] = credits(a[k])
+    return out
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_user_add(led, args, cfg):
+    a = led.create_account(args.email, display_name=args.name or "", role="admin" if args.admin else "user")
+    if args.json:
+        print_json(account_view(a))
+    else:
+        print(f"created account {a['id']} <{a['email']}> ({a['role']})")
+    return EXIT_OK
+
+
+def cmd_user_list(led, args, cfg):
+    rows, after = [], 0
+    while True:
+        page = led.accounts(after_id=after, limit=1000)
+        rows += [a for a in page if args.all or a["active"]]
+        if len(page) < 1000:
+            break
+        after = page[-1]["id"]
+    if args.json:
+        print_json([account_view(a) for a in rows])
+        return EXIT_OK
+    if not rows:
+        print("no accounts yet: add one with `user add EMAIL`" if args.all or after == 0 and not page
+              else "no active accounts (add --all to see disabled ones)")
+        return EXIT_OK
+    print(f"{'id':>5}  {'email':<32} {'role':<6} {'status':<9} {'balance':>14} {'held':>12}")
+    for a in rows:
+        print(f"{a['id']:>5}  {a['email']:<32} {a['role']:<6} {'active' if a['active'] else 'disabled':<9} "
+              f"{credits(a['balance']):>14} {credits(a['held']):>12}")
+    return EXIT_OK
+
+
+def cmd_user_status(led, args, cfg):
+    a = resolve_account(led, args.account)
+    if args.command_user == "promote":
+        a = led.update_account(a["id"], role="admin")
+    else:
+        a = led.update_account(a["id"], active=args.command_user == "enable")
+    print(f"account {a['id']} <{a['email']}> is now {'active' if a['active'] else 'disabled'}, {a['role']}")
+    return EXIT_OK
+
+
+def cmd_grant(led, args, cfg):
+    a = resolve_account(led, args.account)
+    amount = parse_credits(args.credits)
+    key = args.key or f"grant-cli-{uuid.uuid4().hex}"
+    r = led.grant(key, a["id"], amount, note=args.note or "")
+    if args.json:
+        print_json(r | {"key": key})
+    else:
+        again = " (already applied earlier with this key)" if r["replayed"] else ""
+        print(f"granted {credits(r['amount'])} credits to {a['email']}{again}; "
+              f"balance {credits(r['balance_after'])} (key {key})")
+    return EXIT_OK
+
+
+def cmd_balance(led, args, cfg):
+    a = resolve_account(led, args.account)
+    if args.json:
+        print_json(account_view(a))
+        return EXIT_OK
+    print(f"{a['email']} (account {a['id']}{', disabled' if not a['active'] else ''})")
+    print(f"  balance      {credits(a['balance']):>14} credits")
+    print(f"  held         {credits(a['held']):>14}   (reserved by running API nodes)")
+    print(f"  available    {credits(a['available']):>14}")
+    print(f"  paid total   {credits(a['paid_total']):>14}")
+    print(f"  granted total{credits(a['granted_total']):>14}")
+    print(f"  spent total  {credits(a['spent_total']):>14}")
+    if a["uncollected_total"]:
+        print(f"  uncollected  {credits(a['uncollected_total']):>14}   (runs that cost more than was left)")
+    return EXIT_OK
+
+
+HISTORY_COLUMNS = ["id", "time", "kind", "credits", "balance_after", "held_after", "node_class", "model",
+                   "prompt_id", "node_id", "tokens_in", "tokens_out", "images", "seconds", "uncollected",
+                   "currency", "amount_minor", "method", "external_ref", "note"]
+
+
+def history_row(e: dict) -> dict:
+    amount = e["delta"] if e["kind"] in ("grant", "purchase", "settle") else e["amount"]
+    return {
+        "id": e["id"], "time": fmt_time(e["created_ms"]), "kind": e["kind"], "credits": credits(amount),
+        "balance_after": credits(e["balance_after"]), "held_after": credits(e["held_after"]),
+        "node_class": e["node_class"], "model": e["model"], "prompt_id": e["prompt_id"], "node_id": e["node_id"],
+        "tokens_in": e["tokens_in"], "tokens_out": e["tokens_out"], "images": e["images"],
+        "seconds": None if e["seconds_ms"] is None else e["seconds_ms"] / 1000,
+        "uncollected": credits(e["uncollected"]), "currency": e["currency"], "amount_minor": e["amount_minor"],
+        "method": e["method"], "external_ref": e["external_ref"], "note": e["note"],
+    }
+
+
+def cmd_history(led, args, cfg):
+    a = resolve_account(led, args.account)
+    kw = {"limit": args.limit}
+    if args.kind:
+        kw["kinds"] = args.kind
+    if args.since:
+        kw["since_ms"] = parse_time_ms(args.since, "--since")
+    if args.until:
+        kw["until_ms"] = parse_time_ms(args.until, "--until")
+    entries, cursor = [], args.cursor
+    # --all walks every page; otherwise one page.
+    while True:
+        page = led.history(a["id"], cursor=cursor, **kw)
+        entries += page["entries"]
+        cursor = page["next_cursor"]
+        if not args.all or cursor is None:
+            break
+    if args.json:
+        print_json({"account": account_view(a), "entries": entries, "next_cursor": cursor})
+    elif args.csv:
+        w = csv.DictWriter(sys.stdout, fieldnames=HISTORY_COLUMNS)
+        w.writeheader()
+        for e in entries:
+            w.writerow(history_row(e))
+    else:
+        if not entries:
+            print(f"no history for {a['email']}")
+        for e in entries:
+            r = history_row(e)
+            what = r["node_class"] or r["note"] or r["external_ref"]
+            tokens = ""
+            if e["tokens_in"] is not None or e["tokens_out"] is not None:
+                tokens = f" tokens {e['tokens_in'] or 0}/{e['tokens_out'] or 0}"
+            print(f"{r['id']:>8} {r['time']} {r['kind']:<8} {r['credits']:>12}  bal {r['balance_after']:>12}  "
+                  f"{what}{' ' + r['model'] if r['model'] else ''}{tokens}")
+        if cursor is not None:
+            print(f"more: --cursor {cursor}")
+    return EXIT_OK
+
+
+def cmd_expire(led, args, cfg):
+    n = led.expire()
+    print(f"expired {n} hold(s)")
+    return EXIT_OK
+
+
+def cmd_verify(led, args, cfg):
+    rep = led.verify()
+    if args.json:
+        print_json(rep)
+    else:
+        print(f"accounts {rep['accounts']}, entries {rep['entries']}, holds {rep['holds']} "
+              f"({rep['open_holds']} open), balances {credits(rep['balance_total'])}, "
+              f"held {credits(rep['held_total'])}")
+        if rep["ok"]:
+            print("ok: every invariant holds")
+        for p in rep["problems"]:
+            print(f"PROBLEM: {p}")
+        if rep["problems_total"] > len(rep["problems"]):
+            print(f"... and {rep['problems_total'] - len(rep['problems'])} more")
+    return EXIT_OK if rep["ok"] else EXIT_REFUSED
+
+
+def load_prices(cfg):
+    try:
+        return _core.PriceTable(cfg.price_table_text())
+    except _core.InvalidArgument as exc:
+        raise config_mod.ConfigError(f"price table {cfg.price_table}: {exc}") from None
+
+
+def cmd_price_estimate(args, cfg):
+    table = load_prices(cfg)
+    try:
+        inputs = json.loads(args.inputs)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"INPUTS_JSON is not valid JSON: {exc}") from None
+    if not isinstance(inputs, dict):
+        raise UsageError('INPUTS_JSON must be an object such as {"size": "1024x1024"}')
+    r = table.estimate(args.node_class, inputs)
+    if args.json:
+        print_json(r | {"credits": credits(r["micro"])})
+    else:
+        print(f"{args.node_class}: {credits(r['micro'])} credits (worst case, held before the run)")
+        print(f"  rule {r['rule']}{', family ' + r['family'] if r['family'] else ''}"
+              f"{', model ' + r['model'] if r['model'] else ''}")
+        if r["used_default"]:
+            print("  warning: no price rule for this node class; the operator's default price applies")
+        if r["warning"]:
+            print(f"  warning: {r['warning']}")
+    return EXIT_OK
+
+
+def cmd_price_list(args, cfg):
+    table = load_prices(cfg)
+    names = sorted(table.names())
+    if args.json:
+        print_json(names)
+    else:
+        print("\n".join(names))
+        print(f"{len(names)} node classes priced in {cfg.price_table}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m comfy_credits_ext",
+                                description="Operate the comfy-credits ledger (accounts, grants, history).")
+    p.add_argument("--db", help=f"ledger database file (env {config_mod.ENV_DB})")
+    p.add_argument("--config", help=f"config file (env {config_mod.ENV_CONFIG})")
+    p.add_argument("--comfyui-user-dir", help="ComfyUI's user directory; the ledger defaults to "
+                                              "<dir>/comfy_credits/ledger.db")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    user = sub.add_parser("user", help="manage accounts")
+    usub = user.add_subparsers(dest="command_user", required=True, metavar="ACTION")
+    ua = usub.add_parser("add", help="create an account")
+    ua.add_argument("email")
+    ua.add_argument("--name", help="display name")
+    ua.add_argument("--admin", action="store_true", help="give the account the admin role")
+    ua.add_argument("--json", action="store_true")
+    ul = usub.add_parser("list", help="list accounts")
+    ul.add_argument("--all", action="store_true", help="include disabled accounts")
+    ul.add_argument("--json", action="store_true")
+    for name, hlp in (("disable", "disable an account (it keeps its credits)"), ("enable", "re-enable an account"),
+                      ("promote", "make an account an admin")):
+        s = usub.add_parser(name, help=hlp)
+        s.add_argument("account", help="account id or email")
+
+    g = sub.add_parser("grant", help="grant promotional credits (reported apart from paid credits)")
+    g.add_argument("account", help="account id or email")
+    g.add_argument("credits", help="amount in credits, e.g. 500 or 12.5")
+    g.add_argument("--note", help="reason shown in the history")
+    g.add_argument("--key", help="idempotency key: repeating the command with the same key grants once")
+    g.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("balance", help="show an account's balance")
+    b.add_argument("account", help="account id or email")
+    b.add_argument("--json", action="store_true")
+
+    h = sub.add_parser("history", help="show an account's history, newest first")
+    h.add_argument("account", help="account id or email")
+    h.add_argument("--limit", type=int, default=50, help="entries per page (1..1000)")
+    h.add_argument("--cursor", type=int, help="continue from this cursor")
+    h.add_argument("--all", action="store_true", help="every page")
+    h.add_argument("--kind", action="append", choices=["grant", "purchase", "hold", "settle", "void", "expire"])
+    h.add_argument("--since", help="from this date (UTC), e.g. 2026-11-01")
+    h.add_argument("--until", help="before this date (UTC)")
+    fmt = h.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+
+    sub.add_parser("expire", help="release holds whose lifetime has passed")
+    v = sub.add_parser("verify", help="recompute every ledger invariant")
+    v.add_argument("--json", action="store_true")
+
+    pr = sub.add_parser("price", help="price table tools")
+    psub = pr.add_subparsers(dest="command_price", required=True, metavar="ACTION")
+    pe = psub.add_parser("estimate", help="worst-case credits for one node")
+    pe.add_argument("node_class")
+    pe.add_argument("inputs", metavar="INPUTS_JSON", help='the node\'s inputs, e.g. \'{"size": "1024x1024"}\'')
+    pe.add_argument("--json", action="store_true")
+    pl = psub.add_parser("list", help="node classes with a price rule")
+    pl.add_argument("--json", action="store_true")
+    return p
+
+
+LEDGER_COMMANDS = {"grant": cmd_grant, "balance": cmd_balance, "history": cmd_history, "expire": cmd_expire,
+                   "verify": cmd_verify}
+USER_COMMANDS = {"add": cmd_user_add, "list": cmd_user_list, "disable": cmd_user_status,
+                 "enable": cmd_user_status, "promote": cmd_user_status}
+
+
+def err(msg: str) -> None:
+    print(f"comfy-credits: error: {msg}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_mod.load(args.config, args.db, args.comfyui_user_dir)
+        if args.command == "price":
+            return {"estimate": cmd_price_estimate, "list": cmd_price_list}[args.command_price](args, cfg)
+        if getattr(args, "limit", 1) is not None and not 1 <= getattr(args, "limit", 1) <= 1000:
+            raise UsageError("--limit must be between 1 and 1000")
+        with _core.Ledger(str(cfg.database)) as led:
+            if args.command == "user":
+                return USER_COMMANDS[args.command_user](led, args, cfg)
+            return LEDGER_COMMANDS[args.command](led, args, cfg)
+    except (UsageError, config_mod.ConfigError) as exc:
+        err(str(exc))
+        return EXIT_USAGE
+    except _core.InvalidArgument as exc:
+        err(str(exc))
+        return EXIT_USAGE
+    except _core.StorageError as exc:
+        err(f"{exc} (database {getattr(locals().get('cfg'), 'database', '?')})")
+        return EXIT_STORAGE
+    except _core.CreditsError as exc:
+        err(str(exc))
+        return EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Operator configuration: one JSON file plus environment variables.
+
+Resolution order for every setting: command-line flag, environment variable,
+config file, built-in default. Secrets (upstream key, Stripe keys) are read
+only from the environment, never from the file, so the file can be shared.
+
+Config file (JSON, every key optional):
+
+    {
+      "database": "/path/to/ledger.db",
+      "price_table": "/path/to/prices.json",
+      "rates": {"usd": "211", "eur": "229.5"},
+      "hold_ttl_ms": 3600000
+    }
+
+`rates` maps an ISO currency to credits per major unit as a decimal string
+(no floats on the money path); USD defaults to 211, Comfy.org's rate.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import _core
+
+ENV_DB = "COMFY_CREDITS_DB"
+ENV_CONFIG = "COMFY_CREDITS_CONFIG"
+CONFIG_FILE_NAME = "config.json"
+DB_FILE_NAME = "ledger.db"
+DATA_DIR_NAME = "comfy_credits"  # inside ComfyUI's user directory
+
+KNOWN_KEYS = {"database", "price_table", "rates", "hold_ttl_ms"}
+HOLD_TTL_MS_DEFAULT = 60 * 60 * 1000  # one hour: longer than any API node's own timeout
+HOLD_TTL_MS_MAX = 7 * 24 * 3600 * 1000
+
+SHIPPED_PRICES = Path(__file__).with_name("prices.json")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+@dataclass
+class Config:
+    database: Path
+    price_table: Path = SHIPPED_PRICES
+    rates_micro: dict[str, int] = field(default_factory=lambda: {"usd": 211 * _core.MICRO})
+    hold_ttl_ms: int = HOLD_TTL_MS_DEFAULT
+    source: Path | None = None  # the file it came from, if any
+
+    def price_table_text(self) -> str:
+        try:
+            return self.price_table.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"price_table: cannot read {self.price_table}: {exc.strerror}") from None
+
+
+def _parse_rates(raw: object) -> dict[str, int]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError('rates: expected an object such as {"usd": "211"}')
+    rates: dict[str, int] = {}
+    for cur, value in raw.items():
+        if not isinstance(value, str):
+            raise ConfigError(f'rates.{cur}: write the rate as a decimal string, e.g. "211"')
+        try:
+            micro = _core.parse_credits(value)
+            _core.currency_exponent(cur)
+        except _core.InvalidArgument as exc:
+            raise ConfigError(f"rates.{cur}: {exc}") from None
+        if micro <= 0:
+            raise ConfigError(f"rates.{cur}: the rate must be positive")
+        rates[cur.lower()] = micro
+    if "usd" not in rates:
+        rates["usd"] = 211 * _core.MICRO
+    return rates
+
+
+def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLike | None = None,
+         comfyui_user_dir: str | os.PathLike | None = None) -> Config:
+    """Builds the configuration. `comfyui_user_dir` is ComfyUI's user directory
+    (folder_paths.get_user_directory()) when running inside ComfyUI."""
+    data_dir = Path(comfyui_user_dir) / DATA_DIR_NAME if comfyui_user_dir else None
+    path = config_path or os.environ.get(ENV_CONFIG)
+    if not path and data_dir and (data_dir / CONFIG_FILE_NAME).is_file():
+        path = data_dir / CONFIG_FILE_NAME
+    raw: dict = {}
+    source = None
+    if path:
+        source = Path(path)
+        try:
+            raw = json.loads(source.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {source}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file {source} is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {source} must contain a JSON object")
+        unknown = sorted(set(raw) - KNOWN_KEYS)
+        if unknown:
+            raise ConfigError(f"config file {source}: unknown key(s) {', '.join(unknown)}; "
+                              f"known keys are {', '.join(sorted(KNOWN_KEYS))}")
+    base = source.parent if source else Path.cwd()
+
+    db = db_path or os.environ.get(ENV_DB) or raw.get("database")
+    if db is None:
+        db = (data_dir or Path.cwd()) / DB_FILE_NAME
+    if not isinstance(db, (str, os.PathLike)) or not str(db):
+        raise ConfigError("database: expected a file path")
+    cfg = Config(database=(base / Path(db)) if not Path(db).is_absolute() else Path(db), source=source)
+
+    if "price_table" in raw:
+        if not isinstance(raw["price_table"], str):
+            raise ConfigError("price_table: expected a file path")
+        cfg.price_table = base / raw["price_table"]
+    if "rates" in raw:
+        cfg.rates_micro = _parse_rates(raw["rates"])
+    if "hold_ttl_ms" in raw:
+        ttl = raw["hold_ttl_ms"]
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1000 <= ttl <= HOLD_TTL_MS_MAX:
+            raise ConfigError(f"hold_ttl_ms: expected an integer between 1000 and {HOLD_TTL_MS_MAX}")
+        cfg.hold_ttl_ms = ttl
+    return cfg
