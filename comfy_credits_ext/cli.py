@@ -238,13 +238,13 @@ def load_prices(cfg):
 
 
 def cmd_price_estimate(args, cfg):
-    table = load_prices(cfg)
     try:
         inputs = json.loads(args.inputs)
     except json.JSONDecodeError as exc:
         raise UsageError(f"INPUTS_JSON is not valid JSON: {exc}") from None
     if not isinstance(inputs, dict):
         raise UsageError('INPUTS_JSON must be an object such as {"size": "1024x1024"}')
+    table = load_prices(cfg)
     r = table.estimate(args.node_class, inputs)
     if args.json:
         print_json(r | {"credits": credits(r["micro"])})
