@@ -9,6 +9,7 @@
 **   5. verify: every invariant recomputed from the entries
 */
 #include "ledger.h"
+#include "i64map.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -31,6 +32,12 @@ struct cc_ledger {
     struct job *head, *tail;
     int leader;                /* 1 while some thread runs a batch */
     int64_t ops_total, commits_total;
+
+    /* Writer-side caches: used only by the current leader (see section 2). */
+    i64map acct_cache;         /* account id -> acct_slot */
+    i64map hold_cache;         /* open hold id -> hold_slot */
+    int64_t *dirty;            /* ids of accounts changed in this batch */
+    int ndirty;
 
     pthread_mutex_t rmu;       /* guards the reader pool */
     pthread_cond_t rcv;
@@ -307,8 +314,109 @@ static cc_rc compare_replay(const cc_op *op, const cc_entry *e, cc_result *r) {
     return CC_OK;
 }
 
-/* Looks the key up. Returns CC_OK with *seen=1 and the result filled for a
-** replay, CC_OK with *seen=0 for a new key, or an error. */
+/* ---- writer-side caches
+**
+** Only the leader touches these (one thread at a time), inside a write
+** transaction. Accounts are read through the cache and written back once per
+** commit (flush_dirty); open holds are cached from creation to resolution so
+** settling one needs no reads. The caches are dropped whenever another
+** connection committed (data_version changed: the operator CLI in another
+** process) and after any rollback, so they never disagree with the file. */
+
+typedef struct acct_slot {
+    cc_account a;
+    int dirty;
+} acct_slot;
+
+typedef struct hold_slot {
+    cc_hold h;
+    char prompt_id[CC_CTX_ID_BYTES_MAX + 1];
+    char node_id[CC_CTX_ID_BYTES_MAX + 1];
+    char node_class[CC_CLASS_BYTES_MAX + 1];
+    char model[CC_CLASS_BYTES_MAX + 1];
+} hold_slot;
+
+static void caches_clear(cc_ledger *l) {
+    i64map_clear(&l->acct_cache, free);
+    i64map_clear(&l->hold_cache, free);
+    l->ndirty = 0;
+}
+
+static cc_rc flush_dirty(cc_ledger *l, cc_conn *c, cc_error *err) {
+    for (int i = 0; i < l->ndirty; i++) {
+        acct_slot *s = i64map_get(&l->acct_cache, l->dirty[i]);
+        CC_ASSERT(s && s->dirty);
+        cc_rc rc = c->v->account_update(c, &s->a, err);
+        if (rc != CC_OK) return rc == CC_ERR_NOT_FOUND ? cc_fail(err, CC_ERR_STORAGE, "", "account vanished") : rc;
+        s->dirty = 0;
+    }
+    l->ndirty = 0;
+    return CC_OK;
+}
+
+static cc_rc acct_load(cc_ledger *l, cc_conn *c, int64_t id, acct_slot **out, cc_error *err) {
+    acct_slot *s = i64map_get(&l->acct_cache, id);
+    if (s) { *out = s; return CC_OK; }
+    if (l->acct_cache.count >= l->acct_cache.max_items) {
+        /* Full: write back what changed, then start over (bounded memory). */
+        cc_rc rc = flush_dirty(l, c, err);
+        if (rc != CC_OK) return rc;
+        i64map_clear(&l->acct_cache, free);
+    }
+    s = malloc(sizeof *s);
+    if (!s) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    cc_rc rc = c->v->account_get(c, id, &s->a, err);
+    if (rc != CC_OK) { free(s); return rc; }
+    s->dirty = 0;
+    CC_ASSERT(i64map_put(&l->acct_cache, id, s) == 0);
+    *out = s;
+    return CC_OK;
+}
+
+static void acct_store(cc_ledger *l, acct_slot *s, const cc_account *after) {
+    CC_ASSERT(after->balance >= 0 && after->held >= 0 && after->held <= after->balance);
+    CC_ASSERT(after->balance <= CC_BALANCE_MAX);
+    s->a = *after;
+    if (!s->dirty) {
+        s->dirty = 1;
+        CC_ASSERT(l->ndirty < CC_ACCOUNT_CACHE_MAX);
+        l->dirty[l->ndirty++] = after->id;
+    }
+}
+
+/* Finds an open-or-resolved hold with its run context: cache, else the store. */
+static cc_rc hold_load(cc_ledger *l, cc_conn *c, int64_t id, hold_slot *out, int *cached, cc_error *err) {
+    hold_slot *s = i64map_get(&l->hold_cache, id);
+    if (s) { *out = *s; *cached = 1; return CC_OK; }
+    *cached = 0;
+    cc_rc rc = c->v->hold_get(c, id, &out->h, err);
+    if (rc != CC_OK) return rc;
+    cc_entry *he = malloc(sizeof *he);
+    if (!he) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    rc = c->v->entry_get(c, id, he, err);
+    if (rc == CC_OK) {
+        CC_ASSERT(he->kind == CC_KIND_HOLD && he->account_id == out->h.account_id && he->amount == out->h.amount);
+        memcpy(out->prompt_id, he->prompt_id, sizeof out->prompt_id);
+        memcpy(out->node_id, he->node_id, sizeof out->node_id);
+        memcpy(out->node_class, he->node_class, sizeof out->node_class);
+        memcpy(out->model, he->model, sizeof out->model);
+    } else if (rc == CC_ERR_NOT_FOUND) {
+        rc = cc_fail(err, CC_ERR_STORAGE, "", "hold %lld has no entry", (long long)id);
+    }
+    free(he);
+    return rc;
+}
+
+/* ---- idempotency
+**
+** The fast path inserts the entry and lets the store's unique index on the
+** key detect a repeat (CC_ERR_EXISTS): no read per operation. When the rules
+** refuse an operation, the key is looked up first, because a repeat of an
+** operation that succeeded earlier must return its original result even if
+** it could not succeed now. */
+
+/* Looks the key up. CC_OK with *seen=1: a replay, result filled. CC_OK with
+** *seen=0: a new key. Else an error (conflict, storage). */
 static cc_rc lookup_key(cc_conn *c, const cc_op *op, cc_result *r, int *seen) {
     cc_entry e;
     *seen = 0;
@@ -322,42 +430,61 @@ static cc_rc lookup_key(cc_conn *c, const cc_op *op, cc_result *r, int *seen) {
     return CC_OK;
 }
 
-static void entry_base(cc_entry *e, int kind, const cc_op *op, const cc_account *a, int64_t now) {
+/* The rules refused op with r->err: unless its key was used before, that is
+** the answer. */
+static cc_rc refuse(cc_conn *c, const cc_op *op, cc_result *r) {
+    cc_error why = r->err;
+    int seen;
+    cc_rc rc = lookup_key(c, op, r, &seen);
+    if (rc != CC_OK || seen) return rc;
+    r->err = why;
+    return why.rc;
+}
+
+/* Inserts e. *replayed=1 when the key already existed and matched (r filled
+** with the original result); a mismatch returns the conflict. */
+static cc_rc insert_entry(cc_conn *c, const cc_op *op, cc_entry *e, cc_result *r, int *replayed) {
+    *replayed = 0;
+    cc_rc rc = c->v->entry_insert(c, e, &r->err);
+    if (rc != CC_ERR_EXISTS) return rc;
+    cc_error_clear(&r->err);
+    int seen;
+    rc = lookup_key(c, op, r, &seen);
+    if (rc != CC_OK) return rc;
+    if (!seen) return cc_fail(&r->err, CC_ERR_STORAGE, "key", "key reported taken but not found");
+    *replayed = 1;
+    return CC_OK;
+}
+
+static void entry_base(cc_entry *e, int kind, const cc_op *op, int64_t account_id, int64_t now) {
     memset(e, 0, sizeof *e);
     if (op->key) set_text(e->key, sizeof e->key, op->key);
     e->kind = kind;
-    e->account_id = a->id;
+    e->account_id = account_id;
     e->created_ms = now;
     e->tokens_in = e->tokens_out = e->images = e->seconds_ms = -1;
 }
 
-/* Writes an entry and the account after it; the entry records the after
-** state, so both must be computed first. */
-static cc_rc write_entry(cc_conn *c, cc_entry *e, cc_account *a, int64_t now, cc_result *r) {
-    cc_rc rc;
-    CC_ASSERT(a->balance >= 0 && a->held >= 0 && a->held <= a->balance);
-    e->balance_after = a->balance;
-    e->held_after = a->held;
-    a->updated_ms = now;
-    if ((rc = c->v->entry_insert(c, e, &r->err)) != CC_OK) return rc;
-    if ((rc = c->v->account_update(c, a, &r->err)) != CC_OK) return rc;
-    result_from_entry(r, e, 0);
-    return CC_OK;
+static void entry_after(cc_entry *e, const cc_account *after) {
+    e->balance_after = after->balance;
+    e->held_after = after->held;
 }
 
-static cc_rc apply_credit(cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
-    int seen;
-    cc_rc rc = lookup_key(c, op, r, &seen);
-    if (rc != CC_OK || seen) return rc;
-    cc_account a;
-    if ((rc = c->v->account_get(c, op->account_id, &a, &r->err)) != CC_OK) return rc;
+static cc_rc apply_credit(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
+    acct_slot *s;
+    cc_rc rc = acct_load(l, c, op->account_id, &s, &r->err);
+    if (rc == CC_ERR_NOT_FOUND) return refuse(c, op, r);
+    if (rc != CC_OK) return rc;
+    cc_account a = s->a;
     int64_t nb;
-    if (cc_add_i64(a.balance, op->amount, &nb) || nb > CC_BALANCE_MAX)
-        return cc_fail(&r->err, CC_ERR_LIMIT, "amount", "balance would exceed %lld micro-credits",
-                       (long long)CC_BALANCE_MAX);
+    if (cc_add_i64(a.balance, op->amount, &nb) || nb > CC_BALANCE_MAX) {
+        cc_fail(&r->err, CC_ERR_LIMIT, "amount", "balance would exceed %lld micro-credits",
+                (long long)CC_BALANCE_MAX);
+        return refuse(c, op, r);
+    }
     cc_entry e;
     int kind = op->kind == CC_OP_GRANT ? CC_KIND_GRANT : CC_KIND_PURCHASE;
-    entry_base(&e, kind, op, &a, now);
+    entry_base(&e, kind, op, a.id, now);
     e.amount = op->amount;
     e.delta = op->amount;
     if (kind == CC_KIND_GRANT) {
@@ -371,33 +498,37 @@ static cc_rc apply_credit(cc_conn *c, const cc_op *op, int64_t now, cc_result *r
         a.paid_total += op->amount;
     }
     a.balance = nb;
-    return write_entry(c, &e, &a, now, r);
+    a.updated_ms = now;
+    entry_after(&e, &a);
+    int replayed;
+    if ((rc = insert_entry(c, op, &e, r, &replayed)) != CC_OK || replayed) return rc;
+    acct_store(l, s, &a);
+    result_from_entry(r, &e, 0);
+    return CC_OK;
 }
 
-static cc_rc apply_hold(cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
-    int seen;
-    cc_rc rc = lookup_key(c, op, r, &seen);
-    if (rc != CC_OK || seen) return rc;
-    cc_account a;
-    if ((rc = c->v->account_get(c, op->account_id, &a, &r->err)) != CC_OK) return rc;
-    if (!a.active)
-        return cc_fail(&r->err, CC_ERR_STATE, "account_id", "account %lld is disabled",
-                       (long long)a.id);
+static cc_rc apply_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
+    acct_slot *s;
+    cc_rc rc = acct_load(l, c, op->account_id, &s, &r->err);
+    if (rc == CC_ERR_NOT_FOUND) return refuse(c, op, r);
+    if (rc != CC_OK) return rc;
+    cc_account a = s->a;
+    if (!a.active) {
+        cc_fail(&r->err, CC_ERR_STATE, "account_id", "account %lld is disabled", (long long)a.id);
+        return refuse(c, op, r);
+    }
     int64_t available = a.balance - a.held;
     CC_ASSERT(available >= 0);
     if (a.balance <= 0 || available < op->amount) {
-        char need[32], have[32];
-        cc_error *er = &r->err;
-        /* Whole credits with up to 6 decimals: say exactly what was missing. */
-        snprintf(need, sizeof need, "%lld.%06lld", (long long)(op->amount / CC_MICRO),
-                 (long long)(op->amount % CC_MICRO));
-        snprintf(have, sizeof have, "%lld.%06lld", (long long)(available / CC_MICRO),
-                 (long long)(available % CC_MICRO));
-        return cc_fail(er, CC_ERR_INSUFFICIENT, "amount",
-                       "not enough credits: this run needs %s, available %s", need, have);
+        /* Whole credits with 6 decimals: say exactly what was missing. */
+        cc_fail(&r->err, CC_ERR_INSUFFICIENT, "amount",
+                "not enough credits: this run needs %lld.%06lld, available %lld.%06lld",
+                (long long)(op->amount / CC_MICRO), (long long)(op->amount % CC_MICRO),
+                (long long)(available / CC_MICRO), (long long)(available % CC_MICRO));
+        return refuse(c, op, r);
     }
     cc_entry e;
-    entry_base(&e, CC_KIND_HOLD, op, &a, now);
+    entry_base(&e, CC_KIND_HOLD, op, a.id, now);
     e.amount = op->amount;
     e.held_delta = op->amount;
     e.ttl_ms = op->ttl_ms;
@@ -406,11 +537,24 @@ static cc_rc apply_hold(cc_conn *c, const cc_op *op, int64_t now, cc_result *r) 
     set_text(e.node_class, sizeof e.node_class, op->ctx.node_class);
     set_text(e.model, sizeof e.model, op->ctx.model);
     a.held += op->amount;
-    if ((rc = write_entry(c, &e, &a, now, r)) != CC_OK) return rc;
+    a.updated_ms = now;
+    entry_after(&e, &a);
+    int replayed;
+    if ((rc = insert_entry(c, op, &e, r, &replayed)) != CC_OK || replayed) return rc;
     cc_hold h = {.id = e.id, .account_id = a.id, .amount = op->amount, .state = CC_HOLD_OPEN,
                  .expires_ms = now + op->ttl_ms, .resolved_by = 0};
     if ((rc = c->v->hold_insert(c, &h, &r->err)) != CC_OK) return rc;
-    r->hold_id = e.id;
+    acct_store(l, s, &a);
+    hold_slot *hs = malloc(sizeof *hs);
+    if (hs) {
+        hs->h = h;
+        memcpy(hs->prompt_id, e.prompt_id, sizeof hs->prompt_id);
+        memcpy(hs->node_id, e.node_id, sizeof hs->node_id);
+        memcpy(hs->node_class, e.node_class, sizeof hs->node_class);
+        memcpy(hs->model, e.model, sizeof hs->model);
+        if (i64map_put(&l->hold_cache, h.id, hs) != 0) free(hs); /* full: read it back later */
+    }
+    result_from_entry(r, &e, 0);
     return CC_OK;
 }
 
@@ -424,35 +568,38 @@ static const char *hold_state_name(int s) {
     return "unknown";
 }
 
-/* Resolves an open hold: settle (cost >= 0), void or expire (cost ignored). */
-static cc_rc resolve_hold(cc_conn *c, const cc_op *op, int kind, int64_t hold_id, int64_t now,
+/* Resolves an open hold: settle (op->amount = cost), void or expire. */
+static cc_rc resolve_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int kind, int64_t hold_id, int64_t now,
                           cc_result *r) {
-    cc_rc rc;
-    cc_hold h;
-    if ((rc = c->v->hold_get(c, hold_id, &h, &r->err)) != CC_OK) return rc;
-    if (h.state != CC_HOLD_OPEN)
-        return cc_fail(&r->err, CC_ERR_STATE, "hold_id", "hold %lld was already %s",
-                       (long long)hold_id, hold_state_name(h.state));
-    cc_account a;
-    if ((rc = c->v->account_get(c, h.account_id, &a, &r->err)) != CC_OK) return rc;
-    cc_entry he;
-    if ((rc = c->v->entry_get(c, h.id, &he, &r->err)) != CC_OK) return rc;
-    CC_ASSERT(he.kind == CC_KIND_HOLD && he.account_id == a.id && he.amount == h.amount);
-    CC_ASSERT(a.held >= h.amount);
+    hold_slot hs;
+    int cached;
+    cc_rc rc = hold_load(l, c, hold_id, &hs, &cached, &r->err);
+    if (rc == CC_ERR_NOT_FOUND) return refuse(c, op, r);
+    if (rc != CC_OK) return rc;
+    if (hs.h.state != CC_HOLD_OPEN) {
+        cc_fail(&r->err, CC_ERR_STATE, "hold_id", "hold %lld was already %s", (long long)hold_id,
+                hold_state_name(hs.h.state));
+        return refuse(c, op, r);
+    }
+    acct_slot *s;
+    if ((rc = acct_load(l, c, hs.h.account_id, &s, &r->err)) != CC_OK)
+        return rc == CC_ERR_NOT_FOUND ? cc_fail(&r->err, CC_ERR_STORAGE, "", "hold without account") : rc;
+    cc_account a = s->a;
+    CC_ASSERT(a.held >= hs.h.amount);
 
     cc_entry e;
-    entry_base(&e, kind, op, &a, now);
-    e.hold_id = h.id;
-    e.held_delta = -h.amount;
-    memcpy(e.prompt_id, he.prompt_id, sizeof e.prompt_id);
-    memcpy(e.node_id, he.node_id, sizeof e.node_id);
-    memcpy(e.node_class, he.node_class, sizeof e.node_class);
-    memcpy(e.model, he.model, sizeof e.model);
+    entry_base(&e, kind, op, a.id, now);
+    e.hold_id = hs.h.id;
+    e.held_delta = -hs.h.amount;
+    memcpy(e.prompt_id, hs.prompt_id, sizeof e.prompt_id);
+    memcpy(e.node_id, hs.node_id, sizeof e.node_id);
+    memcpy(e.node_class, hs.node_class, sizeof e.node_class);
+    memcpy(e.model, hs.model, sizeof e.model);
     int state;
     if (kind == CC_KIND_SETTLE) {
         int64_t available = a.balance - a.held; /* unreserved credits */
         CC_ASSERT(available >= 0);
-        int64_t collectable = h.amount + available;
+        int64_t collectable = hs.h.amount + available;
         int64_t charge = op->amount < collectable ? op->amount : collectable;
         e.amount = op->amount;
         e.delta = -charge;
@@ -467,28 +614,28 @@ static cc_rc resolve_hold(cc_conn *c, const cc_op *op, int kind, int64_t hold_id
         a.uncollected_total += e.uncollected;
         state = CC_HOLD_SETTLED;
     } else {
-        e.amount = h.amount;
-        if (kind == CC_KIND_VOID) set_text(e.note, sizeof e.note, op->note);
-        else set_text(e.note, sizeof e.note, "hold expired");
+        e.amount = hs.h.amount;
+        set_text(e.note, sizeof e.note, kind == CC_KIND_VOID ? op->note : "hold expired");
         state = kind == CC_KIND_VOID ? CC_HOLD_VOIDED : CC_HOLD_EXPIRED;
     }
-    a.held -= h.amount;
-    if ((rc = write_entry(c, &e, &a, now, r)) != CC_OK) return rc;
-    if ((rc = c->v->hold_resolve(c, h.id, state, e.id, &r->err)) != CC_OK)
-        return rc == CC_ERR_STATE ? cc_fail(&r->err, CC_ERR_STORAGE, "", "hold changed underneath")
-                                  : rc;
+    a.held -= hs.h.amount;
+    a.updated_ms = now;
+    entry_after(&e, &a);
+    int replayed;
+    if ((rc = insert_entry(c, op, &e, r, &replayed)) != CC_OK || replayed) return rc;
+    if ((rc = c->v->hold_resolve(c, hs.h.id, state, e.id, &r->err)) != CC_OK)
+        return rc == CC_ERR_STATE ? cc_fail(&r->err, CC_ERR_STORAGE, "", "hold changed underneath") : rc;
+    acct_store(l, s, &a);
+    if (cached) free(i64map_remove(&l->hold_cache, hs.h.id));
+    result_from_entry(r, &e, 0);
     return CC_OK;
 }
 
-static cc_rc apply_resolve(cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
-    int seen;
-    cc_rc rc = lookup_key(c, op, r, &seen);
-    if (rc != CC_OK || seen) return rc;
-    return resolve_hold(c, op, op->kind == CC_OP_SETTLE ? CC_KIND_SETTLE : CC_KIND_VOID,
-                        op->hold_id, now, r);
+static cc_rc apply_resolve(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
+    return resolve_hold(l, c, op, op->kind == CC_OP_SETTLE ? CC_KIND_SETTLE : CC_KIND_VOID, op->hold_id, now, r);
 }
 
-static cc_rc apply_expire(cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
+static cc_rc apply_expire(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
     int limit = op->limit ? op->limit : CC_EXPIRE_PER_CALL_MAX;
     int64_t at = op->now_ms ? op->now_ms : now;
     int64_t *ids = malloc(sizeof(int64_t) * (size_t)limit);
@@ -501,7 +648,8 @@ static cc_rc apply_expire(cc_conn *c, const cc_op *op, int64_t now, cc_result *r
         cc_op ex;
         cc_op_init(&ex, CC_OP_EXPIRE);
         ex.key = key;
-        rc = resolve_hold(c, &ex, CC_KIND_EXPIRE, ids[i], now, r);
+        rc = resolve_hold(l, c, &ex, CC_KIND_EXPIRE, ids[i], now, r);
+        if (rc == CC_OK && r->replayed) rc = cc_fail(&r->err, CC_ERR_STORAGE, "", "due hold already expired");
     }
     free(ids);
     /* Expiring writes entries as it goes: any failure must roll back. */
@@ -512,7 +660,8 @@ static cc_rc apply_expire(cc_conn *c, const cc_op *op, int64_t now, cc_result *r
     return CC_OK;
 }
 
-static cc_rc apply_account_create(cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
+static cc_rc apply_account_create(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
+    (void)l;
     cc_account a;
     memset(&a, 0, sizeof a);
     set_text(a.email, sizeof a.email, op->email);
@@ -523,8 +672,7 @@ static cc_rc apply_account_create(cc_conn *c, const cc_op *op, int64_t now, cc_r
     cc_account dup;
     cc_rc rc = c->v->account_by_email(c, op->email, &dup, &r->err);
     if (rc == CC_OK)
-        return cc_fail(&r->err, CC_ERR_EXISTS, "email", "an account with email '%s' already exists",
-                       op->email);
+        return cc_fail(&r->err, CC_ERR_EXISTS, "email", "an account with email '%s' already exists", op->email);
     if (rc != CC_ERR_NOT_FOUND) return rc;
     cc_error_clear(&r->err);
     if ((rc = c->v->account_insert(c, &a, &r->err)) != CC_OK) return rc;
@@ -532,31 +680,34 @@ static cc_rc apply_account_create(cc_conn *c, const cc_op *op, int64_t now, cc_r
     return CC_OK;
 }
 
-static cc_rc apply_account_update(cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
-    cc_account a;
-    cc_rc rc = c->v->account_get(c, op->account_id, &a, &r->err);
+static cc_rc apply_account_update(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
+    acct_slot *s;
+    cc_rc rc = acct_load(l, c, op->account_id, &s, &r->err);
+    if (rc == CC_ERR_NOT_FOUND)
+        return cc_fail(&r->err, rc, "account_id", "no account with id %lld", (long long)op->account_id);
     if (rc != CC_OK) return rc;
+    cc_account a = s->a;
     if (op->display_name) set_text(a.display_name, sizeof a.display_name, op->display_name);
     if (op->role != -1) a.role = op->role;
     if (op->active != -1) a.active = op->active;
     a.updated_ms = now;
-    if ((rc = c->v->account_update(c, &a, &r->err)) != CC_OK) return rc;
+    acct_store(l, s, &a);
     r->account_id = a.id;
     r->balance_after = a.balance;
     r->held_after = a.held;
     return CC_OK;
 }
 
-static cc_rc apply_op(cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
+static cc_rc apply_op(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
     switch (op->kind) {
     case CC_OP_GRANT:
-    case CC_OP_PURCHASE: return apply_credit(c, op, now, r);
-    case CC_OP_HOLD: return apply_hold(c, op, now, r);
+    case CC_OP_PURCHASE: return apply_credit(l, c, op, now, r);
+    case CC_OP_HOLD: return apply_hold(l, c, op, now, r);
     case CC_OP_SETTLE:
-    case CC_OP_VOID: return apply_resolve(c, op, now, r);
-    case CC_OP_EXPIRE: return apply_expire(c, op, now, r);
-    case CC_OP_ACCOUNT_CREATE: return apply_account_create(c, op, now, r);
-    case CC_OP_ACCOUNT_UPDATE: return apply_account_update(c, op, now, r);
+    case CC_OP_VOID: return apply_resolve(l, c, op, now, r);
+    case CC_OP_EXPIRE: return apply_expire(l, c, op, now, r);
+    case CC_OP_ACCOUNT_CREATE: return apply_account_create(l, c, op, now, r);
+    case CC_OP_ACCOUNT_UPDATE: return apply_account_update(l, c, op, now, r);
     }
     CC_ASSERT(0 && "validated kind");
     return CC_ERR_INVALID;
@@ -577,37 +728,44 @@ static void fail_batch(struct job *batch, struct job *end, const cc_error *why) 
     }
 }
 
+static void abort_batch(cc_ledger *l, struct job *batch, struct job *end, const cc_error *why) {
+    l->writer->v->rollback(l->writer);
+    caches_clear(l); /* they may hold state the rollback just undid */
+    fail_batch(batch, end, why);
+}
+
 /* Runs jobs [batch, end) in one write transaction. Called by the leader only,
-** so the writer connection is used by one thread at a time. */
+** so the writer connection and the caches are used by one thread at a time. */
 static int64_t run_batch(cc_ledger *l, struct job *batch, struct job *end) {
     cc_conn *w = l->writer;
     cc_error err;
     cc_error_clear(&err);
     int64_t nops = 0;
-    if (w->v->begin_write(w, &err) != CC_OK) {
-        fail_batch(batch, end, &err);
+    int changed = 1;
+    if (w->v->begin_write(w, &err) != CC_OK || w->v->data_changed(w, &changed, &err) != CC_OK) {
+        abort_batch(l, batch, end, &err);
         return 0;
     }
+    if (changed) caches_clear(l);
+    CC_ASSERT(l->ndirty == 0);
     int64_t now = cc_now_ms();
     for (struct job *j = batch; j != end; j = j->next) {
         for (int i = 0; i < j->n; i++) {
             cc_result *r = &j->res[i];
             if (r->rc == CC_ERR_INVALID && r->entry_id == -1) continue;
             nops++;
-            cc_rc rc = apply_op(w, &j->ops[i], now, r);
+            cc_rc rc = apply_op(l, w, &j->ops[i], now, r);
             r->rc = rc;
             r->err.rc = rc;
             if (fatal(rc)) {
                 cc_error why = r->err;
-                w->v->rollback(w);
-                fail_batch(batch, end, &why);
+                abort_batch(l, batch, end, &why);
                 return 0;
             }
         }
     }
-    if (w->v->commit(w, &err) != CC_OK) {
-        w->v->rollback(w);
-        fail_batch(batch, end, &err);
+    if (flush_dirty(l, w, &err) != CC_OK || w->v->commit(w, &err) != CC_OK) {
+        abort_batch(l, batch, end, &err);
         return 0;
     }
     return nops;
@@ -727,6 +885,12 @@ cc_rc cc_ledger_open(cc_store *store, int readers, cc_ledger **out, cc_error *er
     pthread_cond_init(&l->cv, NULL);
     pthread_mutex_init(&l->rmu, NULL);
     pthread_cond_init(&l->rcv, NULL);
+    l->dirty = malloc(sizeof(int64_t) * CC_ACCOUNT_CACHE_MAX);
+    if (!l->dirty || i64map_init(&l->acct_cache, CC_ACCOUNT_CACHE_MAX) != 0 ||
+        i64map_init(&l->hold_cache, CC_HOLD_CACHE_MAX) != 0) {
+        cc_ledger_close(l);
+        return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    }
     cc_rc rc = store->v->connect(store, 1, &l->writer, err);
     for (int i = 0; rc == CC_OK && i < readers; i++) {
         rc = store->v->connect(store, 0, &l->readers[i], err);
@@ -751,6 +915,9 @@ void cc_ledger_close(cc_ledger *l) {
     for (int i = 0; i < l->nreaders; i++) l->readers[i]->v->close(l->readers[i]);
     if (l->writer) l->writer->v->close(l->writer);
     l->store->v->close(l->store);
+    i64map_destroy(&l->acct_cache, free);
+    i64map_destroy(&l->hold_cache, free);
+    free(l->dirty);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     pthread_mutex_destroy(&l->rmu);

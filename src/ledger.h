@@ -42,6 +42,8 @@
 #define CC_EXPIRE_PER_CALL_MAX 10000 /* holds one expire operation resolves */
 #define CC_ACCOUNTS_LIST_MAX 10000   /* accounts returned by one list call */
 #define CC_VERIFY_PROBLEMS_MAX 100   /* problems reported by one verify */
+#define CC_ACCOUNT_CACHE_MAX 16384   /* accounts cached by the writer (~10 MB at most) */
+#define CC_HOLD_CACHE_MAX 16384      /* open holds cached by the writer (~7 MB at most) */
 
 typedef enum cc_op_kind {
     CC_OP_GRANT = 1,

@@ -121,6 +121,10 @@ typedef struct cc_conn_vtab {
     cc_rc (*begin_write)(cc_conn *c, cc_error *err);
     cc_rc (*commit)(cc_conn *c, cc_error *err);
     void (*rollback)(cc_conn *c);
+    /* Inside a write transaction: *changed = 1 if another connection (another
+    ** process) committed since this connection last asked. The ledger drops
+    ** its caches then. */
+    cc_rc (*data_changed)(cc_conn *c, int *changed, cc_error *err);
     /* Consistent snapshot for multi-query reads (verify). */
     cc_rc (*begin_read)(cc_conn *c, cc_error *err);
     void (*end_read)(cc_conn *c);
@@ -135,7 +139,8 @@ typedef struct cc_conn_vtab {
 
     cc_rc (*entry_by_key)(cc_conn *c, const char *key, cc_entry *out, cc_error *err);
     cc_rc (*entry_get)(cc_conn *c, int64_t id, cc_entry *out, cc_error *err);
-    cc_rc (*entry_insert)(cc_conn *c, cc_entry *e, cc_error *err);       /* sets e->id */
+    /* Sets e->id. CC_ERR_EXISTS (and nothing written) if e->key is taken. */
+    cc_rc (*entry_insert)(cc_conn *c, cc_entry *e, cc_error *err);
     cc_rc (*history)(cc_conn *c, const cc_history_query *q, cc_entry *out, int *n_out,
                      cc_error *err);
 

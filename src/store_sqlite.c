@@ -65,7 +65,7 @@ static const char *const SCHEMA_SQL =
 #define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by"
 
 enum {
-    ST_BEGIN_W, ST_COMMIT, ST_ROLLBACK, ST_BEGIN_R, ST_END_R,
+    ST_BEGIN_W, ST_COMMIT, ST_ROLLBACK, ST_BEGIN_R, ST_END_R, ST_DATA_VERSION,
     ST_ACC_INSERT, ST_ACC_GET, ST_ACC_BY_EMAIL, ST_ACC_UPDATE, ST_ACC_LIST,
     ST_ENT_BY_KEY, ST_ENT_GET, ST_ENT_INSERT,
     ST_HOLD_GET, ST_HOLD_INSERT, ST_HOLD_RESOLVE, ST_HOLDS_DUE,
@@ -79,6 +79,7 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_BEGIN_R] = "BEGIN DEFERRED",
     [ST_END_R] = "COMMIT",
+    [ST_DATA_VERSION] = "PRAGMA data_version",
     [ST_ACC_INSERT] =
         "INSERT INTO accounts(email, display_name, active, role, created_ms, updated_ms,"
         " balance, held, paid_total, granted_total, spent_total, uncollected_total)"
@@ -117,6 +118,7 @@ typedef struct sq_conn {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     sqlite3_stmt *history; /* prepared per query shape; see sq_history */
+    int64_t data_version;  /* last PRAGMA data_version seen; -1 = never */
     unsigned history_shape;
 } sq_conn;
 
@@ -232,6 +234,18 @@ static void sq_rollback(cc_conn *b) {
     sqlite3_step(s);
     sqlite3_reset(s);
 }
+static cc_rc sq_data_changed(cc_conn *b, int *changed, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_DATA_VERSION);
+    int rc = sqlite3_step(s);
+    int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW) return sq_err(c->db, err, "data_version");
+    *changed = v != c->data_version;
+    c->data_version = v;
+    return CC_OK;
+}
+
 static cc_rc sq_begin_read(cc_conn *b, cc_error *err) { return exec_simple((sq_conn *)b, ST_BEGIN_R, err); }
 static void sq_end_read(cc_conn *b) {
     sq_conn *c = (sq_conn *)b;
@@ -387,8 +401,11 @@ static cc_rc sq_entry_insert(cc_conn *b, cc_entry *e, cc_error *err) {
     sqlite3_bind_text(s, i++, e->external_ref, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, i++, e->note, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
+    int xrc = sqlite3_extended_errcode(c->db);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+    if (rc == SQLITE_CONSTRAINT && xrc == SQLITE_CONSTRAINT_UNIQUE)
+        return cc_fail(err, CC_ERR_EXISTS, "key", "idempotency key '%.64s' is taken", e->key);
     if (rc != SQLITE_DONE) return sq_err(c->db, err, "insert entry");
     e->id = sqlite3_last_insert_rowid(c->db);
     return CC_OK;
@@ -539,6 +556,7 @@ static const cc_conn_vtab SQ_CONN_VTAB = {
     .begin_write = sq_begin_write,
     .commit = sq_commit,
     .rollback = sq_rollback,
+    .data_changed = sq_data_changed,
     .begin_read = sq_begin_read,
     .end_read = sq_end_read,
     .account_insert = sq_account_insert,
@@ -564,6 +582,7 @@ static cc_rc sq_connect(cc_store *base, int writer, cc_conn **out, cc_error *err
     sq_conn *c = calloc(1, sizeof *c);
     if (!c) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     c->base.v = &SQ_CONN_VTAB;
+    c->data_version = -1;
     /* NOMUTEX: the ledger guarantees one thread per connection at a time. */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(st->path, &c->db, flags, NULL) != SQLITE_OK) {
@@ -576,7 +595,7 @@ static cc_rc sq_connect(cc_store *base, int writer, cc_conn **out, cc_error *err
     sqlite3_extended_result_codes(c->db, 0);
     char *msg = NULL;
     const char *pragmas = writer
-        ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+        ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384;"
         : "PRAGMA synchronous=FULL; PRAGMA query_only=ON;";
     if (sqlite3_exec(c->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
         cc_rc r = cc_fail(err, CC_ERR_STORAGE, "path", "cannot configure database '%s': %s",

@@ -1,6 +1,7 @@
 /* test_ledger.c — the ledger's rules, idempotency, concurrency and verify. */
 #include "ctest.h"
 #include "ledger.h"
+#include "i64map.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -476,7 +477,72 @@ static void verify_detects(void) {
     cc_ledger_close(l);
 }
 
+/* Two ledgers on one file (ComfyUI and the operator CLI in another process):
+** each must see the other's commits despite its writer-side caches. */
+static void two_writers(void) {
+    cc_ledger *l1 = fresh();
+    char path[300];
+    snprintf(path, sizeof path, "%s/l%d.db", tmpdir, dbseq - 1);
+    cc_store *s2;
+    cc_ledger *l2 = NULL;
+    cc_error e;
+    CHECK(cc_store_sqlite_open(path, 5000, &s2, &e) == CC_OK);
+    CHECK(cc_ledger_open(s2, 1, &l2, &e) == CC_OK);
+    int64_t a = mkacct(l1, "two@example.com");
+    cc_result r, h;
+    CHECK(grant(l1, "g1", a, C(1), &r) == CC_OK);        /* l1 caches the account */
+    CHECK(hold(l1, "h0", a, C(1), &h) == CC_OK);
+    CHECK(voidh(l1, "v0", h.hold_id, &r) == CC_OK);
+    CHECK(grant(l2, "g2", a, C(10), &r) == CC_OK);       /* the CLI grants */
+    CHECK_EQ_I64(r.balance_after, C(11));
+    CHECK(hold(l1, "h1", a, C(11), &h) == CC_OK);        /* l1 sees 11, not its cached 1 */
+    CHECK(settle(l2, "s1", h.hold_id, C(2), &r) == CC_OK); /* l2 settles l1's cached hold */
+    CHECK_EQ_I64(r.balance_after, C(9));
+    CHECK(settle(l1, "s1b", h.hold_id, C(2), &r) == CC_ERR_STATE); /* l1 must not settle it again */
+    cc_op op;
+    cc_op_init(&op, CC_OP_ACCOUNT_UPDATE);
+    op.account_id = a;
+    op.active = 0;
+    CHECK(cc_ledger_execute1(l2, &op, &r) == CC_OK);      /* disabled elsewhere */
+    CHECK(hold(l1, "h2", a, C(1), &h) == CC_ERR_STATE);
+    CHECK(verify_ok(l1));
+    cc_ledger_close(l2);
+    cc_ledger_close(l1);
+}
+
+/* The map against a plain array, through inserts, removals and refusals. */
+static void map_model(void) {
+    enum { KEYS = 3000, MAXI = 1000 };
+    static int present[KEYS + 1];
+    memset(present, 0, sizeof present);
+    i64map m;
+    CHECK(i64map_init(&m, MAXI) == 0);
+    unsigned x = 12345;
+    size_t count = 0;
+    for (int step = 0; step < 200000; step++) {
+        x = x * 1103515245u + 12345u;
+        int64_t k = 1 + (int64_t)((x >> 8) % KEYS);
+        if ((x >> 3) & 1) {
+            int rc = i64map_put(&m, k, (void *)(intptr_t)k);
+            if (present[k]) CHECK(rc == 0);
+            else if (count < MAXI) { CHECK(rc == 0); present[k] = 1; count++; }
+            else CHECK(rc == -1);
+        } else {
+            void *v = i64map_remove(&m, k);
+            CHECK(present[k] ? v == (void *)(intptr_t)k : v == NULL);
+            if (present[k]) { present[k] = 0; count--; }
+        }
+        if (step % 9973 == 0)
+            for (int64_t q = 1; q <= KEYS; q++)
+                CHECK((i64map_get(&m, q) != NULL) == present[q]);
+    }
+    CHECK(m.count == count);
+    i64map_destroy(&m, NULL);
+}
+
 void suite_ledger(void) {
+    RUN(two_writers);
+    RUN(map_model);
     RUN(accounts);
     RUN(idempotency);
     RUN(holds);
