@@ -5,8 +5,12 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+# Where comfy_credits_ext is imported from: the checkout, or a sanitizer build
+# (scripts/test sets COMFY_CREDITS_IMPORT_ROOT). Subprocesses use the same.
+IMPORT_ROOT = os.environ.get("COMFY_CREDITS_IMPORT_ROOT", ROOT)
+os.environ["COMFY_CREDITS_IMPORT_ROOT"] = IMPORT_ROOT
+if IMPORT_ROOT not in sys.path:
+    sys.path.insert(0, IMPORT_ROOT)
 
 from comfy_credits_ext import _core  # noqa: E402  (fails loudly if not built)
 

@@ -4,7 +4,8 @@ import os
 import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.environ.get("COMFY_CREDITS_IMPORT_ROOT",
+                                  os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from comfy_credits_ext import _core  # noqa: E402
 
 path, account, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
