@@ -57,5 +57,6 @@ extern const char *ct_cur_name;
 void suite_money(void);
 void suite_pricing(void);
 void suite_ledger(void);
+void suite_token(void);
 
 #endif

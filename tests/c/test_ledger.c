@@ -552,4 +552,9 @@ void suite_ledger(void) {
     RUN(race_exact);
     RUN(batch_semantics);
     RUN(verify_detects);
+    if (tmpdir[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        CHECK(system(cmd) == 0);
+    }
 }

@@ -8,6 +8,7 @@ int main(void) {
     suite_money();
     suite_pricing();
     suite_ledger();
+    suite_token();
     printf("%d passed, %d failed\n", ct_passed, ct_failed);
     return ct_failed ? 1 : 0;
 }
