@@ -269,6 +269,7 @@ static int module_exec(PyObject *m) {
         return -1;
     if (ccpy_ledger_init(m, st) < 0) return -1;
     if (ccpy_pricing_init(m, st) < 0) return -1;
+    if (ccpy_gateway_init(m, st) < 0) return -1;
     return 0;
 }
 
@@ -278,7 +279,8 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
     Py_VISIT(st->CreditsError); Py_VISIT(st->InvalidArgument); Py_VISIT(st->NotFound);
     Py_VISIT(st->InsufficientCredits); Py_VISIT(st->IdempotencyConflict); Py_VISIT(st->InvalidState);
     Py_VISIT(st->AlreadyExists); Py_VISIT(st->StorageError); Py_VISIT(st->LedgerType);
-    Py_VISIT(st->PriceTableType);
+    Py_VISIT(st->PriceTableType); Py_VISIT(st->GatewayType); Py_VISIT(st->GatewayStreamType);
+    Py_VISIT(st->MeterType); Py_VISIT(st->TokenKeyType);
     return 0;
 }
 
@@ -288,7 +290,8 @@ static int module_clear(PyObject *m) {
     Py_CLEAR(st->CreditsError); Py_CLEAR(st->InvalidArgument); Py_CLEAR(st->NotFound);
     Py_CLEAR(st->InsufficientCredits); Py_CLEAR(st->IdempotencyConflict); Py_CLEAR(st->InvalidState);
     Py_CLEAR(st->AlreadyExists); Py_CLEAR(st->StorageError); Py_CLEAR(st->LedgerType);
-    Py_CLEAR(st->PriceTableType);
+    Py_CLEAR(st->PriceTableType); Py_CLEAR(st->GatewayType); Py_CLEAR(st->GatewayStreamType);
+    Py_CLEAR(st->MeterType); Py_CLEAR(st->TokenKeyType);
     return 0;
 }
 

@@ -35,6 +35,10 @@ typedef struct ccpy_state {
     PyObject *StorageError;
     PyObject *LedgerType;
     PyObject *PriceTableType;
+    PyObject *GatewayType;
+    PyObject *GatewayStreamType;
+    PyObject *MeterType;
+    PyObject *TokenKeyType;
 } ccpy_state;
 
 ccpy_state *ccpy_get_state(PyObject *module);
@@ -50,5 +54,6 @@ PyObject *ccpy_invalid(ccpy_state *st, const char *field, const char *msg);
 /* Per-concept registration, called from module exec. Return 0 or -1. */
 int ccpy_pricing_init(PyObject *module, ccpy_state *st);
 int ccpy_ledger_init(PyObject *module, ccpy_state *st);
+int ccpy_gateway_init(PyObject *module, ccpy_state *st);
 
 #endif

@@ -1,0 +1,523 @@
+/*
+** py_gateway.c — Gateway, GatewayStream, Meter and TokenKey heap types: a thin
+** binding of gateway.h, meter.h and token.h. Blocking calls (connecting,
+** waiting for the upstream, reading the body) run with the GIL released.
+*/
+#include "py_util.h"
+#include "gateway.h"
+#include "meter.h"
+#include "token.h"
+
+/* ------------------------------------------------------------ Gateway */
+
+typedef struct {
+    PyObject_HEAD
+    cc_gateway *g;
+    int streams;       /* open streams; close() waits for none */
+} GatewayObject;
+
+typedef struct {
+    PyObject_HEAD
+    cc_gw_stream *s;
+    GatewayObject *owner;
+    int busy;
+} StreamObject;
+
+static ccpy_state *tstate(PyObject *self) { return ccpy_state_from_type(Py_TYPE(self)); }
+
+static PyObject *state_error(ccpy_state *st, const char *msg) {
+    cc_error e;
+    cc_fail(&e, CC_ERR_STATE, "", "%s", msg);
+    return ccpy_raise(st, &e);
+}
+
+static int G_init(GatewayObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"upstream_base", "upstream_key", "connect_timeout_ms", "timeout_ms",
+                             "request_bytes_max", "response_bytes_max", "handles_max", NULL};
+    ccpy_state *st = tstate((PyObject *)self);
+    PyObject *base_o, *key_o = NULL;
+    int cto = 10000, to = 600000, hmax = 64;
+    long long reqmax = 64LL << 20, respmax = 4LL << 30;
+    if (self->g) { ccpy_invalid(st, "self", "Gateway is already open"); return -1; }
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O$iiLLi:Gateway", kwlist, &base_o, &key_o, &cto, &to, &reqmax,
+                                     &respmax, &hmax))
+        return -1;
+    cc_gateway_config cfg = {.connect_timeout_ms = cto, .timeout_ms = to, .request_bytes_max = reqmax,
+                             .response_bytes_max = respmax, .handles_max = hmax};
+    if (ccpy_str(st, base_o, "upstream_base", &cfg.upstream_base) < 0 ||
+        ccpy_str(st, key_o, "upstream_key", &cfg.upstream_key) < 0)
+        return -1;
+    cc_error e;
+    if (cc_gateway_open(&cfg, &self->g, &e) != CC_OK) { ccpy_raise(st, &e); return -1; }
+    return 0;
+}
+
+static PyObject *G_start(GatewayObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"method", "path", "query", "content_type", "idempotency_key", "job_id", "body", NULL};
+    ccpy_state *st = tstate((PyObject *)self);
+    if (!self->g) return state_error(st, "the gateway is closed");
+    PyObject *m_o, *p_o, *q_o = NULL, *ct_o = NULL, *ik_o = NULL, *job_o = NULL;
+    Py_buffer body = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOOy*:start", kwlist, &m_o, &p_o, &q_o, &ct_o, &ik_o, &job_o,
+                                     &body))
+        return NULL;
+    cc_gw_request req = {0};
+    PyObject *out = NULL;
+    if (ccpy_str(st, m_o, "method", &req.method) < 0 || ccpy_str(st, p_o, "path", &req.path) < 0 ||
+        ccpy_str(st, q_o, "query", &req.query) < 0 || ccpy_str(st, ct_o, "content_type", &req.content_type) < 0 ||
+        ccpy_str(st, ik_o, "idempotency_key", &req.idempotency_key) < 0 ||
+        ccpy_str(st, job_o, "job_id", &req.job_id) < 0)
+        goto done;
+    if (!req.method || !req.path) { ccpy_invalid(st, "path", "method and path are required"); goto done; }
+    if (req.query && !*req.query) req.query = NULL;
+    req.body = body.buf;
+    req.body_len = body.buf ? (size_t)body.len : 0;
+    cc_gw_stream *s = NULL;
+    cc_error e;
+    cc_rc rc;
+    self->streams++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_gw_start(self->g, &req, &s, &e);
+    Py_END_ALLOW_THREADS
+    if (rc != CC_OK) {
+        self->streams--;
+        ccpy_raise(st, &e);
+        goto done;
+    }
+    StreamObject *so = PyObject_GC_New(StreamObject, (PyTypeObject *)st->GatewayStreamType);
+    if (!so) {
+        cc_gw_close(s);
+        self->streams--;
+        goto done;
+    }
+    so->s = s;
+    so->owner = (GatewayObject *)Py_NewRef(self);
+    so->busy = 0;
+    PyObject_GC_Track(so);
+    out = (PyObject *)so;
+done:
+    if (body.buf) PyBuffer_Release(&body);
+    return out;
+}
+
+static PyObject *G_close(GatewayObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (!self->g) Py_RETURN_NONE;
+    if (self->streams) return state_error(tstate((PyObject *)self), "close every GatewayStream first");
+    cc_gateway_close(self->g);
+    self->g = NULL;
+    Py_RETURN_NONE;
+}
+
+static void G_dealloc(GatewayObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->g) {
+        CC_ASSERT(self->streams == 0); /* each stream holds a reference */
+        cc_gateway_close(self->g);
+    }
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int G_traverse(PyObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+#define KW (METH_VARARGS | METH_KEYWORDS)
+#define FN(f) (PyCFunction)(void (*)(void))(f)
+static PyMethodDef G_methods[] = {
+    {"start", FN(G_start), KW,
+     "start(method, path, *, query=None, content_type=None, idempotency_key=None, job_id=None, body=b'') -> "
+     "GatewayStream once the upstream's status and headers arrived"},
+    {"close", FN(G_close), METH_NOARGS, "close the gateway"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot G_slots[] = {
+    {Py_tp_doc, "Gateway(upstream_base, upstream_key='', *, connect_timeout_ms=10000, timeout_ms=600000, "
+                "request_bytes_max=64 MiB, response_bytes_max=4 GiB, handles_max=64)"},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, G_init},
+    {Py_tp_dealloc, G_dealloc},
+    {Py_tp_traverse, G_traverse},
+    {Py_tp_methods, G_methods},
+    {0, NULL},
+};
+
+static PyType_Spec G_spec = {
+    .name = "comfy_credits_ext._core.Gateway",
+    .basicsize = sizeof(GatewayObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = G_slots,
+};
+
+/* ------------------------------------------------------------ GatewayStream */
+
+static int stream_open(StreamObject *self) {
+    if (self->s && !self->busy) return 0;
+    state_error(tstate((PyObject *)self), self->s ? "the stream is in use by another thread" : "the stream is closed");
+    return -1;
+}
+
+static PyObject *S_read(StreamObject *self, PyObject *args) {
+    Py_ssize_t n = 65536;
+    if (!PyArg_ParseTuple(args, "|n:read", &n)) return NULL;
+    if (stream_open(self) < 0) return NULL;
+    if (n < 1 || n > (1 << 24)) return ccpy_invalid(tstate((PyObject *)self), "size", "size must be 1..16 MiB");
+    PyObject *b = PyBytes_FromStringAndSize(NULL, n);
+    if (!b) return NULL;
+    size_t got = 0;
+    cc_error e;
+    cc_rc rc;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_gw_read(self->s, PyBytes_AS_STRING(b), (size_t)n, &got, &e);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (rc != CC_OK) {
+        Py_DECREF(b);
+        return ccpy_raise(tstate((PyObject *)self), &e);
+    }
+    if ((Py_ssize_t)got != n && _PyBytes_Resize(&b, (Py_ssize_t)got) < 0) return NULL;
+    return b;
+}
+
+static void stream_release(StreamObject *self) {
+    if (!self->s) return;
+    cc_gw_stream *s = self->s;
+    self->s = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cc_gw_close(s);
+    Py_END_ALLOW_THREADS
+    self->owner->streams--;
+}
+
+static PyObject *S_close(StreamObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->busy) return state_error(tstate((PyObject *)self), "the stream is in use by another thread");
+    stream_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *usage_dict(const cc_usage *u) {
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+    struct { const char *k; int64_t v; } f[] = {{"credits_used_micro", u->credits_used_micro},
+                                                 {"input_tokens", u->input_tokens},
+                                                 {"output_tokens", u->output_tokens},
+                                                 {"images", u->images},
+                                                 {"seconds_ms", u->seconds_ms}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (f[i].v < 0) continue; /* not reported: absent */
+        if (ccpy_set_i64(d, f[i].k, f[i].v) < 0) { Py_DECREF(d); return NULL; }
+    }
+    return d;
+}
+
+static PyObject *S_usage(StreamObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (stream_open(self) < 0) return NULL;
+    cc_usage u;
+    cc_gw_usage(self->s, &u);
+    return usage_dict(&u);
+}
+
+static PyObject *S_get_status(StreamObject *self, void *Py_UNUSED(c)) {
+    if (stream_open(self) < 0) return NULL;
+    return PyLong_FromLong(cc_gw_status(self->s));
+}
+
+static PyObject *S_get_headers(StreamObject *self, void *Py_UNUSED(c)) {
+    if (stream_open(self) < 0) return NULL;
+    int n = cc_gw_header_count(self->s);
+    PyObject *l = PyList_New(0);
+    for (int i = 0; l && i < n; i++) {
+        const char *h = cc_gw_header(self->s, i);
+        const char *colon = strchr(h, ':');
+        if (!colon) continue;
+        const char *v = colon + 1;
+        while (*v == ' ' || *v == '\t') v++;
+        PyObject *t = Py_BuildValue("(s#s)", h, (Py_ssize_t)(colon - h), v);
+        if (!t || PyList_Append(l, t) < 0) { Py_XDECREF(t); Py_CLEAR(l); break; }
+        Py_DECREF(t);
+    }
+    return l;
+}
+
+static PyObject *S_get_body_bytes(StreamObject *self, void *Py_UNUSED(c)) {
+    if (stream_open(self) < 0) return NULL;
+    return PyLong_FromLongLong(cc_gw_body_bytes(self->s));
+}
+
+static PyObject *S_enter(StreamObject *self, PyObject *Py_UNUSED(ignored)) { return Py_NewRef(self); }
+static PyObject *S_exit(StreamObject *self, PyObject *Py_UNUSED(args)) {
+    PyObject *r = S_close(self, NULL);
+    if (!r) return NULL;
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+static void S_dealloc(StreamObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    stream_release(self);
+    Py_CLEAR(self->owner);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int S_traverse(StreamObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->owner);
+    return 0;
+}
+
+static PyMethodDef S_methods[] = {
+    {"read", FN(S_read), METH_VARARGS, "read(size=65536) -> bytes; b'' at the end of the body"},
+    {"usage", FN(S_usage), METH_NOARGS, "usage reported by the response (after the body was read)"},
+    {"close", FN(S_close), METH_NOARGS, "release the transfer"},
+    {"__enter__", FN(S_enter), METH_NOARGS, NULL},
+    {"__exit__", FN(S_exit), METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef S_getset[] = {
+    {"status", (getter)S_get_status, NULL, "HTTP status of the upstream response", NULL},
+    {"headers", (getter)S_get_headers, NULL, "[(name, value)] without hop-by-hop headers", NULL},
+    {"body_bytes", (getter)S_get_body_bytes, NULL, "body bytes received so far", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot S_slots[] = {
+    {Py_tp_doc, "An upstream response being streamed; made by Gateway.start()."},
+    {Py_tp_dealloc, S_dealloc},
+    {Py_tp_traverse, S_traverse},
+    {Py_tp_methods, S_methods},
+    {Py_tp_getset, S_getset},
+    {0, NULL},
+};
+
+static PyType_Spec S_spec = {
+    .name = "comfy_credits_ext._core.GatewayStream",
+    .basicsize = sizeof(StreamObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = S_slots,
+};
+
+/* ------------------------------------------------------------ Meter */
+
+typedef struct {
+    PyObject_HEAD
+    cc_meter *m;
+} MeterObject;
+
+static int M_init(MeterObject *self, PyObject *args, PyObject *kw) {
+    if (!PyArg_ParseTuple(args, ":Meter") || (kw && PyDict_GET_SIZE(kw))) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "Meter() takes no arguments");
+        return -1;
+    }
+    if (self->m) return 0;
+    cc_error e;
+    if (cc_meter_open(&self->m, &e) != CC_OK) { ccpy_raise(tstate((PyObject *)self), &e); return -1; }
+    return 0;
+}
+
+static int usage_from_dict(ccpy_state *st, PyObject *d, cc_usage *u) {
+    cc_usage_init(u);
+    if (!PyDict_Check(d)) { ccpy_invalid(st, "usage", "usage must be a dict"); return -1; }
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(d, &pos, &k, &v)) {
+        const char *name;
+        if (ccpy_str(st, k, "usage", &name) < 0 || !name) return -1;
+        int64_t *dst = !strcmp(name, "credits_used_micro") ? &u->credits_used_micro
+                     : !strcmp(name, "input_tokens") ? &u->input_tokens
+                     : !strcmp(name, "output_tokens") ? &u->output_tokens
+                     : !strcmp(name, "images") ? &u->images
+                     : !strcmp(name, "seconds_ms") ? &u->seconds_ms : NULL;
+        if (!dst) { ccpy_invalid(st, "usage", "unknown usage key"); return -1; }
+        if (ccpy_opt_i64(st, v, name, -1, dst) < 0) return -1;
+        if (v != Py_None && *dst < 0) { ccpy_invalid(st, name, "usage counters must not be negative"); return -1; }
+    }
+    return 0;
+}
+
+static PyObject *M_record(MeterObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"hold_id", "creating", "usage", NULL};
+    ccpy_state *st = tstate((PyObject *)self);
+    PyObject *hid_o, *usage;
+    int creating;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OpO:record", kwlist, &hid_o, &creating, &usage)) return NULL;
+    int64_t hid;
+    cc_usage u;
+    if (ccpy_i64(st, hid_o, "hold_id", &hid) < 0 || usage_from_dict(st, usage, &u) < 0) return NULL;
+    cc_error e;
+    if (cc_meter_record(self->m, hid, creating, &u, &e) != CC_OK) return ccpy_raise(st, &e);
+    Py_RETURN_NONE;
+}
+
+static PyObject *M_take(MeterObject *self, PyObject *arg) {
+    int64_t hid, calls;
+    if (ccpy_i64(tstate((PyObject *)self), arg, "hold_id", &hid) < 0) return NULL;
+    cc_usage u;
+    cc_meter_take(self->m, hid, &u, &calls);
+    PyObject *d = usage_dict(&u);
+    if (d && ccpy_set_i64(d, "calls", calls) < 0) Py_CLEAR(d);
+    return d;
+}
+
+static void M_dealloc(MeterObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    cc_meter_close(self->m);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef M_methods[] = {
+    {"record", FN(M_record), KW, "record(hold_id, creating, usage): add one upstream response's usage"},
+    {"take", FN(M_take), METH_O, "take(hold_id) -> totals (and 'calls'), forgetting the hold"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *M_new(PyTypeObject *tp, PyObject *a, PyObject *k) {
+    (void)a; (void)k;
+    MeterObject *self = (MeterObject *)tp->tp_alloc(tp, 0);
+    if (!self) return NULL;
+    cc_error e;
+    if (cc_meter_open(&self->m, &e) != CC_OK) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)self;
+}
+
+static PyType_Slot M_slots[] = {
+    {Py_tp_doc, "Meter(): upstream usage per hold, summed for creating calls and peaked for polls."},
+    {Py_tp_new, M_new},
+    {Py_tp_init, M_init},
+    {Py_tp_dealloc, M_dealloc},
+    {Py_tp_traverse, G_traverse},
+    {Py_tp_methods, M_methods},
+    {0, NULL},
+};
+
+static PyType_Spec M_spec = {
+    .name = "comfy_credits_ext._core.Meter",
+    .basicsize = sizeof(MeterObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = M_slots,
+};
+
+/* ------------------------------------------------------------ TokenKey */
+
+typedef struct {
+    PyObject_HEAD
+    cc_token_key k;
+    int ready;
+} TokenKeyObject;
+
+static PyObject *K_new(PyTypeObject *tp, PyObject *a, PyObject *kw) {
+    if (PyTuple_GET_SIZE(a) || (kw && PyDict_GET_SIZE(kw))) {
+        PyErr_SetString(PyExc_TypeError, "TokenKey() takes no arguments: the key is random and never leaves memory");
+        return NULL;
+    }
+    TokenKeyObject *self = (TokenKeyObject *)tp->tp_alloc(tp, 0);
+    if (!self) return NULL;
+    cc_error e;
+    if (cc_token_key_random(&self->k, &e) != CC_OK) {
+        Py_DECREF(self);
+        return ccpy_raise(ccpy_state_from_type(tp), &e);
+    }
+    self->ready = 1;
+    return (PyObject *)self;
+}
+
+static PyObject *K_mint(TokenKeyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"hold_id", "account_id", "expires_ms", NULL};
+    ccpy_state *st = tstate((PyObject *)self);
+    PyObject *h_o, *a_o, *x_o;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO:mint", kwlist, &h_o, &a_o, &x_o)) return NULL;
+    int64_t h, a, x;
+    if (ccpy_i64(st, h_o, "hold_id", &h) < 0 || ccpy_i64(st, a_o, "account_id", &a) < 0 ||
+        ccpy_i64(st, x_o, "expires_ms", &x) < 0)
+        return NULL;
+    char buf[CC_TOKEN_BYTES_MAX + 1];
+    cc_error e;
+    if (cc_token_mint(&self->k, h, a, x, buf, sizeof buf, &e) != CC_OK) return ccpy_raise(st, &e);
+    return PyUnicode_FromString(buf);
+}
+
+static PyObject *K_verify(TokenKeyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"token", "now_ms", NULL};
+    ccpy_state *st = tstate((PyObject *)self);
+    PyObject *t_o, *now_o = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:verify", kwlist, &t_o, &now_o)) return NULL;
+    const char *t;
+    int64_t now, h, a, x;
+    if (ccpy_str(st, t_o, "token", &t) < 0 || ccpy_opt_i64(st, now_o, "now_ms", cc_now_ms(), &now) < 0) return NULL;
+    cc_error e;
+    if (cc_token_verify(&self->k, t, now, &h, &a, &x, &e) != CC_OK) return ccpy_raise(st, &e);
+    return Py_BuildValue("{sLsLsL}", "hold_id", (long long)h, "account_id", (long long)a, "expires_ms", (long long)x);
+}
+
+static void K_dealloc(TokenKeyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    volatile unsigned char *p = self->k.secret;
+    for (size_t i = 0; i < sizeof self->k.secret; i++) p[i] = 0;
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef K_methods[] = {
+    {"mint", FN(K_mint), KW, "mint(hold_id, account_id, expires_ms) -> token"},
+    {"verify", FN(K_verify), KW, "verify(token, now_ms=None) -> {hold_id, account_id, expires_ms}"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot K_slots[] = {
+    {Py_tp_doc, "TokenKey(): a random in-memory key for hold tokens."},
+    {Py_tp_new, K_new},
+    {Py_tp_dealloc, K_dealloc},
+    {Py_tp_traverse, G_traverse},
+    {Py_tp_methods, K_methods},
+    {0, NULL},
+};
+
+static PyType_Spec K_spec = {
+    .name = "comfy_credits_ext._core.TokenKey",
+    .basicsize = sizeof(TokenKeyObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = K_slots,
+};
+
+/* ------------------------------------------------------------ registration */
+
+static PyObject *usage_from_json_fn(PyObject *m, PyObject *arg) {
+    (void)m;
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) return NULL;
+    cc_usage u;
+    cc_usage_from_json(b.buf, (size_t)b.len, &u);
+    PyBuffer_Release(&b);
+    return usage_dict(&u);
+}
+
+static PyMethodDef gateway_functions[] = {
+    {"usage_from_json", usage_from_json_fn, METH_O, "usage counters a JSON response body reports"},
+    {NULL, NULL, 0, NULL},
+};
+
+int ccpy_gateway_init(PyObject *m, ccpy_state *st) {
+    PyObject *g = PyType_FromModuleAndSpec(m, &G_spec, NULL);
+    if (!g) return -1;
+    st->GatewayType = g;
+    st->GatewayStreamType = PyType_FromModuleAndSpec(m, &S_spec, NULL);
+    st->MeterType = PyType_FromModuleAndSpec(m, &M_spec, NULL);
+    st->TokenKeyType = PyType_FromModuleAndSpec(m, &K_spec, NULL);
+    if (!st->GatewayStreamType || !st->MeterType || !st->TokenKeyType) return -1;
+    if (PyModule_AddObjectRef(m, "Gateway", g) < 0 || PyModule_AddObjectRef(m, "GatewayStream", st->GatewayStreamType) < 0 ||
+        PyModule_AddObjectRef(m, "Meter", st->MeterType) < 0 || PyModule_AddObjectRef(m, "TokenKey", st->TokenKeyType) < 0)
+        return -1;
+    return PyModule_AddFunctions(m, gateway_functions);
+}
