@@ -207,6 +207,30 @@ def cmd_history(led, args, cfg):
     return EXIT_OK
 
 
+def cmd_key(led, args, cfg):
+    a = resolve_account(led, args.account)
+    if args.command_key == "create":
+        k = led.create_credential(a["id"], "api_key", label=args.label or "")
+        if args.json:
+            print_json(k)
+        else:
+            print(f"API key for {a['email']} (shown once, store it now):\n{k['token']}")
+            print("Use it as extra_data.api_key_comfy_org or 'Authorization: Bearer <key>' on /prompt.")
+    elif args.command_key == "list":
+        keys = led.list_credentials(a["id"], "api_key")
+        if args.json:
+            print_json(keys)
+        else:
+            for k in keys:
+                print(f"{k['id']:>5}  {k['hint']}…  {k['label'] or '-':<24} created {fmt_time(k['created_ms'])}")
+            if not keys:
+                print(f"{a['email']} has no API keys")
+    else:
+        n = led.revoke_credential(a["id"], "api_key", id=args.id or 0)
+        print(f"revoked {n} API key(s) of {a['email']}")
+    return EXIT_OK
+
+
 def cmd_expire(led, args, cfg):
     n = led.expire()
     print(f"expired {n} hold(s)")
@@ -319,6 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
 
+    k = sub.add_parser("key", help="personal API keys (for headless runs)")
+    ksub = k.add_subparsers(dest="command_key", required=True, metavar="ACTION")
+    kc = ksub.add_parser("create", help="create a key (printed once)")
+    kc.add_argument("account", help="account id or email")
+    kc.add_argument("--label", help="what the key is for")
+    kc.add_argument("--json", action="store_true")
+    kl = ksub.add_parser("list", help="list active keys")
+    kl.add_argument("account", help="account id or email")
+    kl.add_argument("--json", action="store_true")
+    kr = ksub.add_parser("revoke", help="revoke one key (--id) or all keys")
+    kr.add_argument("account", help="account id or email")
+    kr.add_argument("--id", type=int, help="the key's id from `key list`; without it, every key")
+
     sub.add_parser("expire", help="release holds whose lifetime has passed")
     v = sub.add_parser("verify", help="recompute every ledger invariant")
     v.add_argument("--json", action="store_true")
@@ -334,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-LEDGER_COMMANDS = {"grant": cmd_grant, "balance": cmd_balance, "history": cmd_history, "expire": cmd_expire,
+LEDGER_COMMANDS = {"key": cmd_key, "grant": cmd_grant, "balance": cmd_balance, "history": cmd_history, "expire": cmd_expire,
                    "verify": cmd_verify}
 USER_COMMANDS = {"add": cmd_user_add, "list": cmd_user_list, "disable": cmd_user_status,
                  "enable": cmd_user_status, "promote": cmd_user_status}

@@ -11,6 +11,8 @@
 #include "ledger.h"
 #include "i64map.h"
 
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
@@ -201,6 +203,22 @@ static cc_rc validate_op(const cc_op *op, cc_error *err) {
         TRY(check_text(op->display_name, CC_NAME_BYTES_MAX, "display_name", err));
         if (op->role != -1 && op->role != CC_ROLE_USER && op->role != CC_ROLE_ADMIN)
             return cc_fail(err, CC_ERR_INVALID, "role", "role must be user or admin");
+        return CC_OK;
+    case CC_OP_CRED_CREATE:
+        TRY(check_id(op->account_id, "account_id", err));
+        if (op->cred_kind != CC_CRED_SESSION && op->cred_kind != CC_CRED_API_KEY)
+            return cc_fail(err, CC_ERR_INVALID, "kind", "credential kind must be session or api key");
+        if (!op->cred_hash || !op->cred_hint) return cc_fail(err, CC_ERR_INVALID, "token", "no secret");
+        TRY(check_text(op->note, CC_NAME_BYTES_MAX, "label", err));
+        if (op->cred_kind == CC_CRED_SESSION ? (op->ttl_ms < 1 || op->ttl_ms > CC_SESSION_TTL_MS_MAX)
+                                             : (op->ttl_ms < 0 || op->ttl_ms > 10LL * 366 * 24 * 3600 * 1000))
+            return cc_fail(err, CC_ERR_INVALID, "ttl_ms", "credential lifetime is out of range");
+        return CC_OK;
+    case CC_OP_CRED_REVOKE:
+        TRY(check_id(op->account_id, "account_id", err));
+        if (op->cred_kind != CC_CRED_SESSION && op->cred_kind != CC_CRED_API_KEY)
+            return cc_fail(err, CC_ERR_INVALID, "kind", "credential kind must be session or api key");
+        if (op->cred_id < 0) return cc_fail(err, CC_ERR_INVALID, "id", "id must not be negative");
         return CC_OK;
     case CC_OP_ACCOUNT_UPDATE:
         TRY(check_id(op->account_id, "account_id", err));
@@ -698,6 +716,56 @@ static cc_rc apply_account_update(cc_ledger *l, cc_conn *c, const cc_op *op, int
     return CC_OK;
 }
 
+static cc_rc apply_cred_create(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
+    acct_slot *s;
+    cc_rc rc = acct_load(l, c, op->account_id, &s, &r->err);
+    if (rc == CC_ERR_NOT_FOUND)
+        return cc_fail(&r->err, rc, "account_id", "no account with id %lld", (long long)op->account_id);
+    if (rc != CC_OK) return rc;
+    if (!s->a.active)
+        return cc_fail(&r->err, CC_ERR_STATE, "account_id", "account %lld is disabled", (long long)s->a.id);
+    if (op->cred_kind == CC_CRED_API_KEY) {
+        /* Bounded per account, so a leaked session cannot mint keys forever. */
+        cc_credential *tmp = malloc(sizeof *tmp * CC_API_KEYS_PER_ACCOUNT_MAX);
+        if (!tmp) return cc_fail(&r->err, CC_ERR_NOMEM, "", "out of memory");
+        int n = 0;
+        rc = c->v->cred_list(c, s->a.id, CC_CRED_API_KEY, now, tmp, CC_API_KEYS_PER_ACCOUNT_MAX, &n, &r->err);
+        free(tmp);
+        if (rc != CC_OK) return rc;
+        if (n >= CC_API_KEYS_PER_ACCOUNT_MAX)
+            return cc_fail(&r->err, CC_ERR_LIMIT, "kind", "an account may have at most %d API keys; revoke one first",
+                           CC_API_KEYS_PER_ACCOUNT_MAX);
+    }
+    cc_credential cr;
+    memset(&cr, 0, sizeof cr);
+    cr.kind = op->cred_kind;
+    cr.account_id = s->a.id;
+    memcpy(cr.hash, op->cred_hash, CC_CRED_HASH_BYTES);
+    set_text(cr.label, sizeof cr.label, op->note);
+    set_text(cr.hint, sizeof cr.hint, op->cred_hint);
+    cr.created_ms = now;
+    cr.expires_ms = op->ttl_ms ? now + op->ttl_ms : 0;
+    if ((rc = c->v->cred_insert(c, &cr, &r->err)) != CC_OK) return rc;
+    r->entry_id = cr.id;        /* credential results: id, created, expiry */
+    r->account_id = cr.account_id;
+    r->amount = cr.created_ms;
+    r->count = cr.expires_ms;
+    return CC_OK;
+}
+
+static cc_rc apply_cred_revoke(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
+    (void)l;
+    int n = 0;
+    cc_rc rc = c->v->cred_revoke(c, op->cred_id, op->account_id, op->cred_kind, now, &n, &r->err);
+    if (rc != CC_OK) return rc;
+    if (op->cred_id > 0 && n == 0)
+        return cc_fail(&r->err, CC_ERR_NOT_FOUND, "id", "no active credential %lld on this account",
+                       (long long)op->cred_id);
+    r->account_id = op->account_id;
+    r->count = n;
+    return CC_OK;
+}
+
 static cc_rc apply_op(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
     switch (op->kind) {
     case CC_OP_GRANT:
@@ -708,6 +776,8 @@ static cc_rc apply_op(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc
     case CC_OP_EXPIRE: return apply_expire(l, c, op, now, r);
     case CC_OP_ACCOUNT_CREATE: return apply_account_create(l, c, op, now, r);
     case CC_OP_ACCOUNT_UPDATE: return apply_account_update(l, c, op, now, r);
+    case CC_OP_CRED_CREATE: return apply_cred_create(l, c, op, now, r);
+    case CC_OP_CRED_REVOKE: return apply_cred_revoke(l, c, op, now, r);
     }
     CC_ASSERT(0 && "validated kind");
     return CC_ERR_INVALID;
@@ -996,6 +1066,107 @@ cc_rc cc_ledger_history(cc_ledger *l, const cc_history_query *q, cc_entry *out, 
     if (rc != CC_OK) return rc;
     *next_before = (*n_out == q->limit) ? out[*n_out - 1].id : 0;
     return CC_OK;
+}
+
+/* ---------------------------------------------------------------- credentials */
+
+static void sha256(const char *s, size_t n, unsigned char out[CC_CRED_HASH_BYTES]) {
+    unsigned int len = 0;
+    CC_ASSERT(EVP_Digest(s, n, out, &len, EVP_sha256(), NULL) == 1 && len == CC_CRED_HASH_BYTES);
+}
+
+cc_rc cc_ledger_credential_create(cc_ledger *l, int64_t account_id, int kind, const char *label, int64_t ttl_ms,
+                                  char *token_out, size_t token_cap, cc_credential *out, cc_error *err) {
+    if (token_cap < CC_CRED_TOKEN_BYTES + 1) return cc_fail(err, CC_ERR_INVALID, "token", "token buffer too small");
+    unsigned char raw[32];
+    if (RAND_bytes(raw, sizeof raw) != 1) return cc_fail(err, CC_ERR_STORAGE, "", "no randomness available");
+    static const char H[] = "0123456789abcdef";
+    char tok[CC_CRED_TOKEN_BYTES + 1];
+    memcpy(tok, kind == CC_CRED_SESSION ? "ccs_" : "cck_", 4);
+    for (size_t i = 0; i < sizeof raw; i++) {
+        tok[4 + 2 * i] = H[raw[i] >> 4];
+        tok[5 + 2 * i] = H[raw[i] & 15];
+    }
+    tok[CC_CRED_TOKEN_BYTES] = 0;
+    unsigned char hash[CC_CRED_HASH_BYTES];
+    sha256(tok, CC_CRED_TOKEN_BYTES, hash);
+    char hint[13];
+    memcpy(hint, tok, 12);
+    hint[12] = 0;
+    cc_op op;
+    cc_op_init(&op, CC_OP_CRED_CREATE);
+    op.account_id = account_id;
+    op.cred_kind = kind;
+    op.cred_hash = hash;
+    op.cred_hint = hint;
+    op.note = label ? label : "";
+    op.ttl_ms = ttl_ms;
+    cc_result r;
+    if (cc_ledger_execute1(l, &op, &r) != CC_OK) {
+        if (err) *err = r.err;
+        return r.rc;
+    }
+    memcpy(token_out, tok, CC_CRED_TOKEN_BYTES + 1);
+    if (out) {
+        memset(out, 0, sizeof *out);
+        out->id = r.entry_id;
+        out->kind = kind;
+        out->account_id = account_id;
+        memcpy(out->hash, hash, sizeof hash);
+        set_text(out->label, sizeof out->label, op.note);
+        memcpy(out->hint, hint, sizeof hint);
+        out->created_ms = r.amount;
+        out->expires_ms = r.count;
+    }
+    return CC_OK;
+}
+
+cc_rc cc_ledger_credential_revoke(cc_ledger *l, int64_t account_id, int kind, int64_t id, int *count,
+                                  cc_error *err) {
+    cc_op op;
+    cc_op_init(&op, CC_OP_CRED_REVOKE);
+    op.account_id = account_id;
+    op.cred_kind = kind;
+    op.cred_id = id;
+    cc_result r;
+    if (cc_ledger_execute1(l, &op, &r) != CC_OK) {
+        if (err) *err = r.err;
+        return r.rc;
+    }
+    *count = (int)r.count;
+    return CC_OK;
+}
+
+cc_rc cc_ledger_credential_check(cc_ledger *l, const char *token, cc_credential *cred, cc_account *acct,
+                                 cc_error *err) {
+    size_t n = token ? strnlen(token, CC_CRED_TOKEN_BYTES + 1) : 0;
+    if (n != CC_CRED_TOKEN_BYTES || (strncmp(token, "ccs_", 4) && strncmp(token, "cck_", 4)))
+        return cc_fail(err, CC_ERR_NOT_FOUND, "token", "not a valid session or API key");
+    unsigned char hash[CC_CRED_HASH_BYTES];
+    sha256(token, n, hash);
+    int slot;
+    cc_conn *c = reader_take(l, &slot);
+    cc_rc rc = c->v->cred_by_hash(c, hash, cred, err);
+    if (rc == CC_OK) rc = c->v->account_get(c, cred->account_id, acct, err);
+    reader_give(l, slot);
+    if (rc == CC_ERR_NOT_FOUND) return cc_fail(err, rc, "token", "not a valid session or API key");
+    if (rc != CC_OK) return rc;
+    int64_t now = cc_now_ms();
+    if (cred->revoked_ms || (cred->expires_ms && cred->expires_ms <= now))
+        return cc_fail(err, CC_ERR_NOT_FOUND, "token", "not a valid session or API key");
+    if (!acct->active) return cc_fail(err, CC_ERR_STATE, "account_id", "this account is disabled");
+    return CC_OK;
+}
+
+cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_credential *out, int cap, int *n_out,
+                                cc_error *err) {
+    if (account_id <= 0) return cc_fail(err, CC_ERR_INVALID, "account_id", "account_id must be a positive id");
+    if (cap < 1 || cap > CC_CRED_LIST_MAX) return cc_fail(err, CC_ERR_INVALID, "limit", "limit is out of range");
+    int slot;
+    cc_conn *c = reader_take(l, &slot);
+    cc_rc rc = c->v->cred_list(c, account_id, kind, cc_now_ms(), out, cap, n_out, err);
+    reader_give(l, slot);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- 5. verify */

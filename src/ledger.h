@@ -54,6 +54,8 @@ typedef enum cc_op_kind {
     CC_OP_EXPIRE,           /* void every due hold (up to `limit`) at now_ms */
     CC_OP_ACCOUNT_CREATE,
     CC_OP_ACCOUNT_UPDATE,   /* status / role / display name */
+    CC_OP_CRED_CREATE,      /* a session or API key (see cc_ledger_credential_create) */
+    CC_OP_CRED_REVOKE,
 } cc_op_kind;
 
 typedef struct cc_context {
@@ -84,6 +86,10 @@ typedef struct cc_op {
     int active;               /* account_update (-1 = keep) */
     int64_t now_ms;           /* expire: the clock to compare with (0 = now) */
     int limit;                /* expire: at most this many (0 = max) */
+    int cred_kind;            /* cred ops: cc_cred_kind */
+    const unsigned char *cred_hash; /* cred_create: SHA-256 of the secret */
+    const char *cred_hint;    /* cred_create: first characters of the secret */
+    int64_t cred_id;          /* cred_revoke: one credential, or 0 for all of the kind */
 } cc_op;
 
 void cc_op_init(cc_op *op, cc_op_kind kind); /* zero, usage -1, role/active -1 */
@@ -145,6 +151,25 @@ cc_rc cc_ledger_verify(cc_ledger *l, char **problems, int cap, int *n_problems,
 
 /* Group-commit counters since open: operations and commits. */
 void cc_ledger_counters(cc_ledger *l, int64_t *ops, int64_t *commits);
+
+/* Sessions and personal API keys. The secret ("ccs_..." / "cck_...") is
+** written to token_out once and stored only as its SHA-256. ttl_ms 0 means
+** no expiry (API keys); sessions need 1..CC_SESSION_TTL_MS_MAX. */
+#define CC_CRED_TOKEN_BYTES 68       /* "ccX_" + 64 hex */
+#define CC_SESSION_TTL_MS_MAX (90LL * 24 * 3600 * 1000)
+#define CC_API_KEYS_PER_ACCOUNT_MAX 50
+cc_rc cc_ledger_credential_create(cc_ledger *l, int64_t account_id, int kind, const char *label, int64_t ttl_ms,
+                                  char *token_out, size_t token_cap, cc_credential *out, cc_error *err);
+/* id > 0 revokes that credential of the account; id == 0 all of the kind. */
+cc_rc cc_ledger_credential_revoke(cc_ledger *l, int64_t account_id, int kind, int64_t id, int *count,
+                                  cc_error *err);
+/* Who presents this secret: CC_ERR_NOT_FOUND for unknown/revoked/expired
+** secrets (one answer for all, so probing learns nothing), CC_ERR_STATE for
+** a disabled account. */
+cc_rc cc_ledger_credential_check(cc_ledger *l, const char *token, cc_credential *cred, cc_account *acct,
+                                 cc_error *err);
+cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_credential *out, int cap,
+                                int *n_out, cc_error *err);
 
 const char *cc_kind_name(int kind);
 int cc_kind_from_name(const char *name); /* 0 if unknown */

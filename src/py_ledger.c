@@ -572,6 +572,123 @@ static PyObject *L_verify(LedgerObject *self, PyObject *args, PyObject *kw) {
     return out;
 }
 
+/* ------------------------------------------------------------ credentials */
+
+static int cred_kind_from(ccpy_state *st, PyObject *o, int *out) {
+    const char *s;
+    if (ccpy_str(st, o, "kind", &s) < 0) return -1;
+    if (s && !strcmp(s, "session")) *out = CC_CRED_SESSION;
+    else if (s && !strcmp(s, "api_key")) *out = CC_CRED_API_KEY;
+    else { ccpy_invalid(st, "kind", "kind must be 'session' or 'api_key'"); return -1; }
+    return 0;
+}
+
+static PyObject *cred_dict(const cc_credential *c) {
+    return Py_BuildValue("{sLsssLsssssLsL}", "id", (long long)c->id, "kind",
+                         c->kind == CC_CRED_SESSION ? "session" : "api_key", "account_id", (long long)c->account_id,
+                         "label", c->label, "hint", c->hint, "created_ms", (long long)c->created_ms,
+                         "expires_ms", (long long)c->expires_ms);
+}
+
+static PyObject *L_create_credential(LedgerObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"account_id", "kind", "label", "ttl_ms", NULL};
+    ccpy_state *st = lstate(self);
+    PyObject *id_o, *kind_o, *label_o = NULL, *ttl_o = NULL;
+    if (ensure_open(self) < 0) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OO:create_credential", kwlist, &id_o, &kind_o, &label_o, &ttl_o))
+        return NULL;
+    int64_t id, ttl;
+    int kind;
+    const char *label;
+    if (ccpy_i64(st, id_o, "account_id", &id) < 0 || cred_kind_from(st, kind_o, &kind) < 0 ||
+        ccpy_str(st, label_o, "label", &label) < 0 || ccpy_opt_i64(st, ttl_o, "ttl_ms", 0, &ttl) < 0)
+        return NULL;
+    char tok[CC_CRED_TOKEN_BYTES + 1];
+    cc_credential c;
+    cc_error e;
+    cc_rc rc;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_ledger_credential_create(self->l, id, kind, label, ttl, tok, sizeof tok, &c, &e);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    PyObject *d = cred_dict(&c);
+    if (d && ccpy_set_str(d, "token", tok) < 0) Py_CLEAR(d);
+    memset(tok, 0, sizeof tok);
+    return d;
+}
+
+static PyObject *L_check_credential(LedgerObject *self, PyObject *arg) {
+    ccpy_state *st = lstate(self);
+    const char *tok;
+    if (ensure_open(self) < 0 || ccpy_str(st, arg, "token", &tok) < 0) return NULL;
+    if (!tok) return ccpy_invalid(st, "token", "token must be a string");
+    cc_credential c;
+    cc_account a;
+    cc_error e;
+    cc_rc rc;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_ledger_credential_check(self->l, tok, &c, &a, &e);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    return Py_BuildValue("{sNsN}", "credential", cred_dict(&c), "account", account_dict(&a));
+}
+
+static PyObject *L_revoke_credential(LedgerObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"account_id", "kind", "id", NULL};
+    ccpy_state *st = lstate(self);
+    PyObject *a_o, *kind_o, *id_o = NULL;
+    if (ensure_open(self) < 0) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:revoke_credential", kwlist, &a_o, &kind_o, &id_o)) return NULL;
+    int64_t acct, id;
+    int kind, count = 0;
+    if (ccpy_i64(st, a_o, "account_id", &acct) < 0 || cred_kind_from(st, kind_o, &kind) < 0 ||
+        ccpy_opt_i64(st, id_o, "id", 0, &id) < 0)
+        return NULL;
+    cc_error e;
+    cc_rc rc;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_ledger_credential_revoke(self->l, acct, kind, id, &count, &e);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    return PyLong_FromLong(count);
+}
+
+static PyObject *L_list_credentials(LedgerObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"account_id", "kind", NULL};
+    ccpy_state *st = lstate(self);
+    PyObject *a_o, *kind_o;
+    if (ensure_open(self) < 0) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:list_credentials", kwlist, &a_o, &kind_o)) return NULL;
+    int64_t acct;
+    int kind, n = 0;
+    if (ccpy_i64(st, a_o, "account_id", &acct) < 0 || cred_kind_from(st, kind_o, &kind) < 0) return NULL;
+    cc_credential *buf = PyMem_Malloc(sizeof *buf * CC_CRED_LIST_MAX);
+    if (!buf) return PyErr_NoMemory();
+    cc_error e;
+    cc_rc rc;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_ledger_credential_list(self->l, acct, kind, buf, CC_CRED_LIST_MAX, &n, &e);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    PyObject *out = NULL;
+    if (rc != CC_OK) ccpy_raise(st, &e);
+    else if ((out = PyList_New(n)))
+        for (int i = 0; i < n; i++) {
+            PyObject *d = cred_dict(&buf[i]);
+            if (!d) { Py_CLEAR(out); break; }
+            PyList_SET_ITEM(out, i, d);
+        }
+    PyMem_Free(buf);
+    return out;
+}
+
 static PyObject *L_counters(LedgerObject *self, PyObject *Py_UNUSED(ignored)) {
     if (ensure_open(self) < 0) return NULL;
     int64_t ops, commits;
@@ -693,6 +810,11 @@ static PyMethodDef L_methods[] = {
     {"entry", FN(L_entry), METH_O, "entry(key) -> the entry an idempotency key produced"},
     {"get_hold", FN(L_get_hold), METH_O, "get_hold(hold_id) -> hold"},
     {"verify", FN(L_verify), KW, "verify(max_problems=100) -> report of every invariant"},
+    {"create_credential", FN(L_create_credential), KW,
+     "create_credential(account_id, kind, label='', ttl_ms=0) -> {token (shown once), id, hint, expires_ms}"},
+    {"check_credential", FN(L_check_credential), METH_O, "check_credential(token) -> {credential, account}"},
+    {"revoke_credential", FN(L_revoke_credential), KW, "revoke_credential(account_id, kind, id=0) -> count"},
+    {"list_credentials", FN(L_list_credentials), KW, "list_credentials(account_id, kind) -> active ones"},
     {"counters", FN(L_counters), METH_NOARGS, "group-commit counters {ops, commits}"},
     {"close", FN(L_close), METH_NOARGS, "close the ledger"},
     {"__enter__", FN(L_enter), METH_NOARGS, NULL},

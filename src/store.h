@@ -98,6 +98,24 @@ typedef struct cc_hold {
     int64_t resolved_by;        /* entry id that resolved it, 0 while open */
 } cc_hold;
 
+typedef enum cc_cred_kind { CC_CRED_SESSION = 1, CC_CRED_API_KEY = 2 } cc_cred_kind;
+#define CC_CRED_HASH_BYTES 32
+#define CC_CRED_HINT_BYTES_MAX 15
+
+/* A session or personal API key. Only the SHA-256 of the secret is stored. */
+typedef struct cc_credential {
+    int64_t id;
+    int kind;                   /* cc_cred_kind */
+    int64_t account_id;
+    unsigned char hash[CC_CRED_HASH_BYTES];
+    char label[CC_NAME_BYTES_MAX + 1];       /* key name, or the session's client */
+    char hint[CC_CRED_HINT_BYTES_MAX + 1];   /* first characters, for display */
+    int64_t created_ms;
+    int64_t expires_ms;         /* 0 = never */
+    int64_t revoked_ms;         /* 0 = active */
+} cc_credential;
+#define CC_CRED_LIST_MAX 200
+
 typedef struct cc_history_query {
     int64_t account_id;
     int64_t before_id;          /* cursor: only entries with id < before_id; 0 = newest */
@@ -150,6 +168,16 @@ typedef struct cc_conn_vtab {
     /* Open holds with expires_ms <= now_ms, oldest first, at most `limit`. */
     cc_rc (*holds_due)(cc_conn *c, int64_t now_ms, int limit, int64_t *ids, int *n_out,
                        cc_error *err);
+
+    cc_rc (*cred_insert)(cc_conn *c, cc_credential *cr, cc_error *err);  /* sets cr->id */
+    cc_rc (*cred_by_hash)(cc_conn *c, const unsigned char *hash, cc_credential *out, cc_error *err);
+    /* Revokes active credentials: one by id (id > 0, of account_id), or all
+    ** of account_id of `kind` (id == 0). *count = how many. */
+    cc_rc (*cred_revoke)(cc_conn *c, int64_t id, int64_t account_id, int kind, int64_t now_ms, int *count,
+                         cc_error *err);
+    /* Active credentials of an account and kind, newest first. */
+    cc_rc (*cred_list)(cc_conn *c, int64_t account_id, int kind, int64_t now_ms, cc_credential *out, int cap,
+                       int *n_out, cc_error *err);
 
     cc_rc (*scan_accounts)(cc_conn *c, cc_account_cb cb, void *ctx, cc_error *err);
     /* Ordered by (account_id, id). */

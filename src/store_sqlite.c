@@ -52,6 +52,11 @@ static const char *const SCHEMA_SQL =
     " BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;"
     "CREATE TRIGGER IF NOT EXISTS accounts_no_delete BEFORE DELETE ON accounts"
     " BEGIN SELECT RAISE(ABORT, 'accounts are never deleted; disable them'); END;"
+    "CREATE TABLE IF NOT EXISTS credentials("
+    " id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " hash BLOB NOT NULL UNIQUE, label TEXT NOT NULL, hint TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS credentials_by_account ON credentials(account_id, kind, id);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1');";
 
 #define ACCOUNT_COLS                                                           \
@@ -63,6 +68,7 @@ static const char *const SCHEMA_SQL =
     "node_id, node_class, model, tokens_in, tokens_out, images, seconds_ms, "  \
     "currency, amount_minor, method, external_ref, note"
 #define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by"
+#define CRED_COLS "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms"
 
 enum {
     ST_BEGIN_W, ST_COMMIT, ST_ROLLBACK, ST_BEGIN_R, ST_END_R, ST_DATA_VERSION,
@@ -70,6 +76,7 @@ enum {
     ST_ENT_BY_KEY, ST_ENT_GET, ST_ENT_INSERT,
     ST_HOLD_GET, ST_HOLD_INSERT, ST_HOLD_RESOLVE, ST_HOLDS_DUE,
     ST_SCAN_ACC, ST_SCAN_ENT, ST_SCAN_HOLD,
+    ST_CRED_INSERT, ST_CRED_BY_HASH, ST_CRED_REVOKE_ONE, ST_CRED_REVOKE_ALL, ST_CRED_LIST,
     ST_COUNT
 };
 
@@ -105,6 +112,15 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_SCAN_ACC] = "SELECT " ACCOUNT_COLS " FROM accounts ORDER BY id",
     [ST_SCAN_ENT] = "SELECT " ENTRY_COLS " FROM entries ORDER BY account_id, id",
     [ST_SCAN_HOLD] = "SELECT " HOLD_COLS " FROM holds ORDER BY id",
+    [ST_CRED_INSERT] = "INSERT INTO credentials(kind, account_id, hash, label, hint, created_ms, expires_ms,"
+                       " revoked_ms) VALUES (?,?,?,?,?,?,?,0)",
+    [ST_CRED_BY_HASH] = "SELECT " CRED_COLS " FROM credentials WHERE hash = ?",
+    [ST_CRED_REVOKE_ONE] = "UPDATE credentials SET revoked_ms = ?1 WHERE id = ?2 AND account_id = ?3"
+                           " AND kind = ?4 AND revoked_ms = 0",
+    [ST_CRED_REVOKE_ALL] = "UPDATE credentials SET revoked_ms = ?1 WHERE account_id = ?3 AND kind = ?4"
+                           " AND revoked_ms = 0",
+    [ST_CRED_LIST] = "SELECT " CRED_COLS " FROM credentials WHERE account_id = ? AND kind = ? AND revoked_ms = 0"
+                     " AND (expires_ms = 0 OR expires_ms > ?) ORDER BY id DESC LIMIT ?",
 };
 
 typedef struct sq_store {
@@ -551,6 +567,84 @@ static cc_rc sq_scan_holds(cc_conn *b, cc_hold_cb cb, void *ctx, cc_error *err) 
     return rc == SQLITE_DONE ? CC_OK : sq_err(c->db, err, "scan holds");
 }
 
+static void read_cred(sqlite3_stmt *s, cc_credential *c) {
+    c->id = sqlite3_column_int64(s, 0);
+    c->kind = sqlite3_column_int(s, 1);
+    c->account_id = sqlite3_column_int64(s, 2);
+    const void *h = sqlite3_column_blob(s, 3);
+    CC_ASSERT(sqlite3_column_bytes(s, 3) == CC_CRED_HASH_BYTES && h);
+    memcpy(c->hash, h, CC_CRED_HASH_BYTES);
+    copy_text(c->label, sizeof c->label, s, 4);
+    copy_text(c->hint, sizeof c->hint, s, 5);
+    c->created_ms = sqlite3_column_int64(s, 6);
+    c->expires_ms = sqlite3_column_int64(s, 7);
+    c->revoked_ms = sqlite3_column_int64(s, 8);
+}
+
+static cc_rc sq_cred_insert(cc_conn *b, cc_credential *cr, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_CRED_INSERT);
+    sqlite3_bind_int(s, 1, cr->kind);
+    sqlite3_bind_int64(s, 2, cr->account_id);
+    sqlite3_bind_blob(s, 3, cr->hash, CC_CRED_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, cr->label, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, cr->hint, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, cr->created_ms);
+    sqlite3_bind_int64(s, 7, cr->expires_ms);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) return sq_err(c->db, err, "insert credential");
+    cr->id = sqlite3_last_insert_rowid(c->db);
+    return CC_OK;
+}
+
+static cc_rc sq_cred_by_hash(cc_conn *b, const unsigned char *hash, cc_credential *out, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_CRED_BY_HASH);
+    sqlite3_bind_blob(s, 1, hash, CC_CRED_HASH_BYTES, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    cc_rc r = CC_OK;
+    if (rc == SQLITE_ROW) read_cred(s, out);
+    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "token", "unknown credential");
+    else r = sq_err(c->db, err, "find credential");
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return r;
+}
+
+static cc_rc sq_cred_revoke(cc_conn *b, int64_t id, int64_t account_id, int kind, int64_t now_ms, int *count,
+                            cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, id > 0 ? ST_CRED_REVOKE_ONE : ST_CRED_REVOKE_ALL);
+    sqlite3_bind_int64(s, 1, now_ms);
+    if (id > 0) sqlite3_bind_int64(s, 2, id);
+    sqlite3_bind_int64(s, 3, account_id);
+    sqlite3_bind_int(s, 4, kind);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) return sq_err(c->db, err, "revoke credential");
+    *count = sqlite3_changes(c->db);
+    return CC_OK;
+}
+
+static cc_rc sq_cred_list(cc_conn *b, int64_t account_id, int kind, int64_t now_ms, cc_credential *out, int cap,
+                          int *n_out, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_CRED_LIST);
+    sqlite3_bind_int64(s, 1, account_id);
+    sqlite3_bind_int(s, 2, kind);
+    sqlite3_bind_int64(s, 3, now_ms);
+    sqlite3_bind_int(s, 4, cap);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < cap) read_cred(s, &out[n++]);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sq_err(c->db, err, "list credentials");
+    *n_out = n;
+    return CC_OK;
+}
+
 static const cc_conn_vtab SQ_CONN_VTAB = {
     .close = sq_close,
     .begin_write = sq_begin_write,
@@ -572,6 +666,10 @@ static const cc_conn_vtab SQ_CONN_VTAB = {
     .hold_insert = sq_hold_insert,
     .hold_resolve = sq_hold_resolve,
     .holds_due = sq_holds_due,
+    .cred_insert = sq_cred_insert,
+    .cred_by_hash = sq_cred_by_hash,
+    .cred_revoke = sq_cred_revoke,
+    .cred_list = sq_cred_list,
     .scan_accounts = sq_scan_accounts,
     .scan_entries = sq_scan_entries,
     .scan_holds = sq_scan_holds,

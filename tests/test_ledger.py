@@ -228,3 +228,49 @@ def test_money_helpers():
     assert _core.format_credits(2_004_500_000) == "2004.50"
     with pytest.raises(_core.InvalidArgument):
         _core.parse_credits("1e5")
+
+
+def test_credentials_lifecycle(ledger, account):
+    key = ledger.create_credential(account, "api_key", label="laptop")
+    assert key["token"].startswith("cck_") and len(key["token"]) == 68
+    assert key["hint"] == key["token"][:12] and key["created_ms"] > 0 and key["expires_ms"] == 0
+    who = ledger.check_credential(key["token"])
+    assert who["account"]["id"] == account and who["credential"]["label"] == "laptop"
+    assert "token" not in ledger.list_credentials(account, "api_key")[0]
+    sess = ledger.create_credential(account, "session", label="browser", ttl_ms=60_000)
+    assert sess["expires_ms"] - sess["created_ms"] == 60_000
+    # Forged, truncated or wrong-prefix tokens all get the same answer.
+    for bad in (key["token"][:-1] + ("0" if key["token"][-1] != "0" else "1"), key["token"][:20],
+                "ccx_" + key["token"][4:], "", "Bearer " + key["token"]):
+        with pytest.raises(_core.NotFound):
+            ledger.check_credential(bad)
+    assert ledger.revoke_credential(account, "api_key", id=key["id"]) == 1
+    with pytest.raises(_core.NotFound):
+        ledger.check_credential(key["token"])
+    with pytest.raises(_core.NotFound):
+        ledger.revoke_credential(account, "api_key", id=key["id"])
+    ledger.update_account(account, active=False)
+    with pytest.raises(_core.InvalidState):
+        ledger.check_credential(sess["token"])
+    with pytest.raises(_core.InvalidState):
+        ledger.create_credential(account, "session", ttl_ms=1000)
+
+
+def test_credential_bad_input(ledger, account):
+    with pytest.raises(_core.InvalidArgument):
+        ledger.create_credential(account, "password")
+    with pytest.raises(_core.InvalidArgument) as ei:
+        ledger.create_credential(account, "session", ttl_ms=0)
+    assert ei.value.field == "ttl_ms"
+    with pytest.raises(_core.NotFound):
+        ledger.create_credential(999, "api_key")
+
+
+def test_api_keys_are_bounded_per_account(ledger, account):
+    for i in range(50):
+        ledger.create_credential(account, "api_key", label=f"k{i}")
+    with pytest.raises(_core.InvalidArgument) as ei:
+        ledger.create_credential(account, "api_key")
+    assert "at most 50" in str(ei.value)
+    assert ledger.revoke_credential(account, "api_key") == 50
+    ledger.create_credential(account, "api_key")
