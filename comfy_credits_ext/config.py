@@ -10,8 +10,15 @@ Config file (JSON, every key optional):
       "database": "/path/to/ledger.db",
       "price_table": "/path/to/prices.json",
       "rates": {"usd": "211", "eur": "229.5"},
-      "hold_ttl_ms": 3600000
+      "hold_ttl_ms": 3600000,
+      "upstream_base": "https://api.comfy.org",
+      "upstream_timeout_ms": 600000,
+      "charge_failed_runs": false,
+      "session_ttl_ms": 2592000000
     }
+
+Secrets come only from the environment: COMFY_CREDITS_UPSTREAM_KEY (the
+operator's Comfy.org API key that pays the providers).
 
 `rates` maps an ISO currency to credits per major unit as a decimal string
 (no floats on the money path); USD defaults to 211, Comfy.org's rate.
@@ -31,7 +38,12 @@ CONFIG_FILE_NAME = "config.json"
 DB_FILE_NAME = "ledger.db"
 DATA_DIR_NAME = "comfy_credits"  # inside ComfyUI's user directory
 
-KNOWN_KEYS = {"database", "price_table", "rates", "hold_ttl_ms"}
+KNOWN_KEYS = {"database", "price_table", "rates", "hold_ttl_ms", "upstream_base", "upstream_timeout_ms",
+              "charge_failed_runs", "session_ttl_ms"}
+ENV_UPSTREAM_KEY = "COMFY_CREDITS_UPSTREAM_KEY"
+ENV_UPSTREAM_BASE = "COMFY_CREDITS_UPSTREAM_BASE"
+UPSTREAM_BASE_DEFAULT = "https://api.comfy.org"
+SESSION_TTL_MS_DEFAULT = 30 * 24 * 3600 * 1000
 HOLD_TTL_MS_DEFAULT = 60 * 60 * 1000  # one hour: longer than any API node's own timeout
 HOLD_TTL_MS_MAX = 7 * 24 * 3600 * 1000
 
@@ -48,7 +60,16 @@ class Config:
     price_table: Path = SHIPPED_PRICES
     rates_micro: dict[str, int] = field(default_factory=lambda: {"usd": 211 * _core.MICRO})
     hold_ttl_ms: int = HOLD_TTL_MS_DEFAULT
+    upstream_base: str = UPSTREAM_BASE_DEFAULT
+    upstream_timeout_ms: int = 600_000
+    charge_failed_runs: bool = False
+    session_ttl_ms: int = SESSION_TTL_MS_DEFAULT
     source: Path | None = None  # the file it came from, if any
+
+    @property
+    def upstream_key(self) -> str:
+        """The operator's upstream key; from the environment only, never logged."""
+        return os.environ.get(ENV_UPSTREAM_KEY, "")
 
     def price_table_text(self) -> str:
         try:
@@ -121,4 +142,19 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
         if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1000 <= ttl <= HOLD_TTL_MS_MAX:
             raise ConfigError(f"hold_ttl_ms: expected an integer between 1000 and {HOLD_TTL_MS_MAX}")
         cfg.hold_ttl_ms = ttl
+    base = os.environ.get(ENV_UPSTREAM_BASE) or raw.get("upstream_base")
+    if base is not None:
+        if not isinstance(base, str) or not base.startswith(("http://", "https://")):
+            raise ConfigError("upstream_base: expected an http:// or https:// URL")
+        cfg.upstream_base = base.rstrip("/")
+    for key, lo, hi in (("upstream_timeout_ms", 1000, 3_600_000), ("session_ttl_ms", 60_000, 90 * 24 * 3600 * 1000)):
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise ConfigError(f"{key}: expected an integer between {lo} and {hi}")
+            setattr(cfg, key, v)
+    if "charge_failed_runs" in raw:
+        if not isinstance(raw["charge_failed_runs"], bool):
+            raise ConfigError("charge_failed_runs: expected true or false")
+        cfg.charge_failed_runs = raw["charge_failed_runs"]
     return cfg

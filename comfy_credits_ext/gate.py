@@ -1,0 +1,202 @@
+"""Queue-time gate: hooks ComfyUI's POST /prompt (and /api/prompt).
+
+ComfyUI facts this relies on (see shared/reference/backend.md §1.4, §2):
+- a middleware appended to PromptServer.instance.app.middlewares before the
+  app is frozen sees both /prompt and /api/prompt (server.py add_routes);
+- on_prompt handlers run inside the /prompt handler, in the same task, before
+  validation, and may rewrite `prompt_id` and `extra_data`, but an exception
+  there is swallowed (server.py trigger_on_prompt) — so refusals happen in
+  the middleware, never in the handler;
+- a non-200 JSON body {"error": {type, message, details, extra_info},
+  "node_errors": {...}} is shown by the frontend as
+  "<message>: <details>" plus each node's errors (api.ts PromptExecutionError).
+
+The middleware authenticates (our session cookie, `Authorization: Bearer`
+with a session or personal API key, or a personal key in
+extra_data.api_key_comfy_org), prices every API node at its worst case and
+refuses when the account's available credits do not cover the sum. It never
+trusts the Comfy-User header, which anyone can set.
+
+This gate is advisory-but-early (nothing is queued without credits); the
+authoritative check is the hold placed when each API node executes
+(api_nodes.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from . import _core
+
+log = logging.getLogger("comfy_credits")
+
+SESSION_COOKIE = "comfy_credits_session"
+PROMPT_PATHS = ("/prompt", "/api/prompt")
+SECRET_EXTRA_KEYS = ("api_key_comfy_org", "auth_token_comfy_org")
+WHERE_TO_SIGN_IN = "Sign in under Settings → User → Credits account"
+WHERE_TO_BUY = "Buy credits in Settings → Credits"
+
+
+@dataclass
+class Admission:
+    account_id: int
+    hold_micro: int = 0
+    nodes: list = field(default_factory=list)
+
+
+_admission: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("comfy_credits_admission",
+                                                                                default=None)
+
+
+def is_api_node(cls) -> bool:
+    return getattr(cls, "API_NODE", False) is True
+
+
+def request_token(request: web.Request, body: dict | None = None) -> str | None:
+    """The credential the client presented: cookie, bearer, or personal key."""
+    tok = request.cookies.get(SESSION_COOKIE)
+    if tok:
+        return tok
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        cand = auth[7:].strip()
+        if cand.startswith(("ccs_", "cck_")):
+            return cand
+    if body is not None:
+        extra = body.get("extra_data")
+        if isinstance(extra, dict):
+            key = extra.get("api_key_comfy_org")
+            if isinstance(key, str) and key.startswith("cck_"):
+                return key
+    return None
+
+
+def prompt_error(kind: str, message: str, details: str, node_errors: dict | None = None,
+                 status: int = 400, extra: dict | None = None) -> web.Response:
+    body = {"error": {"type": kind, "message": message, "details": details, "extra_info": extra or {}},
+            "node_errors": node_errors or {}}
+    return web.json_response(body, status=status)
+
+
+def credits(micro: int) -> str:
+    return _core.format_credits(micro, 2)
+
+
+def find_api_nodes(prompt: dict, node_classes: dict) -> list[tuple[str, str, dict]]:
+    found = []
+    for node_id, node in prompt.items():
+        if not isinstance(node, dict):
+            continue
+        cls = node_classes.get(node.get("class_type"))
+        if cls is not None and is_api_node(cls):
+            inputs = node.get("inputs")
+            found.append((str(node_id), node["class_type"], inputs if isinstance(inputs, dict) else {}))
+    return found
+
+
+async def admit(rt, request: web.Request, body: dict, node_classes: dict):
+    """Returns an Admission, None (nothing to track), or a refusal response."""
+    api_nodes = find_api_nodes(body["prompt"], node_classes)
+    token = request_token(request, body)
+    if token is None:
+        if not api_nodes:
+            return None
+        names = ", ".join(sorted({c for _, c, _ in api_nodes}))
+        return prompt_error(
+            "credits_sign_in_required", "Sign in to run API nodes",
+            f"This workflow uses paid API nodes ({names}). {WHERE_TO_SIGN_IN}, or send a personal API key.",
+            {nid: {"errors": [{"type": "credits_sign_in_required", "message": "Sign in to run this API node",
+                               "details": WHERE_TO_SIGN_IN, "extra_info": {}}],
+                   "dependent_outputs": [], "class_type": cls} for nid, cls, _ in api_nodes})
+    try:
+        who = await asyncio.to_thread(rt.ledger.check_credential, token)
+    except _core.NotFound:
+        return prompt_error("credits_sign_in_required", "Your Credits session has expired",
+                            f"{WHERE_TO_SIGN_IN} again.", status=401)
+    except _core.InvalidState:
+        return prompt_error("credits_account_disabled", "This Credits account is disabled",
+                            "Ask the operator of this server to enable it.", status=403)
+    account = who["account"]
+    adm = Admission(account_id=account["id"])
+    if not api_nodes:
+        return adm
+    node_errors = {}
+    total = 0
+    for node_id, cls, inputs in api_nodes:
+        try:
+            est = rt.estimate(cls, inputs)
+        except _core.InvalidArgument as exc:
+            node_errors[node_id] = {"errors": [{"type": "credits_price_error", "message": "Cannot price this node",
+                                                "details": str(exc), "extra_info": {}}],
+                                    "dependent_outputs": [], "class_type": cls}
+            continue
+        total += est["micro"]
+        adm.nodes.append({"node_id": node_id, "class_type": cls, "micro": est["micro"],
+                          "used_default": est["used_default"]})
+    if node_errors:
+        return prompt_error("credits_price_error", "Cannot price the API nodes in this workflow",
+                            "See the nodes marked in red.", node_errors)
+    adm.hold_micro = total
+    available = account["balance"] - account["held"]
+    if account["balance"] <= 0 or available < total:
+        parts = ", ".join(f"{n['class_type']} (#{n['node_id']}) up to {credits(n['micro'])}" for n in adm.nodes)
+        details = (f"This workflow needs up to {credits(total)} credits ({parts}); you have "
+                   f"{credits(max(0, available))} available. {WHERE_TO_BUY}.")
+        node_errors = {n["node_id"]: {"errors": [{"type": "insufficient_credits",
+                                                   "message": "Not enough credits for this API node",
+                                                   "details": f"needs up to {credits(n['micro'])} credits",
+                                                   "extra_info": {"estimate_micro": n["micro"]}}],
+                                      "dependent_outputs": [], "class_type": n["class_type"]}
+                       for n in adm.nodes}
+        return prompt_error("insufficient_credits", "Not enough credits", details, node_errors,
+                            extra={"needed_micro": total, "available_micro": max(0, available),
+                                   "buy": "settings:credits"})
+    return adm
+
+
+def make_middleware(rt, node_classes: dict):
+    @web.middleware
+    async def comfy_credits_gate(request: web.Request, handler):
+        if request.method != "POST" or request.path not in PROMPT_PATHS:
+            return await handler(request)
+        try:
+            body = await request.json()  # aiohttp caches the body: the handler reads it again
+        except Exception:
+            return await handler(request)  # ComfyUI answers malformed bodies itself
+        if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
+            return await handler(request)
+        decision = await admit(rt, request, body, node_classes)
+        if isinstance(decision, web.StreamResponse):
+            return decision
+        reset = _admission.set(decision)
+        try:
+            return await handler(request)
+        finally:
+            _admission.reset(reset)
+    return comfy_credits_gate
+
+
+def make_on_prompt(rt):
+    def comfy_credits_on_prompt(json_data: dict) -> dict:
+        adm = _admission.get()
+        extra = json_data.get("extra_data")
+        if isinstance(extra, dict):
+            # A personal key or a Comfy.org token must not sit in GET /queue;
+            # API nodes get a per-hold token at execution time instead.
+            for k in SECRET_EXTRA_KEYS:
+                extra.pop(k, None)
+        if adm is None:
+            return json_data
+        prompt_id = str(uuid.uuid4())  # forced: clients cannot pick or collide ids
+        json_data["prompt_id"] = prompt_id
+        if not isinstance(extra, dict):
+            extra = json_data["extra_data"] = {}
+        extra["comfy_credits_account"] = adm.account_id
+        rt.remember_prompt(prompt_id, adm.account_id)
+        return json_data
+    return comfy_credits_on_prompt

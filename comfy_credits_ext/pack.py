@@ -1,0 +1,64 @@
+"""Installs comfy-credits into a running ComfyUI (called from the pack's
+root __init__.py while ComfyUI imports custom nodes).
+
+Order (shared/reference/backend.md §1.1, §1.4): packs are imported after
+PromptServer exists and before add_routes() and the app start, so at import
+we append our middleware, add our on_prompt handler and routes. API nodes of
+packs loaded after us exist only later, so wrapping happens in
+app.on_startup, which runs once every pack is loaded. Only then is
+comfy_api_base pointed at our gateway: until that moment the pack's
+prestartup_script.py keeps it on a refusing address (fail closed).
+"""
+from __future__ import annotations
+
+import logging
+
+from . import api_nodes, config, gate, gateway_route, routes
+from .runtime import Runtime
+
+log = logging.getLogger("comfy_credits")
+
+STATE: dict = {}
+
+
+def gateway_base(args) -> str:
+    listen = str(getattr(args, "listen", "127.0.0.1") or "127.0.0.1").split(",")[0].strip()
+    if listen in ("", "0.0.0.0", "localhost"):
+        host = "127.0.0.1"
+    elif listen == "::":
+        host = "[::1]"
+    elif ":" in listen and not listen.startswith("["):
+        host = f"[{listen}]"
+    else:
+        host = listen
+    scheme = "https" if getattr(args, "tls_keyfile", None) and getattr(args, "tls_certfile", None) else "http"
+    return f"{scheme}://{host}:{int(getattr(args, 'port', 8188))}{gateway_route.PREFIX}"
+
+
+def install() -> Runtime:
+    from server import PromptServer  # ComfyUI modules: present only inside ComfyUI
+    import folder_paths
+    import nodes
+    from comfy.cli_args import args
+
+    server = PromptServer.instance
+    cfg = config.load(comfyui_user_dir=folder_paths.get_user_directory())
+    rt = Runtime(cfg)
+    server.app.middlewares.append(gate.make_middleware(rt, nodes.NODE_CLASS_MAPPINGS))
+    server.add_on_prompt_handler(gate.make_on_prompt(rt))
+    routes.register(server.routes, rt)
+    gateway_route.register(server.routes, rt)
+
+    async def on_startup(app):
+        wrapped = api_nodes.wrap_all(rt, nodes.NODE_CLASS_MAPPINGS)
+        base = gateway_base(args)
+        args.comfy_api_base = base
+        rt.start_expiry()
+        STATE["ready"] = True
+        key = "set" if cfg.upstream_key else "NOT SET (upstream calls will be refused upstream)"
+        log.info("comfy-credits: ready; %d API node classes metered; ledger %s; gateway %s -> %s; operator key %s",
+                 len(wrapped), cfg.database, base, cfg.upstream_base, key)
+
+    server.app.on_startup.append(on_startup)
+    STATE["runtime"] = rt
+    return rt

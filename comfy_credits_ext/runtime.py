@@ -1,0 +1,98 @@
+"""The running extension: one object that owns the ledger, prices, gateway,
+meter and token key, and remembers which account queued which prompt.
+
+Everything here is glue around `_core`; the money rules live in C. Blocking
+calls into `_core` release the GIL; async callers use `asyncio.to_thread`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+from . import _core
+from . import config as config_mod
+
+log = logging.getLogger("comfy_credits")
+
+PROMPTS_REMEMBERED_MAX = 100_000  # prompt -> account entries kept (oldest dropped first)
+
+
+class Runtime:
+    def __init__(self, cfg: config_mod.Config):
+        self.cfg = cfg
+        cfg.database.parent.mkdir(parents=True, exist_ok=True)
+        self.ledger = _core.Ledger(str(cfg.database))
+        self.prices = _core.PriceTable(cfg.price_table_text())
+        self.meter = _core.Meter()
+        self.tokens = _core.TokenKey()
+        self.gateway = _core.Gateway(cfg.upstream_base, cfg.upstream_key, timeout_ms=cfg.upstream_timeout_ms)
+        self._prompts: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+        self._expirer: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # ---- prompt -> account (filled at queue time, read by the worker thread)
+
+    def remember_prompt(self, prompt_id: str, account_id: int) -> None:
+        with self._lock:
+            self._prompts[prompt_id] = account_id
+            self._prompts.move_to_end(prompt_id)
+            while len(self._prompts) > PROMPTS_REMEMBERED_MAX:
+                self._prompts.popitem(last=False)
+
+    def prompt_account(self, prompt_id: str | None) -> int | None:
+        if not prompt_id:
+            return None
+        with self._lock:
+            return self._prompts.get(prompt_id)
+
+    # ---- identity
+
+    def account_for_token(self, token: str | None) -> dict | None:
+        """The active account a session or API key belongs to, else None."""
+        if not token or not token.startswith(("ccs_", "cck_")):
+            return None
+        try:
+            return self.ledger.check_credential(token)["account"]
+        except (_core.NotFound, _core.InvalidState):
+            return None
+
+    # ---- pricing
+
+    def estimate(self, node_class: str, inputs: dict) -> dict:
+        est = self.prices.estimate(node_class, inputs)
+        if est["used_default"]:
+            log.warning("comfy-credits: no price rule for API node %s; charging the default %s credits",
+                        node_class, _core.format_credits(est["micro"]))
+        return est
+
+    # ---- housekeeping
+
+    def start_expiry(self, interval_s: float = 60.0) -> None:
+        """Releases holds left behind by crashes: at start-up, then periodically."""
+        n = self.ledger.expire()
+        if n:
+            log.info("comfy-credits: released %d expired hold(s) at start-up", n)
+
+        def loop():
+            while not self._stop.wait(interval_s):
+                try:
+                    self.ledger.expire()
+                except _core.CreditsError as exc:  # keep running; say why
+                    log.error("comfy-credits: expiring holds failed: %s", exc)
+
+        self._expirer = threading.Thread(target=loop, name="comfy-credits-expiry", daemon=True)
+        self._expirer.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._expirer:
+            self._expirer.join(timeout=5)
+        self.gateway.close()
+        self.ledger.close()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
