@@ -1,0 +1,215 @@
+"""The metering gateway route against a loopback upstream (no ComfyUI needed)."""
+import asyncio
+import json
+import socket
+import time
+import types
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from comfy_credits_ext import _core, gateway_route
+
+C = _core.MICRO
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Upstream:
+    """Records requests; answers per path as the test configures."""
+
+    def __init__(self):
+        self.requests = []
+        self.mode = {}
+
+    async def handle(self, req):
+        body = await req.read()
+        self.requests.append({"method": req.method, "path": req.path, "query": req.query_string,
+                              "headers": dict(req.headers), "body": body})
+        mode = self.mode.get(req.path, "ok")
+        if mode == "slow":
+            await asyncio.sleep(3)
+        if mode == "500":
+            return web.json_response({"error": {"message": "boom"}}, status=500)
+        if mode == "poll":
+            return web.json_response({"status": "succeed", "usage": {"input_tokens": 7, "output_tokens": 9}})
+        return web.json_response({"data": [{"b64_json": "AAAA"}], "usage": {"input_tokens": 7, "output_tokens": 9}},
+                                 headers={"X-Comfy-Credits-Used": "2.5"})
+
+
+@pytest.fixture
+def env(ledger, account):
+    up = Upstream()
+    up_port, gw_port = free_port(), free_port()
+    loop = asyncio.new_event_loop()
+    rt = types.SimpleNamespace(ledger=ledger, tokens=_core.TokenKey(), meter=_core.Meter(),
+                               gateway=_core.Gateway(f"http://127.0.0.1:{up_port}", "operator-secret",
+                                                     timeout_ms=1000))
+    ledger.grant("g", account, 100 * C)
+    hold = ledger.hold("h", account, 10 * C, 60_000)
+    token = rt.tokens.mint(hold["hold_id"], account, int(time.time() * 1000) + 60_000)
+
+    async def start():
+        a = web.Application()
+        a.router.add_route("*", "/{tail:.*}", up.handle)
+        r1 = web.AppRunner(a)
+        await r1.setup()
+        await web.TCPSite(r1, "127.0.0.1", up_port).start()
+        g = web.Application()
+        routes = web.RouteTableDef()
+        gateway_route.register(routes, rt)
+        g.add_routes(routes)
+        r2 = web.AppRunner(g)
+        await r2.setup()
+        await web.TCPSite(r2, "127.0.0.1", gw_port).start()
+        return r1, r2
+    runners = loop.run_until_complete(start())
+
+    def call(method, path, headers=None, body=b"{}"):
+        async def go():
+            async with aiohttp.ClientSession() as s:
+                async with s.request(method, f"http://127.0.0.1:{gw_port}/credits/gateway{path}", data=body,
+                                     headers=headers or {}) as r:
+                    return r.status, dict(r.headers), await r.read()
+        return loop.run_until_complete(go())
+
+    yield types.SimpleNamespace(up=up, rt=rt, hold=hold, token=token, call=call, account=account, ledger=ledger)
+    for r in runners:
+        loop.run_until_complete(r.cleanup())
+    rt.gateway.close()
+    loop.close()
+
+
+def test_forwards_with_operator_key_and_meters_usage(env):
+    st, hdr, body = env.call("POST", "/proxy/openai/images/generations?x=1",
+                             {"X-API-KEY": env.token, "Content-Type": "application/json",
+                              "Idempotency-Key": "idem-1", "Authorization": "Bearer user-secret",
+                              "Cookie": "comfy_credits_session=ccs_x"}, b'{"prompt": "fox"}')
+    assert st == 200 and json.loads(body)["usage"]["input_tokens"] == 7
+    assert hdr["X-Comfy-Credits-Used"] == "2.5"
+    seen = env.up.requests[-1]
+    assert seen["path"] == "/proxy/openai/images/generations" and seen["query"] == "x=1"
+    assert seen["headers"]["X-API-KEY"] == "operator-secret"
+    assert seen["headers"]["Idempotency-Key"] == "idem-1"
+    assert "Authorization" not in seen["headers"] and "Cookie" not in seen["headers"]
+    assert env.token not in json.dumps(seen["headers"])
+    assert seen["body"] == b'{"prompt": "fox"}'
+    # A poll (GET) repeating the same usage does not double it.
+    env.up.mode["/proxy/task/1"] = "poll"
+    assert env.call("GET", "/proxy/task/1", {"X-API-KEY": env.token})[0] == 200
+    assert env.call("GET", "/proxy/task/1", {"X-API-KEY": env.token})[0] == 200
+    usage = env.rt.meter.take(env.hold["hold_id"])
+    assert usage == {"credits_used_micro": 2_500_000, "input_tokens": 7, "output_tokens": 9, "images": 1,
+                     "calls": 3}
+
+
+@pytest.mark.parametrize("headers,kind", [
+    ({}, "credits_hold_missing"),
+    ({"X-API-KEY": "cck_" + "0" * 64}, "credits_hold_invalid"),
+    ({"X-API-KEY": "not-a-token"}, "credits_hold_invalid"),
+])
+def test_refuses_without_a_valid_token(env, headers, kind):
+    st, _, body = env.call("POST", "/proxy/x", headers)
+    assert st == 402 and json.loads(body)["error"]["type"] == kind
+    assert env.up.requests == []
+
+
+def test_forged_and_replayed_tokens(env):
+    other = _core.TokenKey().mint(env.hold["hold_id"], env.account, int(time.time() * 1000) + 60_000)
+    st, _, body = env.call("POST", "/proxy/x", {"X-API-KEY": other})
+    assert st == 402 and json.loads(body)["error"]["type"] == "credits_hold_invalid"
+    expired = env.rt.tokens.mint(env.hold["hold_id"], env.account, int(time.time() * 1000) - 1)
+    st, _, body = env.call("POST", "/proxy/x", {"X-API-KEY": expired})
+    assert st == 402 and json.loads(body)["error"]["type"] == "credits_hold_expired"
+    env.ledger.settle("s", env.hold["hold_id"], 1 * C)
+    st, _, body = env.call("POST", "/proxy/x", {"X-API-KEY": env.token})  # replay after the run settled
+    assert st == 402 and json.loads(body)["error"]["type"] == "credits_hold_resolved"
+    assert env.up.requests == []
+
+
+def test_upstream_errors_pass_through_uncharged(env):
+    env.up.mode["/proxy/fail"] = "500"
+    st, _, body = env.call("POST", "/proxy/fail", {"X-API-KEY": env.token})
+    assert st == 500 and json.loads(body)["error"]["message"] == "boom"
+    assert env.rt.meter.take(env.hold["hold_id"]) == {"calls": 0}
+
+
+def test_upstream_timeout_is_504(env):
+    env.up.mode["/proxy/slow"] = "slow"
+    st, _, body = env.call("POST", "/proxy/slow", {"X-API-KEY": env.token})
+    assert st == 504 and "did not answer" in json.loads(body)["error"]["message"]
+
+
+def test_upstream_unreachable_is_502(ledger, account):
+    rt = types.SimpleNamespace(ledger=ledger, tokens=_core.TokenKey(), meter=_core.Meter(),
+                               gateway=_core.Gateway("http://127.0.0.1:9", "k", connect_timeout_ms=500))
+    ledger.grant("g", account, 5 * C)
+    hold = ledger.hold("h", account, 1 * C, 60_000)
+    tok = rt.tokens.mint(hold["hold_id"], account, int(time.time() * 1000) + 60_000)
+    port = free_port()
+
+    async def go():
+        app = web.Application()
+        routes = web.RouteTableDef()
+        gateway_route.register(routes, rt)
+        app.add_routes(routes)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.post(f"http://127.0.0.1:{port}/credits/gateway/proxy/x",
+                                  headers={"X-API-KEY": tok}) as r:
+                    return r.status, await r.json()
+        finally:
+            await runner.cleanup()
+    st, body = asyncio.run(go())
+    assert st == 502 and "cannot reach the upstream" in body["error"]["message"]
+    rt.gateway.close()
+
+
+def test_bad_paths_are_refused(env):
+    env.call("GET", "/proxy/%2e%2e/secret", {"X-API-KEY": env.token})
+    assert all(".." not in r["path"] and "%2e" not in r["path"].lower() for r in env.up.requests)
+    for bad in ("/proxy/../secret", "/proxy/./x", "proxy/x", "/proxy/x?y", "/proxy/x#y", "/a\\b"):
+        with pytest.raises(_core.InvalidArgument):
+            env.rt.gateway.start("GET", bad)
+    with pytest.raises(_core.InvalidArgument):
+        env.rt.gateway.start("GET", "//evil.example/x")
+    with pytest.raises(_core.InvalidArgument):
+        env.rt.gateway.start("TRACE", "/proxy/x")
+    with pytest.raises(_core.InvalidArgument):
+        env.rt.gateway.start("GET", "/proxy/x\r\nHost: evil")
+
+
+def test_usage_parsing_from_bodies():
+    assert _core.usage_from_json(b'{"usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 20,'
+                                 b' "thoughtsTokenCount": 5}}') == {"input_tokens": 10, "output_tokens": 25}
+    assert _core.usage_from_json(b'{"usage": {"prompt_tokens": 3, "completion_tokens": 4}}') == \
+        {"input_tokens": 3, "output_tokens": 4}
+    assert _core.usage_from_json(b"not json") == {}
+    assert _core.usage_from_json(b'{"usage": {"input_tokens": -5}}') == {}
+
+
+def test_gateway_config_errors():
+    with pytest.raises(_core.InvalidArgument):
+        _core.Gateway("ftp://example.com")
+    with pytest.raises(_core.InvalidArgument):
+        _core.Gateway("http://example.com", "key\nInjected: 1")
+    with pytest.raises(_core.InvalidArgument):
+        _core.Gateway("http://example.com", timeout_ms=0)
+
+
+def test_hold_tokens():
+    k = _core.TokenKey()
+    t = k.mint(3, 4, int(time.time() * 1000) + 1000)
+    assert k.verify(t)["hold_id"] == 3
+    with pytest.raises(_core.InvalidArgument):
+        _core.TokenKey().verify(t)
+    with pytest.raises(TypeError):
+        _core.TokenKey(b"chosen-secret")
