@@ -19,7 +19,7 @@ ctest-asan: $(BUILD)/ctest-asan
 
 $(BUILD)/ctest: $(CORE_SRC) $(TEST_SRC) $(wildcard src/*.h tests/c/*.h)
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS_BASE) -O2 -o $@ $(CORE_SRC) $(TEST_SRC) $(LIBS)
+	$(CC) $(CFLAGS_BASE) -O3 -o $@ $(CORE_SRC) $(TEST_SRC) $(LIBS)
 
 $(BUILD)/ctest-asan: $(CORE_SRC) $(TEST_SRC) $(wildcard src/*.h tests/c/*.h)
 	@mkdir -p $(BUILD)

@@ -489,7 +489,7 @@ static void entry_after(cc_entry *e, const cc_account *after) {
 }
 
 static cc_rc apply_credit(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
-    acct_slot *s;
+    acct_slot *s = NULL;
     cc_rc rc = acct_load(l, c, op->account_id, &s, &r->err);
     if (rc == CC_ERR_NOT_FOUND) return refuse(c, op, r);
     if (rc != CC_OK) return rc;
@@ -526,7 +526,7 @@ static cc_rc apply_credit(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now
 }
 
 static cc_rc apply_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
-    acct_slot *s;
+    acct_slot *s = NULL;
     cc_rc rc = acct_load(l, c, op->account_id, &s, &r->err);
     if (rc == CC_ERR_NOT_FOUND) return refuse(c, op, r);
     if (rc != CC_OK) return rc;
@@ -599,7 +599,7 @@ static cc_rc resolve_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int kind, i
                 hold_state_name(hs.h.state));
         return refuse(c, op, r);
     }
-    acct_slot *s;
+    acct_slot *s = NULL;
     if ((rc = acct_load(l, c, hs.h.account_id, &s, &r->err)) != CC_OK)
         return rc == CC_ERR_NOT_FOUND ? cc_fail(&r->err, CC_ERR_STORAGE, "", "hold without account") : rc;
     cc_account a = s->a;
@@ -699,7 +699,7 @@ static cc_rc apply_account_create(cc_ledger *l, cc_conn *c, const cc_op *op, int
 }
 
 static cc_rc apply_account_update(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
-    acct_slot *s;
+    acct_slot *s = NULL;
     cc_rc rc = acct_load(l, c, op->account_id, &s, &r->err);
     if (rc == CC_ERR_NOT_FOUND)
         return cc_fail(&r->err, rc, "account_id", "no account with id %lld", (long long)op->account_id);
@@ -717,7 +717,7 @@ static cc_rc apply_account_update(cc_ledger *l, cc_conn *c, const cc_op *op, int
 }
 
 static cc_rc apply_cred_create(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
-    acct_slot *s;
+    acct_slot *s = NULL;
     cc_rc rc = acct_load(l, c, op->account_id, &s, &r->err);
     if (rc == CC_ERR_NOT_FOUND)
         return cc_fail(&r->err, rc, "account_id", "no account with id %lld", (long long)op->account_id);
