@@ -14,6 +14,9 @@ if IMPORT_ROOT not in sys.path:
 
 from comfy_credits_ext import _core  # noqa: E402  (fails loudly if not built)
 
+# The sanitizer run must really test the sanitizer build.
+assert os.path.realpath(_core.__file__).startswith(os.path.realpath(IMPORT_ROOT)), (_core.__file__, IMPORT_ROOT)
+
 MICRO = _core.MICRO
 
 
