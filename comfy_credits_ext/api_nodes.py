@@ -40,6 +40,7 @@ log = logging.getLogger("comfy_credits")
 
 WRAPPED_MARK = "__comfy_credits_wrapped__"
 LINKED = ["comfy_credits_linked", 0]  # stands for a non-literal input when pricing
+INTERRUPT_POLL_S = 0.1  # how often a running API node looks at ComfyUI's interrupt flag
 
 
 class CreditsRefused(Exception):
@@ -136,12 +137,43 @@ def _resolve_sync(meter, hold, inputs, failed):
             raise
 
 
+def _interrupt_api():
+    """ComfyUI's interrupt flag (POST /interrupt sets it; comfy/model_management.py)."""
+    try:
+        import comfy.model_management as mm
+    except ImportError:  # outside ComfyUI
+        return None
+    return mm
+
+
+async def _await_interruptible(awaitable):
+    """Awaits the node's call, cancelling it as soon as the user interrupts the
+    prompt: ComfyUI's API client does not look at the flag while a request is
+    in flight, so without this a cancelled run would wait for, and pay for,
+    an answer nobody wants."""
+    mm = _interrupt_api()
+    task = asyncio.ensure_future(awaitable)
+    if mm is None:
+        return await task
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=INTERRUPT_POLL_S)
+        if done:
+            return task.result()
+        if mm.processing_interrupted():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+            raise mm.InterruptProcessingException()
+
+
 async def run_metered(meter: Metered, kwargs: dict, inject, call):
     prompt_id, node_id = _executing()
     hold, token, inputs = await asyncio.to_thread(meter.begin, kwargs, prompt_id, node_id)
     try:
         inject(token)
-        result = await call()
+        result = await _await_interruptible(call())
     except asyncio.CancelledError:
         # The prompt is being torn down: resolve now, synchronously (a few ms).
         _resolve_sync(meter, hold, inputs, True)
