@@ -58,5 +58,6 @@ void suite_money(void);
 void suite_pricing(void);
 void suite_ledger(void);
 void suite_token(void);
+void suite_stripe(void);
 
 #endif

@@ -9,6 +9,7 @@ int main(void) {
     suite_pricing();
     suite_ledger();
     suite_token();
+    suite_stripe();
     printf("%d passed, %d failed\n", ct_passed, ct_failed);
     return ct_failed ? 1 : 0;
 }
