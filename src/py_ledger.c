@@ -9,6 +9,7 @@
 */
 #include "py_util.h"
 #include "ledger.h"
+#include "fulfil.h"
 
 typedef struct {
     PyObject_HEAD
@@ -689,6 +690,37 @@ static PyObject *L_list_credentials(LedgerObject *self, PyObject *args, PyObject
     return out;
 }
 
+static PyObject *L_fulfil_checkout(LedgerObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"session_json", "min_micro", "max_micro", NULL};
+    ccpy_state *st = lstate(self);
+    Py_buffer b;
+    PyObject *min_o, *max_o;
+    if (ensure_open(self) < 0) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*OO:fulfil_checkout", kwlist, &b, &min_o, &max_o)) return NULL;
+    int64_t mn, mx;
+    PyObject *out = NULL;
+    cc_checkout_session s;
+    cc_error e;
+    cc_rc rc;
+    if (ccpy_i64(st, min_o, "min_micro", &mn) < 0 || ccpy_i64(st, max_o, "max_micro", &mx) < 0) goto done;
+    if (cc_stripe_session_parse(b.buf, (size_t)b.len, &s, &e) != CC_OK) { ccpy_raise(st, &e); goto done; }
+    cc_fulfil_state state = CC_FULFIL_PENDING;
+    cc_result r;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_fulfil_checkout(self->l, &s, mn, mx, &state, &r, &e);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    if (rc != CC_OK) { ccpy_raise(st, &e); goto done; }
+    out = Py_BuildValue("{sssssssLsLsLsLsL}", "state", cc_fulfil_state_name(state), "session_id", s.id,
+                        "payment_status", s.payment_status, "account_id", (long long)s.account_id,
+                        "credits_micro", (long long)s.credits_micro, "entry_id", (long long)r.entry_id,
+                        "balance_after", (long long)r.balance_after, "amount_total", (long long)s.amount_total);
+done:
+    PyBuffer_Release(&b);
+    return out;
+}
+
 static PyObject *L_counters(LedgerObject *self, PyObject *Py_UNUSED(ignored)) {
     if (ensure_open(self) < 0) return NULL;
     int64_t ops, commits;
@@ -815,6 +847,8 @@ static PyMethodDef L_methods[] = {
     {"check_credential", FN(L_check_credential), METH_O, "check_credential(token) -> {credential, account}"},
     {"revoke_credential", FN(L_revoke_credential), KW, "revoke_credential(account_id, kind, id=0) -> count"},
     {"list_credentials", FN(L_list_credentials), KW, "list_credentials(account_id, kind) -> active ones"},
+    {"fulfil_checkout", FN(L_fulfil_checkout), KW,
+     "fulfil_checkout(session_json, min_micro, max_micro) -> {state: credited|already_credited|pending|not_paid, ...}"},
     {"counters", FN(L_counters), METH_NOARGS, "group-commit counters {ops, commits}"},
     {"close", FN(L_close), METH_NOARGS, "close the ledger"},
     {"__enter__", FN(L_enter), METH_NOARGS, NULL},

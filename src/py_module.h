@@ -39,6 +39,7 @@ typedef struct ccpy_state {
     PyObject *GatewayStreamType;
     PyObject *MeterType;
     PyObject *TokenKeyType;
+    PyObject *StripeType;
 } ccpy_state;
 
 ccpy_state *ccpy_get_state(PyObject *module);
@@ -55,5 +56,6 @@ PyObject *ccpy_invalid(ccpy_state *st, const char *field, const char *msg);
 int ccpy_pricing_init(PyObject *module, ccpy_state *st);
 int ccpy_ledger_init(PyObject *module, ccpy_state *st);
 int ccpy_gateway_init(PyObject *module, ccpy_state *st);
+int ccpy_stripe_init(PyObject *module, ccpy_state *st);
 
 #endif

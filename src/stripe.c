@@ -315,8 +315,12 @@ cc_rc cc_stripe_checkout_create(cc_stripe *s, const cc_checkout_params *p, cc_ch
     form_i64(&body, c, "client_reference_id", p->account_id);
     form_i64(&body, c, "metadata[account_id]", p->account_id);
     form_i64(&body, c, "metadata[credits_micro]", p->credits_micro);
-    snprintf(tmp, sizeof tmp, "%s%s%s", (methods & CC_PAY_CARD) ? "card " : "", (methods & CC_PAY_WECHAT) ? "wechat_pay " : "",
-             (methods & CC_PAY_ALIPAY) ? "alipay" : "");
+    /* The method(s) offered; with one method chosen in the Credits panel this
+    ** is the method the buyer paid with, and the history shows it. */
+    tmp[0] = 0;
+    if (methods & CC_PAY_CARD) strcat(tmp, "card");
+    if (methods & CC_PAY_WECHAT) strcat(tmp, tmp[0] ? ",wechat_pay" : "wechat_pay");
+    if (methods & CC_PAY_ALIPAY) strcat(tmp, tmp[0] ? ",alipay" : "alipay");
     form(&body, c, "metadata[method]", tmp);
     int i = 0;
     char key[64];
