@@ -14,11 +14,18 @@ Config file (JSON, every key optional):
       "upstream_base": "https://api.comfy.org",
       "upstream_timeout_ms": 600000,
       "charge_failed_runs": false,
-      "session_ttl_ms": 2592000000
+      "session_ttl_ms": 2592000000,
+      "purchase_min_usd": "1",
+      "purchase_max_usd": "1000",
+      "sandbox_checkout": true,
+      "stripe_api_base": "https://api.stripe.com",
+      "public_url": "https://comfy.example.com"
     }
 
 Secrets come only from the environment: COMFY_CREDITS_UPSTREAM_KEY (the
-operator's Comfy.org API key that pays the providers).
+operator's Comfy.org API key that pays the providers), STRIPE_SECRET_KEY and
+STRIPE_WEBHOOK_SECRET. Without a Stripe key the sandbox checkout (TEST MODE)
+takes its place unless sandbox_checkout is false.
 
 `rates` maps an ISO currency to credits per major unit as a decimal string
 (no floats on the money path); USD defaults to 211, Comfy.org's rate.
@@ -39,7 +46,11 @@ DB_FILE_NAME = "ledger.db"
 DATA_DIR_NAME = "comfy_credits"  # inside ComfyUI's user directory
 
 KNOWN_KEYS = {"database", "price_table", "rates", "hold_ttl_ms", "upstream_base", "upstream_timeout_ms",
-              "charge_failed_runs", "session_ttl_ms"}
+              "charge_failed_runs", "session_ttl_ms", "purchase_min_usd", "purchase_max_usd", "sandbox_checkout",
+              "stripe_api_base", "public_url"}
+ENV_STRIPE_KEY = "STRIPE_SECRET_KEY"
+ENV_STRIPE_WEBHOOK_SECRET = "STRIPE_WEBHOOK_SECRET"
+ENV_STRIPE_API_BASE = "COMFY_CREDITS_STRIPE_API_BASE"
 ENV_UPSTREAM_KEY = "COMFY_CREDITS_UPSTREAM_KEY"
 ENV_UPSTREAM_BASE = "COMFY_CREDITS_UPSTREAM_BASE"
 UPSTREAM_BASE_DEFAULT = "https://api.comfy.org"
@@ -64,7 +75,20 @@ class Config:
     upstream_timeout_ms: int = 600_000
     charge_failed_runs: bool = False
     session_ttl_ms: int = SESSION_TTL_MS_DEFAULT
+    purchase_min_usd_cents: int = 100        # $1, Comfy.org's minimum
+    purchase_max_usd_cents: int = 100_000    # $1,000, Comfy.org's maximum
+    sandbox_checkout: bool = True            # used only while no Stripe key is set
+    stripe_api_base: str = "https://api.stripe.com"
+    public_url: str | None = None            # how browsers reach ComfyUI (for Stripe's return URLs)
     source: Path | None = None  # the file it came from, if any
+
+    @property
+    def stripe_key(self) -> str:
+        return os.environ.get(ENV_STRIPE_KEY, "")
+
+    @property
+    def stripe_webhook_secret(self) -> str:
+        return os.environ.get(ENV_STRIPE_WEBHOOK_SECRET, "")
 
     @property
     def upstream_key(self) -> str:
@@ -153,6 +177,33 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
                 raise ConfigError(f"{key}: expected an integer between {lo} and {hi}")
             setattr(cfg, key, v)
+    for key in ("purchase_min_usd", "purchase_max_usd"):
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, str):
+                raise ConfigError(f'{key}: write the amount as a decimal string, e.g. "1" or "1000"')
+            try:
+                micro = _core.parse_credits(v)  # exact decimal; reused for dollars
+            except _core.InvalidArgument:
+                raise ConfigError(f"{key}: '{v}' is not a dollar amount") from None
+            if micro <= 0 or micro % 10_000:
+                raise ConfigError(f"{key}: must be a positive amount in whole cents")
+            setattr(cfg, key.replace("_usd", "_usd_cents"), micro // 10_000)
+    if cfg.purchase_min_usd_cents > cfg.purchase_max_usd_cents:
+        raise ConfigError("purchase_min_usd is above purchase_max_usd")
+    if "sandbox_checkout" in raw:
+        if not isinstance(raw["sandbox_checkout"], bool):
+            raise ConfigError("sandbox_checkout: expected true or false")
+        cfg.sandbox_checkout = raw["sandbox_checkout"]
+    sbase = os.environ.get(ENV_STRIPE_API_BASE) or raw.get("stripe_api_base")
+    if sbase is not None:
+        if not isinstance(sbase, str) or not sbase.startswith(("https://", "http://127.", "http://localhost")):
+            raise ConfigError("stripe_api_base: expected https:// (or a loopback test server)")
+        cfg.stripe_api_base = sbase.rstrip("/")
+    if "public_url" in raw:
+        if not isinstance(raw["public_url"], str) or not raw["public_url"].startswith(("http://", "https://")):
+            raise ConfigError("public_url: expected the http(s) address browsers use to reach ComfyUI")
+        cfg.public_url = raw["public_url"].rstrip("/")
     if "charge_failed_runs" in raw:
         if not isinstance(raw["charge_failed_runs"], bool):
             raise ConfigError("charge_failed_runs: expected true or false")

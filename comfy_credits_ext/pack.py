@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from . import api_nodes, config, gate, gateway_route, routes
+from . import api_nodes, config, gate, gateway_route, payments, routes
 from .runtime import Runtime
 
 log = logging.getLogger("comfy_credits")
@@ -21,7 +21,8 @@ log = logging.getLogger("comfy_credits")
 STATE: dict = {}
 
 
-def gateway_base(args) -> str:
+def self_base(args) -> str:
+    """How this process reaches its own ComfyUI server (loopback)."""
     listen = str(getattr(args, "listen", "127.0.0.1") or "127.0.0.1").split(",")[0].strip()
     if listen in ("", "0.0.0.0", "localhost"):
         host = "127.0.0.1"
@@ -32,7 +33,7 @@ def gateway_base(args) -> str:
     else:
         host = listen
     scheme = "https" if getattr(args, "tls_keyfile", None) and getattr(args, "tls_certfile", None) else "http"
-    return f"{scheme}://{host}:{int(getattr(args, 'port', 8188))}{gateway_route.PREFIX}"
+    return f"{scheme}://{host}:{int(getattr(args, 'port', 8188))}"
 
 
 def install() -> Runtime:
@@ -46,12 +47,14 @@ def install() -> Runtime:
     rt = Runtime(cfg)
     server.app.middlewares.append(gate.make_middleware(rt, nodes.NODE_CLASS_MAPPINGS))
     server.add_on_prompt_handler(gate.make_on_prompt(rt))
-    routes.register(server.routes, rt)
+    whoami = routes.register(server.routes, rt)
     gateway_route.register(server.routes, rt)
+    pay = payments.Payments(rt, self_base(args))
+    payments.register(server.routes, rt, pay, whoami)
 
     async def on_startup(app):
         wrapped = api_nodes.wrap_all(rt, nodes.NODE_CLASS_MAPPINGS)
-        base = gateway_base(args)
+        base = self_base(args) + gateway_route.PREFIX
         args.comfy_api_base = base
         rt.start_expiry()
         STATE["ready"] = True

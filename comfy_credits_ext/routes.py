@@ -57,8 +57,9 @@ def public_entry(e: dict) -> dict:
     return {k: e[k] for k in keep}
 
 
-def register(routes, rt) -> None:
+def make_whoami(rt):
     async def whoami(request: web.Request):
+        """(who, None) for a signed-in caller, else (None, error response)."""
         token = request_token(request)
         if not token:
             return None, error(401, "not_signed_in", "Sign in with your Credits account first.")
@@ -69,6 +70,11 @@ def register(routes, rt) -> None:
         except _core.InvalidState:
             return None, error(403, "account_disabled", "This Credits account is disabled.")
         return who, None
+    return whoami
+
+
+def register(routes, rt):
+    whoami = make_whoami(rt)
 
     @routes.post("/credits/session")
     async def sign_in(request: web.Request):
@@ -149,3 +155,5 @@ def register(routes, rt) -> None:
             return error(400, "invalid_argument", str(exc), exc.field)
         return web.json_response({"entries": [public_entry(e) for e in page["entries"]],
                                   "next_cursor": page["next_cursor"]})
+
+    return whoami

@@ -1,0 +1,354 @@
+"""Buying credits: Stripe Checkout, or the sandbox checkout (TEST MODE) when no
+Stripe key is configured. Hooks ComfyUI's routes under /credits/.
+
+The money rules are in C: conversion (_core.convert), which methods a
+currency may offer (_core.payment_methods: WeChat Pay and Alipay only in USD),
+the Stripe client and webhook signature check (_core.Stripe,
+_core.verify_webhook) and exactly-once fulfilment keyed by the session id
+(Ledger.fulfil_checkout). Both the signed webhook and the user's return call
+the same fulfilment, so whichever comes first credits and the other sees
+"already_credited". There is no refund route.
+
+The sandbox plays Stripe's part with the same session and event shapes: its
+page completes a session, then delivers a *signed* checkout.session.completed
+event to our own webhook route over loopback, so the sandbox exercises the
+real verification and fulfilment path.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import html
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections import OrderedDict
+
+import aiohttp
+from aiohttp import web
+
+from . import _core
+from .routes import error, same_origin
+
+log = logging.getLogger("comfy_credits")
+
+SANDBOX_SESSIONS_MAX = 10_000
+SESSION_PARAM = "credits_checkout"
+PRESETS_USD = (5, 10, 20, 50, 100)
+
+
+class Sandbox:
+    """An in-process stand-in for Stripe Checkout (TEST MODE only)."""
+
+    def __init__(self, self_base: str):
+        self.self_base = self_base.rstrip("/")
+        self.webhook_secret = "whsec_sandbox_" + secrets.token_hex(24)
+        self.sessions: OrderedDict[str, dict] = OrderedDict()
+        self.events_sent = 0
+
+    def create(self, *, currency, amount_minor, credits_micro, account_id, customer_email, success_url,
+               cancel_url, methods, page_base, **_):
+        sid = "cs_test_sandbox_" + secrets.token_hex(12)
+        now = int(time.time())
+        s = {"id": sid, "object": "checkout.session", "mode": "payment", "status": "open",
+             "payment_status": "unpaid", "currency": currency, "amount_total": amount_minor,
+             "client_reference_id": str(account_id), "customer_email": customer_email,
+             "metadata": {"account_id": str(account_id), "credits_micro": str(credits_micro),
+                          "method": ",".join(methods)},
+             "payment_method_types": list(methods), "success_url": success_url, "cancel_url": cancel_url,
+             "created": now, "expires_at": now + 24 * 3600, "livemode": False,
+             "url": f"{page_base}/credits/sandbox/checkout/{sid}"}
+        self.sessions[sid] = s
+        while len(self.sessions) > SANDBOX_SESSIONS_MAX:
+            self.sessions.popitem(last=False)
+        return self.public(s)
+
+    def public(self, s: dict) -> dict:
+        return _core.parse_checkout_session(json.dumps(s).encode())
+
+    def get(self, sid: str) -> dict | None:
+        s = self.sessions.get(sid)
+        if s and s["status"] == "open" and s["expires_at"] < time.time():
+            s["status"] = "expired"
+        return s
+
+    def signed_event(self, s: dict, kind: str) -> tuple[bytes, str]:
+        ev = {"id": "evt_sandbox_" + secrets.token_hex(12), "object": "event", "type": kind,
+              "created": int(time.time()), "livemode": False, "api_version": "2024-06-20",
+              "data": {"object": s}}
+        body = json.dumps(ev).encode()
+        t = int(time.time())
+        mac = hmac.new(self.webhook_secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+        return body, f"t={t},v1={mac}"
+
+    async def deliver(self, s: dict, kind: str) -> dict:
+        body, sig = self.signed_event(s, kind)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            async with http.post(f"{self.self_base}/credits/stripe/webhook", data=body,
+                                 headers={"Stripe-Signature": sig, "Content-Type": "application/json"}) as r:
+                self.events_sent += 1
+                return {"status": r.status, "body": await r.json(content_type=None)}
+
+
+class Payments:
+    def __init__(self, rt, self_base: str):
+        self.rt = rt
+        cfg = rt.cfg
+        self.stripe = None
+        self.sandbox = None
+        if cfg.stripe_key:
+            self.stripe = _core.Stripe(cfg.stripe_api_base, cfg.stripe_key)
+            if not cfg.stripe_webhook_secret:
+                log.warning("comfy-credits: STRIPE_WEBHOOK_SECRET is not set; purchases are credited only when the "
+                            "buyer returns to ComfyUI")
+        elif cfg.sandbox_checkout:
+            self.sandbox = Sandbox(self_base)
+            log.warning("comfy-credits: no STRIPE_SECRET_KEY: purchases use the SANDBOX checkout (TEST MODE, no "
+                        "real money). Set sandbox_checkout=false to turn it off.")
+        self.min_micro = _core.convert("usd", cfg.purchase_min_usd_cents, cfg.rates_micro)
+        self.max_micro = _core.convert("usd", cfg.purchase_max_usd_cents, cfg.rates_micro)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.stripe or self.sandbox)
+
+    def options(self) -> dict:
+        cfg = self.rt.cfg
+        currencies = []
+        for code, micro in sorted(cfg.rates_micro.items()):
+            exp = _core.currency_exponent(code)
+            currencies.append({"code": code, "exponent": exp, "credits_per_unit": _core.format_credits(micro, 0),
+                               "methods": _core.payment_methods(code)})
+        return {"enabled": self.enabled, "test_mode": bool(self.sandbox),
+                "min_usd_cents": cfg.purchase_min_usd_cents, "max_usd_cents": cfg.purchase_max_usd_cents,
+                "min_credits_micro": self.min_micro, "max_credits_micro": self.max_micro,
+                "presets_usd": list(PRESETS_USD), "currencies": currencies,
+                "methods_note": "WeChat Pay and Alipay are available only when paying in USD."}
+
+    def fulfil(self, session_json: bytes) -> dict:
+        return self.rt.ledger.fulfil_checkout(session_json, self.min_micro, self.max_micro)
+
+
+def register(routes, rt, payments: Payments, whoami) -> None:
+    @routes.get("/credits/checkout/options")
+    async def options(request):
+        return web.json_response(payments.options())
+
+    @routes.post("/credits/checkout")
+    async def create(request):
+        if not same_origin(request):
+            return error(403, "bad_origin", "Cross-site requests are not accepted.")
+        who, err = await whoami(request)
+        if err:
+            return err
+        if not payments.enabled:
+            return error(503, "purchases_disabled", "Buying credits is not enabled on this server.")
+        try:
+            body = await request.json()
+        except Exception:
+            return error(400, "bad_json", "Send a JSON object.")
+        if not isinstance(body, dict):
+            return error(400, "bad_json", "Send a JSON object.")
+        currency = body.get("currency", "usd")
+        method = body.get("method", "card")
+        amount = body.get("amount_minor")
+        if not isinstance(currency, str) or currency.lower() not in rt.cfg.rates_micro:
+            return error(400, "invalid_argument", f"currency must be one of {', '.join(rt.cfg.rates_micro)}",
+                         "currency")
+        currency = currency.lower()
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            return error(400, "invalid_argument", "amount_minor must be a positive integer (cents, or yen for JPY)",
+                         "amount_minor")
+        allowed = _core.payment_methods(currency)
+        if method not in ("card", "wechat_pay", "alipay"):
+            return error(400, "invalid_argument", "method must be card, wechat_pay or alipay", "method")
+        if method not in allowed:
+            return error(400, "method_not_available",
+                         "WeChat Pay and Alipay are only available when paying in USD.", "method")
+        try:
+            credits = _core.convert(currency, amount, rt.cfg.rates_micro)
+        except _core.InvalidArgument as exc:
+            return error(400, "invalid_argument", str(exc), exc.field)
+        if not payments.min_micro <= credits <= payments.max_micro:
+            lo, hi = rt.cfg.purchase_min_usd_cents / 100, rt.cfg.purchase_max_usd_cents / 100
+            return error(400, "amount_out_of_range",
+                         f"A purchase must be worth between ${lo:,.2f} and ${hi:,.2f} "
+                         f"({_core.format_credits(payments.min_micro, 0)}–{_core.format_credits(payments.max_micro, 0)}"
+                         " credits).", "amount_minor")
+        account = who["account"]
+        base = rt.cfg.public_url or f"{request.scheme}://{request.host}"
+        params = dict(currency=currency, amount_minor=amount, credits_micro=credits, account_id=account["id"],
+                      customer_email=account["email"],
+                      success_url=f"{base}/?{SESSION_PARAM}={{CHECKOUT_SESSION_ID}}",
+                      cancel_url=f"{base}/?{SESSION_PARAM}=cancelled", methods=[method])
+        try:
+            if payments.stripe:
+                s = await asyncio.to_thread(payments.stripe.create_checkout, idempotency_key=str(uuid.uuid4()),
+                                            product_name=f"{_core.format_credits(credits, 0)} ComfyUI credits",
+                                            **params)
+            else:
+                s = payments.sandbox.create(page_base=base, **params)
+        except _core.InvalidArgument as exc:
+            return error(400, "invalid_argument", str(exc), exc.field)
+        except _core.CreditsError as exc:
+            log.error("comfy-credits: creating a checkout failed: %s", exc)
+            return error(502, "checkout_unavailable", "The payment provider could not be reached; try again.")
+        return web.json_response({"checkout_url": s["url"], "session_id": s["id"], "credits_micro": credits,
+                                  "credits": _core.format_credits(credits, 0), "test_mode": bool(payments.sandbox)})
+
+    @routes.get("/credits/checkout/{session_id}")
+    async def status(request):
+        who, err = await whoami(request)
+        if err:
+            return err
+        sid = request.match_info["session_id"]
+        if payments.sandbox:
+            raw = payments.sandbox.get(sid)
+            if raw is None:
+                return error(404, "not_found", "No such checkout.")
+            session_json = json.dumps(raw).encode()
+        elif payments.stripe:
+            try:
+                s = await asyncio.to_thread(payments.stripe.retrieve_checkout, sid)
+            except _core.InvalidArgument:
+                return error(404, "not_found", "No such checkout.")
+            except _core.CreditsError:
+                return error(502, "checkout_unavailable", "The payment provider could not be reached; try again.")
+            session_json = json.dumps({"object": "checkout.session", **_stripe_shape(s)}).encode()
+        else:
+            return error(503, "purchases_disabled", "Buying credits is not enabled on this server.")
+        s = _core.parse_checkout_session(session_json)
+        if s["account_id"] != who["account"]["id"]:
+            return error(404, "not_found", "No such checkout.")  # never reveal other accounts' purchases
+        try:
+            res = await asyncio.to_thread(payments.fulfil, session_json)
+        except _core.CreditsError as exc:
+            log.error("comfy-credits: fulfilling %s failed: %s", sid, exc)
+            return error(409, "fulfilment_failed", str(exc))
+        acct = await asyncio.to_thread(rt.ledger.account, who["account"]["id"])
+        return web.json_response({"state": res["state"], "session_id": sid, "credits_micro": s["credits_micro"],
+                                  "balance_micro": acct["balance"], "balance": _core.format_credits(acct["balance"])})
+
+    @routes.post("/credits/stripe/webhook")
+    async def webhook(request):
+        body = await request.read()
+        secret = payments.sandbox.webhook_secret if payments.sandbox else rt.cfg.stripe_webhook_secret
+        if not secret:
+            return error(503, "webhooks_disabled", "No webhook signing secret is configured.")
+        try:
+            _core.verify_webhook(secret, request.headers.get("Stripe-Signature", ""), body)
+        except (_core.InvalidArgument, _core.InvalidState) as exc:
+            return error(400, "bad_signature", str(exc))
+        try:
+            event = json.loads(body)
+        except ValueError:
+            return error(400, "bad_json", "The event is not JSON.")
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+            try:
+                res = await asyncio.to_thread(payments.fulfil, body)
+            except _core.StorageError as exc:
+                return error(500, "storage_error", str(exc))  # Stripe retries later
+            except _core.CreditsError as exc:
+                log.error("comfy-credits: webhook %s for a session could not be fulfilled: %s", kind, exc)
+                return web.json_response({"received": True, "state": "rejected", "reason": str(exc)})
+            return web.json_response({"received": True, "state": res["state"]})
+        if kind == "checkout.session.async_payment_failed":
+            log.info("comfy-credits: a delayed payment failed; nothing is credited")
+        return web.json_response({"received": True, "state": "ignored"})
+
+    if payments.sandbox:
+        register_sandbox(routes, rt, payments)
+
+
+def _stripe_shape(s: dict) -> dict:
+    """A session dict from _core.Stripe back into Stripe's JSON shape."""
+    return {"id": s["id"], "url": s["url"], "status": s["status"], "payment_status": s["payment_status"],
+            "currency": s["currency"], "amount_total": s["amount_total"],
+            "client_reference_id": str(s["account_id"]), "customer_email": s["customer_email"],
+            "created": s["created_s"],
+            "metadata": {"credits_micro": str(s["credits_micro"]), "method": s["method"]}}
+
+
+def register_sandbox(routes, rt, payments: Payments) -> None:
+    sandbox = payments.sandbox
+
+    @routes.get("/credits/sandbox/checkout/{session_id}")
+    async def page(request):
+        s = sandbox.get(request.match_info["session_id"])
+        if s is None:
+            return web.Response(status=404, text="No such checkout.")
+        return web.Response(text=render_page(s, request.query.get("msg", "")), content_type="text/html")
+
+    @routes.post("/credits/sandbox/checkout/{session_id}")
+    async def act(request):
+        if not same_origin(request):
+            return web.Response(status=403, text="Cross-site requests are not accepted.")
+        s = sandbox.get(request.match_info["session_id"])
+        if s is None:
+            return web.Response(status=404, text="No such checkout.")
+        form = await request.post()
+        action, method = form.get("action"), form.get("method", "card")
+        if s["status"] != "open":
+            raise web.HTTPSeeOther(f"{request.path}?msg=This+checkout+is+{s['status']}.")
+        if action == "cancel":
+            raise web.HTTPSeeOther(s["cancel_url"])
+        if method not in s["payment_method_types"]:
+            raise web.HTTPSeeOther(f"{request.path}?msg=That+payment+method+is+not+offered+here.")
+        if form.get("email_confirmed") != "yes":
+            raise web.HTTPSeeOther(f"{request.path}?msg=Confirm+that+the+email+is+your+account%27s.")
+        if action == "fail":
+            raise web.HTTPSeeOther(f"{request.path}?msg=Your+payment+was+declined+(test+card).+Nothing+was+charged.")
+        if action != "pay":
+            return web.Response(status=400, text="Unknown action.")
+        s["status"], s["payment_status"] = "complete", "paid"
+        s["metadata"]["method"] = method
+        result = await sandbox.deliver(s, "checkout.session.completed")
+        if result["status"] != 200:
+            log.error("comfy-credits: sandbox webhook was refused: %s", result)
+        raise web.HTTPSeeOther(s["success_url"].replace("{CHECKOUT_SESSION_ID}", s["id"]))
+
+
+def render_page(s: dict, msg: str) -> str:
+    """The sandbox checkout page: the same choices as Stripe Checkout here."""
+    exp = _core.currency_exponent(s["currency"])
+    amount = s["amount_total"] / (10 ** exp) if exp else s["amount_total"]
+    shown = f"{amount:,.{exp}f} {s['currency'].upper()}"
+    credits = _core.format_credits(int(s["metadata"]["credits_micro"]), 0)
+    labels = {"card": "Card", "wechat_pay": "WeChat Pay", "alipay": "Alipay"}
+    methods = "".join(
+        f'<label class="m"><input type="radio" name="method" value="{m}"{" checked" if i == 0 else ""}> '
+        f"{labels[m]}</label>" for i, m in enumerate(s["payment_method_types"]))
+    only_usd = "" if s["currency"] == "usd" else \
+        '<p class="note">WeChat Pay and Alipay are only available when paying in USD.</p>'
+    note = f'<p class="msg" role="alert">{html.escape(msg)}</p>' if msg else ""
+    sid = html.escape(s["id"])
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>TEST MODE checkout</title>
+<style>body{{font:15px system-ui,sans-serif;background:#1b1b1f;color:#e8e8e8;display:flex;justify-content:center}}
+main{{background:#26262c;margin:40px;padding:28px 32px;border-radius:10px;width:420px}}
+.test{{background:#f5a524;color:#222;font-weight:700;padding:6px 10px;border-radius:6px;display:inline-block}}
+.amount{{font-size:28px;margin:12px 0 4px}} .m{{display:block;margin:6px 0}} button{{margin:8px 8px 0 0;padding:9px 16px;
+border-radius:6px;border:0;cursor:pointer}} .pay{{background:#4f7cff;color:#fff}} .qr{{display:none;margin:10px 0;
+width:140px;height:140px;background:repeating-linear-gradient(45deg,#fff 0 6px,#000 6px 12px)}}
+.msg{{background:#5a2323;padding:8px;border-radius:6px}} .note{{color:#aaa;font-size:13px}}</style></head>
+<body><main><span class="test">TEST MODE — no real money moves</span>
+<div class="amount" data-testid="amount">{shown}</div><div>for <b>{credits} credits</b></div>{note}
+<form method="post" action="/credits/sandbox/checkout/{sid}">
+<p>Email: <b data-testid="email">{html.escape(s["customer_email"])}</b><br>
+<label><input type="checkbox" name="email_confirmed" value="yes"> This is the email of my ComfyUI credits account</label></p>
+<fieldset><legend>Payment method</legend>{methods}</fieldset>{only_usd}
+<div class="qr" id="qr" aria-label="QR code (test)"></div>
+<button class="pay" name="action" value="pay" id="pay">Pay</button>
+<button type="button" id="genqr" style="display:none">Generate QR Code</button>
+<button name="action" value="fail" id="fail">Simulate a declined payment</button>
+<button name="action" value="cancel" id="cancel" formnovalidate>Cancel</button></form>
+<script>
+const pay=document.getElementById('pay'),gen=document.getElementById('genqr'),qr=document.getElementById('qr');
+function sync(){{const m=document.querySelector('input[name=method]:checked');const w=m&&m.value==='wechat_pay';
+gen.style.display=w?'':'none';pay.textContent=w?'I scanned it: pay':'Pay';pay.style.display=w&&qr.style.display!=='block'?'none':'';}}
+document.querySelectorAll('input[name=method]').forEach(e=>e.addEventListener('change',()=>{{qr.style.display='none';sync();}}));
+gen.addEventListener('click',()=>{{qr.style.display='block';sync();}});sync();
+</script></main></body></html>"""
