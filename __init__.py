@@ -12,10 +12,15 @@ log = logging.getLogger("comfy_credits")
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
 
-try:
-    from .comfy_credits_ext import pack as _pack
+import sys as _sys
 
-    _pack.install()
+_IN_COMFYUI = "server" in _sys.modules and "nodes" in _sys.modules  # imported by ComfyUI's main.py
+
+try:
+    if _IN_COMFYUI:
+        from .comfy_credits_ext import pack as _pack
+
+        _pack.install()
 except Exception as _exc:  # noqa: BLE001 - any failure must close the gate, loudly
     log.exception("=" * 72 + "\ncomfy-credits FAILED TO LOAD: API nodes are DISABLED until this is fixed.\n"
                   "Run `bash scripts/setup` in the comfy-credits folder and restart ComfyUI.\n" + "=" * 72)

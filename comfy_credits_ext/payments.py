@@ -153,7 +153,7 @@ def register(routes, rt, payments: Payments, whoami) -> None:
         if not isinstance(body, dict):
             return error(400, "bad_json", "Send a JSON object.")
         currency = body.get("currency", "usd")
-        method = body.get("method", "card")
+        method = body.get("method")  # None: the checkout page offers every method the currency allows
         amount = body.get("amount_minor")
         if not isinstance(currency, str) or currency.lower() not in rt.cfg.rates_micro:
             return error(400, "invalid_argument", f"currency must be one of {', '.join(rt.cfg.rates_micro)}",
@@ -163,9 +163,9 @@ def register(routes, rt, payments: Payments, whoami) -> None:
             return error(400, "invalid_argument", "amount_minor must be a positive integer (cents, or yen for JPY)",
                          "amount_minor")
         allowed = _core.payment_methods(currency)
-        if method not in ("card", "wechat_pay", "alipay"):
+        if method is not None and method not in ("card", "wechat_pay", "alipay"):
             return error(400, "invalid_argument", "method must be card, wechat_pay or alipay", "method")
-        if method not in allowed:
+        if method is not None and method not in allowed:
             return error(400, "method_not_available",
                          "WeChat Pay and Alipay are only available when paying in USD.", "method")
         try:
@@ -183,7 +183,8 @@ def register(routes, rt, payments: Payments, whoami) -> None:
         params = dict(currency=currency, amount_minor=amount, credits_micro=credits, account_id=account["id"],
                       customer_email=account["email"],
                       success_url=f"{base}/?{SESSION_PARAM}={{CHECKOUT_SESSION_ID}}",
-                      cancel_url=f"{base}/?{SESSION_PARAM}=cancelled", methods=[method])
+                      cancel_url=f"{base}/?{SESSION_PARAM}=cancelled",
+                      methods=[method] if method else allowed)
         try:
             if payments.stripe:
                 s = await asyncio.to_thread(payments.stripe.create_checkout, idempotency_key=str(uuid.uuid4()),

@@ -1,0 +1,250 @@
+"""Buying credits through the routes: sandbox checkout end to end, limits,
+currency rules, signed webhooks and exactly-once fulfilment under races."""
+import asyncio
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from comfy_credits_ext import _core, config, payments, routes
+from comfy_credits_ext.runtime import Runtime
+
+C = _core.MICRO
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, tmp_path, cfg_extra=None):
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps({"database": str(tmp_path / "l.db"), **(cfg_extra or {})}))
+        self.rt = Runtime(config.load(str(path)))
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.pay = payments.Payments(self.rt, self.base)
+        table = web.RouteTableDef()
+        whoami = routes.register(table, self.rt)
+        payments.register(table, self.rt, self.pay, whoami)
+        self.app = web.Application()
+        self.app.add_routes(table)
+        self.loop = asyncio.new_event_loop()
+        self.runner = web.AppRunner(self.app)
+        self.loop.run_until_complete(self.runner.setup())
+        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        led = self.rt.ledger
+        self.account = led.create_account("buyer@example.com")["id"]
+        self.key = led.create_credential(self.account, "api_key")["token"]
+
+    def call(self, method, path, body=None, headers=None, raw=None, form=None, redirects=True):
+        async def go():
+            async with aiohttp.ClientSession() as s:
+                kw = {"headers": {"Authorization": f"Bearer {self.key}", **(headers or {})},
+                      "allow_redirects": redirects}
+                if raw is not None:
+                    kw["data"] = raw
+                elif form is not None:
+                    kw["data"] = form
+                elif body is not None:
+                    kw["json"] = body
+                async with s.request(method, self.base + path, **kw) as r:
+                    text = await r.text()
+                    try:
+                        data = json.loads(text)
+                    except ValueError:
+                        data = text
+                    return r.status, data, str(r.url)
+        return asyncio.run_coroutine_threadsafe(go(), self.loop).result(60)
+
+    def close(self):
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.rt.close()
+
+
+@pytest.fixture
+def srv(tmp_path):
+    s = Server(tmp_path)
+    yield s
+    s.close()
+
+
+def balance(srv):
+    return srv.rt.ledger.account(srv.account)["balance"]
+
+
+def test_sandbox_purchase_end_to_end(srv):
+    st, co, _ = srv.call("POST", "/credits/checkout", {"amount_minor": 1000, "currency": "usd"})
+    assert st == 200 and co["test_mode"] and co["credits_micro"] == 2110 * C
+    st, s, _ = srv.call("GET", f"/credits/checkout/{co['session_id']}")
+    assert s["state"] == "pending" and balance(srv) == 0
+    st, page, _ = srv.call("GET", co["checkout_url"][len(srv.base):])
+    assert "TEST MODE" in page and "10.00 USD" in page and "buyer@example.com" in page and "WeChat Pay" in page
+    # Not confirming the email is refused, nothing is credited.
+    st, page, url = srv.call("POST", co["checkout_url"][len(srv.base):], form={"action": "pay", "method": "card"})
+    assert "Confirm that the email" in page and balance(srv) == 0
+    st, page, url = srv.call("POST", co["checkout_url"][len(srv.base):], form={"action": "fail", "method": "card",
+                                                                               "email_confirmed": "yes"})
+    assert "declined" in page and balance(srv) == 0
+    st, _, url = srv.call("POST", co["checkout_url"][len(srv.base):], redirects=False,
+                          form={"action": "pay", "method": "alipay", "email_confirmed": "yes"})
+    assert st == 303
+    assert balance(srv) == 2110 * C  # the signed webhook credited before the redirect
+    st, s, _ = srv.call("GET", f"/credits/checkout/{co['session_id']}")
+    assert s["state"] == "already_credited" and s["balance_micro"] == 2110 * C
+    e = srv.rt.ledger.history(srv.account, kinds=["purchase"])["entries"][0]
+    assert (e["currency"], e["amount_minor"], e["method"], e["external_ref"]) == ("usd", 1000, "alipay",
+                                                                                    co["session_id"])
+    assert srv.rt.ledger.verify()["ok"]
+
+
+def test_cancel_adds_nothing(srv):
+    st, co, _ = srv.call("POST", "/credits/checkout", {"amount_minor": 500, "currency": "usd"})
+    st, _, url = srv.call("POST", co["checkout_url"][len(srv.base):], redirects=False, form={"action": "cancel"})
+    assert st == 303
+    assert balance(srv) == 0
+    assert srv.call("GET", f"/credits/checkout/{co['session_id']}")[1]["state"] == "pending"
+
+
+@pytest.mark.parametrize("body,status,kind", [
+    ({"amount_minor": 99, "currency": "usd"}, 400, "amount_out_of_range"),          # below $1
+    ({"amount_minor": 100_001, "currency": "usd"}, 400, "amount_out_of_range"),     # above $1,000
+    ({"amount_minor": 0, "currency": "usd"}, 400, "invalid_argument"),
+    ({"amount_minor": 10.5, "currency": "usd"}, 400, "invalid_argument"),
+    ({"amount_minor": "1000", "currency": "usd"}, 400, "invalid_argument"),
+    ({"amount_minor": 1000, "currency": "eur"}, 400, "invalid_argument"),            # no EUR rate configured
+    ({"amount_minor": 1000, "currency": "usd", "method": "paypal"}, 400, "invalid_argument"),
+])
+def test_checkout_bad_input(srv, body, status, kind):
+    st, err, _ = srv.call("POST", "/credits/checkout", body)
+    assert st == status and err["error"]["type"] == kind
+
+
+def test_wechat_and_alipay_only_in_usd(tmp_path):
+    s = Server(tmp_path, {"rates": {"usd": "211", "eur": "229.5", "jpy": "1.4"}})
+    try:
+        st, err, _ = s.call("POST", "/credits/checkout", {"amount_minor": 1000, "currency": "eur", "method": "wechat_pay"})
+        assert st == 400 and err["error"]["type"] == "method_not_available" and "USD" in err["error"]["message"]
+        st, err, _ = s.call("POST", "/credits/checkout", {"amount_minor": 1000, "currency": "eur", "method": "alipay"})
+        assert st == 400 and err["error"]["type"] == "method_not_available"
+        st, co, _ = s.call("POST", "/credits/checkout", {"amount_minor": 1000, "currency": "usd", "method": "alipay"})
+        assert st == 200
+        # JPY is zero-decimal: 1,000 yen at 1.4 credits per yen = 1,400 credits.
+        st, co, _ = s.call("POST", "/credits/checkout", {"amount_minor": 1000, "currency": "jpy"})
+        assert st == 200 and co["credits_micro"] == 1400 * C
+        page = s.call("GET", co["checkout_url"][len(s.base):])[1]
+        assert "1,000 JPY" in page and "only available when paying in USD" in page and "WeChat" not in \
+            page.split("<fieldset>")[1].split("</fieldset>")[0]
+        opts = s.call("GET", "/credits/checkout/options")[1]
+        assert {c["code"]: c["methods"] for c in opts["currencies"]}["eur"] == ["card"]
+    finally:
+        s.close()
+
+
+def signed(srv, event, secret=None, t=None):
+    body = json.dumps(event).encode()
+    t = int(time.time()) if t is None else t
+    mac = hmac.new((secret or srv.pay.sandbox.webhook_secret).encode(), f"{t}.".encode() + body,
+                   hashlib.sha256).hexdigest()
+    return body, {"Stripe-Signature": f"t={t},v1={mac}", "Content-Type": "application/json"}
+
+
+def paid_event(srv, sid, amount=1000, credits=2110 * C, kind="checkout.session.completed", status="paid"):
+    return {"id": "evt_" + sid, "object": "event", "type": kind, "data": {"object": {
+        "id": sid, "object": "checkout.session", "status": "complete", "payment_status": status,
+        "currency": "usd", "amount_total": amount, "client_reference_id": str(srv.account),
+        "metadata": {"credits_micro": str(credits), "method": "card"}}}}
+
+
+def test_webhook_signatures(srv):
+    body, hdr = signed(srv, paid_event(srv, "cs_test_sig1"))
+    bad = dict(hdr, **{"Stripe-Signature": hdr["Stripe-Signature"][:-1] + ("0" if hdr["Stripe-Signature"][-1] != "0"
+                                                                             else "1")})
+    assert srv.call("POST", "/credits/stripe/webhook", raw=body, headers=bad)[0] == 400
+    _, stale = signed(srv, paid_event(srv, "cs_test_sig1"), t=int(time.time()) - 301)
+    assert srv.call("POST", "/credits/stripe/webhook", raw=body, headers=stale)[0] == 400
+    _, wrong = signed(srv, paid_event(srv, "cs_test_sig1"), secret="whsec_other")
+    assert srv.call("POST", "/credits/stripe/webhook", raw=body, headers=wrong)[0] == 400
+    assert srv.call("POST", "/credits/stripe/webhook", raw=body[:-2] + b" }", headers=hdr)[0] == 400  # tampered
+    assert balance(srv) == 0
+    st, r, _ = srv.call("POST", "/credits/stripe/webhook", raw=body, headers=hdr)
+    assert st == 200 and r["state"] == "credited" and balance(srv) == 2110 * C
+
+
+def test_hundred_duplicate_deliveries_and_concurrent_returns_credit_once(srv):
+    body, hdr = signed(srv, paid_event(srv, "cs_test_race"))
+
+    async def storm():
+        async with aiohttp.ClientSession() as s:
+            async def one():
+                async with s.post(srv.base + "/credits/stripe/webhook", data=body, headers=hdr) as r:
+                    return (await r.json())["state"]
+            return await asyncio.gather(*(one() for _ in range(100)))
+    states = asyncio.run_coroutine_threadsafe(storm(), srv.loop).result(120)
+    assert states.count("credited") == 1 and states.count("already_credited") == 99
+    # The return path at the same moment from several threads: still once.
+    results = []
+    ths = [threading.Thread(target=lambda: results.append(srv.pay.fulfil(body))) for _ in range(20)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    assert all(r["state"] == "already_credited" for r in results)
+    assert balance(srv) == 2110 * C
+    assert len(srv.rt.ledger.history(srv.account, kinds=["purchase"])["entries"]) == 1
+
+
+def test_out_of_order_async_events(srv):
+    # Delayed method: completed-but-unpaid first, then failed: nothing credited.
+    for kind, status in (("checkout.session.completed", "unpaid"), ("checkout.session.async_payment_failed", "unpaid")):
+        body, hdr = signed(srv, paid_event(srv, "cs_test_async1", kind=kind, status=status))
+        st, r, _ = srv.call("POST", "/credits/stripe/webhook", raw=body, headers=hdr)
+        assert st == 200 and r["state"] in ("pending", "ignored")
+    assert balance(srv) == 0
+    # Succeeded arrives before completed (reordered): credits once.
+    for kind in ("checkout.session.async_payment_succeeded", "checkout.session.completed"):
+        body, hdr = signed(srv, paid_event(srv, "cs_test_async2", kind=kind))
+        srv.call("POST", "/credits/stripe/webhook", raw=body, headers=hdr)
+    assert balance(srv) == 2110 * C
+
+
+def test_server_enforces_limits_on_fulfilment(srv):
+    # A forged-but-signed session for more than $1,000 worth of credits is rejected, not credited.
+    body, hdr = signed(srv, paid_event(srv, "cs_test_big", amount=200_000, credits=422_000 * C))
+    st, r, _ = srv.call("POST", "/credits/stripe/webhook", raw=body, headers=hdr)
+    assert st == 200 and r["state"] == "rejected" and balance(srv) == 0
+
+
+def test_checkout_requires_sign_in_and_own_sessions(srv):
+    st, err, _ = srv.call("POST", "/credits/checkout", {"amount_minor": 1000}, headers={"Authorization": ""})
+    assert st == 401
+    st, co, _ = srv.call("POST", "/credits/checkout", {"amount_minor": 1000})
+    other = srv.rt.ledger.create_account("other@example.com")["id"]
+    okey = srv.rt.ledger.create_credential(other, "api_key")["token"]
+    st, err, _ = srv.call("GET", f"/credits/checkout/{co['session_id']}", headers={"Authorization": f"Bearer {okey}"})
+    assert st == 404
+    st, err, _ = srv.call("POST", "/credits/checkout", {"amount_minor": 1000},
+                          headers={"Origin": "http://evil.example"})
+    assert st == 403
+
+
+def test_sandbox_can_be_turned_off(tmp_path):
+    s = Server(tmp_path, {"sandbox_checkout": False})
+    try:
+        st, err, _ = s.call("POST", "/credits/checkout", {"amount_minor": 1000})
+        assert st == 503 and err["error"]["type"] == "purchases_disabled"
+        assert s.call("GET", "/credits/checkout/options")[1]["enabled"] is False
+    finally:
+        s.close()
