@@ -118,6 +118,27 @@ def cmd_user_status(led, args, cfg):
     return EXIT_OK
 
 
+def read_new_password() -> str:
+    if not sys.stdin.isatty():
+        pw = sys.stdin.readline().rstrip("\n")
+    else:
+        import getpass
+        pw = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != pw:
+            raise UsageError("the two passwords differ")
+    if len(pw) < 8:
+        raise UsageError("the password must have at least 8 characters")
+    return pw
+
+
+def cmd_user_password(led, args, cfg):
+    a = resolve_account(led, args.account)
+    led.set_password(a["id"], read_new_password())
+    n = led.revoke_credential(a["id"], "session")
+    print(f"password set for {a['email']}; {n} open session(s) signed out")
+    return EXIT_OK
+
+
 def cmd_grant(led, args, cfg):
     a = resolve_account(led, args.account)
     amount = parse_credits(args.credits)
@@ -315,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     ul = usub.add_parser("list", help="list accounts")
     ul.add_argument("--all", action="store_true", help="include disabled accounts")
     ul.add_argument("--json", action="store_true")
+    up = usub.add_parser("password", help="set an account's password (read from stdin, or asked twice)")
+    up.add_argument("account", help="account id or email")
     for name, hlp in (("disable", "disable an account (it keeps its credits)"), ("enable", "re-enable an account"),
                       ("promote", "make an account an admin")):
         s = usub.add_parser(name, help=hlp)
@@ -373,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 LEDGER_COMMANDS = {"key": cmd_key, "grant": cmd_grant, "balance": cmd_balance, "history": cmd_history, "expire": cmd_expire,
                    "verify": cmd_verify}
-USER_COMMANDS = {"add": cmd_user_add, "list": cmd_user_list, "disable": cmd_user_status,
+USER_COMMANDS = {"add": cmd_user_add, "list": cmd_user_list, "password": cmd_user_password, "disable": cmd_user_status,
                  "enable": cmd_user_status, "promote": cmd_user_status}
 
 

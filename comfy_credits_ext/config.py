@@ -19,7 +19,8 @@ Config file (JSON, every key optional):
       "purchase_max_usd": "1000",
       "sandbox_checkout": true,
       "stripe_api_base": "https://api.stripe.com",
-      "public_url": "https://comfy.example.com"
+      "public_url": "https://comfy.example.com",
+      "allow_signup": false
     }
 
 Secrets come only from the environment: COMFY_CREDITS_UPSTREAM_KEY (the
@@ -47,7 +48,7 @@ DATA_DIR_NAME = "comfy_credits"  # inside ComfyUI's user directory
 
 KNOWN_KEYS = {"database", "price_table", "rates", "hold_ttl_ms", "upstream_base", "upstream_timeout_ms",
               "charge_failed_runs", "session_ttl_ms", "purchase_min_usd", "purchase_max_usd", "sandbox_checkout",
-              "stripe_api_base", "public_url"}
+              "stripe_api_base", "public_url", "allow_signup"}
 ENV_STRIPE_KEY = "STRIPE_SECRET_KEY"
 ENV_STRIPE_WEBHOOK_SECRET = "STRIPE_WEBHOOK_SECRET"
 ENV_STRIPE_API_BASE = "COMFY_CREDITS_STRIPE_API_BASE"
@@ -80,6 +81,7 @@ class Config:
     sandbox_checkout: bool = True            # used only while no Stripe key is set
     stripe_api_base: str = "https://api.stripe.com"
     public_url: str | None = None            # how browsers reach ComfyUI (for Stripe's return URLs)
+    allow_signup: bool = False               # False: only the operator creates accounts
     source: Path | None = None  # the file it came from, if any
 
     @property
@@ -191,6 +193,10 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
             setattr(cfg, key.replace("_usd", "_usd_cents"), micro // 10_000)
     if cfg.purchase_min_usd_cents > cfg.purchase_max_usd_cents:
         raise ConfigError("purchase_min_usd is above purchase_max_usd")
+    if "allow_signup" in raw:
+        if not isinstance(raw["allow_signup"], bool):
+            raise ConfigError("allow_signup: expected true or false")
+        cfg.allow_signup = raw["allow_signup"]
     if "sandbox_checkout" in raw:
         if not isinstance(raw["sandbox_checkout"], bool):
             raise ConfigError("sandbox_checkout: expected true or false")

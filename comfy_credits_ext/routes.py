@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -19,6 +20,40 @@ from .gate import SESSION_COOKIE, request_token
 log = logging.getLogger("comfy_credits")
 
 HISTORY_KINDS = ("grant", "purchase", "hold", "settle", "void", "expire")
+SIGN_IN_FAILURES_MAX = 5          # per email and per client address ...
+SIGN_IN_WINDOW_S = 15 * 60        # ... within this window, then 429 until it passes
+THROTTLE_KEYS_MAX = 50_000        # bounded memory
+
+
+class Throttle:
+    """Counts failed sign-ins per key; refuses after too many in a window."""
+
+    def __init__(self):
+        self.fails: dict[str, list[float]] = {}
+
+    def blocked_for(self, *keys: str) -> int:
+        now = time.monotonic()
+        worst = 0
+        for k in keys:
+            recent = [t for t in self.fails.get(k, []) if now - t < SIGN_IN_WINDOW_S]
+            if recent:
+                self.fails[k] = recent
+            else:
+                self.fails.pop(k, None)
+            if len(recent) >= SIGN_IN_FAILURES_MAX:
+                worst = max(worst, int(SIGN_IN_WINDOW_S - (now - recent[0])) + 1)
+        return worst
+
+    def failed(self, *keys: str) -> None:
+        if len(self.fails) > THROTTLE_KEYS_MAX:
+            self.fails.clear()
+        now = time.monotonic()
+        for k in keys:
+            self.fails.setdefault(k, []).append(now)
+
+    def succeeded(self, *keys: str) -> None:
+        for k in keys:
+            self.fails.pop(k, None)
 
 
 def error(status: int, kind: str, message: str, field: str | None = None) -> web.Response:
@@ -76,26 +111,16 @@ def make_whoami(rt):
 def register(routes, rt):
     whoami = make_whoami(rt)
 
-    @routes.post("/credits/session")
-    async def sign_in(request: web.Request):
-        if not same_origin(request):
-            return error(403, "bad_origin", "Cross-site requests are not accepted.")
+    throttle = Throttle()
+
+    async def read_json(request):
         try:
             body = await request.json()
         except Exception:
-            return error(400, "bad_json", "Send a JSON object.")
-        if not isinstance(body, dict):
-            return error(400, "bad_json", "Send a JSON object.")
-        key = body.get("api_key")
-        if not isinstance(key, str) or not key.startswith("cck_"):
-            return error(400, "invalid_argument", "Send {\"api_key\": \"cck_...\"} (a personal API key).", "api_key")
-        try:
-            who = await asyncio.to_thread(rt.ledger.check_credential, key)
-        except _core.NotFound:
-            return error(401, "bad_credentials", "That API key is not valid.")
-        except _core.InvalidState:
-            return error(403, "account_disabled", "This Credits account is disabled.")
-        account = who["account"]
+            return None
+        return body if isinstance(body, dict) else None
+
+    async def start_session(request, account):
         label = (request.headers.get("User-Agent") or "browser")[:120]
         sess = await asyncio.to_thread(rt.ledger.create_credential, account["id"], "session", label,
                                        rt.cfg.session_ttl_ms)
@@ -103,6 +128,108 @@ def register(routes, rt):
         resp.set_cookie(SESSION_COOKIE, sess["token"], max_age=rt.cfg.session_ttl_ms // 1000, httponly=True,
                         samesite="Strict", path="/", secure=request.secure)
         return resp
+
+    @routes.post("/credits/session")
+    async def sign_in(request: web.Request):
+        """Sign in with email + password, or with a personal API key."""
+        if not same_origin(request):
+            return error(403, "bad_origin", "Cross-site requests are not accepted.")
+        body = await read_json(request)
+        if body is None:
+            return error(400, "bad_json", "Send a JSON object.")
+        key = body.get("api_key")
+        if key is not None:
+            if not isinstance(key, str) or not key.startswith("cck_"):
+                return error(400, "invalid_argument", "api_key must be a personal API key (cck_...).", "api_key")
+            try:
+                who = await asyncio.to_thread(rt.ledger.check_credential, key)
+            except _core.NotFound:
+                return error(401, "bad_credentials", "That API key is not valid.")
+            except _core.InvalidState:
+                return error(403, "account_disabled", "This Credits account is disabled.")
+            return await start_session(request, who["account"])
+        email, password = body.get("email"), body.get("password")
+        if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
+            return error(400, "invalid_argument", "Enter your email and password.", "email")
+        keys = ("email:" + email.strip().lower()[:254], "addr:" + (request.remote or "?"))
+        wait = throttle.blocked_for(*keys)
+        if wait:
+            resp = error(429, "too_many_attempts", f"Too many failed sign-ins; try again in {wait // 60 + 1} min.")
+            resp.headers["Retry-After"] = str(wait)
+            return resp
+        try:
+            account = await asyncio.to_thread(rt.ledger.sign_in, email.strip(), password)
+        except _core.NotFound:
+            throttle.failed(*keys)
+            return error(401, "bad_credentials", "Wrong email or password.")
+        except _core.InvalidState:
+            return error(403, "account_disabled", "This Credits account is disabled.")
+        except _core.InvalidArgument as exc:
+            return error(400, "invalid_argument", str(exc), exc.field)
+        throttle.succeeded(*keys)
+        return await start_session(request, account)
+
+    @routes.post("/credits/signup")
+    async def sign_up(request: web.Request):
+        if not same_origin(request):
+            return error(403, "bad_origin", "Cross-site requests are not accepted.")
+        if not rt.cfg.allow_signup:
+            return error(403, "signup_disabled", "Accounts are created by the operator of this server.")
+        body = await read_json(request)
+        if body is None:
+            return error(400, "bad_json", "Send a JSON object.")
+        email, password, name = body.get("email"), body.get("password"), body.get("display_name", "")
+        if not isinstance(email, str) or not isinstance(password, str) or not isinstance(name, str):
+            return error(400, "invalid_argument", "email, password and display_name must be strings.", "email")
+        if len(password) < 8 or len(password.encode()) > 1024:
+            return error(400, "invalid_argument", "The password must have at least 8 characters.", "password")
+        try:
+            account = await asyncio.to_thread(rt.ledger.create_account, email.strip(), display_name=name[:128])
+        except _core.AlreadyExists:
+            return error(409, "already_exists", "An account with that email already exists; sign in instead.",
+                         "email")
+        except _core.InvalidArgument as exc:
+            return error(400, "invalid_argument", str(exc), exc.field)
+        await asyncio.to_thread(rt.ledger.set_password, account["id"], password)
+        return await start_session(request, account)
+
+    @routes.post("/credits/password")
+    async def change_password(request: web.Request):
+        if not same_origin(request):
+            return error(403, "bad_origin", "Cross-site requests are not accepted.")
+        who, err = await whoami(request)
+        if err:
+            return err
+        body = await read_json(request)
+        if body is None:
+            return error(400, "bad_json", "Send a JSON object.")
+        old, new = body.get("old_password"), body.get("new_password")
+        if not isinstance(old, str) or not isinstance(new, str):
+            return error(400, "invalid_argument", "Send old_password and new_password.", "old_password")
+        try:
+            await asyncio.to_thread(rt.ledger.sign_in, who["account"]["email"], old)
+        except _core.NotFound:
+            return error(401, "bad_credentials", "The current password is wrong.", "old_password")
+        try:
+            await asyncio.to_thread(rt.ledger.set_password, who["account"]["id"], new)
+        except _core.InvalidArgument as exc:
+            return error(400, "invalid_argument", str(exc), "new_password")
+        # Every other session ends; this one stays.
+        await asyncio.to_thread(rt.ledger.revoke_credential, who["account"]["id"], "session")
+        return await start_session(request, who["account"])
+
+    @routes.delete("/credits/sessions")
+    async def sign_out_everywhere(request: web.Request):
+        if not same_origin(request):
+            return error(403, "bad_origin", "Cross-site requests are not accepted.")
+        who, err = await whoami(request)
+        if err:
+            return err
+        n = await asyncio.to_thread(rt.ledger.revoke_credential, who["account"]["id"], "session")
+        resp = web.json_response({"signed_out_sessions": n})
+        resp.del_cookie(SESSION_COOKIE, path="/")
+        return resp
+
 
     @routes.get("/credits/session")
     async def session(request: web.Request):

@@ -10,6 +10,7 @@
 */
 #include "ledger.h"
 #include "i64map.h"
+#include "password.h"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -213,6 +214,11 @@ static cc_rc validate_op(const cc_op *op, cc_error *err) {
         if (op->cred_kind == CC_CRED_SESSION ? (op->ttl_ms < 1 || op->ttl_ms > CC_SESSION_TTL_MS_MAX)
                                              : (op->ttl_ms < 0 || op->ttl_ms > 10LL * 366 * 24 * 3600 * 1000))
             return cc_fail(err, CC_ERR_INVALID, "ttl_ms", "credential lifetime is out of range");
+        return CC_OK;
+    case CC_OP_PASSWORD_SET:
+        TRY(check_id(op->account_id, "account_id", err));
+        if (!op->note || strncmp(op->note, "scrypt$", 7) || strlen(op->note) > CC_PASSWORD_HASH_BYTES_MAX)
+            return cc_fail(err, CC_ERR_INVALID, "password", "not a password hash");
         return CC_OK;
     case CC_OP_CRED_REVOKE:
         TRY(check_id(op->account_id, "account_id", err));
@@ -778,6 +784,15 @@ static cc_rc apply_op(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc
     case CC_OP_ACCOUNT_UPDATE: return apply_account_update(l, c, op, now, r);
     case CC_OP_CRED_CREATE: return apply_cred_create(l, c, op, now, r);
     case CC_OP_CRED_REVOKE: return apply_cred_revoke(l, c, op, now, r);
+    case CC_OP_PASSWORD_SET: {
+        acct_slot *s = NULL;
+        cc_rc rc = acct_load(l, c, op->account_id, &s, &r->err);
+        if (rc == CC_ERR_NOT_FOUND)
+            return cc_fail(&r->err, rc, "account_id", "no account with id %lld", (long long)op->account_id);
+        if (rc != CC_OK) return rc;
+        r->account_id = s->a.id;
+        return c->v->password_set(c, s->a.id, op->note, now, &r->err);
+    }
     }
     CC_ASSERT(0 && "validated kind");
     return CC_ERR_INVALID;
@@ -1167,6 +1182,57 @@ cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_c
     cc_rc rc = c->v->cred_list(c, account_id, kind, cc_now_ms(), out, cap, n_out, err);
     reader_give(l, slot);
     return rc;
+}
+
+/* ---------------------------------------------------------------- passwords */
+
+cc_rc cc_ledger_set_password(cc_ledger *l, int64_t account_id, const char *password, cc_error *err) {
+    char enc[CC_PASSWORD_HASH_BYTES_MAX + 1];
+    cc_rc rc = cc_password_hash(password, CC_SCRYPT_LOG2N_DEFAULT, enc, sizeof enc, err);
+    if (rc != CC_OK) return rc;
+    cc_op op;
+    cc_op_init(&op, CC_OP_PASSWORD_SET);
+    op.account_id = account_id;
+    op.note = enc;
+    cc_result r;
+    if (cc_ledger_execute1(l, &op, &r) != CC_OK) {
+        if (err) *err = r.err;
+        return r.rc;
+    }
+    return CC_OK;
+}
+
+/* A hash of a password nobody knows, verified for unknown emails so that
+** both answers take the same time. Made once, lazily. */
+static pthread_once_t decoy_once = PTHREAD_ONCE_INIT;
+static char decoy_hash[CC_PASSWORD_HASH_BYTES_MAX + 1];
+static void make_decoy(void) {
+    cc_error e;
+    CC_ASSERT(cc_password_hash("decoy-password-never-used", CC_SCRYPT_LOG2N_DEFAULT, decoy_hash,
+                               sizeof decoy_hash, &e) == CC_OK);
+}
+
+cc_rc cc_ledger_sign_in(cc_ledger *l, const char *email, const char *password, cc_account *out, cc_error *err) {
+    if (!email || !*email || strlen(email) > CC_EMAIL_BYTES_MAX || !password)
+        return cc_fail(err, CC_ERR_INVALID, "email", "enter an email and a password");
+    char enc[CC_PASSWORD_HASH_BYTES_MAX + 1];
+    int slot;
+    cc_conn *c = reader_take(l, &slot);
+    cc_rc rc = c->v->account_by_email(c, email, out, err);
+    if (rc == CC_OK) rc = c->v->password_get(c, out->id, enc, sizeof enc, err);
+    reader_give(l, slot);
+    int known = rc == CC_OK;
+    if (rc != CC_OK && rc != CC_ERR_NOT_FOUND) return rc;
+    if (!known) {
+        pthread_once(&decoy_once, make_decoy);
+        memcpy(enc, decoy_hash, sizeof enc);
+    }
+    int ok = 0;
+    rc = cc_password_verify(password, enc, &ok, err);
+    if (rc != CC_OK) return rc;
+    if (!known || !ok) return cc_fail(err, CC_ERR_NOT_FOUND, "password", "wrong email or password");
+    if (!out->active) return cc_fail(err, CC_ERR_STATE, "email", "this account is disabled");
+    return CC_OK;
 }
 
 /* ---------------------------------------------------------------- 5. verify */

@@ -56,6 +56,7 @@ typedef enum cc_op_kind {
     CC_OP_ACCOUNT_UPDATE,   /* status / role / display name */
     CC_OP_CRED_CREATE,      /* a session or API key (see cc_ledger_credential_create) */
     CC_OP_CRED_REVOKE,
+    CC_OP_PASSWORD_SET,     /* note = the encoded hash (see password.h) */
 } cc_op_kind;
 
 typedef struct cc_context {
@@ -170,6 +171,13 @@ cc_rc cc_ledger_credential_check(cc_ledger *l, const char *token, cc_credential 
                                  cc_error *err);
 cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_credential *out, int cap,
                                 int *n_out, cc_error *err);
+
+/* Passwords: hashed with scrypt before the write (the KDF never runs inside
+** a commit). sign_in answers CC_ERR_NOT_FOUND "wrong email or password" for
+** an unknown email and a wrong password alike, after the same KDF work, and
+** CC_ERR_STATE for a disabled account. */
+cc_rc cc_ledger_set_password(cc_ledger *l, int64_t account_id, const char *password, cc_error *err);
+cc_rc cc_ledger_sign_in(cc_ledger *l, const char *email, const char *password, cc_account *out, cc_error *err);
 
 const char *cc_kind_name(int kind);
 int cc_kind_from_name(const char *name); /* 0 if unknown */

@@ -690,6 +690,46 @@ static PyObject *L_list_credentials(LedgerObject *self, PyObject *args, PyObject
     return out;
 }
 
+static PyObject *L_set_password(LedgerObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"account_id", "password", NULL};
+    ccpy_state *st = lstate(self);
+    PyObject *a_o, *p_o;
+    if (ensure_open(self) < 0) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:set_password", kwlist, &a_o, &p_o)) return NULL;
+    int64_t acct;
+    const char *pw;
+    if (ccpy_i64(st, a_o, "account_id", &acct) < 0 || ccpy_str(st, p_o, "password", &pw) < 0) return NULL;
+    cc_error e;
+    cc_rc rc;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_ledger_set_password(self->l, acct, pw, &e);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    Py_RETURN_NONE;
+}
+
+static PyObject *L_sign_in(LedgerObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"email", "password", NULL};
+    ccpy_state *st = lstate(self);
+    PyObject *e_o, *p_o;
+    if (ensure_open(self) < 0) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:sign_in", kwlist, &e_o, &p_o)) return NULL;
+    const char *email, *pw;
+    if (ccpy_str(st, e_o, "email", &email) < 0 || ccpy_str(st, p_o, "password", &pw) < 0) return NULL;
+    cc_account a;
+    cc_error e;
+    cc_rc rc;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_ledger_sign_in(self->l, email, pw, &a, &e);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    return account_dict(&a);
+}
+
 static PyObject *L_fulfil_checkout(LedgerObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"session_json", "min_micro", "max_micro", NULL};
     ccpy_state *st = lstate(self);
@@ -847,6 +887,8 @@ static PyMethodDef L_methods[] = {
     {"check_credential", FN(L_check_credential), METH_O, "check_credential(token) -> {credential, account}"},
     {"revoke_credential", FN(L_revoke_credential), KW, "revoke_credential(account_id, kind, id=0) -> count"},
     {"list_credentials", FN(L_list_credentials), KW, "list_credentials(account_id, kind) -> active ones"},
+    {"set_password", FN(L_set_password), KW, "set_password(account_id, password): scrypt-hashed"},
+    {"sign_in", FN(L_sign_in), KW, "sign_in(email, password) -> account; NotFound for wrong email or password"},
     {"fulfil_checkout", FN(L_fulfil_checkout), KW,
      "fulfil_checkout(session_json, min_micro, max_micro) -> {state: credited|already_credited|pending|not_paid, ...}"},
     {"counters", FN(L_counters), METH_NOARGS, "group-commit counters {ops, commits}"},

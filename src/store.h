@@ -179,6 +179,10 @@ typedef struct cc_conn_vtab {
     cc_rc (*cred_list)(cc_conn *c, int64_t account_id, int kind, int64_t now_ms, cc_credential *out, int cap,
                        int *n_out, cc_error *err);
 
+    /* Password hashes (encoded strings) live beside the accounts. */
+    cc_rc (*password_set)(cc_conn *c, int64_t account_id, const char *encoded, int64_t now_ms, cc_error *err);
+    cc_rc (*password_get)(cc_conn *c, int64_t account_id, char *out, size_t out_bytes, cc_error *err);
+
     cc_rc (*scan_accounts)(cc_conn *c, cc_account_cb cb, void *ctx, cc_error *err);
     /* Ordered by (account_id, id). */
     cc_rc (*scan_entries)(cc_conn *c, cc_entry_cb cb, void *ctx, cc_error *err);

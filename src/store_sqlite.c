@@ -57,6 +57,8 @@ static const char *const SCHEMA_SQL =
     " hash BLOB NOT NULL UNIQUE, label TEXT NOT NULL, hint TEXT NOT NULL,"
     " created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS credentials_by_account ON credentials(account_id, kind, id);"
+    "CREATE TABLE IF NOT EXISTS passwords(account_id INTEGER PRIMARY KEY REFERENCES accounts(id),"
+    " hash TEXT NOT NULL, updated_ms INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1');";
 
 #define ACCOUNT_COLS                                                           \
@@ -77,6 +79,7 @@ enum {
     ST_HOLD_GET, ST_HOLD_INSERT, ST_HOLD_RESOLVE, ST_HOLDS_DUE,
     ST_SCAN_ACC, ST_SCAN_ENT, ST_SCAN_HOLD,
     ST_CRED_INSERT, ST_CRED_BY_HASH, ST_CRED_REVOKE_ONE, ST_CRED_REVOKE_ALL, ST_CRED_LIST,
+    ST_PW_SET, ST_PW_GET,
     ST_COUNT
 };
 
@@ -112,6 +115,9 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_SCAN_ACC] = "SELECT " ACCOUNT_COLS " FROM accounts ORDER BY id",
     [ST_SCAN_ENT] = "SELECT " ENTRY_COLS " FROM entries ORDER BY account_id, id",
     [ST_SCAN_HOLD] = "SELECT " HOLD_COLS " FROM holds ORDER BY id",
+    [ST_PW_SET] = "INSERT INTO passwords(account_id, hash, updated_ms) VALUES (?1, ?2, ?3)"
+                  " ON CONFLICT(account_id) DO UPDATE SET hash = ?2, updated_ms = ?3",
+    [ST_PW_GET] = "SELECT hash FROM passwords WHERE account_id = ?",
     [ST_CRED_INSERT] = "INSERT INTO credentials(kind, account_id, hash, label, hint, created_ms, expires_ms,"
                        " revoked_ms) VALUES (?,?,?,?,?,?,?,0)",
     [ST_CRED_BY_HASH] = "SELECT " CRED_COLS " FROM credentials WHERE hash = ?",
@@ -645,6 +651,41 @@ static cc_rc sq_cred_list(cc_conn *b, int64_t account_id, int kind, int64_t now_
     return CC_OK;
 }
 
+static cc_rc sq_password_set(cc_conn *b, int64_t account_id, const char *encoded, int64_t now_ms, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_PW_SET);
+    sqlite3_bind_int64(s, 1, account_id);
+    sqlite3_bind_text(s, 2, encoded, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, now_ms);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_DONE ? CC_OK : sq_err(c->db, err, "set password");
+}
+
+static cc_rc sq_password_get(cc_conn *b, int64_t account_id, char *out, size_t out_bytes, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_PW_GET);
+    sqlite3_bind_int64(s, 1, account_id);
+    int rc = sqlite3_step(s);
+    cc_rc r = CC_OK;
+    if (rc == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(s, 0);
+        int n = sqlite3_column_bytes(s, 0);
+        if (!t || (size_t)n >= out_bytes) r = cc_fail(err, CC_ERR_STORAGE, "", "stored password hash is malformed");
+        else {
+            memcpy(out, t, (size_t)n);
+            out[n] = 0;
+        }
+    } else if (rc == SQLITE_DONE) {
+        r = cc_fail(err, CC_ERR_NOT_FOUND, "password", "no password is set");
+    } else {
+        r = sq_err(c->db, err, "get password");
+    }
+    sqlite3_reset(s);
+    return r;
+}
+
 static const cc_conn_vtab SQ_CONN_VTAB = {
     .close = sq_close,
     .begin_write = sq_begin_write,
@@ -670,6 +711,8 @@ static const cc_conn_vtab SQ_CONN_VTAB = {
     .cred_by_hash = sq_cred_by_hash,
     .cred_revoke = sq_cred_revoke,
     .cred_list = sq_cred_list,
+    .password_set = sq_password_set,
+    .password_get = sq_password_get,
     .scan_accounts = sq_scan_accounts,
     .scan_entries = sq_scan_entries,
     .scan_holds = sq_scan_holds,

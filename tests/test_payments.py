@@ -4,74 +4,18 @@ import asyncio
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from comfy_credits_ext import _core, config, payments, routes
-from comfy_credits_ext.runtime import Runtime
+from comfy_credits_ext import _core
 
 C = _core.MICRO
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, tmp_path, cfg_extra=None):
-        path = tmp_path / "c.json"
-        path.write_text(json.dumps({"database": str(tmp_path / "l.db"), **(cfg_extra or {})}))
-        self.rt = Runtime(config.load(str(path)))
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.pay = payments.Payments(self.rt, self.base)
-        table = web.RouteTableDef()
-        whoami = routes.register(table, self.rt)
-        payments.register(table, self.rt, self.pay, whoami)
-        self.app = web.Application()
-        self.app.add_routes(table)
-        self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(self.app)
-        self.loop.run_until_complete(self.runner.setup())
-        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        led = self.rt.ledger
-        self.account = led.create_account("buyer@example.com")["id"]
-        self.key = led.create_credential(self.account, "api_key")["token"]
-
-    def call(self, method, path, body=None, headers=None, raw=None, form=None, redirects=True):
-        async def go():
-            async with aiohttp.ClientSession() as s:
-                kw = {"headers": {"Authorization": f"Bearer {self.key}", **(headers or {})},
-                      "allow_redirects": redirects}
-                if raw is not None:
-                    kw["data"] = raw
-                elif form is not None:
-                    kw["data"] = form
-                elif body is not None:
-                    kw["json"] = body
-                async with s.request(method, self.base + path, **kw) as r:
-                    text = await r.text()
-                    try:
-                        data = json.loads(text)
-                    except ValueError:
-                        data = text
-                    return r.status, data, str(r.url)
-        return asyncio.run_coroutine_threadsafe(go(), self.loop).result(60)
-
-    def close(self):
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.rt.close()
+from appserver import Server  # noqa: E402
 
 
 @pytest.fixture
