@@ -59,5 +59,6 @@ void suite_pricing(void);
 void suite_ledger(void);
 void suite_token(void);
 void suite_stripe(void);
+void suite_password(void);
 
 #endif
