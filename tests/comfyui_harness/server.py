@@ -1,0 +1,222 @@
+"""Mirrors server.py: PromptServer, its middlewares, routes and queue."""
+import asyncio
+import json
+import logging
+import threading
+import traceback
+import urllib.parse
+import uuid
+
+from aiohttp import web
+
+import execution
+import nodes
+
+
+def is_loopback(host):
+    return host in ("localhost", "127.0.0.1", "::1") or (host or "").startswith("127.")
+
+
+@web.middleware
+async def cache_control(request, handler):  # server.py cache_control (headers only)
+    response = await handler(request)
+    if request.path.endswith(".js") or request.path.endswith(".css"):
+        response.headers.setdefault("Cache-Control", "no-cache")
+    return response
+
+
+def create_origin_only_middleware():
+    """server.py:107-141: refuse loopback requests whose Origin host differs
+    from Host (a browser tab of another site posting to 127.0.0.1)."""
+    @web.middleware
+    async def origin_only_middleware(request, handler):
+        if "Host" in request.headers and "Origin" in request.headers:
+            host_domain = request.headers["Host"].lower()
+            parsed = urllib.parse.urlparse(request.headers["Origin"])
+            origin_domain = parsed.netloc.lower()
+            hp = urllib.parse.urlsplit("//" + host_domain)
+            loopback = is_loopback(hp.hostname)
+            if parsed.port is None:
+                host_domain = hp.hostname
+            if hp.port is None:
+                origin_domain = parsed.hostname
+            if loopback and host_domain and origin_domain and host_domain != origin_domain:
+                logging.warning("WARNING: request with non matching host and origin %s != %s, returning 403",
+                                host_domain, origin_domain)
+                return web.Response(status=403)
+        if request.method == "OPTIONS":
+            return web.Response()
+        return await handler(request)
+    return origin_only_middleware
+
+
+class PromptQueue:
+    """server.py/execution.py PromptQueue: a heap of (number, id, prompt,
+    extra_data, outputs) with the running items tracked."""
+
+    def __init__(self, server):
+        self.server = server
+        self.cond = threading.Condition()
+        self.queue = []
+        self.running = {}
+        self.history = {}
+        self._task_id = 0
+
+    def put(self, item):
+        with self.cond:
+            self.queue.append(item)
+            self.queue.sort(key=lambda x: x[0])
+            self.cond.notify()
+
+    def get(self, timeout=None):
+        with self.cond:
+            while not self.queue:
+                if not self.cond.wait(timeout):
+                    return None
+            item = self.queue.pop(0)
+            self._task_id += 1
+            self.running[self._task_id] = item
+            return item, self._task_id
+
+    def task_done(self, item_id, history_result, status):
+        with self.cond:
+            prompt = self.running.pop(item_id)
+            extra = dict(prompt[3])
+            for k in execution.SENSITIVE_EXTRA_DATA_KEYS:  # execution.py:1123-1126
+                extra.pop(k, None)
+            self.history[prompt[1]] = {"prompt": (prompt[0], prompt[1], prompt[2], extra, prompt[4]),
+                                       "outputs": history_result.get("outputs", {}), "status": status}
+
+    def get_current_queue(self):
+        with self.cond:
+            return list(self.running.values()), list(self.queue)
+
+
+class PromptServer:
+    instance = None
+
+    def __init__(self, loop):
+        PromptServer.instance = self  # server.py:145
+        self.loop = loop
+        self.routes = web.RouteTableDef()
+        self.client_id = None
+        self.last_prompt_id = None
+        self.last_node_id = None
+        self.number = 0
+        self.on_prompt_handlers = []
+        self.messages = []  # what /ws would have sent (event, data, sid)
+        self.prompt_queue = PromptQueue(self)
+        # server.py:162-172: the middleware list the app is built with.
+        self.app = web.Application(client_max_size=100 * 1024 * 1024,
+                                   middlewares=[cache_control, create_origin_only_middleware()])
+        routes = self.routes
+
+        @routes.post("/prompt")
+        async def post_prompt(request):  # server.py:674-720
+            json_data = await request.json()
+            json_data = self.trigger_on_prompt(json_data)
+            if "number" in json_data:
+                number = float(json_data["number"])
+            else:
+                number = self.number
+                if "front" in json_data and json_data["front"]:
+                    number = -number
+                self.number += 1
+            if "prompt" in json_data:
+                prompt = json_data["prompt"]
+                prompt_id = str(json_data.get("prompt_id", uuid.uuid4()))
+                valid = await execution.validate_prompt(prompt_id, prompt, None)
+                extra_data = {}
+                if "extra_data" in json_data:
+                    extra_data = json_data["extra_data"]
+                if "client_id" in json_data:
+                    extra_data["client_id"] = json_data["client_id"]
+                if valid[0]:
+                    self.prompt_queue.put((number, prompt_id, prompt, extra_data, valid[2]))
+                    return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": valid[3]})
+                return web.json_response({"error": valid[1], "node_errors": valid[3]}, status=400)
+            error = {"type": "no_prompt", "message": "No prompt provided", "details": "No prompt provided",
+                     "extra_info": {}}
+            return web.json_response({"error": error, "node_errors": {}}, status=400)
+
+        @routes.get("/queue")
+        async def get_queue(request):  # server.py:666-672: raw tuples, extra_data included
+            running, pending = self.prompt_queue.get_current_queue()
+            return web.json_response({"queue_running": running, "queue_pending": pending})
+
+        @routes.get("/history")
+        async def get_history(request):
+            return web.json_response(self.prompt_queue.history)
+
+        @routes.get("/history/{prompt_id}")
+        async def get_history_one(request):
+            pid = request.match_info["prompt_id"]
+            h = self.prompt_queue.history.get(pid)
+            return web.json_response({pid: h} if h else {})
+
+        @routes.post("/interrupt")
+        async def post_interrupt(request):  # server.py:736-770
+            try:
+                json_data = await request.json()
+            except json.JSONDecodeError:
+                json_data = {}
+            prompt_id = json_data.get("prompt_id") if isinstance(json_data, dict) else None
+            if prompt_id:
+                running, _ = self.prompt_queue.get_current_queue()
+                if not any(item[1] == prompt_id for item in running):
+                    return web.Response(status=200)
+            nodes.interrupt_processing()
+            return web.Response(status=200)
+
+        @routes.get("/object_info")
+        async def object_info(request):  # server.py:623-624: info['api_node']
+            out = {}
+            for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
+                out[name] = {"name": name, "api_node": getattr(cls, "API_NODE", False) is True,
+                             "output_node": getattr(cls, "OUTPUT_NODE", False)}
+            return web.json_response(out)
+
+        @routes.get("/extensions")
+        async def extensions(request):
+            return web.json_response([f"/extensions/{n}" for n in nodes.EXTENSION_WEB_DIRS])
+
+    def add_on_prompt_handler(self, handler):
+        self.on_prompt_handlers.append(handler)
+
+    def trigger_on_prompt(self, json_data):  # server.py:998-1006: exceptions are swallowed
+        for handler in self.on_prompt_handlers:
+            try:
+                json_data = handler(json_data)
+            except Exception:
+                logging.warning("[ERROR] An error occurred during the on_prompt_handler processing")
+                logging.warning(traceback.format_exc())
+        return json_data
+
+    def send_sync(self, event, data, sid=None):  # thread-safe like server.py send_sync
+        self.messages.append((event, data, sid))
+        if len(self.messages) > 10_000:
+            del self.messages[:5_000]
+
+    def add_routes(self):  # server.py:796-814
+        api_routes = web.RouteTableDef()
+        for route in self.routes:
+            if isinstance(route, web.RouteDef):
+                api_routes.route(route.method, "/api" + route.path)(route.handler, **route.kwargs)
+        for name, d in nodes.EXTENSION_WEB_DIRS.items():
+            self.app.add_routes([web.static("/extensions/" + name, d)])
+        self.app.add_routes(api_routes)
+        self.app.add_routes(self.routes)
+
+
+def prompt_worker(q, server):  # main.py prompt_worker
+    e = execution.PromptExecutor(server)
+    while True:
+        got = q.get(timeout=1000.0)
+        if got is None:
+            continue
+        item, item_id = got
+        server.last_prompt_id = item[1]
+        e.execute(item[2], item[1], item[3], item[4])
+        q.task_done(item_id, e.history_result,
+                    status={"status_str": "success" if e.success else "error", "completed": e.success,
+                            "messages": e.status_messages})

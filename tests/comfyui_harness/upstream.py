@@ -1,0 +1,117 @@
+"""A simulated Comfy.org API (the "upstream") on loopback, for the demo and
+the tests: answers the proxy paths the sample API nodes call, realistically.
+
+python tests/comfyui_harness/upstream.py --port N --key OPERATOR_KEY
+- 401 unless X-API-KEY is the operator's key;
+- OpenAI images: data[n] (tiny PNG as b64_json) + usage tokens;
+- Kling: submit -> task id; polls: submitted -> processing -> succeed, the
+  final poll carrying X-Comfy-Credits-Used;
+- a prompt containing "fail" gets 400, "boom" 500 (the client retries),
+  "slow" waits 10 s; GET /_sim/requests lists what arrived (with the keys,
+  so tests can assert user tokens never do); POST /_sim/reset clears it.
+"""
+import argparse
+import asyncio
+import base64
+import itertools
+import struct
+import time
+import zlib
+
+from aiohttp import web
+
+KLING_CREDITS_USED = "29.54"  # what the final Kling poll reports (0.14 USD x 211)
+USAGE = {"input_tokens": 50, "output_tokens": 4160}
+
+
+def png():
+    raw = b"\x00\xff\x00\x00" * 1
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def make_app(key: str) -> web.Application:
+    requests, tasks = [], {}
+    ids = itertools.count(1)
+
+    @web.middleware
+    async def record(request, handler):
+        if request.path.startswith("/_sim/"):
+            return await handler(request)
+        requests.append({"method": request.method, "path": request.path, "t": time.time(),
+                         "x_api_key": request.headers.get("X-API-KEY"),
+                         "authorization": request.headers.get("Authorization"),
+                         "idempotency_key": request.headers.get("Idempotency-Key")})
+        if request.headers.get("X-API-KEY") != key:
+            return web.json_response({"error": {"message": "Invalid API key", "type": "unauthorized"}}, status=401)
+        return await handler(request)
+
+    async def behaviour(body):
+        text = str(body.get("prompt", ""))
+        if "slow" in text:
+            await asyncio.sleep(10)
+        if "fail" in text:
+            return web.json_response({"error": {"message": "content policy violation", "type": "invalid_request"}},
+                                     status=400)
+        if "boom" in text:
+            return web.json_response({"error": {"message": "upstream exploded", "type": "server_error"}}, status=500)
+        return None
+
+    async def images(request):
+        body = await request.json()
+        bad = await behaviour(body)
+        if bad:
+            return bad
+        await asyncio.sleep(0.2)  # long enough for concurrent nodes to overlap
+        n = int(body.get("n", 1))
+        out = {"created": int(time.time()), "data": [{"b64_json": base64.b64encode(png()).decode()}] * n}
+        if body.get("model") == "gpt-image-1":
+            out["usage"] = USAGE
+        return web.json_response(out)
+
+    async def kling_submit(request):
+        body = await request.json()
+        bad = await behaviour(body)
+        if bad:
+            return bad
+        tid = f"task{next(ids)}"
+        tasks[tid] = 0
+        return web.json_response({"code": 0, "data": {"task_id": tid, "task_status": "submitted"}})
+
+    async def kling_poll(request):
+        tid = request.match_info["tid"]
+        if tid not in tasks:
+            return web.json_response({"error": {"message": "no such task"}}, status=404)
+        tasks[tid] += 1
+        if tasks[tid] < 3:
+            return web.json_response({"code": 0, "data": {"task_id": tid, "task_status": "processing"}})
+        return web.json_response({"code": 0, "data": {"task_id": tid, "task_status": "succeed", "task_result": {
+            "videos": [{"id": "v1", "url": f"http://127.0.0.1/videos/{tid}.mp4", "duration": "5"}]}}},
+            headers={"X-Comfy-Credits-Used": KLING_CREDITS_USED})
+
+    async def sim_requests(request):
+        return web.json_response(requests)
+
+    async def sim_reset(request):
+        requests.clear()
+        return web.json_response({"ok": True})
+
+    app = web.Application(middlewares=[record])
+    app.router.add_post("/proxy/openai/images/generations", images)
+    app.router.add_post("/proxy/kling/v1/videos/text2video", kling_submit)
+    app.router.add_get("/proxy/kling/v1/videos/text2video/{tid}", kling_poll)
+    app.router.add_get("/_sim/requests", sim_requests)
+    app.router.add_post("/_sim/reset", sim_reset)
+    return app
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--key", required=True)
+    a = ap.parse_args()
+    print(f"upstream: listening on http://127.0.0.1:{a.port}", flush=True)
+    web.run_app(make_app(a.key), host="127.0.0.1", port=a.port, print=None, access_log=None)
