@@ -309,3 +309,17 @@ def test_fail_closed_when_the_pack_cannot_start(tmp_path):
         assert c.upstream_requests() == []
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("body,expected", [
+    # Each answer copied from ComfyUI 0.3.64 (a125cd84) for the same request.
+    ({}, {"type": "no_prompt", "message": "No prompt provided", "details": "No prompt provided", "extra_info": {}}),
+    ({"prompt": {"1": {"class_type": "Nope", "inputs": {}}}},
+     {"type": "invalid_prompt", "message": "Cannot execute because node Nope does not exist.",
+      "details": "Node ID '#1'", "extra_info": {}}),
+    ({"prompt": {"1": {"class_type": "PrimitiveString", "inputs": {"value": "x"}}}},
+     {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "", "extra_info": {}}),
+])
+def test_harness_prompt_errors_match_real_comfyui(comfy, body, expected):
+    st, got = comfy.http("POST", "/prompt", body)
+    assert st == 400 and got == {"error": expected, "node_errors": {}}

@@ -51,8 +51,10 @@ async def validate_prompt(prompt_id, prompt, partial_execution_list=None):
                                 f"Node ID '#{node_id}'"), [], {})
         cls = nodes.NODE_CLASS_MAPPINGS.get(node["class_type"])
         if cls is None:
-            return (False, _err("missing_node_type", f"Node '{node['class_type']}' not found. The custom node may "
-                                "not be installed.", f"Node ID '#{node_id}'"), [], {})
+            # checked on ComfyUI 0.3.64: {"type": "invalid_prompt", "message": "Cannot execute because node
+            # Nope does not exist.", "details": "Node ID '#1'"} (newer builds say missing_node_type)
+            return (False, _err("invalid_prompt", f"Cannot execute because node {node['class_type']} does not exist.",
+                                f"Node ID '#{node_id}'"), [], {})
         if getattr(cls, "OUTPUT_NODE", False):
             outputs.append(node_id)
     if not outputs:
