@@ -151,11 +151,15 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
     base = source.parent if source else Path.cwd()
 
     db = db_path or os.environ.get(ENV_DB) or raw.get("database")
+    in_data_dir = db is None and data_dir is not None
     if db is None:
         db = (data_dir or Path.cwd()) / DB_FILE_NAME
     if not isinstance(db, (str, os.PathLike)) or not str(db):
         raise ConfigError("database: expected a file path")
     cfg = Config(database=(base / Path(db)) if not Path(db).is_absolute() else Path(db), source=source)
+    if in_data_dir:
+        # Our own folder inside ComfyUI's user directory: make it on first use.
+        data_dir.mkdir(parents=True, exist_ok=True)
 
     if "price_table" in raw:
         if not isinstance(raw["price_table"], str):
