@@ -257,7 +257,17 @@ def test_cancelled_run_costs_nothing(comfy):
 
 def test_small_balance_across_prompts_is_never_overspent(comfy):
     acct, key = user(comfy, "small@example.com", 10 * C)  # enough for one 8.44 run, not two
+    # Keep the single worker busy so both prompts pass the queue-time gate
+    # (no hold exists yet) and meet only at execution time.
+    busy, bkey = user(comfy, "busy@example.com", 50 * C)
+    blocker = comfy.queue(dalle("slow blocker"), bkey)[1]["prompt_id"]
+    for _ in range(100):
+        if balance(comfy, busy)["held"]:
+            break
+        time.sleep(0.05)
     ids = [comfy.queue(dalle(f"unique {i}"), key)[1]["prompt_id"] for i in range(2)]
+    comfy.http("POST", "/interrupt", {"prompt_id": blocker})
+    comfy.wait(blocker)
     results = [comfy.wait(i)["status"]["status_str"] for i in ids]
     assert sorted(results) == ["error", "success"]
     err = [m for i in ids for m in comfy.wait(i)["status"]["messages"] if m[0] == "execution_error"][0][1]
