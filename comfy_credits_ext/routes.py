@@ -23,6 +23,8 @@ HISTORY_KINDS = ("grant", "purchase", "hold", "settle", "void", "expire")
 SIGN_IN_FAILURES_MAX = 5          # per email and per client address ...
 SIGN_IN_WINDOW_S = 15 * 60        # ... within this window, then 429 until it passes
 THROTTLE_KEYS_MAX = 50_000        # bounded memory
+DAY_MS = 86_400_000
+OPENAPI_PATH = __import__("pathlib").Path(__file__).with_name("openapi.json")
 
 
 class Throttle:
@@ -272,6 +274,8 @@ def register(routes, rt):
             return error(400, "invalid_argument", "limit and cursor must be integers.")
         if not 1 <= limit <= 200:
             return error(400, "invalid_argument", "limit must be between 1 and 200.", "limit")
+        if cursor is not None and cursor <= 0:
+            return error(400, "invalid_argument", "cursor must be a positive integer.", "cursor")
         kinds = [k for k in q.get("kinds", "").split(",") if k] or None
         if kinds and any(k not in HISTORY_KINDS for k in kinds):
             return error(400, "invalid_argument", f"kinds are {', '.join(HISTORY_KINDS)}.", "kinds")
@@ -282,5 +286,85 @@ def register(routes, rt):
             return error(400, "invalid_argument", str(exc), exc.field)
         return web.json_response({"entries": [public_entry(e) for e in page["entries"]],
                                   "next_cursor": page["next_cursor"]})
+
+    @routes.get("/credits/usage")
+    async def usage(request: web.Request):
+        """Charged credits per day and per node family, for the panel's chart."""
+        who, err = await whoami(request)
+        if err:
+            return err
+        try:
+            days = int(request.query.get("days", "30"))
+        except ValueError:
+            return error(400, "invalid_argument", "days must be an integer.", "days")
+        if not 1 <= days <= 366:
+            return error(400, "invalid_argument", "days must be between 1 and 366.", "days")
+        until = (int(time.time() * 1000) // DAY_MS + 1) * DAY_MS
+        since = until - days * DAY_MS
+        rows = await asyncio.to_thread(rt.ledger.usage, who["account"]["id"], since, until)
+        per_day: dict[int, int] = {}
+        per_family: dict[str, dict] = {}
+        for r in rows:
+            per_day[r["day"]] = per_day.get(r["day"], 0) + r["charged"]
+            fam = rt.prices.family(r["node_class"]) or r["node_class"] or "other"
+            f = per_family.setdefault(fam, {"family": fam, "charged_micro": 0, "runs": 0})
+            f["charged_micro"] += r["charged"]
+            f["runs"] += r["runs"]
+        first = since // DAY_MS
+        return web.json_response({
+            "days": [{"day_ms": (first + i) * DAY_MS, "charged_micro": per_day.get(first + i, 0)} for i in range(days)],
+            "families": sorted(per_family.values(), key=lambda f: -f["charged_micro"])})
+
+    @routes.get("/credits/keys")
+    async def list_keys(request: web.Request):
+        who, err = await whoami(request)
+        if err:
+            return err
+        keys = await asyncio.to_thread(rt.ledger.list_credentials, who["account"]["id"], "api_key")
+        return web.json_response({"keys": [{k: x[k] for k in ("id", "label", "hint", "created_ms")} for x in keys]})
+
+    @routes.post("/credits/keys")
+    async def create_key(request: web.Request):
+        if not same_origin(request):
+            return error(403, "bad_origin", "Cross-site requests are not accepted.")
+        who, err = await whoami(request)
+        if err:
+            return err
+        body = await read_json(request)
+        if body is None:
+            return error(400, "bad_json", "Send a JSON object.")
+        label = body.get("label", "")
+        if not isinstance(label, str) or len(label.encode()) > 128:
+            return error(400, "invalid_argument", "label must be a string of at most 128 bytes.", "label")
+        try:
+            k = await asyncio.to_thread(rt.ledger.create_credential, who["account"]["id"], "api_key", label)
+        except _core.InvalidArgument as exc:
+            return error(400, "invalid_argument", str(exc), exc.field)
+        # The only time the key is shown.
+        return web.json_response({"id": k["id"], "label": k["label"], "hint": k["hint"], "created_ms": k["created_ms"],
+                                  "key": k["token"]}, status=201)
+
+    @routes.delete("/credits/keys/{key_id}")
+    async def revoke_key(request: web.Request):
+        if not same_origin(request):
+            return error(403, "bad_origin", "Cross-site requests are not accepted.")
+        who, err = await whoami(request)
+        if err:
+            return err
+        try:
+            kid = int(request.match_info["key_id"])
+        except ValueError:
+            return error(400, "invalid_argument", "The key id must be an integer.", "key_id")
+        if kid <= 0:
+            return error(400, "invalid_argument", "The key id must be positive.", "key_id")
+        try:
+            await asyncio.to_thread(rt.ledger.revoke_credential, who["account"]["id"], "api_key", kid)
+        except _core.NotFound:
+            return error(404, "not_found", "No such API key on your account.")
+        return web.json_response({"revoked": kid})
+
+    @routes.get("/credits/openapi.json")
+    async def openapi(request: web.Request):
+        return web.FileResponse(OPENAPI_PATH)
 
     return whoami

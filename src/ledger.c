@@ -1184,6 +1184,19 @@ cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_c
     return rc;
 }
 
+cc_rc cc_ledger_usage(cc_ledger *l, int64_t account_id, int64_t since_ms, int64_t until_ms, cc_usage_row *out,
+                      int cap, int *n_out, cc_error *err) {
+    if (account_id <= 0) return cc_fail(err, CC_ERR_INVALID, "account_id", "account_id must be a positive id");
+    if (since_ms < 0 || until_ms <= since_ms || until_ms - since_ms > CC_USAGE_RANGE_MS_MAX)
+        return cc_fail(err, CC_ERR_INVALID, "since", "the range must be non-empty and at most 366 days");
+    if (cap < 1 || cap > CC_USAGE_ROWS_MAX) return cc_fail(err, CC_ERR_INVALID, "cap", "cap out of range");
+    int slot;
+    cc_conn *c = reader_take(l, &slot);
+    cc_rc rc = c->v->usage_summary(c, account_id, since_ms, until_ms, out, cap, n_out, err);
+    reader_give(l, slot);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- passwords */
 
 cc_rc cc_ledger_set_password(cc_ledger *l, int64_t account_id, const char *password, cc_error *err) {

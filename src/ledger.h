@@ -179,6 +179,12 @@ cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_c
 cc_rc cc_ledger_set_password(cc_ledger *l, int64_t account_id, const char *password, cc_error *err);
 cc_rc cc_ledger_sign_in(cc_ledger *l, const char *email, const char *password, cc_account *out, cc_error *err);
 
+/* Settled runs per UTC day and node class (for the Credits panel's chart).
+** The range is at most CC_USAGE_RANGE_MS_MAX. */
+#define CC_USAGE_RANGE_MS_MAX (366LL * 24 * 3600 * 1000)
+cc_rc cc_ledger_usage(cc_ledger *l, int64_t account_id, int64_t since_ms, int64_t until_ms, cc_usage_row *out,
+                      int cap, int *n_out, cc_error *err);
+
 const char *cc_kind_name(int kind);
 int cc_kind_from_name(const char *name); /* 0 if unknown */
 int cc_email_valid(const char *email);

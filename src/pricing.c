@@ -760,6 +760,11 @@ static const prule *find_rule(const cc_price_table *t, const char *name) {
     return NULL;
 }
 
+const char *cc_price_table_family(const cc_price_table *t, const char *node_class) {
+    const prule *r = node_class ? find_rule(t, node_class) : NULL;
+    return r && r->family ? r->family : "";
+}
+
 int cc_price_table_has(const cc_price_table *t, const char *node_class) {
     return t && node_class && find_rule(t, node_class) != NULL;
 }

@@ -59,6 +59,8 @@ int cc_price_table_count(const cc_price_table *t);
 /* Name of rule i (0 <= i < count), for listing. */
 const char *cc_price_table_name(const cc_price_table *t, int i);
 int cc_price_table_has(const cc_price_table *t, const char *node_class);
+/* The rule's display family ("" when unknown). */
+const char *cc_price_table_family(const cc_price_table *t, const char *node_class);
 
 cc_rc cc_price_estimate(const cc_price_table *t, const char *node_class,
                         const char *inputs_json, size_t inputs_len,

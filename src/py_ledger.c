@@ -690,6 +690,39 @@ static PyObject *L_list_credentials(LedgerObject *self, PyObject *args, PyObject
     return out;
 }
 
+static PyObject *L_usage(LedgerObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"account_id", "since_ms", "until_ms", NULL};
+    ccpy_state *st = lstate(self);
+    PyObject *a_o, *s_o, *u_o;
+    if (ensure_open(self) < 0) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO:usage", kwlist, &a_o, &s_o, &u_o)) return NULL;
+    int64_t a, since, until;
+    if (ccpy_i64(st, a_o, "account_id", &a) < 0 || ccpy_i64(st, s_o, "since_ms", &since) < 0 ||
+        ccpy_i64(st, u_o, "until_ms", &until) < 0)
+        return NULL;
+    cc_usage_row *rows = PyMem_Malloc(sizeof *rows * CC_USAGE_ROWS_MAX);
+    if (!rows) return PyErr_NoMemory();
+    int n = 0;
+    cc_error e;
+    cc_rc rc;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_ledger_usage(self->l, a, since, until, rows, CC_USAGE_ROWS_MAX, &n, &e);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    PyObject *out = NULL;
+    if (rc != CC_OK) ccpy_raise(st, &e);
+    else if ((out = PyList_New(n)))
+        for (int i = 0; i < n; i++) {
+            PyObject *d = Py_BuildValue("{sLsssLsL}", "day", (long long)rows[i].day, "node_class", rows[i].node_class,
+                                        "charged", (long long)rows[i].charged, "runs", (long long)rows[i].runs);
+            if (!d) { Py_CLEAR(out); break; }
+            PyList_SET_ITEM(out, i, d);
+        }
+    PyMem_Free(rows);
+    return out;
+}
+
 static PyObject *L_set_password(LedgerObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"account_id", "password", NULL};
     ccpy_state *st = lstate(self);
@@ -887,6 +920,7 @@ static PyMethodDef L_methods[] = {
     {"check_credential", FN(L_check_credential), METH_O, "check_credential(token) -> {credential, account}"},
     {"revoke_credential", FN(L_revoke_credential), KW, "revoke_credential(account_id, kind, id=0) -> count"},
     {"list_credentials", FN(L_list_credentials), KW, "list_credentials(account_id, kind) -> active ones"},
+    {"usage", FN(L_usage), KW, "usage(account_id, since_ms, until_ms) -> [{day, node_class, charged, runs}]"},
     {"set_password", FN(L_set_password), KW, "set_password(account_id, password): scrypt-hashed"},
     {"sign_in", FN(L_sign_in), KW, "sign_in(email, password) -> account; NotFound for wrong email or password"},
     {"fulfil_checkout", FN(L_fulfil_checkout), KW,

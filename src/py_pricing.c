@@ -117,6 +117,12 @@ static PyObject *P_names(PriceTableObject *self, PyObject *Py_UNUSED(ignored)) {
     return l;
 }
 
+static PyObject *P_family(PriceTableObject *self, PyObject *arg) {
+    const char *cls;
+    if (ccpy_str(pstate(self), arg, "node_class", &cls) < 0) return NULL;
+    return PyUnicode_FromString(cls ? cc_price_table_family(self->t, cls) : "");
+}
+
 static Py_ssize_t P_len(PriceTableObject *self) { return self->t ? cc_price_table_count(self->t) : 0; }
 
 static int P_contains(PriceTableObject *self, PyObject *key) {
@@ -179,6 +185,7 @@ static PyMethodDef P_methods[] = {
     {"estimate", FN(P_estimate), KW, "estimate(node_class, inputs) -> worst-case price for a hold"},
     {"actual", FN(P_actual), KW, "actual(node_class, inputs, usage, hold_micro) -> price from usage"},
     {"names", FN(P_names), METH_NOARGS, "node classes that have a rule"},
+    {"family", FN(P_family), METH_O, "family(node_class) -> display family, '' if unknown"},
     {NULL, NULL, 0, NULL},
 };
 

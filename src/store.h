@@ -126,6 +126,15 @@ typedef struct cc_history_query {
 } cc_history_query;
 #define CC_HISTORY_PAGE_MAX 1000
 
+/* One row of a usage summary: charged credits per day and node class. */
+typedef struct cc_usage_row {
+    int64_t day;                /* created_ms / 86,400,000 (UTC days) */
+    char node_class[CC_CLASS_BYTES_MAX + 1];
+    int64_t charged;            /* micro-credits (positive) */
+    int64_t runs;
+} cc_usage_row;
+#define CC_USAGE_ROWS_MAX 5000
+
 typedef struct cc_store cc_store;
 typedef struct cc_conn cc_conn;
 
@@ -179,6 +188,9 @@ typedef struct cc_conn_vtab {
     cc_rc (*cred_list)(cc_conn *c, int64_t account_id, int kind, int64_t now_ms, cc_credential *out, int cap,
                        int *n_out, cc_error *err);
 
+    /* Settled runs grouped by UTC day and node class, since <= t < until. */
+    cc_rc (*usage_summary)(cc_conn *c, int64_t account_id, int64_t since_ms, int64_t until_ms, cc_usage_row *out,
+                           int cap, int *n_out, cc_error *err);
     /* Password hashes (encoded strings) live beside the accounts. */
     cc_rc (*password_set)(cc_conn *c, int64_t account_id, const char *encoded, int64_t now_ms, cc_error *err);
     cc_rc (*password_get)(cc_conn *c, int64_t account_id, char *out, size_t out_bytes, cc_error *err);

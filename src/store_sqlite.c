@@ -79,7 +79,7 @@ enum {
     ST_HOLD_GET, ST_HOLD_INSERT, ST_HOLD_RESOLVE, ST_HOLDS_DUE,
     ST_SCAN_ACC, ST_SCAN_ENT, ST_SCAN_HOLD,
     ST_CRED_INSERT, ST_CRED_BY_HASH, ST_CRED_REVOKE_ONE, ST_CRED_REVOKE_ALL, ST_CRED_LIST,
-    ST_PW_SET, ST_PW_GET,
+    ST_PW_SET, ST_PW_GET, ST_USAGE,
     ST_COUNT
 };
 
@@ -118,6 +118,9 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_PW_SET] = "INSERT INTO passwords(account_id, hash, updated_ms) VALUES (?1, ?2, ?3)"
                   " ON CONFLICT(account_id) DO UPDATE SET hash = ?2, updated_ms = ?3",
     [ST_PW_GET] = "SELECT hash FROM passwords WHERE account_id = ?",
+    [ST_USAGE] = "SELECT created_ms / 86400000 AS day, node_class, -SUM(delta), COUNT(*) FROM entries"
+                 " WHERE account_id = ? AND kind = 4 AND created_ms >= ? AND created_ms < ?"
+                 " GROUP BY day, node_class ORDER BY day, node_class LIMIT ?",
     [ST_CRED_INSERT] = "INSERT INTO credentials(kind, account_id, hash, label, hint, created_ms, expires_ms,"
                        " revoked_ms) VALUES (?,?,?,?,?,?,?,0)",
     [ST_CRED_BY_HASH] = "SELECT " CRED_COLS " FROM credentials WHERE hash = ?",
@@ -686,6 +689,28 @@ static cc_rc sq_password_get(cc_conn *b, int64_t account_id, char *out, size_t o
     return r;
 }
 
+static cc_rc sq_usage_summary(cc_conn *b, int64_t account_id, int64_t since_ms, int64_t until_ms, cc_usage_row *out,
+                              int cap, int *n_out, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_USAGE);
+    sqlite3_bind_int64(s, 1, account_id);
+    sqlite3_bind_int64(s, 2, since_ms);
+    sqlite3_bind_int64(s, 3, until_ms);
+    sqlite3_bind_int(s, 4, cap);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < cap) {
+        out[n].day = sqlite3_column_int64(s, 0);
+        copy_text(out[n].node_class, sizeof out[n].node_class, s, 1);
+        out[n].charged = sqlite3_column_int64(s, 2);
+        out[n].runs = sqlite3_column_int64(s, 3);
+        n++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sq_err(c->db, err, "usage summary");
+    *n_out = n;
+    return CC_OK;
+}
+
 static const cc_conn_vtab SQ_CONN_VTAB = {
     .close = sq_close,
     .begin_write = sq_begin_write,
@@ -711,6 +736,7 @@ static const cc_conn_vtab SQ_CONN_VTAB = {
     .cred_by_hash = sq_cred_by_hash,
     .cred_revoke = sq_cred_revoke,
     .cred_list = sq_cred_list,
+    .usage_summary = sq_usage_summary,
     .password_set = sq_password_set,
     .password_get = sq_password_get,
     .scan_accounts = sq_scan_accounts,
