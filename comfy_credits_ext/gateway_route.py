@@ -110,6 +110,8 @@ def make_handler(rt):
             await resp.prepare(request)
             while chunk:
                 await resp.write(chunk)
+                if stream.finished:  # small answers: no second trip to a thread
+                    break
                 chunk = await loop.run_in_executor(pool, stream.read, CHUNK_BYTES)
             if 200 <= stream.status < 300:
                 usage = stream.usage()

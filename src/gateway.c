@@ -493,6 +493,7 @@ int cc_gw_status(const cc_gw_stream *s) { return (int)s->status; }
 int cc_gw_header_count(const cc_gw_stream *s) { return s->nhdr; }
 const char *cc_gw_header(const cc_gw_stream *s, int i) { return (i >= 0 && i < s->nhdr) ? s->hdr[i] : NULL; }
 int64_t cc_gw_body_bytes(const cc_gw_stream *s) { return s->body_bytes; }
+int cc_gw_finished(const cc_gw_stream *s) { return s->done && s->result == CURLE_OK && s->off == s->len; }
 
 cc_rc cc_gw_read(cc_gw_stream *s, void *buf, size_t cap, size_t *n, cc_error *err) {
     *n = 0;
@@ -510,6 +511,19 @@ cc_rc cc_gw_read(cc_gw_stream *s, void *buf, size_t cap, size_t *n, cc_error *er
     memcpy(buf, s->buf + s->off, k);
     s->off += k;
     *n = k;
+    if (!s->done && !s->paused) {
+        /* Let curl notice a transfer that already ended, without waiting, so a
+        ** small response is known complete after one read. */
+        int running = 0;
+        curl_multi_perform(s->h->multi, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(s->h->multi, &left)))
+            if (msg->msg == CURLMSG_DONE) {
+                s->done = 1;
+                s->result = msg->data.result;
+            }
+    }
     return CC_OK;
 }
 

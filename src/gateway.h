@@ -71,6 +71,8 @@ cc_rc cc_gw_read(cc_gw_stream *s, void *buf, size_t cap, size_t *n, cc_error *er
 /* After the body was read: what the response reported. */
 void cc_gw_usage(const cc_gw_stream *s, cc_usage *out);
 int64_t cc_gw_body_bytes(const cc_gw_stream *s);
+/* 1 when the whole body arrived and was read: a further read would return 0. */
+int cc_gw_finished(const cc_gw_stream *s);
 void cc_gw_close(cc_gw_stream *s);
 
 /* Reads usage counters from a JSON body (OpenAI `usage`, Gemini

@@ -248,6 +248,11 @@ static PyObject *S_get_body_bytes(StreamObject *self, void *Py_UNUSED(c)) {
     return PyLong_FromLongLong(cc_gw_body_bytes(self->s));
 }
 
+static PyObject *S_get_finished(StreamObject *self, void *Py_UNUSED(c)) {
+    if (stream_open(self) < 0) return NULL;
+    return PyBool_FromLong(cc_gw_finished(self->s));
+}
+
 static PyObject *S_enter(StreamObject *self, PyObject *Py_UNUSED(ignored)) { return Py_NewRef(self); }
 static PyObject *S_exit(StreamObject *self, PyObject *Py_UNUSED(args)) {
     PyObject *r = S_close(self, NULL);
@@ -284,6 +289,7 @@ static PyGetSetDef S_getset[] = {
     {"status", (getter)S_get_status, NULL, "HTTP status of the upstream response", NULL},
     {"headers", (getter)S_get_headers, NULL, "[(name, value)] without hop-by-hop headers", NULL},
     {"body_bytes", (getter)S_get_body_bytes, NULL, "body bytes received so far", NULL},
+    {"finished", (getter)S_get_finished, NULL, "True once the whole body was read", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
