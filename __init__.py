@@ -11,6 +11,7 @@ log = logging.getLogger("comfy_credits")
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
+WEB_DIRECTORY = "./web"  # the Settings UI (one ES module + CSS); pyproject sets no [tool.comfy] web
 
 import sys as _sys
 

@@ -1,0 +1,417 @@
+// comfy-credits: the Credits account in Settings → User, the Credits entry in
+// Settings, and our own "not enough credits" dialog. One ES module, no build.
+//
+// How it fits both frontend eras (facts: shared/reference/frontend.md §2):
+// - Sign-in lives in Settings → User: the built-in User panel has no API, so
+//   a MutationObserver appends our "Credits account" section to it (class
+//   .user-settings-container in both 1.2x–1.3x and the 2026 builds). The
+//   Comfy.org panel above it keeps working untouched.
+// - The Credits entry is a settings category (the only supported way to add
+//   a nav entry) whose one custom-render row draws the panel. It is added on
+//   sign-in and hidden (type "hidden") on sign-out, through the reactive
+//   settings store, so the nav updates live.
+// - Its label is "Credits" because that is where users look (the seed docs).
+//   In the 1.27 era panels are matched by label, so Comfy.org's CreditsPanel
+//   (.credits-container) would render in the same tab: while our panel is on
+//   screen we hide it with one CSS rule. In the 2026 era panels are matched
+//   by key ('root/Credits' vs 'credits'), so they never mix; Comfy.org's own
+//   "Credits" entry exists only while someone is signed in to Comfy.org, and
+//   we hide that nav entry too, so there is one "Credits" on this server.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const SETTING_ID = "ComfyCredits.Panel";
+const CATEGORY = ["Credits", "Credits", "Panel"];
+const CREDITS_PER_USD = 211;
+const state = { account: null, busy: false, checkoutOptions: null, historyCursor: [], lastUpdated: null };
+
+// ---------------------------------------------------------------- helpers
+const css = document.createElement("link");
+css.rel = "stylesheet";
+css.href = new URL("./comfy_credits.css", import.meta.url).href;
+document.head.appendChild(css);
+
+function h(tag, attrs = {}, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (v !== undefined && v !== null && v !== false) el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const kid of kids.flat()) if (kid !== null && kid !== undefined) el.append(kid);
+  return el;
+}
+
+async function call(method, path, body) {
+  const res = await api.fetchApi(path, {
+    method, credentials: "same-origin",
+    headers: body ? { "Content-Type": "application/json" } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  let data = null;
+  try { data = await res.json(); } catch { /* empty body */ }
+  if (!res.ok) {
+    const err = new Error(data?.error?.message || `HTTP ${res.status}`);
+    err.status = res.status;
+    err.type = data?.error?.type;
+    throw err;
+  }
+  return data;
+}
+
+const micro = (m) => Number(m) / 1e6;
+const fmtCredits = (m) => micro(m).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const fmtUsd = (m) => (micro(m) / CREDITS_PER_USD).toLocaleString(undefined, { style: "currency", currency: "USD" });
+const fmtTime = (ms) => new Date(ms).toLocaleString();
+
+function toast(severity, summary, detail) {
+  app.extensionManager?.toast?.add?.({ severity, summary, detail, life: 5000 });
+}
+
+// ---------------------------------------------------------------- settings entry
+function settingsLookup() { return app.ui?.settings?.settingsLookup; }
+
+function showCreditsEntry() {
+  const lookup = settingsLookup();
+  if (!lookup) return;
+  if (SETTING_ID in lookup) lookup[SETTING_ID].type = renderPanel;
+  else app.ui.settings.addSetting({ id: SETTING_ID, category: CATEGORY, name: "Credits", type: renderPanel,
+                                    defaultValue: null });
+}
+
+function hideCreditsEntry() {
+  const s = settingsLookup()?.[SETTING_ID];
+  if (s) s.type = "hidden";
+}
+
+function openCreditsPanel() {
+  const dlg = app.extensionManager?.dialog;
+  if (dlg?.showSettingsDialog) return dlg.showSettingsDialog("root/Credits");   // 1.2x–1.3x
+  return app.extensionManager?.command?.execute("Comfy.ShowSettingsDialog");   // 2026 builds
+}
+
+// ---------------------------------------------------------------- session
+async function refreshSession() {
+  try {
+    state.account = (await call("GET", "/credits/session")).account;
+    state.lastUpdated = Date.now();
+  } catch { state.account = null; }
+  if (state.account) showCreditsEntry(); else hideCreditsEntry();
+  document.querySelectorAll(".cc-account").forEach((el) => el.replaceWith(accountSection()));
+  updateChip();
+  return state.account;
+}
+
+// ---------------------------------------------------------------- Settings → User
+function accountSection() {
+  const root = h("section", { class: "cc-account", "data-testid": "cc-account" },
+    h("h3", {}, "Credits account"));
+  if (state.account) {
+    root.append(
+      h("p", {}, "Signed in as ", h("b", { "data-testid": "cc-email" }, state.account.email)),
+      h("div", { class: "cc-row" },
+        h("button", { class: "cc-btn", onclick: openCreditsPanel }, "Open Credits"),
+        h("button", { class: "cc-btn cc-secondary", "data-testid": "cc-signout", onclick: async () => {
+          await call("DELETE", "/credits/session").catch(() => {});
+          await refreshSession();
+          toast("info", "Signed out", "Your Credits session has ended.");
+        } }, "Sign out")));
+    return root;
+  }
+  const email = h("input", { type: "email", placeholder: "Email", autocomplete: "username", "data-testid": "cc-email-input" });
+  const pw = h("input", { type: "password", placeholder: "Password", autocomplete: "current-password",
+                          "data-testid": "cc-password-input" });
+  const msg = h("p", { class: "cc-error", role: "alert" });
+  const form = h("form", { class: "cc-form", onsubmit: async (ev) => {
+    ev.preventDefault();
+    msg.textContent = "";
+    try {
+      await call("POST", "/credits/session", { email: email.value, password: pw.value });
+      await refreshSession();
+      toast("success", "Signed in", "The Credits entry is now in the Settings menu.");
+    } catch (e) { msg.textContent = e.message; }
+  } }, email, pw, h("button", { class: "cc-btn", type: "submit", "data-testid": "cc-signin" }, "Sign in"), msg);
+  root.append(h("p", { class: "cc-muted" }, "Sign in with the account the operator of this server gave you to run paid API nodes."), form);
+  return root;
+}
+
+new MutationObserver(() => {
+  for (const panel of document.querySelectorAll(".user-settings-container")) {
+    if (!panel.querySelector(".cc-account")) panel.append(accountSection());
+  }
+  // One "Credits" in the nav: hide Comfy.org's entry while ours exists.
+  if (state.account) {
+    for (const item of document.querySelectorAll("[role=option], .nav-item, [data-testid^=settings-nav]")) {
+      if (item.textContent.trim() === "Credits" && !item.closest(".cc-keep") && item.dataset.ccOurs !== "1" &&
+          item.closest("[aria-label='Account'], [data-group='account']")) item.style.display = "none";
+    }
+  }
+}).observe(document.body, { childList: true, subtree: true });
+
+// ---------------------------------------------------------------- the Credits panel
+function renderPanel() {
+  const root = h("div", { class: "cc-panel", "data-testid": "cc-panel" });
+  document.body.classList.add("cc-credits-active");
+  const stopWhenGone = setInterval(() => {
+    if (!root.isConnected) { document.body.classList.remove("cc-credits-active"); clearInterval(stopWhenGone); }
+  }, 500);
+  // The row is "label | input" (FormItem.vue); give the whole row to the panel once mounted.
+  const widen = () => {
+    const cell = root.closest(".form-input");
+    if (!cell) return requestAnimationFrame(widen);
+    cell.style.setProperty("flex", "1");
+    const label = cell.parentElement?.querySelector(".form-label");
+    if (label) label.style.display = "none";
+  };
+  requestAnimationFrame(widen);
+  if (!state.account) {
+    root.append(h("p", {}, "Sign in under Settings → User → Credits account."));
+    return root;
+  }
+  const balance = h("div", { class: "cc-balance" });
+  const history = h("div", { class: "cc-history" });
+  const chart = h("div", { class: "cc-chart" });
+  const keys = h("div", { class: "cc-keys" });
+  root.append(balance, buySection(), h("h3", {}, "Usage, last 30 days"), chart, h("h3", {}, "History"), history,
+              h("h3", {}, "API keys"), keys);
+  drawBalance(balance);
+  drawHistory(history, 0);
+  drawChart(chart);
+  drawKeys(keys);
+  return root;
+}
+
+async function drawBalance(el) {
+  try {
+    const a = await call("GET", "/credits/balance");
+    state.account = { ...state.account, ...a };
+    state.lastUpdated = Date.now();
+  } catch (e) { el.replaceChildren(h("p", { class: "cc-error" }, e.message)); return; }
+  const a = state.account;
+  el.replaceChildren(
+    h("div", { class: "cc-big", "data-testid": "cc-balance" }, `${fmtCredits(a.balance_micro)} credits`),
+    h("div", { class: "cc-muted" }, `≈ ${fmtUsd(a.balance_micro)} · paid ${fmtCredits(a.paid_micro)} · granted `,
+      `${fmtCredits(a.granted_micro)} · held by running API nodes ${fmtCredits(a.held_micro)}`),
+    h("div", { class: "cc-row cc-muted" }, `Last updated: ${fmtTime(state.lastUpdated)} `,
+      h("button", { class: "cc-btn cc-secondary", "data-testid": "cc-refresh", onclick: () => drawBalance(el) }, "Refresh")));
+  updateChip();
+}
+
+function buySection() {
+  const box = h("div", { class: "cc-buy" }, h("h3", {}, "Buy credits"));
+  (async () => {
+    const o = state.checkoutOptions || (state.checkoutOptions = await call("GET", "/credits/checkout/options"));
+    if (!o.enabled) { box.append(h("p", { class: "cc-muted" }, "Buying credits is not enabled on this server.")); return; }
+    const cur = h("select", { "data-testid": "cc-currency" }, o.currencies.map((c) => h("option", { value: c.code }, c.code.toUpperCase())));
+    const method = h("select", { "data-testid": "cc-method" });
+    const note = h("p", { class: "cc-muted" });
+    const amount = h("input", { type: "number", min: o.min_usd_cents / 100, max: o.max_usd_cents / 100, step: "1",
+                                value: o.presets_usd[1] ?? 10, "data-testid": "cc-amount" });
+    const gets = h("span", { class: "cc-muted" });
+    const syncMethods = () => {
+      const c = o.currencies.find((x) => x.code === cur.value);
+      method.replaceChildren(h("option", { value: "" }, "Choose on the payment page"),
+        ...c.methods.map((m) => h("option", { value: m }, { card: "Card", wechat_pay: "WeChat Pay", alipay: "Alipay" }[m])));
+      note.textContent = c.methods.includes("wechat_pay") ? "" : o.methods_note;
+      const units = Math.round(Number(amount.value) * 10 ** c.exponent);
+      gets.textContent = c.code === "usd" ? `You get ${Math.round(Number(amount.value) * CREDITS_PER_USD).toLocaleString()} credits` : "";
+      return units;
+    };
+    cur.addEventListener("change", syncMethods);
+    amount.addEventListener("input", syncMethods);
+    const presets = h("div", { class: "cc-row" }, o.presets_usd.map((p) =>
+      h("button", { class: "cc-btn cc-secondary", onclick: () => { amount.value = p; cur.value = "usd"; syncMethods(); } }, `$${p}`)));
+    const msg = h("p", { class: "cc-error", role: "alert" });
+    const buy = h("button", { class: "cc-btn", "data-testid": "cc-buy", onclick: async () => {
+      msg.textContent = "";
+      const c = o.currencies.find((x) => x.code === cur.value);
+      const value = Math.min(Math.max(Number(amount.value), o.min_usd_cents / 100), o.max_usd_cents / 100);
+      if (c.code === "usd") amount.value = value;   // clamped to the operator's limits
+      try {
+        const r = await call("POST", "/credits/checkout", { amount_minor: Math.round(Number(amount.value) * 10 ** c.exponent),
+                                                           currency: c.code, ...(method.value ? { method: method.value } : {}) });
+        sessionStorage.setItem("comfyCredits.pending", r.session_id);
+        window.location.assign(r.checkout_url);
+      } catch (e) { msg.textContent = e.message; }
+    } }, "Buy");
+    syncMethods();
+    box.append(presets, h("div", { class: "cc-row" }, h("label", {}, "Amount ", amount), cur, method, gets), note,
+               h("div", { class: "cc-row" }, buy, o.test_mode ? h("span", { class: "cc-test" }, "TEST MODE") : null), msg);
+  })().catch((e) => box.append(h("p", { class: "cc-error" }, e.message)));
+  return box;
+}
+
+const KIND_LABEL = { grant: "Credits granted", purchase: "Credits bought", hold: "Run started (held)", settle: "API run",
+                     void: "Run not charged", expire: "Hold expired" };
+
+async function drawHistory(el, page) {
+  const cursor = state.historyCursor[page];
+  let data;
+  try { data = await call("GET", `/credits/history?limit=20${cursor ? `&cursor=${cursor}` : ""}`); }
+  catch (e) { el.replaceChildren(h("p", { class: "cc-error" }, e.message)); return; }
+  state.historyCursor[page + 1] = data.next_cursor;
+  const rows = data.entries.map((e) => {
+    const amount = ["grant", "purchase", "settle"].includes(e.kind) ? e.delta : e.amount;
+    const sign = amount > 0 && e.kind !== "hold" && e.kind !== "void" && e.kind !== "expire" ? "+" : "";
+    const tokens = e.tokens_in != null || e.tokens_out != null ? `${e.tokens_in ?? 0} / ${e.tokens_out ?? 0}` : "";
+    return h("tr", {}, h("td", {}, fmtTime(e.created_ms)), h("td", {}, KIND_LABEL[e.kind] || e.kind),
+      h("td", {}, [e.node_class, e.model].filter(Boolean).join(" · ") || e.note || e.method || ""),
+      h("td", {}, tokens), h("td", { class: "cc-num" }, `${sign}${fmtCredits(amount)}`),
+      h("td", { class: "cc-num" }, fmtCredits(e.balance_after)));
+  });
+  el.replaceChildren(
+    h("table", { class: "cc-table", "data-testid": "cc-history" },
+      h("thead", {}, h("tr", {}, ["Time", "Event", "Node / model", "Tokens in / out", "Credits", "Balance after"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 6, class: "cc-muted" }, "Nothing yet.")))),
+    h("div", { class: "cc-row" },
+      h("button", { class: "cc-btn cc-secondary", disabled: page === 0, onclick: () => drawHistory(el, page - 1) }, "Newer"),
+      h("button", { class: "cc-btn cc-secondary", disabled: !data.next_cursor, onclick: () => drawHistory(el, page + 1) }, "Older"),
+      h("button", { class: "cc-btn cc-secondary", "data-testid": "cc-csv", onclick: exportCsv }, "Export CSV")));
+}
+
+async function exportCsv() {
+  const out = [["time", "event", "node_class", "model", "tokens_in", "tokens_out", "credits", "balance_after"]];
+  let cursor = null;
+  for (let i = 0; i < 500; i++) {
+    const d = await call("GET", `/credits/history?limit=200${cursor ? `&cursor=${cursor}` : ""}`);
+    for (const e of d.entries) {
+      const amount = ["grant", "purchase", "settle"].includes(e.kind) ? e.delta : e.amount;
+      out.push([new Date(e.created_ms).toISOString(), e.kind, e.node_class, e.model, e.tokens_in ?? "", e.tokens_out ?? "",
+                micro(amount).toFixed(6), micro(e.balance_after).toFixed(6)]);
+    }
+    if (!d.next_cursor) break;
+    cursor = d.next_cursor;
+  }
+  const text = out.map((r) => r.map((v) => `"${String(v).replaceAll('"', '""')}"`).join(",")).join("\n");
+  const a = h("a", { href: URL.createObjectURL(new Blob([text], { type: "text/csv" })), download: "credits-history.csv" });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+async function drawChart(el) {
+  let u;
+  try { u = await call("GET", "/credits/usage?days=30"); } catch (e) { el.textContent = e.message; return; }
+  const W = 560, H = 120, max = Math.max(1, ...u.days.map((d) => d.charged_micro));
+  const bw = W / u.days.length;
+  const svgNS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H + 16}`);
+  svg.setAttribute("class", "cc-svg");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "Credits spent per day");
+  u.days.forEach((d, i) => {
+    const r = document.createElementNS(svgNS, "rect");
+    const bh = (d.charged_micro / max) * H;
+    r.setAttribute("x", i * bw + 1); r.setAttribute("y", H - bh); r.setAttribute("width", Math.max(1, bw - 2));
+    r.setAttribute("height", bh);
+    const t = document.createElementNS(svgNS, "title");
+    t.textContent = `${new Date(d.day_ms).toLocaleDateString()}: ${fmtCredits(d.charged_micro)} credits`;
+    r.append(t);
+    svg.append(r);
+  });
+  el.replaceChildren(svg, h("div", { class: "cc-row cc-muted" },
+    u.families.length ? u.families.map((f) => h("span", { class: "cc-chip" }, `${f.family}: ${fmtCredits(f.charged_micro)} (${f.runs} runs)`))
+                      : "No API runs in the last 30 days."));
+}
+
+async function drawKeys(el) {
+  let d;
+  try { d = await call("GET", "/credits/keys"); } catch (e) { el.textContent = e.message; return; }
+  const label = h("input", { placeholder: "What is it for?", maxlength: 100 });
+  const shown = h("p", { class: "cc-secret" });
+  el.replaceChildren(
+    h("p", { class: "cc-muted" }, "For headless runs: send the key as extra_data.api_key_comfy_org or 'Authorization: Bearer <key>' on /prompt."),
+    h("ul", {}, d.keys.map((k) => h("li", {}, `${k.hint}…  ${k.label || ""}  `,
+      h("button", { class: "cc-btn cc-secondary", onclick: async () => { await call("DELETE", `/credits/keys/${k.id}`); drawKeys(el); } }, "Revoke")))),
+    h("div", { class: "cc-row" }, label, h("button", { class: "cc-btn cc-secondary", onclick: async () => {
+      const k = await call("POST", "/credits/keys", { label: label.value });
+      await drawKeys(el);
+      el.append(h("p", { class: "cc-secret" }, "Copy it now, it is shown once: ", h("code", {}, k.key)));
+    } }, "Create key")), shown);
+}
+
+// ---------------------------------------------------------------- balance chip
+let chip = null;
+function updateChip() {
+  if (!state.account) { chip?.remove(); chip = null; return; }
+  if (!chip) {
+    chip = h("button", { class: "cc-topchip", title: "Your credits on this server", onclick: openCreditsPanel });
+    document.body.append(chip);
+  }
+  chip.textContent = `${fmtCredits(state.account.balance_micro)} credits`;
+  chip.classList.toggle("cc-low", micro(state.account.available_micro ?? state.account.balance_micro) < 10);
+}
+
+// ---------------------------------------------------------------- refused runs
+function refusalDialog(title, text) {
+  document.querySelector(".cc-dialog")?.remove();
+  const d = h("div", { class: "cc-dialog", role: "dialog", "aria-modal": "true", "data-testid": "cc-refused" },
+    h("div", { class: "cc-dialog-box" }, h("h3", {}, title), h("p", {}, text),
+      h("div", { class: "cc-row" },
+        h("button", { class: "cc-btn", "data-testid": "cc-dialog-buy", onclick: () => { d.remove(); openCreditsPanel(); } },
+          state.account ? "Buy credits" : "Sign in"),
+        h("button", { class: "cc-btn cc-secondary", onclick: () => d.remove() }, "Close"))));
+  document.body.append(d);
+}
+
+const OUR_TYPES = ["insufficient_credits", "credits_sign_in_required", "credits_account_disabled", "credits_unavailable"];
+
+// Queue time: /prompt answered with our error type.
+const originalQueue = api.queuePrompt.bind(api);
+api.queuePrompt = async function (...args) {
+  try {
+    return await originalQueue(...args);
+  } catch (e) {
+    const err = e?.response?.error;
+    if (err && OUR_TYPES.includes(err.type)) {
+      refusalDialog(err.message, err.details);
+      e.comfyCreditsHandled = true;
+    }
+    throw e;
+  }
+};
+
+// Execution time: registered at module load, so before the app's own
+// listener (frontend.md §6); our messages never say "Payment Required", so
+// Comfy.org's top-up dialog cannot open for them.
+api.addEventListener("execution_error", (ev) => {
+  const m = ev.detail?.exception_message || "";
+  if (m.includes("Not enough credits to run") || m.includes("signed-in Credits account")) {
+    ev.stopImmediatePropagation?.();
+    refusalDialog("Not enough credits", m.split("\n")[0]);
+    refreshSession();
+  }
+});
+
+// ---------------------------------------------------------------- return from checkout
+async function completeCheckout() {
+  const params = new URLSearchParams(window.location.search);
+  const sid = params.get("credits_checkout");
+  if (!sid) return;
+  params.delete("credits_checkout");
+  history.replaceState(null, "", `${location.pathname}${params.size ? `?${params}` : ""}${location.hash}`);
+  if (sid === "cancelled") { toast("info", "Purchase cancelled", "Nothing was charged."); return; }
+  for (let i = 0; i < 30; i++) {
+    try {
+      const r = await call("GET", `/credits/checkout/${encodeURIComponent(sid)}`);
+      if (r.state === "credited" || r.state === "already_credited") {
+        toast("success", "Credits added", `Your balance is ${r.balance} credits.`);
+        await refreshSession();
+        return;
+      }
+      if (r.state === "not_paid") { toast("warn", "Payment not completed", "No credits were added."); return; }
+    } catch { /* not signed in yet, or the provider is slow */ }
+    await new Promise((ok) => setTimeout(ok, 2000));
+  }
+  toast("warn", "Payment still pending", "Your balance updates when the payment completes.");
+}
+
+app.registerExtension({
+  name: "comfy.credits",
+  async setup() {
+    await refreshSession();
+    completeCheckout();
+    setInterval(() => { if (state.account && document.visibilityState === "visible") refreshSession(); }, 60_000);
+  },
+});
