@@ -155,13 +155,23 @@ function renderPanel() {
   const stopWhenGone = setInterval(() => {
     if (!root.isConnected) { document.body.classList.remove("cc-credits-active"); clearInterval(stopWhenGone); }
   }, 500);
-  // The row is "label | input" (FormItem.vue); give the whole row to the panel once mounted.
+  // The row is "label | input" (FormItem.vue in both eras, with different
+  // classes): once mounted, hide our row's label and give the row to the panel.
+  let tries = 0;
   const widen = () => {
-    const cell = root.closest(".form-input");
-    if (!cell) return requestAnimationFrame(widen);
-    cell.style.setProperty("flex", "1");
-    const label = cell.parentElement?.querySelector(".form-label");
-    if (label) label.style.display = "none";
+    if (!root.isConnected) return tries++ < 60 && requestAnimationFrame(widen);
+    let cell = root.parentElement;
+    for (let depth = 0; cell && depth < 5; depth++, cell = cell.parentElement) {
+      const row = cell.parentElement;
+      const label = row && [...row.children].find((c) => c !== cell && !c.contains(root) &&
+                                                      c.textContent.trim() === "Credits");
+      if (label) {
+        label.style.display = "none";
+        cell.style.setProperty("flex", "1");
+        cell.style.setProperty("max-width", "100%");
+        return;
+      }
+    }
   };
   requestAnimationFrame(widen);
   if (!state.account) {
