@@ -42,7 +42,7 @@ def wait_line(proc, needle, timeout=60):
 
 
 class Comfy:
-    def __init__(self, tmp, pack_env=None):
+    def __init__(self, tmp, pack_env=None, extra_args=None):
         self.tmp = tmp
         self.up_port, self.port = free_port(), free_port()
         nodes_dir = tmp / "custom_nodes"
@@ -59,7 +59,7 @@ class Comfy:
         wait_line(self.up, "listening")
         self.proc = subprocess.Popen([sys.executable, os.path.join(HARNESS, "main.py"), "--listen", "127.0.0.1",
                                       "--port", str(self.port), "--user-directory", str(tmp / "user"),
-                                      "--custom-nodes-dir", str(nodes_dir)],
+                                      "--custom-nodes-dir", str(nodes_dir), *(extra_args or [])],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.boot_log = "".join(wait_line(self.proc, "harness: listening"))
         self.db = tmp / "user" / "comfy_credits" / "ledger.db"

@@ -84,10 +84,17 @@ function hideCreditsEntry() {
   if (s) s.type = "hidden";
 }
 
-function openCreditsPanel() {
+async function openCreditsPanel() {
   const dlg = app.extensionManager?.dialog;
-  if (dlg?.showSettingsDialog) return dlg.showSettingsDialog("root/Credits");   // 1.2x–1.3x
-  return app.extensionManager?.command?.execute("Comfy.ShowSettingsDialog");   // 2026 builds
+  if (dlg?.showSettingsDialog) return dlg.showSettingsDialog("root/Credits");   // 1.2x–1.3x: by category key
+  // 2026 builds expose no panel argument: open Settings, then pick our entry.
+  await app.extensionManager?.command?.execute("Comfy.ShowSettingsDialog");
+  for (let i = 0; i < 50; i++) {
+    const item = [...document.querySelectorAll("[role=dialog] *")].find((el) =>
+      el.children.length <= 2 && el.textContent.trim() === "Credits" && el.closest("nav, [role=listbox], aside, ul"));
+    if (item) { (item.closest("a, button, li, [role=option]") || item).click(); return; }
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
 }
 
 // ---------------------------------------------------------------- session
@@ -366,6 +373,8 @@ function refusalDialog(title, text) {
 }
 
 const OUR_TYPES = ["insufficient_credits", "credits_sign_in_required", "credits_account_disabled", "credits_unavailable"];
+const OUR_TITLES = ["Not enough credits", "Sign in to run API nodes", "Your Credits session has expired",
+                    "This Credits account is disabled", "Paid API nodes are disabled on this server"];
 
 // Queue time: /prompt answered with our error type.
 const originalQueue = api.queuePrompt.bind(api);
@@ -373,9 +382,13 @@ api.queuePrompt = async function (...args) {
   try {
     return await originalQueue(...args);
   } catch (e) {
-    const err = e?.response?.error;
-    if (err && OUR_TYPES.includes(err.type)) {
-      refusalDialog(err.message, err.details);
+    // 1.2x–1.3x keep the JSON body as e.response; later builds may not, so
+    // fall back to the text, which starts with our message.
+    const err = e?.response?.error ?? e?.error;
+    const text = String(e?.message ?? e);
+    const title = OUR_TITLES.find((t) => text.startsWith(t));
+    if ((err && OUR_TYPES.includes(err.type)) || title) {
+      refusalDialog(err?.message ?? title, err?.details ?? text.slice(title.length).replace(/^:\s*/, ""));
       e.comfyCreditsHandled = true;
     }
     throw e;

@@ -45,6 +45,7 @@ def main(argv):
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     prompt_server = server.PromptServer(loop)  # main.py:315
+    prompt_server.web_root = args.front_end_root
     loop.run_until_complete(nodes.init_extra_nodes(args.custom_nodes_dir,
                                                    init_api_nodes=not args.disable_api_nodes))  # main.py:318
     prompt_server.add_routes()  # main.py:327

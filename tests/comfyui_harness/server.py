@@ -2,6 +2,7 @@
 import asyncio
 import json
 import logging
+import os
 import threading
 import traceback
 import urllib.parse
@@ -104,7 +105,12 @@ class PromptServer:
         self.last_node_id = None
         self.number = 0
         self.on_prompt_handlers = []
-        self.messages = []  # what /ws would have sent (event, data, sid)
+        self.messages = []  # every event sent (event, data, sid), also pushed to /ws clients
+        self.sockets = {}
+        # Harness defaults: no onboarding or missing-node dialogs over a graph of nodes it lacks.
+        self.settings = {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingNodesWarning": False,
+                         "Comfy.Workflow.ShowMissingModelsWarning": False}
+        self.web_root = None
         self.prompt_queue = PromptQueue(self)
         # server.py:162-172: the middleware list the app is built with.
         self.app = web.Application(client_max_size=100 * 1024 * 1024,
@@ -169,16 +175,117 @@ class PromptServer:
             return web.Response(status=200)
 
         @routes.get("/object_info")
-        async def object_info(request):  # server.py:623-624: info['api_node']
+        async def object_info(request):  # server.py:592-640 node_info, incl. info['api_node']
             out = {}
             for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
-                out[name] = {"name": name, "api_node": getattr(cls, "API_NODE", False) is True,
-                             "output_node": getattr(cls, "OUTPUT_NODE", False)}
+                inputs = cls.INPUT_TYPES() or {}
+                ret = tuple(getattr(cls, "RETURN_TYPES", ()))
+                out[name] = {"input": inputs, "input_order": {k: list(v.keys()) for k, v in inputs.items()},
+                             "output": ret, "output_is_list": [False] * len(ret), "output_name": ret,
+                             "name": name, "display_name": name, "description": "",
+                             "python_module": "nodes", "category": getattr(cls, "CATEGORY", "sd"),
+                             "output_node": getattr(cls, "OUTPUT_NODE", False) is True,
+                             "api_node": getattr(cls, "API_NODE", False) is True}
             return web.json_response(out)
 
+        # What the real frontend asks for while it boots (server.py get_root,
+        # user_manager.py /users, app_settings.py /settings, /userdata,
+        # /system_stats, /embeddings, /i18n, /features, /ws, GET /prompt).
+        @routes.get("/")
+        async def get_root(request):
+            if not self.web_root:
+                return web.Response(text="harness: no --front-end-root")
+            return web.FileResponse(os.path.join(self.web_root, "index.html"), headers={"Cache-Control": "no-cache"})
+
+        @routes.get("/users")
+        async def get_users(request):
+            return web.json_response({"storage": "server", "migrated": True})
+
+        @routes.get("/settings")
+        async def get_settings(request):
+            return web.json_response(self.settings)
+
+        @routes.get("/settings/{id}")
+        async def get_setting(request):
+            return web.json_response(self.settings.get(request.match_info["id"]))
+
+        @routes.post("/settings")
+        async def post_settings(request):
+            self.settings.update(await request.json())
+            return web.Response(status=200)
+
+        @routes.post("/settings/{id}")
+        async def post_setting(request):
+            self.settings[request.match_info["id"]] = await request.json()
+            return web.Response(status=200)
+
+        @routes.get("/userdata")
+        async def list_userdata(request):
+            return web.json_response([])
+
+        @routes.get("/v2/userdata")
+        async def list_userdata_v2(request):
+            return web.json_response([])
+
+        @routes.get("/userdata/{file}")
+        async def get_userdata(request):
+            return web.Response(status=404)
+
+        @routes.post("/userdata/{file}")
+        async def post_userdata(request):
+            await request.read()
+            return web.json_response({"path": request.match_info["file"]})
+
+        @routes.get("/system_stats")
+        async def system_stats(request):
+            return web.json_response({"system": {"os": "posix", "python_version": "3", "embedded_python": False,
+                                                 "comfyui_version": "0.3.64", "pytorch_version": "none",
+                                                 "argv": ["main.py"], "ram_total": 0, "ram_free": 0},
+                                      "devices": []})
+
+        @routes.get("/embeddings")
+        async def embeddings(request):
+            return web.json_response([])
+
+        @routes.get("/i18n")
+        async def i18n(request):
+            return web.json_response({})
+
+        @routes.get("/features")
+        async def features(request):
+            return web.json_response({"supports_preview_metadata": False})
+
+        @routes.get("/prompt")
+        async def get_prompt(request):
+            _, pending = self.prompt_queue.get_current_queue()
+            return web.json_response({"exec_info": {"queue_remaining": len(pending)}})
+
+        @routes.get("/ws")
+        async def websocket_handler(request):  # server.py websocket_handler: status first, then events
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            sid = request.rel_url.query.get("clientId") or uuid.uuid4().hex
+            self.sockets[sid] = ws
+            try:
+                await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}},
+                                                               "sid": sid}})
+                async for _ in ws:
+                    pass
+            finally:
+                self.sockets.pop(sid, None)
+            return ws
+
         @routes.get("/extensions")
-        async def extensions(request):
-            return web.json_response([f"/extensions/{n}" for n in nodes.EXTENSION_WEB_DIRS])
+        async def extensions(request):  # server.py get_extensions: every *.js, recursively
+            import glob
+            files = []
+            if self.web_root:
+                files = ["/" + os.path.relpath(f, self.web_root).replace("\\", "/") for f in
+                         glob.glob(os.path.join(glob.escape(self.web_root), "extensions/**/*.js"), recursive=True)]
+            for name, d in nodes.EXTENSION_WEB_DIRS.items():
+                for f in glob.glob(os.path.join(glob.escape(d), "**/*.js"), recursive=True):
+                    files.append(f"/extensions/{name}/" + os.path.relpath(f, d).replace("\\", "/"))
+            return web.json_response(files)
 
     def add_on_prompt_handler(self, handler):
         self.on_prompt_handlers.append(handler)
@@ -196,6 +303,9 @@ class PromptServer:
         self.messages.append((event, data, sid))
         if len(self.messages) > 10_000:
             del self.messages[:5_000]
+        targets = list(self.sockets.values()) if sid is None else [self.sockets[sid]] if sid in self.sockets else []
+        for ws in targets:
+            self.loop.call_soon_threadsafe(asyncio.ensure_future, ws.send_json({"type": event, "data": data}))
 
     def add_routes(self):  # server.py:796-814
         api_routes = web.RouteTableDef()
@@ -206,6 +316,8 @@ class PromptServer:
             self.app.add_routes([web.static("/extensions/" + name, d)])
         self.app.add_routes(api_routes)
         self.app.add_routes(self.routes)
+        if self.web_root:  # server.py add_routes: the frontend's files at /
+            self.app.add_routes([web.static("/", self.web_root)])
 
 
 def prompt_worker(q, server):  # main.py prompt_worker

@@ -1,0 +1,189 @@
+"""The Credits UI in real Chromium against the real ComfyUI frontend (PyPI
+comfyui-frontend-package, a 1.27.x and a current 1.5x), served by the
+contract harness with this pack loaded. Screenshots go to
+test-artifacts/browser/.
+
+scripts/setup installs Chromium (Debian) and the two frontends into
+build/frontends/<version>; the tests skip with the reason when they are absent.
+"""
+import csv
+import io
+import os
+import shutil
+import time
+
+import pytest
+
+from test_integration import Comfy, C
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRONTENDS = ["1.27.10", "1.58.1"]
+ARTIFACTS = os.path.join(ROOT, "test-artifacts", "browser")
+CHROMIUM = "/usr/bin/chromium"
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+def frontend_root(version):
+    return os.path.join(ROOT, "build", "frontends", version, "comfyui_frontend_package", "static")
+
+
+@pytest.fixture(scope="module", params=FRONTENDS)
+def ui(request, tmp_path_factory):
+    root = frontend_root(request.param)
+    if not os.path.isfile(os.path.join(root, "index.html")) or not shutil.which(CHROMIUM):
+        pytest.skip(f"frontend {request.param} or Chromium not installed (run scripts/setup)")
+    c = Comfy(tmp_path_factory.mktemp(f"ui-{request.param}"), extra_args=["--front-end-root", root])
+    with c.ledger() as led:
+        c.account = led.create_account("demo@example.com", display_name="Demo")["id"]
+        led.set_password(c.account, "demo-password")
+        led.grant("seed", c.account, 42 * C, note="welcome")
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+        page.on("pageerror", lambda e: print(f"[{request.param}] page error: {e}"))
+        c.page, c.version = page, request.param
+        yield c
+        browser.close()
+    c.close()
+
+
+def shot(ui, name):
+    ui.page.screenshot(path=os.path.join(ARTIFACTS, f"{ui.version}-{name}.png"))
+
+
+def open_settings(ui, entry):
+    page = ui.page
+    if not page.locator("[role=dialog]").filter(has_text="Settings").count():
+        page.keyboard.press("Control+,")
+    dialog = page.locator("[role=dialog]").filter(has_text="Settings").first
+    dialog.wait_for()
+    page.wait_for_timeout(700)  # let the dialog's opening animation finish (its mask takes the clicks meanwhile)
+    dialog.get_by_text(entry, exact=True).first.click(force=True)  # a late overlay may sit on top
+    return dialog
+
+
+def close_settings(ui):
+    ui.page.keyboard.press("Escape")
+    ui.page.wait_for_timeout(300)
+
+
+def test_sign_in_credits_panel_csv_and_sign_out(ui):
+    page = ui.page
+    page.goto(f"http://127.0.0.1:{ui.port}/")
+    page.wait_for_selector("#graph-canvas", timeout=60_000)
+    page.wait_for_function("[...document.querySelectorAll('link')].some(l => l.href.includes('comfy_credits.css'))",
+                           timeout=60_000)  # our extension module has loaded
+    dialog = open_settings(ui, "User")
+    account = dialog.locator("[data-testid=cc-account]")
+    account.scroll_into_view_if_needed()
+    assert dialog.get_by_text("Credits", exact=True).count() == 0  # no Credits entry before sign-in
+    account.locator("[data-testid=cc-email-input]").fill("demo@example.com")
+    account.locator("[data-testid=cc-password-input]").fill("wrong password")
+    account.locator("[data-testid=cc-signin]").click()
+    page.get_by_text("Wrong email or password.").wait_for()
+    account.locator("[data-testid=cc-password-input]").fill("demo-password")
+    account.locator("[data-testid=cc-signin]").click()
+    page.locator("[data-testid=cc-email]").wait_for()
+    shot(ui, "1-signed-in")
+    dialog.get_by_text("Credits", exact=True).first.click(force=True)
+    panel = page.locator("[data-testid=cc-panel]")
+    panel.locator("[data-testid=cc-balance]").wait_for()
+    assert panel.locator("[data-testid=cc-balance]").inner_text().startswith("42.00 credits")
+    history = panel.locator("[data-testid=cc-history]")
+    history.get_by_text("Credits granted").wait_for()
+    assert "+42.00" in history.inner_text()
+    # A run happens (through the API, as a headless client would): the panel shows it after a refresh.
+    with ui.ledger() as led:
+        h = led.hold("ui-h", ui.account, 8_440_000, 60_000, node_class="OpenAIDalle3", model="dall-e-3")
+        led.settle("ui-s", h["hold_id"], 8_440_000, images=1)
+    panel.locator("[data-testid=cc-refresh]").click()
+    page.wait_for_function("document.querySelector('[data-testid=cc-balance]').textContent.startsWith('33.56')")
+    shot(ui, "2-credits-panel")
+    with page.expect_download() as dl:
+        panel.locator("[data-testid=cc-csv]").click()
+    rows = list(csv.DictReader(io.StringIO(open(dl.value.path()).read())))
+    assert [r["event"] for r in rows][:2] == ["settle", "hold"] and rows[0]["node_class"] == "OpenAIDalle3"
+    assert rows[0]["credits"] == "-8.440000" and rows[-1]["event"] == "grant"
+    # Sign out from Settings → User: the Credits entry disappears.
+    dialog = open_settings(ui, "User")
+    dialog.locator("[data-testid=cc-signout]").click()
+    dialog.locator("[data-testid=cc-signin]").wait_for()
+    page.wait_for_timeout(500)
+    assert dialog.get_by_text("Credits", exact=True).count() == 0
+    shot(ui, "3-signed-out")
+    close_settings(ui)
+
+
+def sign_in_api(ui):
+    ui.page.goto(f"http://127.0.0.1:{ui.port}/")
+    st = ui.page.evaluate("""async () => (await fetch('/api/credits/session', {method: 'POST',
+        headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({email: 'demo@example.com', password: 'demo-password'})})).status""")
+    assert st == 200
+    ui.page.reload()
+    ui.page.wait_for_selector("#graph-canvas", timeout=60_000)
+    ui.page.wait_for_selector(".cc-topchip", timeout=60_000)  # our extension is loaded and signed in
+
+
+def test_refused_run_opens_our_dialog_and_buy_leads_to_credits(ui):
+    page = ui.page
+    sign_in_api(ui)
+    with ui.ledger() as led:
+        bal = led.account(ui.account)["balance"]
+    # A workflow whose API node costs more than the balance (Kling v2 master, 10 s: 2.80 USD = 590.8 credits).
+    page.evaluate("""async () => {
+        const { api } = await import('/scripts/api.js');
+        try {
+          await api.queuePrompt(0, { output: {
+            '1': {class_type: 'KlingTextToVideoNode', inputs: {prompt: 'fox', mode: 'pro mode / 10s duration / kling-v2-master'}},
+            '2': {class_type: 'PreviewAny', inputs: {source: ['1', 0]}} }, workflow: {} });
+        } catch (e) { window.__ccRefused = e.comfyCreditsHandled === true; }
+    }""")
+    dialog = page.locator("[data-testid=cc-refused]")
+    dialog.wait_for()
+    assert "Not enough credits" in dialog.inner_text() and "590.80" in dialog.inner_text()
+    assert page.evaluate("window.__ccRefused") is True
+    shot(ui, "4-refused")
+    dialog.locator("[data-testid=cc-dialog-buy]").click()
+    page.locator("[data-testid=cc-panel]").wait_for()
+    shot(ui, "5-buy-from-dialog")
+    with ui.ledger() as led:
+        assert led.account(ui.account)["balance"] == bal  # nothing was charged or queued
+    close_settings(ui)
+
+
+def test_sandbox_purchase_from_the_panel(ui):
+    page = ui.page
+    sign_in_api(ui)
+    with ui.ledger() as led:
+        before = led.account(ui.account)["balance"]
+    open_settings(ui, "Credits")
+    panel = page.locator("[data-testid=cc-panel]")
+    panel.locator("[data-testid=cc-amount]").fill("10")
+    panel.locator("[data-testid=cc-buy]").click()
+    page.wait_for_url("**/credits/sandbox/checkout/**")
+    assert "TEST MODE" in page.content() and "10.00 USD" in page.content()
+    shot(ui, "6-checkout")
+    page.check("input[name=email_confirmed]")
+    page.check("input[value=wechat_pay]")
+    page.click("#genqr")
+    page.click("#pay")
+    page.wait_for_url(f"http://127.0.0.1:{ui.port}/**")
+    page.get_by_text("Credits added").first.wait_for(timeout=30_000)
+    shot(ui, "7-paid")
+    with ui.ledger() as led:
+        a = led.account(ui.account)
+        purchase = led.history(ui.account, kinds=["purchase"])["entries"][0]
+    assert a["balance"] == before + 2110 * C and purchase["method"] == "wechat_pay"
+    # Cancel adds nothing.
+    open_settings(ui, "Credits")
+    panel.locator("[data-testid=cc-buy]").click()
+    page.wait_for_url("**/credits/sandbox/checkout/**")
+    page.click("#cancel")
+    page.wait_for_url(f"http://127.0.0.1:{ui.port}/**")
+    page.get_by_text("Purchase cancelled").first.wait_for()
+    time.sleep(0.5)
+    with ui.ledger() as led:
+        assert led.account(ui.account)["balance"] == before + 2110 * C
