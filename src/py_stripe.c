@@ -59,10 +59,18 @@ static PyObject *St_create(StripeObject *self, PyObject *args, PyObject *kw) {
                              "success_url", "cancel_url", "idempotency_key", "methods", "product_name",
                              "expires_at_s", NULL};
     ccpy_state *st = sstate((PyObject *)self);
-    PyObject *cur, *amt, *cr, *acct, *email, *ok, *cancel, *idem, *methods = NULL, *name = NULL, *exp = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "$OOOOOOOO|OOO:create_checkout", kwlist, &cur, &amt, &cr, &acct,
+    PyObject *cur = NULL, *amt = NULL, *cr = NULL, *acct = NULL, *email = NULL, *ok = NULL, *cancel = NULL,
+             *idem = NULL, *methods = NULL, *name = NULL, *exp = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$OOOOOOOOOOO:create_checkout", kwlist, &cur, &amt, &cr, &acct,
                                      &email, &ok, &cancel, &idem, &methods, &name, &exp))
         return NULL;
+    PyObject *required[] = {cur, amt, cr, acct, email, ok, cancel, idem};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (!required[i]) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "%s is required", kwlist[i]);
+            return ccpy_invalid(st, kwlist[i], msg);
+        }
     cc_checkout_params p = {0};
     if (ccpy_str(st, cur, "currency", &p.currency) < 0 || ccpy_i64(st, amt, "amount_minor", &p.amount_minor) < 0 ||
         ccpy_i64(st, cr, "credits_micro", &p.credits_micro) < 0 || ccpy_i64(st, acct, "account_id", &p.account_id) < 0 ||
