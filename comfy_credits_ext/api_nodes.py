@@ -301,7 +301,7 @@ def wrap_v3(rt, name: str, cls) -> None:
     try:
         from comfy_api.internal import first_real_override
         if prev_fn is not None and first_real_override(cls, "fingerprint_inputs") is None:
-            prev_fn = None  # the base class's NotImplementedError stub
+            prev_fn = None  # only the V3 base class's placeholder, which raises
     except ImportError:
         pass
     cls.fingerprint_inputs = classmethod(_fingerprint(rt, prev_fn))

@@ -43,6 +43,15 @@ void cc_error_clear(cc_error *err) {
     }
 }
 
+void cc_hex_encode(const unsigned char *in, size_t n, char *out) {
+    static const char H[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = H[in[i] >> 4];
+        out[2 * i + 1] = H[in[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
 int64_t cc_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

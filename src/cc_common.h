@@ -85,6 +85,9 @@ static inline int cc_mul_i64(int64_t a, int64_t b, int64_t *out) {
     return __builtin_mul_overflow(a, b, out);
 }
 
+/* Lower-case hex of n bytes into out (2n + 1 bytes, NUL-terminated). */
+void cc_hex_encode(const unsigned char *in, size_t n, char *out);
+
 /* Wall clock in milliseconds since the Unix epoch. */
 int64_t cc_now_ms(void);
 

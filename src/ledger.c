@@ -1095,14 +1095,9 @@ cc_rc cc_ledger_credential_create(cc_ledger *l, int64_t account_id, int kind, co
     if (token_cap < CC_CRED_TOKEN_BYTES + 1) return cc_fail(err, CC_ERR_INVALID, "token", "token buffer too small");
     unsigned char raw[32];
     if (RAND_bytes(raw, sizeof raw) != 1) return cc_fail(err, CC_ERR_STORAGE, "", "no randomness available");
-    static const char H[] = "0123456789abcdef";
     char tok[CC_CRED_TOKEN_BYTES + 1];
     memcpy(tok, kind == CC_CRED_SESSION ? "ccs_" : "cck_", 4);
-    for (size_t i = 0; i < sizeof raw; i++) {
-        tok[4 + 2 * i] = H[raw[i] >> 4];
-        tok[5 + 2 * i] = H[raw[i] & 15];
-    }
-    tok[CC_CRED_TOKEN_BYTES] = 0;
+    cc_hex_encode(raw, sizeof raw, tok + 4);
     unsigned char hash[CC_CRED_HASH_BYTES];
     sha256(tok, CC_CRED_TOKEN_BYTES, hash);
     char hint[13];

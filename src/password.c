@@ -13,15 +13,6 @@
 #define SCRYPT_R 8
 #define SCRYPT_P 1
 
-static void hex(const unsigned char *in, size_t n, char *out) {
-    static const char H[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = H[in[i] >> 4];
-        out[2 * i + 1] = H[in[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
 static int unhex(const char *s, size_t n, unsigned char *out) {
     for (size_t i = 0; i < n; i++) {
         int v = 0;
@@ -63,8 +54,8 @@ cc_rc cc_password_hash(const char *password, int log2n, char *out, size_t out_by
     if (derive(password, salt, log2n, SCRYPT_R, SCRYPT_P, key) != 1)
         return cc_fail(err, CC_ERR_NOMEM, "", "scrypt failed (not enough memory?)");
     char sh[2 * SALT_BYTES + 1], kh[2 * KEY_BYTES + 1];
-    hex(salt, sizeof salt, sh);
-    hex(key, sizeof key, kh);
+    cc_hex_encode(salt, sizeof salt, sh);
+    cc_hex_encode(key, sizeof key, kh);
     OPENSSL_cleanse(key, sizeof key);
     int n = snprintf(out, out_bytes, "scrypt$%d$%d$%d$%s$%s", log2n, SCRYPT_R, SCRYPT_P, sh, kh);
     if (n < 0 || (size_t)n >= out_bytes) return cc_fail(err, CC_ERR_INVALID, "out", "hash buffer too small");

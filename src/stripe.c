@@ -422,13 +422,8 @@ cc_rc cc_stripe_webhook_verify(const char *secret, const char *sig_header, const
     EVP_MAC_CTX_free(ctx);
     EVP_MAC_free(m);
     if (!ok) return cc_fail(err, CC_ERR_STORAGE, "", "HMAC failed");
-    static const char H[] = "0123456789abcdef";
     char want[65];
-    for (int i = 0; i < 32; i++) {
-        want[2 * i] = H[mac[i] >> 4];
-        want[2 * i + 1] = H[mac[i] & 15];
-    }
-    want[64] = 0;
+    cc_hex_encode(mac, 32, want);
     int match = 0;
     for (int i = 0; i < nsig; i++) match |= CRYPTO_memcmp(want, sigs[i], 64) == 0;
     OPENSSL_cleanse(mac, sizeof mac);

@@ -13,15 +13,6 @@
 static const char PREFIX[] = "cct1.";
 #define NONCE_BYTES 16
 
-static void hex(const unsigned char *in, size_t n, char *out) {
-    static const char H[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = H[in[i] >> 4];
-        out[2 * i + 1] = H[in[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
 cc_rc cc_token_key_random(cc_token_key *k, cc_error *err) {
     if (RAND_bytes(k->secret, sizeof k->secret) != 1)
         return cc_fail(err, CC_ERR_STORAGE, "", "no randomness available for the token key");
@@ -34,7 +25,7 @@ static int mac_hex(const cc_token_key *k, const char *msg, size_t len, char out[
     if (!HMAC(EVP_sha256(), k->secret, (int)sizeof k->secret, (const unsigned char *)msg, len, mac, &mlen) ||
         mlen != 32)
         return -1;
-    hex(mac, 32, out);
+    cc_hex_encode(mac, 32, out);
     return 0;
 }
 
@@ -46,7 +37,7 @@ cc_rc cc_token_mint(const cc_token_key *k, int64_t hold_id, int64_t account_id, 
     if (RAND_bytes(nonce, sizeof nonce) != 1)
         return cc_fail(err, CC_ERR_STORAGE, "", "no randomness available for a token");
     char nonce_hex[2 * NONCE_BYTES + 1];
-    hex(nonce, sizeof nonce, nonce_hex);
+    cc_hex_encode(nonce, sizeof nonce, nonce_hex);
     char body[CC_TOKEN_BYTES_MAX];
     int n = snprintf(body, sizeof body, "%s%lld.%lld.%lld.%s", PREFIX, (long long)hold_id, (long long)account_id,
                      (long long)expires_ms, nonce_hex);
