@@ -41,6 +41,28 @@ def wait_line(proc, needle, timeout=60):
     raise RuntimeError(f"did not see {needle!r}:\n" + "".join(lines[-40:]))
 
 
+ACME_PACK = '''
+class AcmeUpscaleApi:
+    API_NODE = True
+    FUNCTION = "run"
+    RETURN_TYPES = ("STRING",)
+    CALLS = []
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"factor": ("INT", {})},
+                "hidden": {"comfy_api_key": "API_KEY_COMFY_ORG", "auth_token": "AUTH_TOKEN_COMFY_ORG"}}
+
+    def run(self, factor, comfy_api_key=None, auth_token=None):
+        # What a third-party node would send upstream as its key: our run token, never the user's.
+        AcmeUpscaleApi.CALLS.append(comfy_api_key)
+        return (f"x{factor}:{(comfy_api_key or '')[:5]}",)
+
+
+NODE_CLASS_MAPPINGS = {"AcmeUpscaleApi": AcmeUpscaleApi}
+'''
+
+
 class Comfy:
     def __init__(self, tmp, pack_env=None, extra_args=None):
         self.tmp = tmp
@@ -48,6 +70,9 @@ class Comfy:
         nodes_dir = tmp / "custom_nodes"
         nodes_dir.mkdir()
         os.symlink(ROOT, nodes_dir / "comfy-credits")
+        # A third-party pack with its own paid API node (synchronous, no price rule).
+        (nodes_dir / "acme_api_pack").mkdir()
+        (nodes_dir / "acme_api_pack" / "__init__.py").write_text(ACME_PACK)
         (tmp / "user").mkdir()
         env = dict(os.environ, PYTHONUNBUFFERED="1", COMFY_CREDITS_UPSTREAM_KEY=OPERATOR_KEY,
                    COMFY_CREDITS_UPSTREAM_BASE=f"http://127.0.0.1:{self.up_port}", HARNESS_RETRY_DELAY_S="0.01",
@@ -135,7 +160,7 @@ def balance(comfy, account):
 
 
 def test_pack_loads_and_points_api_nodes_at_the_gateway(comfy):
-    assert "comfy-credits: ready; 3 API node classes metered" in comfy.boot_log
+    assert "comfy-credits: ready; 4 API node classes metered" in comfy.boot_log
     st, info = comfy.http("GET", "/object_info")
     assert info["OpenAIDalle3"]["api_node"] and info["KlingTextToVideoNode"]["api_node"]
 
@@ -333,3 +358,17 @@ def test_fail_closed_when_the_pack_cannot_start(tmp_path):
 def test_harness_prompt_errors_match_real_comfyui(comfy, body, expected):
     st, got = comfy.http("POST", "/prompt", body)
     assert st == 400 and got == {"error": expected, "node_errors": {}}
+
+
+def test_third_party_sync_api_node_is_metered_at_the_default_price(comfy):
+    acct, key = user(comfy, "acme@example.com", 500 * C)
+    p = {"1": {"class_type": "AcmeUpscaleApi", "inputs": {"factor": 2}},
+         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    st, body = comfy.queue(p, key, extra={"api_key_comfy_org": key})
+    assert st == 200, body
+    h = comfy.wait(body["prompt_id"])
+    assert h["status"]["status_str"] == "success"
+    assert h["outputs"]["2"]["text"] == ["x2:cct1."]  # it ran with a run token, not the personal key
+    with comfy.ledger() as led:
+        settle = led.history(acct, kinds=["settle"])["entries"][0]
+    assert settle["node_class"] == "AcmeUpscaleApi" and -settle["delta"] == 422 * C  # default rule: $2.00
