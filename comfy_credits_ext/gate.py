@@ -115,10 +115,12 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
                    "dependent_outputs": [], "class_type": cls} for nid, cls, _ in api_nodes})
     try:
         who = await asyncio.to_thread(rt.ledger.check_credential, token)
-    except _core.NotFound:
-        return prompt_error("credits_sign_in_required", "Your Credits session has expired",
-                            f"{WHERE_TO_SIGN_IN} again.", status=401)
-    except _core.InvalidState:
+    except (_core.NotFound, _core.InvalidState) as exc:
+        if not api_nodes:
+            return None  # a stale cookie must not block workflows that cost nothing
+        if isinstance(exc, _core.NotFound):
+            return prompt_error("credits_sign_in_required", "Your Credits session has expired",
+                                f"{WHERE_TO_SIGN_IN} again.", status=401)
         return prompt_error("credits_account_disabled", "This Credits account is disabled",
                             "Ask the operator of this server to enable it.", status=403)
     account = who["account"]

@@ -319,6 +319,12 @@ def test_disabled_account_is_refused(comfy):
         led.update_account(acct, active=False)
     st, body = comfy.queue(dalle(), key)
     assert st == 403 and body["error"]["type"] == "credits_account_disabled"
+    # Workflows without API nodes still run: a disabled or stale credential costs nothing to ignore.
+    plain = {"1": {"class_type": "PrimitiveString", "inputs": {"value": "x"}},
+             "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    for token in (key, "ccs_" + "0" * 64):
+        st, body = comfy.queue(plain, token)
+        assert st == 200, body
 
 
 def test_gateway_refuses_forged_tokens(comfy):
