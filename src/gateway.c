@@ -344,9 +344,18 @@ static int have_data(const cc_gw_stream *s) { return s->len > s->off; }
 
 /* ------------------------------------------------------------ requests */
 
+/* Only what API nodes call (ComfyUI's comfy_api_nodes: every path is under
+** /proxy/, plus /customers/storage for upload URLs). Anything else would let
+** a run token reach the operator's own account endpoints with the operator's
+** key (balance, purchases), so it is refused. */
+static int allowed_path(const char *p) {
+    return strncmp(p, "/proxy/", 7) == 0 || strcmp(p, "/customers/storage") == 0;
+}
+
 static int valid_path(const char *p) {
     size_t n = strnlen(p, CC_GW_PATH_BYTES_MAX + 1);
     if (n == 0 || n > CC_GW_PATH_BYTES_MAX || p[0] != '/' || p[1] == '/') return 0;
+    if (!allowed_path(p)) return 0;
     if (strstr(p, "/../") || (n >= 3 && strcmp(p + n - 3, "/..") == 0) || strstr(p, "/./")) return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
@@ -381,7 +390,8 @@ cc_rc cc_gw_start(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, c
         if (strcmp(req->method, methods[i]) == 0) mi = i;
     if (mi < 0) return cc_fail(err, CC_ERR_INVALID, "method", "method must be GET, POST, PUT, PATCH or DELETE");
     if (!req->path || !valid_path(req->path))
-        return cc_fail(err, CC_ERR_INVALID, "path", "request path must start with '/' and stay inside the API");
+        return cc_fail(err, CC_ERR_INVALID, "path",
+                       "only API-node calls (/proxy/..., /customers/storage) go through the gateway");
     if (req->query && strnlen(req->query, CC_GW_PATH_BYTES_MAX + 1) > CC_GW_PATH_BYTES_MAX)
         return cc_fail(err, CC_ERR_INVALID, "query", "query string is too long");
     if (req->query)

@@ -51,7 +51,7 @@ void cc_gateway_close(cc_gateway *g); /* no stream may be open */
 
 typedef struct cc_gw_request {
     const char *method;           /* GET, POST, PUT, PATCH, DELETE */
-    const char *path;             /* "/proxy/..." : starts with '/', no "..", no control chars */
+    const char *path;             /* "/proxy/..." or "/customers/storage"; no "..", no control chars */
     const char *query;            /* raw query without '?', or NULL */
     const char *content_type;     /* or NULL */
     const char *idempotency_key;  /* or NULL */

@@ -176,7 +176,8 @@ def test_upstream_unreachable_is_502(ledger, account):
 def test_bad_paths_are_refused(env):
     env.call("GET", "/proxy/%2e%2e/secret", {"X-API-KEY": env.token})
     assert all(".." not in r["path"] and "%2e" not in r["path"].lower() for r in env.up.requests)
-    for bad in ("/proxy/../secret", "/proxy/./x", "proxy/x", "/proxy/x?y", "/proxy/x#y", "/a\\b"):
+    for bad in ("/proxy/../secret", "/proxy/./x", "proxy/x", "/proxy/x?y", "/proxy/x#y", "/a\\b",
+                "/customers/balance", "/customers/credit", "/customers/storage/../balance"):
         with pytest.raises(_core.InvalidArgument):
             env.rt.gateway.start("GET", bad)
     with pytest.raises(_core.InvalidArgument):
@@ -185,6 +186,14 @@ def test_bad_paths_are_refused(env):
         env.rt.gateway.start("TRACE", "/proxy/x")
     with pytest.raises(_core.InvalidArgument):
         env.rt.gateway.start("GET", "/proxy/x\r\nHost: evil")
+
+
+def test_operator_account_endpoints_are_not_reachable(env):
+    st, _, body = env.call("GET", "/customers/balance", {"X-API-KEY": env.token})
+    assert st == 400 and b"only API-node calls" in body
+    st, _, body = env.call("POST", "/customers/credit", {"X-API-KEY": env.token}, b'{"amount_micros": 1}')
+    assert st == 400
+    assert not [r for r in env.up.requests if r["path"].startswith("/customers/")]
 
 
 def test_usage_parsing_from_bodies():
