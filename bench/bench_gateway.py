@@ -56,6 +56,7 @@ from aiohttp import web
 from comfy_credits_ext import _core, gateway_route
 led = _core.Ledger(sys.argv[2])
 rt = types.SimpleNamespace(ledger=led, tokens=_core.TokenKey(), meter=_core.Meter(),
+                           cfg=types.SimpleNamespace(upstream_key="operator-key"),
                            gateway=_core.Gateway(f"http://127.0.0.1:{sys.argv[4]}", "operator-key", handles_max=128))
 acct = led.create_account("bench@example.com")["id"]
 led.grant("fund", acct, 10**15)

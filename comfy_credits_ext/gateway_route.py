@@ -76,6 +76,11 @@ def make_handler(rt):
         return hold, stream, first
 
     async def comfy_credits_gateway(request: web.Request) -> web.StreamResponse:
+        if not rt.cfg.upstream_key:
+            # 400, not 5xx: ComfyUI's client would retry a 5xx for nothing.
+            return refuse(400, "credits_upstream_not_configured",
+                          "comfy-credits: this server's operator has not set COMFY_CREDITS_UPSTREAM_KEY, so API nodes "
+                          "cannot reach the provider. Nothing was charged.")
         token = presented_token(request)
         if not token:
             return refuse(402, "credits_hold_missing", "comfy-credits: this call carries no run token; API nodes "

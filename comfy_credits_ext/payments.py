@@ -100,7 +100,10 @@ class Payments:
         self.stripe = None
         self.sandbox = None
         if cfg.stripe_key:
-            self.stripe = _core.Stripe(cfg.stripe_api_base, cfg.stripe_key)
+            try:
+                self.stripe = _core.Stripe(cfg.stripe_api_base, cfg.stripe_key)
+            except _core.InvalidArgument as exc:  # a typo must not take API nodes down with it
+                log.error("comfy-credits: STRIPE_SECRET_KEY is not usable (%s); buying credits is DISABLED", exc)
             if not cfg.stripe_webhook_secret:
                 log.warning("comfy-credits: STRIPE_WEBHOOK_SECRET is not set; purchases are credited only when the "
                             "buyer returns to ComfyUI")

@@ -48,6 +48,7 @@ def env(ledger, account):
     up_port, gw_port = free_port(), free_port()
     loop = asyncio.new_event_loop()
     rt = types.SimpleNamespace(ledger=ledger, tokens=_core.TokenKey(), meter=_core.Meter(),
+                               cfg=types.SimpleNamespace(upstream_key="operator-secret"),
                                gateway=_core.Gateway(f"http://127.0.0.1:{up_port}", "operator-secret",
                                                      timeout_ms=1000))
     ledger.grant("g", account, 100 * C)
@@ -147,6 +148,7 @@ def test_upstream_timeout_is_504(env):
 
 def test_upstream_unreachable_is_502(ledger, account):
     rt = types.SimpleNamespace(ledger=ledger, tokens=_core.TokenKey(), meter=_core.Meter(),
+                               cfg=types.SimpleNamespace(upstream_key="operator-secret"),
                                gateway=_core.Gateway("http://127.0.0.1:9", "k", connect_timeout_ms=500))
     ledger.grant("g", account, 5 * C)
     hold = ledger.hold("h", account, 1 * C, 60_000)
@@ -194,6 +196,13 @@ def test_operator_account_endpoints_are_not_reachable(env):
     st, _, body = env.call("POST", "/customers/credit", {"X-API-KEY": env.token}, b'{"amount_micros": 1}')
     assert st == 400
     assert not [r for r in env.up.requests if r["path"].startswith("/customers/")]
+
+
+def test_no_upstream_key_is_a_clear_refusal(env):
+    env.rt.cfg.upstream_key = ""
+    st, _, body = env.call("POST", "/proxy/openai/images/generations", {"X-API-KEY": env.token})
+    assert st == 400 and b"COMFY_CREDITS_UPSTREAM_KEY" in body and b"Nothing was charged" in body
+    assert env.up.requests == []
 
 
 def test_usage_parsing_from_bodies():
