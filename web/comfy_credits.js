@@ -415,6 +415,7 @@ async function completeCheckout() {
   params.delete("credits_checkout");
   history.replaceState(null, "", `${location.pathname}${params.size ? `?${params}` : ""}${location.hash}`);
   if (sid === "cancelled") { toast("info", "Purchase cancelled", "Nothing was charged."); return; }
+  toast("info", "Payment received", "Confirming it with the payment provider…");
   for (let i = 0; i < 30; i++) {
     try {
       const r = await call("GET", `/credits/checkout/${encodeURIComponent(sid)}`);
