@@ -31,7 +31,7 @@ import aiohttp
 from aiohttp import web
 
 from . import _core
-from .routes import error, same_origin
+from .routes import error, read_json, same_origin, signed_in_write
 
 log = logging.getLogger("comfy_credits")
 
@@ -142,18 +142,13 @@ def register(routes, rt, payments: Payments, whoami) -> None:
 
     @routes.post("/credits/checkout")
     async def create(request):
-        if not same_origin(request):
-            return error(403, "bad_origin", "Cross-site requests are not accepted.")
-        who, err = await whoami(request)
+        who, _, err = await signed_in_write(request, whoami)
         if err:
             return err
         if not payments.enabled:
             return error(503, "purchases_disabled", "Buying credits is not enabled on this server.")
-        try:
-            body = await request.json()
-        except Exception:
-            return error(400, "bad_json", "Send a JSON object.")
-        if not isinstance(body, dict):
+        body = await read_json(request)
+        if body is None:
             return error(400, "bad_json", "Send a JSON object.")
         currency = body.get("currency", "usd")
         method = body.get("method")  # None: the checkout page offers every method the currency allows

@@ -94,6 +94,32 @@ def public_entry(e: dict) -> dict:
     return {k: e[k] for k in keep}
 
 
+async def read_json(request):
+    """The body as a JSON object, or None."""
+    try:
+        body = await request.json()
+    except Exception:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def signed_in_write(request, whoami, with_body=False):
+    """The checks every write route makes, in this order: same origin, a
+    signed-in caller, and (with_body) a JSON object body.
+    Returns (who, body, None) or (None, None, error response)."""
+    if not same_origin(request):
+        return None, None, error(403, "bad_origin", "Cross-site requests are not accepted.")
+    who, err = await whoami(request)
+    if err:
+        return None, None, err
+    body = None
+    if with_body:
+        body = await read_json(request)
+        if body is None:
+            return None, None, error(400, "bad_json", "Send a JSON object.")
+    return who, body, None
+
+
 def make_whoami(rt):
     async def whoami(request: web.Request):
         """(who, None) for a signed-in caller, else (None, error response)."""
@@ -114,13 +140,6 @@ def register(routes, rt):
     whoami = make_whoami(rt)
 
     throttle = Throttle()
-
-    async def read_json(request):
-        try:
-            body = await request.json()
-        except Exception:
-            return None
-        return body if isinstance(body, dict) else None
 
     async def start_session(request, account):
         label = (request.headers.get("User-Agent") or "browser")[:120]
@@ -197,14 +216,9 @@ def register(routes, rt):
 
     @routes.post("/credits/password")
     async def change_password(request: web.Request):
-        if not same_origin(request):
-            return error(403, "bad_origin", "Cross-site requests are not accepted.")
-        who, err = await whoami(request)
+        who, body, err = await signed_in_write(request, whoami, with_body=True)
         if err:
             return err
-        body = await read_json(request)
-        if body is None:
-            return error(400, "bad_json", "Send a JSON object.")
         old, new = body.get("old_password"), body.get("new_password")
         if not isinstance(old, str) or not isinstance(new, str):
             return error(400, "invalid_argument", "Send old_password and new_password.", "old_password")
@@ -222,9 +236,7 @@ def register(routes, rt):
 
     @routes.delete("/credits/sessions")
     async def sign_out_everywhere(request: web.Request):
-        if not same_origin(request):
-            return error(403, "bad_origin", "Cross-site requests are not accepted.")
-        who, err = await whoami(request)
+        who, _, err = await signed_in_write(request, whoami)
         if err:
             return err
         n = await asyncio.to_thread(rt.ledger.revoke_credential, who["account"]["id"], "session")
@@ -242,9 +254,7 @@ def register(routes, rt):
 
     @routes.delete("/credits/session")
     async def sign_out(request: web.Request):
-        if not same_origin(request):
-            return error(403, "bad_origin", "Cross-site requests are not accepted.")
-        who, err = await whoami(request)
+        who, _, err = await signed_in_write(request, whoami)
         if err:
             return err
         cred = who["credential"]
@@ -325,14 +335,9 @@ def register(routes, rt):
 
     @routes.post("/credits/keys")
     async def create_key(request: web.Request):
-        if not same_origin(request):
-            return error(403, "bad_origin", "Cross-site requests are not accepted.")
-        who, err = await whoami(request)
+        who, body, err = await signed_in_write(request, whoami, with_body=True)
         if err:
             return err
-        body = await read_json(request)
-        if body is None:
-            return error(400, "bad_json", "Send a JSON object.")
         label = body.get("label", "")
         if not isinstance(label, str) or len(label.encode()) > 128:
             return error(400, "invalid_argument", "label must be a string of at most 128 bytes.", "label")
@@ -346,9 +351,7 @@ def register(routes, rt):
 
     @routes.delete("/credits/keys/{key_id}")
     async def revoke_key(request: web.Request):
-        if not same_origin(request):
-            return error(403, "bad_origin", "Cross-site requests are not accepted.")
-        who, err = await whoami(request)
+        who, _, err = await signed_in_write(request, whoami)
         if err:
             return err
         try:
