@@ -1,23 +1,19 @@
 """The metering gateway route against a loopback upstream (no ComfyUI needed)."""
 import asyncio
 import json
-import socket
 import time
 import types
 
 import aiohttp
 import pytest
+
+from appserver import free_port
 from aiohttp import web
 
 from comfy_credits_ext import _core, gateway_route
 
 C = _core.MICRO
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Upstream:

@@ -3,7 +3,6 @@ the simulated upstream: gate refusals, exact charges, failures, cancellation,
 token secrecy, cache isolation, concurrency and the fail-closed start."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ import urllib.request
 
 import pytest
 
+from appserver import free_port
+
 from comfy_credits_ext import _core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,11 +20,6 @@ HARNESS = os.path.join(ROOT, "tests", "comfyui_harness")
 OPERATOR_KEY = "operator-secret-key"
 C = _core.MICRO
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_line(proc, needle, timeout=60):

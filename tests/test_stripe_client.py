@@ -2,12 +2,13 @@
 flow with Stripe configured: checkout → payment → signed webhook → credits."""
 import asyncio
 import json
-import socket
 import threading
 import time
 
 import aiohttp
 import pytest
+
+from appserver import free_port
 from aiohttp import web
 
 from comfy_credits_ext import _core
@@ -16,11 +17,6 @@ from fake_stripe import FakeStripe
 C = _core.MICRO
 KEY = "sk_test_fake"
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Running:
