@@ -45,6 +45,18 @@ def presented_token(request: web.Request) -> str | None:
     return None
 
 
+def raw_tail(request: web.Request) -> str | None:
+    """The path after the gateway prefix exactly as the client sent it (still
+    percent-encoded): the C core decodes it once and checks it (gwpath.h).
+    aiohttp's match_info is already decoded, so a double-encoded ".." would
+    pass through it as a single-encoded one."""
+    raw = request.rel_url.raw_path
+    for prefix in (PREFIX, "/api" + PREFIX):
+        if raw.startswith(prefix):
+            return "/" + raw[len(prefix):]
+    return None
+
+
 class _Refused(Exception):
     def __init__(self, response):
         self.response = response
@@ -91,7 +103,9 @@ def make_handler(rt):
             return refuse(402, "credits_hold_expired", "comfy-credits: the run token has expired")
         except _core.InvalidArgument:
             return refuse(402, "credits_hold_invalid", "comfy-credits: the run token is not valid")
-        path = "/" + request.match_info.get("tail", "")
+        path = raw_tail(request)
+        if path is None:
+            return refuse(400, "credits_gateway_bad_request", "comfy-credits: only API-node calls go through the gateway")
         body = await request.read()
         headers = {h: request.headers.get(h) for h in FORWARDED_REQUEST_HEADERS}
         loop = asyncio.get_running_loop()

@@ -344,26 +344,6 @@ static int have_data(const cc_gw_stream *s) { return s->len > s->off; }
 
 /* ------------------------------------------------------------ requests */
 
-/* Only what API nodes call (ComfyUI's comfy_api_nodes: every path is under
-** /proxy/, plus /customers/storage for upload URLs). Anything else would let
-** a run token reach the operator's own account endpoints with the operator's
-** key (balance, purchases), so it is refused. */
-static int allowed_path(const char *p) {
-    return strncmp(p, "/proxy/", 7) == 0 || strcmp(p, "/customers/storage") == 0;
-}
-
-static int valid_path(const char *p) {
-    size_t n = strnlen(p, CC_GW_PATH_BYTES_MAX + 1);
-    if (n == 0 || n > CC_GW_PATH_BYTES_MAX || p[0] != '/' || p[1] == '/') return 0;
-    if (!allowed_path(p)) return 0;
-    if (strstr(p, "/../") || (n >= 3 && strcmp(p + n - 3, "/..") == 0) || strstr(p, "/./")) return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c <= 0x20 || c == 0x7f || c == '?' || c == '#' || c == '\\') return 0;
-    }
-    return 1;
-}
-
 static int valid_token(const char *v, size_t max) {
     size_t n = strnlen(v, max + 1);
     if (n == 0 || n > max) return 0;
@@ -389,9 +369,11 @@ cc_rc cc_gw_start(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, c
     for (int i = 0; req->method && methods[i]; i++)
         if (strcmp(req->method, methods[i]) == 0) mi = i;
     if (mi < 0) return cc_fail(err, CC_ERR_INVALID, "method", "method must be GET, POST, PUT, PATCH or DELETE");
-    if (!req->path || !valid_path(req->path))
-        return cc_fail(err, CC_ERR_INVALID, "path",
-                       "only API-node calls (/proxy/..., /customers/storage) go through the gateway");
+    /* The one path check (gwpath.h): decoded once, plain segments, API-node paths only. */
+    char path[CC_GW_PATH_BYTES_MAX + 1];
+    cc_rc prc = cc_gw_path_canonical(req->path, req->path ? strnlen(req->path, CC_GW_PATH_BYTES_MAX + 1) : 0,
+                                     path, sizeof path, err);
+    if (prc != CC_OK) return prc;
     if (req->query && strnlen(req->query, CC_GW_PATH_BYTES_MAX + 1) > CC_GW_PATH_BYTES_MAX)
         return cc_fail(err, CC_ERR_INVALID, "query", "query string is too long");
     if (req->query)
@@ -418,10 +400,10 @@ cc_rc cc_gw_start(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, c
         return cc_fail(err, CC_ERR_NOMEM, "", "cannot create a libcurl handle");
     }
     cc_rc rc = CC_OK;
-    size_t ul = strlen(g->base) + strlen(req->path) + (req->query ? strlen(req->query) + 1 : 0) + 1;
+    size_t ul = strlen(g->base) + strlen(path) + (req->query ? strlen(req->query) + 1 : 0) + 1;
     char *url = malloc(ul);
     if (!url) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
-    else snprintf(url, ul, "%s%s%s%s", g->base, req->path, req->query ? "?" : "", req->query ? req->query : "");
+    else snprintf(url, ul, "%s%s%s%s", g->base, path, req->query ? "?" : "", req->query ? req->query : "");
 
     if (rc == CC_OK) rc = add_header(s, "Accept", "*/*", err);
     if (rc == CC_OK && req->content_type) rc = add_header(s, "Content-Type", req->content_type, err);

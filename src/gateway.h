@@ -24,6 +24,7 @@
 #define CC_GATEWAY_H
 
 #include "cc_common.h"
+#include "gwpath.h"
 #include "pricing.h"
 
 #define CC_GW_BUFFER_BYTES_MAX (256 * 1024)
@@ -31,7 +32,6 @@
 #define CC_GW_HEADERS_MAX 48
 #define CC_GW_HEADER_BYTES_MAX 8192
 #define CC_GW_HANDLES_MAX 256
-#define CC_GW_PATH_BYTES_MAX 2048
 
 typedef struct cc_gateway cc_gateway;
 typedef struct cc_gw_stream cc_gw_stream;
@@ -51,7 +51,7 @@ void cc_gateway_close(cc_gateway *g); /* no stream may be open */
 
 typedef struct cc_gw_request {
     const char *method;           /* GET, POST, PUT, PATCH, DELETE */
-    const char *path;             /* "/proxy/..." or "/customers/storage"; no "..", no control chars */
+    const char *path;             /* as the client sent it (percent-encoded); see gwpath.h */
     const char *query;            /* raw query without '?', or NULL */
     const char *content_type;     /* or NULL */
     const char *idempotency_key;  /* or NULL */

@@ -6,6 +6,7 @@ import types
 
 import aiohttp
 import pytest
+import yarl
 
 from appserver import free_port
 from aiohttp import web
@@ -70,7 +71,8 @@ def env(ledger, account):
     def call(method, path, headers=None, body=b"{}"):
         async def go():
             async with aiohttp.ClientSession() as s:
-                async with s.request(method, f"http://127.0.0.1:{gw_port}/credits/gateway{path}", data=body,
+                url = yarl.URL(f"http://127.0.0.1:{gw_port}/credits/gateway{path}", encoded=True)  # sent as written
+                async with s.request(method, url, data=body,
                                      headers=headers or {}) as r:
                     return r.status, dict(r.headers), await r.read()
         return loop.run_until_complete(go())
@@ -227,3 +229,30 @@ def test_hold_tokens():
         _core.TokenKey().verify(t)
     with pytest.raises(TypeError):
         _core.TokenKey(b"chosen-secret")
+
+
+@pytest.mark.parametrize("raw", [
+    "/proxy/%252e%252e/customers/balance",      # double-encoded ..
+    "/proxy/%2e%2e/customers/balance",          # encoded ..
+    "/proxy/.%2e/customers/balance",
+    "/proxy/x%2f..%2f..%2fcustomers%2fbalance",  # encoded slash
+    "/proxy/x%252f..%252fcustomers",
+    "/proxy/x%5c..%5ccustomers",                # encoded backslash
+    "/proxy/x%00",                              # NUL
+    "/proxy/x%3fy",                             # encoded ?
+    "/proxy/%e2%80%ae",                         # non-ASCII
+    "/proxy/x%2",                               # truncated escape
+    "/proxy//customers/balance",
+])
+def test_paths_that_are_not_plain_after_one_decoding_are_refused(env, raw):
+    """Issue #9.0b: /proxy/%252e%252e/customers/balance reached the upstream as
+    /proxy/../customers/balance with the operator's key."""
+    st, _, body = env.call("GET", raw, {"X-API-KEY": env.token})
+    assert st == 400, (raw, st, body)
+    assert env.up.requests == []
+
+
+def test_plain_paths_are_sent_canonical(env):
+    st, _, _ = env.call("GET", "/proxy/kling/v1/videos/text2video/task-1%3A2", {"X-API-KEY": env.token})
+    assert st == 200
+    assert env.up.requests[-1]["path"] == "/proxy/kling/v1/videos/text2video/task-1:2"

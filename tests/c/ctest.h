@@ -60,5 +60,6 @@ void suite_ledger(void);
 void suite_token(void);
 void suite_stripe(void);
 void suite_password(void);
+void suite_gwpath(void);
 
 #endif

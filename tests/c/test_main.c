@@ -11,6 +11,7 @@ int main(void) {
     suite_token();
     suite_stripe();
     suite_password();
+    suite_gwpath();
     printf("%d passed, %d failed\n", ct_passed, ct_failed);
     return ct_failed ? 1 : 0;
 }
