@@ -1,11 +1,19 @@
 """ComfyUI entry point of the comfy-credits pack (loaded from custom_nodes/).
 
-Builds nothing itself: run `bash scripts/setup` once to compile the C core.
-If anything here fails, the pack fails CLOSED: API nodes stay pointed at a
-refusing address (prestartup_script.py) and a small middleware refuses
-every prompt that contains an API node, saying why.
+Installed through ComfyUI-Manager: requirements.txt brings the prebuilt
+native module (comfy-credits-core), install.py checks it (README "Install").
+
+If anything here fails, the pack fails CLOSED and VISIBLY:
+  - API nodes stay pointed at a refusing address (prestartup_script.py);
+  - a small middleware refuses every prompt that contains an API node with
+    "Credits are unavailable on this server — ask the operator", and answers
+    every /credits/* request with the same (no file-system path, no detail);
+  - the log says why in one line, plus the fix;
+  - the exception is re-raised, so ComfyUI lists the pack as IMPORT FAILED
+    and never serves our web/ extension (no sign-in form that cannot work).
 """
 import logging
+import sys as _sys
 
 log = logging.getLogger("comfy_credits")
 
@@ -13,41 +21,56 @@ NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
 WEB_DIRECTORY = "./web"  # the Settings UI (one ES module + CSS); pyproject sets no [tool.comfy] web
 
-import sys as _sys
+UNAVAILABLE = "Credits are unavailable on this server — ask the operator"
 
 _IN_COMFYUI = "server" in _sys.modules and "nodes" in _sys.modules  # imported by ComfyUI's main.py
 
-try:
-    if _IN_COMFYUI:
+
+def _install_refusal():
+    """Fail closed: refuse API-node prompts and every credits route (server.py middlewares)."""
+    from aiohttp import web
+    from server import PromptServer
+    import nodes as _nodes
+
+    def _refusal(status=503):
+        return web.json_response({"error": {"type": "credits_unavailable", "message": UNAVAILABLE,
+                                             "details": UNAVAILABLE, "extra_info": {}},
+                                  "node_errors": {}, "available": False}, status=status)
+
+    @web.middleware
+    async def _comfy_credits_closed(request, handler):
+        path = request.path
+        if path.startswith("/api/"):
+            path = path[4:]
+        if path == "/credits" or path.startswith("/credits/"):
+            return _refusal()
+        if request.method == "POST" and path == "/prompt":
+            try:
+                body = await request.json()
+                prompt = body.get("prompt") if isinstance(body, dict) else None
+            except Exception:  # noqa: BLE001 - ComfyUI answers malformed bodies itself
+                prompt = None
+            if isinstance(prompt, dict) and any(
+                    getattr(_nodes.NODE_CLASS_MAPPINGS.get(n.get("class_type")), "API_NODE", False) is True
+                    for n in prompt.values() if isinstance(n, dict)):
+                return _refusal()
+        return await handler(request)
+
+    PromptServer.instance.app.middlewares.append(_comfy_credits_closed)
+
+
+if _IN_COMFYUI:
+    try:
         from .comfy_credits_ext import pack as _pack
 
         _pack.install()
-except Exception as _exc:  # noqa: BLE001 - any failure must close the gate, loudly
-    log.exception("=" * 72 + "\ncomfy-credits FAILED TO LOAD: API nodes are DISABLED until this is fixed.\n"
-                  "Run `bash scripts/setup` in the comfy-credits folder and restart ComfyUI.\n" + "=" * 72)
-    _reason = f"{type(_exc).__name__}: {_exc}"
-    try:
-        from aiohttp import web
-        from server import PromptServer
-        import nodes as _nodes
-
-        @web.middleware
-        async def _comfy_credits_closed(request, handler):
-            if request.method == "POST" and request.path in ("/prompt", "/api/prompt"):
-                try:
-                    body = await request.json()
-                    prompt = body.get("prompt") if isinstance(body, dict) else None
-                except Exception:
-                    prompt = None
-                if isinstance(prompt, dict) and any(
-                        getattr(_nodes.NODE_CLASS_MAPPINGS.get(n.get("class_type")), "API_NODE", False) is True
-                        for n in prompt.values() if isinstance(n, dict)):
-                    return web.json_response({"error": {
-                        "type": "credits_unavailable", "message": "Paid API nodes are disabled on this server",
-                        "details": f"comfy-credits failed to load ({_reason}). Ask the operator to check the log.",
-                        "extra_info": {}}, "node_errors": {}}, status=503)
-            return await handler(request)
-
-        PromptServer.instance.app.middlewares.append(_comfy_credits_closed)
-    except Exception:  # noqa: BLE001
-        log.exception("comfy-credits: could not even install the refusing middleware")
+    except Exception as _exc:  # noqa: BLE001 - any failure must close the gate, loudly, then fail the import
+        _reason = getattr(_exc, "reason", None) or f"{type(_exc).__name__}: {_exc}"
+        _fix = getattr(_exc, "fix", None) or ("fix the cause above, or reinstall comfy-credits with "
+                                              "ComfyUI-Manager ('Try fix'), then restart ComfyUI")
+        log.error("comfy-credits DISABLED (paid API nodes are refused): %s Fix: %s", _reason, _fix)
+        try:
+            _install_refusal()
+        except Exception:  # noqa: BLE001
+            log.exception("comfy-credits: could not even install the refusing middleware")
+        raise

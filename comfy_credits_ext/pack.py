@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from . import api_nodes, config, gate, gateway_route, payments, routes
+from . import __version__, api_nodes, config, gate, gateway_route, payments, routes
 from .runtime import Runtime
 
 log = logging.getLogger("comfy_credits")
@@ -51,6 +51,13 @@ def install() -> Runtime:
     gateway_route.register(server.routes, rt)
     pay = payments.Payments(rt, self_base(args))
     payments.register(server.routes, rt, pay, whoami)
+
+    @server.routes.get("/credits/status")
+    async def credits_status(request):
+        # For web/ and monitoring. When the pack fails to load, the root
+        # __init__.py answers this (and every /credits/* route) with 503.
+        from aiohttp import web
+        return web.json_response({"available": True, "version": __version__})
 
     async def on_startup(app):
         wrapped = api_nodes.wrap_all(rt, nodes.NODE_CLASS_MAPPINGS)

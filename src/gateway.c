@@ -11,6 +11,7 @@
 */
 #include "gateway.h"
 #include "money.h"
+#include "tls.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -443,6 +444,7 @@ cc_rc cc_gw_start(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, c
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* redirects go back to the client as they are */
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    cc_tls_apply(e); /* explicit CA bundle: the wheel's libcurl has the build machine's path */
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL); /* pass bodies through unchanged */
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (mi == 0) {

@@ -6,6 +6,11 @@
 #include "py_util.h"
 #include "money.h"
 #include "ledger.h"
+#include "tls.h"
+
+#ifndef CC_VERSION
+#error "build with -DCC_VERSION=\"x.y.z\" (setup.py reads it from comfy_credits_ext/__init__.py)"
+#endif
 
 static PyModuleDef ccpy_moduledef;
 
@@ -14,6 +19,23 @@ ccpy_state *ccpy_get_state(PyObject *module) {
     CC_ASSERT(s != NULL);
     return (ccpy_state *)s;
 }
+
+#if PY_VERSION_HEX < 0x030B0000
+/* Python 3.10 lacks PyType_GetModuleByDef: the same walk over the MRO as
+** CPython 3.11's typeobject.c (the first heap type defined by our module). */
+static PyObject *PyType_GetModuleByDef(PyTypeObject *tp, PyModuleDef *def) {
+    PyObject *mro = tp->tp_mro;
+    CC_ASSERT(mro != NULL && PyTuple_Check(mro));
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!PyType_HasFeature(t, Py_TPFLAGS_HEAPTYPE)) continue;
+        PyObject *m = ((PyHeapTypeObject *)t)->ht_module;
+        if (m && PyModule_GetDef(m) == def) return m;
+    }
+    PyErr_SetString(PyExc_TypeError, "PyType_GetModuleByDef: no module found");
+    return NULL;
+}
+#endif
 
 ccpy_state *ccpy_state_from_type(PyTypeObject *tp) {
     PyObject *m = PyType_GetModuleByDef(tp, &ccpy_moduledef);
@@ -211,7 +233,27 @@ static PyObject *py_email_valid(PyObject *m, PyObject *arg) {
     return PyBool_FromLong(s && cc_email_valid(s));
 }
 
+static PyObject *py_set_ca_bundle(PyObject *m, PyObject *arg) {
+    ccpy_state *st = ccpy_get_state(m);
+    const char *path;
+    if (ccpy_str(st, arg, "ca_bundle", &path) < 0) return NULL;
+    cc_error e;
+    if (cc_tls_set_ca_bundle(path, &e) != CC_OK) return ccpy_raise(st, &e);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_ca_bundle(PyObject *m, PyObject *unused) {
+    (void)m;
+    (void)unused;
+    char buf[CC_TLS_PATH_BYTES_MAX + 1];
+    if (cc_tls_ca_bundle(buf, sizeof buf) == 0) Py_RETURN_NONE;
+    return PyUnicode_DecodeFSDefault(buf);
+}
+
 static PyMethodDef module_methods[] = {
+    {"set_ca_bundle", py_set_ca_bundle, METH_O,
+     "set_ca_bundle(path or None): CA bundle file for every HTTPS call (upstream, Stripe); None = libcurl default"},
+    {"ca_bundle", py_ca_bundle, METH_NOARGS, "the CA bundle file in use, or None for libcurl's default"},
     {"convert", (PyCFunction)(void (*)(void))py_convert, METH_VARARGS | METH_KEYWORDS,
      "convert(currency, amount_minor, rates=None) -> micro-credits bought, half-up to whole credits"},
     {"currency_exponent", py_currency_exponent, METH_O, "minor-unit exponent of an ISO currency"},
@@ -262,6 +304,9 @@ static int module_exec(PyObject *m) {
         !(st->StorageError = exc_with(m, "StorageError", st->CreditsError, PyExc_OSError,
                                       "The database failed; nothing was written.")))
         return -1;
+    /* The pack refuses to start unless this equals its own version (the
+    ** build passes CC_VERSION from comfy_credits_ext/__init__.py). */
+    if (PyModule_AddStringConstant(m, "__version__", CC_VERSION) < 0) return -1;
     if (PyModule_AddIntConstant(m, "MICRO", (long)CC_MICRO) < 0 ||
         PyModule_AddObject(m, "AMOUNT_MAX", PyLong_FromLongLong(CC_AMOUNT_MAX)) < 0 ||
         PyModule_AddIntConstant(m, "KEY_BYTES_MAX", CC_KEY_BYTES_MAX) < 0 ||

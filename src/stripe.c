@@ -4,6 +4,7 @@
 */
 #include "stripe.h"
 #include "money.h"
+#include "tls.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -154,6 +155,7 @@ static cc_rc call(cc_stripe *s, const char *method, const char *path, const char
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    cc_tls_apply(c); /* explicit CA bundle: the wheel's libcurl has the build machine's path */
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(c, CURLOPT_POST, 1L);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");

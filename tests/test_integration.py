@@ -60,17 +60,18 @@ NODE_CLASS_MAPPINGS = {"AcmeUpscaleApi": AcmeUpscaleApi}
 
 
 class Comfy:
-    def __init__(self, tmp, pack_env=None, extra_args=None):
+    def __init__(self, tmp, pack_env=None, extra_args=None, pack=ROOT, python=None, env_base=None):
         self.tmp = tmp
         self.up_port, self.port = free_port(), free_port()
         nodes_dir = tmp / "custom_nodes"
-        nodes_dir.mkdir()
-        os.symlink(ROOT, nodes_dir / "comfy-credits")
+        nodes_dir.mkdir(exist_ok=True)
+        if not (nodes_dir / "comfy-credits").exists():  # a test may have installed the pack there already
+            os.symlink(pack, nodes_dir / "comfy-credits")
         # A third-party pack with its own paid API node (synchronous, no price rule).
         (nodes_dir / "acme_api_pack").mkdir()
         (nodes_dir / "acme_api_pack" / "__init__.py").write_text(ACME_PACK)
         (tmp / "user").mkdir()
-        env = dict(os.environ, PYTHONUNBUFFERED="1", COMFY_CREDITS_UPSTREAM_KEY=OPERATOR_KEY,
+        env = dict(os.environ if env_base is None else env_base, PYTHONUNBUFFERED="1", COMFY_CREDITS_UPSTREAM_KEY=OPERATOR_KEY,
                    COMFY_CREDITS_UPSTREAM_BASE=f"http://127.0.0.1:{self.up_port}", HARNESS_RETRY_DELAY_S="0.01",
                    **(pack_env or {}))
         env.pop("COMFY_CREDITS_DB", None)
@@ -78,7 +79,7 @@ class Comfy:
                                     "--key", OPERATOR_KEY], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True, env=env)
         wait_line(self.up, "listening")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HARNESS, "main.py"), "--listen", "127.0.0.1",
+        self.proc = subprocess.Popen([python or sys.executable, os.path.join(HARNESS, "main.py"), "--listen", "127.0.0.1",
                                       "--port", str(self.port), "--user-directory", str(tmp / "user"),
                                       "--custom-nodes-dir", str(nodes_dir), *(extra_args or [])],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -337,9 +338,13 @@ def test_fail_closed_when_the_pack_cannot_start(tmp_path):
     bad.write_text("{ not json")
     c = Comfy(tmp_path, {"COMFY_CREDITS_CONFIG": str(bad)})
     try:
-        assert "comfy-credits FAILED TO LOAD" in c.boot_log
+        # One line with the reason and the fix; ComfyUI lists the pack as IMPORT FAILED (nodes.py:2241, 2402).
+        assert "comfy-credits DISABLED (paid API nodes are refused): " in c.boot_log and "Fix: " in c.boot_log
+        assert "IMPORT FAILED: " + str(tmp_path / "custom_nodes" / "comfy-credits") in c.boot_log
         st, body = c.queue(dalle())
         assert st == 503 and body["error"]["type"] == "credits_unavailable"
+        assert body["error"]["message"] == "Credits are unavailable on this server — ask the operator"
+        assert str(tmp_path) not in json.dumps(body) and "bad.json" not in json.dumps(body)
         st, body = c.queue({"1": {"class_type": "PrimitiveString", "inputs": {"value": "x"}},
                             "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}})
         assert st == 200  # everything else keeps working
