@@ -39,13 +39,14 @@ def _pkg_config(flag):
     return out.decode().split()
 
 
-def extension(module_name, relative_to):
-    """The Extension for `module_name`, with sources given relative to `relative_to`
-    (setuptools wants relative paths inside the project it builds)."""
+def extension(module_name, relative_to, src_dir=None):
+    """The Extension for `module_name` from the C files in src_dir (default:
+    the repo's src/), given relative to `relative_to` as setuptools wants."""
     cflags = _pkg_config("--cflags") or []
     libs = _pkg_config("--libs") or ["-lcjson", "-lsqlite3", "-lcurl", "-lcrypto"]
-    src = os.path.join(REPO, "src")
-    sources = sorted(os.path.relpath(p, relative_to) for p in glob.glob(os.path.join(src, "*.c")))
+    src = src_dir or os.path.join(REPO, "src")
+    rel = lambda p: os.path.relpath(p, relative_to)  # noqa: E731
+    sources = sorted(rel(p) for p in glob.glob(os.path.join(src, "*.c")))
     extra = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers"]
     if os.environ.get("COMFY_CREDITS_SANITIZE"):
         extra += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
@@ -53,7 +54,7 @@ def extension(module_name, relative_to):
     return Extension(
         module_name,
         sources=sources,
-        include_dirs=[os.path.relpath(src, relative_to)],
+        include_dirs=[rel(src)],
         define_macros=[("CC_VERSION", '"%s"' % version())],
         extra_compile_args=cflags + extra,
         extra_link_args=libs + ["-lpthread"],
