@@ -275,6 +275,41 @@ def cmd_verify(led, args, cfg):
     return EXIT_OK if rep["ok"] else EXIT_REFUSED
 
 
+def cmd_purchases(led, args, cfg):
+    """Paid Stripe sessions that could not be credited (see attention.py)."""
+    from .attention import Attention
+    store = Attention(str(cfg.database))
+    try:
+        if args.command_purchases == "resolve":
+            try:
+                row = store.resolve(args.session_id, args.note)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            except LookupError as exc:
+                err(str(exc))
+                return EXIT_REFUSED
+            print(f"resolved {row['session_id']}: {row['resolution']}")
+            return EXIT_OK
+        rows = store.list(include_resolved=args.all)
+    finally:
+        store.close()
+    if args.json:
+        print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print("no paid purchase needs attention")
+    for r in rows:
+        try:
+            who = led.account(r["account_id"])["email"] if r["account_id"] > 0 else "(no account)"
+        except _core.NotFound:
+            who = f"(account {r['account_id']} does not exist)"
+        state = f"resolved {fmt_time(r['resolved_ms'])}: {r['resolution']}" if r["resolved_ms"] else "NEEDS ATTENTION"
+        print(f"{r['session_id']}  {fmt_time(r['first_ms'])}  {who}  paid {r['amount_minor']} {r['currency'].upper()} "
+              f"({r['method'] or 'method unknown'}) for {credits(r['credits_micro'])} credits  [{state}]\n"
+              f"    reason: {r['reason']} (reported {r['reports']}x)")
+    return EXIT_OK
+
+
 def load_prices(cfg):
     try:
         return _core.PriceTable(cfg.price_table_text())
@@ -383,6 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="recompute every ledger invariant")
     v.add_argument("--json", action="store_true")
 
+    pu = sub.add_parser("purchases", help="paid purchases that could not be credited (needs attention)")
+    pusub = pu.add_subparsers(dest="command_purchases", required=True, metavar="ACTION")
+    pa = pusub.add_parser("attention", help="list paid sessions that were not credited, with the reason")
+    pa.add_argument("--all", action="store_true", help="include resolved ones")
+    pa.add_argument("--json", action="store_true")
+    prr = pusub.add_parser("resolve", help="mark one as settled (after e.g. `grant`), with a note")
+    prr.add_argument("session_id")
+    prr.add_argument("--note", required=True, help="how it was settled")
+
     pr = sub.add_parser("price", help="price table tools")
     psub = pr.add_subparsers(dest="command_price", required=True, metavar="ACTION")
     pe = psub.add_parser("estimate", help="worst-case credits for one node")
@@ -395,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 LEDGER_COMMANDS = {"key": cmd_key, "grant": cmd_grant, "balance": cmd_balance, "history": cmd_history, "expire": cmd_expire,
-                   "verify": cmd_verify}
+                   "verify": cmd_verify, "purchases": cmd_purchases}
 USER_COMMANDS = {"add": cmd_user_add, "list": cmd_user_list, "password": cmd_user_password, "disable": cmd_user_status,
                  "enable": cmd_user_status, "promote": cmd_user_status}
 

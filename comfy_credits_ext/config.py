@@ -19,6 +19,7 @@ Config file (JSON, every key optional):
       "purchase_max_usd": "1000",
       "sandbox_checkout": true,
       "stripe_api_base": "https://api.stripe.com",
+      "stripe_api_version": "2026-10-28.endive",
       "public_url": "https://comfy.example.com",
       "allow_signup": false
     }
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,10 +50,11 @@ DATA_DIR_NAME = "comfy_credits"  # inside ComfyUI's user directory
 
 KNOWN_KEYS = {"database", "price_table", "rates", "hold_ttl_ms", "upstream_base", "upstream_timeout_ms",
               "charge_failed_runs", "session_ttl_ms", "purchase_min_usd", "purchase_max_usd", "sandbox_checkout",
-              "stripe_api_base", "public_url", "allow_signup"}
+              "stripe_api_base", "stripe_api_version", "public_url", "allow_signup"}
 ENV_STRIPE_KEY = "STRIPE_SECRET_KEY"
 ENV_STRIPE_WEBHOOK_SECRET = "STRIPE_WEBHOOK_SECRET"
 ENV_STRIPE_API_BASE = "COMFY_CREDITS_STRIPE_API_BASE"
+ENV_STRIPE_API_VERSION = "COMFY_CREDITS_STRIPE_API_VERSION"
 ENV_UPSTREAM_KEY = "COMFY_CREDITS_UPSTREAM_KEY"
 ENV_UPSTREAM_BASE = "COMFY_CREDITS_UPSTREAM_BASE"
 UPSTREAM_BASE_DEFAULT = "https://api.comfy.org"
@@ -80,6 +83,8 @@ class Config:
     purchase_max_usd_cents: int = 100_000    # $1,000, Comfy.org's maximum
     sandbox_checkout: bool = True            # used only while no Stripe key is set
     stripe_api_base: str = "https://api.stripe.com"
+    # The Stripe-Version sent on every request (and the one to give the webhook endpoint).
+    stripe_api_version: str = field(default_factory=_core.stripe_api_version_default)
     public_url: str | None = None            # how browsers reach ComfyUI (for Stripe's return URLs)
     allow_signup: bool = False               # False: only the operator creates accounts
     source: Path | None = None  # the file it came from, if any
@@ -210,6 +215,11 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
         if not isinstance(sbase, str) or not sbase.startswith(("https://", "http://127.", "http://localhost")):
             raise ConfigError("stripe_api_base: expected https:// (or a loopback test server)")
         cfg.stripe_api_base = sbase.rstrip("/")
+    sver = os.environ.get(ENV_STRIPE_API_VERSION) or raw.get("stripe_api_version")
+    if sver is not None:
+        if not isinstance(sver, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?", sver):
+            raise ConfigError("stripe_api_version: expected a Stripe API version such as 2026-10-28.endive")
+        cfg.stripe_api_version = sver
     if "public_url" in raw:
         if not isinstance(raw["public_url"], str) or not raw["public_url"].startswith(("http://", "https://")):
             raise ConfigError("public_url: expected the http(s) address browsers use to reach ComfyUI")

@@ -9,6 +9,15 @@ _core.verify_webhook) and exactly-once fulfilment keyed by the session id
 the same fulfilment, so whichever comes first credits and the other sees
 "already_credited". There is no refund route.
 
+A session is priced once, when it is created (credits, amount, currency and
+rate in its metadata); fulfilment credits exactly that. Neither path trusts
+an event body: the webhook takes only the session id from the signed event
+and reads the session from Stripe (expanded to the charge, which names the
+method used) at the pinned Stripe-Version. A paid session that cannot be
+credited is kept for the operator (attention.py) and the buyer is told it is
+being reviewed. A retried create reuses its Idempotency-Key, derived from the
+account and the request id the browser sends.
+
 The sandbox plays Stripe's part with the same session and event shapes: its
 page completes a session, then delivers a *signed* checkout.session.completed
 event to our own webhook route over loopback, so the sandbox exercises the
@@ -24,6 +33,7 @@ import json
 import logging
 import secrets
 import time
+import re
 import uuid
 from collections import OrderedDict
 
@@ -31,6 +41,7 @@ import aiohttp
 from aiohttp import web
 
 from . import _core
+from .attention import Attention
 from .routes import error, read_json, same_origin, signed_in_write
 
 log = logging.getLogger("comfy_credits")
@@ -38,6 +49,13 @@ log = logging.getLogger("comfy_credits")
 SANDBOX_SESSIONS_MAX = 10_000
 SESSION_PARAM = "credits_checkout"
 PRESETS_USD = (5, 10, 20, 50, 100)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{8,100}$")
+REVIEW_MESSAGE = ("Your payment was received. The purchase is being reviewed by the operator; the credits are added "
+                  "once it is resolved, nothing more is charged.")
+
+
+class RequestReused(Exception):
+    """The same purchase request id with other parameters."""
 
 
 class Sandbox:
@@ -47,23 +65,36 @@ class Sandbox:
         self.self_base = self_base.rstrip("/")
         self.webhook_secret = "whsec_sandbox_" + secrets.token_hex(24)
         self.sessions: OrderedDict[str, dict] = OrderedDict()
+        self.by_key: OrderedDict[str, tuple] = OrderedDict()
         self.events_sent = 0
 
     def create(self, *, currency, amount_minor, credits_micro, account_id, customer_email, success_url,
-               cancel_url, methods, page_base, **_):
+               cancel_url, methods, page_base, rate_micro, idempotency_key, **_):
+        # Stripe's idempotency: the same key with the same parameters answers
+        # the first session; with other parameters it is refused.
+        params = (currency, amount_minor, credits_micro, account_id, tuple(methods), rate_micro)
+        seen = self.by_key.get(idempotency_key)
+        if seen and seen[1] in self.sessions:
+            if seen[0] != params:
+                raise RequestReused("this request id was already used for another purchase")
+            return self.public(self.sessions[seen[1]])
         sid = "cs_test_sandbox_" + secrets.token_hex(12)
         now = int(time.time())
         s = {"id": sid, "object": "checkout.session", "mode": "payment", "status": "open",
              "payment_status": "unpaid", "currency": currency, "amount_total": amount_minor,
              "client_reference_id": str(account_id), "customer_email": customer_email,
              "metadata": {"account_id": str(account_id), "credits_micro": str(credits_micro),
-                          "method": ",".join(methods)},
+                          "amount_minor": str(amount_minor), "currency": currency, "rate_micro": str(rate_micro),
+                          "method": ",".join(methods)}, "payment_intent": None,
              "payment_method_types": list(methods), "success_url": success_url, "cancel_url": cancel_url,
              "created": now, "expires_at": now + 24 * 3600, "livemode": False,
              "url": f"{page_base}/credits/sandbox/checkout/{sid}"}
         self.sessions[sid] = s
+        self.by_key[idempotency_key] = (params, sid)
         while len(self.sessions) > SANDBOX_SESSIONS_MAX:
             self.sessions.popitem(last=False)
+        while len(self.by_key) > SANDBOX_SESSIONS_MAX:
+            self.by_key.popitem(last=False)
         return self.public(s)
 
     def public(self, s: dict) -> dict:
@@ -101,7 +132,7 @@ class Payments:
         self.sandbox = None
         if cfg.stripe_key:
             try:
-                self.stripe = _core.Stripe(cfg.stripe_api_base, cfg.stripe_key)
+                self.stripe = _core.Stripe(cfg.stripe_api_base, cfg.stripe_key, api_version=cfg.stripe_api_version)
             except _core.InvalidArgument as exc:  # a typo must not take API nodes down with it
                 log.error("comfy-credits: STRIPE_SECRET_KEY is not usable (%s); buying credits is DISABLED", exc)
             if not cfg.stripe_webhook_secret:
@@ -113,6 +144,7 @@ class Payments:
                         "real money). Set sandbox_checkout=false to turn it off.")
         self.min_micro = _core.convert("usd", cfg.purchase_min_usd_cents, cfg.rates_micro)
         self.max_micro = _core.convert("usd", cfg.purchase_max_usd_cents, cfg.rates_micro)
+        self.attention = Attention(str(cfg.database))
 
     @property
     def enabled(self) -> bool:
@@ -132,7 +164,30 @@ class Payments:
                 "methods_note": "WeChat Pay and Alipay are available only when paying in USD."}
 
     def fulfil(self, session_json: bytes) -> dict:
-        return self.rt.ledger.fulfil_checkout(session_json, self.min_micro, self.max_micro)
+        """Credits a paid session once; keeps one that cannot be credited for the operator."""
+        res = self.rt.ledger.fulfil_checkout(session_json)
+        if res["state"] == "needs_attention":
+            log.error("comfy-credits: paid checkout %s NEEDS ATTENTION (nothing credited): %s; see "
+                      "`python -m comfy_credits_ext purchases attention`", res["session_id"], res["reason"])
+            self.attention.record(res)
+        return res
+
+    def fetch_session(self, sid: str) -> bytes | None:
+        """The session as Stripe (or the sandbox) has it now, as JSON; None if unknown.
+        Raises _core.CreditsError when Stripe cannot be reached."""
+        if self.sandbox:
+            raw = self.sandbox.get(sid)
+            return json.dumps(raw).encode() if raw else None
+        if not self.stripe:
+            raise _core.InvalidState("buying credits is not enabled on this server")
+        try:
+            s = self.stripe.retrieve_checkout(sid)
+        except _core.InvalidArgument as exc:
+            if exc.field in ("session", "session_id") or "resource_missing" in str(exc):
+                return None
+            log.error("comfy-credits: reading checkout %s from Stripe failed: %s", sid, exc)
+            raise _core.StorageError(f"reading checkout {sid} failed: {exc}") from None
+        return json.dumps(_stripe_shape(s)).encode()
 
 
 def register(routes, rt, payments: Payments, whoami) -> None:
@@ -166,6 +221,13 @@ def register(routes, rt, payments: Payments, whoami) -> None:
         if method is not None and method not in allowed:
             return error(400, "method_not_available",
                          "WeChat Pay and Alipay are only available when paying in USD.", "method")
+        request_id = body.get("request_id")
+        if request_id is not None and (not isinstance(request_id, str) or not REQUEST_ID.match(request_id)):
+            return error(400, "invalid_argument", "request_id must be 8..100 letters, digits, - or _", "request_id")
+        least = _core.stripe_min_charge(currency)
+        if amount < least:
+            return error(400, "amount_below_minimum",
+                         f"Stripe's minimum charge in {currency.upper()} is {least} (minor units).", "amount_minor")
         try:
             credits = _core.convert(currency, amount, rt.cfg.rates_micro)
         except _core.InvalidArgument as exc:
@@ -178,19 +240,28 @@ def register(routes, rt, payments: Payments, whoami) -> None:
                          " credits).", "amount_minor")
         account = who["account"]
         base = rt.cfg.public_url or f"{request.scheme}://{request.host}"
+        # One purchase attempt = one key: a retry of the same create (same
+        # request id from the browser) gets the same session, never a second one.
+        idem = "cc-checkout-" + hashlib.sha256(
+            f"{account['id']}\0{request_id or uuid.uuid4()}".encode()).hexdigest()[:48]
         params = dict(currency=currency, amount_minor=amount, credits_micro=credits, account_id=account["id"],
-                      customer_email=account["email"],
+                      customer_email=account["email"], rate_micro=rt.cfg.rates_micro[currency], idempotency_key=idem,
                       success_url=f"{base}/?{SESSION_PARAM}={{CHECKOUT_SESSION_ID}}",
                       cancel_url=f"{base}/?{SESSION_PARAM}=cancelled",
                       methods=[method] if method else allowed)
         try:
             if payments.stripe:
-                s = await asyncio.to_thread(payments.stripe.create_checkout, idempotency_key=str(uuid.uuid4()),
+                s = await asyncio.to_thread(payments.stripe.create_checkout,
                                             product_name=f"{_core.format_credits(credits, 0)} ComfyUI credits",
                                             **params)
             else:
                 s = payments.sandbox.create(page_base=base, **params)
+        except RequestReused as exc:
+            return error(409, "request_reused", f"{exc}; start a new purchase.", "request_id")
         except _core.InvalidArgument as exc:
+            if "idempotency_error" in str(exc):
+                return error(409, "request_reused", "This request id was already used for another purchase; start "
+                             "a new purchase.", "request_id")
             return error(400, "invalid_argument", str(exc), exc.field)
         except _core.CreditsError as exc:
             log.error("comfy-credits: creating a checkout failed: %s", exc)
@@ -204,21 +275,14 @@ def register(routes, rt, payments: Payments, whoami) -> None:
         if err:
             return err
         sid = request.match_info["session_id"]
-        if payments.sandbox:
-            raw = payments.sandbox.get(sid)
-            if raw is None:
-                return error(404, "not_found", "No such checkout.")
-            session_json = json.dumps(raw).encode()
-        elif payments.stripe:
-            try:
-                s = await asyncio.to_thread(payments.stripe.retrieve_checkout, sid)
-            except _core.InvalidArgument:
-                return error(404, "not_found", "No such checkout.")
-            except _core.CreditsError:
-                return error(502, "checkout_unavailable", "The payment provider could not be reached; try again.")
-            session_json = json.dumps({"object": "checkout.session", **_stripe_shape(s)}).encode()
-        else:
+        if not payments.enabled:
             return error(503, "purchases_disabled", "Buying credits is not enabled on this server.")
+        try:
+            session_json = await asyncio.to_thread(payments.fetch_session, sid)
+        except _core.CreditsError:
+            return error(502, "checkout_unavailable", "The payment provider could not be reached; try again.")
+        if session_json is None:
+            return error(404, "not_found", "No such checkout.")
         s = _core.parse_checkout_session(session_json)
         if s["account_id"] != who["account"]["id"]:
             return error(404, "not_found", "No such checkout.")  # never reveal other accounts' purchases
@@ -228,8 +292,12 @@ def register(routes, rt, payments: Payments, whoami) -> None:
             log.error("comfy-credits: fulfilling %s failed: %s", sid, exc)
             return error(409, "fulfilment_failed", str(exc))
         acct = await asyncio.to_thread(rt.ledger.account, who["account"]["id"])
-        return web.json_response({"state": res["state"], "session_id": sid, "credits_micro": s["credits_micro"],
-                                  "balance_micro": acct["balance"], "balance": _core.format_credits(acct["balance"])})
+        out = {"state": res["state"], "session_id": sid, "credits_micro": s["credits_micro"],
+               "method": res["method_used"], "balance_micro": acct["balance"],
+               "balance": _core.format_credits(acct["balance"])}
+        if res["state"] == "needs_attention":
+            out["message"] = REVIEW_MESSAGE
+        return web.json_response(out)
 
     @routes.post("/credits/stripe/webhook")
     async def webhook(request):
@@ -247,14 +315,28 @@ def register(routes, rt, payments: Payments, whoami) -> None:
             return error(400, "bad_json", "The event is not JSON.")
         kind = event.get("type") if isinstance(event, dict) else None
         if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+            obj = (event.get("data") or {}).get("object") if isinstance(event.get("data"), dict) else None
+            sid = obj.get("id") if isinstance(obj, dict) else None
+            if not isinstance(sid, str) or not sid.startswith("cs_"):
+                return error(400, "bad_event", "The event carries no Checkout Session id.")
+            # The signed event only names the session; its content is read from
+            # Stripe at our pinned version (with the charge: the method used).
             try:
-                res = await asyncio.to_thread(payments.fulfil, body)
-            except _core.StorageError as exc:
-                return error(500, "storage_error", str(exc))  # Stripe retries later
+                session_json = await asyncio.to_thread(payments.fetch_session, sid)
             except _core.CreditsError as exc:
-                log.error("comfy-credits: webhook %s for a session could not be fulfilled: %s", kind, exc)
-                return web.json_response({"received": True, "state": "rejected", "reason": str(exc)})
-            return web.json_response({"received": True, "state": res["state"]})
+                log.warning("comfy-credits: webhook for %s: Stripe unreachable (%s); Stripe will retry", sid, exc)
+                return error(503, "checkout_unavailable", "Stripe could not be reached; retry later.")
+            if session_json is None:
+                log.error("comfy-credits: webhook names checkout %s, which Stripe does not know under this key", sid)
+                return error(404, "unknown_session", "No such checkout under this Stripe key.")
+            try:
+                res = await asyncio.to_thread(payments.fulfil, session_json)
+            except _core.CreditsError as exc:
+                return error(500, "storage_error", str(exc))  # nothing recorded: Stripe retries later
+            out = {"received": True, "state": res["state"]}
+            if res["state"] == "needs_attention":
+                out["reason"] = res["reason"]
+            return web.json_response(out)
         if kind == "checkout.session.async_payment_failed":
             log.info("comfy-credits: a delayed payment failed; nothing is credited")
         return web.json_response({"received": True, "state": "ignored"})
@@ -265,11 +347,17 @@ def register(routes, rt, payments: Payments, whoami) -> None:
 
 def _stripe_shape(s: dict) -> dict:
     """A session dict from _core.Stripe back into Stripe's JSON shape."""
-    return {"id": s["id"], "url": s["url"], "status": s["status"], "payment_status": s["payment_status"],
-            "currency": s["currency"], "amount_total": s["amount_total"],
+    pi = s["payment_intent"] or None
+    if pi and s["method_used"]:
+        pi = {"id": pi, "latest_charge": {"payment_method_details": {"type": s["method_used"]}}}
+    md = {"credits_micro": str(s["credits_micro"]), "method": s["methods_offered"]}
+    if s["priced_amount_minor"]:
+        md.update(amount_minor=str(s["priced_amount_minor"]), currency=s["priced_currency"],
+                  rate_micro=str(s["rate_micro"]))
+    return {"object": "checkout.session", "id": s["id"], "url": s["url"], "status": s["status"],
+            "payment_status": s["payment_status"], "currency": s["currency"], "amount_total": s["amount_total"],
             "client_reference_id": str(s["account_id"]), "customer_email": s["customer_email"],
-            "created": s["created_s"],
-            "metadata": {"credits_micro": str(s["credits_micro"]), "method": s["method"]}}
+            "created": s["created_s"], "metadata": md, "payment_intent": pi}
 
 
 def register_sandbox(routes, rt, payments: Payments) -> None:
@@ -304,7 +392,10 @@ def register_sandbox(routes, rt, payments: Payments) -> None:
         if action != "pay":
             return web.Response(status=400, text="Unknown action.")
         s["status"], s["payment_status"] = "complete", "paid"
-        s["metadata"]["method"] = method
+        # As Stripe has it: the charge names the method used; metadata keeps the offer.
+        s["payment_intent"] = {"id": "pi_sandbox_" + secrets.token_hex(12), "object": "payment_intent",
+                               "latest_charge": {"id": "ch_sandbox_" + secrets.token_hex(12), "object": "charge",
+                                                 "payment_method_details": {"type": method}}}
         result = await sandbox.deliver(s, "checkout.session.completed")
         if result["status"] != 200:
             log.error("comfy-credits: sandbox webhook was refused: %s", result)

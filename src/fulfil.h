@@ -7,11 +7,20 @@
 **     webhook or the user's return to ComfyUI): both call this function.
 **   - The purchase is keyed by the session id ("stripe:<id>"): duplicates,
 **     retries, reordering and concurrent calls credit once; later calls see
-**     CC_FULFIL_ALREADY. A repeat carrying different amounts is a conflict.
-**   - The session must name an existing account (client_reference_id), a
-**     positive credit amount (metadata.credits_micro) and a known currency,
-**     and its credits must lie within [min_micro, max_micro] (the operator's
-**     per-purchase limits, checked again here on the server).
+**     CC_FULFIL_ALREADY.
+**   - A session is priced once, when it is created: its metadata carries the
+**     credits, the amount, the currency and the rate. Fulfilment credits
+**     exactly metadata.credits_micro when Stripe's amount_total and currency
+**     are the ones priced (and the credits are what that amount buys at the
+**     recorded rate), whatever the operator's limits or rates are later.
+**   - A paid session that cannot be credited (no account, no price in its
+**     metadata, an amount that differs from the price, an account that no
+**     longer exists, a balance at its cap) is CC_FULFIL_NEEDS_ATTENTION with
+**     the reason in *err (field + message): the caller keeps it for the
+**     operator; nothing is credited and it is never answered "rejected".
+**   - The ledger entry records the method actually used (the charge's
+**     payment_method_details.type, else the single method offered, else
+**     "stripe") and the methods offered in its note ("offered: ...").
 **   - There is no refund path: nothing here ever removes credits.
 */
 #ifndef CC_FULFIL_H
@@ -21,14 +30,17 @@
 #include "stripe.h"
 
 typedef enum cc_fulfil_state {
-    CC_FULFIL_CREDITED = 1,   /* credits added now */
-    CC_FULFIL_ALREADY = 2,    /* credited earlier (replay) */
-    CC_FULFIL_PENDING = 3,    /* not paid yet (open, or async payment processing) */
-    CC_FULFIL_NOT_PAID = 4,   /* expired, or completed without payment */
+    CC_FULFIL_CREDITED = 1,        /* credits added now */
+    CC_FULFIL_ALREADY = 2,         /* credited earlier (replay) */
+    CC_FULFIL_PENDING = 3,         /* not paid yet (open, or async payment processing) */
+    CC_FULFIL_NOT_PAID = 4,        /* expired, or completed without payment */
+    CC_FULFIL_NEEDS_ATTENTION = 5, /* paid, but cannot be credited: for the operator (reason in *err) */
 } cc_fulfil_state;
 
-cc_rc cc_fulfil_checkout(cc_ledger *l, const cc_checkout_session *s, int64_t min_micro, int64_t max_micro,
-                         cc_fulfil_state *state, cc_result *res, cc_error *err);
+/* Returns CC_OK with *state for every outcome above; an error only when the
+** ledger could not be written (storage: retry later). */
+cc_rc cc_fulfil_checkout(cc_ledger *l, const cc_checkout_session *s, cc_fulfil_state *state, cc_result *res,
+                         cc_error *err);
 
 const char *cc_fulfil_state_name(cc_fulfil_state s);
 

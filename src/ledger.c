@@ -164,6 +164,7 @@ static cc_rc validate_op(const cc_op *op, cc_error *err) {
         if (slen(op->external_ref) == 0)
             return cc_fail(err, CC_ERR_INVALID, "external_ref", "the payment reference is required");
         TRY(check_text(op->external_ref, CC_REF_BYTES_MAX, "external_ref", err));
+        TRY(check_text(op->note, CC_NOTE_BYTES_MAX, "note", err));
         return CC_OK;
     case CC_OP_HOLD:
         TRY(check_key(op->key, err));
@@ -310,6 +311,7 @@ static cc_rc compare_replay(const cc_op *op, const cc_entry *e, cc_result *r) {
         SAME_I64("amount_minor", e->amount_minor, op->amount_minor);
         SAME_STR("method", e->method, op->method);
         SAME_STR("external_ref", e->external_ref, op->external_ref);
+        SAME_STR("note", e->note, op->note);
         break;
     case CC_OP_HOLD:
         SAME_I64("account_id", e->account_id, op->account_id);
@@ -519,6 +521,7 @@ static cc_rc apply_credit(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now
         e.amount_minor = op->amount_minor;
         set_text(e.method, sizeof e.method, op->method);
         set_text(e.external_ref, sizeof e.external_ref, op->external_ref);
+        set_text(e.note, sizeof e.note, op->note); /* e.g. the payment methods offered */
         a.paid_total += op->amount;
     }
     a.balance = nb;

@@ -27,7 +27,7 @@ typedef struct op_spec {
 static const op_spec OPS[] = {
     {"grant", CC_OP_GRANT, {"key", "account_id", "amount", "note", NULL}},
     {"purchase", CC_OP_PURCHASE,
-     {"key", "account_id", "amount", "currency", "amount_minor", "method", "external_ref", NULL}},
+     {"key", "account_id", "amount", "currency", "amount_minor", "method", "external_ref", "note", NULL}},
     {"hold", CC_OP_HOLD,
      {"key", "account_id", "amount", "ttl_ms", "prompt_id", "node_id", "node_class", "model", NULL}},
     {"settle", CC_OP_SETTLE,
@@ -764,31 +764,33 @@ static PyObject *L_sign_in(LedgerObject *self, PyObject *args, PyObject *kw) {
 }
 
 static PyObject *L_fulfil_checkout(LedgerObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"session_json", "min_micro", "max_micro", NULL};
+    static char *kwlist[] = {"session_json", NULL};
     ccpy_state *st = lstate(self);
     Py_buffer b;
-    PyObject *min_o, *max_o;
     if (ensure_open(self) < 0) return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*OO:fulfil_checkout", kwlist, &b, &min_o, &max_o)) return NULL;
-    int64_t mn, mx;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*:fulfil_checkout", kwlist, &b)) return NULL;
     PyObject *out = NULL;
     cc_checkout_session s;
     cc_error e;
+    memset(&e, 0, sizeof e);
     cc_rc rc;
-    if (ccpy_i64(st, min_o, "min_micro", &mn) < 0 || ccpy_i64(st, max_o, "max_micro", &mx) < 0) goto done;
     if (cc_stripe_session_parse(b.buf, (size_t)b.len, &s, &e) != CC_OK) { ccpy_raise(st, &e); goto done; }
     cc_fulfil_state state = CC_FULFIL_PENDING;
     cc_result r;
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
-    rc = cc_fulfil_checkout(self->l, &s, mn, mx, &state, &r, &e);
+    rc = cc_fulfil_checkout(self->l, &s, &state, &r, &e);
     Py_END_ALLOW_THREADS
     self->busy--;
     if (rc != CC_OK) { ccpy_raise(st, &e); goto done; }
-    out = Py_BuildValue("{sssssssLsLsLsLsL}", "state", cc_fulfil_state_name(state), "session_id", s.id,
+    int attn = state == CC_FULFIL_NEEDS_ATTENTION;
+    out = Py_BuildValue("{sssssssLsLsLsLsLsLssssssssss}", "state", cc_fulfil_state_name(state), "session_id", s.id,
                         "payment_status", s.payment_status, "account_id", (long long)s.account_id,
                         "credits_micro", (long long)s.credits_micro, "entry_id", (long long)r.entry_id,
-                        "balance_after", (long long)r.balance_after, "amount_total", (long long)s.amount_total);
+                        "balance_after", (long long)r.balance_after, "amount_total", (long long)s.amount_total,
+                        "priced_amount_minor", (long long)s.priced_amount_minor, "currency", s.currency,
+                        "method_used", s.method_used, "methods_offered", s.methods_offered,
+                        "reason", attn ? e.message : "", "reason_field", attn ? e.field : "");
 done:
     PyBuffer_Release(&b);
     return out;
@@ -924,7 +926,7 @@ static PyMethodDef L_methods[] = {
     {"set_password", FN(L_set_password), KW, "set_password(account_id, password): scrypt-hashed"},
     {"sign_in", FN(L_sign_in), KW, "sign_in(email, password) -> account; NotFound for wrong email or password"},
     {"fulfil_checkout", FN(L_fulfil_checkout), KW,
-     "fulfil_checkout(session_json, min_micro, max_micro) -> {state: credited|already_credited|pending|not_paid, ...}"},
+     "fulfil_checkout(session_json) -> {state: credited|already_credited|pending|not_paid|needs_attention, reason, ...}"},
     {"counters", FN(L_counters), METH_NOARGS, "group-commit counters {ops, commits}"},
     {"close", FN(L_close), METH_NOARGS, "close the ledger"},
     {"__enter__", FN(L_enter), METH_NOARGS, NULL},

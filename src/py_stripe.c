@@ -15,24 +15,28 @@ typedef struct {
 static ccpy_state *sstate(PyObject *o) { return ccpy_state_from_type(Py_TYPE(o)); }
 
 static PyObject *session_dict(const cc_checkout_session *s) {
-    return Py_BuildValue("{sssssssssssLsLsLsssssL}", "id", s->id, "url", s->url, "status", s->status,
+    return Py_BuildValue("{sssssssssssLsLsLsLsLsssssssssssL}", "id", s->id, "url", s->url, "status", s->status,
                          "payment_status", s->payment_status, "currency", s->currency, "amount_total",
                          (long long)s->amount_total, "account_id", (long long)s->account_id, "credits_micro",
-                         (long long)s->credits_micro, "customer_email", s->customer_email, "method", s->method,
-                         "created_s", (long long)s->created_s);
+                         (long long)s->credits_micro, "priced_amount_minor", (long long)s->priced_amount_minor,
+                         "rate_micro", (long long)s->rate_micro,
+                         "priced_currency", s->priced_currency, "customer_email", s->customer_email,
+                         "methods_offered", s->methods_offered, "method_used", s->method_used, "payment_intent",
+                         s->payment_intent, "created_s", (long long)s->created_s);
 }
 
 static int St_init(StripeObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"api_base", "secret_key", "timeout_ms", NULL};
+    static char *kwlist[] = {"api_base", "secret_key", "timeout_ms", "api_version", NULL};
     ccpy_state *st = sstate((PyObject *)self);
-    PyObject *b_o, *k_o;
+    PyObject *b_o, *k_o, *v_o = NULL;
     int to = 30000;
     if (self->s) { ccpy_invalid(st, "self", "Stripe client is already open"); return -1; }
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$i:Stripe", kwlist, &b_o, &k_o, &to)) return -1;
-    const char *b, *k;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$iO:Stripe", kwlist, &b_o, &k_o, &to, &v_o)) return -1;
+    const char *b, *k, *v = NULL;
     if (ccpy_str(st, b_o, "api_base", &b) < 0 || ccpy_str(st, k_o, "secret_key", &k) < 0) return -1;
+    if (v_o && v_o != Py_None && ccpy_str(st, v_o, "api_version", &v) < 0) return -1;
     cc_error e;
-    if (cc_stripe_open(b, k, to, &self->s, &e) != CC_OK) { ccpy_raise(st, &e); return -1; }
+    if (cc_stripe_open(b, k, v, to, &self->s, &e) != CC_OK) { ccpy_raise(st, &e); return -1; }
     return 0;
 }
 
@@ -57,19 +61,21 @@ static int method_bits(ccpy_state *st, PyObject *o, int *out) {
 static PyObject *St_create(StripeObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"currency", "amount_minor", "credits_micro", "account_id", "customer_email",
                              "success_url", "cancel_url", "idempotency_key", "methods", "product_name",
-                             "expires_at_s", NULL};
+                             "expires_at_s", "rate_micro", NULL};
     ccpy_state *st = sstate((PyObject *)self);
     PyObject *cur = NULL, *amt = NULL, *cr = NULL, *acct = NULL, *email = NULL, *ok = NULL, *cancel = NULL,
-             *idem = NULL, *methods = NULL, *name = NULL, *exp = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$OOOOOOOOOOO:create_checkout", kwlist, &cur, &amt, &cr, &acct,
-                                     &email, &ok, &cancel, &idem, &methods, &name, &exp))
+             *idem = NULL, *methods = NULL, *name = NULL, *exp = NULL, *rate = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$OOOOOOOOOOOO:create_checkout", kwlist, &cur, &amt, &cr, &acct,
+                                     &email, &ok, &cancel, &idem, &methods, &name, &exp, &rate))
         return NULL;
-    PyObject *required[] = {cur, amt, cr, acct, email, ok, cancel, idem};
+    PyObject *required[] = {cur, amt, cr, acct, email, ok, cancel, idem, rate};
+    static const char *req_names[] = {"currency", "amount_minor", "credits_micro", "account_id", "customer_email",
+                                      "success_url", "cancel_url", "idempotency_key", "rate_micro"};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!required[i]) {
             char msg[96];
-            snprintf(msg, sizeof msg, "%s is required", kwlist[i]);
-            return ccpy_invalid(st, kwlist[i], msg);
+            snprintf(msg, sizeof msg, "%s is required", req_names[i]);
+            return ccpy_invalid(st, req_names[i], msg);
         }
     cc_checkout_params p = {0};
     if (ccpy_str(st, cur, "currency", &p.currency) < 0 || ccpy_i64(st, amt, "amount_minor", &p.amount_minor) < 0 ||
@@ -78,7 +84,7 @@ static PyObject *St_create(StripeObject *self, PyObject *args, PyObject *kw) {
         ccpy_str(st, ok, "success_url", &p.success_url) < 0 || ccpy_str(st, cancel, "cancel_url", &p.cancel_url) < 0 ||
         ccpy_str(st, idem, "idempotency_key", &p.idempotency_key) < 0 || method_bits(st, methods, &p.methods) < 0 ||
         ccpy_str(st, name, "product_name", &p.product_name) < 0 ||
-        ccpy_opt_i64(st, exp, "expires_at_s", 0, &p.expires_at_s) < 0)
+        ccpy_opt_i64(st, exp, "expires_at_s", 0, &p.expires_at_s) < 0 || ccpy_i64(st, rate, "rate_micro", &p.rate_micro) < 0)
         return NULL;
     if (!p.currency) return ccpy_invalid(st, "currency", "currency is required");
     cc_checkout_session s;
@@ -104,6 +110,10 @@ static PyObject *by_id(StripeObject *self, PyObject *arg, int expire) {
     Py_END_ALLOW_THREADS
     if (rc != CC_OK) return ccpy_raise(st, &e);
     return session_dict(&s);
+}
+
+static PyObject *St_api_version(StripeObject *self, PyObject *Py_UNUSED(ignored)) {
+    return PyUnicode_FromString(cc_stripe_api_version(self->s));
 }
 
 static PyObject *St_retrieve(StripeObject *self, PyObject *arg) { return by_id(self, arg, 0); }
@@ -139,7 +149,8 @@ static PyObject *St_getattro(StripeObject *self, PyObject *name) {
 static PyMethodDef St_methods[] = {
     {"create_checkout", FN(St_create), KW,
      "create_checkout(*, currency, amount_minor, credits_micro, account_id, customer_email, success_url, "
-     "cancel_url, idempotency_key, methods=['card'], product_name=None, expires_at_s=None) -> session"},
+     "cancel_url, idempotency_key, rate_micro, methods=['card'], product_name=None, expires_at_s=None) -> session"},
+    {"api_version", FN(St_api_version), METH_NOARGS, "api_version() -> the Stripe-Version sent on every request"},
     {"retrieve_checkout", FN(St_retrieve), METH_O, "retrieve_checkout(session_id) -> session"},
     {"expire_checkout", FN(St_expire), METH_O, "expire_checkout(session_id) -> session"},
     {NULL, NULL, 0, NULL},
@@ -218,11 +229,26 @@ static PyObject *methods_allowed(PyObject *m, PyObject *arg) {
     return l;
 }
 
+static PyObject *min_charge(PyObject *m, PyObject *arg) {
+    ccpy_state *st = ccpy_get_state(m);
+    const char *cur;
+    if (ccpy_str(st, arg, "currency", &cur) < 0) return NULL;
+    if (!cur || cc_currency_exponent(cur) < 0) return ccpy_invalid(st, "currency", "unknown currency");
+    return PyLong_FromLongLong((long long)cc_stripe_min_charge_minor(cur));
+}
+
+static PyObject *api_version_default(PyObject *m, PyObject *Py_UNUSED(ignored)) {
+    (void)m;
+    return PyUnicode_FromString(CC_STRIPE_API_VERSION_DEFAULT);
+}
+
 static PyMethodDef stripe_functions[] = {
     {"verify_webhook", (PyCFunction)(void (*)(void))verify_webhook, METH_VARARGS | METH_KEYWORDS,
      "verify_webhook(secret, signature_header, body, now_s=None, tolerance_s=300) -> True, or raises"},
     {"parse_checkout_session", parse_checkout, METH_O, "a Checkout Session (or an event carrying one) -> dict"},
     {"payment_methods", methods_allowed, METH_O, "payment methods offered in a currency (WeChat/Alipay: USD only)"},
+    {"stripe_min_charge", min_charge, METH_O, "Stripe's minimum charge in a currency, in minor units (0: none published)"},
+    {"stripe_api_version_default", api_version_default, METH_NOARGS, "the Stripe-Version pinned by default"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,6 +18,8 @@
 struct cc_stripe {
     char *base;
     char *auth_header; /* "Authorization: Bearer sk_..." */
+    char version[CC_STRIPE_VERSION_BYTES_MAX + 1];
+    char version_header[CC_STRIPE_VERSION_BYTES_MAX + 32]; /* "Stripe-Version: ..." */
     int timeout_ms;
 };
 
@@ -25,12 +27,49 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static CURLcode init_rc;
 static void init(void) { init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+/* docs.stripe.com/currencies#minimum-and-maximum-charge-amounts (minor units). */
+static const struct { const char *code; int64_t minor; } MIN_CHARGE[] = {
+    {"usd", 50},   {"aed", 200}, {"aud", 50},  {"bgn", 100}, {"brl", 50},   {"cad", 50},
+    {"chf", 50},   {"czk", 1500}, {"dkk", 250}, {"eur", 50},  {"gbp", 30},   {"hkd", 400},
+    {"huf", 17500}, {"inr", 50}, {"jpy", 50},  {"mxn", 1000}, {"myr", 200}, {"nok", 300},
+    {"nzd", 50},   {"pln", 200}, {"ron", 200}, {"sek", 300}, {"sgd", 50},   {"thb", 1000},
+};
+
+int64_t cc_stripe_min_charge_minor(const char *currency) {
+    if (!currency) return 0;
+    for (size_t i = 0; i < sizeof MIN_CHARGE / sizeof MIN_CHARGE[0]; i++)
+        if (strcasecmp(currency, MIN_CHARGE[i].code) == 0) return MIN_CHARGE[i].minor;
+    return 0;
+}
+
+int cc_stripe_api_version_valid(const char *v) {
+    /* YYYY-MM-DD, optionally .name (Stripe's release name, lower-case letters) */
+    size_t n = v ? strnlen(v, CC_STRIPE_VERSION_BYTES_MAX + 1) : 0;
+    if (n < 10 || n > CC_STRIPE_VERSION_BYTES_MAX) return 0;
+    for (int i = 0; i < 10; i++) {
+        int dash = i == 4 || i == 7;
+        if (dash ? v[i] != '-' : (v[i] < '0' || v[i] > '9')) return 0;
+    }
+    if (n == 10) return 1;
+    if (v[10] != '.' || n == 11) return 0;
+    for (size_t i = 11; i < n; i++)
+        if (v[i] < 'a' || v[i] > 'z') return 0;
+    return 1;
+}
+
+static int uses_allowed_types(const char *version) {
+    return strncmp(version, CC_STRIPE_VERSION_ALLOWED_TYPES, 10) >= 0; /* ISO dates order as strings */
+}
+
+const char *cc_stripe_api_version(const cc_stripe *s) { return s->version; }
+
 int cc_stripe_methods_allowed(const char *currency) {
     if (!currency || strcasecmp(currency, "usd") != 0) return CC_PAY_CARD;
     return CC_PAY_CARD | CC_PAY_WECHAT | CC_PAY_ALIPAY;
 }
 
-cc_rc cc_stripe_open(const char *api_base, const char *secret_key, int timeout_ms, cc_stripe **out, cc_error *err) {
+cc_rc cc_stripe_open(const char *api_base, const char *secret_key, const char *api_version, int timeout_ms,
+                     cc_stripe **out, cc_error *err) {
     *out = NULL;
     pthread_once(&once, init);
     if (init_rc != CURLE_OK) return cc_fail(err, CC_ERR_STORAGE, "", "libcurl failed to initialise");
@@ -44,6 +83,10 @@ cc_rc cc_stripe_open(const char *api_base, const char *secret_key, int timeout_m
     for (const char *p = secret_key; *p; p++)
         if ((unsigned char)*p <= 0x20 || *p == 0x7f)
             return cc_fail(err, CC_ERR_INVALID, "secret_key", "the Stripe secret key contains invalid characters");
+    if (!api_version || !*api_version) api_version = CC_STRIPE_API_VERSION_DEFAULT;
+    if (!cc_stripe_api_version_valid(api_version))
+        return cc_fail(err, CC_ERR_INVALID, "api_version",
+                       "the Stripe API version must look like 2026-10-28.endive or 2024-06-20");
     if (timeout_ms < 100 || timeout_ms > 120000)
         return cc_fail(err, CC_ERR_INVALID, "timeout_ms", "timeout must be 100..120000 ms");
     cc_stripe *s = calloc(1, sizeof *s);
@@ -59,6 +102,8 @@ cc_rc cc_stripe_open(const char *api_base, const char *secret_key, int timeout_m
     size_t bl = strlen(s->base);
     while (bl && s->base[bl - 1] == '/') s->base[--bl] = 0;
     s->timeout_ms = timeout_ms;
+    snprintf(s->version, sizeof s->version, "%s", api_version);
+    snprintf(s->version_header, sizeof s->version_header, "Stripe-Version: %s", api_version);
     *out = s;
     return CC_OK;
 }
@@ -127,15 +172,17 @@ static size_t collect(char *data, size_t size, size_t n, void *ud) {
 
 static cc_rc call(cc_stripe *s, const char *method, const char *path, const char *body, const char *idem,
                   buf *resp, long *status, cc_error *err) {
+    char url[1024];
+    if ((size_t)snprintf(url, sizeof url, "%s%s", s->base, path) >= sizeof url)
+        return cc_fail(err, CC_ERR_LIMIT, "path", "Stripe request URL is too long");
     CURL *c = curl_easy_init();
     if (!c) return cc_fail(err, CC_ERR_NOMEM, "", "cannot create a libcurl handle");
-    char url[1024];
-    snprintf(url, sizeof url, "%s%s", s->base, path);
     struct curl_slist *h = NULL, *t;
     char idem_h[300];
     cc_rc rc = CC_OK;
     if (!(t = curl_slist_append(h, s->auth_header))) rc = CC_ERR_NOMEM; else h = t;
     if (rc == CC_OK && !(t = curl_slist_append(h, "Content-Type: application/x-www-form-urlencoded"))) rc = CC_ERR_NOMEM; else if (rc == CC_OK) h = t;
+    if (rc == CC_OK && !(t = curl_slist_append(h, s->version_header))) rc = CC_ERR_NOMEM; else if (rc == CC_OK) h = t;
     if (rc == CC_OK && idem) {
         snprintf(idem_h, sizeof idem_h, "Idempotency-Key: %s", idem);
         if (!(t = curl_slist_append(h, idem_h))) rc = CC_ERR_NOMEM; else h = t;
@@ -177,6 +224,22 @@ static void copy_str(char *dst, size_t cap, const cJSON *o, const char *k) {
     if (cJSON_IsString(v) && v->valuestring) snprintf(dst, cap, "%s", v->valuestring);
 }
 
+/* A string field of a Stripe object into a fixed buffer: refused, never
+** truncated, when it does not fit. */
+static cc_rc take_str(char *dst, size_t cap, const cJSON *o, const char *k, const char *field, cc_error *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    dst[0] = 0;
+    if (!cJSON_IsString(v) || !v->valuestring) return CC_OK;
+    size_t n = strlen(v->valuestring);
+    if (n >= cap)
+        return cc_fail(err, CC_ERR_LIMIT, field, "Stripe sent a %s of %zu bytes; at most %zu are accepted", field, n,
+                       cap - 1);
+    memcpy(dst, v->valuestring, n + 1);
+    return CC_OK;
+}
+
+#define TRY_RC(x) do { cc_rc rc_ = (x); if (rc_ != CC_OK) return rc_; } while (0)
+
 static int64_t get_i64(const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9e15) return 0;
@@ -193,29 +256,50 @@ static int64_t parse_pos_int(const char *s) {
     return v;
 }
 
+/* The method used: payment_intent is null, an id, or an object whose
+** latest_charge is null, an id, or a Charge with payment_method_details. */
+static cc_rc method_used_from(const cJSON *o, cc_checkout_session *out, cc_error *err) {
+    const cJSON *pi = cJSON_GetObjectItemCaseSensitive(o, "payment_intent");
+    if (cJSON_IsString(pi))
+        return take_str(out->payment_intent, sizeof out->payment_intent, o, "payment_intent", "payment_intent", err);
+    if (!cJSON_IsObject(pi)) return CC_OK;
+    TRY_RC(take_str(out->payment_intent, sizeof out->payment_intent, pi, "id", "payment_intent", err));
+    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(pi, "latest_charge");
+    const cJSON *pmd = cJSON_IsObject(ch) ? cJSON_GetObjectItemCaseSensitive(ch, "payment_method_details") : NULL;
+    if (!cJSON_IsObject(pmd)) return CC_OK;
+    return take_str(out->method_used, sizeof out->method_used, pmd, "type", "payment_method_details.type", err);
+}
+
+static int64_t md_int(const cJSON *md, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, k);
+    return cJSON_IsString(v) ? parse_pos_int(v->valuestring) : 0;
+}
+
 static cc_rc session_from(const cJSON *o, cc_checkout_session *out, cc_error *err) {
     memset(out, 0, sizeof *out);
     const cJSON *obj = cJSON_GetObjectItemCaseSensitive(o, "object");
     if (!cJSON_IsString(obj) || strcmp(obj->valuestring, "checkout.session") != 0)
         return cc_fail(err, CC_ERR_INVALID, "object", "not a Checkout Session object");
-    copy_str(out->id, sizeof out->id, o, "id");
+    TRY_RC(take_str(out->id, sizeof out->id, o, "id", "id", err));
     if (!out->id[0]) return cc_fail(err, CC_ERR_INVALID, "id", "Checkout Session without an id");
-    copy_str(out->url, sizeof out->url, o, "url");
-    copy_str(out->status, sizeof out->status, o, "status");
-    copy_str(out->payment_status, sizeof out->payment_status, o, "payment_status");
-    copy_str(out->currency, sizeof out->currency, o, "currency");
-    copy_str(out->customer_email, sizeof out->customer_email, o, "customer_email");
+    TRY_RC(take_str(out->url, sizeof out->url, o, "url", "url", err));
+    TRY_RC(take_str(out->status, sizeof out->status, o, "status", "status", err));
+    TRY_RC(take_str(out->payment_status, sizeof out->payment_status, o, "payment_status", "payment_status", err));
+    TRY_RC(take_str(out->currency, sizeof out->currency, o, "currency", "currency", err));
+    TRY_RC(take_str(out->customer_email, sizeof out->customer_email, o, "customer_email", "customer_email", err));
     out->amount_total = get_i64(o, "amount_total");
     out->created_s = get_i64(o, "created");
     const cJSON *ref = cJSON_GetObjectItemCaseSensitive(o, "client_reference_id");
     if (cJSON_IsString(ref)) out->account_id = parse_pos_int(ref->valuestring);
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(o, "metadata");
     if (cJSON_IsObject(md)) {
-        const cJSON *cr = cJSON_GetObjectItemCaseSensitive(md, "credits_micro");
-        if (cJSON_IsString(cr)) out->credits_micro = parse_pos_int(cr->valuestring);
-        copy_str(out->method, sizeof out->method, md, "method");
+        out->credits_micro = md_int(md, "credits_micro");
+        out->priced_amount_minor = md_int(md, "amount_minor");
+        out->rate_micro = md_int(md, "rate_micro");
+        TRY_RC(take_str(out->priced_currency, sizeof out->priced_currency, md, "currency", "metadata.currency", err));
+        TRY_RC(take_str(out->methods_offered, sizeof out->methods_offered, md, "method", "metadata.method", err));
     }
-    return CC_OK;
+    return method_used_from(o, out, err);
 }
 
 cc_rc cc_stripe_session_parse(const char *json, size_t len, cc_checkout_session *out, cc_error *err) {
@@ -276,7 +360,10 @@ static int valid_url(const char *u) {
     return 1;
 }
 
-cc_rc cc_stripe_checkout_create(cc_stripe *s, const cc_checkout_params *p, cc_checkout_session *out, cc_error *err) {
+cc_rc cc_stripe_checkout_body(const char *api_version, const cc_checkout_params *p, char **body_out, cc_error *err) {
+    *body_out = NULL;
+    if (!cc_stripe_api_version_valid(api_version))
+        return cc_fail(err, CC_ERR_INVALID, "api_version", "not a Stripe API version");
     char cur[4];
     int exp = cc_currency_exponent(p->currency);
     if (exp < 0) return cc_fail(err, CC_ERR_INVALID, "currency", "unknown currency");
@@ -284,18 +371,20 @@ cc_rc cc_stripe_checkout_create(cc_stripe *s, const cc_checkout_params *p, cc_ch
     cur[3] = 0;
     if (p->amount_minor <= 0 || p->amount_minor > 99999999)  /* Stripe's unit_amount limit (8 digits) */
         return cc_fail(err, CC_ERR_INVALID, "amount_minor", "amount must be 1..99,999,999 minor units");
+    int64_t min_minor = cc_stripe_min_charge_minor(cur);
+    if (p->amount_minor < min_minor)
+        return cc_fail(err, CC_ERR_LIMIT, "amount_minor",
+                       "Stripe's minimum charge in %s is %lld minor units; %lld is below it", cur,
+                       (long long)min_minor, (long long)p->amount_minor);
     if (p->credits_micro <= 0 || p->credits_micro > CC_AMOUNT_MAX)
         return cc_fail(err, CC_ERR_INVALID, "credits_micro", "credits must be positive");
+    if (p->rate_micro <= 0 || p->rate_micro > CC_AMOUNT_MAX)
+        return cc_fail(err, CC_ERR_INVALID, "rate_micro", "the rate the purchase was priced at is required");
     if (p->account_id <= 0) return cc_fail(err, CC_ERR_INVALID, "account_id", "account id must be positive");
     if (!p->customer_email || !*p->customer_email || strlen(p->customer_email) > CC_EMAIL_BYTES_MAX)
         return cc_fail(err, CC_ERR_INVALID, "customer_email", "the account's email is required");
     if (!valid_url(p->success_url)) return cc_fail(err, CC_ERR_INVALID, "success_url", "success_url must be http(s)");
     if (!valid_url(p->cancel_url)) return cc_fail(err, CC_ERR_INVALID, "cancel_url", "cancel_url must be http(s)");
-    size_t ik = p->idempotency_key ? strnlen(p->idempotency_key, 256) : 0;
-    if (ik == 0 || ik > 255) return cc_fail(err, CC_ERR_INVALID, "idempotency_key", "an Idempotency-Key (1..255) is required");
-    for (size_t i = 0; i < ik; i++)
-        if ((unsigned char)p->idempotency_key[i] <= 0x20 || p->idempotency_key[i] == 0x7f)
-            return cc_fail(err, CC_ERR_INVALID, "idempotency_key", "Idempotency-Key has invalid characters");
     int methods = p->methods ? p->methods : CC_PAY_CARD;
     if (methods & ~(CC_PAY_CARD | CC_PAY_WECHAT | CC_PAY_ALIPAY))
         return cc_fail(err, CC_ERR_INVALID, "methods", "unknown payment method");
@@ -307,7 +396,6 @@ cc_rc cc_stripe_checkout_create(cc_stripe *s, const cc_checkout_params *p, cc_ch
     CURL *c = curl_easy_init();
     if (!c) return cc_fail(err, CC_ERR_NOMEM, "", "cannot create a libcurl handle");
     buf body = {0};
-    char tmp[64];
     form(&body, c, "mode", "payment");
     form(&body, c, "line_items[0][quantity]", "1");
     form(&body, c, "line_items[0][price_data][currency]", cur);
@@ -316,21 +404,30 @@ cc_rc cc_stripe_checkout_create(cc_stripe *s, const cc_checkout_params *p, cc_ch
     form(&body, c, "customer_email", p->customer_email);
     form_i64(&body, c, "client_reference_id", p->account_id);
     form_i64(&body, c, "metadata[account_id]", p->account_id);
+    /* The price, fixed now: fulfilment credits exactly this. */
     form_i64(&body, c, "metadata[credits_micro]", p->credits_micro);
-    /* The method(s) offered; with one method chosen in the Credits panel this
-    ** is the method the buyer paid with, and the history shows it. */
-    tmp[0] = 0;
-    if (methods & CC_PAY_CARD) strcat(tmp, "card");
-    if (methods & CC_PAY_WECHAT) strcat(tmp, tmp[0] ? ",wechat_pay" : "wechat_pay");
-    if (methods & CC_PAY_ALIPAY) strcat(tmp, tmp[0] ? ",alipay" : "alipay");
-    form(&body, c, "metadata[method]", tmp);
-    int i = 0;
-    char key[64];
+    form_i64(&body, c, "metadata[amount_minor]", p->amount_minor);
+    form(&body, c, "metadata[currency]", cur);
+    form_i64(&body, c, "metadata[rate_micro]", p->rate_micro);
     static const struct { int bit; const char *name; } M[] = {
         {CC_PAY_CARD, "card"}, {CC_PAY_WECHAT, "wechat_pay"}, {CC_PAY_ALIPAY, "alipay"}};
+    /* The methods offered (the one used is read from the charge later). */
+    char offered[CC_STRIPE_METHODS_BYTES_MAX + 1] = "";
+    for (size_t k = 0; k < 3; k++)
+        if (methods & M[k].bit) {
+            if (offered[0]) strcat(offered, ",");
+            strcat(offered, M[k].name);
+        }
+    form(&body, c, "metadata[method]", offered);
+    /* 2026-09-30.endive removed payment_method_types from Checkout create;
+    ** allowed_payment_method_types filters the methods enabled in the
+    ** Dashboard instead (official SDK, stripe==16.x typed params). */
+    const char *list = uses_allowed_types(api_version) ? "allowed_payment_method_types" : "payment_method_types";
+    int i = 0;
+    char key[64];
     for (size_t k = 0; k < 3; k++) {
         if (!(methods & M[k].bit)) continue;
-        snprintf(key, sizeof key, "payment_method_types[%d]", i++);
+        snprintf(key, sizeof key, "%s[%d]", list, i++);
         form(&body, c, key, M[k].name);
     }
     if (methods & CC_PAY_WECHAT) form(&body, c, "payment_method_options[wechat_pay][client]", "web");
@@ -342,10 +439,23 @@ cc_rc cc_stripe_checkout_create(cc_stripe *s, const cc_checkout_params *p, cc_ch
         free(body.p);
         return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     }
+    *body_out = body.p;
+    return CC_OK;
+}
+
+cc_rc cc_stripe_checkout_create(cc_stripe *s, const cc_checkout_params *p, cc_checkout_session *out, cc_error *err) {
+    size_t ik = p->idempotency_key ? strnlen(p->idempotency_key, 256) : 0;
+    if (ik == 0 || ik > 255) return cc_fail(err, CC_ERR_INVALID, "idempotency_key", "an Idempotency-Key (1..255) is required");
+    for (size_t i = 0; i < ik; i++)
+        if ((unsigned char)p->idempotency_key[i] <= 0x20 || p->idempotency_key[i] == 0x7f)
+            return cc_fail(err, CC_ERR_INVALID, "idempotency_key", "Idempotency-Key has invalid characters");
+    char *body = NULL;
+    cc_rc rc = cc_stripe_checkout_body(s->version, p, &body, err);
+    if (rc != CC_OK) return rc;
     buf resp = {0};
     long status = 0;
-    cc_rc rc = call(s, "POST", "/v1/checkout/sessions", body.p, p->idempotency_key, &resp, &status, err);
-    free(body.p);
+    rc = call(s, "POST", "/v1/checkout/sessions", body, p->idempotency_key, &resp, &status, err);
+    free(body);
     if (rc == CC_OK) rc = parse_response(&resp, status, out, err);
     free(resp.p);
     return rc;
@@ -365,7 +475,8 @@ static cc_rc by_id(cc_stripe *s, const char *method, const char *fmt, const char
 }
 
 cc_rc cc_stripe_checkout_retrieve(cc_stripe *s, const char *id, cc_checkout_session *out, cc_error *err) {
-    return by_id(s, "GET", "/v1/checkout/sessions/%s", id, out, err);
+    /* expand[]=payment_intent.latest_charge: the charge says which method paid */
+    return by_id(s, "GET", "/v1/checkout/sessions/%s?expand%%5B%%5D=payment_intent.latest_charge", id, out, err);
 }
 
 cc_rc cc_stripe_checkout_expire(cc_stripe *s, const char *id, cc_checkout_session *out, cc_error *err) {

@@ -4,20 +4,30 @@ checkout/sessions/create, /api/metadata, /api/idempotent_requests, webhooks),
 for testing the C client and the payment routes without the network.
 
 Modelled: form bodies with bracket syntax; Bearer/Basic secret-key auth
-(401 `authentication_required` style errors); strict create parameters
-(unknown → 400 parameter_unknown naming `param`; missing → parameter_missing;
-wrong types/values → parameter_invalid_*); WeChat Pay needs
+(401 `authentication_required` style errors); API versions: the
+`Stripe-Version` header, else the account's default version (the newest for
+an account created in 2026); parameters checked PER VERSION against the
+schema generated from Stripe's official Python SDK (tests/stripe_schema/,
+see gen.py): unknown → 400 parameter_unknown naming `param`; missing →
+parameter_missing; wrong types/values → parameter_invalid_*. On top of the
+schema, what the SDK types cannot say: WeChat Pay needs
 payment_method_options[wechat_pay][client] and a supported currency; Alipay
 currencies; metadata limits; Idempotency-Key replay (Idempotent-Replayed:
 true) and mismatch (idempotency_error); retrieve, expire (open only);
-events with signed webhook delivery (t=,v1= HMAC-SHA256 over "t.body").
+events with signed webhook delivery (t=,v1= HMAC-SHA256 over "t.body");
+retrieve with expand[] (payment_intent, payment_intent.latest_charge), the
+charge naming the method used (payment_method_details.type); on endive and
+later allowed_payment_method_types filters the methods activated on the
+account (dynamic payment methods).
 Test controls live under /_fake/. Not modelled: everything else in Stripe.
 """
 import asyncio
+import contextvars
 import hashlib
 import hmac
 import json
 import re
+from pathlib import Path
 import secrets
 import time
 from urllib.parse import parse_qsl
@@ -30,9 +40,12 @@ KNOWN_CURRENCIES = {"usd", "eur", "gbp", "jpy", "krw", "cad", "aud", "chf", "cny
 WECHAT_CURRENCIES = {"aud", "cad", "cny", "eur", "gbp", "hkd", "jpy", "sgd", "usd", "dkk", "nok", "sek", "chf"}
 ALIPAY_CURRENCIES = {"aud", "cad", "eur", "gbp", "hkd", "jpy", "nzd", "sgd", "usd", "myr"}
 METHODS = {"card", "wechat_pay", "alipay", "link", "us_bank_account"}
-CREATE_PARAMS = {"mode", "line_items", "customer_email", "client_reference_id", "metadata", "payment_method_types",
-                 "payment_method_options", "success_url", "cancel_url", "expires_at", "locale"}
+SCHEMA_DIR = Path(__file__).resolve().parent / "stripe_schema"
+SCHEMAS = {p.stem: json.loads(p.read_text()) for p in sorted(SCHEMA_DIR.glob("*.json"))}
+VERSIONS = sorted(SCHEMAS)                       # ISO dates sort as strings
+NEWEST = VERSIONS[-1]
 SESSIONS_MAX = 10_000
+REQUEST_VERSION = contextvars.ContextVar("stripe_version")  # the API version of the request being served
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -63,6 +76,8 @@ def parse_form(body: str):
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             if isinstance(node, list):
+                if part == "":
+                    part = str(len(node))
                 if not part.isdigit():
                     raise invalid("parameter_invalid", f"Invalid array index in {key}", key)
                 idx = int(part)
@@ -72,14 +87,14 @@ def parse_form(body: str):
                     node[idx] = value
                 else:
                     if node[idx] is None:
-                        node[idx] = [] if parts[i + 1].isdigit() else {}
+                        node[idx] = [] if parts[i + 1].isdigit() or parts[i + 1] == "" else {}
                     node = node[idx]
             else:
                 if last:
                     node[part] = value
                 else:
                     if part not in node:
-                        node[part] = [] if parts[i + 1].isdigit() else {}
+                        node[part] = [] if parts[i + 1].isdigit() or parts[i + 1] == "" else {}
                     node = node[part]
     return root
 
@@ -99,10 +114,69 @@ def as_url(v, param):
     return v
 
 
-def validate_create(p):
-    unknown = sorted(set(p) - CREATE_PARAMS)
-    if unknown:
-        raise invalid("parameter_unknown", f"Received unknown parameter: {unknown[0]}", unknown[0])
+def check_schema(value, t, path, types):
+    """One value against a generated type (see stripe_schema/gen.py)."""
+    if "anyOf" in t:
+        errors = []
+        for option in t["anyOf"]:
+            try:
+                return check_schema(value, option, path, types)
+            except StripeError as e:
+                errors.append(e)
+        raise errors[-1]
+    if "ref" in t:
+        fields = types[t["ref"]]
+        if not isinstance(value, dict):
+            raise invalid("parameter_invalid_object", f"Invalid object: {path}", path)
+        for k in value:
+            if k not in fields:
+                name = f"{path}[{k}]" if path else k
+                raise invalid("parameter_unknown", f"Received unknown parameter: {name}", name)
+        for k, f in fields.items():
+            name = f"{path}[{k}]" if path else k
+            if k in value:
+                check_schema(value[k], f, name, types)
+            elif f.get("required"):
+                raise invalid("parameter_missing", f"Missing required param: {name}.", name)
+        return
+    if "enum" in t:
+        if value not in t["enum"]:
+            raise invalid("parameter_invalid_string", f"Invalid {path}: must be one of {', '.join(map(str, t['enum']))}",
+                          path)
+        return
+    kind = t.get("type")
+    if kind == "array":
+        if isinstance(value, dict) and all(k.isdigit() for k in value):
+            value = [value[k] for k in sorted(value, key=int)]
+        if not isinstance(value, list) or any(v is None for v in value):
+            raise invalid("parameter_invalid_array", f"Invalid array: {path}", path)
+        for i, v in enumerate(value):
+            check_schema(v, t["items"], f"{path}[{i}]", types)
+    elif kind == "map":
+        if not isinstance(value, dict):
+            raise invalid("parameter_invalid_object", f"Invalid hash: {path}", path)
+        for k, v in value.items():
+            check_schema(v, t["values"], f"{path}[{k}]", types)
+    elif kind == "string":
+        if not isinstance(value, str):
+            raise invalid("parameter_invalid_string", f"Invalid string: {path}", path)
+    elif kind == "integer":
+        as_int(value, path)
+    elif kind == "boolean":
+        if value not in ("true", "false"):
+            raise invalid("parameter_invalid_boolean", f"Invalid boolean: {path}", path)
+    elif kind == "decimal":
+        if not isinstance(value, str) or not re.fullmatch(r"-?\d+(\.\d+)?", value):
+            raise invalid("parameter_invalid_decimal", f"Invalid decimal: {path}", path)
+
+
+def check_params(p, version, operation):
+    schema = SCHEMAS[version]
+    check_schema(p, {"ref": schema["operations"][operation]}, "", schema["types"])
+
+
+def validate_create(p, version=NEWEST, activated=frozenset({"card", "wechat_pay", "alipay"})):
+    check_params(p, version, "checkout.sessions.create")
     if "mode" not in p:
         raise invalid("parameter_missing", "Missing required param: mode.", "mode")
     if p["mode"] not in ("payment", "setup", "subscription"):
@@ -155,9 +229,18 @@ def validate_create(p):
             raise invalid("parameter_invalid", f"Invalid metadata key {k}", f"metadata[{k}]")
         if len(v) > 500:
             raise invalid("parameter_invalid", "metadata values can be up to 500 characters", f"metadata[{k}]")
-    types = p.get("payment_method_types", ["card"])
+    if "payment_method_types" in p:        # before endive: an explicit static list
+        types, param = p["payment_method_types"], "payment_method_types"
+    elif "allowed_payment_method_types" in p:  # endive: a filter on the activated (dynamic) methods
+        types = [t for t in p["allowed_payment_method_types"] if t in activated]
+        param = "allowed_payment_method_types"
+    else:
+        types, param = [t for t in sorted(activated) if t != "wechat_pay" or "wechat_pay" in
+                        (p.get("payment_method_options") or {})], "payment_method_types"
+    if not types:
+        raise invalid("payment_method_unactivated", "None of the allowed payment methods is activated", param)
     if not isinstance(types, list) or any(t not in METHODS for t in types):
-        raise invalid("parameter_invalid_string", "Invalid payment_method_types", "payment_method_types")
+        raise invalid("parameter_invalid_string", f"Invalid {param}", param)
     opts = p.get("payment_method_options", {})
     if "wechat_pay" in types:
         client = (opts.get("wechat_pay") or {}).get("client") if isinstance(opts, dict) else None
@@ -165,10 +248,9 @@ def validate_create(p):
             raise invalid("parameter_missing", "payment_method_options[wechat_pay][client] is required",
                           "payment_method_options[wechat_pay][client]")
         if p["mode"] != "payment" or currency not in WECHAT_CURRENCIES:
-            raise invalid("payment_method_unactivated", f"wechat_pay does not support {currency}",
-                          "payment_method_types")
+            raise invalid("payment_method_unactivated", f"wechat_pay does not support {currency}", param)
     if "alipay" in types and currency not in ALIPAY_CURRENCIES:
-        raise invalid("payment_method_unactivated", f"alipay does not support {currency}", "payment_method_types")
+        raise invalid("payment_method_unactivated", f"alipay does not support {currency}", param)
     if "expires_at" in p:
         now = int(time.time())
         as_int(p["expires_at"], "expires_at", now + 1800, now + 86400)
@@ -176,12 +258,32 @@ def validate_create(p):
 
 
 class FakeStripe:
-    def __init__(self, secret_key="sk_test_fake", webhook_secret="whsec_fake"):
+    def __init__(self, secret_key="sk_test_fake", webhook_secret="whsec_fake", account_version=NEWEST):
         self.secret_key, self.webhook_secret = secret_key, webhook_secret
+        self.account_version = account_version  # the account's default API version
+        self.activated = {"card", "wechat_pay", "alipay"}
+        self.intents = {}
         self.sessions, self.events, self.pending, self.requests = {}, [], [], []
         self.idem = {}
         self.fail_next = None
         self.webhook_url = None
+        self.url_pad = 0          # > 0: session urls get that many more characters (long-field tests)
+
+    def expanded(self, s, expand):
+        """Stripe's expand[]: ids become objects along each dotted path."""
+        out = dict(s)
+        for path in expand:
+            if path not in ("payment_intent", "payment_intent.latest_charge"):
+                raise invalid("parameter_invalid", f"This property cannot be expanded ({path}).", "expand")
+            pi = self.intents.get(s.get("payment_intent"))
+            if pi is None:
+                continue  # null stays null
+            pi = dict(pi)
+            if path == "payment_intent.latest_charge" and pi["latest_charge"]:
+                pi["latest_charge"] = dict(pi["charges"][pi["latest_charge"]])
+            pi.pop("charges")
+            out["payment_intent"] = pi
+        return out
 
     def auth_ok(self, request):
         h = request.headers.get("Authorization", "")
@@ -197,7 +299,8 @@ class FakeStripe:
 
     def event(self, kind, session):
         ev = {"id": "evt_" + secrets.token_hex(12), "object": "event", "type": kind, "created": int(time.time()),
-              "api_version": "2024-06-20", "livemode": False, "data": {"object": dict(session)}}
+              "api_version": self.account_version, "livemode": False,
+              "data": {"object": json.loads(json.dumps(session))}}
         self.events.append(ev)
         self.pending.append(ev)
         return ev
@@ -219,9 +322,14 @@ class FakeStripe:
             try:
                 if not self.auth_ok(request):
                     raise StripeError(401, "invalid_request_error", "api_key_invalid", "Invalid API Key provided")
-                params = parse_form(raw) if raw else dict(request.query)
+                params = parse_form(raw if raw else request.query_string)
+                version = request.headers.get("Stripe-Version", self.account_version)
                 self.requests.append({"method": request.method, "path": request.path, "params": params,
-                                      "idempotency_key": request.headers.get("Idempotency-Key")})
+                                      "idempotency_key": request.headers.get("Idempotency-Key"),
+                                      "stripe_version": request.headers.get("Stripe-Version")})
+                if version not in SCHEMAS:
+                    raise invalid("invalid_api_version", f"Invalid Stripe API version: {version}")
+                REQUEST_VERSION.set(version)
                 if self.fail_next:
                     f, self.fail_next = self.fail_next, None
                     raise StripeError(f.get("status", 500), f.get("type", "api_error"), f.get("code", "internal"),
@@ -242,7 +350,7 @@ class FakeStripe:
                         raise invalid("idempotency_error", "Keys for idempotent requests can only be used with the "
                                                            "same parameters they were first used with.")
                     return web.json_response(saved, headers={"Idempotent-Replayed": "true"})
-                currency, total, types = validate_create(p)
+                currency, total, types = validate_create(p, REQUEST_VERSION.get(), frozenset(self.activated))
                 if len(self.sessions) >= SESSIONS_MAX:
                     raise StripeError(429, "rate_limit_error", "rate_limit", "Too many sessions in the fake")
                 sid = "cs_test_" + secrets.token_hex(16)
@@ -254,7 +362,8 @@ class FakeStripe:
                      "payment_method_types": types, "success_url": p["success_url"],
                      "cancel_url": p.get("cancel_url"), "created": now,
                      "expires_at": int(p.get("expires_at", now + 86400)), "livemode": False, "payment_intent": None,
-                     "url": f"{request.scheme}://{request.host}/pay/{sid}"}
+                     "url": f"{request.scheme}://{request.host}/pay/{sid}" +
+                            ("?" + "x" * (self.url_pad - 1) if self.url_pad > 0 else "")}
                 self.sessions[sid] = s
                 if key:
                     self.idem[key] = (p, s)
@@ -264,11 +373,12 @@ class FakeStripe:
         @routes.get("/v1/checkout/sessions/{sid}")
         async def retrieve(request):
             async def go(request, p):
+                check_params(p, REQUEST_VERSION.get(), "checkout.sessions.retrieve")
                 s = self.sessions.get(request.match_info["sid"])
                 if not s:
                     raise StripeError(404, "invalid_request_error", "resource_missing",
                                       f"No such checkout.session: '{request.match_info['sid']}'", "session")
-                return web.json_response(s)
+                return web.json_response(self.expanded(s, p.get("expand", [])))
             return await api(request, go)
 
         @routes.post("/v1/checkout/sessions/{sid}/expire")
@@ -289,8 +399,19 @@ class FakeStripe:
             body = await request.json()
             s = self.sessions[request.match_info["sid"]]
             outcome = body.get("outcome", "paid")
+            method = body.get("method", s["payment_method_types"][0])
+            if method not in s["payment_method_types"]:
+                return web.json_response({"error": f"{method} is not offered by this session"}, status=400)
+            if outcome in ("paid", "async_pending"):
+                pid, cid = "pi_" + secrets.token_hex(8), "ch_" + secrets.token_hex(8)
+                self.intents[pid] = {"id": pid, "object": "payment_intent", "amount": s["amount_total"],
+                                     "currency": s["currency"], "payment_method_types": [method],
+                                     "latest_charge": cid,
+                                     "charges": {cid: {"id": cid, "object": "charge", "payment_intent": pid,
+                                                       "payment_method_details": {"type": method, method: {}}}}}
+                s["payment_intent"] = pid
             if outcome == "paid":
-                s.update(status="complete", payment_status="paid", payment_intent="pi_" + secrets.token_hex(8))
+                s.update(status="complete", payment_status="paid")
                 self.event("checkout.session.completed", s)
             elif outcome == "async_pending":
                 s.update(status="complete", payment_status="unpaid")

@@ -51,6 +51,7 @@ def test_sandbox_purchase_end_to_end(srv):
     e = srv.rt.ledger.history(srv.account, kinds=["purchase"])["entries"][0]
     assert (e["currency"], e["amount_minor"], e["method"], e["external_ref"]) == ("usd", 1000, "alipay",
                                                                                     co["session_id"])
+    assert e["note"] == "offered: card,wechat_pay,alipay"   # the offer, kept apart from the method used
     assert srv.rt.ledger.verify()["ok"]
 
 
@@ -105,21 +106,32 @@ def signed(srv, event, secret=None, t=None):
     return body, {"Stripe-Signature": f"t={t},v1={mac}", "Content-Type": "application/json"}
 
 
-def paid_event(srv, sid, amount=1000, credits=2110 * C, kind="checkout.session.completed", status="paid"):
-    return {"id": "evt_" + sid, "object": "event", "type": kind, "data": {"object": {
-        "id": sid, "object": "checkout.session", "status": "complete", "payment_status": status,
-        "currency": "usd", "amount_total": amount, "client_reference_id": str(srv.account),
-        "metadata": {"credits_micro": str(credits), "method": "card"}}}}
+def sandbox_session(srv, amount=1000, status="complete", payment_status="paid", method="card"):
+    """A real sandbox session (created through the route), set to a state as Stripe would."""
+    st, co, _ = srv.call("POST", "/credits/checkout", {"amount_minor": amount, "currency": "usd"})
+    assert st == 200, co
+    s = srv.pay.sandbox.sessions[co["session_id"]]
+    s["status"], s["payment_status"] = status, payment_status
+    if payment_status == "paid":
+        s["payment_intent"] = {"id": "pi_t", "latest_charge": {"payment_method_details": {"type": method}}}
+    return co["session_id"]
+
+
+def paid_event(srv, sid, kind="checkout.session.completed"):
+    """The event as Stripe sends it: only the session id is trusted (the rest is read from the sandbox)."""
+    return {"id": "evt_" + sid, "object": "event", "type": kind,
+            "data": {"object": {"id": sid, "object": "checkout.session"}}}
 
 
 def test_webhook_signatures(srv):
-    body, hdr = signed(srv, paid_event(srv, "cs_test_sig1"))
+    sid = sandbox_session(srv)
+    body, hdr = signed(srv, paid_event(srv, sid))
     bad = dict(hdr, **{"Stripe-Signature": hdr["Stripe-Signature"][:-1] + ("0" if hdr["Stripe-Signature"][-1] != "0"
                                                                              else "1")})
     assert srv.call("POST", "/credits/stripe/webhook", raw=body, headers=bad)[0] == 400
-    _, stale = signed(srv, paid_event(srv, "cs_test_sig1"), t=int(time.time()) - 301)
+    _, stale = signed(srv, paid_event(srv, sid), t=int(time.time()) - 301)
     assert srv.call("POST", "/credits/stripe/webhook", raw=body, headers=stale)[0] == 400
-    _, wrong = signed(srv, paid_event(srv, "cs_test_sig1"), secret="whsec_other")
+    _, wrong = signed(srv, paid_event(srv, sid), secret="whsec_other")
     assert srv.call("POST", "/credits/stripe/webhook", raw=body, headers=wrong)[0] == 400
     assert srv.call("POST", "/credits/stripe/webhook", raw=body[:-2] + b" }", headers=hdr)[0] == 400  # tampered
     assert balance(srv) == 0
@@ -128,7 +140,8 @@ def test_webhook_signatures(srv):
 
 
 def test_hundred_duplicate_deliveries_and_concurrent_returns_credit_once(srv):
-    body, hdr = signed(srv, paid_event(srv, "cs_test_race"))
+    sid = sandbox_session(srv)
+    body, hdr = signed(srv, paid_event(srv, sid))
 
     async def storm():
         async with aiohttp.ClientSession() as s:
@@ -139,36 +152,57 @@ def test_hundred_duplicate_deliveries_and_concurrent_returns_credit_once(srv):
     states = asyncio.run_coroutine_threadsafe(storm(), srv.loop).result(120)
     assert states.count("credited") == 1 and states.count("already_credited") == 99
     # The return path at the same moment from several threads: still once.
+    session_json = srv.pay.fetch_session(sid)
     results = []
-    ths = [threading.Thread(target=lambda: results.append(srv.pay.fulfil(body))) for _ in range(20)]
+    ths = [threading.Thread(target=lambda: results.append(srv.pay.fulfil(session_json))) for _ in range(20)]
     for t in ths:
         t.start()
     for t in ths:
         t.join()
-    assert all(r["state"] == "already_credited" for r in results)
+    assert len(results) == 20 and all(r["state"] == "already_credited" for r in results)
     assert balance(srv) == 2110 * C
     assert len(srv.rt.ledger.history(srv.account, kinds=["purchase"])["entries"]) == 1
 
 
 def test_out_of_order_async_events(srv):
     # Delayed method: completed-but-unpaid first, then failed: nothing credited.
-    for kind, status in (("checkout.session.completed", "unpaid"), ("checkout.session.async_payment_failed", "unpaid")):
-        body, hdr = signed(srv, paid_event(srv, "cs_test_async1", kind=kind, status=status))
+    sid = sandbox_session(srv, payment_status="unpaid")
+    for kind in ("checkout.session.completed", "checkout.session.async_payment_failed"):
+        body, hdr = signed(srv, paid_event(srv, sid, kind=kind))
         st, r, _ = srv.call("POST", "/credits/stripe/webhook", raw=body, headers=hdr)
         assert st == 200 and r["state"] in ("pending", "ignored")
     assert balance(srv) == 0
     # Succeeded arrives before completed (reordered): credits once.
+    sid2 = sandbox_session(srv, method="alipay")
     for kind in ("checkout.session.async_payment_succeeded", "checkout.session.completed"):
-        body, hdr = signed(srv, paid_event(srv, "cs_test_async2", kind=kind))
+        body, hdr = signed(srv, paid_event(srv, sid2, kind=kind))
         srv.call("POST", "/credits/stripe/webhook", raw=body, headers=hdr)
     assert balance(srv) == 2110 * C
 
 
-def test_server_enforces_limits_on_fulfilment(srv):
-    # A forged-but-signed session for more than $1,000 worth of credits is rejected, not credited.
-    body, hdr = signed(srv, paid_event(srv, "cs_test_big", amount=200_000, credits=422_000 * C))
+def test_forged_or_mispriced_sessions_are_never_credited(srv):
+    # A signed event naming a session the sandbox (Stripe) never created: refused.
+    body, hdr = signed(srv, paid_event(srv, "cs_test_big"))
     st, r, _ = srv.call("POST", "/credits/stripe/webhook", raw=body, headers=hdr)
-    assert st == 200 and r["state"] == "rejected" and balance(srv) == 0
+    assert st == 404 and balance(srv) == 0
+    # A paid session whose promised credits do not match what was paid: kept for the operator.
+    sid = sandbox_session(srv)
+    srv.pay.sandbox.sessions[sid]["metadata"]["credits_micro"] = str(422_000 * C)
+    body, hdr = signed(srv, paid_event(srv, sid))
+    st, r, _ = srv.call("POST", "/credits/stripe/webhook", raw=body, headers=hdr)
+    assert st == 200 and r["state"] == "needs_attention" and balance(srv) == 0
+    assert [a["session_id"] for a in srv.pay.attention.list()] == [sid]
+    st, s, _ = srv.call("GET", f"/credits/checkout/{sid}")
+    assert s["state"] == "needs_attention" and "being reviewed" in s["message"]
+
+
+def test_sandbox_retried_create_is_the_same_session(srv):
+    body = {"amount_minor": 1000, "currency": "usd", "request_id": "sandbox-attempt-1"}
+    first = srv.call("POST", "/credits/checkout", body)[1]
+    again = srv.call("POST", "/credits/checkout", body)[1]
+    assert again["session_id"] == first["session_id"] and len(srv.pay.sandbox.sessions) == 1
+    st, err, _ = srv.call("POST", "/credits/checkout", {**body, "method": "card"})
+    assert st == 409 and err["error"]["type"] == "request_reused"
 
 
 def test_checkout_requires_sign_in_and_own_sessions(srv):

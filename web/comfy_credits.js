@@ -239,14 +239,22 @@ function buySection() {
     const presets = h("div", { class: "cc-row" }, o.presets_usd.map((p) =>
       h("button", { class: "cc-btn cc-secondary", onclick: () => { amount.value = p; cur.value = "usd"; syncMethods(); } }, `$${p}`)));
     const msg = h("p", { class: "cc-error", role: "alert" });
+    let attempt = null;  // a retry of the same purchase reuses its request id (one Stripe Idempotency-Key)
     const buy = h("button", { class: "cc-btn", "data-testid": "cc-buy", onclick: async () => {
       msg.textContent = "";
       const c = o.currencies.find((x) => x.code === cur.value);
       const value = Math.min(Math.max(Number(amount.value), o.min_usd_cents / 100), o.max_usd_cents / 100);
       if (c.code === "usd") amount.value = value;   // clamped to the operator's limits
+      const body = { amount_minor: Math.round(Number(amount.value) * 10 ** c.exponent), currency: c.code,
+                     ...(method.value ? { method: method.value } : {}) };
+      const same = JSON.stringify(body);
+      if (!attempt || attempt.same !== same) {
+        const bytes = crypto.getRandomValues(new Uint8Array(16));
+        attempt = { same, id: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };
+      }
       try {
-        const r = await call("POST", "/credits/checkout", { amount_minor: Math.round(Number(amount.value) * 10 ** c.exponent),
-                                                           currency: c.code, ...(method.value ? { method: method.value } : {}) });
+        const r = await call("POST", "/credits/checkout", { ...body, request_id: attempt.id });
+        attempt = null;
         sessionStorage.setItem("comfyCredits.pending", r.session_id);
         window.location.assign(r.checkout_url);
       } catch (e) { msg.textContent = e.message; }
@@ -258,6 +266,7 @@ function buySection() {
   return box;
 }
 
+const METHOD_LABEL = { card: "Card", wechat_pay: "WeChat Pay", alipay: "Alipay" };
 const KIND_LABEL = { grant: "Credits granted", purchase: "Credits bought", hold: "Run started (held)", settle: "API run",
                      void: "Run not charged", expire: "Hold expired" };
 
@@ -272,7 +281,8 @@ async function drawHistory(el, page) {
     const sign = amount > 0 && e.kind !== "hold" && e.kind !== "void" && e.kind !== "expire" ? "+" : "";
     const tokens = e.tokens_in != null || e.tokens_out != null ? `${e.tokens_in ?? 0} / ${e.tokens_out ?? 0}` : "";
     return h("tr", {}, h("td", {}, fmtTime(e.created_ms)), h("td", {}, KIND_LABEL[e.kind] || e.kind),
-      h("td", {}, [e.node_class, e.model].filter(Boolean).join(" · ") || e.note || e.method || ""),
+      h("td", {}, e.kind === "purchase" ? (METHOD_LABEL[e.method] || e.method) :
+        [e.node_class, e.model].filter(Boolean).join(" · ") || e.note || ""),
       h("td", {}, tokens), h("td", { class: "cc-num" }, `${sign}${fmtCredits(amount)}`),
       h("td", { class: "cc-num" }, fmtCredits(e.balance_after)));
   });
@@ -287,14 +297,16 @@ async function drawHistory(el, page) {
 }
 
 async function exportCsv() {
-  const out = [["time", "event", "node_class", "model", "tokens_in", "tokens_out", "credits", "balance_after"]];
+  const out = [["time", "event", "node_class", "model", "tokens_in", "tokens_out", "credits", "balance_after",
+                "payment_method", "currency", "amount_paid_minor", "note"]];
   let cursor = null;
   for (let i = 0; i < 500; i++) {
     const d = await call("GET", `/credits/history?limit=200${cursor ? `&cursor=${cursor}` : ""}`);
     for (const e of d.entries) {
       const amount = ["grant", "purchase", "settle"].includes(e.kind) ? e.delta : e.amount;
       out.push([new Date(e.created_ms).toISOString(), e.kind, e.node_class, e.model, e.tokens_in ?? "", e.tokens_out ?? "",
-                micro(amount).toFixed(6), micro(e.balance_after).toFixed(6)]);
+                micro(amount).toFixed(6), micro(e.balance_after).toFixed(6), e.method || "", e.currency || "",
+                e.kind === "purchase" ? e.amount_minor : "", e.note || ""]);
     }
     if (!d.next_cursor) break;
     cursor = d.next_cursor;
@@ -425,6 +437,7 @@ async function completeCheckout() {
         return;
       }
       if (r.state === "not_paid") { toast("warn", "Payment not completed", "No credits were added."); return; }
+      if (r.state === "needs_attention") { toast("warn", "Purchase under review", r.message); return; }
     } catch { /* not signed in yet, or the provider is slow */ }
     await new Promise((ok) => setTimeout(ok, 2000));
   }

@@ -59,6 +59,7 @@ void suite_pricing(void);
 void suite_ledger(void);
 void suite_token(void);
 void suite_stripe(void);
+void suite_fulfil(void);
 void suite_password(void);
 void suite_gwpath(void);
 

@@ -10,6 +10,7 @@ int main(void) {
     suite_ledger();
     suite_token();
     suite_stripe();
+    suite_fulfil();
     suite_password();
     suite_gwpath();
     printf("%d passed, %d failed\n", ct_passed, ct_failed);
