@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from . import __version__, api_nodes, config, gate, gateway_route, payments, routes
+from . import __version__, api_nodes, config, feature_flags, gate, gateway_route, payments, routes
 from .runtime import Runtime
 
 log = logging.getLogger("comfy_credits")
@@ -64,6 +64,8 @@ def install() -> Runtime:
         base = self_base(args) + gateway_route.PREFIX
         args.comfy_api_base = base
         rt.start_expiry()
+        # Only now does every API node run on a hold: say so to the frontend.
+        feature_flags.announce_self_metering()
         STATE["ready"] = True
         key = "set" if cfg.upstream_key else "NOT SET (upstream calls will be refused upstream)"
         log.info("comfy-credits: ready; %d API node classes metered; ledger %s; gateway %s -> %s; operator key %s",

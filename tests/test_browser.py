@@ -1,13 +1,17 @@
 """The Credits UI in real Chromium against the real ComfyUI frontend (PyPI
 comfyui-frontend-package, a 1.27.x and a current 1.5x), served by the
-contract harness with this pack loaded. Screenshots go to
-test-artifacts/browser/.
+contract harness with this pack loaded. Everything is driven the way a person
+does it: the Settings dialog, the keyboard, a workflow opened with Ctrl+O and
+run with the visible Run button or Ctrl+Enter (never api.queuePrompt() or other
+frontend internals). Screenshots go to build/browser-screenshots/ (CI
+artifacts, not committed).
 
 scripts/setup installs Chromium (Debian) and the two frontends into
 build/frontends/<version>; the tests skip with the reason when they are absent.
 """
 import csv
 import io
+import json
 import os
 import shutil
 import time
@@ -18,7 +22,7 @@ from test_integration import Comfy, C
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRONTENDS = ["1.27.10", "1.58.1"]
-ARTIFACTS = os.path.join(ROOT, "test-artifacts", "browser")
+ARTIFACTS = os.path.join(ROOT, "build", "browser-screenshots")
 CHROMIUM = "/usr/bin/chromium"
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -69,12 +73,65 @@ def close_settings(ui):
     ui.page.wait_for_timeout(300)
 
 
-def test_sign_in_credits_panel_csv_and_sign_out(ui):
+# Saved workflows in ComfyUI's API format, opened with Ctrl+O like any file.
+def dalle(seed):  # a new seed each time: ComfyUI serves an unchanged node from its cache without a run
+    return {"1": {"class_type": "OpenAIDalle3", "inputs": {"prompt": "a red fox", "seed": seed, "quality": "standard",
+                                                           "style": "natural", "size": "1024x1024"}},
+            "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+
+
+DALLE_PRICE = 8_440_000  # $0.04 × 211 credits, in micro-credits
+# Kling v2 master, 10 s: 2.80 USD = 590.8 credits, more than the test account has.
+KLING = {"1": {"class_type": "KlingTextToVideoNode", "inputs": {"prompt": "fox", "negative_prompt": "", "cfg_scale": "0.5",
+                                                                "aspect_ratio": "16:9",
+                                                                "mode": "pro mode / 10s duration / kling-v2-master"}},
+         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+
+
+def load_app(ui):
+    ui.page.goto(f"http://127.0.0.1:{ui.port}/")
+    ui.page.wait_for_selector("#graph-canvas", timeout=60_000)
+    ui.page.wait_for_function("[...document.querySelectorAll('link')].some(l => l.href.includes('comfy_credits.css'))",
+                              timeout=60_000)  # our extension module has loaded
+
+
+def open_workflow(ui, name, prompt):
+    """Ctrl+O on the canvas, then pick the file: how a person opens a saved workflow."""
+    path = ui.tmp / f"{name}.json"
+    path.write_text(json.dumps(prompt))
     page = ui.page
-    page.goto(f"http://127.0.0.1:{ui.port}/")
-    page.wait_for_selector("#graph-canvas", timeout=60_000)
-    page.wait_for_function("[...document.querySelectorAll('link')].some(l => l.href.includes('comfy_credits.css'))",
-                           timeout=60_000)  # our extension module has loaded
+    page.locator("#graph-canvas").focus()
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Control+o")
+    chooser.value.set_files(str(path))
+    page.locator(f'text="{name}" >> visible=true').first.wait_for()  # its workflow tab
+    page.wait_for_timeout(800)  # the frontend settles its auth state and run gate
+
+
+def run_button(ui):
+    return ui.page.get_by_role("button", name="Run", exact=True)
+
+
+def settles(ui):
+    with ui.ledger() as led:
+        return len(led.history(ui.account, kinds=["settle"], limit=200)["entries"])
+
+
+def wait_settles(ui, n, timeout_s=30):
+    end = time.monotonic() + timeout_s
+    while settles(ui) < n:
+        assert time.monotonic() < end, f"no charged run after {timeout_s} s"
+        time.sleep(0.1)
+
+
+def balance(ui):
+    with ui.ledger() as led:
+        return led.account(ui.account)["balance"]
+
+
+def test_sign_in_run_then_credits_panel_csv_and_sign_out(ui):
+    page = ui.page
+    load_app(ui)
     dialog = open_settings(ui, "User")
     account = dialog.locator("[data-testid=cc-account]")
     account.scroll_into_view_if_needed()
@@ -87,19 +144,20 @@ def test_sign_in_credits_panel_csv_and_sign_out(ui):
     account.locator("[data-testid=cc-signin]").click()
     page.locator("[data-testid=cc-email]").wait_for()
     shot(ui, "1-signed-in")
-    dialog.get_by_text("Credits", exact=True).first.click(force=True)
+    close_settings(ui)
+    # A run through the visible Run button.
+    before, n = balance(ui), settles(ui)
+    open_workflow(ui, "dalle", dalle(101))
+    run_button(ui).click()
+    wait_settles(ui, n + 1)
+    assert balance(ui) == before - DALLE_PRICE
+    dialog = open_settings(ui, "Credits")
     panel = page.locator("[data-testid=cc-panel]")
     panel.locator("[data-testid=cc-balance]").wait_for()
-    assert panel.locator("[data-testid=cc-balance]").inner_text().startswith("42.00 credits")
+    page.wait_for_function("document.querySelector('[data-testid=cc-balance]').textContent.startsWith('33.56 credits')")
     history = panel.locator("[data-testid=cc-history]")
     history.get_by_text("Credits granted").wait_for()
-    assert "+42.00" in history.inner_text()
-    # A run happens (through the API, as a headless client would): the panel shows it after a refresh.
-    with ui.ledger() as led:
-        h = led.hold("ui-h", ui.account, 8_440_000, 60_000, node_class="OpenAIDalle3", model="dall-e-3")
-        led.settle("ui-s", h["hold_id"], 8_440_000, images=1)
-    panel.locator("[data-testid=cc-refresh]").click()
-    page.wait_for_function("document.querySelector('[data-testid=cc-balance]').textContent.startsWith('33.56')")
+    assert "+42.00" in history.inner_text() and "OpenAIDalle3" in history.inner_text()
     shot(ui, "2-credits-panel")
     with page.expect_download() as dl:
         panel.locator("[data-testid=cc-csv]").click()
@@ -117,40 +175,55 @@ def test_sign_in_credits_panel_csv_and_sign_out(ui):
 
 
 def sign_in_api(ui):
+    """Setup shortcut (the sign-in form itself is tested above): a session cookie, then a fresh page."""
     ui.page.goto(f"http://127.0.0.1:{ui.port}/")
     st = ui.page.evaluate("""async () => (await fetch('/api/credits/session', {method: 'POST',
         headers: {'Content-Type': 'application/json'},
         body: JSON.stringify({email: 'demo@example.com', password: 'demo-password'})})).status""")
     assert st == 200
-    ui.page.reload()
-    ui.page.wait_for_selector("#graph-canvas", timeout=60_000)
+    load_app(ui)
     ui.page.wait_for_selector(".cc-topchip", timeout=60_000)  # our extension is loaded and signed in
+
+
+def test_run_button_and_ctrl_enter_run_api_nodes_and_are_charged(ui):
+    page = ui.page
+    sign_in_api(ui)
+    open_workflow(ui, "dalle-run", dalle(202))
+    # 1.5x frontends gate partner nodes on a Comfy.org session unless the server says it meters them itself.
+    assert page.locator("[data-testid=partner-sign-in-to-run-button]").count() == 0
+    assert page.get_by_text("Sign in to run").count() == 0
+    run = run_button(ui)
+    run.wait_for()
+    shot(ui, "8-run-button")
+    before, n = balance(ui), settles(ui)
+    run.click()
+    wait_settles(ui, n + 1)
+    assert balance(ui) == before - DALLE_PRICE
+    page.locator("#graph-canvas").focus()
+    page.keyboard.press("Control+Enter")
+    wait_settles(ui, n + 2)
+    assert balance(ui) == before - 2 * DALLE_PRICE
+    # Keyboard only: Tab to the Run button, then Enter.
+    run.focus()
+    page.keyboard.press("Enter")
+    wait_settles(ui, n + 3)
+    assert balance(ui) == before - 3 * DALLE_PRICE
 
 
 def test_refused_run_opens_our_dialog_and_buy_leads_to_credits(ui):
     page = ui.page
     sign_in_api(ui)
-    with ui.ledger() as led:
-        bal = led.account(ui.account)["balance"]
-    # A workflow whose API node costs more than the balance (Kling v2 master, 10 s: 2.80 USD = 590.8 credits).
-    page.evaluate("""async () => {
-        const { api } = await import('/scripts/api.js');
-        try {
-          await api.queuePrompt(0, { output: {
-            '1': {class_type: 'KlingTextToVideoNode', inputs: {prompt: 'fox', mode: 'pro mode / 10s duration / kling-v2-master'}},
-            '2': {class_type: 'PreviewAny', inputs: {source: ['1', 0]}} }, workflow: {} });
-        } catch (e) { window.__ccRefused = e.comfyCreditsHandled === true; }
-    }""")
+    bal = balance(ui)
+    open_workflow(ui, "kling", KLING)
+    run_button(ui).click()
     dialog = page.locator("[data-testid=cc-refused]")
     dialog.wait_for()
     assert "Not enough credits" in dialog.inner_text() and "590.80" in dialog.inner_text()
-    assert page.evaluate("window.__ccRefused") is True
     shot(ui, "4-refused")
     dialog.locator("[data-testid=cc-dialog-buy]").click()
     page.locator("[data-testid=cc-panel]").wait_for()
     shot(ui, "5-buy-from-dialog")
-    with ui.ledger() as led:
-        assert led.account(ui.account)["balance"] == bal  # nothing was charged or queued
+    assert balance(ui) == bal  # nothing was charged or queued
     close_settings(ui)
 
 

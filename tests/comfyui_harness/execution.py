@@ -93,6 +93,17 @@ def full_type_name(klass):
     return klass.__qualname__ if module == "builtins" else module + "." + klass.__qualname__
 
 
+def declared_inputs(cls):
+    """The names in INPUT_TYPES()'s required and optional sections (None if unknown)."""
+    try:
+        types = cls.INPUT_TYPES()
+    except Exception:
+        return None
+    if not isinstance(types, dict):
+        return None
+    return {name for section in ("required", "optional") for name in (types.get(section) or {})}
+
+
 class PromptExecutor:
     def __init__(self, server):
         self.server = server
@@ -192,7 +203,12 @@ class PromptExecutor:
                         done[nid] = self.outputs_cache[sig]
                         cached.append(nid)
                         continue
-                    inputs = {k: (done[v[0]][0][v[1]] if is_link(v) else v) for k, v in raw.items()}
+                    # execution.py get_input_data (0.3.64 execution.py:138-184): a literal input the
+                    # class does not declare has no input_category and is not passed (e.g. the
+                    # frontend's "preview" widget value on PreviewAny).
+                    declared = declared_inputs(cls)
+                    inputs = {k: (done[v[0]][0][v[1]] if is_link(v) else v) for k, v in raw.items()
+                              if is_link(v) or declared is None or k in declared}
                     self.server.last_node_id = nid
                     self.add_message("executing", {"node": nid, "display_node": nid, "prompt_id": prompt_id})
                     try:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 import execution
 import nodes
+from comfy_api import feature_flags
 
 
 def is_loopback(host):
@@ -107,6 +108,7 @@ class PromptServer:
         self.on_prompt_handlers = []
         self.messages = []  # every event sent (event, data, sid), also pushed to /ws clients
         self.sockets = {}
+        self.sockets_metadata = {}  # server.py: per-socket client feature flags
         # Harness defaults: no onboarding or missing-node dialogs over a graph of nodes it lacks.
         self.settings = {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingNodesWarning": False,
                          "Comfy.Workflow.ShowMissingModelsWarning": False}
@@ -252,8 +254,8 @@ class PromptServer:
             return web.json_response({})
 
         @routes.get("/features")
-        async def features(request):
-            return web.json_response({"supports_preview_metadata": False})
+        async def features(request):  # server.py get_features (0.3.64 server.py:584-586)
+            return web.json_response(feature_flags.get_server_features())
 
         @routes.get("/prompt")
         async def get_prompt(request):
@@ -261,18 +263,33 @@ class PromptServer:
             return web.json_response({"exec_info": {"queue_remaining": len(pending)}})
 
         @routes.get("/ws")
-        async def websocket_handler(request):  # server.py websocket_handler: status first, then events
+        async def websocket_handler(request):  # server.py websocket_handler (0.3.64 server.py:187-245)
             ws = web.WebSocketResponse()
             await ws.prepare(request)
             sid = request.rel_url.query.get("clientId") or uuid.uuid4().hex
             self.sockets[sid] = ws
+            self.sockets_metadata[sid] = {"feature_flags": {}}
             try:
                 await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}},
                                                                "sid": sid}})
-                async for _ in ws:
-                    pass
+                first_message = True
+                async for msg in ws:
+                    if msg.type != web.WSMsgType.TEXT:
+                        continue
+                    try:
+                        data = json.loads(msg.data)
+                        # The client's first message may be its feature flags; the
+                        # server answers with its own (get_server_features()).
+                        if first_message and data.get("type") == "feature_flags":
+                            self.sockets_metadata[sid]["feature_flags"] = data.get("data", {})
+                            await ws.send_json({"type": "feature_flags",
+                                                "data": feature_flags.get_server_features()})
+                        first_message = False
+                    except json.JSONDecodeError:
+                        logging.warning(f"Invalid JSON received from client {sid}: {msg.data}")
             finally:
                 self.sockets.pop(sid, None)
+                self.sockets_metadata.pop(sid, None)
             return ws
 
         @routes.get("/extensions")

@@ -9,6 +9,7 @@ parser.add_argument("--custom-nodes-dir", default=None)  # harness only: where p
 parser.add_argument("--comfy-api-base", default="https://api.comfy.org")  # cli_args.py:206-210
 parser.add_argument("--disable-api-nodes", action="store_true")
 parser.add_argument("--front-end-root", default=None)
+parser.add_argument("--max-upload-size", type=float, default=100)  # cli_args.py:43
 parser.add_argument("--multi-user", action="store_true")
 parser.add_argument("--tls-keyfile", default=None)
 parser.add_argument("--tls-certfile", default=None)
