@@ -100,9 +100,14 @@ def open_workflow(ui, name, prompt):
     path = ui.tmp / f"{name}.json"
     path.write_text(json.dumps(prompt))
     page = ui.page
-    page.locator("#graph-canvas").focus()
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Control+o")
+    for attempt in range(5):  # the keybinding exists only once the app has finished its setup
+        page.locator("#graph-canvas").focus()
+        try:
+            with page.expect_file_chooser(timeout=4000) as chooser:
+                page.keyboard.press("Control+o")
+            break
+        except playwright.TimeoutError:
+            assert attempt < 4, "Ctrl+O opened no file chooser"
     chooser.value.set_files(str(path))
     page.locator(f'text="{name}" >> visible=true').first.wait_for()  # its workflow tab
     page.wait_for_timeout(800)  # the frontend settles its auth state and run gate
