@@ -70,7 +70,8 @@ def print_json(obj) -> None:
 
 def account_view(a: dict) -> dict:
     out = dict(a)
-    for k in ("balance", "held", "available", "paid_total", "granted_total", "spent_total", "uncollected_total"):
+    for k in ("balance", "held", "available", "paid_total", "granted_total", "spent_total", "uncollected_total",
+              "test_balance"):
         out[k + "_credits"] = credits(a[k])
     return out
 
@@ -164,6 +165,9 @@ def cmd_balance(led, args, cfg):
     print(f"  available    {credits(a['available']):>14}")
     print(f"  paid total   {credits(a['paid_total']):>14}")
     print(f"  granted total{credits(a['granted_total']):>14}")
+    if a["test_balance"]:
+        print(f"  TEST         {credits(a['test_balance']):>14}   (sandbox credits: no money was paid; they pay only "
+              "for the simulated upstream)")
     print(f"  spent total  {credits(a['spent_total']):>14}")
     if a["uncollected_total"]:
         print(f"  uncollected  {credits(a['uncollected_total']):>14}   (runs that cost more than was left)")
@@ -176,9 +180,9 @@ HISTORY_COLUMNS = ["id", "time", "kind", "credits", "balance_after", "held_after
 
 
 def history_row(e: dict) -> dict:
-    amount = e["delta"] if e["kind"] in ("grant", "purchase", "settle") else e["amount"]
+    amount = e["delta"] if e["kind"] in ("grant", "purchase", "settle", "test") else e["amount"]
     return {
-        "id": e["id"], "time": fmt_time(e["created_ms"]), "kind": e["kind"], "credits": credits(amount),
+        "id": e["id"], "time": fmt_time(e["created_ms"]), "kind": e["kind"].upper() if e["kind"] == "test" else e["kind"], "credits": credits(amount),
         "balance_after": credits(e["balance_after"]), "held_after": credits(e["held_after"]),
         "node_class": e["node_class"], "model": e["model"], "prompt_id": e["prompt_id"], "node_id": e["node_id"],
         "tokens_in": e["tokens_in"], "tokens_out": e["tokens_out"], "images": e["images"],
@@ -394,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--limit", type=int, default=50, help="entries per page (1..1000)")
     h.add_argument("--cursor", type=int, help="continue from this cursor")
     h.add_argument("--all", action="store_true", help="every page")
-    h.add_argument("--kind", action="append", choices=["grant", "purchase", "hold", "settle", "void", "expire"])
+    h.add_argument("--kind", action="append", choices=["grant", "purchase", "test", "hold", "settle", "void", "expire"])
     h.add_argument("--since", help="from this date (UTC), e.g. 2026-11-01")
     h.add_argument("--until", help="before this date (UTC)")
     fmt = h.add_mutually_exclusive_group()

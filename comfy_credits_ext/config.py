@@ -17,7 +17,7 @@ Config file (JSON, every key optional):
       "session_ttl_ms": 2592000000,
       "purchase_min_usd": "1",
       "purchase_max_usd": "1000",
-      "sandbox_checkout": true,
+      "sandbox_checkout": false,
       "stripe_api_base": "https://api.stripe.com",
       "stripe_api_version": "2026-10-28.endive",
       "public_url": "https://comfy.example.com",
@@ -26,19 +26,29 @@ Config file (JSON, every key optional):
 
 Secrets come only from the environment: COMFY_CREDITS_UPSTREAM_KEY (the
 operator's Comfy.org API key that pays the providers), STRIPE_SECRET_KEY and
-STRIPE_WEBHOOK_SECRET. Without a Stripe key the sandbox checkout (TEST MODE)
-takes its place unless sandbox_checkout is false.
+STRIPE_WEBHOOK_SECRET.
+
+Free credits are never the default. The sandbox checkout (TEST MODE, no
+Stripe key) runs only when `sandbox_checkout` is true, or, when it is not set,
+when the upstream is the simulated one (upstream_base on loopback, as
+`scripts/run` starts it). What it sells are TEST credits: their own entry kind,
+never counted as paid, shown as TEST, and unusable against a real upstream.
+Starting with the sandbox on and COMFY_CREDITS_UPSTREAM_KEY set for a real
+upstream is refused (see start_problem). Stripe test-mode keys (sk_test_)
+also sell TEST credits.
 
 `rates` maps an ISO currency to credits per major unit as a decimal string
 (no floats on the money path); USD defaults to 211, Comfy.org's rate.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import _core
 
@@ -81,7 +91,7 @@ class Config:
     session_ttl_ms: int = SESSION_TTL_MS_DEFAULT
     purchase_min_usd_cents: int = 100        # $1, Comfy.org's minimum
     purchase_max_usd_cents: int = 100_000    # $1,000, Comfy.org's maximum
-    sandbox_checkout: bool = True            # used only while no Stripe key is set
+    sandbox_checkout: bool | None = None     # None: on only with the simulated upstream (and no Stripe key)
     stripe_api_base: str = "https://api.stripe.com"
     # The Stripe-Version sent on every request (and the one to give the webhook endpoint).
     stripe_api_version: str = field(default_factory=_core.stripe_api_version_default)
@@ -101,6 +111,37 @@ class Config:
     def upstream_key(self) -> str:
         """The operator's upstream key; from the environment only, never logged."""
         return os.environ.get(ENV_UPSTREAM_KEY, "")
+
+    @property
+    def upstream_simulated(self) -> bool:
+        """The upstream is a simulator on this machine (loopback), not a paid provider."""
+        host = (urlsplit(self.upstream_base).hostname or "").lower()
+        if host == "localhost" or host == "::1":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        """The in-process sandbox checkout sells (TEST) credits."""
+        if self.stripe_key:
+            return False
+        return self.upstream_simulated if self.sandbox_checkout is None else self.sandbox_checkout
+
+    @property
+    def test_credits_sold(self) -> bool:
+        """Purchases are test money: the sandbox, or a Stripe test-mode key."""
+        return self.sandbox_enabled or self.stripe_key.startswith(("sk_test_", "rk_test_"))
+
+    def start_problem(self) -> str | None:
+        """A one-line reason this configuration must not start, or None."""
+        if self.sandbox_enabled and self.upstream_key and not self.upstream_simulated:
+            return ("sandbox_checkout is on while COMFY_CREDITS_UPSTREAM_KEY pays a real upstream "
+                    f"({self.upstream_base}): anyone could buy free TEST credits; set \"sandbox_checkout\": false "
+                    "or configure STRIPE_SECRET_KEY")
+        return None
 
     def price_table_text(self) -> str:
         try:

@@ -44,6 +44,9 @@ def install() -> Runtime:
 
     server = PromptServer.instance
     cfg = config.load(comfyui_user_dir=folder_paths.get_user_directory())
+    problem = cfg.start_problem()
+    if problem:
+        raise config.ConfigError(problem)
     rt = Runtime(cfg)
     server.app.middlewares.append(gate.make_middleware(rt, nodes.NODE_CLASS_MAPPINGS))
     server.add_on_prompt_handler(gate.make_on_prompt(rt))

@@ -138,10 +138,14 @@ class Payments:
             if not cfg.stripe_webhook_secret:
                 log.warning("comfy-credits: STRIPE_WEBHOOK_SECRET is not set; purchases are credited only when the "
                             "buyer returns to ComfyUI")
-        elif cfg.sandbox_checkout:
+        elif cfg.sandbox_enabled:
             self.sandbox = Sandbox(self_base)
             log.warning("comfy-credits: no STRIPE_SECRET_KEY: purchases use the SANDBOX checkout (TEST MODE, no "
-                        "real money). Set sandbox_checkout=false to turn it off.")
+                        "real money); its TEST credits pay only for the simulated upstream.")
+        else:
+            log.info("comfy-credits: buying credits is off (no STRIPE_SECRET_KEY; the sandbox checkout runs only "
+                     "with the simulated upstream or \"sandbox_checkout\": true)")
+        self.test_credits = cfg.test_credits_sold
         self.min_micro = _core.convert("usd", cfg.purchase_min_usd_cents, cfg.rates_micro)
         self.max_micro = _core.convert("usd", cfg.purchase_max_usd_cents, cfg.rates_micro)
         self.attention = Attention(str(cfg.database))
@@ -157,7 +161,7 @@ class Payments:
             exp = _core.currency_exponent(code)
             currencies.append({"code": code, "exponent": exp, "credits_per_unit": _core.format_credits(micro, 0),
                                "methods": _core.payment_methods(code)})
-        return {"enabled": self.enabled, "test_mode": bool(self.sandbox),
+        return {"enabled": self.enabled, "test_mode": bool(self.test_credits and self.enabled),
                 "min_usd_cents": cfg.purchase_min_usd_cents, "max_usd_cents": cfg.purchase_max_usd_cents,
                 "min_credits_micro": self.min_micro, "max_credits_micro": self.max_micro,
                 "presets_usd": list(PRESETS_USD), "currencies": currencies,
@@ -165,7 +169,7 @@ class Payments:
 
     def fulfil(self, session_json: bytes) -> dict:
         """Credits a paid session once; keeps one that cannot be credited for the operator."""
-        res = self.rt.ledger.fulfil_checkout(session_json)
+        res = self.rt.ledger.fulfil_checkout(session_json, test=self.test_credits)
         if res["state"] == "needs_attention":
             log.error("comfy-credits: paid checkout %s NEEDS ATTENTION (nothing credited): %s; see "
                       "`python -m comfy_credits_ext purchases attention`", res["session_id"], res["reason"])
@@ -200,11 +204,11 @@ def register(routes, rt, payments: Payments, whoami) -> None:
         who, _, err = await signed_in_write(request, whoami)
         if err:
             return err
-        if not payments.enabled:
-            return error(503, "purchases_disabled", "Buying credits is not enabled on this server.")
         body = await read_json(request)
         if body is None:
             return error(400, "bad_json", "Send a JSON object.")
+        if not payments.enabled:
+            return error(503, "purchases_disabled", "Buying credits is not enabled on this server.")
         currency = body.get("currency", "usd")
         method = body.get("method")  # None: the checkout page offers every method the currency allows
         amount = body.get("amount_minor")
@@ -267,7 +271,7 @@ def register(routes, rt, payments: Payments, whoami) -> None:
             log.error("comfy-credits: creating a checkout failed: %s", exc)
             return error(502, "checkout_unavailable", "The payment provider could not be reached; try again.")
         return web.json_response({"checkout_url": s["url"], "session_id": s["id"], "credits_micro": credits,
-                                  "credits": _core.format_credits(credits, 0), "test_mode": bool(payments.sandbox)})
+                                  "credits": _core.format_credits(credits, 0), "test_mode": bool(payments.test_credits)})
 
     @routes.get("/credits/checkout/{session_id}")
     async def status(request):

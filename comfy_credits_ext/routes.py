@@ -19,7 +19,7 @@ from .gate import SESSION_COOKIE, request_token
 
 log = logging.getLogger("comfy_credits")
 
-HISTORY_KINDS = ("grant", "purchase", "hold", "settle", "void", "expire")
+HISTORY_KINDS = ("grant", "purchase", "test", "hold", "settle", "void", "expire")
 SIGN_IN_FAILURES_MAX = 5          # per email and per client address ...
 SIGN_IN_WINDOW_S = 15 * 60        # ... within this window, then 429 until it passes
 THROTTLE_KEYS_MAX = 50_000        # bounded memory
@@ -82,6 +82,8 @@ def public_account(a: dict) -> dict:
         "id": a["id"], "email": a["email"], "display_name": a["display_name"], "role": a["role"],
         "balance_micro": a["balance"], "held_micro": a["held"], "available_micro": a["available"],
         "paid_micro": a["paid_total"], "granted_micro": a["granted_total"], "spent_micro": a["spent_total"],
+        # TEST credits (sandbox checkout): never paid for; spendable only against the simulated upstream.
+        "test_micro": a["test_balance"], "test": _core.format_credits(a["test_balance"]) if a["test_balance"] else None,
         "balance": _core.format_credits(a["balance"]), "available": _core.format_credits(a["available"]),
         "updated_ms": a["updated_ms"],
     }
@@ -91,7 +93,10 @@ def public_entry(e: dict) -> dict:
     keep = ("id", "kind", "amount", "delta", "uncollected", "balance_after", "held_after", "hold_id", "created_ms",
             "prompt_id", "node_id", "node_class", "model", "tokens_in", "tokens_out", "images", "seconds_ms",
             "currency", "amount_minor", "method", "note")
-    return {k: e[k] for k in keep}
+    out = {k: e[k] for k in keep}
+    if e["kind"] == "test":
+        out["label"] = "TEST"  # a sandbox purchase: no money was paid
+    return out
 
 
 async def read_json(request):

@@ -24,6 +24,8 @@ class Runtime:
         self.cfg = cfg
         cfg.database.parent.mkdir(parents=True, exist_ok=True)
         self.ledger = _core.Ledger(str(cfg.database))
+        # TEST credits (sandbox purchases) never pay for a real upstream.
+        self.ledger.set_test_spendable(cfg.upstream_simulated)
         self.prices = _core.PriceTable(cfg.price_table_text())
         self.meter = _core.Meter()
         self.tokens = _core.TokenKey()

@@ -51,8 +51,8 @@ static int priced(const cc_checkout_session *s, const char *cur, cc_fulfil_state
     return 1;
 }
 
-cc_rc cc_fulfil_checkout(cc_ledger *l, const cc_checkout_session *s, cc_fulfil_state *state, cc_result *res,
-                         cc_error *err) {
+cc_rc cc_fulfil_checkout(cc_ledger *l, const cc_checkout_session *s, int test, cc_fulfil_state *state,
+                         cc_result *res, cc_error *err) {
     memset(res, 0, sizeof *res);
     if (strcmp(s->payment_status, "paid") != 0 || strcmp(s->status, "complete") != 0) {
         *state = (strcmp(s->status, "expired") == 0 ||
@@ -81,7 +81,7 @@ cc_rc cc_fulfil_checkout(cc_ledger *l, const cc_checkout_session *s, cc_fulfil_s
                          : (s->methods_offered[0] && !strchr(s->methods_offered, ',')) ? s->methods_offered
                                                                                         : "stripe";
     cc_op op;
-    cc_op_init(&op, CC_OP_PURCHASE);
+    cc_op_init(&op, test ? CC_OP_TEST_PURCHASE : CC_OP_PURCHASE);
     op.key = key;
     op.account_id = s->account_id;
     op.amount = s->credits_micro;

@@ -22,6 +22,9 @@
 **     payment_method_details.type, else the single method offered, else
 **     "stripe") and the methods offered in its note ("offered: ...").
 **   - There is no refund path: nothing here ever removes credits.
+**   - test = 1 (a sandbox or Stripe test-mode session) records TEST credits
+**     (CC_KIND_TEST): never counted as paid, unusable against a real upstream
+**     (see cc_ledger_set_test_spendable).
 */
 #ifndef CC_FULFIL_H
 #define CC_FULFIL_H
@@ -39,8 +42,8 @@ typedef enum cc_fulfil_state {
 
 /* Returns CC_OK with *state for every outcome above; an error only when the
 ** ledger could not be written (storage: retry later). */
-cc_rc cc_fulfil_checkout(cc_ledger *l, const cc_checkout_session *s, cc_fulfil_state *state, cc_result *res,
-                         cc_error *err);
+cc_rc cc_fulfil_checkout(cc_ledger *l, const cc_checkout_session *s, int test, cc_fulfil_state *state,
+                         cc_result *res, cc_error *err);
 
 const char *cc_fulfil_state_name(cc_fulfil_state s);
 

@@ -47,10 +47,11 @@ struct cc_ledger {
     cc_conn *readers[CC_READERS_MAX];
     int reader_free[CC_READERS_MAX];
     int nreaders;
+    int test_spendable;        /* see cc_ledger_set_test_spendable; read under mu by the leader */
 };
 
 static const char *const KIND_NAMES[CC_KIND_MAX + 1] = {
-    "", "grant", "purchase", "hold", "settle", "void", "expire"};
+    "", "grant", "purchase", "hold", "settle", "void", "expire", "test"};
 
 const char *cc_kind_name(int kind) {
     return (kind >= 1 && kind <= CC_KIND_MAX) ? KIND_NAMES[kind] : "unknown";
@@ -150,6 +151,7 @@ static cc_rc validate_op(const cc_op *op, cc_error *err) {
         TRY(check_text(op->note, CC_NOTE_BYTES_MAX, "note", err));
         return CC_OK;
     case CC_OP_PURCHASE:
+    case CC_OP_TEST_PURCHASE:
         TRY(check_key(op->key, err));
         TRY(check_id(op->account_id, "account_id", err));
         TRY(check_amount(op->amount, 0, "amount", err));
@@ -289,7 +291,7 @@ static cc_rc conflict_str(cc_result *r, const cc_entry *e, const char *field, co
     do { if (strcmp((was), (now) ? (now) : "") != 0) return conflict_str(r, e, field, (was), (now)); } while (0)
 
 static const cc_op_kind KIND_TO_OP[CC_KIND_MAX + 1] = {
-    0, CC_OP_GRANT, CC_OP_PURCHASE, CC_OP_HOLD, CC_OP_SETTLE, CC_OP_VOID, CC_OP_EXPIRE};
+    0, CC_OP_GRANT, CC_OP_PURCHASE, CC_OP_HOLD, CC_OP_SETTLE, CC_OP_VOID, CC_OP_EXPIRE, CC_OP_TEST_PURCHASE};
 
 /* Compares a repeated operation with the entry its key produced. CC_OK means
 ** "same operation": the caller returns the original result. */
@@ -305,6 +307,7 @@ static cc_rc compare_replay(const cc_op *op, const cc_entry *e, cc_result *r) {
         SAME_STR("note", e->note, op->note);
         break;
     case CC_OP_PURCHASE:
+    case CC_OP_TEST_PURCHASE:
         SAME_I64("account_id", e->account_id, op->account_id);
         SAME_I64("amount", e->amount, op->amount);
         SAME_STR("currency", e->currency, op->currency);
@@ -494,6 +497,21 @@ static void entry_base(cc_entry *e, int kind, const cc_op *op, int64_t account_i
 static void entry_after(cc_entry *e, const cc_account *after) {
     e->balance_after = after->balance;
     e->held_after = after->held;
+    e->test_after = after->test_balance;
+    CC_ASSERT(after->test_balance >= 0 && after->test_balance <= after->balance);
+}
+
+void cc_ledger_set_test_spendable(cc_ledger *l, int spendable) {
+    pthread_mutex_lock(&l->mu);
+    l->test_spendable = spendable ? 1 : 0;
+    pthread_mutex_unlock(&l->mu);
+}
+
+static int test_spendable(cc_ledger *l) {
+    pthread_mutex_lock(&l->mu);
+    int v = l->test_spendable;
+    pthread_mutex_unlock(&l->mu);
+    return v;
 }
 
 static cc_rc apply_credit(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
@@ -509,7 +527,8 @@ static cc_rc apply_credit(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now
         return refuse(c, op, r);
     }
     cc_entry e;
-    int kind = op->kind == CC_OP_GRANT ? CC_KIND_GRANT : CC_KIND_PURCHASE;
+    int kind = op->kind == CC_OP_GRANT ? CC_KIND_GRANT : op->kind == CC_OP_TEST_PURCHASE ? CC_KIND_TEST
+                                                                                     : CC_KIND_PURCHASE;
     entry_base(&e, kind, op, a.id, now);
     e.amount = op->amount;
     e.delta = op->amount;
@@ -522,7 +541,8 @@ static cc_rc apply_credit(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now
         set_text(e.method, sizeof e.method, op->method);
         set_text(e.external_ref, sizeof e.external_ref, op->external_ref);
         set_text(e.note, sizeof e.note, op->note); /* e.g. the payment methods offered */
-        a.paid_total += op->amount;
+        if (kind == CC_KIND_TEST) a.test_balance += op->amount; /* never counted as paid */
+        else a.paid_total += op->amount;
     }
     a.balance = nb;
     a.updated_ms = now;
@@ -546,7 +566,17 @@ static cc_rc apply_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, 
     }
     int64_t available = a.balance - a.held;
     CC_ASSERT(available >= 0);
+    int test_locked = !test_spendable(l) && a.test_balance > 0;
+    if (test_locked) available = available > a.test_balance ? available - a.test_balance : 0;
     if (a.balance <= 0 || available < op->amount) {
+        if (test_locked) {
+            cc_fail(&r->err, CC_ERR_INSUFFICIENT, "amount",
+                    "not enough credits: this run needs %lld.%06lld; TEST credits cannot pay for a real "
+                    "upstream, and %lld.%06lld other credits are available",
+                    (long long)(op->amount / CC_MICRO), (long long)(op->amount % CC_MICRO),
+                    (long long)(available / CC_MICRO), (long long)(available % CC_MICRO));
+            return refuse(c, op, r);
+        }
         /* Whole credits with 6 decimals: say exactly what was missing. */
         cc_fail(&r->err, CC_ERR_INSUFFICIENT, "amount",
                 "not enough credits: this run needs %lld.%06lld, available %lld.%06lld",
@@ -626,6 +656,8 @@ static cc_rc resolve_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int kind, i
     if (kind == CC_KIND_SETTLE) {
         int64_t available = a.balance - a.held; /* unreserved credits */
         CC_ASSERT(available >= 0);
+        int spend_test = test_spendable(l);
+        if (!spend_test) available = available > a.test_balance ? available - a.test_balance : 0;
         int64_t collectable = hs.h.amount + available;
         int64_t charge = op->amount < collectable ? op->amount : collectable;
         e.amount = op->amount;
@@ -638,6 +670,8 @@ static cc_rc resolve_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int kind, i
         if (slen(op->ctx.model)) set_text(e.model, sizeof e.model, op->ctx.model);
         a.balance -= charge;
         a.spent_total += charge;
+        if (spend_test) a.test_balance = a.test_balance > charge ? a.test_balance - charge : 0;
+        if (a.test_balance > a.balance) a.test_balance = a.balance; /* holds placed while TEST was spendable */
         a.uncollected_total += e.uncollected;
         state = CC_HOLD_SETTLED;
     } else {
@@ -778,7 +812,8 @@ static cc_rc apply_cred_revoke(cc_ledger *l, cc_conn *c, const cc_op *op, int64_
 static cc_rc apply_op(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
     switch (op->kind) {
     case CC_OP_GRANT:
-    case CC_OP_PURCHASE: return apply_credit(l, c, op, now, r);
+    case CC_OP_PURCHASE:
+    case CC_OP_TEST_PURCHASE: return apply_credit(l, c, op, now, r);
     case CC_OP_HOLD: return apply_hold(l, c, op, now, r);
     case CC_OP_SETTLE:
     case CC_OP_VOID: return apply_resolve(l, c, op, now, r);
@@ -1250,7 +1285,7 @@ cc_rc cc_ledger_sign_in(cc_ledger *l, const char *email, const char *password, c
 
 typedef struct acc_sum {
     cc_account a;
-    int64_t balance, held, paid, granted, spent, uncollected, entries;
+    int64_t balance, held, paid, granted, spent, uncollected, entries, test;
 } acc_sum;
 
 typedef struct hold_chk {
@@ -1361,10 +1396,20 @@ static int v_entry(void *ctx, const cc_entry *e) {
                 (long long)e->id, (long long)e->account_id, (long long)nh, (long long)nb);
     s->balance = (int64_t)nb;
     s->held = (int64_t)nh;
+    /* TEST credits: only a test entry adds them, only a settle may spend them (at most its charge). */
+    int64_t test_was = s->test;
+    s->test = e->kind == CC_KIND_TEST ? s->test + e->delta : e->test_after;
+    if (e->test_after != s->test || e->test_after < 0 || e->test_after > e->balance_after ||
+        (e->kind == CC_KIND_SETTLE ? (e->test_after > test_was || test_was - e->test_after > -e->delta)
+                                   : (e->kind != CC_KIND_TEST && e->test_after != test_was)))
+        problem(v, "entry %lld of account %lld: TEST credits after it are %lld, entries give %lld (was %lld)",
+                (long long)e->id, (long long)e->account_id, (long long)e->test_after, (long long)s->test,
+                (long long)test_was);
     s->entries++;
     switch (e->kind) {
     case CC_KIND_GRANT: s->granted += e->delta; if (e->delta <= 0 || e->held_delta) goto shape; break;
     case CC_KIND_PURCHASE: s->paid += e->delta; if (e->delta <= 0 || e->held_delta) goto shape; break;
+    case CC_KIND_TEST: if (e->delta <= 0 || e->held_delta) goto shape; break;
     case CC_KIND_HOLD: {
         if (e->delta != 0 || e->held_delta != e->amount || e->amount <= 0) goto shape;
         hold_chk *h = find_hold(v, e->id);
@@ -1454,6 +1499,9 @@ cc_rc cc_ledger_verify(cc_ledger *l, char **problems, int cap, int *n_problems,
                         (long long)a->granted_total, (long long)a->spent_total,
                         (long long)a->uncollected_total, (long long)s->paid, (long long)s->granted,
                         (long long)s->spent, (long long)s->uncollected);
+            if (s->test != a->test_balance)
+                problem(&v, "account %lld: TEST credits %lld but its entries give %lld", (long long)a->id,
+                        (long long)a->test_balance, (long long)s->test);
             s->held = 0; /* reused below: open hold sum from hold records */
         }
         for (int64_t i = 0; i < v.nholds; i++) {

@@ -57,6 +57,7 @@ typedef enum cc_op_kind {
     CC_OP_CRED_CREATE,      /* a session or API key (see cc_ledger_credential_create) */
     CC_OP_CRED_REVOKE,
     CC_OP_PASSWORD_SET,     /* note = the encoded hash (see password.h) */
+    CC_OP_TEST_PURCHASE,    /* a purchase through a sandbox/test-mode checkout: TEST credits (same fields) */
 } cc_op_kind;
 
 typedef struct cc_context {
@@ -149,6 +150,14 @@ typedef struct cc_verify_stats {
 } cc_verify_stats;
 cc_rc cc_ledger_verify(cc_ledger *l, char **problems, int cap, int *n_problems,
                        cc_verify_stats *stats, cc_error *err);
+
+/* TEST credits (CC_KIND_TEST, from a sandbox or test-mode checkout) are kept
+** apart as account.test_balance and are never counted as paid. While they are
+** not spendable (the default: the upstream is real), a hold may use only
+** balance - held - test_balance, and a settle takes nothing from them. While
+** spendable (the upstream is the simulated one), settles spend TEST credits
+** first. Thread-safe; takes effect for operations that start afterwards. */
+void cc_ledger_set_test_spendable(cc_ledger *l, int spendable);
 
 /* Group-commit counters since open: operations and commits. */
 void cc_ledger_counters(cc_ledger *l, int64_t *ops, int64_t *commits);

@@ -28,6 +28,8 @@ static const op_spec OPS[] = {
     {"grant", CC_OP_GRANT, {"key", "account_id", "amount", "note", NULL}},
     {"purchase", CC_OP_PURCHASE,
      {"key", "account_id", "amount", "currency", "amount_minor", "method", "external_ref", "note", NULL}},
+    {"test_purchase", CC_OP_TEST_PURCHASE,
+     {"key", "account_id", "amount", "currency", "amount_minor", "method", "external_ref", "note", NULL}},
     {"hold", CC_OP_HOLD,
      {"key", "account_id", "amount", "ttl_ms", "prompt_id", "node_id", "node_class", "model", NULL}},
     {"settle", CC_OP_SETTLE,
@@ -119,7 +121,7 @@ static PyObject *result_dict(const cc_op *op, const cc_result *r) {
     } else {
         bad |= ccpy_set_i64(d, "entry_id", r->entry_id);
         bad |= ccpy_set_i64(d, "account_id", r->account_id);
-        if (op->kind != CC_OP_GRANT && op->kind != CC_OP_PURCHASE)
+        if (op->kind != CC_OP_GRANT && op->kind != CC_OP_PURCHASE && op->kind != CC_OP_TEST_PURCHASE)
             bad |= ccpy_set_i64(d, "hold_id", r->hold_id);
         bad |= ccpy_set_i64(d, "amount", r->amount);
         bad |= ccpy_set_i64(d, "delta", r->delta);
@@ -193,6 +195,7 @@ static PyObject *run_one(LedgerObject *self, const char *opname, PyObject *args,
     }
 OP_METHOD(grant)
 OP_METHOD(purchase)
+OP_METHOD(test_purchase)
 OP_METHOD(hold)
 OP_METHOD(settle)
 OP_METHOD(void)
@@ -288,7 +291,8 @@ static PyObject *account_dict(const cc_account *a) {
               ccpy_set_i64(d, "paid_total", a->paid_total) |
               ccpy_set_i64(d, "granted_total", a->granted_total) |
               ccpy_set_i64(d, "spent_total", a->spent_total) |
-              ccpy_set_i64(d, "uncollected_total", a->uncollected_total);
+              ccpy_set_i64(d, "uncollected_total", a->uncollected_total) |
+              ccpy_set_i64(d, "test_balance", a->test_balance);
     if (bad) { Py_DECREF(d); return NULL; }
     return d;
 }
@@ -432,7 +436,7 @@ static PyObject *entry_dict(const cc_entry *e) {
               set_counter(d, "images", e->images) | set_counter(d, "seconds_ms", e->seconds_ms) |
               ccpy_set_str(d, "currency", e->currency) | ccpy_set_i64(d, "amount_minor", e->amount_minor) |
               ccpy_set_str(d, "method", e->method) | ccpy_set_str(d, "external_ref", e->external_ref) |
-              ccpy_set_str(d, "note", e->note);
+              ccpy_set_str(d, "note", e->note) | ccpy_set_i64(d, "test_after", e->test_after);
     if (bad) { Py_DECREF(d); return NULL; }
     return d;
 }
@@ -764,11 +768,12 @@ static PyObject *L_sign_in(LedgerObject *self, PyObject *args, PyObject *kw) {
 }
 
 static PyObject *L_fulfil_checkout(LedgerObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"session_json", NULL};
+    static char *kwlist[] = {"session_json", "test", NULL};
     ccpy_state *st = lstate(self);
     Py_buffer b;
+    int test = 0;
     if (ensure_open(self) < 0) return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*:fulfil_checkout", kwlist, &b)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|$p:fulfil_checkout", kwlist, &b, &test)) return NULL;
     PyObject *out = NULL;
     cc_checkout_session s;
     cc_error e;
@@ -779,7 +784,7 @@ static PyObject *L_fulfil_checkout(LedgerObject *self, PyObject *args, PyObject 
     cc_result r;
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
-    rc = cc_fulfil_checkout(self->l, &s, &state, &r, &e);
+    rc = cc_fulfil_checkout(self->l, &s, test, &state, &r, &e);
     Py_END_ALLOW_THREADS
     self->busy--;
     if (rc != CC_OK) { ccpy_raise(st, &e); goto done; }
@@ -794,6 +799,14 @@ static PyObject *L_fulfil_checkout(LedgerObject *self, PyObject *args, PyObject 
 done:
     PyBuffer_Release(&b);
     return out;
+}
+
+static PyObject *L_set_test_spendable(LedgerObject *self, PyObject *v) {
+    if (ensure_open(self) < 0) return NULL;
+    int on = PyObject_IsTrue(v);
+    if (on < 0) return NULL;
+    cc_ledger_set_test_spendable(self->l, on);
+    Py_RETURN_NONE;
 }
 
 static PyObject *L_counters(LedgerObject *self, PyObject *Py_UNUSED(ignored)) {
@@ -897,6 +910,8 @@ static PyObject *L_get_closed(LedgerObject *self, void *Py_UNUSED(c)) { return P
 #define FN(f) (PyCFunction)(void (*)(void))(f)
 static PyMethodDef L_methods[] = {
     {"grant", FN(L_grant), KW, "grant(key, account_id, amount, note='') -> result: promo credits"},
+    {"test_purchase", FN(L_test_purchase), KW,
+     "test_purchase(key, account_id, amount, currency, amount_minor, method, external_ref) -> result: TEST credits"},
     {"purchase", FN(L_purchase), KW,
      "purchase(key, account_id, amount, currency, amount_minor, method, external_ref) -> result"},
     {"hold", FN(L_hold), KW,
@@ -926,7 +941,10 @@ static PyMethodDef L_methods[] = {
     {"set_password", FN(L_set_password), KW, "set_password(account_id, password): scrypt-hashed"},
     {"sign_in", FN(L_sign_in), KW, "sign_in(email, password) -> account; NotFound for wrong email or password"},
     {"fulfil_checkout", FN(L_fulfil_checkout), KW,
-     "fulfil_checkout(session_json) -> {state: credited|already_credited|pending|not_paid|needs_attention, reason, ...}"},
+     "fulfil_checkout(session_json, *, test=False) -> {state: credited|already_credited|pending|not_paid|"
+     "needs_attention, reason, ...}; test=True records TEST credits (sandbox / Stripe test mode)"},
+    {"set_test_spendable", FN(L_set_test_spendable), METH_O,
+     "set_test_spendable(bool): may TEST credits pay for runs? Only while the upstream is the simulated one"},
     {"counters", FN(L_counters), METH_NOARGS, "group-commit counters {ops, commits}"},
     {"close", FN(L_close), METH_NOARGS, "close the ledger"},
     {"__enter__", FN(L_enter), METH_NOARGS, NULL},

@@ -35,8 +35,9 @@ typedef enum cc_kind {
     CC_KIND_SETTLE = 4,
     CC_KIND_VOID = 5,
     CC_KIND_EXPIRE = 6,
+    CC_KIND_TEST = 7,           /* TEST credits from a sandbox/test-mode checkout: never paid money */
 } cc_kind;
-#define CC_KIND_MAX 6
+#define CC_KIND_MAX 7
 
 typedef enum cc_hold_state {
     CC_HOLD_OPEN = 0,
@@ -61,6 +62,7 @@ typedef struct cc_account {
     int64_t granted_total;      /* all promo credits ever */
     int64_t spent_total;        /* all charged (settled) credits ever */
     int64_t uncollected_total;  /* settle costs that exceeded what was there */
+    int64_t test_balance;       /* TEST credits still in balance, 0 <= test_balance <= balance */
 } cc_account;
 
 typedef struct cc_entry {
@@ -87,6 +89,7 @@ typedef struct cc_entry {
     char method[CC_METHOD_BYTES_MAX + 1];
     char external_ref[CC_REF_BYTES_MAX + 1];
     char note[CC_NOTE_BYTES_MAX + 1];
+    int64_t test_after;         /* the account's test_balance after this entry */
 } cc_entry;
 
 typedef struct cc_hold {

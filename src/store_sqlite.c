@@ -27,6 +27,7 @@ static const char *const SCHEMA_SQL =
     " balance INTEGER NOT NULL, held INTEGER NOT NULL,"
     " paid_total INTEGER NOT NULL, granted_total INTEGER NOT NULL,"
     " spent_total INTEGER NOT NULL, uncollected_total INTEGER NOT NULL,"
+    " test_balance INTEGER NOT NULL DEFAULT 0,"
     " CHECK (balance >= 0 AND held >= 0 AND held <= balance));"
     "CREATE TABLE IF NOT EXISTS entries("
     " id INTEGER PRIMARY KEY,"
@@ -40,7 +41,7 @@ static const char *const SCHEMA_SQL =
     " tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, images INTEGER NOT NULL,"
     " seconds_ms INTEGER NOT NULL,"
     " currency TEXT NOT NULL, amount_minor INTEGER NOT NULL, method TEXT NOT NULL,"
-    " external_ref TEXT NOT NULL, note TEXT NOT NULL);"
+    " external_ref TEXT NOT NULL, note TEXT NOT NULL, test_after INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS entries_by_account ON entries(account_id, id);"
     "CREATE TABLE IF NOT EXISTS holds("
     " id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, amount INTEGER NOT NULL,"
@@ -63,12 +64,12 @@ static const char *const SCHEMA_SQL =
 
 #define ACCOUNT_COLS                                                           \
     "id, email, display_name, active, role, created_ms, updated_ms, balance, " \
-    "held, paid_total, granted_total, spent_total, uncollected_total"
+    "held, paid_total, granted_total, spent_total, uncollected_total, test_balance"
 #define ENTRY_COLS                                                             \
     "id, op_key, kind, account_id, amount, delta, held_delta, uncollected, "   \
     "balance_after, held_after, hold_id, ttl_ms, created_ms, prompt_id, "      \
     "node_id, node_class, model, tokens_in, tokens_out, images, seconds_ms, "  \
-    "currency, amount_minor, method, external_ref, note"
+    "currency, amount_minor, method, external_ref, note, test_after"
 #define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by"
 #define CRED_COLS "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms"
 
@@ -92,13 +93,13 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_DATA_VERSION] = "PRAGMA data_version",
     [ST_ACC_INSERT] =
         "INSERT INTO accounts(email, display_name, active, role, created_ms, updated_ms,"
-        " balance, held, paid_total, granted_total, spent_total, uncollected_total)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        " balance, held, paid_total, granted_total, spent_total, uncollected_total, test_balance)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [ST_ACC_GET] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ?",
     [ST_ACC_BY_EMAIL] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE email = ?",
     [ST_ACC_UPDATE] =
         "UPDATE accounts SET display_name=?, active=?, role=?, updated_ms=?, balance=?, held=?,"
-        " paid_total=?, granted_total=?, spent_total=?, uncollected_total=? WHERE id=?",
+        " paid_total=?, granted_total=?, spent_total=?, uncollected_total=?, test_balance=? WHERE id=?",
     [ST_ACC_LIST] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id > ? ORDER BY id LIMIT ?",
     [ST_ENT_BY_KEY] = "SELECT " ENTRY_COLS " FROM entries WHERE op_key = ?",
     [ST_ENT_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE id = ?",
@@ -106,7 +107,7 @@ static const char *const STMT_SQL[ST_COUNT] = {
         "INSERT INTO entries(op_key, kind, account_id, amount, delta, held_delta, uncollected,"
         " balance_after, held_after, hold_id, ttl_ms, created_ms, prompt_id, node_id, node_class,"
         " model, tokens_in, tokens_out, images, seconds_ms, currency, amount_minor, method,"
-        " external_ref, note) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " external_ref, note, test_after) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [ST_HOLD_GET] = "SELECT " HOLD_COLS " FROM holds WHERE id = ?",
     [ST_HOLD_INSERT] = "INSERT INTO holds(" HOLD_COLS ") VALUES (?,?,?,?,?,?)",
     [ST_HOLD_RESOLVE] = "UPDATE holds SET state = ?, resolved_by = ? WHERE id = ? AND state = 0",
@@ -191,6 +192,7 @@ static void read_account(sqlite3_stmt *s, cc_account *a) {
     a->granted_total = sqlite3_column_int64(s, 10);
     a->spent_total = sqlite3_column_int64(s, 11);
     a->uncollected_total = sqlite3_column_int64(s, 12);
+    a->test_balance = sqlite3_column_int64(s, 13);
 }
 
 static void read_entry(sqlite3_stmt *s, cc_entry *e) {
@@ -220,6 +222,7 @@ static void read_entry(sqlite3_stmt *s, cc_entry *e) {
     copy_text(e->method, sizeof e->method, s, 23);
     copy_text(e->external_ref, sizeof e->external_ref, s, 24);
     copy_text(e->note, sizeof e->note, s, 25);
+    e->test_after = sqlite3_column_int64(s, 26);
 }
 
 static void read_hold(sqlite3_stmt *s, cc_hold *h) {
@@ -295,6 +298,7 @@ static cc_rc sq_account_insert(cc_conn *b, cc_account *a, cc_error *err) {
     sqlite3_bind_int64(s, 10, a->granted_total);
     sqlite3_bind_int64(s, 11, a->spent_total);
     sqlite3_bind_int64(s, 12, a->uncollected_total);
+    sqlite3_bind_int64(s, 13, a->test_balance);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -345,7 +349,8 @@ static cc_rc sq_account_update(cc_conn *b, const cc_account *a, cc_error *err) {
     sqlite3_bind_int64(s, 8, a->granted_total);
     sqlite3_bind_int64(s, 9, a->spent_total);
     sqlite3_bind_int64(s, 10, a->uncollected_total);
-    sqlite3_bind_int64(s, 11, a->id);
+    sqlite3_bind_int64(s, 11, a->test_balance);
+    sqlite3_bind_int64(s, 12, a->id);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -425,6 +430,7 @@ static cc_rc sq_entry_insert(cc_conn *b, cc_entry *e, cc_error *err) {
     sqlite3_bind_text(s, i++, e->method, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, i++, e->external_ref, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, i++, e->note, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, i++, e->test_after);
     int rc = sqlite3_step(s);
     int xrc = sqlite3_extended_errcode(c->db);
     sqlite3_reset(s);
@@ -744,6 +750,33 @@ static const cc_conn_vtab SQ_CONN_VTAB = {
     .scan_holds = sq_scan_holds,
 };
 
+/* Ledgers made before TEST credits existed gain their two columns (0 = none). */
+static int has_column(sqlite3 *db, const char *table, const char *col) {
+    sqlite3_stmt *s = NULL;
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT 1 FROM pragma_table_info('%s') WHERE name = '%s'", table, col);
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) return -1;
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int sq_migrate(sqlite3 *db, char **msg) {
+    static const char *const add[][3] = {
+        {"accounts", "test_balance", "ALTER TABLE accounts ADD COLUMN test_balance INTEGER NOT NULL DEFAULT 0"},
+        {"entries", "test_after", "ALTER TABLE entries ADD COLUMN test_after INTEGER NOT NULL DEFAULT 0"},
+    };
+    for (size_t i = 0; i < sizeof add / sizeof add[0]; i++) {
+        int h = has_column(db, add[i][0], add[i][1]);
+        if (h < 0) return SQLITE_ERROR;
+        if (!h) {
+            int rc = sqlite3_exec(db, add[i][2], NULL, NULL, msg);
+            if (rc != SQLITE_OK) return rc;
+        }
+    }
+    return SQLITE_OK;
+}
+
 static cc_rc sq_connect(cc_store *base, int writer, cc_conn **out, cc_error *err) {
     sq_store *st = (sq_store *)base;
     sq_conn *c = calloc(1, sizeof *c);
@@ -774,6 +807,13 @@ static cc_rc sq_connect(cc_store *base, int writer, cc_conn **out, cc_error *err
     if (writer && sqlite3_exec(c->db, SCHEMA_SQL, NULL, NULL, &msg) != SQLITE_OK) {
         cc_rc r = cc_fail(err, CC_ERR_STORAGE, "path", "cannot create schema in '%s': %s",
                           st->path, msg ? msg : "?");
+        sqlite3_free(msg);
+        sq_close(&c->base);
+        return r;
+    }
+    if (writer && sq_migrate(c->db, &msg) != SQLITE_OK) {
+        cc_rc r = cc_fail(err, CC_ERR_STORAGE, "path", "cannot upgrade the schema of '%s': %s",
+                          st->path, msg ? msg : sqlite3_errmsg(c->db));
         sqlite3_free(msg);
         sq_close(&c->base);
         return r;

@@ -16,7 +16,7 @@ DOC = os.path.join(ROOT, "comfy_credits_ext", "openapi.json")
 
 @pytest.fixture
 def srv(tmp_path):
-    s = Server(tmp_path)
+    s = Server(tmp_path, {"sandbox_checkout": True})  # every route, the sandbox's included
     yield s
     s.close()
 

@@ -59,7 +59,7 @@ static void credits_what_was_priced(void) {
     cc_fulfil_state st = 0;
     cc_result r;
     cc_error e;
-    CHECK(cc_fulfil_checkout(l, &s, &st, &r, &e) == CC_OK);
+    CHECK(cc_fulfil_checkout(l, &s, 0, &st, &r, &e) == CC_OK);
     CHECK(st == CC_FULFIL_CREDITED);
     CHECK_EQ_I64(r.balance_after, 211 * CC_MICRO);
     cc_entry en;
@@ -69,12 +69,12 @@ static void credits_what_was_priced(void) {
     CHECK_EQ_I64(en.amount_minor, 100);
     /* replays (webhook retries, the return path) credit nothing more */
     for (int i = 0; i < 3; i++) {
-        CHECK(cc_fulfil_checkout(l, &s, &st, &r, &e) == CC_OK);
+        CHECK(cc_fulfil_checkout(l, &s, 0, &st, &r, &e) == CC_OK);
         CHECK(st == CC_FULFIL_ALREADY);
     }
     /* a later report without the method (e.g. not expanded) is still the same purchase */
     s.method_used[0] = 0;
-    CHECK(cc_fulfil_checkout(l, &s, &st, &r, &e) == CC_OK);
+    CHECK(cc_fulfil_checkout(l, &s, 0, &st, &r, &e) == CC_OK);
     CHECK(st == CC_FULFIL_ALREADY);
     cc_account ac;
     CHECK(cc_ledger_account(l, a, &ac, &e) == CC_OK);
@@ -83,13 +83,13 @@ static void credits_what_was_priced(void) {
     cc_checkout_session s2 = paid("cs_test_f2", a, 100);
     s2.rate_micro = 250 * CC_MICRO;
     s2.credits_micro = 250 * CC_MICRO;
-    CHECK(cc_fulfil_checkout(l, &s2, &st, &r, &e) == CC_OK);
+    CHECK(cc_fulfil_checkout(l, &s2, 0, &st, &r, &e) == CC_OK);
     CHECK(st == CC_FULFIL_CREDITED);
     CHECK_EQ_I64(r.balance_after, 461 * CC_MICRO);
     /* a single method offered is the method used */
     cc_checkout_session s3 = paid("cs_test_f3", a, 500);
     strcpy(s3.methods_offered, "alipay");
-    CHECK(cc_fulfil_checkout(l, &s3, &st, &r, &e) == CC_OK);
+    CHECK(cc_fulfil_checkout(l, &s3, 0, &st, &r, &e) == CC_OK);
     CHECK(cc_ledger_entry(l, "stripe:cs_test_f3", &en, &e) == CC_OK);
     CHECK_STR(en.method, "alipay");
     cc_ledger_close(l);
@@ -118,7 +118,7 @@ static void needs_attention(void) {
         case 5: s.account_id = a + 100; break;            /* account gone */
         }
         memset(&e, 0, sizeof e);
-        CHECK(cc_fulfil_checkout(l, &s, &st, &r, &e) == CC_OK);
+        CHECK(cc_fulfil_checkout(l, &s, 0, &st, &r, &e) == CC_OK);
         CHECK(st == CC_FULFIL_NEEDS_ATTENTION);
         CHECK_STR(e.field, cases[i].field);
         CHECK(e.message[0] != 0);
@@ -130,9 +130,9 @@ static void needs_attention(void) {
     cc_checkout_session s = paid("cs_test_open", a, 1000);
     strcpy(s.status, "open");
     strcpy(s.payment_status, "unpaid");
-    CHECK(cc_fulfil_checkout(l, &s, &st, &r, &e) == CC_OK && st == CC_FULFIL_PENDING);
+    CHECK(cc_fulfil_checkout(l, &s, 0, &st, &r, &e) == CC_OK && st == CC_FULFIL_PENDING);
     strcpy(s.status, "expired");
-    CHECK(cc_fulfil_checkout(l, &s, &st, &r, &e) == CC_OK && st == CC_FULFIL_NOT_PAID);
+    CHECK(cc_fulfil_checkout(l, &s, 0, &st, &r, &e) == CC_OK && st == CC_FULFIL_NOT_PAID);
     cc_ledger_close(l);
 }
 
