@@ -22,7 +22,7 @@ from comfy_credits_ext.cli import main as cli_main
 from fake_stripe import FakeStripe, NEWEST, VERSIONS
 
 C = _core.MICRO
-KEY = "sk_test_fake"
+KEY = "sk_live_fake"  # a live-mode key sells paid credits (sk_test_ keys sell TEST credits: test_test_credits.py)
 
 
 class Running:
@@ -326,8 +326,7 @@ def test_operator_csv_shows_the_method_used(fake, shop, version, capsys):
 def test_paid_through_stripe_webhook_and_return_credit_once(fake, shop, version):
     assert shop.pay.stripe is not None and shop.pay.sandbox is None
     st, co, _ = shop.call("POST", "/credits/checkout", {"amount_minor": 1000, "currency": "usd"})
-    # A Stripe test-mode key (sk_test_) moves no money: what it sells are TEST credits (issue #9.1).
-    assert st == 200 and co["test_mode"] is True and co["checkout_url"].startswith(fake.base + "/pay/")
+    assert st == 200 and co["test_mode"] is False and co["checkout_url"].startswith(fake.base + "/pay/")
     sent = fake.get("/_fake/requests")[-1]["params"]
     assert sent["customer_email"] == "buyer@example.com" and sent["client_reference_id"] == str(shop.account)
     st, s, _ = shop.call("GET", f"/credits/checkout/{co['session_id']}")
@@ -338,8 +337,7 @@ def test_paid_through_stripe_webhook_and_return_credit_once(fake, shop, version)
     assert [r["body"]["state"] for r in results] == ["credited", "already_credited", "already_credited"]
     st, s, _ = shop.call("GET", f"/credits/checkout/{co['session_id']}")   # the buyer returns
     assert s["state"] == "already_credited" and s["balance_micro"] == 2110 * C
-    a = shop.rt.ledger.account(shop.account)
-    assert a["test_balance"] == 2110 * C and a["paid_total"] == 0
+    assert shop.rt.ledger.account(shop.account)["paid_total"] == 2110 * C
 
 
 def test_return_before_webhook_and_bad_deliveries(fake, shop, version):

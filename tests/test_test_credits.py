@@ -158,3 +158,25 @@ def test_sandbox_purchases_show_as_test_in_the_api(tmp_path):
         assert hist["entries"][0]["kind"] == "test" and hist["entries"][0]["label"] == "TEST"
     finally:
         s.close()
+
+
+def test_a_stripe_test_mode_key_sells_test_credits(tmp_path, monkeypatch):
+    from fake_stripe import FakeStripe
+    from test_stripe_client import Running
+    f = FakeStripe("sk_test_fake", "whsec_fake")
+    r = Running(f.app())
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_fake")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_fake")
+    monkeypatch.setenv("COMFY_CREDITS_STRIPE_API_BASE", r.base)
+    s = Server(tmp_path)
+    try:
+        st, co, _ = s.call("POST", "/credits/checkout", {"amount_minor": 1000, "currency": "usd"})
+        assert st == 200 and co["test_mode"] is True
+        r.post(f"/_fake/sessions/{co['session_id']}/pay", {"outcome": "paid"})
+        res = r.post("/_fake/deliver", {"url": f"{s.base}/credits/stripe/webhook"})
+        assert [x["body"]["state"] for x in res] == ["credited"]
+        a = s.rt.ledger.account(s.account)
+        assert a["test_balance"] == 2110 * C and a["paid_total"] == 0
+    finally:
+        s.close()
+        r.close()
