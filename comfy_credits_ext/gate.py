@@ -28,6 +28,7 @@ import contextvars
 import logging
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -57,9 +58,46 @@ def is_api_node(cls) -> bool:
     return getattr(cls, "API_NODE", False) is True
 
 
-def request_token(request: web.Request, body: dict | None = None) -> str | None:
-    """The credential the client presented: cookie, bearer, or personal key."""
-    tok = request.cookies.get(SESSION_COOKIE)
+def same_origin(request: web.Request, public_url: str | None = None) -> bool:
+    """False when the browser says this request comes from another origin.
+
+    Browsers send Origin on every POST (and Sec-Fetch-Site on every request);
+    a page on another origin, even a sibling subdomain that SameSite cookies
+    count as the same site, cannot forge either. Scripts send neither and
+    carry no ambient cookie, so they pass. The origin may be this server's
+    Host or the operator's public_url (behind a reverse proxy)."""
+    origin = request.headers.get("Origin")
+    if origin:
+        try:
+            o = urlsplit(origin)
+        except ValueError:
+            return False
+        if not o.netloc or o.scheme not in ("http", "https"):
+            return False  # includes "null" (sandboxed frames, data: URLs)
+        if o.netloc == request.host:
+            return True
+        if public_url:
+            p = urlsplit(public_url)
+            return (o.scheme, o.netloc.lower()) == (p.scheme, p.netloc.lower())
+        return False
+    return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+
+
+def is_json(request: web.Request) -> bool:
+    return request.content_type == "application/json"
+
+
+def cookie_usable(request: web.Request, public_url: str | None = None) -> bool:
+    """Our session cookie authenticates a write only when it is a same-origin
+    JSON request: a cross-site form or text/plain fetch (no preflight) never
+    acts as the signed-in person (CSRF)."""
+    return same_origin(request, public_url) and is_json(request)
+
+
+def request_token(request: web.Request, body: dict | None = None, cookie: bool = True) -> str | None:
+    """The credential the client presented: cookie (unless cookie=False),
+    bearer, or personal key."""
+    tok = request.cookies.get(SESSION_COOKIE) if cookie else None
     if tok:
         return tok
     auth = request.headers.get("Authorization", "")
@@ -102,10 +140,16 @@ def find_api_nodes(prompt: dict, node_classes: dict) -> list[tuple[str, str, dic
 async def admit(rt, request: web.Request, body: dict, node_classes: dict):
     """Returns an Admission, None (nothing to track), or a refusal response."""
     api_nodes = find_api_nodes(body["prompt"], node_classes)
-    token = request_token(request, body)
+    cookie_ok = cookie_usable(request, rt.cfg.public_url)
+    token = request_token(request, body, cookie=cookie_ok)
     if token is None:
         if not api_nodes:
             return None
+        if not cookie_ok and request.cookies.get(SESSION_COOKIE):
+            return prompt_error(
+                "credits_cross_site", "Cross-site request refused",
+                "Paid API nodes run only from this server's own page (a same-origin JSON request) or with a "
+                "personal API key; your Credits session was not used.", status=403)
         names = ", ".join(sorted({c for _, c, _ in api_nodes}))
         return prompt_error(
             "credits_sign_in_required", "Sign in to run API nodes",

@@ -206,7 +206,7 @@ def register(routes, rt, payments: Payments, whoami) -> None:
             return err
         body = await read_json(request)
         if body is None:
-            return error(400, "bad_json", "Send a JSON object.")
+            return error(400, "bad_json", "Send a JSON object (Content-Type: application/json).")
         if not payments.enabled:
             return error(503, "purchases_disabled", "Buying credits is not enabled on this server.")
         currency = body.get("currency", "usd")
@@ -376,7 +376,7 @@ def register_sandbox(routes, rt, payments: Payments) -> None:
 
     @routes.post("/credits/sandbox/checkout/{session_id}")
     async def act(request):
-        if not same_origin(request):
+        if not same_origin(request, rt.cfg.public_url):
             return web.Response(status=403, text="Cross-site requests are not accepted.")
         s = sandbox.get(request.match_info["session_id"])
         if s is None:

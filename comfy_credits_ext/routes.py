@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from . import _core
+from . import gate
 from .gate import SESSION_COOKIE, request_token
 
 log = logging.getLogger("comfy_credits")
@@ -65,16 +66,9 @@ def error(status: int, kind: str, message: str, field: str | None = None) -> web
     return web.json_response(body, status=status)
 
 
-def same_origin(request: web.Request) -> bool:
-    """Browsers send Origin on cross-site writes; scripts usually send none."""
-    origin = request.headers.get("Origin")
-    if not origin:
-        return True
-    try:
-        o = urlsplit(origin)
-    except ValueError:
-        return False
-    return bool(o.netloc) and o.netloc == request.host
+def same_origin(request: web.Request, public_url: str | None = None) -> bool:
+    """See gate.same_origin: one rule for the queue gate and every write route."""
+    return gate.same_origin(request, public_url)
 
 
 def public_account(a: dict) -> dict:
@@ -100,7 +94,10 @@ def public_entry(e: dict) -> dict:
 
 
 async def read_json(request):
-    """The body as a JSON object, or None."""
+    """The body as a JSON object sent as application/json, or None. (text/plain
+    is what a cross-site page can send without a preflight.)"""
+    if not gate.is_json(request):
+        return None
     try:
         body = await request.json()
     except Exception:
@@ -112,7 +109,7 @@ async def signed_in_write(request, whoami, with_body=False):
     """The checks every write route makes, in this order: same origin, a
     signed-in caller, and (with_body) a JSON object body.
     Returns (who, body, None) or (None, None, error response)."""
-    if not same_origin(request):
+    if not same_origin(request, whoami.public_url):
         return None, None, error(403, "bad_origin", "Cross-site requests are not accepted.")
     who, err = await whoami(request)
     if err:
@@ -121,7 +118,7 @@ async def signed_in_write(request, whoami, with_body=False):
     if with_body:
         body = await read_json(request)
         if body is None:
-            return None, None, error(400, "bad_json", "Send a JSON object.")
+            return None, None, error(400, "bad_json", "Send a JSON object (Content-Type: application/json).")
     return who, body, None
 
 
@@ -138,6 +135,7 @@ def make_whoami(rt):
         except _core.InvalidState:
             return None, error(403, "account_disabled", "This Credits account is disabled.")
         return who, None
+    whoami.public_url = rt.cfg.public_url
     return whoami
 
 
@@ -158,11 +156,11 @@ def register(routes, rt):
     @routes.post("/credits/session")
     async def sign_in(request: web.Request):
         """Sign in with email + password, or with a personal API key."""
-        if not same_origin(request):
+        if not same_origin(request, rt.cfg.public_url):
             return error(403, "bad_origin", "Cross-site requests are not accepted.")
         body = await read_json(request)
         if body is None:
-            return error(400, "bad_json", "Send a JSON object.")
+            return error(400, "bad_json", "Send a JSON object (Content-Type: application/json).")
         key = body.get("api_key")
         if key is not None:
             if not isinstance(key, str) or not key.startswith("cck_"):
@@ -197,13 +195,13 @@ def register(routes, rt):
 
     @routes.post("/credits/signup")
     async def sign_up(request: web.Request):
-        if not same_origin(request):
+        if not same_origin(request, rt.cfg.public_url):
             return error(403, "bad_origin", "Cross-site requests are not accepted.")
         if not rt.cfg.allow_signup:
             return error(403, "signup_disabled", "Accounts are created by the operator of this server.")
         body = await read_json(request)
         if body is None:
-            return error(400, "bad_json", "Send a JSON object.")
+            return error(400, "bad_json", "Send a JSON object (Content-Type: application/json).")
         email, password, name = body.get("email"), body.get("password"), body.get("display_name", "")
         if not isinstance(email, str) or not isinstance(password, str) or not isinstance(name, str):
             return error(400, "invalid_argument", "email, password and display_name must be strings.", "email")
