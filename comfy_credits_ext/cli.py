@@ -285,6 +285,19 @@ def cmd_purchases(led, args, cfg):
     store = Attention(str(cfg.database))
     try:
         if args.command_purchases == "resolve":
+            row = store.get(args.session_id)
+            if row is None or row["resolved_ms"]:
+                err(f"no open needs-attention purchase {args.session_id}")
+                return EXIT_REFUSED
+            if args.credit is not None:
+                # Credited as the purchase it is, under the key fulfilment uses
+                # ("stripe:<session>"), so it can never be credited twice.
+                amount = parse_credits(args.credit)
+                r = led.purchase(f"stripe:{row['session_id']}", row["account_id"], amount, row["currency"],
+                                 row["amount_minor"], row["method"] or "stripe", row["session_id"],
+                                 note=f"resolved by the operator: {args.note}"[:200])
+                print(f"credited {credits(r['amount'])} credits to account {row['account_id']} as purchase "
+                      f"{row['session_id']}{' (already credited)' if r['replayed'] else ''}")
             try:
                 row = store.resolve(args.session_id, args.note)
             except ValueError as exc:
@@ -308,7 +321,9 @@ def cmd_purchases(led, args, cfg):
         except _core.NotFound:
             who = f"(account {r['account_id']} does not exist)"
         state = f"resolved {fmt_time(r['resolved_ms'])}: {r['resolution']}" if r["resolved_ms"] else "NEEDS ATTENTION"
-        print(f"{r['session_id']}  {fmt_time(r['first_ms'])}  {who}  paid {r['amount_minor']} {r['currency'].upper()} "
+        exp = _core.currency_exponent(r["currency"]) if r["currency"] else 0
+        paid = f"{r['amount_minor'] / 10 ** exp:,.{exp}f}"
+        print(f"{r['session_id']}  {fmt_time(r['first_ms'])}  {who}  paid {paid} {r['currency'].upper()} "
               f"({r['method'] or 'method unknown'}) for {credits(r['credits_micro'])} credits  [{state}]\n"
               f"    reason: {r['reason']} (reported {r['reports']}x)")
     return EXIT_OK
@@ -430,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     prr = pusub.add_parser("resolve", help="mark one as settled (after e.g. `grant`), with a note")
     prr.add_argument("session_id")
     prr.add_argument("--note", required=True, help="how it was settled")
+    prr.add_argument("--credit", metavar="CREDITS",
+                     help="credit this many credits as the purchase itself (once, keyed by the session)")
 
     pr = sub.add_parser("price", help="price table tools")
     psub = pr.add_subparsers(dest="command_price", required=True, metavar="ACTION")

@@ -228,10 +228,6 @@ def register(routes, rt, payments: Payments, whoami) -> None:
         request_id = body.get("request_id")
         if request_id is not None and (not isinstance(request_id, str) or not REQUEST_ID.match(request_id)):
             return error(400, "invalid_argument", "request_id must be 8..100 letters, digits, - or _", "request_id")
-        least = _core.stripe_min_charge(currency)
-        if amount < least:
-            return error(400, "amount_below_minimum",
-                         f"Stripe's minimum charge in {currency.upper()} is {least} (minor units).", "amount_minor")
         try:
             credits = _core.convert(currency, amount, rt.cfg.rates_micro)
         except _core.InvalidArgument as exc:
@@ -242,6 +238,12 @@ def register(routes, rt, payments: Payments, whoami) -> None:
                          f"A purchase must be worth between ${lo:,.2f} and ${hi:,.2f} "
                          f"({_core.format_credits(payments.min_micro, 0)}–{_core.format_credits(payments.max_micro, 0)}"
                          " credits).", "amount_minor")
+        least = _core.stripe_min_charge(currency)
+        if amount < least:
+            return error(400, "amount_below_minimum",
+                         f"Stripe's minimum charge in {currency.upper()} is "
+                         f"{least / 10 ** _core.currency_exponent(currency):,.{_core.currency_exponent(currency)}f} "
+                         f"{currency.upper()}.", "amount_minor")
         account = who["account"]
         base = rt.cfg.public_url or f"{request.scheme}://{request.host}"
         # One purchase attempt = one key: a retry of the same create (same

@@ -60,6 +60,20 @@ cc_rc cc_fulfil_checkout(cc_ledger *l, const cc_checkout_session *s, int test, c
                      ? CC_FULFIL_NOT_PAID : CC_FULFIL_PENDING;
         return CC_OK;
     }
+    char key[CC_STRIPE_ID_BYTES_MAX + 8];
+    snprintf(key, sizeof key, "stripe:%s", s->id);
+    /* Credited already (here, or by the operator resolving it): nothing more. */
+    cc_entry done;
+    cc_error e_read;
+    if (cc_ledger_entry(l, key, &done, &e_read) == CC_OK) {
+        res->replayed = 1;
+        res->entry_id = done.id;
+        res->account_id = done.account_id;
+        res->amount = done.amount;
+        res->balance_after = done.balance_after;
+        *state = CC_FULFIL_ALREADY;
+        return CC_OK;
+    }
     /* Paid: from here on every refusal is kept for the operator. */
     if (s->account_id <= 0)
         return attention(state, err, "client_reference_id", "session %s names no account", s->id, 0, 0);
@@ -72,8 +86,6 @@ cc_rc cc_fulfil_checkout(cc_ledger *l, const cc_checkout_session *s, int test, c
     for (int i = 0; i < 3; i++) cur[i] = (char)(s->currency[i] | 0x20);
     cur[3] = 0;
     if (!priced(s, cur, state, err)) return CC_OK;
-    char key[CC_STRIPE_ID_BYTES_MAX + 8];
-    snprintf(key, sizeof key, "stripe:%s", s->id);
     char note[CC_STRIPE_METHODS_BYTES_MAX + 16] = "";
     if (s->methods_offered[0]) snprintf(note, sizeof note, "offered: %s", s->methods_offered);
     /* The method used; a single method offered can only be the one used. */

@@ -7,7 +7,8 @@
 **     webhook or the user's return to ComfyUI): both call this function.
 **   - The purchase is keyed by the session id ("stripe:<id>"): duplicates,
 **     retries, reordering and concurrent calls credit once; later calls see
-**     CC_FULFIL_ALREADY.
+**     CC_FULFIL_ALREADY (also when the operator credited it by hand under
+**     that key after it needed attention).
 **   - A session is priced once, when it is created: its metadata carries the
 **     credits, the amount, the currency and the rate. Fulfilment credits
 **     exactly metadata.credits_micro when Stripe's amount_total and currency

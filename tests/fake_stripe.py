@@ -423,6 +423,13 @@ class FakeStripe:
                 self.event("checkout.session.async_payment_failed", s)
             return web.json_response(s)
 
+        @routes.post("/_fake/sessions/{sid}/update")
+        async def update(request):
+            """Changes a session as the Dashboard or a bug on Stripe's side could (e.g. amount_total)."""
+            s = self.sessions[request.match_info["sid"]]
+            s.update(await request.json())
+            return web.json_response(s)
+
         @routes.post("/_fake/fail_next")
         async def fail_next(request):
             self.fail_next = await request.json()

@@ -408,10 +408,21 @@ def test_a_paid_session_that_cannot_be_credited_needs_attention(fake, shop, vers
     with contextlib.redirect_stdout(out):
         assert cli_main(["--config", str(shop.cfg_path), "purchases", "attention"]) == 0
     assert sid in out.getvalue() and "NEEDS ATTENTION" in out.getvalue() and "buyer@example.com" in out.getvalue()
+    assert "paid 9.00 USD (alipay) for 2110.00 credits" in out.getvalue()
+    # Resolved by crediting what was actually paid, as the purchase itself (once).
+    args = ["--config", str(shop.cfg_path), "purchases", "resolve", sid, "--note", "paid 9.00, credit 1899"]
     with contextlib.redirect_stdout(io.StringIO()):
-        assert cli_main(["--config", str(shop.cfg_path), "purchases", "resolve", sid, "--note", "granted 1899"]) == 0
-        assert cli_main(["--config", str(shop.cfg_path), "purchases", "resolve", sid, "--note", "again"]) == 1
+        assert cli_main(args + ["--credit", "1899"]) == 0
+        assert cli_main(args + ["--credit", "1899"]) == 1          # resolved: not again
     assert shop.pay.attention.list() == [] and shop.pay.attention.list(include_resolved=True)[0]["resolution"]
+    e = shop.rt.ledger.history(shop.account, kinds=["purchase"])["entries"]
+    assert len(e) == 1 and (e[0]["amount"], e[0]["amount_minor"], e[0]["method"]) == (1899 * C, 900, "alipay")
+    assert shop.rt.ledger.account(shop.account)["paid_total"] == 1899 * C
+    # A late webhook retry for it credits nothing more.
+    fake.fake.pending.append(fake.fake.events[-1])
+    assert webhook(fake, shop)[0]["body"]["state"] == "already_credited"
+    assert shop.rt.ledger.account(shop.account)["balance"] == 1899 * C
+    assert shop.pay.attention.list() == []                      # still resolved
 
 
 def test_webhook_reads_the_session_from_stripe_not_the_event(fake, shop, version):
