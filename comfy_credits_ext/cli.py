@@ -293,7 +293,9 @@ def cmd_purchases(led, args, cfg):
                 # Credited as the purchase it is, under the key fulfilment uses
                 # ("stripe:<session>"), so it can never be credited twice.
                 amount = parse_credits(args.credit)
-                r = led.purchase(f"stripe:{row['session_id']}", row["account_id"], amount, row["currency"],
+                # TEST credits when this server sells TEST credits (sandbox, sk_test_ key), like fulfilment.
+                buy = led.test_purchase if cfg.test_credits_sold else led.purchase
+                r = buy(f"stripe:{row['session_id']}", row["account_id"], amount, row["currency"],
                                  row["amount_minor"], row["method"] or "stripe", row["session_id"],
                                  note=f"resolved by the operator: {args.note}"[:200])
                 print(f"credited {credits(r['amount'])} credits to account {row['account_id']} as purchase "
