@@ -139,7 +139,7 @@ static void needs_attention(void) {
     CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
     cc_checkout_session again = paid("cs_test_na0", a, 1000);
     again.amount_total = 999;
-    CHECK(cc_fulfil_checkout(l, &again, &st, &r, &e) == CC_OK);
+    CHECK(cc_fulfil_checkout(l, &again, 0, &st, &r, &e) == CC_OK);
     CHECK(st == CC_FULFIL_ALREADY);
     CHECK(cc_ledger_account(l, a, &ac, &e) == CC_OK);
     CHECK_EQ_I64(ac.balance, 2100 * CC_MICRO);
