@@ -255,6 +255,7 @@ def test_sandbox_purchase_from_the_panel(ui):
         a = led.account(ui.account)
         purchase = led.history(ui.account, kinds=["test"])["entries"][0]  # sandbox: TEST credits
     assert a["balance"] == before + 2110 * C and purchase["method"] == "wechat_pay"
+    assert purchase["note"] == "offered: card,wechat_pay,alipay"   # the offer, apart from the method used
     # Cancel adds nothing.
     open_settings(ui, "Credits")
     panel.locator("[data-testid=cc-buy]").click()
@@ -265,3 +266,32 @@ def test_sandbox_purchase_from_the_panel(ui):
     time.sleep(0.5)
     with ui.ledger() as led:
         assert led.account(ui.account)["balance"] == before + 2110 * C
+
+
+def test_buy_retried_after_a_lost_answer_gets_the_same_checkout(ui):
+    """The answer to Buy is lost (network): the buyer clicks Buy again and the
+    same request id (one Stripe Idempotency-Key) gets the same checkout."""
+    page = ui.page
+    sign_in_api(ui)
+    open_settings(ui, "Credits")
+    panel = page.locator("[data-testid=cc-panel]")
+    panel.locator("[data-testid=cc-amount]").fill("7")
+    sent, answers = [], []
+
+    def lose_first_answer(route):
+        sent.append(json.loads(route.request.post_data))
+        if len(sent) == 1:
+            answers.append(route.fetch().json())   # the server made the checkout...
+            route.abort("connectionreset")          # ...but the browser never hears of it
+        else:
+            route.continue_()
+    page.route("**/credits/checkout", lose_first_answer)
+    panel.locator("[data-testid=cc-buy]").click()
+    panel.locator(".cc-error").filter(has_text="Failed").first.wait_for()
+    panel.locator("[data-testid=cc-buy]").click()
+    page.wait_for_url("**/credits/sandbox/checkout/**")
+    page.unroute("**/credits/checkout")
+    assert len(sent) == 2 and sent[0] == sent[1] and len(sent[0]["request_id"]) == 32
+    assert page.url.endswith("/credits/sandbox/checkout/" + answers[0]["session_id"])
+    page.click("#cancel")
+    page.wait_for_url(f"http://127.0.0.1:{ui.port}/**")
