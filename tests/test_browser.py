@@ -215,7 +215,18 @@ def test_run_button_and_ctrl_enter_run_api_nodes_and_are_charged(ui):
     assert balance(ui) == before - 3 * DALLE_PRICE
 
 
-def test_refused_run_opens_our_dialog_and_buy_leads_to_credits(ui):
+def app_error_dialogs(ui):
+    """The frontend's own "Prompt execution failed" / access dialogs (their GitHub and report buttons)."""
+    page = ui.page
+    return (page.get_by_text("Find Issues").count() + page.get_by_text("Show Report").count() +
+            page.get_by_text("Prompt execution failed").count())
+
+
+def focus_in(ui, selector):
+    return ui.page.evaluate("(s) => !!document.activeElement?.closest(s)", selector)
+
+
+def test_refused_run_opens_one_dialog_of_ours_and_buy_leads_to_credits(ui):
     page = ui.page
     sign_in_api(ui)
     bal = balance(ui)
@@ -224,11 +235,68 @@ def test_refused_run_opens_our_dialog_and_buy_leads_to_credits(ui):
     dialog = page.locator("[data-testid=cc-refused]")
     dialog.wait_for()
     assert "Not enough credits" in dialog.inner_text() and "590.80" in dialog.inner_text()
+    assert "KlingTextToVideoNode (#1)" in dialog.inner_text()
+    page.wait_for_timeout(500)
+    assert app_error_dialogs(ui) == 0  # one dialog: ours
+    assert page.get_by_text("Job queued").count() == 0  # and the app does not think it queued
+    assert focus_in(ui, "[data-testid=cc-refused]")  # focus moved into it
+    for _ in range(4):  # and stays there
+        page.keyboard.press("Tab")
+        assert focus_in(ui, "[data-testid=cc-refused]")
+    page.keyboard.press("Control+Enter")  # app shortcuts do not fire under the dialog
     shot(ui, "4-refused")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="detached")
+    run_button(ui).click()
     dialog.locator("[data-testid=cc-dialog-buy]").click()
     page.locator("[data-testid=cc-panel]").wait_for()
+    assert dialog.count() == 0
     shot(ui, "5-buy-from-dialog")
     assert balance(ui) == bal  # nothing was charged or queued
+    close_settings(ui)
+
+
+def test_many_api_nodes_dialog_is_summarised_and_usable_at_800x600(ui):
+    page = ui.page
+    sign_in_api(ui)
+    page.set_viewport_size({"width": 800, "height": 600})
+    try:
+        many = {str(i): {"class_type": "KlingTextToVideoNode", "inputs": dict(KLING["1"]["inputs"])}
+                for i in range(1, 121)}
+        many["999"] = {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}
+        open_workflow(ui, "many", many)
+        run_button(ui).click()
+        dialog = page.locator("[data-testid=cc-refused]")
+        dialog.wait_for()
+        text = dialog.inner_text()
+        assert "… and 117 more" in text and len(dialog.locator("[data-testid=cc-nodes] li").all()) == 4
+        box = dialog.locator("[role=dialog]").bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 600
+        for button in (dialog.locator("[data-testid=cc-dialog-buy]"), dialog.locator("[data-testid=cc-dialog-close]")):
+            b = button.bounding_box()
+            assert b["y"] + b["height"] <= 600 and b["x"] + b["width"] <= 800  # reachable
+        shot(ui, "9-many-nodes-800x600")
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="detached")
+        assert app_error_dialogs(ui) == 0
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 900})
+
+
+def test_signed_out_refusal_sign_in_lands_on_the_form(ui):
+    page = ui.page
+    load_app(ui)
+    page.context.clear_cookies()
+    load_app(ui)
+    open_workflow(ui, "signed-out", dalle(303))
+    run_button(ui).click()
+    dialog = page.locator("[data-testid=cc-refused]")
+    dialog.wait_for()
+    assert "Sign in" in dialog.inner_text() and "OpenAIDalle3 (#1)" in dialog.inner_text()
+    dialog.locator("[data-testid=cc-dialog-buy]").click()
+    page.wait_for_function("document.activeElement?.dataset?.testid === 'cc-email-input'")
+    assert page.locator("[data-testid=cc-email-input]").is_visible()
+    shot(ui, "10-sign-in-from-refusal")
     close_settings(ui)
 
 

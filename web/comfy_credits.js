@@ -84,15 +84,29 @@ function hideCreditsEntry() {
   if (s) s.type = "hidden";
 }
 
-async function openCreditsPanel() {
+// Opens Settings on one entry. 1.2x–1.3x: showSettingsDialog(key) (our
+// category's key is "root/<label>"). Newer builds expose no panel argument:
+// open Settings, then pick the entry in its nav.
+async function openSettingsAt(key, label) {
   const dlg = app.extensionManager?.dialog;
-  if (dlg?.showSettingsDialog) return dlg.showSettingsDialog("root/Credits");   // 1.2x–1.3x: by category key
-  // 2026 builds expose no panel argument: open Settings, then pick our entry.
+  if (dlg?.showSettingsDialog) { dlg.showSettingsDialog(key); return; }
   await app.extensionManager?.command?.execute("Comfy.ShowSettingsDialog");
   for (let i = 0; i < 50; i++) {
     const item = [...document.querySelectorAll("[role=dialog] *")].find((el) =>
-      el.children.length <= 2 && el.textContent.trim() === "Credits" && el.closest("nav, [role=listbox], aside, ul"));
+      el.children.length <= 2 && el.textContent.trim() === label && el.closest("nav, [role=listbox], aside, ul"));
     if (item) { (item.closest("a, button, li, [role=option]") || item).click(); return; }
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+}
+
+function openCreditsPanel() { return openSettingsAt("root/Credits", "Credits"); }
+
+// Every "Sign in" lands on the form: Settings → User, our section, email focused.
+async function openSignIn() {
+  await openSettingsAt("user", "User");
+  for (let i = 0; i < 50; i++) {
+    const input = document.querySelector(".cc-account [data-testid=cc-email-input]");
+    if (input) { input.scrollIntoView({ block: "center" }); input.focus(); return; }
     await new Promise((ok) => setTimeout(ok, 100));
   }
 }
@@ -372,36 +386,133 @@ function updateChip() {
   chip.classList.toggle("cc-low", micro(state.account.available_micro ?? state.account.balance_micro) < 10);
 }
 
-// ---------------------------------------------------------------- refused runs
-function refusalDialog(title, text) {
-  document.querySelector(".cc-dialog")?.remove();
-  const d = h("div", { class: "cc-dialog", role: "dialog", "aria-modal": "true", "data-testid": "cc-refused" },
-    h("div", { class: "cc-dialog-box" }, h("h3", {}, title), h("p", {}, text),
-      h("div", { class: "cc-row" },
-        h("button", { class: "cc-btn", "data-testid": "cc-dialog-buy", onclick: () => { d.remove(); openCreditsPanel(); } },
-          state.account ? "Buy credits" : "Sign in"),
-        h("button", { class: "cc-btn cc-secondary", onclick: () => d.remove() }, "Close"))));
-  document.body.append(d);
+// ---------------------------------------------------------------- dialogs
+// The frontend's dialog service takes only Vue components
+// (showExtensionDialog) or a fixed Confirm/Cancel pair (confirm), neither of
+// which a no-build ES module can use for "Buy credits" / "Sign in", so a
+// refusal gets our own modal: one at a time, focus moved in and trapped,
+// Escape and a click outside close it and give focus back, the body scrolls
+// inside max-height with the buttons always visible, and no second dialog
+// from the app (see the queue wrapper below). Non-blocking notices use the
+// frontend's own toast API.
+let closeOpenDialog = null;
+const FOCUSABLE = "button:not([disabled]), [href], input:not([disabled]), select, textarea, [tabindex]:not([tabindex='-1'])";
+
+function modal({ title, body, actions, testid }) {
+  closeOpenDialog?.();
+  const before = document.activeElement;
+  const id = `cc-dialog-${Date.now()}`;
+  const box = h("div", { class: "cc-dialog-box", role: "dialog", "aria-modal": "true", "aria-labelledby": `${id}-t`,
+                         "aria-describedby": `${id}-b` },
+    h("h3", { id: `${id}-t` }, title), h("div", { class: "cc-dialog-body", id: `${id}-b` }, body),
+    h("div", { class: "cc-row cc-dialog-actions" }, actions));
+  const overlay = h("div", { class: "cc-dialog", "data-testid": testid }, box);
+  const close = (restoreFocus = true) => {
+    if (!overlay.isConnected) return;
+    overlay.remove();
+    document.removeEventListener("keydown", onKey, true);
+    closeOpenDialog = null;
+    if (restoreFocus && before?.isConnected) before.focus?.();
+  };
+  const onKey = (ev) => {
+    // Keys go to the dialog only: no app shortcut (Ctrl+Enter would queue again) fires underneath.
+    ev.stopPropagation();
+    if (ev.key === "Escape") { ev.preventDefault(); close(); return; }
+    if (ev.key !== "Tab") return;
+    const f = [...box.querySelectorAll(FOCUSABLE)];
+    if (!f.length) return;
+    const i = f.indexOf(document.activeElement);
+    if (ev.shiftKey && i <= 0) { ev.preventDefault(); f[f.length - 1].focus(); }
+    else if (!ev.shiftKey && (i === -1 || i === f.length - 1)) { ev.preventDefault(); f[0].focus(); }
+  };
+  overlay.addEventListener("mousedown", (ev) => { if (ev.target === overlay) close(); });
+  document.addEventListener("keydown", onKey, true);
+  document.body.append(overlay);
+  // Capture: the dialog is gone before a button's own action runs (which may open Settings and take focus).
+  for (const b of actions) b.addEventListener("click", () => close(!b.onclickNavigates), true);
+  actions[0]?.focus();
+  closeOpenDialog = close;
+  return close;
 }
 
+// "OpenAIDalle3 (#4) up to 8.44, … and 117 more": at most NODES_SHOWN_MAX lines.
+const NODES_SHOWN_MAX = 3;
+function nodeSummary(nodeErrors) {
+  const items = Object.entries(nodeErrors || {}).map(([id, ne]) => {
+    const est = ne?.errors?.[0]?.extra_info?.estimate_micro;
+    return `${ne?.class_type ?? "node"} (#${id})${est != null ? ` up to ${fmtCredits(est)} credits` : ""}`;
+  });
+  if (!items.length) return null;
+  const more = items.length - NODES_SHOWN_MAX;
+  return h("ul", { class: "cc-nodes", "data-testid": "cc-nodes" },
+    items.slice(0, NODES_SHOWN_MAX).map((t) => h("li", {}, t)),
+    more > 0 ? h("li", { class: "cc-muted" }, `… and ${more} more`) : null);
+}
+
+const clip = (text, n = 280) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
+
+function refusalDialog({ type, title, details, nodeErrors, extra }) {
+  const needsSignIn = type === "credits_sign_in_required" || !state.account;
+  const canBuy = type === "insufficient_credits" && state.account;
+  let text = details || "";
+  if (type === "insufficient_credits" && extra?.needed_micro != null) {
+    text = `This workflow needs up to ${fmtCredits(extra.needed_micro)} credits; you have ` +
+           `${fmtCredits(extra.available_micro ?? 0)} available.`;
+  } else if (type === "credits_sign_in_required" && nodeErrors && Object.keys(nodeErrors).length) {
+    text = "This workflow uses paid API nodes. Sign in with this server's credits account to run it.";
+  }
+  const actions = [];
+  if (type !== "credits_unavailable" && type !== "credits_account_disabled") {
+    if (needsSignIn) {
+      actions.push(Object.assign(h("button", { class: "cc-btn", "data-testid": "cc-dialog-buy", onclick: () => openSignIn() },
+                                   "Sign in"), { onclickNavigates: true }));
+    } else if (canBuy) {
+      actions.push(Object.assign(h("button", { class: "cc-btn", "data-testid": "cc-dialog-buy", onclick: () => openCreditsPanel() },
+                                   "Buy credits"), { onclickNavigates: true }));
+    }
+  }
+  actions.push(h("button", { class: "cc-btn cc-secondary", "data-testid": "cc-dialog-close" }, "Close"));
+  modal({ title, testid: "cc-refused", actions,
+          body: [h("p", {}, clip(text)), nodeSummary(nodeErrors)] });
+}
+
+// ---------------------------------------------------------------- refused runs
 const OUR_TYPES = ["insufficient_credits", "credits_sign_in_required", "credits_account_disabled", "credits_unavailable"];
 const OUR_TITLES = ["Not enough credits", "Sign in to run API nodes", "Your Credits session has expired",
-                    "This Credits account is disabled", "Paid API nodes are disabled on this server"];
+                    "This Credits account is disabled", "Paid API nodes are disabled on this server",
+                    "Credits are unavailable on this server"];
 
-// Queue time: /prompt answered with our error type.
+// Queue time: /prompt answered with our error type. The app catches the
+// throw: 1.2x–1.3x (and 1.5x with its Issues tab turned off) then open
+// "Prompt execution failed" with GitHub buttons on top of ours; 1.5x with the
+// Issues tab (setting Comfy.RightSidePanel.ShowErrorsTab, default on) only
+// files it there and outlines the refused nodes, no dialog. So where the
+// Issues tab is on we rethrow (a resolved answer would make 1.5x announce
+// "Job queued"); elsewhere we answer like a prompt that queued nothing
+// ({node_errors: {}}, no prompt_id) and ours is the one dialog. Any other
+// error is rethrown untouched.
+function appFilesPromptErrorsQuietly() {
+  try { return app.extensionManager?.setting?.get?.("Comfy.RightSidePanel.ShowErrorsTab") === true; }
+  catch { return false; }
+}
 const originalQueue = api.queuePrompt.bind(api);
 api.queuePrompt = async function (...args) {
   try {
     return await originalQueue(...args);
   } catch (e) {
-    // 1.2x–1.3x keep the JSON body as e.response; later builds may not, so
-    // fall back to the text, which starts with our message.
-    const err = e?.response?.error ?? e?.error;
+    // 1.2x–1.5x keep the JSON body as e.response; fall back to the text, which starts with our message.
+    const body = e?.response;
+    const err = body?.error ?? e?.error;
     const text = String(e?.message ?? e);
     const title = OUR_TITLES.find((t) => text.startsWith(t));
     if ((err && OUR_TYPES.includes(err.type)) || title) {
-      refusalDialog(err?.message ?? title, err?.details ?? text.slice(title.length).replace(/^:\s*/, ""));
+      refusalDialog({ type: err?.type ?? (title === "Not enough credits" ? "insufficient_credits" : "credits_sign_in_required"),
+                      title: err?.message ?? title, details: err?.details ?? text.slice(title?.length ?? 0).replace(/^:\s*/, ""),
+                      nodeErrors: body?.node_errors, extra: err?.extra_info });
+      if (err?.type === "credits_sign_in_required" || err?.type === "credits_account_disabled") refreshSession();
       e.comfyCreditsHandled = true;
+      if (appFilesPromptErrorsQuietly()) throw e;
+      return { node_errors: {}, comfy_credits_refused: err?.type ?? "refused" };
     }
     throw e;
   }
@@ -414,7 +525,9 @@ api.addEventListener("execution_error", (ev) => {
   const m = ev.detail?.exception_message || "";
   if (m.includes("Not enough credits to run") || m.includes("signed-in Credits account")) {
     ev.stopImmediatePropagation?.();
-    refusalDialog("Not enough credits", m.split("\n")[0]);
+    refusalDialog({ type: m.includes("signed-in") ? "credits_sign_in_required" : "insufficient_credits",
+                    title: m.includes("signed-in") ? "Sign in to run API nodes" : "Not enough credits",
+                    details: m.split("\n")[0] });
     refreshSession();
   }
 });
