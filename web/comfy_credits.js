@@ -91,7 +91,7 @@ async function openSettingsAt(key, label) {
   const dlg = app.extensionManager?.dialog;
   if (dlg?.showSettingsDialog) { dlg.showSettingsDialog(key); return; }
   await app.extensionManager?.command?.execute("Comfy.ShowSettingsDialog");
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 150; i++) {  // up to 15 s: a busy machine mounts Settings slowly
     const item = [...document.querySelectorAll("[role=dialog] *")].find((el) =>
       el.children.length <= 2 && el.textContent.trim() === label && el.closest("nav, [role=listbox], aside, ul"));
     if (item) { (item.closest("a, button, li, [role=option]") || item).click(); return; }
@@ -104,9 +104,18 @@ function openCreditsPanel() { return openSettingsAt("root/Credits", "Credits"); 
 // Every "Sign in" lands on the form: Settings → User, our section, email focused.
 async function openSignIn() {
   await openSettingsAt("user", "User");
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 150; i++) {  // up to 15 s: a busy machine mounts Settings slowly
     const input = document.querySelector(".cc-account [data-testid=cc-email-input]");
-    if (input) { input.scrollIntoView({ block: "center" }); input.focus(); return; }
+    if (input) {
+      input.scrollIntoView({ block: "center" });
+      input.focus();
+      // The dialog may still move focus to its own first control as it opens: take it back once.
+      for (let j = 0; j < 10 && input.isConnected; j++) {
+        await new Promise((ok) => setTimeout(ok, 100));
+        if (!document.activeElement?.closest(".cc-account")) input.focus();
+      }
+      return;
+    }
     await new Promise((ok) => setTimeout(ok, 100));
   }
 }
