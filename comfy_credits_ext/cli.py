@@ -16,7 +16,7 @@ import json
 import sys
 import uuid
 
-from . import _core
+from . import _core, emails
 from . import config as config_mod
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_STORAGE = 0, 1, 2, 4
@@ -59,6 +59,10 @@ def resolve_account(led, ref: str) -> dict:
     if ref.isdigit():
         return led.account(int(ref))
     if "@" in ref:
+        try:
+            ref = emails.normalize(ref)
+        except emails.EmailError:
+            pass  # look it up as typed (accounts made before normalisation)
         return led.account_by_email(ref)
     raise UsageError(f"'{ref}' is neither an account id nor an email address")
 
@@ -79,7 +83,11 @@ def account_view(a: dict) -> dict:
 # ---------------------------------------------------------------- commands
 
 def cmd_user_add(led, args, cfg):
-    a = led.create_account(args.email, display_name=args.name or "", role="admin" if args.admin else "user")
+    try:
+        email = emails.normalize(args.email)
+    except emails.EmailError as exc:
+        raise UsageError(str(exc)) from None
+    a = led.create_account(email, display_name=args.name or "", role="admin" if args.admin else "user")
     if args.json:
         print_json(account_view(a))
     else:
@@ -127,16 +135,36 @@ def read_new_password() -> str:
         pw = getpass.getpass("New password: ")
         if getpass.getpass("Again: ") != pw:
             raise UsageError("the two passwords differ")
-    if len(pw) < 8:
-        raise UsageError("the password must have at least 8 characters")
+    try:
+        _core.check_password(pw)  # the one rule, in C
+    except _core.InvalidArgument as exc:
+        raise UsageError(str(exc)) from None
     return pw
+
+
+def keys_line(led, account_id: int, revoke: bool) -> str:
+    """Personal API keys outlive a password change or a sign-out unless revoked: say so."""
+    revoked = led.revoke_credential(account_id, "api_key") if revoke else 0
+    left = len(led.list_credentials(account_id, "api_key"))
+    if revoked:
+        return f"{revoked} personal API key(s) revoked"
+    if left:
+        return f"{left} personal API key(s) still work (add --revoke-keys to revoke them)"
+    return "no personal API keys"
 
 
 def cmd_user_password(led, args, cfg):
     a = resolve_account(led, args.account)
     led.set_password(a["id"], read_new_password())
     n = led.revoke_credential(a["id"], "session")
-    print(f"password set for {a['email']}; {n} open session(s) signed out")
+    print(f"password set for {a['email']}; {n} open session(s) signed out; {keys_line(led, a['id'], args.revoke_keys)}")
+    return EXIT_OK
+
+
+def cmd_user_signout(led, args, cfg):
+    a = resolve_account(led, args.account)
+    n = led.revoke_credential(a["id"], "session")
+    print(f"{a['email']}: {n} open session(s) signed out; {keys_line(led, a['id'], args.revoke_keys)}")
     return EXIT_OK
 
 
@@ -394,6 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     ul.add_argument("--json", action="store_true")
     up = usub.add_parser("password", help="set an account's password (read from stdin, or asked twice)")
     up.add_argument("account", help="account id or email")
+    up.add_argument("--revoke-keys", action="store_true", help="also revoke the account's personal API keys")
+    so = usub.add_parser("signout", help="sign an account out everywhere (ends every session)")
+    so.add_argument("account", help="account id or email")
+    so.add_argument("--revoke-keys", action="store_true", help="also revoke the account's personal API keys")
     for name, hlp in (("disable", "disable an account (it keeps its credits)"), ("enable", "re-enable an account"),
                       ("promote", "make an account an admin")):
         s = usub.add_parser(name, help=hlp)
@@ -463,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 LEDGER_COMMANDS = {"key": cmd_key, "grant": cmd_grant, "balance": cmd_balance, "history": cmd_history, "expire": cmd_expire,
                    "verify": cmd_verify, "purchases": cmd_purchases}
-USER_COMMANDS = {"add": cmd_user_add, "list": cmd_user_list, "password": cmd_user_password, "disable": cmd_user_status,
+USER_COMMANDS = {"add": cmd_user_add, "list": cmd_user_list, "password": cmd_user_password, "signout": cmd_user_signout, "disable": cmd_user_status,
                  "enable": cmd_user_status, "promote": cmd_user_status}
 
 

@@ -21,8 +21,14 @@ Config file (JSON, every key optional):
       "stripe_api_base": "https://api.stripe.com",
       "stripe_api_version": "2026-10-28.endive",
       "public_url": "https://comfy.example.com",
-      "allow_signup": false
+      "allow_signup": false,
+      "trusted_proxies": ["127.0.0.1"]
     }
+
+`trusted_proxies`: addresses or networks of reverse proxies in front of
+ComfyUI. Only when the TCP peer is one of them is the client address read
+from X-Forwarded-For (for the sign-in throttle); otherwise everyone behind a
+proxy counts as the proxy's one address.
 
 Secrets come only from the environment: COMFY_CREDITS_UPSTREAM_KEY (the
 operator's Comfy.org API key that pays the providers), STRIPE_SECRET_KEY and
@@ -60,7 +66,8 @@ DATA_DIR_NAME = "comfy_credits"  # inside ComfyUI's user directory
 
 KNOWN_KEYS = {"database", "price_table", "rates", "hold_ttl_ms", "upstream_base", "upstream_timeout_ms",
               "charge_failed_runs", "session_ttl_ms", "purchase_min_usd", "purchase_max_usd", "sandbox_checkout",
-              "stripe_api_base", "stripe_api_version", "public_url", "allow_signup"}
+              "stripe_api_base", "stripe_api_version", "public_url", "allow_signup",
+              "trusted_proxies"}
 ENV_STRIPE_KEY = "STRIPE_SECRET_KEY"
 ENV_STRIPE_WEBHOOK_SECRET = "STRIPE_WEBHOOK_SECRET"
 ENV_STRIPE_API_BASE = "COMFY_CREDITS_STRIPE_API_BASE"
@@ -97,6 +104,7 @@ class Config:
     stripe_api_version: str = field(default_factory=_core.stripe_api_version_default)
     public_url: str | None = None            # how browsers reach ComfyUI (for Stripe's return URLs)
     allow_signup: bool = False               # False: only the operator creates accounts
+    trusted_proxies: list = field(default_factory=list)  # ip_network objects (see the module doc)
     source: Path | None = None  # the file it came from, if any
 
     @property
@@ -265,6 +273,12 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
         if not isinstance(raw["public_url"], str) or not raw["public_url"].startswith(("http://", "https://")):
             raise ConfigError("public_url: expected the http(s) address browsers use to reach ComfyUI")
         cfg.public_url = raw["public_url"].rstrip("/")
+    if "trusted_proxies" in raw:
+        from .throttle import parse_trusted_proxies
+        try:
+            cfg.trusted_proxies = parse_trusted_proxies(raw["trusted_proxies"])
+        except ValueError as exc:
+            raise ConfigError(f"trusted_proxies: {exc}") from None
     if "charge_failed_runs" in raw:
         if not isinstance(raw["charge_failed_runs"], bool):
             raise ConfigError("charge_failed_runs: expected true or false")

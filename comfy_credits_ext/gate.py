@@ -159,10 +159,19 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
                    "dependent_outputs": [], "class_type": cls} for nid, cls, _ in api_nodes})
     try:
         who = await asyncio.to_thread(rt.ledger.check_credential, token)
-    except (_core.NotFound, _core.InvalidState) as exc:
+    except (_core.NotFound, _core.InvalidState, _core.InvalidArgument) as exc:
         if not api_nodes:
             return None  # a stale cookie must not block workflows that cost nothing
+        if isinstance(exc, _core.InvalidArgument):  # e.g. a NUL in a personal key
+            return prompt_error("credits_bad_credential", "The Credits session or API key is malformed",
+                                f"{WHERE_TO_SIGN_IN}, or send a valid personal API key.", status=401)
         if isinstance(exc, _core.NotFound):
+            if exc.field == "revoked" and token.startswith("cck_"):
+                return prompt_error("credits_key_revoked", "This personal API key was revoked",
+                                    "Create a new key under Settings → Credits.", status=401)
+            if token.startswith("cck_") and exc.field != "expired":
+                return prompt_error("credits_bad_credential", "This personal API key is not valid",
+                                    "Check the key, or create a new one under Settings → Credits.", status=401)
             return prompt_error("credits_sign_in_required", "Your Credits session has expired",
                                 f"{WHERE_TO_SIGN_IN} again.", status=401)
         return prompt_error("credits_account_disabled", "This Credits account is disabled",

@@ -8,55 +8,26 @@ checks Origin on writes.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import json
 import logging
 import time
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import _core
+from . import _core, emails
 from . import gate
+from .throttle import Throttle, client_address
 from .gate import SESSION_COOKIE, request_token
 
 log = logging.getLogger("comfy_credits")
 
 HISTORY_KINDS = ("grant", "purchase", "test", "hold", "settle", "void", "expire")
-SIGN_IN_FAILURES_MAX = 5          # per email and per client address ...
-SIGN_IN_WINDOW_S = 15 * 60        # ... within this window, then 429 until it passes
-THROTTLE_KEYS_MAX = 50_000        # bounded memory
+KDF_THREADS = 2                   # scrypt runs here, never in the loop's default executor
+KDF_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=KDF_THREADS, thread_name_prefix="comfy-credits-kdf")
 DAY_MS = 86_400_000
 OPENAPI_PATH = __import__("pathlib").Path(__file__).with_name("openapi.json")
-
-
-class Throttle:
-    """Counts failed sign-ins per key; refuses after too many in a window."""
-
-    def __init__(self):
-        self.fails: dict[str, list[float]] = {}
-
-    def blocked_for(self, *keys: str) -> int:
-        now = time.monotonic()
-        worst = 0
-        for k in keys:
-            recent = [t for t in self.fails.get(k, []) if now - t < SIGN_IN_WINDOW_S]
-            if recent:
-                self.fails[k] = recent
-            else:
-                self.fails.pop(k, None)
-            if len(recent) >= SIGN_IN_FAILURES_MAX:
-                worst = max(worst, int(SIGN_IN_WINDOW_S - (now - recent[0])) + 1)
-        return worst
-
-    def failed(self, *keys: str) -> None:
-        if len(self.fails) > THROTTLE_KEYS_MAX:
-            self.fails.clear()
-        now = time.monotonic()
-        for k in keys:
-            self.fails.setdefault(k, []).append(now)
-
-    def succeeded(self, *keys: str) -> None:
-        for k in keys:
-            self.fails.pop(k, None)
 
 
 def error(status: int, kind: str, message: str, field: str | None = None) -> web.Response:
@@ -122,19 +93,38 @@ async def signed_in_write(request, whoami, with_body=False):
     return who, body, None
 
 
+def cookie_secure(request: web.Request, cfg) -> bool:
+    """Secure cookies over https: the request's own scheme, or public_url when
+    a TLS-terminating proxy talks plain http to ComfyUI."""
+    return request.secure or bool(cfg.public_url and cfg.public_url.startswith("https://"))
+
+
+async def check_token(rt, token: str):
+    """(who, None) for a usable session or personal key, else (None, a 4xx saying why)."""
+    try:
+        return await asyncio.to_thread(rt.ledger.check_credential, token), None
+    except _core.NotFound as exc:
+        key = token.startswith("cck_")
+        if exc.field == "revoked":
+            return None, error(401, "revoked", "This API key was revoked; create a new one under Settings → Credits."
+                               if key else "This session was signed out; sign in again.")
+        if exc.field == "expired":
+            return None, error(401, "not_signed_in", "Your session has expired; sign in again.")
+        return None, error(401, "bad_credentials" if key else "not_signed_in",
+                           "That API key is not valid." if key else "Your session is not valid; sign in again.")
+    except _core.InvalidArgument:  # e.g. a NUL or invalid Unicode in the key
+        return None, error(400, "invalid_argument", "The session or API key is malformed.")
+    except _core.InvalidState:
+        return None, error(403, "account_disabled", "This Credits account is disabled.")
+
+
 def make_whoami(rt):
     async def whoami(request: web.Request):
         """(who, None) for a signed-in caller, else (None, error response)."""
         token = request_token(request)
         if not token:
             return None, error(401, "not_signed_in", "Sign in with your Credits account first.")
-        try:
-            who = await asyncio.to_thread(rt.ledger.check_credential, token)
-        except _core.NotFound:
-            return None, error(401, "not_signed_in", "Your session has expired; sign in again.")
-        except _core.InvalidState:
-            return None, error(403, "account_disabled", "This Credits account is disabled.")
-        return who, None
+        return await check_token(rt, token)
     whoami.public_url = rt.cfg.public_url
     return whoami
 
@@ -143,6 +133,40 @@ def register(routes, rt):
     whoami = make_whoami(rt)
 
     throttle = Throttle()
+    trusted = rt.cfg.trusted_proxies
+
+    async def kdf(fn, *args):
+        """Runs a password check or hash in the KDF pool (never the loop's default executor)."""
+        return await asyncio.get_running_loop().run_in_executor(KDF_POOL, fn, *args)
+
+    def throttled(wait: float, why: str) -> web.Response:
+        wait_s = max(1, int(wait + 0.999))
+        msg = (f"Too many failed attempts; try again in {wait_s // 60 + 1} min." if wait_s >= 60 else
+               f"Too many failed attempts; try again in {wait_s} s." if why.startswith("too many") else
+               "Another sign-in for this account or from this address is in progress; try again in a moment.")
+        resp = error(429, "too_many_attempts", msg)
+        resp.headers["Retry-After"] = str(wait_s)
+        return resp
+
+    async def check_password(request, email: str, password: str):
+        """(account, None) when the password is right; else (None, response). Throttled per (email, address)."""
+        ticket, wait, why = throttle.begin(email, client_address(request, trusted))
+        if ticket is None:
+            return None, throttled(wait, why)
+        ok = False
+        try:
+            account = await kdf(rt.ledger.sign_in, email, password)
+            ok = True
+            return account, None
+        except _core.NotFound:
+            return None, error(401, "bad_credentials", "Wrong email or password.")
+        except _core.InvalidState:
+            ok = True  # the password was right; the account is disabled
+            return None, error(403, "account_disabled", "This Credits account is disabled.")
+        except _core.InvalidArgument as exc:
+            return None, error(400, "invalid_argument", str(exc), exc.field)
+        finally:
+            throttle.end(ticket, ok)
 
     async def start_session(request, account):
         label = (request.headers.get("User-Agent") or "browser")[:120]
@@ -150,8 +174,22 @@ def register(routes, rt):
                                        rt.cfg.session_ttl_ms)
         resp = web.json_response({"account": public_account(account), "expires_ms": sess["expires_ms"]})
         resp.set_cookie(SESSION_COOKIE, sess["token"], max_age=rt.cfg.session_ttl_ms // 1000, httponly=True,
-                        samesite="Strict", path="/", secure=request.secure)
+                        samesite="Strict", path="/", secure=cookie_secure(request, rt.cfg))
         return resp
+
+    async def keys_after(account_id: int, revoke: bool) -> dict:
+        """Personal API keys survive a password change or sign-out everywhere unless the person asks:
+        say how many there are, and revoke them when asked."""
+        revoked = 0
+        if revoke:
+            revoked = await asyncio.to_thread(rt.ledger.revoke_credential, account_id, "api_key")
+        left = len(await asyncio.to_thread(rt.ledger.list_credentials, account_id, "api_key"))
+        out = {"revoked_api_keys": revoked, "api_keys": left}
+        if left:
+            out["api_keys_note"] = (f"{left} personal API key{'s' if left != 1 else ''} still work"
+                                    f"{'s' if left == 1 else ''}; send revoke_api_keys: true to revoke "
+                                    f"{'it' if left == 1 else 'them'} too.")
+        return out
 
     @routes.post("/credits/session")
     async def sign_in(request: web.Request):
@@ -165,32 +203,20 @@ def register(routes, rt):
         if key is not None:
             if not isinstance(key, str) or not key.startswith("cck_"):
                 return error(400, "invalid_argument", "api_key must be a personal API key (cck_...).", "api_key")
-            try:
-                who = await asyncio.to_thread(rt.ledger.check_credential, key)
-            except _core.NotFound:
-                return error(401, "bad_credentials", "That API key is not valid.")
-            except _core.InvalidState:
-                return error(403, "account_disabled", "This Credits account is disabled.")
+            who, err = await check_token(rt, key)
+            if err:
+                return err
             return await start_session(request, who["account"])
         email, password = body.get("email"), body.get("password")
         if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
             return error(400, "invalid_argument", "Enter your email and password.", "email")
-        keys = ("email:" + email.strip().lower()[:254], "addr:" + (request.remote or "?"))
-        wait = throttle.blocked_for(*keys)
-        if wait:
-            resp = error(429, "too_many_attempts", f"Too many failed sign-ins; try again in {wait // 60 + 1} min.")
-            resp.headers["Retry-After"] = str(wait)
-            return resp
         try:
-            account = await asyncio.to_thread(rt.ledger.sign_in, email.strip(), password)
-        except _core.NotFound:
-            throttle.failed(*keys)
-            return error(401, "bad_credentials", "Wrong email or password.")
-        except _core.InvalidState:
-            return error(403, "account_disabled", "This Credits account is disabled.")
-        except _core.InvalidArgument as exc:
-            return error(400, "invalid_argument", str(exc), exc.field)
-        throttle.succeeded(*keys)
+            email = emails.normalize(email)
+        except emails.EmailError:
+            return error(401, "bad_credentials", "Wrong email or password.")  # no such account can exist
+        account, err = await check_password(request, email, password)
+        if err:
+            return err
         return await start_session(request, account)
 
     @routes.post("/credits/signup")
@@ -205,16 +231,21 @@ def register(routes, rt):
         email, password, name = body.get("email"), body.get("password"), body.get("display_name", "")
         if not isinstance(email, str) or not isinstance(password, str) or not isinstance(name, str):
             return error(400, "invalid_argument", "email, password and display_name must be strings.", "email")
-        if len(password) < 8 or len(password.encode()) > 1024:
-            return error(400, "invalid_argument", "The password must have at least 8 characters.", "password")
         try:
-            account = await asyncio.to_thread(rt.ledger.create_account, email.strip(), display_name=name[:128])
+            email = emails.normalize(email)
+            _core.check_password(password)  # the one rule, in C: before the account exists
+        except emails.EmailError as exc:
+            return error(400, "invalid_argument", str(exc), "email")
+        except _core.InvalidArgument as exc:
+            return error(400, "invalid_argument", str(exc), "password")
+        try:
+            account = await asyncio.to_thread(rt.ledger.create_account, email, display_name=name[:128])
         except _core.AlreadyExists:
             return error(409, "already_exists", "An account with that email already exists; sign in instead.",
                          "email")
         except _core.InvalidArgument as exc:
             return error(400, "invalid_argument", str(exc), exc.field)
-        await asyncio.to_thread(rt.ledger.set_password, account["id"], password)
+        await kdf(rt.ledger.set_password, account["id"], password)
         return await start_session(request, account)
 
     @routes.post("/credits/password")
@@ -222,31 +253,45 @@ def register(routes, rt):
         who, body, err = await signed_in_write(request, whoami, with_body=True)
         if err:
             return err
-        old, new = body.get("old_password"), body.get("new_password")
+        old, new, revoke = body.get("old_password"), body.get("new_password"), body.get("revoke_api_keys", False)
         if not isinstance(old, str) or not isinstance(new, str):
             return error(400, "invalid_argument", "Send old_password and new_password.", "old_password")
+        if not isinstance(revoke, bool):
+            return error(400, "invalid_argument", "revoke_api_keys must be true or false.", "revoke_api_keys")
         try:
-            await asyncio.to_thread(rt.ledger.sign_in, who["account"]["email"], old)
-        except _core.NotFound:
-            return error(401, "bad_credentials", "The current password is wrong.", "old_password")
+            _core.check_password(new)
+        except _core.InvalidArgument as exc:
+            return error(400, "invalid_argument", str(exc), "new_password")
+        _, err = await check_password(request, who["account"]["email"], old)  # throttled like sign-in
+        if err:
+            if err.status == 401:
+                return error(401, "bad_credentials", "The current password is wrong.", "old_password")
+            return err
         try:
-            await asyncio.to_thread(rt.ledger.set_password, who["account"]["id"], new)
+            await kdf(rt.ledger.set_password, who["account"]["id"], new)
         except _core.InvalidArgument as exc:
             return error(400, "invalid_argument", str(exc), "new_password")
         # Every other session ends; this one stays.
-        await asyncio.to_thread(rt.ledger.revoke_credential, who["account"]["id"], "session")
-        return await start_session(request, who["account"])
+        n = await asyncio.to_thread(rt.ledger.revoke_credential, who["account"]["id"], "session")
+        resp = await start_session(request, who["account"])
+        data = json.loads(resp.body)
+        data.update({"signed_out_sessions": n, **await keys_after(who["account"]["id"], revoke)})
+        resp.body = json.dumps(data).encode()
+        return resp
 
     @routes.delete("/credits/sessions")
     async def sign_out_everywhere(request: web.Request):
         who, _, err = await signed_in_write(request, whoami)
         if err:
             return err
+        revoke = request.query.get("revoke_api_keys", "false")
+        if revoke not in ("true", "false", "1", "0"):
+            return error(400, "invalid_argument", "revoke_api_keys must be true or false.", "revoke_api_keys")
         n = await asyncio.to_thread(rt.ledger.revoke_credential, who["account"]["id"], "session")
-        resp = web.json_response({"signed_out_sessions": n})
+        resp = web.json_response({"signed_out_sessions": n,
+                                  **await keys_after(who["account"]["id"], revoke in ("true", "1"))})
         resp.del_cookie(SESSION_COOKIE, path="/")
         return resp
-
 
     @routes.get("/credits/session")
     async def session(request: web.Request):

@@ -1200,8 +1200,12 @@ cc_rc cc_ledger_credential_check(cc_ledger *l, const char *token, cc_credential 
     if (rc == CC_ERR_NOT_FOUND) return cc_fail(err, rc, "token", "not a valid session or API key");
     if (rc != CC_OK) return rc;
     int64_t now = cc_now_ms();
-    if (cred->revoked_ms || (cred->expires_ms && cred->expires_ms <= now))
-        return cc_fail(err, CC_ERR_NOT_FOUND, "token", "not a valid session or API key");
+    /* Only the holder of the secret gets here: telling them why leaks nothing. */
+    if (cred->revoked_ms)
+        return cc_fail(err, CC_ERR_NOT_FOUND, "revoked", "this %s was revoked",
+                       cred->kind == CC_CRED_API_KEY ? "API key" : "session");
+    if (cred->expires_ms && cred->expires_ms <= now)
+        return cc_fail(err, CC_ERR_NOT_FOUND, "expired", "this session has expired");
     if (!acct->active) return cc_fail(err, CC_ERR_STATE, "account_id", "this account is disabled");
     return CC_OK;
 }

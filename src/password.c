@@ -27,15 +27,52 @@ static int unhex(const char *s, size_t n, unsigned char *out) {
     return 0;
 }
 
-static cc_rc check_password(const char *pw, cc_error *err) {
+/* Length of the UTF-8 sequence starting at s (1..4), or 0 if it is not valid
+** (overlong forms, surrogates and code points above U+10FFFF are invalid). */
+static size_t utf8_seq(const unsigned char *s, size_t left, uint32_t *cp) {
+    unsigned c = s[0];
+    size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 0 || n > left) return 0;
+    uint32_t v = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < min[n] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+    *cp = v;
+    return n;
+}
+
+static int is_space(uint32_t cp) {
+    return cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200B) ||
+           cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000 || cp == 0xFEFF;
+}
+
+cc_rc cc_password_check(const char *pw, cc_error *err) {
     size_t n = pw ? strnlen(pw, CC_PASSWORD_BYTES_MAX + 1) : 0;
-    if (n < CC_PASSWORD_BYTES_MIN)
-        return cc_fail(err, CC_ERR_INVALID, "password", "the password must have at least %d characters",
-                       CC_PASSWORD_BYTES_MIN);
     if (n > CC_PASSWORD_BYTES_MAX)
         return cc_fail(err, CC_ERR_INVALID, "password", "the password is longer than %d bytes", CC_PASSWORD_BYTES_MAX);
+    size_t chars = 0, spaces = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = utf8_seq((const unsigned char *)pw + i, n - i, &cp);
+        if (k == 0) return cc_fail(err, CC_ERR_INVALID, "password", "the password is not valid UTF-8 text");
+        if (cp < 0x20 || cp == 0x7f) {
+            if (!is_space(cp)) return cc_fail(err, CC_ERR_INVALID, "password", "the password contains a control character");
+        }
+        chars++;
+        spaces += (size_t)is_space(cp);
+        i += k;
+    }
+    if (chars < CC_PASSWORD_CHARS_MIN)
+        return cc_fail(err, CC_ERR_INVALID, "password", "the password must have at least %d characters",
+                       CC_PASSWORD_CHARS_MIN);
+    if (spaces == chars) return cc_fail(err, CC_ERR_INVALID, "password", "the password cannot be only spaces");
     return CC_OK;
 }
+
+
 
 static int derive(const char *pw, const unsigned char *salt, int log2n, int r, int p, unsigned char *key) {
     uint64_t N = (uint64_t)1 << log2n;
@@ -45,7 +82,7 @@ static int derive(const char *pw, const unsigned char *salt, int log2n, int r, i
 }
 
 cc_rc cc_password_hash(const char *password, int log2n, char *out, size_t out_bytes, cc_error *err) {
-    cc_rc rc = check_password(password, err);
+    cc_rc rc = cc_password_check(password, err);
     if (rc != CC_OK) return rc;
     if (log2n < 10 || log2n > CC_SCRYPT_LOG2N_MAX)
         return cc_fail(err, CC_ERR_INVALID, "log2n", "scrypt cost must be 10..%d", CC_SCRYPT_LOG2N_MAX);
@@ -64,8 +101,9 @@ cc_rc cc_password_hash(const char *password, int log2n, char *out, size_t out_by
 
 cc_rc cc_password_verify(const char *password, const char *enc, int *ok, cc_error *err) {
     *ok = 0;
-    cc_rc rc = check_password(password, err);
-    if (rc == CC_ERR_INVALID) return CC_OK; /* cannot match any stored password */
+    /* Only the size bound here: a password set under an older rule still verifies. */
+    if (!password || !*password || strnlen(password, CC_PASSWORD_BYTES_MAX + 1) > CC_PASSWORD_BYTES_MAX)
+        return CC_OK; /* cannot match any stored password */
     int log2n, r, p, used = 0;
     if (!enc || strnlen(enc, CC_PASSWORD_HASH_BYTES_MAX + 1) > CC_PASSWORD_HASH_BYTES_MAX ||
         sscanf(enc, "scrypt$%d$%d$%d$%n", &log2n, &r, &p, &used) != 3 || used == 0)

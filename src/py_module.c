@@ -3,6 +3,7 @@
 ** money helpers of comfy_credits_ext._core. See py_module.h.
 */
 #include "py_module.h"
+#include "password.h"
 #include "py_util.h"
 #include "money.h"
 #include "ledger.h"
@@ -233,6 +234,15 @@ static PyObject *py_email_valid(PyObject *m, PyObject *arg) {
     return PyBool_FromLong(s && cc_email_valid(s));
 }
 
+static PyObject *py_password_check(PyObject *m, PyObject *arg) {
+    ccpy_state *st = ccpy_get_state(m);
+    const char *s;
+    if (ccpy_str(st, arg, "password", &s) < 0) return NULL;
+    cc_error e;
+    if (cc_password_check(s, &e) != CC_OK) return ccpy_raise(st, &e);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_set_ca_bundle(PyObject *m, PyObject *arg) {
     ccpy_state *st = ccpy_get_state(m);
     const char *path;
@@ -261,6 +271,9 @@ static PyMethodDef module_methods[] = {
     {"format_credits", (PyCFunction)(void (*)(void))py_format_credits, METH_VARARGS | METH_KEYWORDS,
      "micro-credits -> decimal credits string"},
     {"email_valid", py_email_valid, METH_O, "whether the ledger accepts this email address"},
+    {"check_password", py_password_check, METH_O,
+     "check_password(password): InvalidArgument unless it meets the one password rule (8+ characters, at most "
+     "1,024 bytes, not only spaces)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -107,3 +107,14 @@ def test_credits_writes_refuse_cross_site_and_non_json(comfy, path, body):
     assert st == 400 and err["error"]["type"] == "bad_json" and "application/json" in err["error"]["message"]
     with comfy.ledger() as led:
         assert len(led.list_credentials(acct, "api_key")) == 1  # only the one user() made
+
+
+def test_a_nul_in_a_personal_key_is_a_4xx_and_a_revoked_key_says_so(comfy):
+    """Issue #9.7: was a 500, and a revoked key was told 'your session has expired'."""
+    st, body = comfy.queue(dalle(), extra={"api_key_comfy_org": "cck_" + "0" * 30 + "\x00" + "0" * 33})
+    assert st == 401 and body["error"]["type"] == "credits_bad_credential"
+    acct, key = user(comfy, "revoked@example.com", 10 * C)
+    with comfy.ledger() as led:
+        led.revoke_credential(acct, "api_key")
+    st, body = comfy.queue(dalle(), key)
+    assert st == 401 and body["error"]["type"] == "credits_key_revoked" and "revoked" in body["error"]["message"]
