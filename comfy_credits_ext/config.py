@@ -25,6 +25,11 @@ Config file (JSON, every key optional):
       "trusted_proxies": ["127.0.0.1"]
     }
 
+`public_url` decides every absolute link handed out (Stripe return URLs,
+the sandbox page); without it only a loopback Host or one of `allowed_hosts`
+is used, never an arbitrary Host header. An https public_url also makes the
+session cookie Secure (for TLS-terminating proxies).
+
 `trusted_proxies`: addresses or networks of reverse proxies in front of
 ComfyUI. Only when the TCP peer is one of them is the client address read
 from X-Forwarded-For (for the sign-in throttle); otherwise everyone behind a
@@ -67,7 +72,7 @@ DATA_DIR_NAME = "comfy_credits"  # inside ComfyUI's user directory
 KNOWN_KEYS = {"database", "price_table", "rates", "hold_ttl_ms", "upstream_base", "upstream_timeout_ms",
               "charge_failed_runs", "session_ttl_ms", "purchase_min_usd", "purchase_max_usd", "sandbox_checkout",
               "stripe_api_base", "stripe_api_version", "public_url", "allow_signup",
-              "trusted_proxies"}
+              "trusted_proxies", "allowed_hosts"}
 ENV_STRIPE_KEY = "STRIPE_SECRET_KEY"
 ENV_STRIPE_WEBHOOK_SECRET = "STRIPE_WEBHOOK_SECRET"
 ENV_STRIPE_API_BASE = "COMFY_CREDITS_STRIPE_API_BASE"
@@ -105,6 +110,7 @@ class Config:
     public_url: str | None = None            # how browsers reach ComfyUI (for Stripe's return URLs)
     allow_signup: bool = False               # False: only the operator creates accounts
     trusted_proxies: list = field(default_factory=list)  # ip_network objects (see the module doc)
+    allowed_hosts: list = field(default_factory=list)    # Host names links may use when public_url is unset
     source: Path | None = None  # the file it came from, if any
 
     @property
@@ -273,6 +279,11 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
         if not isinstance(raw["public_url"], str) or not raw["public_url"].startswith(("http://", "https://")):
             raise ConfigError("public_url: expected the http(s) address browsers use to reach ComfyUI")
         cfg.public_url = raw["public_url"].rstrip("/")
+    if "allowed_hosts" in raw:
+        ah = raw["allowed_hosts"]
+        if not isinstance(ah, list) or not all(isinstance(h, str) and h for h in ah):
+            raise ConfigError('allowed_hosts: expected a list of host names, e.g. ["comfy.example.com"]')
+        cfg.allowed_hosts = [h.lower() for h in ah]
     if "trusted_proxies" in raw:
         from .throttle import parse_trusted_proxies
         try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -56,6 +57,21 @@ _admission: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("c
 
 def is_api_node(cls) -> bool:
     return getattr(cls, "API_NODE", False) is True
+
+
+BODY_READ_TIMEOUT_S = 30  # a body trickling in slower than this is cut off (slow-body DoS)
+
+
+class BodyTimeout(Exception):
+    pass
+
+
+async def read_body(request: web.Request, timeout_s: float | None = None) -> bytes:
+    """The request body (cached by aiohttp for later readers), within a time limit."""
+    try:
+        return await asyncio.wait_for(request.read(), timeout_s or BODY_READ_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise BodyTimeout() from None
 
 
 def same_origin(request: web.Request, public_url: str | None = None) -> bool:
@@ -220,7 +236,12 @@ def make_middleware(rt, node_classes: dict):
         if request.method != "POST" or request.path not in PROMPT_PATHS:
             return await handler(request)
         try:
-            body = await request.json()  # aiohttp caches the body: the handler reads it again
+            raw = await read_body(request)  # aiohttp caches the body: the handler reads it again
+        except BodyTimeout:
+            return prompt_error("request_timeout", "The request body arrived too slowly",
+                                f"Send the whole body within {BODY_READ_TIMEOUT_S} s.", status=408)
+        try:
+            body = json.loads(raw)
         except Exception:
             return await handler(request)  # ComfyUI answers malformed bodies itself
         if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
@@ -251,7 +272,8 @@ def make_on_prompt(rt):
         json_data["prompt_id"] = prompt_id
         if not isinstance(extra, dict):
             extra = json_data["extra_data"] = {}
-        extra["comfy_credits_account"] = adm.account_id
+        # GET /queue and /history are public: an opaque per-server pseudonym, never the account number.
+        extra["comfy_credits_run_by"] = rt.account_pseudonym(adm.account_id)
         rt.remember_prompt(prompt_id, adm.account_id)
         return json_data
     return comfy_credits_on_prompt

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import hmac
 import html
 import json
@@ -37,11 +38,14 @@ import re
 import uuid
 from collections import OrderedDict
 
+from urllib.parse import urlsplit
+
 import aiohttp
 from aiohttp import web
 
 from . import _core
 from .attention import Attention
+from .gate import BodyTimeout, read_body
 from .routes import error, read_json, same_origin, signed_in_write
 
 log = logging.getLogger("comfy_credits")
@@ -194,6 +198,24 @@ class Payments:
         return json.dumps(_stripe_shape(s)).encode()
 
 
+def public_base(request: web.Request, cfg) -> str | None:
+    """Where browsers reach this server, for every absolute link we hand out
+    (Stripe return URLs, the sandbox page): public_url when set; else the
+    request's own Host only when it is loopback or in allowed_hosts. Never an
+    arbitrary Host header, which anyone can send."""
+    if cfg.public_url:
+        return cfg.public_url
+    host = request.host or ""
+    name = (urlsplit("//" + host).hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loopback = name == "localhost"
+    if loopback or name in cfg.allowed_hosts or host.lower() in cfg.allowed_hosts:
+        return f"{request.scheme}://{host}"
+    return None
+
+
 def register(routes, rt, payments: Payments, whoami) -> None:
     @routes.get("/credits/checkout/options")
     async def options(request):
@@ -245,7 +267,12 @@ def register(routes, rt, payments: Payments, whoami) -> None:
                          f"{least / 10 ** _core.currency_exponent(currency):,.{_core.currency_exponent(currency)}f} "
                          f"{currency.upper()}.", "amount_minor")
         account = who["account"]
-        base = rt.cfg.public_url or f"{request.scheme}://{request.host}"
+        base = public_base(request, rt.cfg)
+        if base is None:
+            log.error("comfy-credits: a checkout was asked for through host %r, which is not this server's "
+                      "public_url and not in allowed_hosts; set public_url in the config", request.host)
+            return error(400, "unknown_host", "This server does not know its public address; the operator must set "
+                         "public_url (or allowed_hosts).")
         # One purchase attempt = one key: a retry of the same create (same
         # request id from the browser) gets the same session, never a second one.
         idem = "cc-checkout-" + hashlib.sha256(
@@ -307,7 +334,10 @@ def register(routes, rt, payments: Payments, whoami) -> None:
 
     @routes.post("/credits/stripe/webhook")
     async def webhook(request):
-        body = await request.read()
+        try:
+            body = await read_body(request)
+        except BodyTimeout:
+            return error(408, "request_timeout", "The body arrived too slowly.")
         secret = payments.sandbox.webhook_secret if payments.sandbox else rt.cfg.stripe_webhook_secret
         if not secret:
             return error(503, "webhooks_disabled", "No webhook signing secret is configured.")
@@ -338,7 +368,8 @@ def register(routes, rt, payments: Payments, whoami) -> None:
             try:
                 res = await asyncio.to_thread(payments.fulfil, session_json)
             except _core.CreditsError as exc:
-                return error(500, "storage_error", str(exc))  # nothing recorded: Stripe retries later
+                log.error("comfy-credits: webhook for %s could not be recorded: %s", sid, exc)
+                return error(500, "storage_error", "The purchase could not be recorded yet; retry later.")
             out = {"received": True, "state": res["state"]}
             if res["state"] == "needs_attention":
                 out["reason"] = res["reason"]

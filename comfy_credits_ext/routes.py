@@ -70,7 +70,11 @@ async def read_json(request):
     if not gate.is_json(request):
         return None
     try:
-        body = await request.json()
+        body = json.loads(await gate.read_body(request))
+    except gate.BodyTimeout:
+        raise web.HTTPRequestTimeout(text=json.dumps({"error": {"type": "request_timeout", "message":
+                                     f"Send the whole body within {gate.BODY_READ_TIMEOUT_S} s."}}),
+                                     content_type="application/json") from None
     except Exception:
         return None
     return body if isinstance(body, dict) else None

@@ -6,7 +6,9 @@ calls into `_core` release the GIL; async callers use `asyncio.to_thread`.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -31,6 +33,7 @@ class Runtime:
         self.tokens = _core.TokenKey()
         self.gateway = _core.Gateway(cfg.upstream_base, cfg.upstream_key, timeout_ms=cfg.upstream_timeout_ms)
         self._prompts: OrderedDict[str, int] = OrderedDict()
+        self._pseudonym_key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._expirer: threading.Thread | None = None
         self._stop = threading.Event()
@@ -43,6 +46,11 @@ class Runtime:
             self._prompts.move_to_end(prompt_id)
             while len(self._prompts) > PROMPTS_REMEMBERED_MAX:
                 self._prompts.popitem(last=False)
+
+    def account_pseudonym(self, account_id: int) -> str:
+        """A stable, opaque name for an account (keyed per process): says "same person"
+        to whoever sees two prompts, never which account."""
+        return hashlib.blake2b(str(account_id).encode(), key=self._pseudonym_key, digest_size=8).hexdigest()
 
     def prompt_account(self, prompt_id: str | None) -> int | None:
         if not prompt_id:

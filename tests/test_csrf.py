@@ -118,3 +118,17 @@ def test_a_nul_in_a_personal_key_is_a_4xx_and_a_revoked_key_says_so(comfy):
         led.revoke_credential(acct, "api_key")
     st, body = comfy.queue(dalle(), key)
     assert st == 401 and body["error"]["type"] == "credits_key_revoked" and "revoked" in body["error"]["message"]
+
+
+def test_public_queue_and_history_do_not_show_account_numbers(comfy):
+    """Issue #9.7: extra_data carried the numeric account id into GET /queue and /history."""
+    acct, key = user(comfy, "private@example.com", 50 * C)
+    st, body = comfy.queue(dalle(), key)
+    assert st == 200
+    h = comfy.wait(body["prompt_id"])
+    extra = h["prompt"][3]
+    assert "comfy_credits_account" not in extra and str(acct) != extra.get("comfy_credits_run_by")
+    assert len(extra["comfy_credits_run_by"]) == 16
+    st, body2 = comfy.queue(dalle("again"), key)
+    assert comfy.wait(body2["prompt_id"])["prompt"][3]["comfy_credits_run_by"] == extra["comfy_credits_run_by"]
+    assert "api_key_comfy_org" not in extra
