@@ -324,8 +324,11 @@ def test_sandbox_purchase_from_the_panel(ui):
         purchase = led.history(ui.account, kinds=["test"])["entries"][0]  # sandbox: TEST credits
     assert a["balance"] == before + 2110 * C and purchase["method"] == "wechat_pay"
     assert purchase["note"] == "offered: card,wechat_pay,alipay"   # the offer, apart from the method used
-    # Cancel adds nothing.
     open_settings(ui, "Credits")
+    row = panel.locator("[data-testid=cc-history] tbody tr").first
+    row.filter(has_text="WeChat Pay").wait_for()                 # the method used, in the history
+    assert "TEST credits bought" in row.inner_text() and "offered" not in row.inner_text()
+    # Cancel adds nothing.
     panel.locator("[data-testid=cc-buy]").click()
     page.wait_for_url("**/credits/sandbox/checkout/**")
     page.click("#cancel")

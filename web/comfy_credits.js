@@ -289,8 +289,10 @@ function buySection() {
   return box;
 }
 
+const BOUGHT = ["purchase", "test"];  // paid and TEST (sandbox / Stripe test mode) purchases
 const METHOD_LABEL = { card: "Card", wechat_pay: "WeChat Pay", alipay: "Alipay" };
-const KIND_LABEL = { grant: "Credits granted", purchase: "Credits bought", hold: "Run started (held)", settle: "API run",
+const KIND_LABEL = { grant: "Credits granted", purchase: "Credits bought", test: "TEST credits bought",
+                     hold: "Run started (held)", settle: "API run",
                      void: "Run not charged", expire: "Hold expired" };
 
 async function drawHistory(el, page) {
@@ -304,7 +306,7 @@ async function drawHistory(el, page) {
     const sign = amount > 0 && e.kind !== "hold" && e.kind !== "void" && e.kind !== "expire" ? "+" : "";
     const tokens = e.tokens_in != null || e.tokens_out != null ? `${e.tokens_in ?? 0} / ${e.tokens_out ?? 0}` : "";
     return h("tr", {}, h("td", {}, fmtTime(e.created_ms)), h("td", {}, KIND_LABEL[e.kind] || e.kind),
-      h("td", {}, e.kind === "purchase" ? (METHOD_LABEL[e.method] || e.method) :
+      h("td", {}, BOUGHT.includes(e.kind) ? (METHOD_LABEL[e.method] || e.method) :
         [e.node_class, e.model].filter(Boolean).join(" · ") || e.note || ""),
       h("td", {}, tokens), h("td", { class: "cc-num" }, `${sign}${fmtCredits(amount)}`),
       h("td", { class: "cc-num" }, fmtCredits(e.balance_after)));
@@ -329,7 +331,7 @@ async function exportCsv() {
       const amount = ["grant", "purchase", "settle"].includes(e.kind) ? e.delta : e.amount;
       out.push([new Date(e.created_ms).toISOString(), e.kind, e.node_class, e.model, e.tokens_in ?? "", e.tokens_out ?? "",
                 micro(amount).toFixed(6), micro(e.balance_after).toFixed(6), e.method || "", e.currency || "",
-                e.kind === "purchase" ? e.amount_minor : "", e.note || ""]);
+                BOUGHT.includes(e.kind) ? e.amount_minor : "", e.note || ""]);
     }
     if (!d.next_cursor) break;
     cursor = d.next_cursor;
