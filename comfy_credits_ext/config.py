@@ -13,7 +13,7 @@ Config file (JSON, every key optional):
       "hold_ttl_ms": 3600000,
       "upstream_base": "https://api.comfy.org",
       "upstream_timeout_ms": 600000,
-      "charge_failed_runs": false,
+      "charge_interrupted_runs": true,
       "session_ttl_ms": 2592000000,
       "purchase_min_usd": "1",
       "purchase_max_usd": "1000",
@@ -70,9 +70,9 @@ DB_FILE_NAME = "ledger.db"
 DATA_DIR_NAME = "comfy_credits"  # inside ComfyUI's user directory
 
 KNOWN_KEYS = {"database", "price_table", "rates", "hold_ttl_ms", "upstream_base", "upstream_timeout_ms",
-              "charge_failed_runs", "session_ttl_ms", "purchase_min_usd", "purchase_max_usd", "sandbox_checkout",
-              "stripe_api_base", "stripe_api_version", "public_url", "allow_signup",
-              "trusted_proxies", "allowed_hosts"}
+              "charge_interrupted_runs", "charge_failed_runs", "session_ttl_ms", "purchase_min_usd",
+              "purchase_max_usd", "sandbox_checkout", "stripe_api_base", "stripe_api_version", "public_url",
+              "allow_signup", "trusted_proxies", "allowed_hosts"}
 ENV_STRIPE_KEY = "STRIPE_SECRET_KEY"
 ENV_STRIPE_WEBHOOK_SECRET = "STRIPE_WEBHOOK_SECRET"
 ENV_STRIPE_API_BASE = "COMFY_CREDITS_STRIPE_API_BASE"
@@ -99,7 +99,10 @@ class Config:
     hold_ttl_ms: int = HOLD_TTL_MS_DEFAULT
     upstream_base: str = UPSTREAM_BASE_DEFAULT
     upstream_timeout_ms: int = 600_000
-    charge_failed_runs: bool = False
+    # A run pays what the upstream billed for requests it accepted, whether it
+    # succeeded, failed or was interrupted (src/run.h). False: interrupted runs
+    # are not charged and what the upstream billed is recorded as uncollected.
+    charge_interrupted_runs: bool = True
     session_ttl_ms: int = SESSION_TTL_MS_DEFAULT
     purchase_min_usd_cents: int = 100        # $1, Comfy.org's minimum
     purchase_max_usd_cents: int = 100_000    # $1,000, Comfy.org's maximum
@@ -291,7 +294,11 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
         except ValueError as exc:
             raise ConfigError(f"trusted_proxies: {exc}") from None
     if "charge_failed_runs" in raw:
-        if not isinstance(raw["charge_failed_runs"], bool):
-            raise ConfigError("charge_failed_runs: expected true or false")
-        cfg.charge_failed_runs = raw["charge_failed_runs"]
+        raise ConfigError("charge_failed_runs is gone: every run now pays what the upstream billed for requests it "
+                          "accepted (see README, 'What a run costs'); use charge_interrupted_runs to not charge "
+                          "interrupted runs")
+    if "charge_interrupted_runs" in raw:
+        if not isinstance(raw["charge_interrupted_runs"], bool):
+            raise ConfigError("charge_interrupted_runs: expected true or false")
+        cfg.charge_interrupted_runs = raw["charge_interrupted_runs"]
     return cfg

@@ -17,9 +17,14 @@ extra_data.api_key_comfy_org), prices every API node at its worst case and
 refuses when the account's available credits do not cover the sum. It never
 trusts the Comfy-User header, which anyone can set.
 
-This gate is advisory-but-early (nothing is queued without credits); the
-authoritative check is the hold placed when each API node executes
-(api_nodes.py).
+Admission reserves the prompt's worst case (every API node in it) under a
+prompt id the server chooses, so no node of an admitted prompt is refused
+for credits later, and the next prompt only sees credits nobody reserved.
+What a prompt did not use returns when it ends, is cancelled or is deleted
+from the queue (install_queue_hook: PromptServer.queue_updated, which
+ComfyUI calls on every put/get/task_done/wipe/delete, execution.py
+PromptQueue). The account of a run is the one bound to that server-chosen
+id: a client can never pick the id of someone else's prompt.
 """
 from __future__ import annotations
 
@@ -49,6 +54,8 @@ class Admission:
     account_id: int
     hold_micro: int = 0
     nodes: list = field(default_factory=list)
+    prompt_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # chosen by the server, never the client
+    reserved: bool = False
 
 
 _admission: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("comfy_credits_admission",
@@ -213,21 +220,30 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
         return prompt_error("credits_price_error", "Cannot price the API nodes in this workflow",
                             "See the nodes marked in red.", node_errors)
     adm.hold_micro = total
-    available = account["balance"] - account["held"]
-    if account["balance"] <= 0 or available < total:
-        parts = ", ".join(f"{n['class_type']} (#{n['node_id']}) up to {credits(n['micro'])}" for n in adm.nodes)
-        details = (f"This workflow needs up to {credits(total)} credits ({parts}); you have "
-                   f"{credits(max(0, available))} available. {WHERE_TO_BUY}.")
-        node_errors = {n["node_id"]: {"errors": [{"type": "insufficient_credits",
-                                                   "message": "Not enough credits for this API node",
-                                                   "details": f"needs up to {credits(n['micro'])} credits",
-                                                   "extra_info": {"estimate_micro": n["micro"]}}],
-                                      "dependent_outputs": [], "class_type": n["class_type"]}
-                       for n in adm.nodes}
-        return prompt_error("insufficient_credits", "Not enough credits", details, node_errors,
-                            extra={"needed_micro": total, "available_micro": max(0, available),
-                                   "buy": "settings:credits"})
-    return adm
+    try:
+        await asyncio.to_thread(rt.reserve_prompt, adm.prompt_id, adm.account_id, total)
+        adm.reserved = True
+        return adm
+    except _core.InsufficientCredits:
+        pass
+    except _core.InvalidState:
+        return prompt_error("credits_account_disabled", "This Credits account is disabled",
+                            "Ask the operator of this server to enable it.", status=403)
+    reserved = rt.runs.reserved(adm.account_id)
+    available = account["balance"] - account["held"] - reserved
+    parts = ", ".join(f"{n['class_type']} (#{n['node_id']}) up to {credits(n['micro'])}" for n in adm.nodes)
+    queued = f" ({credits(reserved)} are reserved by your queued prompts)" if reserved else ""
+    details = (f"This workflow needs up to {credits(total)} credits ({parts}); you have "
+               f"{credits(max(0, available))} available{queued}. {WHERE_TO_BUY}.")
+    node_errors = {n["node_id"]: {"errors": [{"type": "insufficient_credits",
+                                               "message": "Not enough credits for this API node",
+                                               "details": f"needs up to {credits(n['micro'])} credits",
+                                               "extra_info": {"estimate_micro": n["micro"]}}],
+                                  "dependent_outputs": [], "class_type": n["class_type"]}
+                   for n in adm.nodes}
+    return prompt_error("insufficient_credits", "Not enough credits", details, node_errors,
+                        extra={"needed_micro": total, "available_micro": max(0, available),
+                               "reserved_micro": reserved, "buy": "settings:credits"})
 
 
 def make_middleware(rt, node_classes: dict):
@@ -250,10 +266,15 @@ def make_middleware(rt, node_classes: dict):
         if isinstance(decision, web.StreamResponse):
             return decision
         reset = _admission.set(decision)
+        queued = False
         try:
-            return await handler(request)
+            resp = await handler(request)
+            queued = resp.status == 200
+            return resp
         finally:
             _admission.reset(reset)
+            if decision is not None and decision.reserved and not queued:
+                rt.release_prompt(decision.prompt_id)  # refused by validation: nothing stays reserved
     return comfy_credits_gate
 
 
@@ -267,8 +288,14 @@ def make_on_prompt(rt):
             for k in SECRET_EXTRA_KEYS:
                 extra.pop(k, None)
         if adm is None:
+            # Admitted without an account: its API nodes are refused. A client
+            # id that names a prompt we bound to an account is replaced, so
+            # nobody runs on someone else's prompt (and account).
+            cid = json_data.get("prompt_id")
+            if cid is not None and rt.knows_prompt(str(cid)):
+                json_data["prompt_id"] = str(uuid.uuid4())
             return json_data
-        prompt_id = str(uuid.uuid4())  # forced: clients cannot pick or collide ids
+        prompt_id = adm.prompt_id  # forced: clients cannot pick or collide ids
         json_data["prompt_id"] = prompt_id
         if not isinstance(extra, dict):
             extra = json_data["extra_data"] = {}
@@ -277,3 +304,23 @@ def make_on_prompt(rt):
         rt.remember_prompt(prompt_id, adm.account_id)
         return json_data
     return comfy_credits_on_prompt
+
+
+def install_queue_hook(server, rt) -> None:
+    """Releases what ended, cancelled or deleted prompts had reserved:
+    ComfyUI calls PromptServer.queue_updated() after every queue change
+    (execution.py PromptQueue put/get/task_done/wipe_queue/delete_queue_item)."""
+    original = server.queue_updated
+
+    def queue_updated(*args, **kwargs):
+        try:
+            return original(*args, **kwargs)
+        finally:
+            try:
+                q = server.prompt_queue
+                snap = getattr(q, "get_current_queue_volatile", None) or q.get_current_queue
+                running, pending = snap()
+                rt.reconcile_reservations({item[1] for item in list(running) + list(pending)})
+            except Exception:  # never break ComfyUI's queue; unseen reservations age out
+                log.exception("comfy-credits: could not reconcile prompt reservations")
+    server.queue_updated = queue_updated

@@ -3,10 +3,13 @@
 ComfyUI reads `comfy.cli_args.args.comfy_api_base` on every API call and
 joins the request path to it (comfy_api_nodes/apis/client.py: urljoin with
 path.lstrip("/"), so the base needs a trailing slash). The pack points it at
-`<this server>/credits/gateway/`. Each call carries the per-hold token the
-node wrapper injected as `X-API-KEY`; the route checks it, forwards the call
-upstream from C with the operator's key, streams the answer back, and records
-the usage the response reported on the hold. The user's token never leaves
+`<this server>/credits/gateway/`. Each call carries the run token the node
+wrapper injected as `X-API-KEY`; the run state machine (src/run.c) admits
+the call (run still open, path of the node's provider, bounded creating
+calls), the route forwards it upstream from C with the operator's key,
+streams the answer back, and reports the headers' credits as soon as they
+arrive and the body's usage when it ends. A call whose client went away
+(interrupted node) is still read to its end and counted. The user's token never leaves
 the server; the operator's key never reaches the client.
 
 Blocking work (connecting, reading the upstream) runs in worker threads with
@@ -57,9 +60,19 @@ def raw_tail(request: web.Request) -> str | None:
     return None
 
 
-class _Refused(Exception):
-    def __init__(self, response):
-        self.response = response
+def _refusal_for(exc: Exception) -> web.Response:
+    """Why a run's token may not make this call (src/run.h cc_run_call_begin)."""
+    field = getattr(exc, "field", None)
+    if isinstance(exc, _core.InvalidState):
+        if "expired" in str(exc):
+            return refuse(402, "credits_hold_expired", "comfy-credits: the run token has expired")
+        return refuse(402, "credits_hold_resolved", f"comfy-credits: {exc}")
+    if field == "path":
+        return refuse(403, "credits_path_not_allowed", f"comfy-credits: {exc}; a run token only reaches the "
+                                                         "provider of the node it was made for")
+    if getattr(exc, "code", "") == "limit_exceeded":
+        return refuse(403, "credits_calls_limit", f"comfy-credits: {exc}")
+    return refuse(402, "credits_hold_invalid", "comfy-credits: the run token is not valid")
 
 
 def make_handler(rt):
@@ -68,24 +81,56 @@ def make_handler(rt):
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=GATEWAY_THREADS_MAX,
                                                  thread_name_prefix="comfy-credits-gw")
 
-    def open_upstream(claim, method, path, query, headers, body):
-        """One thread hop: check the hold, send the request, take the first chunk."""
+    def open_upstream(call, method, path, query, headers, body):
+        """One thread hop: send the request, record the headers' credits, take the first chunk.
+        The call's end is recorded here when there is no answer to stream."""
+        run_id, kind = call
         try:
-            hold = rt.ledger.get_hold(claim["hold_id"])
-        except _core.NotFound:
-            raise _Refused(refuse(402, "credits_hold_missing", "comfy-credits: the run's credit hold does not exist"))
-        if hold["state"] != "open" or hold["account_id"] != claim["account_id"]:
-            raise _Refused(refuse(402, "credits_hold_resolved",
-                                  f"comfy-credits: the run's credit hold is already {hold['state']}"))
-        stream = rt.gateway.start(method, path, query=query, content_type=headers["Content-Type"],
-                                  idempotency_key=headers["Idempotency-Key"], job_id=headers["Comfy-Job-Id"],
-                                  body=body)
+            stream = rt.gateway.start(method, path, query=query, content_type=headers["Content-Type"],
+                                      idempotency_key=headers["Idempotency-Key"], job_id=headers["Comfy-Job-Id"],
+                                      body=body)
+        except _core.StorageError as exc:
+            rt.runs.call_end(run_id, kind, 0, getattr(exc, "field", None) == "timeout")
+            raise
+        except BaseException:
+            rt.runs.call_end(run_id, kind, 0, False)
+            raise
+        # X-Comfy-Credits-Used is recorded as soon as the headers are here, not after the body.
+        rt.runs.call_headers(run_id, kind, stream.status, stream.usage().get("credits_used_micro", -1))
         try:
             first = stream.read(CHUNK_BYTES)
         except BaseException:
-            stream.close()
+            end_call(call, stream)
             raise
-        return hold, stream, first
+        return stream, first
+
+    def end_call(call, stream):
+        usage = None
+        try:
+            if stream.finished:
+                usage = stream.usage()
+                usage.pop("credits_used_micro", None)  # already recorded from the headers
+        except _core.CreditsError:
+            usage = None
+        rt.runs.call_end(call[0], call[1], stream.status, False, usage)
+        stream.close()  # returns the handle to the pool; does not block
+
+    def drain(call, stream):
+        try:
+            while stream.read(CHUNK_BYTES):  # read the answer out so its usage is known
+                pass
+        except _core.CreditsError:
+            pass
+        end_call(call, stream)
+
+    def abandoned(fut, call):
+        """The client went away (the node was interrupted) while the upstream
+        was still answering: the call still ends, and is still counted."""
+        if fut.cancelled():  # never started: nothing was sent
+            rt.runs.call_end(call[0], call[1], 0, False)
+        elif fut.exception() is None:  # else open_upstream recorded the end
+            stream, _ = fut.result()
+            pool.submit(drain, call, stream)
 
     async def comfy_credits_gateway(request: web.Request) -> web.StreamResponse:
         if not rt.cfg.upstream_key:
@@ -97,12 +142,6 @@ def make_handler(rt):
         if not token:
             return refuse(402, "credits_hold_missing", "comfy-credits: this call carries no run token; API nodes "
                                                        "must be run from a queued workflow")
-        try:
-            claim = rt.tokens.verify(token)
-        except _core.InvalidState:
-            return refuse(402, "credits_hold_expired", "comfy-credits: the run token has expired")
-        except _core.InvalidArgument:
-            return refuse(402, "credits_hold_invalid", "comfy-credits: the run token is not valid")
         path = raw_tail(request)
         if path is None:
             return refuse(400, "credits_gateway_bad_request", "comfy-credits: only API-node calls go through the gateway")
@@ -110,10 +149,15 @@ def make_handler(rt):
         headers = {h: request.headers.get(h) for h in FORWARDED_REQUEST_HEADERS}
         loop = asyncio.get_running_loop()
         try:
-            hold, stream, chunk = await loop.run_in_executor(
-                pool, open_upstream, claim, request.method, path, request.query_string or None, headers, body)
-        except _Refused as r:
-            return r.response
+            call = await loop.run_in_executor(pool, rt.runs.call_begin, token, request.method, path)
+        except _core.CreditsError as exc:
+            return _refusal_for(exc)
+        cfut = pool.submit(open_upstream, call, request.method, path, request.query_string or None, headers, body)
+        try:
+            stream, chunk = await asyncio.wrap_future(cfut)
+        except asyncio.CancelledError:
+            cfut.add_done_callback(lambda f: abandoned(f, call))
+            raise
         except _core.InvalidArgument as exc:
             return refuse(400, "credits_gateway_bad_request", f"comfy-credits: {exc}")
         except _core.StorageError as exc:
@@ -121,6 +165,8 @@ def make_handler(rt):
             status = 504 if getattr(exc, "field", None) == "timeout" else 502
             log.warning("comfy-credits gateway: %s %s: %s", request.method, path, exc)
             return refuse(status, "credits_upstream_unavailable", f"comfy-credits: {exc}")
+        pending = None  # a body read in a pool thread
+        completed = False
         try:
             resp = web.StreamResponse(status=stream.status)
             for name, value in stream.headers:
@@ -131,18 +177,23 @@ def make_handler(rt):
                 await resp.write(chunk)
                 if stream.finished:  # small answers: no second trip to a thread
                     break
-                chunk = await loop.run_in_executor(pool, stream.read, CHUNK_BYTES)
-            if 200 <= stream.status < 300:
-                usage = stream.usage()
-                if usage:
-                    rt.meter.record(hold["id"], request.method != "GET", usage)
+                pending = pool.submit(stream.read, CHUNK_BYTES)
+                chunk = await asyncio.wrap_future(pending)
+                pending = None
             await resp.write_eof()
+            completed = True
             return resp
         except _core.CreditsError as exc:
             log.warning("comfy-credits gateway: %s %s failed mid-response: %s", request.method, path, exc)
             raise ConnectionResetError(str(exc)) from None
         finally:
-            stream.close()  # returns the handle to the pool; does not block
+            if completed:
+                end_call(call, stream)
+            elif pending is not None:
+                # The client went away during a read: finish reading in the pool, then count the call.
+                pending.add_done_callback(lambda f: pool.submit(drain, call, stream))
+            else:
+                pool.submit(drain, call, stream)
     return comfy_credits_gateway
 
 

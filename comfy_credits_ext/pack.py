@@ -50,6 +50,7 @@ def install() -> Runtime:
     rt = Runtime(cfg)
     server.app.middlewares.append(gate.make_middleware(rt, nodes.NODE_CLASS_MAPPINGS))
     server.add_on_prompt_handler(gate.make_on_prompt(rt))
+    gate.install_queue_hook(server, rt)
     whoami = routes.register(server.routes, rt)
     gateway_route.register(server.routes, rt)
     pay = payments.Payments(rt, self_base(args))

@@ -321,7 +321,14 @@ def register(routes, rt):
         who, err = await whoami(request)
         if err:
             return err
-        return web.json_response(public_account(who["account"]))
+        acc = public_account(who["account"])
+        # Credits queued prompts reserve for their API nodes (src/run.c) are not available to new runs.
+        reserved = rt.runs.reserved(acc["id"])
+        acc["reserved_micro"] = reserved
+        acc["reserved"] = _core.format_credits(reserved)
+        acc["available_micro"] = max(0, acc["available_micro"] - reserved)
+        acc["available"] = _core.format_credits(acc["available_micro"])
+        return web.json_response(acc)
 
     @routes.get("/credits/history")
     async def history(request: web.Request):

@@ -1,11 +1,13 @@
-"""The running extension: one object that owns the ledger, prices, gateway,
-meter and token key, and remembers which account queued which prompt.
+"""The running extension: one object that owns the ledger, prices, gateway
+and the run state machine (src/run.c), and remembers which account the
+server bound to each prompt it admitted.
 
 Everything here is glue around `_core`; the money rules live in C. Blocking
 calls into `_core` release the GIL; async callers use `asyncio.to_thread`.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
 import secrets
@@ -19,6 +21,9 @@ from . import config as config_mod
 log = logging.getLogger("comfy_credits")
 
 PROMPTS_REMEMBERED_MAX = 100_000  # prompt -> account entries kept (oldest dropped first)
+RESERVATION_UNSEEN_S_MAX = 60.0   # a reservation whose prompt never reached the queue is dropped after this
+FINISH_THREADS_MAX = 8            # runs being resolved at once (each may wait for a call in flight)
+EXPIRY_INTERVAL_S_MAX = 60.0
 
 
 class Runtime:
@@ -29,16 +34,25 @@ class Runtime:
         # TEST credits (sandbox purchases) never pay for a real upstream.
         self.ledger.set_test_spendable(cfg.upstream_simulated)
         self.prices = _core.PriceTable(cfg.price_table_text())
-        self.meter = _core.Meter()
-        self.tokens = _core.TokenKey()
         self.gateway = _core.Gateway(cfg.upstream_base, cfg.upstream_key, timeout_ms=cfg.upstream_timeout_ms)
+        # finish() waits for calls in flight at most as long as one upstream call may take.
+        self.runs = _core.Runs(self.ledger, self.prices, cfg.hold_ttl_ms,
+                               min(cfg.upstream_timeout_ms + 5_000, 3_600_000), cfg.charge_interrupted_runs)
+        self.finish_pool = concurrent.futures.ThreadPoolExecutor(max_workers=FINISH_THREADS_MAX,
+                                                                 thread_name_prefix="comfy-credits-finish")
         self._prompts: OrderedDict[str, int] = OrderedDict()
         self._pseudonym_key = secrets.token_bytes(32)
+        self._reserved: dict[str, list] = {}  # prompt id -> [reserved at (monotonic s), seen in the queue]
         self._lock = threading.Lock()
         self._expirer: threading.Thread | None = None
         self._stop = threading.Event()
 
-    # ---- prompt -> account (filled at queue time, read by the worker thread)
+    # ---- prompt -> account: bound when the server admits a prompt under an id
+    # it chose (gate.py); read by the worker thread. Never from a client's id.
+
+    def knows_prompt(self, prompt_id: str) -> bool:
+        with self._lock:
+            return prompt_id in self._prompts
 
     def remember_prompt(self, prompt_id: str, account_id: int) -> None:
         with self._lock:
@@ -57,6 +71,33 @@ class Runtime:
             return None
         with self._lock:
             return self._prompts.get(prompt_id)
+
+    # ---- reservations of admitted prompts (credits held back for their API nodes)
+
+    def reserve_prompt(self, prompt_id: str, account_id: int, micro: int) -> None:
+        """Blocking. Raises InsufficientCredits when the account's unreserved credits do not cover it."""
+        self.runs.reserve(prompt_id, account_id, micro)
+        with self._lock:
+            self._reserved[prompt_id] = [time.monotonic(), False]
+
+    def release_prompt(self, prompt_id: str) -> int:
+        with self._lock:
+            self._reserved.pop(prompt_id, None)
+        return self.runs.release(prompt_id)
+
+    def reconcile_reservations(self, live_prompt_ids) -> None:
+        """Returns what prompts that ended, were cancelled or deleted from the
+        queue had not used (called whenever ComfyUI's queue changes)."""
+        now = time.monotonic()
+        gone = []
+        with self._lock:
+            for pid, st in self._reserved.items():
+                if pid in live_prompt_ids:
+                    st[1] = True
+                elif st[1] or now - st[0] > RESERVATION_UNSEEN_S_MAX:
+                    gone.append(pid)
+        for pid in gone:
+            self.release_prompt(pid)
 
     # ---- identity
 
@@ -86,9 +127,12 @@ class Runtime:
         if n:
             log.info("comfy-credits: released %d expired hold(s) at start-up", n)
 
+        interval_s = min(interval_s, EXPIRY_INTERVAL_S_MAX, max(0.5, self.cfg.hold_ttl_ms / 4000))
+
         def loop():
             while not self._stop.wait(interval_s):
                 try:
+                    self.runs.keepalive()  # a run still going never loses its hold
                     self.ledger.expire()
                 except _core.CreditsError as exc:  # keep running; say why
                     log.error("comfy-credits: expiring holds failed: %s", exc)
@@ -100,6 +144,8 @@ class Runtime:
         self._stop.set()
         if self._expirer:
             self._expirer.join(timeout=5)
+        self.finish_pool.shutdown(wait=True)
+        self.runs.close()
         self.gateway.close()
         self.ledger.close()
 

@@ -71,6 +71,7 @@ void cc_op_init(cc_op *op, cc_op_kind kind) {
     op->usage.images = op->usage.seconds_ms = -1;
     op->role = -1;
     op->active = -1;
+    op->charge_max = -1;
 }
 
 /* ---------------------------------------------------------------- 1. validation */
@@ -119,6 +120,21 @@ static cc_rc check_key(const char *key, cc_error *err) {
     return CC_OK;
 }
 
+/* Prefixes of keys the system makes itself (holds and their resolution,
+** Stripe fulfilment): an operator's grant may not take one. */
+static const char *const SYSTEM_KEY_PREFIXES[] = {"settle:", "void:", "stripe:", "run:", "expire:", "reserve:"};
+
+static cc_rc check_grant_key(const char *key, cc_error *err) {
+    for (size_t i = 0; i < sizeof SYSTEM_KEY_PREFIXES / sizeof SYSTEM_KEY_PREFIXES[0]; i++) {
+        size_t n = strlen(SYSTEM_KEY_PREFIXES[i]);
+        if (strncmp(key, SYSTEM_KEY_PREFIXES[i], n) == 0)
+            return cc_fail(err, CC_ERR_INVALID, "key",
+                           "keys starting with '%s' are reserved for the system; choose another key",
+                           SYSTEM_KEY_PREFIXES[i]);
+    }
+    return CC_OK;
+}
+
 static cc_rc check_amount(int64_t v, int allow_zero, const char *field, cc_error *err) {
     if (v < 0) return cc_fail(err, CC_ERR_INVALID, field, "%s must not be negative", field);
     if (v == 0 && !allow_zero) return cc_fail(err, CC_ERR_INVALID, field, "%s must be positive", field);
@@ -146,6 +162,7 @@ static cc_rc validate_op(const cc_op *op, cc_error *err) {
     switch (op->kind) {
     case CC_OP_GRANT:
         TRY(check_key(op->key, err));
+        TRY(check_grant_key(op->key, err));
         TRY(check_id(op->account_id, "account_id", err));
         TRY(check_amount(op->amount, 0, "amount", err));
         TRY(check_text(op->note, CC_NOTE_BYTES_MAX, "note", err));
@@ -189,6 +206,16 @@ static cc_rc validate_op(const cc_op *op, cc_error *err) {
         TRY(check_counter(op->usage.images, "images", err));
         TRY(check_counter(op->usage.seconds_ms, "seconds_ms", err));
         TRY(check_text(op->ctx.model, CC_CLASS_BYTES_MAX, "model", err));
+        TRY(check_text(op->note, CC_NOTE_BYTES_MAX, "note", err));
+        if (op->charge_max < -1 || op->charge_max > CC_AMOUNT_MAX)
+            return cc_fail(err, CC_ERR_INVALID, "charge_max", "charge_max must be 0..%lld (or -1 for the hold)",
+                           (long long)CC_AMOUNT_MAX);
+        return CC_OK;
+    case CC_OP_HOLD_EXTEND:
+        TRY(check_id(op->hold_id, "hold_id", err));
+        if (op->ttl_ms <= 0 || op->ttl_ms > CC_HOLD_TTL_MS_MAX)
+            return cc_fail(err, CC_ERR_INVALID, "ttl_ms", "hold lifetime must be 1..%lld ms",
+                           (long long)CC_HOLD_TTL_MS_MAX);
         return CC_OK;
     case CC_OP_VOID:
         TRY(check_key(op->key, err));
@@ -514,6 +541,8 @@ static int test_spendable(cc_ledger *l) {
     return v;
 }
 
+int cc_ledger_test_spendable(cc_ledger *l) { return test_spendable(l); }
+
 static cc_rc apply_credit(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
     acct_slot *s = NULL;
     cc_rc rc = acct_load(l, c, op->account_id, &s, &r->err);
@@ -654,12 +683,11 @@ static cc_rc resolve_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int kind, i
     memcpy(e.model, hs.model, sizeof e.model);
     int state;
     if (kind == CC_KIND_SETTLE) {
-        int64_t available = a.balance - a.held; /* unreserved credits */
-        CC_ASSERT(available >= 0);
         int spend_test = test_spendable(l);
-        if (!spend_test) available = available > a.test_balance ? available - a.test_balance : 0;
-        int64_t collectable = hs.h.amount + available;
-        int64_t charge = op->amount < collectable ? op->amount : collectable;
+        /* "Up to" means up to: never more than the hold the person was shown. */
+        int64_t charge = op->amount < hs.h.amount ? op->amount : hs.h.amount;
+        if (op->charge_max >= 0 && charge > op->charge_max) charge = op->charge_max;
+        CC_ASSERT(charge >= 0 && charge <= a.balance);
         e.amount = op->amount;
         e.delta = -charge;
         e.uncollected = op->amount - charge;
@@ -668,11 +696,18 @@ static cc_rc resolve_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int kind, i
         e.images = op->usage.images;
         e.seconds_ms = op->usage.seconds_ms;
         if (slen(op->ctx.model)) set_text(e.model, sizeof e.model, op->ctx.model);
+        set_text(e.note, sizeof e.note, op->note);
+        int64_t unc_total;
+        if (cc_add_i64(a.uncollected_total, e.uncollected, &unc_total) || unc_total > CC_BALANCE_MAX)
+        {
+            cc_fail(&r->err, CC_ERR_LIMIT, "amount", "the account's uncollected total would overflow");
+            return refuse(c, op, r);
+        }
         a.balance -= charge;
         a.spent_total += charge;
         if (spend_test) a.test_balance = a.test_balance > charge ? a.test_balance - charge : 0;
         if (a.test_balance > a.balance) a.test_balance = a.balance; /* holds placed while TEST was spendable */
-        a.uncollected_total += e.uncollected;
+        a.uncollected_total = unc_total;
         state = CC_HOLD_SETTLED;
     } else {
         e.amount = hs.h.amount;
@@ -689,6 +724,28 @@ static cc_rc resolve_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int kind, i
     acct_store(l, s, &a);
     if (cached) free(i64map_remove(&l->hold_cache, hs.h.id));
     result_from_entry(r, &e, 0);
+    return CC_OK;
+}
+
+static cc_rc apply_hold_extend(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
+    hold_slot hs;
+    int cached;
+    cc_rc rc = hold_load(l, c, op->hold_id, &hs, &cached, &r->err);
+    if (rc == CC_ERR_NOT_FOUND) return rc;
+    if (rc != CC_OK) return rc;
+    if (hs.h.state != CC_HOLD_OPEN)
+        return cc_fail(&r->err, CC_ERR_STATE, "hold_id", "hold %lld was already %s", (long long)op->hold_id,
+                       hold_state_name(hs.h.state));
+    int64_t until = now + op->ttl_ms;
+    r->hold_id = hs.h.id;
+    r->account_id = hs.h.account_id;
+    if (until <= hs.h.expires_ms) {
+        r->count = hs.h.expires_ms;
+        return CC_OK;
+    }
+    if ((rc = c->v->hold_extend(c, hs.h.id, until, &r->err)) != CC_OK) return rc;
+    if (cached) ((hold_slot *)i64map_get(&l->hold_cache, hs.h.id))->h.expires_ms = until;
+    r->count = until;
     return CC_OK;
 }
 
@@ -818,6 +875,7 @@ static cc_rc apply_op(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc
     case CC_OP_SETTLE:
     case CC_OP_VOID: return apply_resolve(l, c, op, now, r);
     case CC_OP_EXPIRE: return apply_expire(l, c, op, now, r);
+    case CC_OP_HOLD_EXTEND: return apply_hold_extend(l, c, op, now, r);
     case CC_OP_ACCOUNT_CREATE: return apply_account_create(l, c, op, now, r);
     case CC_OP_ACCOUNT_UPDATE: return apply_account_update(l, c, op, now, r);
     case CC_OP_CRED_CREATE: return apply_cred_create(l, c, op, now, r);

@@ -17,14 +17,23 @@
 **   - hold: reserves `amount` for one API-node run, for `ttl_ms`. Refused
 **     (CC_ERR_INSUFFICIENT) when balance <= 0 or available < amount, and
 **     (CC_ERR_STATE) when the account is disabled.
-**   - settle: posts the actual cost of an open hold. Cost below the hold
-**     returns the rest. Cost above the hold is charged only from unreserved
-**     credits; what is still missing is recorded as `uncollected` (for the
-**     operator), never as debt.
+**   - settle: posts what a run cost (`amount`, what the upstream billed) on
+**     an open hold. The charge is at most the hold ("up to" means up to) and
+**     at most `charge_max` when that is >= 0; the rest of `amount` is
+**     recorded as `uncollected` (for the operator), never as debt. Cost below
+**     the hold returns the rest of the hold. `note` says why (history).
+**   - hold_extend: moves an open hold's expiry to now + ttl_ms when that is
+**     later (a run still making calls keeps its hold). No entry: no money
+**     moves. CC_ERR_STATE when the hold is not open.
 **   - void: releases an open hold entirely (failed or cancelled runs).
 **   - expire: voids holds whose ttl has passed, with entries keyed
 **     "expire:<hold id>". A hold resolves at most once (settle, void or
 **     expire); resolving a resolved hold is CC_ERR_STATE.
+**   - Keys starting with a system prefix (settle:, void:, stripe:, run:,
+**     expire:, reserve:) are refused for grants: an operator's grant can
+**     never take the key of a system operation.
+**   - cc_ledger_open refuses a ledger whose schema_version is newer than
+**     CC_SCHEMA_VERSION (written by a newer comfy-credits).
 **   - An operation is acknowledged only after its transaction committed
 **     durably. Concurrent callers are grouped into one commit (leader/
 **     follower group commit): the first waiting caller commits for all.
@@ -58,6 +67,7 @@ typedef enum cc_op_kind {
     CC_OP_CRED_REVOKE,
     CC_OP_PASSWORD_SET,     /* note = the encoded hash (see password.h) */
     CC_OP_TEST_PURCHASE,    /* a purchase through a sandbox/test-mode checkout: TEST credits (same fields) */
+    CC_OP_HOLD_EXTEND,      /* hold_id, ttl_ms: expiry = max(expiry, now + ttl_ms) */
 } cc_op_kind;
 
 typedef struct cc_context {
@@ -92,6 +102,7 @@ typedef struct cc_op {
     const unsigned char *cred_hash; /* cred_create: SHA-256 of the secret */
     const char *cred_hint;    /* cred_create: first characters of the secret */
     int64_t cred_id;          /* cred_revoke: one credential, or 0 for all of the kind */
+    int64_t charge_max;       /* settle: charge at most this (-1 = the hold) */
 } cc_op;
 
 void cc_op_init(cc_op *op, cc_op_kind kind); /* zero, usage -1, role/active -1 */
@@ -158,6 +169,7 @@ cc_rc cc_ledger_verify(cc_ledger *l, char **problems, int cap, int *n_problems,
 ** spendable (the upstream is the simulated one), settles spend TEST credits
 ** first. Thread-safe; takes effect for operations that start afterwards. */
 void cc_ledger_set_test_spendable(cc_ledger *l, int spendable);
+int cc_ledger_test_spendable(cc_ledger *l);
 
 /* Group-commit counters since open: operations and commits. */
 void cc_ledger_counters(cc_ledger *l, int64_t *ops, int64_t *commits);

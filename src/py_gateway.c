@@ -1,11 +1,10 @@
 /*
-** py_gateway.c — Gateway, GatewayStream, Meter and TokenKey heap types: a thin
-** binding of gateway.h, meter.h and token.h. Blocking calls (connecting,
+** py_gateway.c — Gateway, GatewayStream and TokenKey heap types: a thin
+** binding of gateway.h and token.h (usage per run is metered in run.c). Blocking calls (connecting,
 ** waiting for the upstream, reading the body) run with the GIL released.
 */
 #include "py_util.h"
 #include "gateway.h"
-#include "meter.h"
 #include "token.h"
 
 /* ------------------------------------------------------------ Gateway */
@@ -199,7 +198,7 @@ static PyObject *S_close(StreamObject *self, PyObject *Py_UNUSED(ignored)) {
     Py_RETURN_NONE;
 }
 
-static PyObject *usage_dict(const cc_usage *u) {
+PyObject *ccpy_usage_dict(const cc_usage *u) {
     PyObject *d = PyDict_New();
     if (!d) return NULL;
     struct { const char *k; int64_t v; } f[] = {{"credits_used_micro", u->credits_used_micro},
@@ -218,7 +217,7 @@ static PyObject *S_usage(StreamObject *self, PyObject *Py_UNUSED(ignored)) {
     if (stream_open(self) < 0) return NULL;
     cc_usage u;
     cc_gw_usage(self->s, &u);
-    return usage_dict(&u);
+    return ccpy_usage_dict(&u);
 }
 
 static PyObject *S_get_status(StreamObject *self, void *Py_UNUSED(c)) {
@@ -309,25 +308,9 @@ static PyType_Spec S_spec = {
     .slots = S_slots,
 };
 
-/* ------------------------------------------------------------ Meter */
+/* ------------------------------------------------------------ usage dicts */
 
-typedef struct {
-    PyObject_HEAD
-    cc_meter *m;
-} MeterObject;
-
-static int M_init(MeterObject *self, PyObject *args, PyObject *kw) {
-    if (!PyArg_ParseTuple(args, ":Meter") || (kw && PyDict_GET_SIZE(kw))) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "Meter() takes no arguments");
-        return -1;
-    }
-    if (self->m) return 0;
-    cc_error e;
-    if (cc_meter_open(&self->m, &e) != CC_OK) { ccpy_raise(tstate((PyObject *)self), &e); return -1; }
-    return 0;
-}
-
-static int usage_from_dict(ccpy_state *st, PyObject *d, cc_usage *u) {
+int ccpy_usage_from_dict(ccpy_state *st, PyObject *d, cc_usage *u) {
     cc_usage_init(u);
     if (!PyDict_Check(d)) { ccpy_invalid(st, "usage", "usage must be a dict"); return -1; }
     PyObject *k, *v;
@@ -346,73 +329,6 @@ static int usage_from_dict(ccpy_state *st, PyObject *d, cc_usage *u) {
     }
     return 0;
 }
-
-static PyObject *M_record(MeterObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"hold_id", "creating", "usage", NULL};
-    ccpy_state *st = tstate((PyObject *)self);
-    PyObject *hid_o, *usage;
-    int creating;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OpO:record", kwlist, &hid_o, &creating, &usage)) return NULL;
-    int64_t hid;
-    cc_usage u;
-    if (ccpy_i64(st, hid_o, "hold_id", &hid) < 0 || usage_from_dict(st, usage, &u) < 0) return NULL;
-    cc_error e;
-    if (cc_meter_record(self->m, hid, creating, &u, &e) != CC_OK) return ccpy_raise(st, &e);
-    Py_RETURN_NONE;
-}
-
-static PyObject *M_take(MeterObject *self, PyObject *arg) {
-    int64_t hid, calls;
-    if (ccpy_i64(tstate((PyObject *)self), arg, "hold_id", &hid) < 0) return NULL;
-    cc_usage u;
-    cc_meter_take(self->m, hid, &u, &calls);
-    PyObject *d = usage_dict(&u);
-    if (d && ccpy_set_i64(d, "calls", calls) < 0) Py_CLEAR(d);
-    return d;
-}
-
-static void M_dealloc(MeterObject *self) {
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    cc_meter_close(self->m);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
-}
-
-static PyMethodDef M_methods[] = {
-    {"record", FN(M_record), KW, "record(hold_id, creating, usage): add one upstream response's usage"},
-    {"take", FN(M_take), METH_O, "take(hold_id) -> totals (and 'calls'), forgetting the hold"},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyObject *M_new(PyTypeObject *tp, PyObject *a, PyObject *k) {
-    (void)a; (void)k;
-    MeterObject *self = (MeterObject *)tp->tp_alloc(tp, 0);
-    if (!self) return NULL;
-    cc_error e;
-    if (cc_meter_open(&self->m, &e) != CC_OK) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
-    }
-    return (PyObject *)self;
-}
-
-static PyType_Slot M_slots[] = {
-    {Py_tp_doc, "Meter(): upstream usage per hold, summed for creating calls and peaked for polls."},
-    {Py_tp_new, M_new},
-    {Py_tp_init, M_init},
-    {Py_tp_dealloc, M_dealloc},
-    {Py_tp_traverse, G_traverse},
-    {Py_tp_methods, M_methods},
-    {0, NULL},
-};
-
-static PyType_Spec M_spec = {
-    .name = "comfy_credits_ext._core.Meter",
-    .basicsize = sizeof(MeterObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = M_slots,
-};
 
 /* ------------------------------------------------------------ TokenKey */
 
@@ -506,7 +422,7 @@ static PyObject *usage_from_json_fn(PyObject *m, PyObject *arg) {
     cc_usage u;
     cc_usage_from_json(b.buf, (size_t)b.len, &u);
     PyBuffer_Release(&b);
-    return usage_dict(&u);
+    return ccpy_usage_dict(&u);
 }
 
 static PyMethodDef gateway_functions[] = {
@@ -519,11 +435,10 @@ int ccpy_gateway_init(PyObject *m, ccpy_state *st) {
     if (!g) return -1;
     st->GatewayType = g;
     st->GatewayStreamType = PyType_FromModuleAndSpec(m, &S_spec, NULL);
-    st->MeterType = PyType_FromModuleAndSpec(m, &M_spec, NULL);
     st->TokenKeyType = PyType_FromModuleAndSpec(m, &K_spec, NULL);
-    if (!st->GatewayStreamType || !st->MeterType || !st->TokenKeyType) return -1;
+    if (!st->GatewayStreamType || !st->TokenKeyType) return -1;
     if (PyModule_AddObjectRef(m, "Gateway", g) < 0 || PyModule_AddObjectRef(m, "GatewayStream", st->GatewayStreamType) < 0 ||
-        PyModule_AddObjectRef(m, "Meter", st->MeterType) < 0 || PyModule_AddObjectRef(m, "TokenKey", st->TokenKeyType) < 0)
+        PyModule_AddObjectRef(m, "TokenKey", st->TokenKeyType) < 0)
         return -1;
     return PyModule_AddFunctions(m, gateway_functions);
 }

@@ -816,6 +816,23 @@ static PyObject *L_counters(LedgerObject *self, PyObject *Py_UNUSED(ignored)) {
     return Py_BuildValue("{sLsL}", "ops", (long long)ops, "commits", (long long)commits);
 }
 
+cc_ledger *ccpy_ledger_pin(ccpy_state *st, PyObject *o) {
+    if (!o || Py_TYPE(o) != (PyTypeObject *)st->LedgerType) {
+        ccpy_invalid(st, "ledger", "expected a Ledger");
+        return NULL;
+    }
+    LedgerObject *self = (LedgerObject *)o;
+    if (ensure_open(self) < 0) return NULL;
+    self->busy++;
+    return self->l;
+}
+
+void ccpy_ledger_unpin(PyObject *o) {
+    LedgerObject *self = (LedgerObject *)o;
+    CC_ASSERT(self->busy > 0);
+    self->busy--;
+}
+
 static PyObject *L_close(LedgerObject *self, PyObject *Py_UNUSED(ignored)) {
     if (!self->l) Py_RETURN_NONE;
     if (self->busy) {

@@ -329,6 +329,7 @@ static int module_exec(PyObject *m) {
     if (ccpy_pricing_init(m, st) < 0) return -1;
     if (ccpy_gateway_init(m, st) < 0) return -1;
     if (ccpy_stripe_init(m, st) < 0) return -1;
+    if (ccpy_run_init(m, st) < 0) return -1;
     return 0;
 }
 
@@ -339,7 +340,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
     Py_VISIT(st->InsufficientCredits); Py_VISIT(st->IdempotencyConflict); Py_VISIT(st->InvalidState);
     Py_VISIT(st->AlreadyExists); Py_VISIT(st->StorageError); Py_VISIT(st->LedgerType);
     Py_VISIT(st->PriceTableType); Py_VISIT(st->GatewayType); Py_VISIT(st->GatewayStreamType);
-    Py_VISIT(st->MeterType); Py_VISIT(st->TokenKeyType); Py_VISIT(st->StripeType);
+    Py_VISIT(st->TokenKeyType); Py_VISIT(st->StripeType); Py_VISIT(st->RunsType);
     return 0;
 }
 
@@ -350,7 +351,7 @@ static int module_clear(PyObject *m) {
     Py_CLEAR(st->InsufficientCredits); Py_CLEAR(st->IdempotencyConflict); Py_CLEAR(st->InvalidState);
     Py_CLEAR(st->AlreadyExists); Py_CLEAR(st->StorageError); Py_CLEAR(st->LedgerType);
     Py_CLEAR(st->PriceTableType); Py_CLEAR(st->GatewayType); Py_CLEAR(st->GatewayStreamType);
-    Py_CLEAR(st->MeterType); Py_CLEAR(st->TokenKeyType); Py_CLEAR(st->StripeType);
+    Py_CLEAR(st->TokenKeyType); Py_CLEAR(st->StripeType); Py_CLEAR(st->RunsType);
     return 0;
 }
 

@@ -37,9 +37,9 @@ typedef struct ccpy_state {
     PyObject *PriceTableType;
     PyObject *GatewayType;
     PyObject *GatewayStreamType;
-    PyObject *MeterType;
     PyObject *TokenKeyType;
     PyObject *StripeType;
+    PyObject *RunsType;
 } ccpy_state;
 
 ccpy_state *ccpy_get_state(PyObject *module);
@@ -57,5 +57,6 @@ int ccpy_pricing_init(PyObject *module, ccpy_state *st);
 int ccpy_ledger_init(PyObject *module, ccpy_state *st);
 int ccpy_gateway_init(PyObject *module, ccpy_state *st);
 int ccpy_stripe_init(PyObject *module, ccpy_state *st);
+int ccpy_run_init(PyObject *module, ccpy_state *st);
 
 #endif

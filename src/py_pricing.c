@@ -11,12 +11,13 @@
 typedef struct {
     PyObject_HEAD
     cc_price_table *t;
+    int pins;        /* borrowed by other objects (Runs): the table may not change */
 } PriceTableObject;
 
 static ccpy_state *pstate(PriceTableObject *self) { return ccpy_state_from_type(Py_TYPE(self)); }
 
 /* Returns a new reference to UTF-8 bytes of the JSON text, or NULL. */
-static PyObject *inputs_json(ccpy_state *st, PyObject *inputs) {
+PyObject *ccpy_inputs_json(ccpy_state *st, PyObject *inputs) {
     if (!inputs || inputs == Py_None) return PyBytes_FromString("{}");
     if (PyUnicode_Check(inputs)) return PyUnicode_AsUTF8String(inputs);
     if (!PyDict_Check(inputs)) return ccpy_invalid(st, "inputs", "inputs must be a dict or JSON text");
@@ -52,7 +53,7 @@ static PyObject *P_estimate(PriceTableObject *self, PyObject *args, PyObject *kw
     const char *cls;
     if (ccpy_str(st, cls_o, "node_class", &cls) < 0) return NULL;
     if (!cls) return ccpy_invalid(st, "node_class", "node_class must be a string");
-    PyObject *js = inputs_json(st, inputs);
+    PyObject *js = ccpy_inputs_json(st, inputs);
     if (!js) return NULL;
     cc_price_result r;
     cc_error e;
@@ -96,7 +97,7 @@ static PyObject *P_actual(PriceTableObject *self, PyObject *args, PyObject *kw) 
         usage_field(st, usage, "output_tokens", &u.output_tokens) < 0 ||
         usage_field(st, usage, "images", &u.images) < 0 || usage_field(st, usage, "seconds_ms", &u.seconds_ms) < 0)
         return NULL;
-    PyObject *js = inputs_json(st, inputs);
+    PyObject *js = ccpy_inputs_json(st, inputs);
     if (!js) return NULL;
     cc_price_result r;
     cc_error e;
@@ -137,6 +138,12 @@ static int P_init(PriceTableObject *self, PyObject *args, PyObject *kw) {
     ccpy_state *st = pstate(self);
     PyObject *text;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O:PriceTable", kwlist, &text)) return -1;
+    if (self->pins) {
+        cc_error e;
+        cc_fail(&e, CC_ERR_STATE, "", "this price table is in use; make a new one");
+        ccpy_raise(st, &e);
+        return -1;
+    }
     const char *s;
     if (ccpy_str(st, text, "json_text", &s) < 0) return -1;
     if (!s) { ccpy_invalid(st, "json_text", "the price table must be JSON text"); return -1; }
@@ -146,6 +153,20 @@ static int P_init(PriceTableObject *self, PyObject *args, PyObject *kw) {
     cc_price_table_free(self->t);
     self->t = t;
     return 0;
+}
+
+const cc_price_table *ccpy_prices_pin(ccpy_state *st, PyObject *o) {
+    if (!o || Py_TYPE(o) != (PyTypeObject *)st->PriceTableType || !((PriceTableObject *)o)->t) {
+        ccpy_invalid(st, "prices", "expected a PriceTable");
+        return NULL;
+    }
+    ((PriceTableObject *)o)->pins++;
+    return ((PriceTableObject *)o)->t;
+}
+
+void ccpy_prices_unpin(PyObject *o) {
+    CC_ASSERT(((PriceTableObject *)o)->pins > 0);
+    ((PriceTableObject *)o)->pins--;
 }
 
 static void P_dealloc(PriceTableObject *self) {

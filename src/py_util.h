@@ -18,4 +18,22 @@ int ccpy_set_i64(PyObject *d, const char *k, int64_t v);
 int ccpy_set_str(PyObject *d, const char *k, const char *v);
 int ccpy_set_bool(PyObject *d, const char *k, int v);
 
+/* Usage counters (pricing.h cc_usage) from/to a dict; absent = not reported. */
+struct cc_usage;
+int ccpy_usage_from_dict(ccpy_state *st, PyObject *d, struct cc_usage *u);
+PyObject *ccpy_usage_dict(const struct cc_usage *u);
+
+/* Borrow the C object of a Ledger / PriceTable for as long as another object
+** keeps it: while pinned, Ledger.close() and PriceTable.__init__ refuse.
+** NULL with InvalidArgument/InvalidState set when o is not one, or closed. */
+struct cc_ledger;
+struct cc_price_table;
+struct cc_ledger *ccpy_ledger_pin(ccpy_state *st, PyObject *o);
+void ccpy_ledger_unpin(PyObject *o);
+const struct cc_price_table *ccpy_prices_pin(ccpy_state *st, PyObject *o);
+void ccpy_prices_unpin(PyObject *o);
+
+/* A node's inputs (dict or JSON text) as UTF-8 JSON bytes (new reference). */
+PyObject *ccpy_inputs_json(ccpy_state *st, PyObject *inputs);
+
 #endif

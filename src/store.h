@@ -177,6 +177,8 @@ typedef struct cc_conn_vtab {
     cc_rc (*hold_get)(cc_conn *c, int64_t id, cc_hold *out, cc_error *err);
     cc_rc (*hold_insert)(cc_conn *c, const cc_hold *h, cc_error *err);
     cc_rc (*hold_resolve)(cc_conn *c, int64_t id, int state, int64_t by_entry, cc_error *err);
+    /* Sets an open hold's expiry to expires_ms if that is later. */
+    cc_rc (*hold_extend)(cc_conn *c, int64_t id, int64_t expires_ms, cc_error *err);
     /* Open holds with expires_ms <= now_ms, oldest first, at most `limit`. */
     cc_rc (*holds_due)(cc_conn *c, int64_t now_ms, int limit, int64_t *ids, int *n_out,
                        cc_error *err);
@@ -221,6 +223,11 @@ struct cc_store {
 /* SQLite backend. `path` is a file path (":memory:" is refused: readers and
 ** the writer must share one database). Creates the schema if missing. */
 #define CC_BUSY_TIMEOUT_MS_DEFAULT 10000
+/* The schema this build writes. Opening a ledger whose meta.schema_version is
+** larger (written by a newer comfy-credits) is refused with a clear message,
+** before anything is written to it. */
+#define CC_SCHEMA_VERSION 2          /* 1: first; 2: TEST credits columns (migrated in place) */
+#define CC_SCHEMA_VERSION_TEXT "2"
 cc_rc cc_store_sqlite_open(const char *path, int busy_timeout_ms, cc_store **out,
                            cc_error *err);
 

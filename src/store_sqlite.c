@@ -60,7 +60,7 @@ static const char *const SCHEMA_SQL =
     "CREATE INDEX IF NOT EXISTS credentials_by_account ON credentials(account_id, kind, id);"
     "CREATE TABLE IF NOT EXISTS passwords(account_id INTEGER PRIMARY KEY REFERENCES accounts(id),"
     " hash TEXT NOT NULL, updated_ms INTEGER NOT NULL);"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1');";
+    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '" CC_SCHEMA_VERSION_TEXT "');";
 
 #define ACCOUNT_COLS                                                           \
     "id, email, display_name, active, role, created_ms, updated_ms, balance, " \
@@ -77,7 +77,7 @@ enum {
     ST_BEGIN_W, ST_COMMIT, ST_ROLLBACK, ST_BEGIN_R, ST_END_R, ST_DATA_VERSION,
     ST_ACC_INSERT, ST_ACC_GET, ST_ACC_BY_EMAIL, ST_ACC_UPDATE, ST_ACC_LIST,
     ST_ENT_BY_KEY, ST_ENT_GET, ST_ENT_INSERT,
-    ST_HOLD_GET, ST_HOLD_INSERT, ST_HOLD_RESOLVE, ST_HOLDS_DUE,
+    ST_HOLD_GET, ST_HOLD_INSERT, ST_HOLD_RESOLVE, ST_HOLD_EXTEND, ST_HOLDS_DUE,
     ST_SCAN_ACC, ST_SCAN_ENT, ST_SCAN_HOLD,
     ST_CRED_INSERT, ST_CRED_BY_HASH, ST_CRED_REVOKE_ONE, ST_CRED_REVOKE_ALL, ST_CRED_LIST,
     ST_PW_SET, ST_PW_GET, ST_USAGE,
@@ -111,6 +111,7 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_HOLD_GET] = "SELECT " HOLD_COLS " FROM holds WHERE id = ?",
     [ST_HOLD_INSERT] = "INSERT INTO holds(" HOLD_COLS ") VALUES (?,?,?,?,?,?)",
     [ST_HOLD_RESOLVE] = "UPDATE holds SET state = ?, resolved_by = ? WHERE id = ? AND state = 0",
+    [ST_HOLD_EXTEND] = "UPDATE holds SET expires_ms = ? WHERE id = ? AND state = 0 AND expires_ms < ?",
     [ST_HOLDS_DUE] =
         "SELECT id FROM holds WHERE state = 0 AND expires_ms <= ? ORDER BY expires_ms, id LIMIT ?",
     [ST_SCAN_ACC] = "SELECT " ACCOUNT_COLS " FROM accounts ORDER BY id",
@@ -527,6 +528,18 @@ static cc_rc sq_hold_resolve(cc_conn *b, int64_t id, int state, int64_t by_entry
     return CC_OK;
 }
 
+static cc_rc sq_hold_extend(cc_conn *b, int64_t id, int64_t expires_ms, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_HOLD_EXTEND);
+    sqlite3_bind_int64(s, 1, expires_ms);
+    sqlite3_bind_int64(s, 2, id);
+    sqlite3_bind_int64(s, 3, expires_ms);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return sq_err(c->db, err, "extend hold");
+    return CC_OK;
+}
+
 static cc_rc sq_holds_due(cc_conn *b, int64_t now_ms, int limit, int64_t *ids, int *n_out,
                           cc_error *err) {
     sq_conn *c = (sq_conn *)b;
@@ -737,6 +750,7 @@ static const cc_conn_vtab SQ_CONN_VTAB = {
     .hold_get = sq_hold_get,
     .hold_insert = sq_hold_insert,
     .hold_resolve = sq_hold_resolve,
+    .hold_extend = sq_hold_extend,
     .holds_due = sq_holds_due,
     .cred_insert = sq_cred_insert,
     .cred_by_hash = sq_cred_by_hash,
@@ -774,7 +788,38 @@ static int sq_migrate(sqlite3 *db, char **msg) {
             if (rc != SQLITE_OK) return rc;
         }
     }
-    return SQLITE_OK;
+    /* The ledger now has this build's schema: older builds must not write to it. */
+    return sqlite3_exec(db, "UPDATE meta SET value = '" CC_SCHEMA_VERSION_TEXT "' WHERE key = 'schema_version' "
+                            "AND CAST(value AS INTEGER) < " CC_SCHEMA_VERSION_TEXT, NULL, NULL, msg);
+}
+
+/* A ledger written by a newer comfy-credits is refused before anything is
+** written to it: this build would not know its rules. */
+static cc_rc check_schema_version(sqlite3 *db, const char *path, cc_error *err) {
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &s, NULL) != SQLITE_OK) {
+        sqlite3_finalize(s);
+        return CC_OK; /* no meta table yet: a new ledger */
+    }
+    cc_rc r = CC_OK;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(s, 0);
+        char *end = NULL;
+        long long ver = v ? strtoll(v, &end, 10) : -1;
+        if (!v || end == v || *end != '\0' || ver < 1)
+            r = cc_fail(err, CC_ERR_STORAGE, "path", "ledger '%s' has an unreadable schema_version '%s'", path,
+                        v ? v : "");
+        else if (ver > CC_SCHEMA_VERSION)
+            r = cc_fail(err, CC_ERR_STORAGE, "path",
+                        "ledger '%s' was written by a newer comfy-credits (schema version %lld; this version "
+                        "understands up to %d). Upgrade comfy-credits; the ledger was not changed.",
+                        path, ver, CC_SCHEMA_VERSION);
+    } else if (rc != SQLITE_DONE) {
+        r = sq_err(db, err, "read schema version");
+    }
+    sqlite3_finalize(s);
+    return r;
 }
 
 static cc_rc sq_connect(cc_store *base, int writer, cc_conn **out, cc_error *err) {
@@ -803,6 +848,13 @@ static cc_rc sq_connect(cc_store *base, int writer, cc_conn **out, cc_error *err
         sqlite3_free(msg);
         sq_close(&c->base);
         return r;
+    }
+    if (writer) {
+        cc_rc r = check_schema_version(c->db, st->path, err);
+        if (r != CC_OK) {
+            sq_close(&c->base);
+            return r;
+        }
     }
     if (writer && sqlite3_exec(c->db, SCHEMA_SQL, NULL, NULL, &msg) != SQLITE_OK) {
         cc_rc r = cc_fail(err, CC_ERR_STORAGE, "path", "cannot create schema in '%s': %s",

@@ -33,10 +33,33 @@ class Upstream:
             await asyncio.sleep(3)
         if mode == "500":
             return web.json_response({"error": {"message": "boom"}}, status=500)
+        if mode == "slowbody":
+            resp = web.StreamResponse(headers={"X-Comfy-Credits-Used": "2.5"})
+            await resp.prepare(req)
+            await resp.write(b"x" * 64)
+            await asyncio.sleep(1.0)
+            await resp.write(b"y" * 64)
+            await resp.write_eof()
+            return resp
         if mode == "poll":
             return web.json_response({"status": "succeed", "usage": {"input_tokens": 7, "output_tokens": 9}})
         return web.json_response({"data": [{"b64_json": "AAAA"}], "usage": {"input_tokens": 7, "output_tokens": 9}},
                                  headers={"X-Comfy-Credits-Used": "2.5"})
+
+
+# One flat rule of 10 credits; "/proxy/" reaches every provider path (as for a node of unknown family).
+PRICES = '{"format": 1, "credits_per_usd": 211, "default": {"credits": "10"}, "nodes": {}}'
+
+
+def make_runtime(ledger, base, **gw):
+    prices = _core.PriceTable(PRICES)
+    return types.SimpleNamespace(ledger=ledger, prices=prices, runs=_core.Runs(ledger, prices, 60_000, 2_000),
+                                 cfg=types.SimpleNamespace(upstream_key="operator-secret"),
+                                 gateway=_core.Gateway(base, "operator-secret", **gw))
+
+
+def begin(rt, account, prefixes="/proxy/\n/customers/storage"):
+    return rt.runs.begin(f"run:{time.time_ns()}", account, "p1", "1", "AnyNode", {}, prefixes)
 
 
 @pytest.fixture
@@ -44,13 +67,11 @@ def env(ledger, account):
     up = Upstream()
     up_port, gw_port = free_port(), free_port()
     loop = asyncio.new_event_loop()
-    rt = types.SimpleNamespace(ledger=ledger, tokens=_core.TokenKey(), meter=_core.Meter(),
-                               cfg=types.SimpleNamespace(upstream_key="operator-secret"),
-                               gateway=_core.Gateway(f"http://127.0.0.1:{up_port}", "operator-secret",
-                                                     timeout_ms=1000))
+    rt = make_runtime(ledger, f"http://127.0.0.1:{up_port}", timeout_ms=1000)
     ledger.grant("g", account, 100 * C)
-    hold = ledger.hold("h", account, 10 * C, 60_000)
-    token = rt.tokens.mint(hold["hold_id"], account, int(time.time() * 1000) + 60_000)
+    run = begin(rt, account)
+    hold = {"hold_id": run["run_id"]}
+    token = run["token"]
 
     async def start():
         a = web.Application()
@@ -77,10 +98,12 @@ def env(ledger, account):
                     return r.status, dict(r.headers), await r.read()
         return loop.run_until_complete(go())
 
-    yield types.SimpleNamespace(up=up, rt=rt, hold=hold, token=token, call=call, account=account, ledger=ledger)
+    yield types.SimpleNamespace(up=up, rt=rt, hold=hold, token=token, call=call, account=account, ledger=ledger,
+                                loop=loop, port=gw_port)
     for r in runners:
         loop.run_until_complete(r.cleanup())
     rt.gateway.close()
+    rt.runs.close()
     loop.close()
 
 
@@ -102,9 +125,9 @@ def test_forwards_with_operator_key_and_meters_usage(env):
     env.up.mode["/proxy/task/1"] = "poll"
     assert env.call("GET", "/proxy/task/1", {"X-API-KEY": env.token})[0] == 200
     assert env.call("GET", "/proxy/task/1", {"X-API-KEY": env.token})[0] == 200
-    usage = env.rt.meter.take(env.hold["hold_id"])
-    assert usage == {"credits_used_micro": 2_500_000, "input_tokens": 7, "output_tokens": 9, "images": 1,
-                     "calls": 3}
+    res = env.rt.runs.finish(env.hold["hold_id"], "succeeded")
+    assert res["usage"] == {"credits_used_micro": 2_500_000, "input_tokens": 7, "output_tokens": 9, "images": 1}
+    assert res["calls"] == 3 and res["billable_calls"] == 1 and res["charged"] == 2_500_000
 
 
 @pytest.mark.parametrize("headers,kind", [
@@ -122,35 +145,57 @@ def test_forged_and_replayed_tokens(env):
     other = _core.TokenKey().mint(env.hold["hold_id"], env.account, int(time.time() * 1000) + 60_000)
     st, _, body = env.call("POST", "/proxy/x", {"X-API-KEY": other})
     assert st == 402 and json.loads(body)["error"]["type"] == "credits_hold_invalid"
-    expired = env.rt.tokens.mint(env.hold["hold_id"], env.account, int(time.time() * 1000) - 1)
-    st, _, body = env.call("POST", "/proxy/x", {"X-API-KEY": expired})
-    assert st == 402 and json.loads(body)["error"]["type"] == "credits_hold_expired"
-    env.ledger.settle("s", env.hold["hold_id"], 1 * C)
-    st, _, body = env.call("POST", "/proxy/x", {"X-API-KEY": env.token})  # replay after the run settled
+    env.rt.runs.finish(env.hold["hold_id"], "failed")
+    st, _, body = env.call("POST", "/proxy/x", {"X-API-KEY": env.token})  # replay after the run finished
     assert st == 402 and json.loads(body)["error"]["type"] == "credits_hold_resolved"
     assert env.up.requests == []
+
+
+def test_a_token_reaches_only_its_providers_paths(env):
+    run = begin(env.rt, env.account, "/proxy/openai/")
+    st, _, body = env.call("POST", "/proxy/kling/v1/videos/text2video", {"X-API-KEY": run["token"]})
+    assert st == 403 and json.loads(body)["error"]["type"] == "credits_path_not_allowed"
+    assert env.call("POST", "/proxy/openai/images/generations", {"X-API-KEY": run["token"]})[0] == 200
+    assert [r["path"] for r in env.up.requests] == ["/proxy/openai/images/generations"]
+
+
+def test_credits_are_recorded_when_the_headers_arrive(env):
+    """A client that goes away after the headers (an interrupted node) still pays what the upstream reported."""
+    env.up.mode["/proxy/slowbody"] = "slowbody"
+
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"http://127.0.0.1:{env.port}/credits/gateway/proxy/slowbody",
+                              headers={"X-API-KEY": env.token}) as r:
+                assert r.status == 200
+                await r.content.read(10)  # headers and the first bytes, then hang up
+    env.loop.run_until_complete(go())
+    # finish waits for the call still in flight (the gateway keeps reading the abandoned answer).
+    res = env.loop.run_until_complete(asyncio.to_thread(env.rt.runs.finish, env.hold["hold_id"], "interrupted"))
+    assert res["billed"] == 2_500_000 and res["charged"] == 2_500_000 and res["in_flight_at_deadline"] == 0
 
 
 def test_upstream_errors_pass_through_uncharged(env):
     env.up.mode["/proxy/fail"] = "500"
     st, _, body = env.call("POST", "/proxy/fail", {"X-API-KEY": env.token})
     assert st == 500 and json.loads(body)["error"]["message"] == "boom"
-    assert env.rt.meter.take(env.hold["hold_id"]) == {"calls": 0}
+    res = env.rt.runs.finish(env.hold["hold_id"], "failed")
+    assert res["calls"] == 1 and res["billable_calls"] == 0 and res["charged"] == 0
 
 
 def test_upstream_timeout_is_504(env):
     env.up.mode["/proxy/slow"] = "slow"
     st, _, body = env.call("POST", "/proxy/slow", {"X-API-KEY": env.token})
     assert st == 504 and "did not answer" in json.loads(body)["error"]["message"]
+    # The upstream may have accepted it: a timed-out creating call is billable.
+    assert env.rt.runs.finish(env.hold["hold_id"], "failed")["billable_calls"] == 1
 
 
 def test_upstream_unreachable_is_502(ledger, account):
-    rt = types.SimpleNamespace(ledger=ledger, tokens=_core.TokenKey(), meter=_core.Meter(),
-                               cfg=types.SimpleNamespace(upstream_key="operator-secret"),
-                               gateway=_core.Gateway("http://127.0.0.1:9", "k", connect_timeout_ms=500))
-    ledger.grant("g", account, 5 * C)
-    hold = ledger.hold("h", account, 1 * C, 60_000)
-    tok = rt.tokens.mint(hold["hold_id"], account, int(time.time() * 1000) + 60_000)
+    rt = make_runtime(ledger, "http://127.0.0.1:9", connect_timeout_ms=500)
+    ledger.grant("g", account, 50 * C)
+    run = begin(rt, account)
+    tok = run["token"]
     port = free_port()
 
     async def go():
@@ -170,7 +215,9 @@ def test_upstream_unreachable_is_502(ledger, account):
             await runner.cleanup()
     st, body = asyncio.run(go())
     assert st == 502 and "cannot reach the upstream" in body["error"]["message"]
+    assert rt.runs.finish(run["run_id"], "failed")["charged"] == 0  # nothing reached a provider
     rt.gateway.close()
+    rt.runs.close()
 
 
 def test_bad_paths_are_refused(env):
@@ -189,10 +236,14 @@ def test_bad_paths_are_refused(env):
 
 
 def test_operator_account_endpoints_are_not_reachable(env):
+    # A run token reaches only API-node paths (run.c), and the gateway forwards nothing else (gateway.c).
     st, _, body = env.call("GET", "/customers/balance", {"X-API-KEY": env.token})
-    assert st == 400 and b"only API-node calls" in body
+    assert st == 403 and json.loads(body)["error"]["type"] == "credits_path_not_allowed"
     st, _, body = env.call("POST", "/customers/credit", {"X-API-KEY": env.token}, b'{"amount_micros": 1}')
-    assert st == 400
+    assert st == 403
+    run = begin(env.rt, env.account, "/")  # even a token allowed everywhere
+    st, _, body = env.call("GET", "/customers/balance", {"X-API-KEY": run["token"]})
+    assert st == 400 and b"only API-node calls" in body
     assert not [r for r in env.up.requests if r["path"].startswith("/customers/")]
 
 
@@ -256,3 +307,12 @@ def test_plain_paths_are_sent_canonical(env):
     st, _, _ = env.call("GET", "/proxy/kling/v1/videos/text2video/task-1%3A2", {"X-API-KEY": env.token})
     assert st == 200
     assert env.up.requests[-1]["path"] == "/proxy/kling/v1/videos/text2video/task-1:2"
+
+
+def test_creating_calls_per_run_are_bounded(env):
+    for _ in range(8):  # ComfyUI's client retries, a node's few calls: fine
+        assert env.call("POST", "/proxy/fail", {"X-API-KEY": env.token})[0] == 200
+    st, _, body = env.call("POST", "/proxy/fail", {"X-API-KEY": env.token})
+    assert st == 403 and json.loads(body)["error"]["type"] == "credits_calls_limit"
+    assert env.call("GET", "/proxy/task/1", {"X-API-KEY": env.token})[0] == 200  # reads still pass
+    assert len(env.up.requests) == 9

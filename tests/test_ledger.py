@@ -51,14 +51,18 @@ def test_failed_operation_can_be_retried_with_same_key(ledger, account):
     assert not ledger.hold("h", account, 1 * C, 1000)["replayed"]
 
 
-def test_settle_above_hold_never_goes_negative(ledger, account):
+def test_settle_above_hold_charges_up_to_the_hold(ledger, account):
     ledger.grant("g", account, 5 * C)
     h = ledger.hold("h", account, 2 * C, 60_000)
     s = ledger.settle("s", h["hold_id"], 9 * C)
-    assert s["balance_after"] == 0 and s["delta"] == -5 * C and s["uncollected"] == 4 * C
-    assert ledger.account(account)["uncollected_total"] == 4 * C
+    # "Up to" means up to: the person pays the 2 held, the other 7 are the operator's (uncollected), never debt.
+    assert s["balance_after"] == 3 * C and s["delta"] == -2 * C and s["uncollected"] == 7 * C
+    assert ledger.account(account)["uncollected_total"] == 7 * C
+    h = ledger.hold("h2", account, 3 * C, 60_000)
+    s = ledger.settle("s2", h["hold_id"], 3 * C)
+    assert s["balance_after"] == 0
     with pytest.raises(_core.InsufficientCredits):
-        ledger.hold("h2", account, 1, 60_000)
+        ledger.hold("h3", account, 1, 60_000)
     assert ledger.verify()["ok"]
 
 
@@ -274,3 +278,23 @@ def test_api_keys_are_bounded_per_account(ledger, account):
     assert "at most 50" in str(ei.value)
     assert ledger.revoke_credential(account, "api_key") == 50
     ledger.create_credential(account, "api_key")
+
+
+@pytest.mark.parametrize("key", ["settle:1", "void:1", "stripe:cs_test_1", "run:p:1:x", "reserve:p"])
+def test_operator_grants_cannot_take_system_keys(ledger, account, key):
+    with pytest.raises(_core.InvalidArgument, match="reserved for the system") as e:
+        ledger.grant(key, account, 1 * C)
+    assert e.value.field == "key"
+    assert ledger.account(account)["balance"] == 0
+
+
+def test_a_ledger_from_a_newer_version_is_refused_untouched(tmp_path):
+    import sqlite3
+    path = tmp_path / "newer.db"
+    _core.Ledger(str(path)).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    before = path.read_bytes()
+    with pytest.raises(_core.StorageError, match="written by a newer comfy-credits .schema version 7"):
+        _core.Ledger(str(path))
+    assert path.read_bytes() == before

@@ -62,5 +62,6 @@ void suite_stripe(void);
 void suite_fulfil(void);
 void suite_password(void);
 void suite_gwpath(void);
+void suite_run(void);
 
 #endif

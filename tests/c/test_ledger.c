@@ -217,22 +217,44 @@ static void holds(void) {
     CHECK(settle(l, "s2", h2.hold_id, C(1), &r) == CC_ERR_STATE);
     /* Unknown hold. */
     CHECK(settle(l, "s3", 424242, C(1), &r) == CC_ERR_NOT_FOUND);
-    /* Settle above the hold: charged from unreserved credits, never below 0. */
+    /* Settle above the hold: "up to" means up to. The charge stops at the
+    ** hold even when unreserved credits remain; the rest is uncollected. */
     CHECK(hold(l, "h3", a, C(3), &h1) == CC_OK);   /* held 3 of 8 */
     CHECK(hold(l, "h4", a, C(4), &h2) == CC_OK);   /* held 7 of 8, available 1 */
     CHECK(settle(l, "s4", h1.hold_id, C(10), &r) == CC_OK);
-    /* collectable = hold 3 + available 1 = 4; uncollected 6 */
-    CHECK_EQ_I64(r.delta, -C(4));
-    CHECK_EQ_I64(r.uncollected, C(6));
-    CHECK_EQ_I64(r.balance_after, C(4));
+    CHECK_EQ_I64(r.delta, -C(3));
+    CHECK_EQ_I64(r.uncollected, C(7));
+    CHECK_EQ_I64(r.balance_after, C(5));
     CHECK_EQ_I64(r.held_after, C(4));
     CHECK(settle(l, "s5", h2.hold_id, C(4) + 1, &r) == CC_OK);
-    CHECK_EQ_I64(r.balance_after, 0);
+    CHECK_EQ_I64(r.balance_after, C(1));
     CHECK_EQ_I64(r.uncollected, 1);
     CHECK(cc_ledger_account(l, a, &acc, &e) == CC_OK);
-    CHECK_EQ_I64(acc.balance, 0);
-    CHECK_EQ_I64(acc.spent_total, C(10));
-    CHECK_EQ_I64(acc.uncollected_total, C(6) + 1);
+    CHECK_EQ_I64(acc.balance, C(1));
+    CHECK_EQ_I64(acc.spent_total, C(9));
+    CHECK_EQ_I64(acc.uncollected_total, C(7) + 1);
+    /* charge_max waives (part of) a cost; the waived part is uncollected. */
+    CHECK(hold(l, "h4b", a, C(1), &h2) == CC_OK);
+    {
+        cc_op op;
+        cc_op_init(&op, CC_OP_SETTLE);
+        op.key = "s4b";
+        op.hold_id = h2.hold_id;
+        op.amount = C(1);
+        op.charge_max = 0;
+        op.note = "interrupted; not charged by the operator's choice";
+        CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+        CHECK_EQ_I64(r.delta, 0);
+        CHECK_EQ_I64(r.uncollected, C(1));
+        cc_entry en;
+        CHECK(cc_ledger_entry(l, "s4b", &en, &e) == CC_OK);
+        CHECK_STR(en.note, "interrupted; not charged by the operator's choice");
+    }
+    CHECK(settle(l, "s4c", h1.hold_id, 1, &r) == CC_ERR_STATE);
+    /* Spend the rest: balance 0, the next hold is refused. */
+    CHECK(hold(l, "h4c", a, C(1), &h2) == CC_OK);
+    CHECK(settle(l, "s4d", h2.hold_id, C(1), &r) == CC_OK);
+    CHECK_EQ_I64(r.balance_after, 0);
     /* Balance is 0: the next hold is refused. */
     CHECK(hold(l, "h5", a, 1, &r) == CC_ERR_INSUFFICIENT);
     /* Settle with cost 0 is a free run. */
@@ -540,7 +562,80 @@ static void map_model(void) {
     i64map_destroy(&m, NULL);
 }
 
+/* A run that is still making calls keeps its hold past the first ttl. */
+static void hold_extend(void) {
+    cc_ledger *l = fresh();
+    int64_t a = mkacct(l, "ext@example.com");
+    cc_result r, h1;
+    CHECK(grant(l, "g", a, C(10), &r) == CC_OK);
+    CHECK(hold(l, "h1", a, C(2), &h1) == CC_OK); /* ttl 60 s */
+    cc_op op;
+    cc_op_init(&op, CC_OP_HOLD_EXTEND);
+    op.hold_id = h1.hold_id;
+    op.ttl_ms = 600000;
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    CHECK(r.count >= cc_now_ms() + 590000);
+    cc_op ex;
+    cc_op_init(&ex, CC_OP_EXPIRE);
+    ex.now_ms = cc_now_ms() + 120000; /* past the first ttl, before the extended one */
+    CHECK(cc_ledger_execute1(l, &ex, &r) == CC_OK);
+    CHECK_EQ_I64(r.count, 0);
+    /* Extending never shortens. */
+    op.ttl_ms = 1;
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    CHECK(r.count >= cc_now_ms() + 590000);
+    CHECK(settle(l, "s1", h1.hold_id, C(1), &r) == CC_OK);
+    op.ttl_ms = 600000;
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_STATE); /* resolved: nothing to keep alive */
+    op.hold_id = 999999;
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_NOT_FOUND);
+    op.ttl_ms = 0;
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_INVALID);
+    CHECK(verify_ok(l));
+    cc_ledger_close(l);
+}
+
+/* An operator's grant can never take the key of a system operation. */
+static void reserved_keys(void) {
+    cc_ledger *l = fresh();
+    int64_t a = mkacct(l, "keys@example.com");
+    cc_result r;
+    const char *sys[] = {"settle:1", "void:1", "stripe:cs_test_1", "run:p:1:x", "expire:1", "reserve:p"};
+    for (size_t i = 0; i < sizeof sys / sizeof sys[0]; i++) {
+        CHECK(grant(l, sys[i], a, C(1), &r) == CC_ERR_INVALID);
+        CHECK_STR(r.err.field, "key");
+        CHECK(strstr(r.err.message, "reserved") != NULL);
+    }
+    CHECK(grant(l, "settlement-bonus", a, C(1), &r) == CC_OK); /* a prefix without the colon is fine */
+    cc_ledger_close(l);
+}
+
+/* A ledger written by a newer comfy-credits is refused, untouched. */
+static void schema_newer(void) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/l%d.db", tmpdir, dbseq++);
+    cc_store *s;
+    cc_ledger *l = NULL;
+    cc_error e;
+    CHECK(cc_store_sqlite_open(path, 5000, &s, &e) == CC_OK);
+    CHECK(cc_ledger_open(s, 2, &l, &e) == CC_OK);
+    cc_ledger_close(l);
+    sqlite3 *db;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    CHECK(cc_store_sqlite_open(path, 5000, &s, &e) == CC_OK);
+    l = NULL;
+    CHECK(cc_ledger_open(s, 2, &l, &e) == CC_ERR_STORAGE);
+    CHECK(l == NULL);
+    CHECK(strstr(e.message, "newer comfy-credits") != NULL);
+    CHECK(strstr(e.message, "schema version 99") != NULL);
+}
+
 void suite_ledger(void) {
+    RUN(hold_extend);
+    RUN(reserved_keys);
+    RUN(schema_newer);
     RUN(two_writers);
     RUN(map_model);
     RUN(accounts);

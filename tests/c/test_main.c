@@ -13,6 +13,7 @@ int main(void) {
     suite_fulfil();
     suite_password();
     suite_gwpath();
+    suite_run();
     printf("%d passed, %d failed\n", ct_passed, ct_failed);
     return ct_failed ? 1 : 0;
 }

@@ -14,6 +14,9 @@ What the pack depends on, modelled faithfully:
 - Output cache across prompts keyed by class, literal inputs, the inputs'
   own keys and IS_CHANGED / fingerprint_inputs (IsChangedCache, caching.py
   get_immediate_node_signature); a hit skips the function.
+- V1 node instances are kept across prompts, one per (node id, class)
+  (execution.py:454-457 caches.objects, a HierarchicalCache(CacheKeySetID)):
+  whatever a node stores on self survives into the next prompt.
 - A node exception ends the prompt with execution_error and cancels the other
   pending tasks (asyncio.run exiting); an interrupt gives
   execution_interrupted (handle_execution_error).
@@ -108,6 +111,7 @@ class PromptExecutor:
     def __init__(self, server):
         self.server = server
         self.outputs_cache = {}  # signature -> outputs; survives across prompts like ComfyUI's caches
+        self.objects = {}  # (node id, class) -> V1 instance, kept across prompts (caches.objects)
         self.status_messages = []
         self.success = True
         self.history_result = {}
@@ -147,7 +151,10 @@ class PromptExecutor:
         if is_v3(cls):
             f = make_locked_method_func(cls, cls.FUNCTION, cls.PREPARE_CLASS_CLONE(v3_hidden))
         else:
-            f = getattr(cls(), cls.FUNCTION)
+            obj = self.objects.get((node_id, cls))
+            if obj is None:
+                obj = self.objects[(node_id, cls)] = cls()
+            f = getattr(obj, cls.FUNCTION)
         args = {**inputs, **kw_hidden}
         nodes.before_node_execution()
         if inspect.iscoroutinefunction(f):

@@ -38,6 +38,8 @@ def main(argv):
     import folder_paths
     if args.user_directory:
         folder_paths.set_user_directory(os.path.abspath(args.user_directory))
+    if args.temp_directory:  # main.py: set_temp_directory(os.path.join(abspath(args.temp_directory), "temp"))
+        folder_paths.set_temp_directory(os.path.join(os.path.abspath(args.temp_directory), "temp"))
     execute_prestartup_script(args.custom_nodes_dir)  # before server/nodes are imported (main.py:104)
     import nodes
     import server

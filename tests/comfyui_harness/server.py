@@ -64,10 +64,13 @@ class PromptQueue:
         self.history = {}
         self._task_id = 0
 
+    # Every change calls server.queue_updated() inside the queue's (re-entrant)
+    # lock, as execution.py PromptQueue put/get/task_done/wipe_queue/delete_queue_item do.
     def put(self, item):
         with self.cond:
             self.queue.append(item)
             self.queue.sort(key=lambda x: x[0])
+            self.server.queue_updated()
             self.cond.notify()
 
     def get(self, timeout=None):
@@ -78,6 +81,7 @@ class PromptQueue:
             item = self.queue.pop(0)
             self._task_id += 1
             self.running[self._task_id] = item
+            self.server.queue_updated()
             return item, self._task_id
 
     def task_done(self, item_id, history_result, status):
@@ -88,10 +92,36 @@ class PromptQueue:
                 extra.pop(k, None)
             self.history[prompt[1]] = {"prompt": (prompt[0], prompt[1], prompt[2], extra, prompt[4]),
                                        "outputs": history_result.get("outputs", {}), "status": status}
+            self.server.queue_updated()
+
+    def wipe_queue(self):  # execution.py:1155-1158
+        with self.cond:
+            self.queue = []
+            self.server.queue_updated()
+
+    def delete_queue_item(self, function):  # execution.py:1160-1171
+        with self.cond:
+            for x in range(len(self.queue)):
+                if function(self.queue[x]):
+                    if len(self.queue) == 1:
+                        self.wipe_queue()
+                    else:
+                        self.queue.pop(x)
+                    self.server.queue_updated()
+                    return True
+        return False
 
     def get_current_queue(self):
         with self.cond:
             return list(self.running.values()), list(self.queue)
+
+    def get_current_queue_volatile(self):  # execution.py: the same without deep copies
+        with self.cond:
+            return list(self.running.values()), list(self.queue)
+
+    def get_tasks_remaining(self):
+        with self.cond:
+            return len(self.queue) + len(self.running)
 
 
 class PromptServer:
@@ -151,6 +181,16 @@ class PromptServer:
         async def get_queue(request):  # server.py:666-672: raw tuples, extra_data included
             running, pending = self.prompt_queue.get_current_queue()
             return web.json_response({"queue_running": running, "queue_pending": pending})
+
+        @routes.post("/queue")
+        async def post_queue(request):  # server.py:722-734
+            json_data = await request.json()
+            if "clear" in json_data and json_data["clear"]:
+                self.prompt_queue.wipe_queue()
+            if "delete" in json_data:
+                for id_to_delete in json_data["delete"]:
+                    self.prompt_queue.delete_queue_item(lambda a: a[1] == id_to_delete)
+            return web.Response(status=200)
 
         @routes.get("/history")
         async def get_history(request):
@@ -315,6 +355,9 @@ class PromptServer:
                 logging.warning("[ERROR] An error occurred during the on_prompt_handler processing")
                 logging.warning(traceback.format_exc())
         return json_data
+
+    def queue_updated(self):  # server.py queue_updated: a status message to every client
+        self.send_sync("status", {"status": {"exec_info": {"queue_remaining": self.prompt_queue.get_tasks_remaining()}}})
 
     def send_sync(self, event, data, sid=None):  # thread-safe like server.py send_sync
         self.messages.append((event, data, sid))

@@ -6,14 +6,20 @@ python tests/comfyui_harness/upstream.py --port N --key OPERATOR_KEY
 - OpenAI images: data[n] (tiny PNG as b64_json) + usage tokens;
 - Kling: submit -> task id; polls: submitted -> processing -> succeed, the
   final poll carrying X-Comfy-Credits-Used;
+- OpenAI Responses (chat): create + retrieve, with usage; the
+  previous_response_id each create carried is logged (GET /_sim/responses);
+- Recraft upscales and BFL Kontext (pro/max) answer at once;
+- MiniMax: create reports X-Comfy-Credits-Used (90.73 = $0.43) when it
+  accepts the task, polls stay "Processing" for a prompt with "forever";
 - a prompt containing "fail" gets 400, "boom" 500 (the client retries),
-  "slow" waits 10 s; GET /_sim/requests lists what arrived (with the keys,
-  so tests can assert user tokens never do); POST /_sim/reset clears it.
+  "slow" waits 10 s, "lag" 1.5 s; GET /_sim/requests lists what arrived (with
+  the keys, so tests can assert user tokens never do); POST /_sim/reset clears it.
 """
 import argparse
 import asyncio
 import base64
 import itertools
+import json
 import struct
 import time
 import zlib
@@ -21,6 +27,7 @@ import zlib
 from aiohttp import web
 
 KLING_CREDITS_USED = "29.54"  # what the final Kling poll reports (0.14 USD x 211)
+MINIMAX_CREDITS_USED = "90.73"  # what MiniMax's create reports (0.43 USD x 211)
 USAGE = {"input_tokens": 50, "output_tokens": 4160}
 
 
@@ -33,8 +40,12 @@ def png():
             chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def request_is_images(body):
+    return "model" in body and str(body.get("model", "")).startswith(("dall-e", "gpt-image"))
+
+
 def make_app(key: str) -> web.Application:
-    requests, tasks = [], {}
+    requests, tasks, responses_log, mm_tasks = [], {}, [], {}
     ids = itertools.count(1)
 
     @web.middleware
@@ -53,6 +64,10 @@ def make_app(key: str) -> web.Application:
         text = str(body.get("prompt", ""))
         if "slow" in text:
             await asyncio.sleep(10)
+        if "lag" in text:
+            await asyncio.sleep(1.5)
+        if "garbled" in text and request_is_images(body):
+            return web.Response(text="<html>upstream proxy error page</html>", content_type="text/html")
         if "fail" in text:
             return web.json_response({"error": {"message": "content policy violation", "type": "invalid_request"}},
                                      status=400)
@@ -92,6 +107,68 @@ def make_app(key: str) -> web.Application:
             "videos": [{"id": "v1", "url": f"http://127.0.0.1/videos/{tid}.mp4", "duration": "5"}]}}},
             headers={"X-Comfy-Credits-Used": KLING_CREDITS_USED})
 
+    async def responses_create(request):
+        body = await request.json()
+        text = json.dumps(body.get("input", ""))
+        bad = await behaviour({"prompt": text})
+        if bad:
+            return bad
+        rid = f"resp_{next(ids)}"
+        responses_log.append({"id": rid, "previous_response_id": body.get("previous_response_id"), "input": text})
+        return web.json_response({"id": rid, "status": "completed", "model": body.get("model"),
+                                  "output": [{"type": "message", "content": [
+                                      {"type": "output_text", "text": f"answer {rid}"}]}],
+                                  "usage": {"input_tokens": 20, "output_tokens": 30}})
+
+    async def responses_get(request):
+        rid = request.match_info["rid"]
+        return web.json_response({"id": rid, "status": "completed", "output": [{"type": "message", "content": [
+            {"type": "output_text", "text": f"answer {rid}"}]}], "usage": {"input_tokens": 20, "output_tokens": 30}})
+
+    async def recraft(request):
+        return web.json_response({"image": {"url": f"http://127.0.0.1/recraft/{next(ids)}.png"}})
+
+    async def bfl(request):
+        body = await request.json()
+        bad = await behaviour(body)
+        if bad:
+            return bad
+        return web.json_response({"id": f"bfl{next(ids)}", "result": {"sample": "http://127.0.0.1/bfl.png"}})
+
+    async def minimax_create(request):
+        body = await request.json()
+        bad = await behaviour(body)
+        if bad:
+            return bad
+        tid = f"mm{next(ids)}"
+        mm_tasks[tid] = [0, "forever" in str(body.get("prompt", ""))]
+        return web.json_response({"task_id": tid, "base_resp": {"status_code": 0, "status_msg": "success"}},
+                                 headers={"X-Comfy-Credits-Used": MINIMAX_CREDITS_USED})
+
+    async def minimax_query(request):
+        t = mm_tasks.get(request.query.get("task_id", ""))
+        if t is None:
+            return web.json_response({"error": {"message": "no such task"}}, status=404)
+        t[0] += 1
+        if t[1] or t[0] < 3:
+            return web.json_response({"task_id": request.query["task_id"], "status": "Processing"})
+        return web.json_response({"task_id": request.query["task_id"], "status": "Success", "file_id": "f1"})
+
+    async def minimax_file(request):
+        return web.json_response({"file": {"file_id": "f1", "download_url": "http://127.0.0.1/mm.mp4"}})
+
+    async def acme(request):  # a third-party provider behind the same proxy
+        body = await request.json()
+        bad = await behaviour(body)
+        if bad:
+            return bad
+        if "garbled" in str(body.get("prompt", "")):
+            return web.Response(text="<html>not json</html>", content_type="text/html")
+        return web.json_response({"ok": True, "echo": body})
+
+    async def sim_responses(request):
+        return web.json_response(responses_log)
+
     async def sim_requests(request):
         return web.json_response(requests)
 
@@ -103,6 +180,15 @@ def make_app(key: str) -> web.Application:
     app.router.add_post("/proxy/openai/images/generations", images)
     app.router.add_post("/proxy/kling/v1/videos/text2video", kling_submit)
     app.router.add_get("/proxy/kling/v1/videos/text2video/{tid}", kling_poll)
+    app.router.add_post("/proxy/openai/v1/responses", responses_create)
+    app.router.add_get("/proxy/openai/v1/responses/{rid}", responses_get)
+    app.router.add_post("/proxy/recraft/images/{tool}", recraft)
+    app.router.add_post("/proxy/bfl/{model}/generate", bfl)
+    app.router.add_post("/proxy/minimax/video_generation", minimax_create)
+    app.router.add_get("/proxy/minimax/query/video_generation", minimax_query)
+    app.router.add_get("/proxy/minimax/files/retrieve", minimax_file)
+    app.router.add_post("/proxy/acme/{tool}", acme)
+    app.router.add_get("/_sim/responses", sim_responses)
     app.router.add_get("/_sim/requests", sim_requests)
     app.router.add_post("/_sim/reset", sim_reset)
     return app

@@ -5,6 +5,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--listen", default="127.0.0.1")
 parser.add_argument("--port", type=int, default=8188)
 parser.add_argument("--user-directory", default=None)
+parser.add_argument("--temp-directory", default=None)  # cli_args.py: its parent gets temp/
 parser.add_argument("--custom-nodes-dir", default=None)  # harness only: where packs are loaded from
 parser.add_argument("--comfy-api-base", default="https://api.comfy.org")  # cli_args.py:206-210
 parser.add_argument("--disable-api-nodes", action="store_true")

@@ -38,6 +38,21 @@ def _friendly(status, body):  # client.py _handle_http_error (563-582)
     return f"API Error: {body[:200]}"
 
 
+def _log_request(method, url, headers, data):
+    """apis/request_logger.py log_request_response: each request, headers
+    included (so the run token too), is written under temp/api_logs, which
+    GET /view?type=temp serves."""
+    import folder_paths
+    try:
+        d = os.path.join(folder_paths.get_temp_directory(), "api_logs")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"{uuid.uuid4().hex}_{method}.log"), "w") as f:
+            f.write(f"Request URL: {url}\nRequest Headers: {json.dumps(headers)}\n"
+                    f"Request Body: {json.dumps(data)[:2000]}\n")
+    except OSError:
+        pass
+
+
 async def request(method, path, *, auth_token=None, comfy_api_key=None, data=None, timeout_s=60):
     """Returns (json body, headers). Base URL read on every call (client.py:703)."""
     _check_auth(auth_token, comfy_api_key)
@@ -49,6 +64,7 @@ async def request(method, path, *, auth_token=None, comfy_api_key=None, data=Non
         headers["X-API-KEY"] = comfy_api_key
     if method != "GET":
         headers["Idempotency-Key"] = uuid.uuid4().hex
+    _log_request(method, url, headers, data)
     delay = RETRY_DELAY_S
     for attempt in range(RETRIES_MAX + 1):
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as s:

@@ -1,0 +1,701 @@
+/*
+** run.c — per-run money lifecycle and prompt reservations. See run.h.
+**
+** Two locks: `mu` guards the maps and every run's fields (short critical
+** sections, never held across a ledger call); `place_mu` serialises the
+** check-then-hold of reservations and run holds so that what queued prompts
+** reserve is never handed to another hold in between.
+*/
+#include "run.h"
+#include "i64map.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+enum { RUN_OPEN = 0, RUN_CLOSING = 1, RUN_CLOSED = 2 };
+
+typedef struct run {
+    int64_t id, account_id, hold_micro, hold_expires_ms;
+    char node_class[CC_CLASS_BYTES_MAX + 1];
+    char *inputs;
+    size_t inputs_len;
+    char prefixes[CC_RUN_PREFIXES_BYTES_MAX + 1];
+    int state;
+    int finishing;              /* a finish is applying the policy now */
+    int in_flight, in_flight_billable;
+    int64_t calls, creating_calls, billable_calls, late_calls;
+    int credits_reported;
+    cc_usage sum, peak;         /* creating calls add up, polls peak */
+    cc_run_result result;       /* valid once state == RUN_CLOSED */
+} run;
+
+typedef struct resv {
+    char prompt_id[CC_CTX_ID_BYTES_MAX + 1];
+    int64_t account_id, left;
+} resv;
+
+struct cc_runs {
+    cc_ledger *ledger;
+    const cc_price_table *prices;
+    cc_runs_config cfg;
+    cc_token_key key;
+
+    pthread_mutex_t mu, place_mu;
+    pthread_cond_t cv;          /* a call ended or a run closed */
+    i64map runs;                /* run id -> run */
+    int64_t open_count;
+    int64_t closed_ring[CC_RUNS_CLOSED_KEPT_MAX];
+    int closed_head, closed_count;
+    i64map resvs;               /* hash(prompt id) -> resv */
+    i64map acct_reserved;       /* account id -> int64_t total reserved */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static void run_free(void *p) {
+    run *x = p;
+    if (!x) return;
+    free(x->inputs);
+    free(x);
+}
+
+static int64_t prompt_hash(const char *s) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    h &= INT64_MAX;
+    return h ? (int64_t)h : 1;
+}
+
+static void add_counter(int64_t *acc, int64_t v) {
+    if (v < 0) return;
+    if (*acc < 0) *acc = 0;
+    *acc = (*acc > CC_AMOUNT_MAX - v) ? CC_AMOUNT_MAX : *acc + v; /* capped, never wraps */
+}
+
+static void peak_counter(int64_t *acc, int64_t v) {
+    if (v > *acc) *acc = v > CC_AMOUNT_MAX ? CC_AMOUNT_MAX : v;
+}
+
+static int64_t combine(int64_t sum, int64_t pk) {
+    if (sum < 0) return pk;
+    if (pk < 0) return sum;
+    return sum > pk ? sum : pk; /* a poll of a created task repeats its usage */
+}
+
+static void record_usage(run *x, int creating, const cc_usage *u) {
+    void (*f)(int64_t *, int64_t) = creating ? add_counter : peak_counter;
+    cc_usage *t = creating ? &x->sum : &x->peak;
+    f(&t->input_tokens, u->input_tokens);
+    f(&t->output_tokens, u->output_tokens);
+    f(&t->images, u->images);
+    f(&t->seconds_ms, u->seconds_ms);
+}
+
+static int64_t *acct_total(cc_runs *r, int64_t account_id, int create) {
+    int64_t *t = i64map_get(&r->acct_reserved, account_id);
+    if (t || !create) return t;
+    t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    if (i64map_put(&r->acct_reserved, account_id, t) != 0) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void acct_sub(cc_runs *r, int64_t account_id, int64_t v) {
+    if (v == 0) return;
+    int64_t *t = acct_total(r, account_id, 0);
+    CC_ASSERT(t && *t >= v);
+    *t -= v;
+    if (*t == 0) free(i64map_remove(&r->acct_reserved, account_id));
+}
+
+static resv *resv_get(cc_runs *r, const char *prompt_id) {
+    if (!prompt_id || !*prompt_id) return NULL;
+    resv *v = i64map_get(&r->resvs, prompt_hash(prompt_id));
+    return (v && strcmp(v->prompt_id, prompt_id) == 0) ? v : NULL;
+}
+
+static void fmt_credits(char *buf, size_t cap, int64_t micro) {
+    snprintf(buf, cap, "%lld.%02lld", (long long)(micro / CC_MICRO), (long long)((micro % CC_MICRO) / 10000));
+}
+
+/* ------------------------------------------------------------ open/close */
+
+cc_rc cc_runs_open(cc_ledger *ledger, const cc_price_table *prices, const cc_runs_config *cfg, cc_runs **out,
+                   cc_error *err) {
+    *out = NULL;
+    if (!ledger || !prices || !cfg) return cc_fail(err, CC_ERR_INVALID, "ledger", "ledger and prices are required");
+    if (cfg->hold_ttl_ms < 1 || cfg->hold_ttl_ms > CC_HOLD_TTL_MS_MAX)
+        return cc_fail(err, CC_ERR_INVALID, "hold_ttl_ms", "hold_ttl_ms must be 1..%lld",
+                       (long long)CC_HOLD_TTL_MS_MAX);
+    if (cfg->finish_wait_ms < 0 || cfg->finish_wait_ms > CC_RUN_FINISH_WAIT_MS_MAX)
+        return cc_fail(err, CC_ERR_INVALID, "finish_wait_ms", "finish_wait_ms must be 0..%d",
+                       CC_RUN_FINISH_WAIT_MS_MAX);
+    cc_runs *r = calloc(1, sizeof *r);
+    if (!r) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    r->ledger = ledger;
+    r->prices = prices;
+    r->cfg = *cfg;
+    r->cfg.charge_interrupted = cfg->charge_interrupted ? 1 : 0;
+    cc_rc rc = cc_token_key_random(&r->key, err);
+    if (rc != CC_OK) { free(r); return rc; }
+    if (i64map_init(&r->runs, CC_RUNS_OPEN_MAX + CC_RUNS_CLOSED_KEPT_MAX) != 0 ||
+        i64map_init(&r->resvs, CC_RUNS_RESERVATIONS_MAX) != 0 ||
+        i64map_init(&r->acct_reserved, CC_RUNS_RESERVATIONS_MAX) != 0) {
+        i64map_destroy(&r->runs, NULL);
+        i64map_destroy(&r->resvs, NULL);
+        i64map_destroy(&r->acct_reserved, NULL);
+        free(r);
+        return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->place_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    *out = r;
+    return CC_OK;
+}
+
+void cc_runs_close(cc_runs *r) {
+    if (!r) return;
+    i64map_destroy(&r->runs, run_free);
+    i64map_destroy(&r->resvs, free);
+    i64map_destroy(&r->acct_reserved, free);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->place_mu);
+    memset(r->key.secret, 0, sizeof r->key.secret);
+    free(r);
+}
+
+/* ------------------------------------------------------------ reservations */
+
+/* Unreserved credits of an account: balance - held (- TEST credits when they
+** may not pay) - what its queued prompts reserve (mu not held). */
+static cc_rc unreserved(cc_runs *r, int64_t account_id, int64_t *avail, int64_t *balance, cc_error *err) {
+    cc_account a;
+    cc_rc rc = cc_ledger_account(r->ledger, account_id, &a, err);
+    if (rc != CC_OK) return rc;
+    if (!a.active) return cc_fail(err, CC_ERR_STATE, "account_id", "account %lld is disabled", (long long)a.id);
+    pthread_mutex_lock(&r->mu);
+    int64_t *t = acct_total(r, account_id, 0);
+    int64_t res = t ? *t : 0;
+    pthread_mutex_unlock(&r->mu);
+    int64_t usable = a.balance - a.held;
+    if (!cc_ledger_test_spendable(r->ledger)) /* TEST credits never pay a real upstream (ledger.h) */
+        usable = usable > a.test_balance ? usable - a.test_balance : 0;
+    *avail = usable - res;
+    *balance = a.balance;
+    return CC_OK;
+}
+
+cc_rc cc_runs_reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int64_t micro, cc_error *err) {
+    size_t n = prompt_id ? strnlen(prompt_id, CC_CTX_ID_BYTES_MAX + 1) : 0;
+    if (n == 0 || n > CC_CTX_ID_BYTES_MAX)
+        return cc_fail(err, CC_ERR_INVALID, "prompt_id", "prompt_id must be 1..%d bytes", CC_CTX_ID_BYTES_MAX);
+    if (account_id <= 0) return cc_fail(err, CC_ERR_INVALID, "account_id", "account_id must be positive");
+    if (micro < 0 || micro > CC_AMOUNT_MAX)
+        return cc_fail(err, CC_ERR_INVALID, "micro", "a reservation must be 0..%lld", (long long)CC_AMOUNT_MAX);
+    pthread_mutex_lock(&r->place_mu);
+    int64_t avail = 0, balance = 0;
+    cc_rc rc = unreserved(r, account_id, &avail, &balance, err);
+    if (rc == CC_OK && (balance <= 0 || avail < micro)) {
+        char need[32], have[32];
+        fmt_credits(need, sizeof need, micro);
+        fmt_credits(have, sizeof have, avail > 0 ? avail : 0);
+        rc = cc_fail(err, CC_ERR_INSUFFICIENT, "amount",
+                     "not enough credits: this prompt needs up to %s, available %s (credits already reserved by "
+                     "queued prompts are not available)", need, have);
+    }
+    if (rc == CC_OK) {
+        pthread_mutex_lock(&r->mu);
+        int64_t h = prompt_hash(prompt_id);
+        resv *v = NULL;
+        int64_t *t = NULL;
+        if (i64map_get(&r->resvs, h)) {
+            rc = cc_fail(err, CC_ERR_EXISTS, "prompt_id", "prompt %s already has a reservation", prompt_id);
+        } else if (!(v = calloc(1, sizeof *v)) || !(t = acct_total(r, account_id, 1))) {
+            free(v);
+            rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+        } else if (i64map_put(&r->resvs, h, v) != 0) {
+            free(v);
+            if (*t == 0) free(i64map_remove(&r->acct_reserved, account_id));
+            rc = cc_fail(err, CC_ERR_LIMIT, "prompt_id", "more than %d prompts hold reservations",
+                         CC_RUNS_RESERVATIONS_MAX);
+        } else {
+            memcpy(v->prompt_id, prompt_id, n + 1);
+            v->account_id = account_id;
+            v->left = micro;
+            *t += micro;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    pthread_mutex_unlock(&r->place_mu);
+    return rc;
+}
+
+int64_t cc_runs_release(cc_runs *r, const char *prompt_id) {
+    if (!prompt_id) return 0;
+    pthread_mutex_lock(&r->mu);
+    resv *v = resv_get(r, prompt_id);
+    int64_t left = 0;
+    if (v) {
+        left = v->left;
+        acct_sub(r, v->account_id, v->left);
+        i64map_remove(&r->resvs, prompt_hash(prompt_id));
+        free(v);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return left;
+}
+
+int64_t cc_runs_reserved(cc_runs *r, int64_t account_id) {
+    pthread_mutex_lock(&r->mu);
+    int64_t *t = acct_total(r, account_id, 0);
+    int64_t v = t ? *t : 0;
+    pthread_mutex_unlock(&r->mu);
+    return v;
+}
+
+int64_t cc_runs_reservation(cc_runs *r, const char *prompt_id) {
+    pthread_mutex_lock(&r->mu);
+    resv *v = resv_get(r, prompt_id);
+    int64_t left = v ? v->left : -1;
+    pthread_mutex_unlock(&r->mu);
+    return left;
+}
+
+/* ------------------------------------------------------------ begin */
+
+static cc_rc ledger_void(cc_runs *r, int64_t hold_id, const char *note, cc_result *res) {
+    char key[48];
+    snprintf(key, sizeof key, "void:%lld", (long long)hold_id);
+    cc_op op;
+    cc_op_init(&op, CC_OP_VOID);
+    op.key = key;
+    op.hold_id = hold_id;
+    op.note = note;
+    return cc_ledger_execute1(r->ledger, &op, res);
+}
+
+cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!a || !a->key || !a->node_class || !*a->node_class)
+        return cc_fail(err, CC_ERR_INVALID, "node_class", "a run needs a hold key and a node class");
+    if (strlen(a->node_class) > CC_CLASS_BYTES_MAX)
+        return cc_fail(err, CC_ERR_INVALID, "node_class", "node class is longer than %d bytes", CC_CLASS_BYTES_MAX);
+    size_t pl = a->prefixes ? strnlen(a->prefixes, CC_RUN_PREFIXES_BYTES_MAX + 1) : 0;
+    if (pl == 0 || pl > CC_RUN_PREFIXES_BYTES_MAX)
+        return cc_fail(err, CC_ERR_INVALID, "prefixes", "a run needs 1..%d bytes of path prefixes",
+                       CC_RUN_PREFIXES_BYTES_MAX);
+    if (a->account_id <= 0) return cc_fail(err, CC_ERR_INVALID, "account_id", "account_id must be positive");
+    const char *inputs = a->inputs_json ? a->inputs_json : "{}";
+    size_t ilen = a->inputs_json ? a->inputs_len : 2;
+    cc_price_result est;
+    cc_rc rc = cc_price_estimate(r->prices, a->node_class, inputs, ilen, &est, err);
+    if (rc != CC_OK) return rc;
+    int64_t w = est.micro;
+    run *x = calloc(1, sizeof *x);
+    char *icopy = malloc(ilen + 1);
+    if (!x || !icopy) {
+        free(x);
+        free(icopy);
+        return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    }
+    memcpy(icopy, inputs, ilen);
+    icopy[ilen] = '\0';
+
+    pthread_mutex_lock(&r->place_mu);
+    pthread_mutex_lock(&r->mu);
+    int full = r->open_count >= CC_RUNS_OPEN_MAX;
+    resv *v = resv_get(r, a->prompt_id);
+    int64_t covered = v ? (v->left < w ? v->left : w) : 0;
+    if (v && v->account_id != a->account_id) covered = 0; /* never another account's reservation */
+    pthread_mutex_unlock(&r->mu);
+    if (full) {
+        rc = cc_fail(err, CC_ERR_LIMIT, "", "more than %d API-node runs are open at once", CC_RUNS_OPEN_MAX);
+    } else if (covered < w) {
+        /* Beyond the prompt's reservation: only credits nobody reserved. */
+        int64_t avail = 0, balance = 0;
+        rc = unreserved(r, a->account_id, &avail, &balance, err);
+        if (rc == CC_OK && (balance <= 0 || avail < w - covered)) {
+            char need[32], have[32];
+            fmt_credits(need, sizeof need, w);
+            fmt_credits(have, sizeof have, covered + (avail > 0 ? avail : 0));
+            rc = cc_fail(err, CC_ERR_INSUFFICIENT, "amount", "not enough credits: this run needs up to %s, available %s",
+                         need, have);
+        }
+    }
+    cc_result hr;
+    memset(&hr, 0, sizeof hr);
+    if (rc == CC_OK) {
+        cc_op op;
+        cc_op_init(&op, CC_OP_HOLD);
+        op.key = a->key;
+        op.account_id = a->account_id;
+        op.amount = w;
+        op.ttl_ms = r->cfg.hold_ttl_ms;
+        op.ctx.prompt_id = a->prompt_id;
+        op.ctx.node_id = a->node_id;
+        op.ctx.node_class = a->node_class;
+        op.ctx.model = est.model;
+        rc = cc_ledger_execute1(r->ledger, &op, &hr);
+        if (rc != CC_OK) *err = hr.err;
+        else if (hr.replayed) rc = cc_fail(err, CC_ERR_CONFLICT, "key", "hold key '%.64s' was used before", a->key);
+    }
+    if (rc == CC_OK && covered > 0) {
+        pthread_mutex_lock(&r->mu);
+        v = resv_get(r, a->prompt_id);
+        if (v) {
+            int64_t take = v->left < covered ? v->left : covered;
+            v->left -= take;
+            acct_sub(r, v->account_id, take);
+        } else {
+            covered = 0; /* released meanwhile */
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    pthread_mutex_unlock(&r->place_mu);
+    if (rc != CC_OK) {
+        free(x);
+        free(icopy);
+        return rc;
+    }
+
+    int64_t now = cc_now_ms();
+    x->id = hr.hold_id;
+    x->account_id = a->account_id;
+    x->hold_micro = w;
+    x->hold_expires_ms = now + r->cfg.hold_ttl_ms;
+    snprintf(x->node_class, sizeof x->node_class, "%s", a->node_class);
+    x->inputs = icopy;
+    x->inputs_len = ilen;
+    memcpy(x->prefixes, a->prefixes, pl);
+    x->prefixes[pl] = '\0';
+    x->state = RUN_OPEN;
+    cc_usage_init(&x->sum);
+    cc_usage_init(&x->peak);
+    rc = cc_token_mint(&r->key, x->id, a->account_id, now + CC_RUN_TOKEN_TTL_MS, out->token, sizeof out->token, err);
+    if (rc == CC_OK) {
+        pthread_mutex_lock(&r->mu);
+        if (i64map_put(&r->runs, x->id, x) != 0)
+            rc = cc_fail(err, CC_ERR_LIMIT, "", "too many runs are tracked");
+        else
+            r->open_count++;
+        pthread_mutex_unlock(&r->mu);
+    }
+    if (rc != CC_OK) {
+        cc_result vr;
+        cc_rc vrc = ledger_void(r, x->id, "the run could not start", &vr);
+        (void)vrc; /* if even this fails, expiry releases the hold; it is never charged */
+        run_free(x);
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    out->run_id = x->id;
+    out->hold_micro = w;
+    out->from_reservation = covered;
+    out->used_default = est.used_default;
+    snprintf(out->model, sizeof out->model, "%s", est.model);
+    return CC_OK;
+}
+
+/* ------------------------------------------------------------ calls */
+
+static int path_allowed(const char *prefixes, const char *path) {
+    const char *p = prefixes;
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n > 0 && strncmp(path, p, n) == 0) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}
+
+/* Some providers poll with POST (ComfyUI 0.3.64: /proxy/veo/<model>/poll,
+** /proxy/rodin/api/v2/status and /download) and upload with POST
+** (/customers/storage, /proxy/pixverse/image/upload): neither starts work. */
+static int classify(const char *method, const char *path) {
+    if (!strcmp(method, "GET") || !strcmp(method, "HEAD") || !strcmp(method, "DELETE")) return CC_CALL_READ;
+    if (ends_with(path, "/poll") || ends_with(path, "/status") || ends_with(path, "/download")) return CC_CALL_READ;
+    if (!strncmp(path, "/customers/storage", 18) || ends_with(path, "/upload")) return CC_CALL_UPLOAD;
+    return CC_CALL_BILLABLE;
+}
+
+/* Keeps a run's hold alive; the ledger call happens without `mu`. */
+static void extend_hold(cc_runs *r, int64_t run_id) {
+    cc_op op;
+    cc_op_init(&op, CC_OP_HOLD_EXTEND);
+    op.hold_id = run_id;
+    op.ttl_ms = r->cfg.hold_ttl_ms;
+    cc_result res;
+    if (cc_ledger_execute1(r->ledger, &op, &res) != CC_OK) return; /* resolved meanwhile, or storage: expiry decides */
+    pthread_mutex_lock(&r->mu);
+    run *x = i64map_get(&r->runs, run_id);
+    if (x && res.count > x->hold_expires_ms) x->hold_expires_ms = res.count;
+    pthread_mutex_unlock(&r->mu);
+}
+
+cc_rc cc_run_call_begin(cc_runs *r, const char *token, const char *method, const char *path, int64_t *run_id,
+                        int *kind, cc_error *err) {
+    if (!method || !path) return cc_fail(err, CC_ERR_INVALID, "path", "a call needs a method and a path");
+    int64_t hold_id, account_id, expires_ms;
+    int64_t now = cc_now_ms();
+    cc_rc rc = cc_token_verify(&r->key, token, now, &hold_id, &account_id, &expires_ms, err);
+    if (rc != CC_OK) return rc;
+    pthread_mutex_lock(&r->mu);
+    run *x = i64map_get(&r->runs, hold_id);
+    int extend = 0;
+    if (!x || x->account_id != account_id) {
+        rc = cc_fail(err, CC_ERR_STATE, "token", "the run this token belongs to is not open");
+    } else if (x->state != RUN_OPEN) {
+        rc = cc_fail(err, CC_ERR_STATE, "token", "the run has finished; its token no longer works");
+    } else if (!path_allowed(x->prefixes, path)) {
+        rc = cc_fail(err, CC_ERR_INVALID, "path", "this run's token does not reach %.200s", path);
+    } else {
+        int k = classify(method, path);
+        if (k == CC_CALL_BILLABLE && x->creating_calls >= CC_RUN_CREATING_CALLS_MAX) {
+            rc = cc_fail(err, CC_ERR_LIMIT, "token", "a run makes at most %d creating calls",
+                         CC_RUN_CREATING_CALLS_MAX);
+        } else {
+            x->calls++;
+            x->in_flight++;
+            if (k == CC_CALL_BILLABLE) {
+                x->creating_calls++;
+                x->in_flight_billable++;
+            }
+            extend = x->hold_expires_ms - now < r->cfg.hold_ttl_ms / 2;
+            *run_id = x->id;
+            *kind = k;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (rc == CC_OK && extend) extend_hold(r, hold_id);
+    return rc;
+}
+
+void cc_run_call_headers(cc_runs *r, int64_t run_id, int kind, int status, int64_t credits_used_micro) {
+    if (credits_used_micro < 0 || status < 200 || status > 299) return;
+    pthread_mutex_lock(&r->mu);
+    run *x = i64map_get(&r->runs, run_id);
+    if (x && x->state != RUN_CLOSED) {
+        if (kind == CC_CALL_READ) peak_counter(&x->peak.credits_used_micro, credits_used_micro);
+        else add_counter(&x->sum.credits_used_micro, credits_used_micro);
+        x->credits_reported = 1;
+    } else if (x) {
+        x->late_calls++; /* reported after the run was resolved: counted, never charged twice */
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+void cc_run_call_end(cc_runs *r, int64_t run_id, int kind, int status, int timed_out, const cc_usage *usage) {
+    pthread_mutex_lock(&r->mu);
+    run *x = i64map_get(&r->runs, run_id);
+    if (x) {
+        CC_ASSERT(x->in_flight > 0);
+        x->in_flight--;
+        if (kind == CC_CALL_BILLABLE) x->in_flight_billable--;
+        if (x->state == RUN_CLOSED) {
+            x->late_calls++;
+        } else {
+            int ok = status >= 200 && status <= 299;
+            if (ok && usage) record_usage(x, kind != CC_CALL_READ, usage);
+            if (kind == CC_CALL_BILLABLE && (ok || (status == 0 && timed_out))) x->billable_calls++;
+        }
+        pthread_cond_broadcast(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ------------------------------------------------------------ finish */
+
+static void closed_push(cc_runs *r, int64_t id) {
+    /* mu held */
+    if (r->closed_count == CC_RUNS_CLOSED_KEPT_MAX) {
+        int64_t old = r->closed_ring[r->closed_head];
+        run *o = i64map_get(&r->runs, old);
+        if (o && o->state == RUN_CLOSED && o->in_flight == 0) run_free(i64map_remove(&r->runs, old));
+        r->closed_ring[r->closed_head] = id;
+        r->closed_head = (r->closed_head + 1) % CC_RUNS_CLOSED_KEPT_MAX;
+    } else {
+        r->closed_ring[(r->closed_head + r->closed_count) % CC_RUNS_CLOSED_KEPT_MAX] = id;
+        r->closed_count++;
+    }
+}
+
+static const char *outcome_word(int o) {
+    return o == CC_RUN_SUCCEEDED ? "succeeded" : o == CC_RUN_FAILED ? "failed" : "interrupted";
+}
+
+cc_rc cc_run_finish(cc_runs *r, int64_t run_id, cc_run_outcome outcome, cc_run_result *out, cc_error *err) {
+    memset(out, 0, sizeof *out);
+    if (outcome != CC_RUN_SUCCEEDED && outcome != CC_RUN_FAILED && outcome != CC_RUN_INTERRUPTED)
+        return cc_fail(err, CC_ERR_INVALID, "outcome", "outcome must be succeeded, failed or interrupted");
+    pthread_mutex_lock(&r->mu);
+    run *x = i64map_get(&r->runs, run_id);
+    if (!x) {
+        pthread_mutex_unlock(&r->mu);
+        return cc_fail(err, CC_ERR_NOT_FOUND, "run_id", "no run %lld", (long long)run_id);
+    }
+    while (x->finishing) pthread_cond_wait(&r->cv, &r->mu);
+    if (x->state == RUN_CLOSED) {
+        *out = x->result;
+        out->replayed = 1;
+        pthread_mutex_unlock(&r->mu);
+        return CC_OK;
+    }
+    x->state = RUN_CLOSING; /* no new call from here on */
+    x->finishing = 1;
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += r->cfg.finish_wait_ms / 1000;
+    dl.tv_nsec += (long)(r->cfg.finish_wait_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) { dl.tv_sec++; dl.tv_nsec -= 1000000000L; }
+    while (x->in_flight > 0)
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) == ETIMEDOUT) break;
+
+    /* The policy (run.h), on a snapshot. */
+    cc_run_result res;
+    memset(&res, 0, sizeof res);
+    res.outcome = outcome;
+    res.hold_micro = x->hold_micro;
+    res.calls = x->calls;
+    res.in_flight_at_deadline = x->in_flight;
+    res.billable_calls = x->billable_calls + x->in_flight_billable; /* unknown answers: the upstream may have billed */
+    cc_usage u;
+    cc_usage_init(&u);
+    u.credits_used_micro = combine(x->sum.credits_used_micro, x->peak.credits_used_micro);
+    u.input_tokens = combine(x->sum.input_tokens, x->peak.input_tokens);
+    u.output_tokens = combine(x->sum.output_tokens, x->peak.output_tokens);
+    u.images = combine(x->sum.images, x->peak.images);
+    u.seconds_ms = combine(x->sum.seconds_ms, x->peak.seconds_ms);
+    int credits_reported = x->credits_reported;
+    char node_class[CC_CLASS_BYTES_MAX + 1];
+    memcpy(node_class, x->node_class, sizeof node_class);
+    pthread_mutex_unlock(&r->mu);
+
+    int64_t billed = 0;
+    cc_rc rc = CC_OK;
+    if (credits_reported) {
+        billed = u.credits_used_micro;
+    } else if (res.billable_calls > 0) {
+        cc_price_result act;
+        cc_usage counters = u;
+        counters.credits_used_micro = -1;
+        rc = cc_price_actual(r->prices, node_class, x->inputs, x->inputs_len, &counters, x->hold_micro, &act, err);
+        if (rc == CC_OK) {
+            if (act.from_usage) billed = act.micro;
+            else if (cc_mul_i64(x->hold_micro, res.billable_calls, &billed)) billed = CC_AMOUNT_MAX;
+        }
+    }
+    if (billed > CC_AMOUNT_MAX) billed = CC_AMOUNT_MAX;
+    res.billed = billed;
+    res.usage = u;
+    int waive = outcome == CC_RUN_INTERRUPTED && !r->cfg.charge_interrupted;
+    if (billed == 0)
+        snprintf(res.reason, sizeof res.reason, "%s; the provider billed nothing, so the run is free",
+                 outcome == CC_RUN_INTERRUPTED ? "interrupted before the provider started the task"
+                                               : outcome_word(outcome));
+    else if (outcome == CC_RUN_INTERRUPTED)
+        snprintf(res.reason, sizeof res.reason, "interrupted after the provider started the task%s",
+                 waive ? "; not charged (operator setting)" : "");
+    else if (outcome == CC_RUN_FAILED)
+        snprintf(res.reason, sizeof res.reason, "failed after the provider accepted the request");
+    else
+        res.reason[0] = '\0';
+
+    cc_result lr;
+    memset(&lr, 0, sizeof lr);
+    if (rc == CC_OK) {
+        if (billed == 0) {
+            rc = ledger_void(r, run_id, res.reason, &lr);
+        } else {
+            char key[48];
+            snprintf(key, sizeof key, "settle:%lld", (long long)run_id);
+            cc_op op;
+            cc_op_init(&op, CC_OP_SETTLE);
+            op.key = key;
+            op.hold_id = run_id;
+            op.amount = billed;
+            op.charge_max = waive ? 0 : -1;
+            op.note = res.reason;
+            op.usage.tokens_in = u.input_tokens;
+            op.usage.tokens_out = u.output_tokens;
+            op.usage.images = u.images;
+            op.usage.seconds_ms = u.seconds_ms;
+            rc = cc_ledger_execute1(r->ledger, &op, &lr);
+            res.settled = rc == CC_OK;
+        }
+        if (rc == CC_OK) {
+            res.charged = -lr.delta;
+            res.uncollected = lr.uncollected;
+        } else if (rc == CC_ERR_STATE) {
+            /* Resolved elsewhere (expired while nobody kept it alive): what
+            ** the upstream billed could not be collected. */
+            res.hold_lost = 1;
+            res.settled = 0;
+            res.charged = 0;
+            res.uncollected = billed;
+            rc = CC_OK;
+        } else {
+            *err = lr.err;
+        }
+    }
+
+    pthread_mutex_lock(&r->mu);
+    x->finishing = 0;
+    if (rc == CC_OK) {
+        res.late_calls = x->late_calls;
+        x->result = res;
+        x->state = RUN_CLOSED;
+        r->open_count--;
+        closed_push(r, run_id);
+        *out = res;
+    }
+    /* else: stays closing; a later finish retries with the same keys */
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+/* ------------------------------------------------------------ keepalive, counts */
+
+#define KEEPALIVE_PER_CALL_MAX 4096
+
+int cc_runs_keepalive(cc_runs *r) {
+    int64_t *ids = malloc(sizeof(int64_t) * KEEPALIVE_PER_CALL_MAX);
+    if (!ids) return 0;
+    int n = 0;
+    int64_t now = cc_now_ms();
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i <= r->runs.mask && n < KEEPALIVE_PER_CALL_MAX; i++) {
+        run *x = r->runs.keys[i] ? r->runs.vals[i] : NULL;
+        if (x && x->state != RUN_CLOSED && x->hold_expires_ms - now < r->cfg.hold_ttl_ms / 2) ids[n++] = x->id;
+    }
+    pthread_mutex_unlock(&r->mu);
+    for (int i = 0; i < n; i++) extend_hold(r, ids[i]);
+    free(ids);
+    return n;
+}
+
+void cc_runs_counts(cc_runs *r, int64_t *open, int64_t *closed, int64_t *reservations) {
+    pthread_mutex_lock(&r->mu);
+    *open = r->open_count;
+    *closed = (int64_t)r->runs.count - r->open_count;
+    *reservations = (int64_t)r->resvs.count;
+    pthread_mutex_unlock(&r->mu);
+}
