@@ -129,6 +129,10 @@ def wait_settles(ui, n, timeout_s=30):
         time.sleep(0.1)
 
 
+def credits_text(micro):
+    return f"{micro / 1e6:,.2f} credits"
+
+
 def balance(ui):
     with ui.ledger() as led:
         return led.account(ui.account)["balance"]
@@ -201,9 +205,18 @@ def test_run_button_and_ctrl_enter_run_api_nodes_and_are_charged(ui):
     run.wait_for()
     shot(ui, "8-run-button")
     before, n = balance(ui), settles(ui)
+    chip = page.locator("[data-testid=cc-topchip]")
+    assert chip.inner_text() == credits_text(before)
+    # In the top bar (1.5x tab bar actions / 1.27 menu bar), in the flow: not floating over the canvas.
+    assert page.evaluate("""() => { const c = document.querySelector('[data-testid=cc-topchip]');
+        return !!c.closest('[data-testid=integrated-tab-bar-actions], .comfyui-menu') &&
+               getComputedStyle(c).position === 'static'; }""")
     run.click()
     wait_settles(ui, n + 1)
     assert balance(ui) == before - DALLE_PRICE
+    # The chip follows the run (execution_success), not a timer.
+    page.wait_for_function("(t) => document.querySelector('[data-testid=cc-topchip]').textContent === t",
+                           arg=credits_text(before - DALLE_PRICE), timeout=10_000)
     page.locator("#graph-canvas").focus()
     page.keyboard.press("Control+Enter")
     wait_settles(ui, n + 2)
@@ -213,6 +226,16 @@ def test_run_button_and_ctrl_enter_run_api_nodes_and_are_charged(ui):
     page.keyboard.press("Enter")
     wait_settles(ui, n + 3)
     assert balance(ui) == before - 3 * DALLE_PRICE
+    page.wait_for_function("(t) => document.querySelector('[data-testid=cc-topchip]').textContent === t",
+                           arg=credits_text(before - 3 * DALLE_PRICE), timeout=10_000)
+    # Never above a modal: with Settings open, the point under the chip belongs to the dialog's mask.
+    page.keyboard.press("Control+,")
+    page.locator("[role=dialog]").filter(has_text="Settings").first.wait_for()
+    page.wait_for_timeout(700)
+    assert page.evaluate("""() => { const r = document.querySelector('[data-testid=cc-topchip]').getBoundingClientRect();
+        const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+        return !top || !top.closest('[data-testid=cc-topchip]'); }""")
+    close_settings(ui)
 
 
 def app_error_dialogs(ui):

@@ -166,6 +166,7 @@ function accountSection() {
 }
 
 new MutationObserver(() => {
+  if (chip && !chip.isConnected && state.account) updateChip();
   for (const panel of document.querySelectorAll(".user-settings-container")) {
     if (!panel.querySelector(".cc-account")) panel.append(accountSection());
   }
@@ -385,16 +386,53 @@ async function drawKeys(el) {
     } }, "Create key")), shown);
 }
 
-// ---------------------------------------------------------------- balance chip
+// ---------------------------------------------------------------- balance in the top bar
+// Where each era puts extension items in its top bar, in the normal flow (so
+// never above a modal nor over the canvas toolbar):
+// - 1.5x: the integrated tab bar's actions (data-testid
+//   integrated-tab-bar-actions), before Comfy.org's account button. The
+//   `topbarBadges` API would be the native spot, but badges are read once from
+//   the markRaw'd extension object (extensionStore.ts, topbarBadgeStore.ts), so
+//   their text cannot follow a balance.
+// - 1.2x–1.3x: the menu bar, before the settings button group
+//   (app.menu.settingsGroup, where ComfyUI-Manager puts its buttons too).
+// Without either (legacy menu), the balance stays in Settings → Credits.
 let chip = null;
+function chipHost() {
+  const bar = document.querySelector("[data-testid=integrated-tab-bar-actions]");
+  if (bar) return { place: (el) => bar.prepend(el), inside: bar };
+  const group = app.menu?.settingsGroup?.element;
+  if (group?.isConnected) return { place: (el) => group.before(el), inside: group.parentElement };
+  return null;
+}
+
 function updateChip() {
   if (!state.account) { chip?.remove(); chip = null; return; }
-  if (!chip) {
-    chip = h("button", { class: "cc-topchip", title: "Your credits on this server", onclick: openCreditsPanel });
-    document.body.append(chip);
-  }
-  chip.textContent = `${fmtCredits(state.account.balance_micro)} credits`;
+  if (!chip) chip = h("button", { class: "cc-topchip", type: "button", "data-testid": "cc-topchip",
+                                   title: "Your credits on this server (opens Settings → Credits)", onclick: openCreditsPanel });
+  const host = chipHost();
+  if (host && (!chip.isConnected || !host.inside.contains(chip))) host.place(chip);
+  const text = `${fmtCredits(state.account.balance_micro)} credits`;
+  if (chip.textContent !== text) chip.textContent = text;
+  chip.setAttribute("aria-label", `Your credits on this server: ${text}`);
   chip.classList.toggle("cc-low", micro(state.account.available_micro ?? state.account.balance_micro) < 10);
+}
+
+async function refreshBalance() {
+  if (!state.account) return;
+  try {
+    state.account = { ...state.account, ...(await call("GET", "/credits/balance")) };
+    state.lastUpdated = Date.now();
+  } catch (e) {
+    if (e.status === 401 || e.status === 403) { await refreshSession(); return; }
+  }
+  updateChip();
+  document.querySelectorAll("[data-testid=cc-panel] .cc-balance").forEach((el) => drawBalance(el));
+}
+
+// A run ends one of three ways; each may have charged or released credits.
+for (const ev of ["execution_success", "execution_error", "execution_interrupted"]) {
+  api.addEventListener(ev, () => { refreshBalance(); });
 }
 
 // ---------------------------------------------------------------- dialogs
