@@ -223,6 +223,11 @@ def register(routes, rt):
             return err
         return await start_session(request, account)
 
+    @routes.get("/credits/signup")
+    async def sign_up_allowed(request: web.Request):
+        """Whether people may create their own account here (the UI shows sign-up only then)."""
+        return web.json_response({"allowed": bool(rt.cfg.allow_signup)})
+
     @routes.post("/credits/signup")
     async def sign_up(request: web.Request):
         if not same_origin(request, rt.cfg.public_url):

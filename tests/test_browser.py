@@ -143,12 +143,20 @@ def test_sign_in_run_then_credits_panel_csv_and_sign_out(ui):
     load_app(ui)
     dialog = open_settings(ui, "User")
     account = dialog.locator("[data-testid=cc-account]")
-    account.scroll_into_view_if_needed()
+    account.wait_for()
+    # First in Settings → User, above Comfy.org's account, and named so nobody confuses the two.
+    assert page.evaluate("""() => { const a = document.querySelector('[data-testid=cc-account]');
+        return a.parentElement.firstElementChild === a; }""")
+    assert "This server's credits account" in account.inner_text()
+    assert account.locator("[data-testid=cc-no-signup]").is_visible()  # the operator did not allow sign-up
     assert dialog.get_by_text("Credits", exact=True).count() == 0  # no Credits entry before sign-in
+    shot(ui, "0-user-panel")
     account.locator("[data-testid=cc-email-input]").fill("demo@example.com")
     account.locator("[data-testid=cc-password-input]").fill("wrong password")
-    account.locator("[data-testid=cc-signin]").click()
-    page.get_by_text("Wrong email or password.").wait_for()
+    account.locator("[data-testid=cc-password-input]").press("Enter")  # Enter submits
+    error = account.locator("[data-testid=cc-signin-error]")
+    page.wait_for_function("document.querySelector('[data-testid=cc-signin-error]').textContent.length > 0")
+    assert "Wrong email or password." in error.inner_text() and "operator" in error.inner_text()
     account.locator("[data-testid=cc-password-input]").fill("demo-password")
     account.locator("[data-testid=cc-signin]").click()
     page.locator("[data-testid=cc-email]").wait_for()
@@ -389,3 +397,61 @@ def test_buy_retried_after_a_lost_answer_gets_the_same_checkout(ui):
     assert page.url.endswith("/credits/sandbox/checkout/" + answers[0]["session_id"])
     page.click("#cancel")
     page.wait_for_url(f"http://127.0.0.1:{ui.port}/**")
+
+
+def test_change_password_and_sign_out_everywhere(ui):
+    page = ui.page
+    sign_in_api(ui)
+    try:
+        dialog = open_settings(ui, "User")
+        account = dialog.locator("[data-testid=cc-account]")
+        account.locator("summary", has_text="Change password").click()
+        account.locator("[data-testid=cc-old-password]").fill("demo-password")
+        account.locator("[data-testid=cc-new-password]").fill("another-password")
+        account.locator("[data-testid=cc-new-password2]").fill("another-passwort")
+        account.locator("[data-testid=cc-change-password]").click()
+        account.get_by_text("The two new passwords differ.").wait_for()
+        account.locator("[data-testid=cc-new-password2]").fill("another-password")
+        account.locator("[data-testid=cc-new-password2]").press("Enter")
+        page.get_by_text("Password changed").first.wait_for()
+        with ui.ledger() as led:
+            assert led.sign_in("demo@example.com", "another-password")["id"] == ui.account
+        account = page.locator("[data-testid=cc-account]")
+        account.locator("[data-testid=cc-signout-all]").click()
+        account.locator("[data-testid=cc-signin]").wait_for()  # this browser is signed out too
+        page.get_by_text("Signed out everywhere").first.wait_for()
+        shot(ui, "11-signed-out-everywhere")
+        close_settings(ui)
+    finally:
+        with ui.ledger() as led:
+            led.set_password(ui.account, "demo-password")
+
+
+def test_credits_unavailable_state(ui):
+    """The pack's routes answer 503 (the refusal of a pack that failed to start, __init__.py), as a browser sees it."""
+    page = ui.page
+    body = {"error": {"type": "credits_unavailable", "message": "Credits are unavailable on this server — ask the operator",
+                      "details": "Credits are unavailable on this server — ask the operator", "extra_info": {}},
+            "node_errors": {}, "available": False}
+    page.route("**/credits/**", lambda route: route.fulfill(status=503, json=body))
+    page.route("**/api/prompt", lambda route: route.fulfill(status=503, json=body)
+               if route.request.method == "POST" else route.continue_())
+    try:
+        load_app(ui)
+        dialog = open_settings(ui, "User")
+        unavailable = dialog.locator("[data-testid=cc-unavailable]")
+        unavailable.wait_for()
+        assert dialog.locator("[data-testid=cc-signin]").count() == 0  # no form that cannot work
+        assert page.locator("[data-testid=cc-topchip]").count() == 0
+        shot(ui, "12-unavailable")
+        close_settings(ui)
+        open_workflow(ui, "unavailable", dalle(404))
+        run_button(ui).click()
+        refused = page.locator("[data-testid=cc-refused]")
+        refused.wait_for()
+        assert "unavailable" in refused.inner_text()
+        assert refused.locator("[data-testid=cc-dialog-buy]").count() == 0  # neither "Sign in" nor "Buy"
+        page.keyboard.press("Escape")
+    finally:
+        page.unroute("**/credits/**")
+        page.unroute("**/api/prompt")

@@ -121,11 +121,27 @@ async function openSignIn() {
 }
 
 // ---------------------------------------------------------------- session
+// state.available: false when the pack's routes do not answer (the backend
+// is down, or the pack failed and its refusal answers 503), so no form is
+// offered that cannot work.
+async function checkAvailable() {
+  try {
+    const res = await api.fetchApi("/credits/status", { credentials: "same-origin" });
+    const body = res.ok ? await res.json().catch(() => null) : null;
+    state.available = res.ok && body?.available === true;
+  } catch { state.available = false; }
+  return state.available;
+}
+
 async function refreshSession() {
+  if (state.available === false) await checkAvailable();
   try {
     state.account = (await call("GET", "/credits/session")).account;
     state.lastUpdated = Date.now();
-  } catch { state.account = null; }
+  } catch (e) {
+    state.account = null;
+    if (!e.status || e.status >= 500) await checkAvailable();
+  }
   if (state.account) showCreditsEntry(); else hideCreditsEntry();
   document.querySelectorAll(".cc-account").forEach((el) => el.replaceWith(accountSection()));
   updateChip();
@@ -133,42 +149,116 @@ async function refreshSession() {
 }
 
 // ---------------------------------------------------------------- Settings → User
+// First in the User panel, titled so nobody takes it for Comfy.org's account
+// (which the frontend draws below it, untouched).
+const ACCOUNT_TITLE = "This server's credits account";
+const FROM_OPERATOR = "Accounts here are made by the operator of this server; they are not Comfy.org accounts.";
+
+function field(label, attrs) {
+  const input = h("input", attrs);
+  return h("label", { class: "cc-field" }, h("span", {}, label), input);
+}
+
 function accountSection() {
-  const root = h("section", { class: "cc-account", "data-testid": "cc-account" },
-    h("h3", {}, "Credits account"));
+  const root = h("section", { class: "cc-account", "data-testid": "cc-account", "aria-labelledby": "cc-account-title" },
+    h("h3", { id: "cc-account-title" }, ACCOUNT_TITLE));
+  if (state.available === false) {
+    root.append(h("p", { class: "cc-error", role: "status", "data-testid": "cc-unavailable" },
+                  "Credits are unavailable on this server right now — paid API nodes cannot run. Ask the operator."),
+                h("button", { class: "cc-btn cc-secondary", type: "button", onclick: async () => {
+                  await checkAvailable(); await refreshSession(); } }, "Try again"));
+    return root;
+  }
   if (state.account) {
+    const a = state.account;
+    const pwMsg = h("p", { class: "cc-error", role: "alert" });
+    const oldPw = field("Current password", { type: "password", autocomplete: "current-password", required: true,
+                                              "data-testid": "cc-old-password" });
+    const newPw = field("New password (8 characters or more)", { type: "password", autocomplete: "new-password",
+                                                                 minlength: 8, required: true, "data-testid": "cc-new-password" });
+    const newPw2 = field("New password again", { type: "password", autocomplete: "new-password", minlength: 8, required: true,
+                                                 "data-testid": "cc-new-password2" });
+    const pwForm = h("form", { class: "cc-form cc-stack", onsubmit: async (ev) => {
+      ev.preventDefault();
+      pwMsg.textContent = "";
+      const [o, n, n2] = [oldPw, newPw, newPw2].map((l) => l.querySelector("input").value);
+      if (n !== n2) { pwMsg.textContent = "The two new passwords differ."; return; }
+      try {
+        await call("POST", "/credits/password", { old_password: o, new_password: n });
+        toast("success", "Password changed", "Your other sessions were signed out.");
+        await refreshSession();
+      } catch (e) { pwMsg.textContent = e.message; }
+    } }, oldPw, newPw, newPw2, h("button", { class: "cc-btn", type: "submit", "data-testid": "cc-change-password" },
+                                  "Change password"), pwMsg);
     root.append(
-      h("p", {}, "Signed in as ", h("b", { "data-testid": "cc-email" }, state.account.email)),
+      h("p", {}, "Signed in as ", h("b", { "data-testid": "cc-email" }, a.email),
+        a.balance != null ? ` · ${a.balance} credits` : ""),
       h("div", { class: "cc-row" },
-        h("button", { class: "cc-btn", onclick: openCreditsPanel }, "Open Credits"),
-        h("button", { class: "cc-btn cc-secondary", "data-testid": "cc-signout", onclick: async () => {
+        h("button", { class: "cc-btn", type: "button", onclick: openCreditsPanel }, "Open Credits"),
+        h("button", { class: "cc-btn cc-secondary", type: "button", "data-testid": "cc-signout", onclick: async () => {
           await call("DELETE", "/credits/session").catch(() => {});
           await refreshSession();
           toast("info", "Signed out", "Your Credits session has ended.");
-        } }, "Sign out")));
+        } }, "Sign out"),
+        h("button", { class: "cc-btn cc-secondary", type: "button", "data-testid": "cc-signout-all", onclick: async () => {
+          try {
+            const r = await call("DELETE", "/credits/sessions");
+            toast("info", "Signed out everywhere", `${r.signed_out_sessions} session(s) ended, this one included.`);
+          } catch (e) { toast("error", "Could not sign out everywhere", e.message); }
+          await refreshSession();
+        } }, "Sign out everywhere")),
+      h("details", { class: "cc-details" }, h("summary", {}, "Change password"), pwForm));
     return root;
   }
-  const email = h("input", { type: "email", placeholder: "Email", autocomplete: "username", "data-testid": "cc-email-input" });
-  const pw = h("input", { type: "password", placeholder: "Password", autocomplete: "current-password",
-                          "data-testid": "cc-password-input" });
-  const msg = h("p", { class: "cc-error", role: "alert" });
+  const email = field("Email", { type: "email", autocomplete: "username", required: true, "data-testid": "cc-email-input" });
+  const pw = field("Password", { type: "password", autocomplete: "current-password", required: true,
+                                 "data-testid": "cc-password-input" });
+  const msg = h("p", { class: "cc-error", role: "alert", "data-testid": "cc-signin-error" });
   const form = h("form", { class: "cc-form", onsubmit: async (ev) => {
     ev.preventDefault();
     msg.textContent = "";
     try {
-      await call("POST", "/credits/session", { email: email.value, password: pw.value });
+      await call("POST", "/credits/session", { email: email.querySelector("input").value,
+                                               password: pw.querySelector("input").value });
       await refreshSession();
       toast("success", "Signed in", "The Credits entry is now in the Settings menu.");
-    } catch (e) { msg.textContent = e.message; }
-  } }, email, pw, h("button", { class: "cc-btn", type: "submit", "data-testid": "cc-signin" }, "Sign in"), msg);
-  root.append(h("p", { class: "cc-muted" }, "Sign in with the account the operator of this server gave you to run paid API nodes."), form);
+    } catch (e) {
+      msg.textContent = e.type === "bad_credentials" ? `${e.message} ${FROM_OPERATOR} Ask them if you have none.` : e.message;
+    }
+  } }, email, pw, h("button", { class: "cc-btn", type: "submit", "data-testid": "cc-signin" }, "Sign in"));
+  root.append(
+    h("p", { class: "cc-muted" }, "Paid API nodes on this server run on this account's credits. ", FROM_OPERATOR),
+    form, msg,
+    h("p", { class: "cc-muted" }, "Forgot your password? Ask the operator of this server to set a new one."));
+  if (state.signupAllowed) {
+    const sEmail = field("Email", { type: "email", autocomplete: "username", required: true, "data-testid": "cc-signup-email" });
+    const sName = field("Name (optional)", { type: "text", autocomplete: "name", maxlength: 128 });
+    const sPw = field("Password (8 characters or more)", { type: "password", autocomplete: "new-password", minlength: 8,
+                                                          required: true, "data-testid": "cc-signup-password" });
+    const sMsg = h("p", { class: "cc-error", role: "alert" });
+    const sForm = h("form", { class: "cc-form", onsubmit: async (ev) => {
+      ev.preventDefault();
+      sMsg.textContent = "";
+      try {
+        await call("POST", "/credits/signup", { email: sEmail.querySelector("input").value,
+                                                display_name: sName.querySelector("input").value,
+                                                password: sPw.querySelector("input").value });
+        await refreshSession();
+        toast("success", "Account created", "You are signed in; buy credits under Settings → Credits.");
+      } catch (e) { sMsg.textContent = e.message; }
+    } }, sEmail, sName, sPw, h("button", { class: "cc-btn", type: "submit", "data-testid": "cc-signup" }, "Create account"));
+    root.append(h("details", { class: "cc-details", "data-testid": "cc-signup-section" },
+                  h("summary", {}, "No account yet? Create one"), sForm, sMsg));
+  } else {
+    root.append(h("p", { class: "cc-muted", "data-testid": "cc-no-signup" }, "No account yet? Ask the operator of this server for one."));
+  }
   return root;
 }
 
 new MutationObserver(() => {
   if (chip && !chip.isConnected && state.account) updateChip();
   for (const panel of document.querySelectorAll(".user-settings-container")) {
-    if (!panel.querySelector(".cc-account")) panel.append(accountSection());
+    if (!panel.querySelector(".cc-account")) panel.prepend(accountSection());
   }
   // One "Credits" in the nav: hide Comfy.org's entry while ours exists.
   if (state.account) {
@@ -609,6 +699,8 @@ async function completeCheckout() {
 app.registerExtension({
   name: "comfy.credits",
   async setup() {
+    await checkAvailable();
+    state.signupAllowed = state.available && (await call("GET", "/credits/signup").catch(() => null))?.allowed === true;
     await refreshSession();
     completeCheckout();
     setInterval(() => { if (state.account && document.visibilityState === "visible") refreshSession(); }, 60_000);
