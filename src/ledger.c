@@ -561,17 +561,20 @@ static cc_rc apply_credit(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now
     entry_base(&e, kind, op, a.id, now);
     e.amount = op->amount;
     e.delta = op->amount;
+    /* Running totals only grow: each is checked, never wrapped. */
+    int64_t *total = kind == CC_KIND_GRANT ? &a.granted_total : kind == CC_KIND_TEST ? &a.test_balance : &a.paid_total;
+    if (cc_add_i64(*total, op->amount, total)) {
+        cc_fail(&r->err, CC_ERR_LIMIT, "amount", "the account's running total would overflow");
+        return refuse(c, op, r);
+    }
     if (kind == CC_KIND_GRANT) {
         set_text(e.note, sizeof e.note, op->note);
-        a.granted_total += op->amount;
     } else {
         set_text(e.currency, sizeof e.currency, op->currency);
         e.amount_minor = op->amount_minor;
         set_text(e.method, sizeof e.method, op->method);
         set_text(e.external_ref, sizeof e.external_ref, op->external_ref);
-        set_text(e.note, sizeof e.note, op->note); /* e.g. the payment methods offered */
-        if (kind == CC_KIND_TEST) a.test_balance += op->amount; /* never counted as paid */
-        else a.paid_total += op->amount;
+        set_text(e.note, sizeof e.note, op->note); /* e.g. the payment methods offered; TEST never counts as paid */
     }
     a.balance = nb;
     a.updated_ms = now;
@@ -697,14 +700,14 @@ static cc_rc resolve_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int kind, i
         e.seconds_ms = op->usage.seconds_ms;
         if (slen(op->ctx.model)) set_text(e.model, sizeof e.model, op->ctx.model);
         set_text(e.note, sizeof e.note, op->note);
-        int64_t unc_total;
-        if (cc_add_i64(a.uncollected_total, e.uncollected, &unc_total) || unc_total > CC_BALANCE_MAX)
-        {
-            cc_fail(&r->err, CC_ERR_LIMIT, "amount", "the account's uncollected total would overflow");
+        int64_t unc_total, spent_total;
+        if (cc_add_i64(a.uncollected_total, e.uncollected, &unc_total) ||
+            cc_add_i64(a.spent_total, charge, &spent_total)) {
+            cc_fail(&r->err, CC_ERR_LIMIT, "amount", "the account's spent or uncollected total would overflow");
             return refuse(c, op, r);
         }
         a.balance -= charge;
-        a.spent_total += charge;
+        a.spent_total = spent_total;
         if (spend_test) a.test_balance = a.test_balance > charge ? a.test_balance - charge : 0;
         if (a.test_balance > a.balance) a.test_balance = a.balance; /* holds placed while TEST was spendable */
         a.uncollected_total = unc_total;
@@ -1434,6 +1437,14 @@ static hold_chk *find_hold(vctx *v, int64_t id) {
     return NULL;
 }
 
+/* A running total of verify, checked: a corrupted file cannot make it wrap. */
+static void vsum(vctx *v, const cc_entry *e, int64_t *total, int64_t delta) {
+    if (cc_add_i64(*total, delta, total)) {
+        problem(v, "entry %lld of account %lld overflows a running total", (long long)e->id, (long long)e->account_id);
+        *total = delta < 0 ? INT64_MIN : INT64_MAX;
+    }
+}
+
 static int v_entry(void *ctx, const cc_entry *e) {
     vctx *v = ctx;
     v->stats->entries++;
@@ -1460,7 +1471,8 @@ static int v_entry(void *ctx, const cc_entry *e) {
     s->held = (int64_t)nh;
     /* TEST credits: only a test entry adds them, only a settle may spend them (at most its charge). */
     int64_t test_was = s->test;
-    s->test = e->kind == CC_KIND_TEST ? s->test + e->delta : e->test_after;
+    if (e->kind == CC_KIND_TEST) vsum(v, e, &s->test, e->delta);
+    else s->test = e->test_after;
     if (e->test_after != s->test || e->test_after < 0 || e->test_after > e->balance_after ||
         (e->kind == CC_KIND_SETTLE ? (e->test_after > test_was || test_was - e->test_after > -e->delta)
                                    : (e->kind != CC_KIND_TEST && e->test_after != test_was)))
@@ -1469,8 +1481,8 @@ static int v_entry(void *ctx, const cc_entry *e) {
                 (long long)test_was);
     s->entries++;
     switch (e->kind) {
-    case CC_KIND_GRANT: s->granted += e->delta; if (e->delta <= 0 || e->held_delta) goto shape; break;
-    case CC_KIND_PURCHASE: s->paid += e->delta; if (e->delta <= 0 || e->held_delta) goto shape; break;
+    case CC_KIND_GRANT: vsum(v, e, &s->granted, e->delta); if (e->delta <= 0 || e->held_delta) goto shape; break;
+    case CC_KIND_PURCHASE: vsum(v, e, &s->paid, e->delta); if (e->delta <= 0 || e->held_delta) goto shape; break;
     case CC_KIND_TEST: if (e->delta <= 0 || e->held_delta) goto shape; break;
     case CC_KIND_HOLD: {
         if (e->delta != 0 || e->held_delta != e->amount || e->amount <= 0) goto shape;
@@ -1487,8 +1499,8 @@ static int v_entry(void *ctx, const cc_entry *e) {
     case CC_KIND_VOID:
     case CC_KIND_EXPIRE: {
         if (e->kind == CC_KIND_SETTLE) {
-            s->spent += -e->delta;
-            s->uncollected += e->uncollected;
+            vsum(v, e, &s->spent, -e->delta);
+            vsum(v, e, &s->uncollected, e->uncollected);
             if (e->delta > 0 || e->uncollected < 0 || -e->delta + e->uncollected != e->amount) goto shape;
         } else if (e->delta != 0 || e->uncollected != 0) {
             goto shape;
@@ -1545,8 +1557,9 @@ cc_rc cc_ledger_verify(cc_ledger *l, char **problems, int cap, int *n_problems,
         for (int64_t i = 0; i < v.nacc; i++) {
             acc_sum *s = &v.acc[i];
             const cc_account *a = &s->a;
-            st.balance_total += a->balance;
-            st.held_total += a->held;
+            if (cc_add_i64(st.balance_total, a->balance, &st.balance_total) ||
+                cc_add_i64(st.held_total, a->held, &st.held_total))
+                problem(&v, "the ledger's balance or held total overflows at account %lld", (long long)a->id);
             if (a->balance < 0) problem(&v, "account %lld has a negative balance %lld", (long long)a->id, (long long)a->balance);
             if (s->balance != a->balance)
                 problem(&v, "account %lld: balance %lld but its entries sum to %lld", (long long)a->id,

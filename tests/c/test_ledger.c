@@ -632,8 +632,41 @@ static void schema_newer(void) {
     CHECK(strstr(e.message, "schema version 99") != NULL);
 }
 
+/* Running totals never wrap: an operation that would overflow one is refused. */
+static void totals_overflow(void) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/l%d.db", tmpdir, dbseq++);
+    cc_store *s;
+    cc_ledger *l = NULL;
+    cc_error e;
+    CHECK(cc_store_sqlite_open(path, 5000, &s, &e) == CC_OK);
+    CHECK(cc_ledger_open(s, 2, &l, &e) == CC_OK);
+    int64_t a = mkacct(l, "totals@example.com");
+    cc_result r, h;
+    CHECK(grant(l, "g0", a, C(10), &r) == CC_OK);
+    CHECK(hold(l, "h0", a, C(5), &h) == CC_OK);
+    cc_ledger_close(l);
+    sqlite3 *db;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "UPDATE accounts SET granted_total = 9223372036854775000, "
+                           "spent_total = 9223372036854775000, uncollected_total = 9223372036854775000",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    CHECK(cc_store_sqlite_open(path, 5000, &s, &e) == CC_OK);
+    CHECK(cc_ledger_open(s, 2, &l, &e) == CC_OK);
+    CHECK(grant(l, "g1", a, C(1), &r) == CC_ERR_LIMIT);
+    CHECK(strstr(r.err.message, "overflow") != NULL);
+    CHECK(settle(l, "s1", h.hold_id, C(5), &r) == CC_ERR_LIMIT);
+    cc_account acc;
+    CHECK(cc_ledger_account(l, a, &acc, &e) == CC_OK);
+    CHECK_EQ_I64(acc.balance, C(10)); /* nothing applied */
+    CHECK_EQ_I64(acc.held, C(5));
+    cc_ledger_close(l);
+}
+
 void suite_ledger(void) {
     RUN(hold_extend);
+    RUN(totals_overflow);
     RUN(reserved_keys);
     RUN(schema_newer);
     RUN(two_writers);

@@ -40,6 +40,15 @@ def png():
             chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def response_object(rid, model):
+    """An OpenAI Responses object as ComfyUI's OpenAIResponse model parses it (OutputMessage: role, type, content)."""
+    return {"id": rid, "object": "response", "status": "completed", "model": model,
+            "output": [{"type": "message", "role": "assistant",
+                        "content": [{"type": "output_text", "text": f"answer {rid}"}]}],
+            "usage": {"input_tokens": 20, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 30,
+                      "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 50}}
+
+
 def request_is_images(body):
     return "model" in body and str(body.get("model", "")).startswith(("dall-e", "gpt-image"))
 
@@ -115,15 +124,10 @@ def make_app(key: str) -> web.Application:
             return bad
         rid = f"resp_{next(ids)}"
         responses_log.append({"id": rid, "previous_response_id": body.get("previous_response_id"), "input": text})
-        return web.json_response({"id": rid, "status": "completed", "model": body.get("model"),
-                                  "output": [{"type": "message", "content": [
-                                      {"type": "output_text", "text": f"answer {rid}"}]}],
-                                  "usage": {"input_tokens": 20, "output_tokens": 30}})
+        return web.json_response(response_object(rid, body.get("model")))
 
     async def responses_get(request):
-        rid = request.match_info["rid"]
-        return web.json_response({"id": rid, "status": "completed", "output": [{"type": "message", "content": [
-            {"type": "output_text", "text": f"answer {rid}"}]}], "usage": {"input_tokens": 20, "output_tokens": 30}})
+        return web.json_response(response_object(request.match_info["rid"], "gpt-4o"))
 
     async def recraft(request):
         return web.json_response({"image": {"url": f"http://127.0.0.1/recraft/{next(ids)}.png"}})
@@ -150,12 +154,15 @@ def make_app(key: str) -> web.Application:
         if t is None:
             return web.json_response({"error": {"message": "no such task"}}, status=404)
         t[0] += 1
+        ok = {"status_code": 0, "status_msg": "success"}  # apis MinimaxTaskResultResponse needs base_resp
         if t[1] or t[0] < 3:
-            return web.json_response({"task_id": request.query["task_id"], "status": "Processing"})
-        return web.json_response({"task_id": request.query["task_id"], "status": "Success", "file_id": "f1"})
+            return web.json_response({"task_id": request.query["task_id"], "status": "Processing", "base_resp": ok})
+        return web.json_response({"task_id": request.query["task_id"], "status": "Success", "file_id": "f1",
+                                  "base_resp": ok})
 
     async def minimax_file(request):
-        return web.json_response({"file": {"file_id": "f1", "download_url": "http://127.0.0.1/mm.mp4"}})
+        return web.json_response({"base_resp": {"status_code": 0, "status_msg": "success"},
+                                  "file": {"file_id": 1, "download_url": "http://127.0.0.1/mm.mp4"}})
 
     async def acme(request):  # a third-party provider behind the same proxy
         body = await request.json()
