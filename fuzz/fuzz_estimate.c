@@ -1,0 +1,49 @@
+/* Request bodies: a prompt's node inputs (client JSON) priced against the
+** shipped price table. Input: node class 0xff inputs JSON. */
+#include <stdio.h>
+#include "fuzz_util.h"
+#include "pricing.h"
+
+static cc_price_table *table;
+
+static char *read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)len + 1);
+    *n = fread(s, 1, (size_t)len, f);
+    s[*n] = 0;
+    fclose(f);
+    return s;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc; (void)argv;
+    const char *p = getenv("FUZZ_PRICES");
+    size_t n;
+    char *json = read_file(p ? p : "comfy_credits_ext/prices.json", &n);
+    cc_error e;
+    if (!json || cc_price_table_parse(json, n, &table, &e) != CC_OK) {
+        fprintf(stderr, "fuzz_estimate: cannot load the shipped price table (set FUZZ_PRICES)\n");
+        abort();
+    }
+    free(json);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
+    char *cls, *inputs;
+    fz_split(d, n, &cls, &inputs);
+    cc_price_result r;
+    cc_error e;
+    if (cc_price_estimate(table, cls, inputs, strlen(inputs), &r, &e) == CC_OK) FZ_CHECK(r.micro >= 0);
+    /* Every shipped rule with these inputs. */
+    int count = cc_price_table_count(table);
+    const char *name = cc_price_table_name(table, (int)(n % (size_t)count));
+    if (cc_price_estimate(table, name, inputs, strlen(inputs), &r, &e) == CC_OK) FZ_CHECK(r.micro >= 0);
+    free(cls);
+    free(inputs);
+    return 0;
+}
