@@ -338,8 +338,24 @@ def test_sandbox_purchase_from_the_panel(ui):
         before = led.account(ui.account)["balance"]
     open_settings(ui, "Credits")
     panel = page.locator("[data-testid=cc-panel]")
-    panel.locator("[data-testid=cc-amount]").fill("10")
-    panel.locator("[data-testid=cc-buy]").click()
+    amount, buy = panel.locator("[data-testid=cc-amount]"), panel.locator("[data-testid=cc-buy]")
+    gets, err = panel.locator("[data-testid=cc-gets]"), panel.locator("[data-testid=cc-buy-error]")
+    amount.wait_for()
+    limits = panel.locator("[data-testid=cc-amount-help]").inner_text()
+    assert "$" in limits and " to " in limits  # min and max are shown
+    # Validated as typed: out of range or malformed amounts say why, show no credits, and cannot be bought.
+    for bad in ("0", "100000", "10.005"):
+        amount.fill(bad)
+        assert err.inner_text() and gets.inner_text() == "" and buy.is_disabled(), bad
+        amount.press("Enter")
+        page.wait_for_timeout(200)
+        assert "/credits/sandbox/checkout/" not in page.url  # nothing was clamped and bought silently
+    amount.fill("9.50")
+    assert gets.inner_text() == "You get 2,005 credits" and err.inner_text() == "" and buy.is_enabled()
+    amount.fill("10")
+    assert gets.inner_text() == "You get 2,110 credits"
+    shot(ui, "13-buy-form")
+    amount.press("Enter")  # Enter submits
     page.wait_for_url("**/credits/sandbox/checkout/**")
     assert "TEST MODE" in page.content() and "10.00 USD" in page.content()
     shot(ui, "6-checkout")

@@ -328,54 +328,96 @@ async function drawBalance(el) {
   updateChip();
 }
 
+// Whole credits for an amount, half-up like the server (950 US cents → 2,005 credits).
+function creditsFor(minor, c) {
+  const micro = (minor * Number(c.rateMicro)) / 10 ** c.exponent;
+  return Math.floor((micro + 500_000) / 1_000_000);
+}
+
 function buySection() {
   const box = h("div", { class: "cc-buy" }, h("h3", {}, "Buy credits"));
   (async () => {
     const o = state.checkoutOptions || (state.checkoutOptions = await call("GET", "/credits/checkout/options"));
     if (!o.enabled) { box.append(h("p", { class: "cc-muted" }, "Buying credits is not enabled on this server.")); return; }
-    const cur = h("select", { "data-testid": "cc-currency" }, o.currencies.map((c) => h("option", { value: c.code }, c.code.toUpperCase())));
-    const method = h("select", { "data-testid": "cc-method" });
-    const note = h("p", { class: "cc-muted" });
-    const amount = h("input", { type: "number", min: o.min_usd_cents / 100, max: o.max_usd_cents / 100, step: "1",
-                                value: o.presets_usd[1] ?? 10, "data-testid": "cc-amount" });
-    const gets = h("span", { class: "cc-muted" });
-    const syncMethods = () => {
-      const c = o.currencies.find((x) => x.code === cur.value);
+    // Currencies and rates come from the operator's config; limits are in credits, shown in each currency.
+    const currencies = o.currencies.map((c) => ({ ...c, rateMicro: Math.round(Number(c.credits_per_unit) * 1e6) }));
+    const byCode = (code) => currencies.find((x) => x.code === code);
+    const limits = (c) => ({
+      min: Math.ceil((o.min_credits_micro * 10 ** c.exponent) / c.rateMicro),
+      max: Math.floor((o.max_credits_micro * 10 ** c.exponent) / c.rateMicro),
+    });
+    const fmtMoney = (minor, c) => (minor / 10 ** c.exponent).toLocaleString(undefined, {
+      style: "currency", currency: c.code.toUpperCase(), minimumFractionDigits: c.exponent, maximumFractionDigits: c.exponent });
+    const cur = h("select", { "data-testid": "cc-currency", "aria-label": "Currency" },
+      currencies.map((c) => h("option", { value: c.code }, c.code.toUpperCase())));
+    const method = h("select", { "data-testid": "cc-method", "aria-label": "Payment method" });
+    const note = h("p", { class: "cc-muted", "data-testid": "cc-methods-note" });
+    const amount = h("input", { type: "number", inputmode: "decimal", required: true, value: o.presets_usd[1] ?? 10,
+                                "data-testid": "cc-amount", "aria-describedby": "cc-amount-help cc-amount-gets" });
+    const help = h("span", { class: "cc-muted", id: "cc-amount-help", "data-testid": "cc-amount-help" });
+    const gets = h("output", { class: "cc-gets", id: "cc-amount-gets", "data-testid": "cc-gets", "aria-live": "polite" });
+    const msg = h("p", { class: "cc-error", role: "alert", "data-testid": "cc-buy-error" });
+    const buy = h("button", { class: "cc-btn", type: "submit", "data-testid": "cc-buy" }, "Buy");
+    // The amount as typed, checked against the limits: {minor, credits} or {error}.
+    const read = () => {
+      const c = byCode(cur.value);
+      const { min, max } = limits(c);
+      const raw = amount.value.trim();
+      const minor = Math.round(Number(raw) * 10 ** c.exponent);
+      if (!raw || !Number.isFinite(Number(raw))) return { c, error: "Enter an amount." };
+      if (Math.abs(Number(raw) * 10 ** c.exponent - minor) > 1e-6) {
+        return { c, error: c.exponent ? `Use at most ${c.exponent} decimals.` : "Use a whole amount." };
+      }
+      if (minor < min || minor > max) return { c, error: `Enter between ${fmtMoney(min, c)} and ${fmtMoney(max, c)}.` };
+      return { c, minor, credits: creditsFor(minor, c) };
+    };
+    const sync = () => {
+      const c = byCode(cur.value);
+      const { min, max } = limits(c);
+      amount.min = min / 10 ** c.exponent;
+      amount.max = max / 10 ** c.exponent;
+      amount.step = c.exponent ? 1 / 10 ** c.exponent : 1;
+      help.textContent = `${fmtMoney(min, c)} to ${fmtMoney(max, c)}`;
+      const keep = method.value;
       method.replaceChildren(h("option", { value: "" }, "Choose on the payment page"),
         ...c.methods.map((m) => h("option", { value: m }, { card: "Card", wechat_pay: "WeChat Pay", alipay: "Alipay" }[m])));
+      if (c.methods.includes(keep)) method.value = keep;
       note.textContent = c.methods.includes("wechat_pay") ? "" : o.methods_note;
-      const units = Math.round(Number(amount.value) * 10 ** c.exponent);
-      gets.textContent = c.code === "usd" ? `You get ${Math.round(Number(amount.value) * CREDITS_PER_USD).toLocaleString()} credits` : "";
-      return units;
+      const r = read();
+      gets.textContent = r.error ? "" : `You get ${r.credits.toLocaleString()} credits`;
+      msg.textContent = r.error && amount.value.trim() ? r.error : "";
+      amount.setAttribute("aria-invalid", r.error ? "true" : "false");
+      buy.disabled = Boolean(r.error);
     };
-    cur.addEventListener("change", syncMethods);
-    amount.addEventListener("input", syncMethods);
-    const presets = h("div", { class: "cc-row" }, o.presets_usd.map((p) =>
-      h("button", { class: "cc-btn cc-secondary", onclick: () => { amount.value = p; cur.value = "usd"; syncMethods(); } }, `$${p}`)));
-    const msg = h("p", { class: "cc-error", role: "alert" });
+    cur.addEventListener("change", sync);
+    amount.addEventListener("input", sync);
+    const presets = h("div", { class: "cc-row", role: "group", "aria-label": "Amount presets" }, o.presets_usd.map((p) =>
+      h("button", { class: "cc-btn cc-secondary", type: "button", onclick: () => { cur.value = "usd"; amount.value = p; sync(); } },
+        `$${p}`)));
     let attempt = null;  // a retry of the same purchase reuses its request id (one Stripe Idempotency-Key)
-    const buy = h("button", { class: "cc-btn", "data-testid": "cc-buy", onclick: async () => {
+    const form = h("form", { class: "cc-form cc-buy-form", "data-testid": "cc-buy-form", novalidate: true, onsubmit: async (ev) => {
+      ev.preventDefault();
+      const r = read();
+      if (r.error) { msg.textContent = r.error; amount.focus(); return; }   // never clamped silently
       msg.textContent = "";
-      const c = o.currencies.find((x) => x.code === cur.value);
-      const value = Math.min(Math.max(Number(amount.value), o.min_usd_cents / 100), o.max_usd_cents / 100);
-      if (c.code === "usd") amount.value = value;   // clamped to the operator's limits
-      const body = { amount_minor: Math.round(Number(amount.value) * 10 ** c.exponent), currency: c.code,
-                     ...(method.value ? { method: method.value } : {}) };
+      const body = { amount_minor: r.minor, currency: r.c.code, ...(method.value ? { method: method.value } : {}) };
       const same = JSON.stringify(body);
       if (!attempt || attempt.same !== same) {
         const bytes = crypto.getRandomValues(new Uint8Array(16));
         attempt = { same, id: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };
       }
+      buy.disabled = true;
       try {
-        const r = await call("POST", "/credits/checkout", { ...body, request_id: attempt.id });
+        const res = await call("POST", "/credits/checkout", { ...body, request_id: attempt.id });
         attempt = null;
-        sessionStorage.setItem("comfyCredits.pending", r.session_id);
-        window.location.assign(r.checkout_url);
-      } catch (e) { msg.textContent = e.message; }
-    } }, "Buy");
-    syncMethods();
-    box.append(presets, h("div", { class: "cc-row" }, h("label", {}, "Amount ", amount), cur, method, gets), note,
-               h("div", { class: "cc-row" }, buy, o.test_mode ? h("span", { class: "cc-test" }, "TEST MODE") : null), msg);
+        sessionStorage.setItem("comfyCredits.pending", res.session_id);
+        window.location.assign(res.checkout_url);
+      } catch (e) { msg.textContent = e.message; buy.disabled = false; }
+    } },
+      h("label", { class: "cc-field" }, h("span", {}, "Amount"), amount), cur, method, buy,
+      o.test_mode ? h("span", { class: "cc-test" }, "TEST MODE") : null);
+    sync();
+    box.append(presets, form, h("div", { class: "cc-row" }, gets, help), note, msg);
   })().catch((e) => box.append(h("p", { class: "cc-error" }, e.message)));
   return box;
 }
