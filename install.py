@@ -1,6 +1,10 @@
 """Run by ComfyUI-Manager after it installs requirements.txt, with ComfyUI's
 own Python and the pack folder as the current directory (manager_core.py
 execute_install_script). Also fine to run by hand: `python install.py`.
+Manager runs it only when every requirements.txt line installed: when pip
+found neither a wheel nor a way to build comfy-credits-core, Manager stops
+before this script (`res and try_install_script(...)`), and the pack's
+IMPORT FAILED log line says what to install.
 
 1. If the native module imports (the comfy-credits-core wheel from
    requirements.txt, or an earlier local build) and its version is the
@@ -13,7 +17,6 @@ execute_install_script). Also fine to run by hand: `python install.py`.
 Never uses root, never installs anything system-wide, never installs test tools.
 """
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,6 +35,12 @@ def version():
     return native_build.version()
 
 
+def what_to_install(ver):
+    sys.path.insert(0, os.path.join(HERE, "comfy_credits_ext"))
+    from native_help import what_to_install as text  # no package import: it would load the native module
+    return text(ver)
+
+
 def check():
     """(ok, text): does the pack's loader accept a native module? Fresh process each time."""
     r = subprocess.run([sys.executable, "-c", CHECK], cwd=HERE, capture_output=True, text=True)
@@ -41,53 +50,46 @@ def check():
     return False, last
 
 
+def _compiles(cc, code, flags=()):
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "probe.c")
+        with open(src, "w", encoding="utf-8") as f:
+            f.write(code)
+        try:
+            r = subprocess.run([*cc, *flags, "-c", src, "-o", os.path.join(d, "probe.o")], capture_output=True)
+        except OSError:
+            return False
+        return r.returncode == 0
+
+
 def missing_build_tools():
-    """What a build from source lacks here (empty list: it can be tried)."""
+    """What a build from source lacks here, found by compiling small probes (empty list: try the build)."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    if not shutil.which(cc[0]):
+        cc = [next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), "cc")]
+    if not _compiles(cc, "int main(void) { return 0; }\n"):
+        return ["a C compiler", f"the Python {sys.version_info[0]}.{sys.version_info[1]} headers",
+                "the libcurl, cJSON, SQLite and OpenSSL development files"]
     missing = []
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if not (shutil.which(cc) or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
-        missing.append("a C compiler")
-    inc = sysconfig.get_paths().get("include") or ""
-    if not os.path.isfile(os.path.join(inc, "Python.h")):
+    if not _compiles(cc, "#include <Python.h>\n", ["-I" + (sysconfig.get_paths().get("include") or "")]):
         missing.append(f"the Python {sys.version_info[0]}.{sys.version_info[1]} headers")
+    flags = []
+    if shutil.which("pkg-config"):
+        r = subprocess.run(["pkg-config", "--cflags", "libcjson", "sqlite3", "libcurl", "openssl"],
+                           capture_output=True, text=True)
+        flags = r.stdout.split() if r.returncode == 0 else []
+    else:
+        missing.append("pkg-config")
+    for header, what in (("curl/curl.h", "libcurl"), ("cjson/cJSON.h", "cJSON"), ("sqlite3.h", "SQLite"),
+                         ("openssl/evp.h", "OpenSSL")):
+        if not _compiles(cc, f"#include <{header}>\n", flags):
+            missing.append(f"the {what} development files")
     try:
         import setuptools  # noqa: F401
     except ImportError:
         missing.append("setuptools (pip install setuptools)")
-    if shutil.which("pkg-config"):
-        r = subprocess.run(["pkg-config", "--exists", "libcjson", "sqlite3", "libcurl", "openssl"])
-        if r.returncode != 0:
-            missing.append("the libcurl, cJSON, SQLite and OpenSSL development files")
-    else:
-        missing.append("pkg-config and the libcurl, cJSON, SQLite and OpenSSL development files")
     return missing
-
-
-def what_to_install():
-    if sys.platform == "win32":
-        return ("Windows: use a 64-bit Python 3.10-3.13 (ComfyUI portable is one) so pip finds the prebuilt "
-                f"comfy-credits-core=={version()} wheel; building from source is not supported there")
-    if sys.platform == "darwin":
-        return "macOS: `xcode-select --install` and `brew install curl cjson sqlite openssl@3 pkg-config`"
-    ids = ""
-    try:
-        with open("/etc/os-release", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith(("ID=", "ID_LIKE=")):
-                    ids += " " + line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    pyver = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    if "debian" in ids or "ubuntu" in ids:
-        return ("Debian/Ubuntu (as an administrator): `apt-get install gcc pkg-config python3-dev "
-                "libcurl4-openssl-dev libcjson-dev libsqlite3-dev libssl-dev`")
-    if "fedora" in ids or "rhel" in ids or "centos" in ids:
-        return ("Fedora/RHEL (as an administrator): `dnf install gcc pkgconf python3-devel libcurl-devel "
-                "cjson-devel sqlite-devel openssl-devel`")
-    if "arch" in ids:
-        return "Arch (as an administrator): `pacman -S gcc pkgconf curl cjson sqlite openssl`"
-    return (f"a C compiler, pkg-config, the Python {pyver} headers and the development files of "
-            "libcurl, cJSON, SQLite and OpenSSL")
 
 
 def main():
@@ -115,7 +117,7 @@ def main():
         missing = [f"a working build (it failed: see {log})"]
     plat = f"Python {sys.version_info[0]}.{sys.version_info[1]}, {sysconfig.get_platform()}"
     print(f"{TAG} FAILED: no prebuilt comfy-credits-core=={ver} wheel fits this machine ({plat}) and it cannot "
-          f"be built here (missing: {', '.join(missing)}). Install {what_to_install()}; then use 'Try fix' on "
+          f"be built here (missing: {', '.join(missing)}). Install {what_to_install(ver)}; then use 'Try fix' on "
           "comfy-credits in ComfyUI-Manager (or run this install.py again) and restart ComfyUI. Until then paid "
           "API nodes are refused.", flush=True)
     return 1

@@ -32,10 +32,13 @@ class CoreUnavailable(ImportError):
         self.reason, self.fix = reason, fix
 
 
-def _fix_text():
-    return (f"in ComfyUI-Manager use 'Try fix' on comfy-credits (it installs {CORE_DISTRIBUTION}=={__version__}), "
-            f"or run `{_sys.executable} -m pip install {CORE_DISTRIBUTION}=={__version__}`; "
-            "then restart ComfyUI")
+def _fix_text(installed):
+    text = (f"in ComfyUI-Manager use 'Try fix' on comfy-credits, which installs {CORE_DISTRIBUTION}=={__version__} "
+            f"(or run `{_sys.executable} -m pip install {CORE_DISTRIBUTION}=={__version__}`)")
+    if not installed:  # pip found no wheel for this platform before, so it will build from source this time
+        from .native_help import what_to_install
+        text += f"; where no prebuilt wheel fits, pip builds it from source, which needs {what_to_install(__version__)}"
+    return text + "; then restart ComfyUI"
 
 
 def _load_core():
@@ -61,7 +64,7 @@ def _load_core():
                   f"({_sys.version_info[0]}.{_sys.version_info[1]}, {_sys.platform}).")
     else:
         reason = "the native module is unusable: " + "; ".join(found) + "."
-    raise CoreUnavailable(reason, _fix_text())
+    raise CoreUnavailable(reason, _fix_text(installed=bool(found)))
 
 
 def _apply_ca_bundle(core):

@@ -39,9 +39,10 @@ def _pkg_config(flag):
     return out.decode().split()
 
 
-def extension(module_name, relative_to, src_dir=None):
+def extension(module_name, relative_to, src_dir=None, ver=None):
     """The Extension for `module_name` from the C files in src_dir (default:
-    the repo's src/), given relative to `relative_to` as setuptools wants."""
+    the repo's src/), given relative to `relative_to` as setuptools wants;
+    `ver` defaults to the pack's (the sdist passes the one it carries)."""
     cflags = _pkg_config("--cflags") or []
     libs = _pkg_config("--libs") or ["-lcjson", "-lsqlite3", "-lcurl", "-lcrypto"]
     src = src_dir or os.path.join(REPO, "src")
@@ -55,7 +56,7 @@ def extension(module_name, relative_to, src_dir=None):
         module_name,
         sources=sources,
         include_dirs=[rel(src)],
-        define_macros=[("CC_VERSION", '"%s"' % version())],
+        define_macros=[("CC_VERSION", '"%s"' % (ver or version()))],
         extra_compile_args=cflags + extra,
         extra_link_args=libs + ["-lpthread"],
     )
