@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cc_platform.h"
+
 #define CC_MICRO INT64_C(1000000)
 
 /* Largest amount accepted for any single operation: 10^15 micro-credits
@@ -58,11 +60,7 @@ typedef struct cc_error {
 const char *cc_rc_name(cc_rc rc);
 
 /* Sets err (if non-NULL) and returns rc. Format is printf-style. */
-cc_rc cc_fail(cc_error *err, cc_rc rc, const char *field, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
+cc_rc cc_fail(cc_error *err, cc_rc rc, const char *field, const char *fmt, ...) CC_PRINTF_LIKE(4, 5);
 void cc_error_clear(cc_error *err);
 
 #define CC_ASSERT(cond)                                                        \
@@ -76,13 +74,13 @@ void cc_error_clear(cc_error *err);
 
 /* Checked arithmetic: return 0 on success, 1 on overflow. */
 static inline int cc_add_i64(int64_t a, int64_t b, int64_t *out) {
-    return __builtin_add_overflow(a, b, out);
+    return CC_ADD_OVERFLOW(a, b, out);
 }
 static inline int cc_sub_i64(int64_t a, int64_t b, int64_t *out) {
-    return __builtin_sub_overflow(a, b, out);
+    return CC_SUB_OVERFLOW(a, b, out);
 }
 static inline int cc_mul_i64(int64_t a, int64_t b, int64_t *out) {
-    return __builtin_mul_overflow(a, b, out);
+    return CC_MUL_OVERFLOW(a, b, out);
 }
 
 /* Lower-case hex of n bytes into out (2n + 1 bytes, NUL-terminated). */

@@ -17,7 +17,6 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <string.h>
-#include <strings.h>
 
 typedef struct gw_handle {
     CURLM *multi;
@@ -196,7 +195,7 @@ static int hop_by_hop(const char *line, size_t n) {
                                        "proxy-", "te:", "trailer:", "upgrade:", "set-cookie:", NULL};
     for (int i = 0; skip[i]; i++) {
         size_t k = strlen(skip[i]);
-        if (n >= k && strncasecmp(line, skip[i], k) == 0) return 1;
+        if (n >= k && cc_strncasecmp(line, skip[i], k) == 0) return 1;
     }
     return 0;
 }
@@ -235,11 +234,11 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
         if (line[i] == '\r' || line[i] == '\n') line[i] = ' ';
     s->hdr[s->nhdr++] = line;
     s->hdr_bytes += len;
-    if (strncasecmp(line, "content-type:", 13) == 0) {
+    if (cc_strncasecmp(line, "content-type:", 13) == 0) {
         const char *v = line + 13;
         while (*v == ' ') v++;
-        s->json = strncasecmp(v, "application/json", 16) == 0 || strstr(v, "+json") != NULL;
-    } else if (strncasecmp(line, "x-comfy-credits-used:", 21) == 0) {
+        s->json = cc_strncasecmp(v, "application/json", 16) == 0 || strstr(v, "+json") != NULL;
+    } else if (cc_strncasecmp(line, "x-comfy-credits-used:", 21) == 0) {
         const char *v = line + 21;
         while (*v == ' ' || *v == '\t') v++;
         char tmp[40];

@@ -1374,7 +1374,7 @@ typedef struct vctx {
     cc_verify_stats *stats;
 } vctx;
 
-static void problem(vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(vctx *v, const char *fmt, ...) CC_PRINTF_LIKE(2, 3);
 static void problem(vctx *v, const char *fmt, ...) {
     v->total_problems++;
     if (v->n >= v->cap) return;
@@ -1458,7 +1458,7 @@ static int v_entry(void *ctx, const cc_entry *e) {
         return 0;
     }
     /* Running sums in 128 bits so a corrupted file cannot overflow the check. */
-    __int128 nb = (__int128)s->balance + e->delta, nh = (__int128)s->held + e->held_delta;
+    CC_I128 nb = (CC_I128)s->balance + e->delta, nh = (CC_I128)s->held + e->held_delta;
     if (nb != e->balance_after || nh != e->held_after)
         problem(v, "entry %lld of account %lld: balance/held after is %lld/%lld, entries give %lld/%lld",
                 (long long)e->id, (long long)e->account_id, (long long)e->balance_after,

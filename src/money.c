@@ -13,7 +13,7 @@ cc_rc cc_decimal_to_scaled(const char *s, int scale, int64_t *out,
     const char *p = s;
     int neg = 0;
     if (*p == '-') { neg = 1; p++; }
-    __int128 v = 0;
+    CC_I128 v = 0;
     int int_digits = 0, frac_digits = 0, seen_dot = 0;
     for (; *p; p++) {
         if (*p == '.') {
@@ -30,11 +30,11 @@ cc_rc cc_decimal_to_scaled(const char *s, int scale, int64_t *out,
             int_digits++;
         }
         v = v * 10 + (*p - '0');
-        if (v > (__int128)CC_BALANCE_MAX * 1000000000) goto big;
+        if (v > (CC_I128)CC_BALANCE_MAX * 1000000000) goto big;
     }
     if (int_digits == 0 && frac_digits == 0) goto bad;
     for (int i = frac_digits; i < scale; i++) v *= 10;
-    if (v > (__int128)CC_BALANCE_MAX) goto big;
+    if (v > (CC_I128)CC_BALANCE_MAX) goto big;
     *out = neg ? -(int64_t)v : (int64_t)v;
     return CC_OK;
 bad:
@@ -64,8 +64,8 @@ int cc_scaled_to_decimal(int64_t v, int scale, int min_frac, char *buf, size_t b
 cc_rc cc_muldiv_half_up(int64_t a, int64_t b, int64_t d, int64_t *out, cc_error *err) {
     if (a < 0 || b < 0 || d <= 0)
         return cc_fail(err, CC_ERR_INVALID, "amount", "negative amount in conversion");
-    __int128 num = (__int128)a * (__int128)b;
-    __int128 q = num / d, r = num % d;
+    CC_I128 num = (CC_I128)a * (CC_I128)b;
+    CC_I128 q = num / d, r = num % d;
     if (2 * r >= d) q += 1; /* half-up: exact halves go up */
     if (q > INT64_MAX)
         return cc_fail(err, CC_ERR_INVALID, "amount", "amount overflows 64-bit micro-credits");
@@ -162,11 +162,11 @@ cc_rc cc_rates_convert(const cc_rates *rates, const char *currency, int64_t amou
     int64_t pow10 = 1;
     for (int i = 0; i < exp; i++) pow10 *= 10;
     /* units of rounding_micro = round_half_up(minor * rate / (10^exp * rounding)) */
-    __int128 d = (__int128)pow10 * rates->rounding_micro;
-    __int128 num = (__int128)amount_minor * rate->micro_per_major;
-    __int128 q = num / d, r = num % d;
+    CC_I128 d = (CC_I128)pow10 * rates->rounding_micro;
+    CC_I128 num = (CC_I128)amount_minor * rate->micro_per_major;
+    CC_I128 q = num / d, r = num % d;
     if (2 * r >= d) q += 1;
-    __int128 micro = q * rates->rounding_micro;
+    CC_I128 micro = q * rates->rounding_micro;
     if (micro > CC_AMOUNT_MAX)
         return cc_fail(err, CC_ERR_LIMIT, "amount_minor", "purchase is larger than %lld credits",
                        (long long)(CC_AMOUNT_MAX / CC_MICRO));

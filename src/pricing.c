@@ -213,7 +213,7 @@ static void *tmalloc(pctx *c, size_t n) {
 
 static cc_rc rfail(pctx *c, const char *path, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
+    CC_PRINTF_LIKE(3, 4)
 #endif
     ;
 static cc_rc rfail(pctx *c, const char *path, const char *fmt, ...) {
@@ -790,7 +790,7 @@ typedef struct ectx {
 
 static void warn(ectx *e, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
+    CC_PRINTF_LIKE(2, 3)
 #endif
     ;
 static void warn(ectx *e, const char *fmt, ...) {

@@ -13,7 +13,6 @@
 #include <openssl/params.h>
 #include <pthread.h>
 #include <string.h>
-#include <strings.h>
 
 struct cc_stripe {
     char *base;
@@ -38,7 +37,7 @@ static const struct { const char *code; int64_t minor; } MIN_CHARGE[] = {
 int64_t cc_stripe_min_charge_minor(const char *currency) {
     if (!currency) return 0;
     for (size_t i = 0; i < sizeof MIN_CHARGE / sizeof MIN_CHARGE[0]; i++)
-        if (strcasecmp(currency, MIN_CHARGE[i].code) == 0) return MIN_CHARGE[i].minor;
+        if (cc_strcasecmp(currency, MIN_CHARGE[i].code) == 0) return MIN_CHARGE[i].minor;
     return 0;
 }
 
@@ -64,7 +63,7 @@ static int uses_allowed_types(const char *version) {
 const char *cc_stripe_api_version(const cc_stripe *s) { return s->version; }
 
 int cc_stripe_methods_allowed(const char *currency) {
-    if (!currency || strcasecmp(currency, "usd") != 0) return CC_PAY_CARD;
+    if (!currency || cc_strcasecmp(currency, "usd") != 0) return CC_PAY_CARD;
     return CC_PAY_CARD | CC_PAY_WECHAT | CC_PAY_ALIPAY;
 }
 
