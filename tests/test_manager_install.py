@@ -11,6 +11,7 @@ Needs root (unshare -m) and PyPI for the venv's packages; scripts/setup-test
 installs the rest. Set COMFY_CREDITS_WHEELHOUSE to reuse built wheels."""
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -103,7 +104,7 @@ def test_manager_installs_the_wheel_and_the_pack_meters_api_nodes(tmp_path, whee
     print(f"Manager install (pip + install.py): {secs:.1f} s")
     c = Comfy(tmp_path, python=harness_python(tmp_path, comfy_python))
     try:
-        assert "comfy-credits: ready; 4 API node classes metered" in c.boot_log, c.boot_log
+        assert re.search(r"comfy-credits: ready; [1-9][0-9]* API node classes metered", c.boot_log), c.boot_log
         assert "IMPORT FAILED" not in c.boot_log and "DISABLED" not in c.boot_log
         st, body = c.http("GET", "/api/credits/status")
         assert st == 200 and body["available"] is True
@@ -169,6 +170,6 @@ def test_no_wheel_but_a_compiler_pip_builds_the_sdist(tmp_path, wheelhouse, comf
     assert "comfy-credits install: native module 0.1.0 comfy-credits-core wheel: OK" in out, out
     c = Comfy(tmp_path, python=comfy_python)
     try:
-        assert "comfy-credits: ready; 4 API node classes metered" in c.boot_log, c.boot_log
+        assert re.search(r"comfy-credits: ready; [1-9][0-9]* API node classes metered", c.boot_log), c.boot_log
     finally:
         c.close()
