@@ -37,7 +37,9 @@ class Upstream:
             resp = web.StreamResponse(headers={"X-Comfy-Credits-Used": "2.5"})
             await resp.prepare(req)
             await resp.write(b"x" * 64)
-            await asyncio.sleep(1.0)
+            # Well inside the gateway's 1000 ms timeout even on a loaded CI machine (at 1.0 s the
+            # two raced: a timeout left the abandoned stream open at teardown under ASan).
+            await asyncio.sleep(0.3)
             await resp.write(b"y" * 64)
             await resp.write_eof()
             return resp
