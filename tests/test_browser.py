@@ -2,7 +2,7 @@
 comfyui-frontend-package, a 1.27.x and a current 1.5x), served by the
 contract harness with this pack loaded. Everything is driven the way a person
 does it: the Settings dialog, the keyboard, a workflow opened with Ctrl+O and
-run with the visible Run button or Ctrl+Enter (never api.queuePrompt() or other
+run with the visible Run button or Ctrl+Enter (never the app's queueing API or other
 frontend internals). Screenshots go to build/browser-screenshots/ (CI
 artifacts, not committed).
 
