@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, os.environ.get("COMFY_CREDITS_IMPORT_ROOT", str(ROOT)))
+IMPORT_ROOT = os.environ.get("COMFY_CREDITS_IMPORT_ROOT", str(ROOT))
+sys.path.insert(0, IMPORT_ROOT)
 from comfy_credits_ext import _core  # noqa: E402
 
 C = _core.MICRO
@@ -100,7 +101,7 @@ def campaign(kills=200, path=None, seed=7):
     problems = []
     t0 = time.monotonic()
     for round_no in range(kills):
-        env = dict(os.environ, COMFY_CREDITS_IMPORT_ROOT=sys.path[0])
+        env = dict(os.environ, COMFY_CREDITS_IMPORT_ROOT=IMPORT_ROOT)
         proc = subprocess.Popen([sys.executable, __file__, "--writer", path, str(account), str(round_no)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         # Let it start, then kill it at a random point of its work.
