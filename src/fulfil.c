@@ -51,6 +51,18 @@ static int priced(const cc_checkout_session *s, const char *cur, cc_fulfil_state
     return 1;
 }
 
+/* The session was credited before (entry e): report that entry, add nothing. */
+static cc_rc already(const cc_entry *e, cc_fulfil_state *state, cc_result *res) {
+    memset(res, 0, sizeof *res);
+    res->replayed = 1;
+    res->entry_id = e->id;
+    res->account_id = e->account_id;
+    res->amount = e->amount;
+    res->balance_after = e->balance_after;
+    *state = CC_FULFIL_ALREADY;
+    return CC_OK;
+}
+
 cc_rc cc_fulfil_checkout(cc_ledger *l, const cc_checkout_session *s, int test, cc_fulfil_state *state,
                          cc_result *res, cc_error *err) {
     memset(res, 0, sizeof *res);
@@ -65,15 +77,7 @@ cc_rc cc_fulfil_checkout(cc_ledger *l, const cc_checkout_session *s, int test, c
     /* Credited already (here, or by the operator resolving it): nothing more. */
     cc_entry done;
     cc_error e_read;
-    if (cc_ledger_entry(l, key, &done, &e_read) == CC_OK) {
-        res->replayed = 1;
-        res->entry_id = done.id;
-        res->account_id = done.account_id;
-        res->amount = done.amount;
-        res->balance_after = done.balance_after;
-        *state = CC_FULFIL_ALREADY;
-        return CC_OK;
-    }
+    if (cc_ledger_entry(l, key, &done, &e_read) == CC_OK) return already(&done, state, res);
     /* Paid: from here on every refusal is kept for the operator. */
     if (s->account_id <= 0)
         return attention(state, err, "client_reference_id", "session %s names no account", s->id, 0, 0);
@@ -114,14 +118,7 @@ cc_rc cc_fulfil_checkout(cc_ledger *l, const cc_checkout_session *s, int test, c
         cc_error e2;
         if (cc_ledger_entry(l, key, &e, &e2) == CC_OK && e.amount == s->credits_micro &&
             e.account_id == s->account_id) {
-            memset(res, 0, sizeof *res);
-            res->replayed = 1;
-            res->entry_id = e.id;
-            res->account_id = e.account_id;
-            res->amount = e.amount;
-            res->balance_after = e.balance_after;
-            *state = CC_FULFIL_ALREADY;
-            return CC_OK;
+            return already(&e, state, res);
         }
     }
     if (rc == CC_ERR_STORAGE || rc == CC_ERR_NOMEM) {

@@ -1,5 +1,14 @@
 /*
-** ledger.h — the credits ledger: accounts, grants, purchases, holds.
+** ledger.h — the credits ledger: the money operations (grants, purchases,
+** holds and their resolution) and the reads of what they recorded.
+**
+** The ledger is four concepts, one file each (ledger_int.h ties them):
+**   ledger.c  the ledger object: open/close, the reader pool, the reads.
+**   rules.c   the money rules: what each operation below may do (this header).
+**   commit.c  group commit: the single writer and its batching (commit.h).
+**   verify.c  every invariant recomputed from the entries (verify.h).
+** Accounts, passwords, sessions and API keys are auth.c (auth.h); they go
+** through the same group commit but have their own types.
 **
 ** Contract (the rules of ../shared/seed/credits-docs.txt, modelled on
 ** TigerBeetle's two-phase transfers, see anchors.md §1.1):
@@ -24,7 +33,8 @@
 **     the hold returns the rest of the hold. `note` says why (history).
 **   - hold_extend: moves an open hold's expiry to now + ttl_ms when that is
 **     later (a run still making calls keeps its hold). No entry: no money
-**     moves. CC_ERR_STATE when the hold is not open.
+**     moves; result.expires_ms is the expiry after it. CC_ERR_STATE when
+**     the hold is not open.
 **   - void: releases an open hold entirely (failed or cancelled runs).
 **   - expire: voids holds whose ttl has passed, with entries keyed
 **     "expire:<hold id>". A hold resolves at most once (settle, void or
@@ -49,8 +59,6 @@
 #define CC_READERS_MAX 16            /* read connections in the pool */
 #define CC_HOLD_TTL_MS_MAX (7LL * 24 * 3600 * 1000) /* a hold lives a week at most */
 #define CC_EXPIRE_PER_CALL_MAX 10000 /* holds one expire operation resolves */
-#define CC_ACCOUNTS_LIST_MAX 10000   /* accounts returned by one list call */
-#define CC_VERIFY_PROBLEMS_MAX 100   /* problems reported by one verify */
 #define CC_ACCOUNT_CACHE_MAX 16384   /* accounts cached by the writer (~10 MB at most) */
 #define CC_HOLD_CACHE_MAX 16384      /* open holds cached by the writer (~7 MB at most) */
 
@@ -61,11 +69,6 @@ typedef enum cc_op_kind {
     CC_OP_SETTLE,
     CC_OP_VOID,
     CC_OP_EXPIRE,           /* void every due hold (up to `limit`) at now_ms */
-    CC_OP_ACCOUNT_CREATE,
-    CC_OP_ACCOUNT_UPDATE,   /* status / role / display name */
-    CC_OP_CRED_CREATE,      /* a session or API key (see cc_ledger_credential_create) */
-    CC_OP_CRED_REVOKE,
-    CC_OP_PASSWORD_SET,     /* note = the encoded hash (see password.h) */
     CC_OP_TEST_PURCHASE,    /* a purchase through a sandbox/test-mode checkout: TEST credits (same fields) */
     CC_OP_HOLD_EXTEND,      /* hold_id, ttl_ms: expiry = max(expiry, now + ttl_ms) */
 } cc_op_kind;
@@ -92,20 +95,12 @@ typedef struct cc_op {
     int64_t amount_minor;     /* purchase */
     const char *method;       /* purchase: "card", "wechat_pay", "alipay", ... */
     const char *external_ref; /* purchase: e.g. the Stripe Checkout Session id */
-    const char *email;        /* account_create */
-    const char *display_name; /* account_create / update (NULL = keep) */
-    int role;                 /* account_create / update (-1 = keep) */
-    int active;               /* account_update (-1 = keep) */
     int64_t now_ms;           /* expire: the clock to compare with (0 = now) */
     int limit;                /* expire: at most this many (0 = max) */
-    int cred_kind;            /* cred ops: cc_cred_kind */
-    const unsigned char *cred_hash; /* cred_create: SHA-256 of the secret */
-    const char *cred_hint;    /* cred_create: first characters of the secret */
-    int64_t cred_id;          /* cred_revoke: one credential, or 0 for all of the kind */
     int64_t charge_max;       /* settle: charge at most this (-1 = the hold) */
 } cc_op;
 
-void cc_op_init(cc_op *op, cc_op_kind kind); /* zero, usage -1, role/active -1 */
+void cc_op_init(cc_op *op, cc_op_kind kind); /* zero, usage -1, charge_max -1 */
 
 typedef struct cc_result {
     cc_rc rc;
@@ -120,6 +115,7 @@ typedef struct cc_result {
     int64_t balance_after;
     int64_t held_after;
     int64_t count;            /* expire: holds expired */
+    int64_t expires_ms;       /* hold_extend: the hold's expiry after it */
 } cc_result;
 
 typedef struct cc_ledger cc_ledger;
@@ -138,11 +134,6 @@ cc_rc cc_ledger_execute(cc_ledger *l, const cc_op *ops, int n, cc_result *result
 /* Convenience: one operation; returns results->rc. */
 cc_rc cc_ledger_execute1(cc_ledger *l, const cc_op *op, cc_result *result);
 
-cc_rc cc_ledger_account(cc_ledger *l, int64_t id, cc_account *out, cc_error *err);
-cc_rc cc_ledger_account_by_email(cc_ledger *l, const char *email, cc_account *out,
-                                 cc_error *err);
-cc_rc cc_ledger_accounts(cc_ledger *l, int64_t after_id, int limit, cc_account *out,
-                         int *n_out, cc_error *err);
 cc_rc cc_ledger_hold(cc_ledger *l, int64_t hold_id, cc_hold *out, cc_error *err);
 cc_rc cc_ledger_entry(cc_ledger *l, const char *key, cc_entry *out, cc_error *err);
 
@@ -150,17 +141,6 @@ cc_rc cc_ledger_entry(cc_ledger *l, const char *key, cc_entry *out, cc_error *er
 ** page (0 when this was the last). */
 cc_rc cc_ledger_history(cc_ledger *l, const cc_history_query *q, cc_entry *out, int *n_out,
                         int64_t *next_before, cc_error *err);
-
-/* Recomputes every invariant from the entries. Writes up to `cap` problem
-** descriptions (each a malloc'd string the caller frees) and their count.
-** CC_OK means the check ran (problems may still be > 0). Stats out: */
-typedef struct cc_verify_stats {
-    int64_t accounts, entries, holds, open_holds;
-    int64_t balance_total, held_total;
-    int64_t problems_total;     /* may exceed the problems returned */
-} cc_verify_stats;
-cc_rc cc_ledger_verify(cc_ledger *l, char **problems, int cap, int *n_problems,
-                       cc_verify_stats *stats, cc_error *err);
 
 /* TEST credits (CC_KIND_TEST, from a sandbox or test-mode checkout) are kept
 ** apart as account.test_balance and are never counted as paid. While they are
@@ -174,32 +154,6 @@ int cc_ledger_test_spendable(cc_ledger *l);
 /* Group-commit counters since open: operations and commits. */
 void cc_ledger_counters(cc_ledger *l, int64_t *ops, int64_t *commits);
 
-/* Sessions and personal API keys. The secret ("ccs_..." / "cck_...") is
-** written to token_out once and stored only as its SHA-256. ttl_ms 0 means
-** no expiry (API keys); sessions need 1..CC_SESSION_TTL_MS_MAX. */
-#define CC_CRED_TOKEN_BYTES 68       /* "ccX_" + 64 hex */
-#define CC_SESSION_TTL_MS_MAX (90LL * 24 * 3600 * 1000)
-#define CC_API_KEYS_PER_ACCOUNT_MAX 50
-cc_rc cc_ledger_credential_create(cc_ledger *l, int64_t account_id, int kind, const char *label, int64_t ttl_ms,
-                                  char *token_out, size_t token_cap, cc_credential *out, cc_error *err);
-/* id > 0 revokes that credential of the account; id == 0 all of the kind. */
-cc_rc cc_ledger_credential_revoke(cc_ledger *l, int64_t account_id, int kind, int64_t id, int *count,
-                                  cc_error *err);
-/* Who presents this secret: CC_ERR_NOT_FOUND for unknown/revoked/expired
-** secrets (one answer for all, so probing learns nothing), CC_ERR_STATE for
-** a disabled account. */
-cc_rc cc_ledger_credential_check(cc_ledger *l, const char *token, cc_credential *cred, cc_account *acct,
-                                 cc_error *err);
-cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_credential *out, int cap,
-                                int *n_out, cc_error *err);
-
-/* Passwords: hashed with scrypt before the write (the KDF never runs inside
-** a commit). sign_in answers CC_ERR_NOT_FOUND "wrong email or password" for
-** an unknown email and a wrong password alike, after the same KDF work, and
-** CC_ERR_STATE for a disabled account. */
-cc_rc cc_ledger_set_password(cc_ledger *l, int64_t account_id, const char *password, cc_error *err);
-cc_rc cc_ledger_sign_in(cc_ledger *l, const char *email, const char *password, cc_account *out, cc_error *err);
-
 /* Settled runs per UTC day and node class (for the Credits panel's chart).
 ** The range is at most CC_USAGE_RANGE_MS_MAX. */
 #define CC_USAGE_RANGE_MS_MAX (366LL * 24 * 3600 * 1000)
@@ -208,6 +162,10 @@ cc_rc cc_ledger_usage(cc_ledger *l, int64_t account_id, int64_t since_ms, int64_
 
 const char *cc_kind_name(int kind);
 int cc_kind_from_name(const char *name); /* 0 if unknown */
-int cc_email_valid(const char *email);
+
+/* The rest of the ledger's public surface, one header per concept; included
+** here so that code which includes ledger.h keeps compiling unchanged. */
+#include "auth.h"
+#include "verify.h"
 
 #endif

@@ -317,19 +317,20 @@ static PyObject *L_create_account(LedgerObject *self, PyObject *args, PyObject *
     if (ensure_open(self) < 0) return NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO:create_account", kwlist, &email_o, &name_o, &role_o))
         return NULL;
-    cc_op op;
-    cc_op_init(&op, CC_OP_ACCOUNT_CREATE);
-    if (ccpy_str(st, email_o, "email", &op.email) < 0 || ccpy_str(st, name_o, "display_name", &op.display_name) < 0 ||
-        role_from(st, role_o, &op.role) < 0)
+    cc_account_new a = {.role = -1};
+    if (ccpy_str(st, email_o, "email", &a.email) < 0 || ccpy_str(st, name_o, "display_name", &a.display_name) < 0 ||
+        role_from(st, role_o, &a.role) < 0)
         return NULL;
-    cc_result r;
+    int64_t id = 0;
+    cc_error e;
+    cc_rc rc;
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
-    cc_ledger_execute1(self->l, &op, &r);
+    rc = cc_ledger_account_create(self->l, &a, &id, &e);
     Py_END_ALLOW_THREADS
     self->busy--;
-    if (r.rc != CC_OK) return ccpy_raise(st, &r.err);
-    return fetch_account(self, r.account_id);
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    return fetch_account(self, id);
 }
 
 static PyObject *L_update_account(LedgerObject *self, PyObject *args, PyObject *kw) {
@@ -340,23 +341,24 @@ static PyObject *L_update_account(LedgerObject *self, PyObject *args, PyObject *
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$OOO:update_account", kwlist, &id_o, &active_o, &role_o,
                                      &name_o))
         return NULL;
-    cc_op op;
-    cc_op_init(&op, CC_OP_ACCOUNT_UPDATE);
-    if (ccpy_i64(st, id_o, "account_id", &op.account_id) < 0 ||
-        ccpy_str(st, name_o, "display_name", &op.display_name) < 0 || role_from(st, role_o, &op.role) < 0)
+    cc_account_change ch;
+    cc_account_change_init(&ch, 0);
+    if (ccpy_i64(st, id_o, "account_id", &ch.account_id) < 0 ||
+        ccpy_str(st, name_o, "display_name", &ch.display_name) < 0 || role_from(st, role_o, &ch.role) < 0)
         return NULL;
     if (active_o != Py_None) {
         if (!PyBool_Check(active_o)) return ccpy_invalid(st, "active", "active must be True or False");
-        op.active = active_o == Py_True;
+        ch.active = active_o == Py_True;
     }
-    cc_result r;
+    cc_error e;
+    cc_rc rc;
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
-    cc_ledger_execute1(self->l, &op, &r);
+    rc = cc_ledger_account_update(self->l, &ch, &e);
     Py_END_ALLOW_THREADS
     self->busy--;
-    if (r.rc != CC_OK) return ccpy_raise(st, &r.err);
-    return fetch_account(self, op.account_id);
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    return fetch_account(self, ch.account_id);
 }
 
 static PyObject *L_account(LedgerObject *self, PyObject *arg) {

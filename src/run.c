@@ -274,14 +274,22 @@ int64_t cc_runs_reservation(cc_runs *r, const char *prompt_id) {
 
 /* ------------------------------------------------------------ begin */
 
+#define RESOLVE_KEY_BYTES 48
+
+/* The operation that resolves a run's hold, keyed "<prefix>:<hold id>" in key. */
+static void resolve_op(cc_op *op, cc_op_kind kind, const char *prefix, int64_t hold_id, const char *note,
+                       char key[RESOLVE_KEY_BYTES]) {
+    snprintf(key, RESOLVE_KEY_BYTES, "%s:%lld", prefix, (long long)hold_id);
+    cc_op_init(op, kind);
+    op->key = key;
+    op->hold_id = hold_id;
+    op->note = note;
+}
+
 static cc_rc ledger_void(cc_runs *r, int64_t hold_id, const char *note, cc_result *res) {
-    char key[48];
-    snprintf(key, sizeof key, "void:%lld", (long long)hold_id);
+    char key[RESOLVE_KEY_BYTES];
     cc_op op;
-    cc_op_init(&op, CC_OP_VOID);
-    op.key = key;
-    op.hold_id = hold_id;
-    op.note = note;
+    resolve_op(&op, CC_OP_VOID, "void", hold_id, note, key);
     return cc_ledger_execute1(r->ledger, &op, res);
 }
 
@@ -446,7 +454,7 @@ static void extend_hold(cc_runs *r, int64_t run_id) {
     if (cc_ledger_execute1(r->ledger, &op, &res) != CC_OK) return; /* resolved meanwhile, or storage: expiry decides */
     pthread_mutex_lock(&r->mu);
     run *x = i64map_get(&r->runs, run_id);
-    if (x && res.count > x->hold_expires_ms) x->hold_expires_ms = res.count;
+    if (x && res.expires_ms > x->hold_expires_ms) x->hold_expires_ms = res.expires_ms;
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -624,15 +632,11 @@ cc_rc cc_run_finish(cc_runs *r, int64_t run_id, cc_run_outcome outcome, cc_run_r
         if (billed == 0) {
             rc = ledger_void(r, run_id, res.reason, &lr);
         } else {
-            char key[48];
-            snprintf(key, sizeof key, "settle:%lld", (long long)run_id);
+            char key[RESOLVE_KEY_BYTES];
             cc_op op;
-            cc_op_init(&op, CC_OP_SETTLE);
-            op.key = key;
-            op.hold_id = run_id;
+            resolve_op(&op, CC_OP_SETTLE, "settle", run_id, res.reason, key);
             op.amount = billed;
             op.charge_max = waive ? 0 : -1;
-            op.note = res.reason;
             op.usage.tokens_in = u.input_tokens;
             op.usage.tokens_out = u.output_tokens;
             op.usage.images = u.images;

@@ -2,9 +2,9 @@
 ** store.h — the storage interface under the ledger.
 **
 ** Contract:
-**   - The ledger (ledger.c) owns every rule about money; a store only keeps
+**   - The ledger (rules.c) owns every rule about money; a store only keeps
 **     rows and answers queries. A second backend (PostgreSQL) implements this
-**     same table of functions without touching ledger.c.
+**     same table of functions without touching the ledger.
 **   - A cc_store opens connections. One connection is used by one thread at a
 **     time (the ledger serialises access); different connections may be used
 **     from different threads at once.

@@ -53,6 +53,18 @@ extern const char *ct_cur_name;
         if (ct_cur_failed) ct_failed++; else ct_passed++;                      \
     } while (0)
 
+/* Shared fixtures (test_main.c). Every ledger file lives in one temporary
+** directory per run, removed when main() ends. */
+#include "ledger.h"
+#define CT_PATH_BYTES_MAX 300
+/* A new file path in the run's temporary directory (nothing is created). */
+void ct_db_path(char *out, size_t cap);
+/* A fresh, empty ledger on its own SQLite file; its path is written to
+** path_out unless that is NULL. */
+cc_ledger *ct_ledger(int readers, char *path_out, size_t path_cap);
+/* Creates an account (display name "Test") and returns its id. */
+int64_t ct_account(cc_ledger *l, const char *email);
+
 /* Suites, one per tested concept; each is defined in its test_*.c file. */
 void suite_money(void);
 void suite_pricing(void);
@@ -63,5 +75,6 @@ void suite_fulfil(void);
 void suite_password(void);
 void suite_gwpath(void);
 void suite_run(void);
+void suite_auth(void);
 
 #endif

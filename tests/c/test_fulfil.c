@@ -7,32 +7,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static char dir[64];
-static int seq;
+static cc_ledger *fresh(void) { return ct_ledger(2, NULL, 0); }
 
-static cc_ledger *fresh(void) {
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/cc-fulfil-XXXXXX");
-        CHECK(mkdtemp(dir) != NULL);
-    }
-    char path[128];
-    snprintf(path, sizeof path, "%s/f%d.db", dir, seq++);
-    cc_store *s;
-    cc_ledger *l = NULL;
-    cc_error e;
-    CHECK(cc_store_sqlite_open(path, 5000, &s, &e) == CC_OK);
-    CHECK(cc_ledger_open(s, 2, &l, &e) == CC_OK);
-    return l;
-}
-
-static int64_t account(cc_ledger *l) {
-    cc_op op;
-    cc_result r;
-    cc_op_init(&op, CC_OP_ACCOUNT_CREATE);
-    op.email = "buyer@example.com";
-    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
-    return r.account_id;
-}
+static int64_t account(cc_ledger *l) { return ct_account(l, "buyer@example.com"); }
 
 /* A paid USD session priced at 211 credits per dollar. */
 static cc_checkout_session paid(const char *id, int64_t acct, int64_t cents) {

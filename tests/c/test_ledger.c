@@ -10,33 +10,11 @@
 
 #define C(n) ((int64_t)(n) * CC_MICRO)
 
-static char tmpdir[256];
-static int dbseq;
+static char path_last[CT_PATH_BYTES_MAX]; /* the file of the newest fresh() ledger */
 
-static cc_ledger *fresh(void) {
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/cc-ctest-XXXXXX");
-        CHECK(mkdtemp(tmpdir) != NULL);
-    }
-    char path[300];
-    snprintf(path, sizeof path, "%s/l%d.db", tmpdir, dbseq++);
-    cc_store *s;
-    cc_ledger *l = NULL;
-    cc_error e;
-    CHECK(cc_store_sqlite_open(path, 5000, &s, &e) == CC_OK);
-    CHECK(cc_ledger_open(s, 4, &l, &e) == CC_OK);
-    return l;
-}
+static cc_ledger *fresh(void) { return ct_ledger(4, path_last, sizeof path_last); }
 
-static int64_t mkacct(cc_ledger *l, const char *email) {
-    cc_op op;
-    cc_result r;
-    cc_op_init(&op, CC_OP_ACCOUNT_CREATE);
-    op.email = email;
-    op.display_name = "Test";
-    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
-    return r.account_id;
-}
+static int64_t mkacct(cc_ledger *l, const char *email) { return ct_account(l, email); }
 
 static cc_rc grant(cc_ledger *l, const char *key, int64_t acct, int64_t amount, cc_result *r) {
     cc_op op;
@@ -101,27 +79,29 @@ static void accounts(void) {
     cc_ledger *l = fresh();
     int64_t a = mkacct(l, "Ann@Example.com");
     CHECK(a > 0);
-    cc_op op;
-    cc_result r;
-    cc_op_init(&op, CC_OP_ACCOUNT_CREATE);
-    op.email = "ann@example.COM";   /* case-insensitive unique */
-    CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_EXISTS);
-    CHECK_STR(r.err.field, "email");
-    op.email = "not-an-email";
-    CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_INVALID);
-    op.email = "a@b";
-    CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_INVALID);
-    cc_account acc;
+    cc_account_new n = {.email = "ann@example.COM", .role = -1}; /* case-insensitive unique */
+    int64_t id = 0;
     cc_error e;
+    CHECK(cc_ledger_account_create(l, &n, &id, &e) == CC_ERR_EXISTS);
+    CHECK_STR(e.field, "email");
+    n.email = "not-an-email";
+    CHECK(cc_ledger_account_create(l, &n, &id, &e) == CC_ERR_INVALID);
+    n.email = "a@b";
+    CHECK(cc_ledger_account_create(l, &n, &id, &e) == CC_ERR_INVALID);
+    n.email = "role@example.com";
+    n.role = 7;
+    CHECK(cc_ledger_account_create(l, &n, &id, &e) == CC_ERR_INVALID);
+    CHECK_STR(e.field, "role");
+    cc_account acc;
     CHECK(cc_ledger_account_by_email(l, "ANN@example.com", &acc, &e) == CC_OK);
     CHECK_EQ_I64(acc.id, a);
     CHECK(acc.active == 1 && acc.role == CC_ROLE_USER);
     CHECK(cc_ledger_account(l, 999, &acc, &e) == CC_ERR_NOT_FOUND);
-    cc_op_init(&op, CC_OP_ACCOUNT_UPDATE);
-    op.account_id = a;
-    op.active = 0;
-    op.role = CC_ROLE_ADMIN;
-    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    cc_account_change ch;
+    cc_account_change_init(&ch, a);
+    ch.active = 0;
+    ch.role = CC_ROLE_ADMIN;
+    CHECK(cc_ledger_account_update(l, &ch, &e) == CC_OK);
     CHECK(cc_ledger_account(l, a, &acc, &e) == CC_OK);
     CHECK(acc.active == 0 && acc.role == CC_ROLE_ADMIN);
     CHECK_STR(acc.display_name, "Test");
@@ -263,11 +243,10 @@ static void holds(void) {
     CHECK(settle(l, "s6", h1.hold_id, 0, &r) == CC_OK);
     CHECK_EQ_I64(r.balance_after, C(1));
     /* Disabled accounts cannot hold. */
-    cc_op op;
-    cc_op_init(&op, CC_OP_ACCOUNT_UPDATE);
-    op.account_id = a;
-    op.active = 0;
-    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    cc_account_change ch;
+    cc_account_change_init(&ch, a);
+    ch.active = 0;
+    CHECK(cc_ledger_account_update(l, &ch, &e) == CC_OK);
     CHECK(hold(l, "h7", a, 1, &r) == CC_ERR_STATE);
     CHECK(verify_ok(l));
     cc_ledger_close(l);
@@ -485,7 +464,7 @@ static void verify_detects(void) {
     CHECK(grant(l, "g", a, C(5), &r) == CC_OK);
     CHECK(verify_ok(l));
     char path[300];
-    snprintf(path, sizeof path, "%s/l%d.db", tmpdir, dbseq - 1);
+    snprintf(path, sizeof path, "%s", path_last);
     sqlite3 *db;
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     CHECK(sqlite3_exec(db, "UPDATE accounts SET balance = balance + 1, held = 0", 0, 0, 0) == SQLITE_OK);
@@ -504,7 +483,7 @@ static void verify_detects(void) {
 static void two_writers(void) {
     cc_ledger *l1 = fresh();
     char path[300];
-    snprintf(path, sizeof path, "%s/l%d.db", tmpdir, dbseq - 1);
+    snprintf(path, sizeof path, "%s", path_last);
     cc_store *s2;
     cc_ledger *l2 = NULL;
     cc_error e;
@@ -521,11 +500,10 @@ static void two_writers(void) {
     CHECK(settle(l2, "s1", h.hold_id, C(2), &r) == CC_OK); /* l2 settles l1's cached hold */
     CHECK_EQ_I64(r.balance_after, C(9));
     CHECK(settle(l1, "s1b", h.hold_id, C(2), &r) == CC_ERR_STATE); /* l1 must not settle it again */
-    cc_op op;
-    cc_op_init(&op, CC_OP_ACCOUNT_UPDATE);
-    op.account_id = a;
-    op.active = 0;
-    CHECK(cc_ledger_execute1(l2, &op, &r) == CC_OK);      /* disabled elsewhere */
+    cc_account_change ch;
+    cc_account_change_init(&ch, a);
+    ch.active = 0;
+    CHECK(cc_ledger_account_update(l2, &ch, &e) == CC_OK); /* disabled elsewhere */
     CHECK(hold(l1, "h2", a, C(1), &h) == CC_ERR_STATE);
     CHECK(verify_ok(l1));
     cc_ledger_close(l2);
@@ -574,7 +552,7 @@ static void hold_extend(void) {
     op.hold_id = h1.hold_id;
     op.ttl_ms = 600000;
     CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
-    CHECK(r.count >= cc_now_ms() + 590000);
+    CHECK(r.expires_ms >= cc_now_ms() + 590000);
     cc_op ex;
     cc_op_init(&ex, CC_OP_EXPIRE);
     ex.now_ms = cc_now_ms() + 120000; /* past the first ttl, before the extended one */
@@ -583,7 +561,7 @@ static void hold_extend(void) {
     /* Extending never shortens. */
     op.ttl_ms = 1;
     CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
-    CHECK(r.count >= cc_now_ms() + 590000);
+    CHECK(r.expires_ms >= cc_now_ms() + 590000);
     CHECK(settle(l, "s1", h1.hold_id, C(1), &r) == CC_OK);
     op.ttl_ms = 600000;
     CHECK(cc_ledger_execute1(l, &op, &r) == CC_ERR_STATE); /* resolved: nothing to keep alive */
@@ -613,7 +591,7 @@ static void reserved_keys(void) {
 /* A ledger written by a newer comfy-credits is refused, untouched. */
 static void schema_newer(void) {
     char path[300];
-    snprintf(path, sizeof path, "%s/l%d.db", tmpdir, dbseq++);
+    ct_db_path(path, sizeof path);
     cc_store *s;
     cc_ledger *l = NULL;
     cc_error e;
@@ -635,7 +613,7 @@ static void schema_newer(void) {
 /* Running totals never wrap: an operation that would overflow one is refused. */
 static void totals_overflow(void) {
     char path[300];
-    snprintf(path, sizeof path, "%s/l%d.db", tmpdir, dbseq++);
+    ct_db_path(path, sizeof path);
     cc_store *s;
     cc_ledger *l = NULL;
     cc_error e;
@@ -680,9 +658,4 @@ void suite_ledger(void) {
     RUN(race_exact);
     RUN(batch_semantics);
     RUN(verify_detects);
-    if (tmpdir[0]) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        CHECK(system(cmd) == 0);
-    }
 }

@@ -15,9 +15,6 @@ static const char *TABLE =
     "\"Tok\":{\"credits\":\"10\",\"units\":{\"output_tokens_per_1m\":{\"credits\":\"1000000\"}}}}}";
 #define FLAT 8440000
 
-static char dir[256];
-static int seq;
-
 typedef struct env {
     cc_ledger *l;
     cc_price_table *t;
@@ -27,25 +24,14 @@ typedef struct env {
 
 static void env_open(env *v, int64_t credits, int64_t ttl_ms, int64_t wait_ms, int charge_interrupted) {
     cc_error e;
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/cc-runtest-XXXXXX");
-        CHECK(mkdtemp(dir) != NULL);
-    }
-    char path[300];
-    snprintf(path, sizeof path, "%s/r%d.db", dir, seq++);
-    cc_store *s;
-    CHECK(cc_store_sqlite_open(path, 5000, &s, &e) == CC_OK);
-    CHECK(cc_ledger_open(s, 2, &v->l, &e) == CC_OK);
+    v->l = ct_ledger(2, NULL, 0);
     CHECK(cc_price_table_parse(TABLE, strlen(TABLE), &v->t, &e) == CC_OK);
     cc_runs_config cfg = {.hold_ttl_ms = ttl_ms, .finish_wait_ms = wait_ms, .charge_interrupted = charge_interrupted};
     CHECK(cc_runs_open(v->l, v->t, &cfg, &v->r, &e) == CC_OK);
-    cc_op op;
-    cc_result res;
-    cc_op_init(&op, CC_OP_ACCOUNT_CREATE);
-    op.email = "run@example.com";
-    CHECK(cc_ledger_execute1(v->l, &op, &res) == CC_OK);
-    v->acct = res.account_id;
+    v->acct = ct_account(v->l, "run@example.com");
     if (credits) {
+        cc_op op;
+        cc_result res;
         cc_op_init(&op, CC_OP_GRANT);
         op.key = "seed";
         op.account_id = v->acct;

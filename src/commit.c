@@ -1,0 +1,172 @@
+/*
+** commit.c — group commit: the ledger's single writer and its batching.
+** See commit.h for the contract.
+*/
+#include "commit.h"
+
+#include <stdlib.h>
+
+/* ---------------------------------------------------------------- writer-side caches */
+
+static void caches_clear(cc_ledger *l) {
+    i64map_clear(&l->acct_cache, free);
+    i64map_clear(&l->hold_cache, free);
+    l->ndirty = 0;
+}
+
+static cc_rc flush_dirty(cc_ledger *l, cc_conn *c, cc_error *err) {
+    for (int i = 0; i < l->ndirty; i++) {
+        cc_acct_slot *s = i64map_get(&l->acct_cache, l->dirty[i]);
+        CC_ASSERT(s && s->dirty);
+        cc_rc rc = c->v->account_update(c, &s->a, err);
+        if (rc != CC_OK) return rc == CC_ERR_NOT_FOUND ? cc_fail(err, CC_ERR_STORAGE, "", "account vanished") : rc;
+        s->dirty = 0;
+    }
+    l->ndirty = 0;
+    return CC_OK;
+}
+
+cc_rc ledger_acct_load(cc_ledger *l, cc_conn *c, int64_t id, cc_acct_slot **out, cc_error *err) {
+    cc_acct_slot *s = i64map_get(&l->acct_cache, id);
+    if (s) { *out = s; return CC_OK; }
+    if (l->acct_cache.count >= l->acct_cache.max_items) {
+        /* Full: write back what changed, then start over (bounded memory). */
+        cc_rc rc = flush_dirty(l, c, err);
+        if (rc != CC_OK) return rc;
+        i64map_clear(&l->acct_cache, free);
+    }
+    s = malloc(sizeof *s);
+    if (!s) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    cc_rc rc = c->v->account_get(c, id, &s->a, err);
+    if (rc != CC_OK) { free(s); return rc; }
+    s->dirty = 0;
+    CC_ASSERT(i64map_put(&l->acct_cache, id, s) == 0);
+    *out = s;
+    return CC_OK;
+}
+
+void ledger_acct_store(cc_ledger *l, cc_acct_slot *s, const cc_account *after) {
+    CC_ASSERT(after->balance >= 0 && after->held >= 0 && after->held <= after->balance);
+    CC_ASSERT(after->balance <= CC_BALANCE_MAX);
+    s->a = *after;
+    if (!s->dirty) {
+        s->dirty = 1;
+        CC_ASSERT(l->ndirty < CC_ACCOUNT_CACHE_MAX);
+        l->dirty[l->ndirty++] = after->id;
+    }
+}
+
+/* ---------------------------------------------------------------- one commit */
+
+static void abort_batch(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end, const cc_error *why) {
+    l->writer->v->rollback(l->writer);
+    caches_clear(l); /* they may hold state the rollback just undid */
+    for (cc_commit_job *j = batch; j != end; j = j->next) j->fail(j->arg, why);
+}
+
+/* Runs jobs [batch, end) in one write transaction. Called by the leader only,
+** so the writer connection and the caches are used by one thread at a time.
+** Returns the operations applied (0 when the commit rolled back). */
+static int64_t run_batch(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end) {
+    cc_conn *w = l->writer;
+    cc_error err;
+    cc_error_clear(&err);
+    int64_t nops = 0;
+    int changed = 1;
+    if (w->v->begin_write(w, &err) != CC_OK || w->v->data_changed(w, &changed, &err) != CC_OK) {
+        abort_batch(l, batch, end, &err);
+        return 0;
+    }
+    if (changed) caches_clear(l);
+    CC_ASSERT(l->ndirty == 0);
+    int64_t now = cc_now_ms();
+    for (cc_commit_job *j = batch; j != end; j = j->next) {
+        int64_t n = 0;
+        cc_rc rc = j->apply(l, w, j->arg, now, &n, &err);
+        nops += n;
+        if (rc != CC_OK) {
+            CC_ASSERT(ledger_fatal(rc));
+            cc_error why = err;
+            abort_batch(l, batch, end, &why);
+            return 0;
+        }
+    }
+    if (flush_dirty(l, w, &err) != CC_OK || w->v->commit(w, &err) != CC_OK) {
+        abort_batch(l, batch, end, &err);
+        return 0;
+    }
+    return nops;
+}
+
+/* ---------------------------------------------------------------- leader/follower */
+
+void ledger_commit(cc_ledger *l, cc_commit_job *job) {
+    CC_ASSERT(job->nops >= 1 && job->nops <= CC_BATCH_OPS_MAX);
+    job->done = 0;
+    job->next = NULL;
+    pthread_mutex_lock(&l->mu);
+    if (l->tail) l->tail->next = job; else l->head = job;
+    l->tail = job;
+    while (!job->done) {
+        if (l->leader) {
+            pthread_cond_wait(&l->cv, &l->mu);
+            continue;
+        }
+        /* Become the leader: take whole jobs from the queue up to the batch
+        ** limit (always at least one), run them in one commit. */
+        l->leader = 1;
+        cc_commit_job *batch = l->head, *end = l->head;
+        int taken = 0;
+        while (end && (taken == 0 || taken + end->nops <= CC_BATCH_OPS_MAX)) {
+            taken += end->nops;
+            end = end->next;
+        }
+        l->head = end;
+        if (!end) l->tail = NULL;
+        pthread_mutex_unlock(&l->mu);
+
+        int64_t nops = run_batch(l, batch, end);
+
+        pthread_mutex_lock(&l->mu);
+        /* `next` is read before `done` is set: a finished job's owner may
+        ** return (and its stack frame go) as soon as it sees done. */
+        for (cc_commit_job *j = batch; j != end;) {
+            cc_commit_job *next = j->next;
+            j->done = 1;
+            j = next;
+        }
+        l->leader = 0;
+        l->ops_total += nops;
+        l->commits_total += 1;
+        pthread_cond_broadcast(&l->cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+void cc_ledger_counters(cc_ledger *l, int64_t *ops, int64_t *commits) {
+    pthread_mutex_lock(&l->mu);
+    *ops = l->ops_total;
+    *commits = l->commits_total;
+    pthread_mutex_unlock(&l->mu);
+}
+
+int ledger_commit_init(cc_ledger *l) {
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    l->dirty = malloc(sizeof(int64_t) * CC_ACCOUNT_CACHE_MAX);
+    if (!l->dirty || i64map_init(&l->acct_cache, CC_ACCOUNT_CACHE_MAX) != 0 ||
+        i64map_init(&l->hold_cache, CC_HOLD_CACHE_MAX) != 0)
+        return -1;
+    return 0;
+}
+
+void ledger_commit_destroy(cc_ledger *l) {
+    pthread_mutex_lock(&l->mu);
+    CC_ASSERT(!l->leader && !l->head); /* the binding closes only when idle */
+    pthread_mutex_unlock(&l->mu);
+    i64map_destroy(&l->acct_cache, free);
+    i64map_destroy(&l->hold_cache, free);
+    free(l->dirty);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+}
