@@ -46,6 +46,7 @@ log = logging.getLogger("comfy_credits")
 WRAPPED_MARK = "__comfy_credits_wrapped__"  # on a wrapper: the class it was made for
 ORIGINAL_ATTR = "__comfy_credits_original__"  # on a wrapper: the function it wraps
 LINKED = ["comfy_credits_linked", 0]  # stands for a non-literal input when pricing
+BATCH_MARK = "comfy_credits_batch"  # [BATCH_MARK, n]: a tensor input of batch n (src/pricing.h)
 INTERRUPT_POLL_S = 0.1  # how often a running API node looks at ComfyUI's interrupt flag
 
 
@@ -64,9 +65,21 @@ def _executing():
     return ctx.prompt_id, ctx.node_id
 
 
+def batch_size(v) -> int | None:
+    """The batch size of a tensor input (IMAGE is [B, H, W, C], MASK [B, H, W]:
+    the first dimension, as nodes_recraft.py reads `image.shape[0]`), or None."""
+    shape = getattr(v, "shape", None)
+    try:
+        return int(shape[0]) if shape is not None and len(shape) >= 1 else None
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 def pricing_inputs(kwargs: dict) -> dict:
-    """Literal widget values as they are; anything else (tensors, images,
-    linked values) is priced as a link, i.e. at its worst case."""
+    """Literal widget values as they are; a tensor as its batch size (a node
+    that calls the upstream once per image is held for every image,
+    pricing.h calls_per_batch_of); anything else (linked values) is priced
+    as a link, i.e. at its worst case."""
     out = {}
     for k, v in kwargs.items():
         if isinstance(v, bool) or isinstance(v, (int, str)):
@@ -75,6 +88,8 @@ def pricing_inputs(kwargs: dict) -> dict:
             out[k] = int(v) if v.is_integer() else v
         elif v is None:
             continue
+        elif (n := batch_size(v)) is not None:
+            out[k] = [BATCH_MARK, n]
         else:
             out[k] = LINKED
     return out
@@ -138,6 +153,8 @@ class Metered:
                                  "Buy credits in Settings → Credits.") from None
         except _core.InvalidState as exc:
             raise CreditsRefused(f"This Credits account cannot run API nodes: {exc}") from None
+        except _core.InvalidArgument as exc:  # e.g. a batch larger than any hold covers (src/pricing.h)
+            raise CreditsRefused(f"{self.node_class} cannot run with these inputs: {exc}") from None
         if info["used_default"]:
             log.warning("comfy-credits: no price rule for API node %s; held the default %s credits",
                         self.node_class, _core.format_credits(info["hold_micro"]))

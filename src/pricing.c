@@ -49,6 +49,11 @@
 **       or a string of digits such as "5"); "max" is required and is used
 **       when the input is linked, absent without a default, or not an
 **       integer; values below "min" (default 1) count as "min".
+**   "calls_per_batch_of": "image"   the node makes one upstream call per
+**                                   item of this tensor input's batch: the
+**                                   estimate is multiplied by the batch size
+**                                   (["comfy_credits_batch", N] at execution;
+**                                   1 while it is a link), see pricing.h
 **   "units": <units>                unit prices for actual()
 **   "units_by_model": {"<model value>": <units>, ...}
 **       unit prices chosen by the value of "model_input"; "units" (if
@@ -170,6 +175,7 @@ typedef struct prule {
     int64_t *tok_present_n;
     int ntok_present;
     const char *tok_max_out_input;
+    const char *batch_input;  /* calls_per_batch_of, or NULL */
 } prule;
 
 struct cc_price_table {
@@ -563,7 +569,8 @@ static cc_rc parse_tokens(pctx *c, const cJSON *tk, prule *r) {
 
 static cc_rc parse_rule(pctx *c, const char *name, const cJSON *obj, prule *r) {
     static const char *const keys[] = {"family", "model", "model_input", "source", "usd", "credits", "defaults",
-                                       "table", "multiply", "units", "units_by_model", "tokens", NULL};
+                                       "table", "multiply", "units", "units_by_model", "tokens",
+                                       "calls_per_batch_of", NULL};
     cc_rc rc;
     char p[160];
     memset(r, 0, sizeof *r);
@@ -609,6 +616,9 @@ static cc_rc parse_rule(pctx *c, const char *name, const cJSON *obj, prule *r) {
         return rfail(c, "table", "a rule has a flat price or a table, not both");
     if ((v = cJSON_GetObjectItemCaseSensitive(obj, "multiply")) &&
         (rc = parse_mults(c, v, "multiply", &r->mults, &r->nmults)) != CC_OK)
+        return rc;
+    if ((v = cJSON_GetObjectItemCaseSensitive(obj, "calls_per_batch_of")) &&
+        (rc = get_string(c, v, CC_PRICE_NAME_BYTES_MAX, "calls_per_batch_of", &r->batch_input)) != CC_OK)
         return rc;
     if ((v = cJSON_GetObjectItemCaseSensitive(obj, "units"))) {
         if ((rc = parse_units(c, v, "units", &r->units)) != CC_OK) return rc;
@@ -1054,6 +1064,25 @@ static cc_rc begin(const cc_price_table *t, const char *node_class, const char *
     return CC_OK;
 }
 
+/* Upstream calls a run makes: the batch size of the rule's batch input at
+** execution (["comfy_credits_batch", N]), else 1. */
+static cc_rc batch_calls(ectx *e, int64_t *calls) {
+    *calls = 1;
+    const char *name = e->r->batch_input;
+    const cJSON *it = name && e->inputs ? cJSON_GetObjectItemCaseSensitive(e->inputs, name) : NULL;
+    if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 2 || !cJSON_IsString(it->child) ||
+        strcmp(it->child->valuestring, CC_PRICE_BATCH_MARK) != 0 || !cJSON_IsNumber(it->child->next))
+        return CC_OK; /* absent, or a link whose batch is not known before execution */
+    double n = it->child->next->valuedouble;
+    if (n > CC_PRICE_BATCH_MAX)
+        return cc_fail(e->err, CC_ERR_LIMIT, name, "%.100s makes one paid call per image: a batch of %.0f is more "
+                       "than %d", e->r->name, n, CC_PRICE_BATCH_MAX);
+    if (n < 0 || (double)(int64_t)n != n)
+        return cc_fail(e->err, CC_ERR_INVALID, name, "the batch size of input '%.60s' is not a whole number", name);
+    if (n >= 1) *calls = (int64_t)n;
+    return CC_OK;
+}
+
 static cc_rc estimate_rule(ectx *e, int64_t *micro) {
     const prule *r = e->r;
     cc_rc rc;
@@ -1071,6 +1100,11 @@ static cc_rc estimate_rule(ectx *e, int64_t *micro) {
     }
     if (base <= 0) /* the parser guarantees this cannot happen */
         return cc_fail(e->err, CC_ERR_INVALID, "node_class", "rule %.100s priced a run at zero", r->name);
+    int64_t calls = 1;
+    if ((rc = batch_calls(e, &calls)) != CC_OK) return rc;
+    if (cc_mul_i64(base, calls, &base) || base > CC_AMOUNT_MAX)
+        return cc_fail(e->err, CC_ERR_INVALID, r->batch_input, "price of %.100s overflows", r->name);
+    e->out->calls = calls;
     *micro = base;
     return CC_OK;
 }
@@ -1079,6 +1113,7 @@ cc_rc cc_price_estimate(const cc_price_table *t, const char *node_class, const c
                         size_t inputs_len, cc_price_result *out, cc_error *err) {
     cJSON *root;
     ectx e;
+    memset(&e, 0, sizeof e);
     cc_rc rc = begin(t, node_class, inputs_json, inputs_len, out, err, &root, &e);
     if (rc == CC_OK) rc = estimate_rule(&e, &out->micro);
     cJSON_Delete(root);

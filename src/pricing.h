@@ -11,6 +11,15 @@
 **     case (the maximum over every value the rule knows for it). A node class
 **     with no rule is priced with the table's default rule and the result's
 **     `used_default` flag is set, never at zero.
+**   - A rule with "calls_per_batch_of": "<input>" prices a node that makes
+**     one upstream call per item of that tensor input's batch (Recraft's
+**     upscale, vectorize, background and image-to-image nodes loop over
+**     `image.shape[0]`). At execution the glue writes a tensor input as
+**     ["comfy_credits_batch", N] (N = its first dimension; link-shaped, so
+**     every other part of a rule prices it as a link); the estimate is the
+**     per-call price x N and `calls` = N. Where the batch is not known yet
+**     (a link in a queued prompt) it counts as one call. N above
+**     CC_PRICE_BATCH_MAX is refused (CC_ERR_LIMIT): nothing is held.
 **   - cc_price_actual(table, node_class, inputs, usage, hold_micro) -> micro-credits
 **     from what the upstream reported: `credits_used_micro` (the
 **     X-Comfy-Credits-Used header) when present; otherwise the usage counters
@@ -27,6 +36,8 @@
 #define CC_PRICE_RULES_MAX 4096      /* node classes in one table */
 #define CC_PRICE_TABLE_BYTES_MAX (4 * 1024 * 1024)
 #define CC_PRICE_INPUTS_BYTES_MAX (1024 * 1024)
+#define CC_PRICE_BATCH_MARK "comfy_credits_batch" /* [mark, N]: a tensor input of batch N */
+#define CC_PRICE_BATCH_MAX 4096      /* items of one tensor batch (ComfyUI's EmptyImage batch_size max) */
 
 typedef struct cc_price_table cc_price_table;
 
@@ -42,6 +53,7 @@ void cc_usage_init(cc_usage *u); /* everything "not reported" */
 
 typedef struct cc_price_result {
     int64_t micro;               /* credits in micro-credits, >= 0 */
+    int64_t calls;               /* estimate(): upstream calls it covers, >= 1 (micro = per call x calls) */
     int used_default;            /* 1: no rule for this class, default used */
     int from_usage;              /* actual(): 1 if computed from usage/header */
     char rule[128];              /* node class of the rule used, or "default" */

@@ -96,7 +96,8 @@ static PyObject *R_begin(RunsObject *self, PyObject *args, PyObject *kw) {
     PyObject *d = PyDict_New();
     if (!d) return NULL;
     if (ccpy_set_i64(d, "run_id", info.run_id) | ccpy_set_i64(d, "hold_micro", info.hold_micro) |
-        ccpy_set_i64(d, "from_reservation", info.from_reservation) | ccpy_set_bool(d, "used_default", info.used_default) |
+        ccpy_set_i64(d, "from_reservation", info.from_reservation) | ccpy_set_i64(d, "calls", info.calls_planned) |
+        ccpy_set_bool(d, "used_default", info.used_default) |
         ccpy_set_str(d, "model", info.model) | ccpy_set_str(d, "token", info.token))
         Py_CLEAR(d);
     memset(info.token, 0, sizeof info.token);
@@ -282,7 +283,7 @@ static void R_dealloc(RunsObject *self) {
 static PyMethodDef R_methods[] = {
     {"begin", FN(R_begin), KW,
      "begin(key, account_id, prompt_id, node_id, node_class, inputs, prefixes) -> {run_id, hold_micro, "
-     "from_reservation, used_default, model, token}: hold + run + token, all or nothing"},
+     "from_reservation, calls, used_default, model, token}: hold + run + token, all or nothing"},
     {"call_begin", FN(R_call_begin), KW, "call_begin(token, method, path) -> (run_id, kind)"},
     {"call_headers", FN(R_call_headers), METH_VARARGS,
      "call_headers(run_id, kind, status, credits_used_micro): the answer's headers arrived (-1: no credits header)"},

@@ -18,6 +18,7 @@ enum { RUN_OPEN = 0, RUN_CLOSING = 1, RUN_CLOSED = 2 };
 
 typedef struct run {
     int64_t id, account_id, hold_micro, hold_expires_ms;
+    int64_t calls_planned;      /* upstream calls the hold covers (>= 1); hold_micro = per call x this */
     char node_class[CC_CLASS_BYTES_MAX + 1];
     char *inputs;
     size_t inputs_len;
@@ -337,8 +338,11 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
             char need[32], have[32];
             fmt_credits(need, sizeof need, w);
             fmt_credits(have, sizeof have, covered + (avail > 0 ? avail : 0));
-            rc = cc_fail(err, CC_ERR_INSUFFICIENT, "amount", "not enough credits: this run needs up to %s, available %s",
-                         need, have);
+            char per[96] = "";
+            if (est.calls > 1) /* a node that calls once per image of its batch (pricing.h) */
+                snprintf(per, sizeof per, " (%lld images, one paid call each)", (long long)est.calls);
+            rc = cc_fail(err, CC_ERR_INSUFFICIENT, "amount", "not enough credits: this run needs up to %s%s, available %s",
+                         need, per, have);
         }
     }
     cc_result hr;
@@ -381,6 +385,8 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
     x->id = hr.hold_id;
     x->account_id = a->account_id;
     x->hold_micro = w;
+    x->calls_planned = est.calls;
+    CC_ASSERT(est.calls >= 1 && w % est.calls == 0);
     x->hold_expires_ms = now + r->cfg.hold_ttl_ms;
     snprintf(x->node_class, sizeof x->node_class, "%s", a->node_class);
     x->inputs = icopy;
@@ -410,6 +416,7 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
     out->run_id = x->id;
     out->hold_micro = w;
     out->from_reservation = covered;
+    out->calls_planned = est.calls;
     out->used_default = est.used_default;
     snprintf(out->model, sizeof out->model, "%s", est.model);
     return CC_OK;
@@ -476,9 +483,9 @@ cc_rc cc_run_call_begin(cc_runs *r, const char *token, const char *method, const
         rc = cc_fail(err, CC_ERR_INVALID, "path", "this run's token does not reach %.200s", path);
     } else {
         int k = classify(method, path);
-        if (k == CC_CALL_BILLABLE && x->creating_calls >= CC_RUN_CREATING_CALLS_MAX) {
-            rc = cc_fail(err, CC_ERR_LIMIT, "token", "a run makes at most %d creating calls",
-                         CC_RUN_CREATING_CALLS_MAX);
+        if (k == CC_CALL_BILLABLE && x->creating_calls >= x->calls_planned + CC_RUN_CREATING_CALLS_MAX - 1) {
+            rc = cc_fail(err, CC_ERR_LIMIT, "token", "a run makes at most %lld creating calls",
+                         (long long)(x->calls_planned + CC_RUN_CREATING_CALLS_MAX - 1));
         } else {
             x->calls++;
             x->in_flight++;
@@ -607,7 +614,7 @@ cc_rc cc_run_finish(cc_runs *r, int64_t run_id, cc_run_outcome outcome, cc_run_r
         rc = cc_price_actual(r->prices, node_class, x->inputs, x->inputs_len, &counters, x->hold_micro, &act, err);
         if (rc == CC_OK) {
             if (act.from_usage) billed = act.micro;
-            else if (cc_mul_i64(x->hold_micro, res.billable_calls, &billed)) billed = CC_AMOUNT_MAX;
+            else if (cc_mul_i64(x->hold_micro / x->calls_planned, res.billable_calls, &billed)) billed = CC_AMOUNT_MAX;
         }
     }
     if (billed > CC_AMOUNT_MAX) billed = CC_AMOUNT_MAX;

@@ -14,8 +14,9 @@
 **     cc_run_call_end. call_begin verifies the token (HMAC, expiry), and
 **     refuses (CC_ERR_STATE) once the run is closing or closed, refuses
 **     (CC_ERR_INVALID, field "path") a path outside the run's prefixes, and
-**     refuses (CC_ERR_LIMIT) more than CC_RUN_CREATING_CALLS_MAX creating
-**     calls. It keeps the hold alive: when less than half of hold_ttl_ms is
+**     refuses (CC_ERR_LIMIT) more than CC_RUN_CREATING_CALLS_MAX - 1 creating
+**     calls beyond the calls the hold covers (one, or the batch size of a
+**     node that calls once per image: pricing.h calls_per_batch_of). It keeps the hold alive: when less than half of hold_ttl_ms is
 **     left, the hold is extended (no expiry under a running node).
 **     cc_run_call_headers records X-Comfy-Credits-Used as soon as the
 **     headers arrived; cc_run_call_end records the body's usage counters and
@@ -31,7 +32,8 @@
 **       2. else, when no billable call happened: 0 (the run is free);
 **       3. else the usage counters priced by the rule, when it has unit
 **          prices for a reported counter;
-**       4. else the rule's price for these inputs times the billable calls.
+**       4. else the rule's price of one call for these inputs (the hold
+**          divided by the calls it covers) times the billable calls.
 **     A billable call is a creating request (not GET/HEAD/DELETE, not a POST
 **     poll (.../poll, .../status, .../download), not an upload
 **     (/customers/storage, .../upload)) that the upstream answered 2xx, or that
@@ -58,7 +60,7 @@
 #define CC_RUNS_OPEN_MAX 65536
 #define CC_RUNS_CLOSED_KEPT_MAX 4096
 #define CC_RUNS_RESERVATIONS_MAX 65536
-#define CC_RUN_CREATING_CALLS_MAX 8         /* a node's creating calls incl. the client's retries */
+#define CC_RUN_CREATING_CALLS_MAX 8         /* a one-call node's creating calls incl. the client's retries */
 #define CC_RUN_PREFIXES_BYTES_MAX 1024      /* '\n'-separated path prefixes */
 #define CC_RUN_FINISH_WAIT_MS_MAX (3600 * 1000)
 #define CC_RUN_TOKEN_TTL_MS CC_HOLD_TTL_MS_MAX /* a token works only while its run is open */
@@ -105,6 +107,7 @@ typedef struct cc_run_info {
     int64_t run_id;             /* == the hold id */
     int64_t hold_micro;         /* the worst case held */
     int64_t from_reservation;   /* the part of it the prompt had reserved */
+    int64_t calls_planned;      /* upstream calls the hold covers (the batch; pricing.h), >= 1 */
     int used_default;           /* no rule: the default price */
     char model[128];
     char token[CC_TOKEN_BYTES_MAX + 1];

@@ -150,3 +150,13 @@ def test_each_account_gets_its_own_node_instance(rt, ledger):
     assert call("b", carol, "hi") == "hi"  # nothing of Bob's
     assert call("c", bob, "more") == "bob-secret|more"
     assert shared.seen == []  # the shared instance itself never runs
+
+
+def test_tensor_inputs_are_priced_by_their_batch_size():
+    class Tensor:  # what the glue reads of a torch tensor: its shape
+        def __init__(self, *shape):
+            self.shape = shape
+    got = api_nodes.pricing_inputs({"image": Tensor(3, 64, 64, 3), "mask": Tensor(2, 64, 64), "n": 2,
+                                    "scalar": Tensor(), "model": object(), "text": "x", "none": None})
+    assert got == {"image": ["comfy_credits_batch", 3], "mask": ["comfy_credits_batch", 2], "n": 2,
+                   "scalar": api_nodes.LINKED, "model": api_nodes.LINKED, "text": "x"}

@@ -466,10 +466,11 @@ def test_a_prompt_deleted_from_the_queue_returns_its_reservation(comfy):
 def test_subclass_nodes_are_metered_under_their_own_name(comfy):
     # Harness order: RecraftCreative (child) before RecraftCrisp (V1), FluxKontextPro (parent) before Max (V3).
     acct, key = user(comfy, "subclass@example.com", 500 * C)
-    p = {"1": {"class_type": "RecraftCrispUpscaleNode", "inputs": {"image": "img"}},
-         "2": {"class_type": "RecraftCreativeUpscaleNode", "inputs": {"image": "img"}},
+    p = {"1": {"class_type": "RecraftCrispUpscaleNode", "inputs": {"image": ["9", 0]}},
+         "2": {"class_type": "RecraftCreativeUpscaleNode", "inputs": {"image": ["9", 0]}},
          "3": {"class_type": "FluxKontextProImageNode", "inputs": {"prompt": "fox", "seed": 1}},
-         "4": {"class_type": "FluxKontextMaxImageNode", "inputs": {"prompt": "fox", "seed": 1}}}
+         "4": {"class_type": "FluxKontextMaxImageNode", "inputs": {"prompt": "fox", "seed": 1}},
+         "9": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}}}
     p.update({str(i + 4): {"class_type": "PreviewAny", "inputs": {"source": [str(i), 0]}} for i in (1, 2, 3, 4)})
     before = len(comfy.upstream_requests())
     st, body = comfy.queue(p, key)
@@ -481,6 +482,41 @@ def test_subclass_nodes_are_metered_under_their_own_name(comfy):
     paths = sorted(r["path"] for r in comfy.upstream_requests()[before:])
     assert paths == ["/proxy/bfl/flux-kontext-max/generate", "/proxy/bfl/flux-kontext-pro/generate",
                      "/proxy/recraft/images/creativeUpscale", "/proxy/recraft/images/crispUpscale"]
+
+
+def upscale_batch(n, cls="RecraftCreativeUpscaleNode"):
+    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": n, "color": 0}},
+            "2": {"class_type": cls, "inputs": {"image": ["1", 0]}},
+            "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}}
+
+
+def test_a_batch_node_is_held_for_every_image_it_sends(comfy):
+    # RecraftCreativeUpscaleNode calls the upstream once per image of its batch (nodes_recraft.py:1087-1089),
+    # 52.75 credits each. The batch of a linked IMAGE is known only at execution.
+    acct, key = user(comfy, "batch@example.com", 300 * C)
+    before = len(comfy.upstream_requests())
+    st, body = comfy.queue(upscale_batch(3), key)
+    assert st == 200, body
+    assert comfy.wait(body["prompt_id"])["status"]["status_str"] == "success"
+    assert len(upstream_saw(comfy, "/proxy/recraft/images/creativeUpscale", before)) == 3
+    [held] = run_entries(comfy, acct, kinds=("hold",))
+    assert held["amount"] == 3 * 52_750_000  # every image's call, not one
+    [settled] = run_entries(comfy, acct, kinds=("settle",))
+    assert -settled["delta"] == 3 * 52_750_000 and settled["uncollected"] == 0
+    a = balance(comfy, acct)
+    assert a["balance"] == 300 * C - 3 * 52_750_000 and a["held"] == 0 and a["uncollected_total"] == 0
+    # 141.75 left: a batch of four (211) is admitted (one image reserved) but refused before any call is sent.
+    before = len(comfy.upstream_requests())
+    st, body = comfy.queue(upscale_batch(4), key)
+    assert st == 200, body
+    h = comfy.wait(body["prompt_id"])
+    assert h["status"]["status_str"] == "error"
+    err = [m for m in h["status"]["messages"] if m[0] == "execution_error"][0][1]
+    assert "needs up to 211.00 (4 images, one paid call each)" in err["exception_message"]
+    assert not upstream_saw(comfy, "/proxy/recraft/", before)
+    a = balance(comfy, acct)
+    assert a["balance"] == 300 * C - 3 * 52_750_000 and a["held"] == 0
+    assert comfy.http("GET", "/credits/balance", token=key)[1]["reserved_micro"] == 0
 
 
 def logged_tokens(comfy):

@@ -605,7 +605,51 @@ static void test_shipped_worst_cases(void) {
     cc_price_table_free(t);
 }
 
+/* A node that calls once per image of its batch is held for every image. */
+static void test_batch_calls(void) {
+    cc_error e;
+    cc_price_table *t = parse_str(HDR "{\"Up\":{\"calls_per_batch_of\":\"image\",\"usd\":\"0.25\","
+                                  "\"units\":{\"image\":{\"usd\":\"0.25\"}}},"
+                                  "\"I2I\":{\"calls_per_batch_of\":\"image\",\"usd\":\"0.04\","
+                                  "\"multiply\":[{\"input\":\"n\",\"default\":1,\"max\":6}]},"
+                                  "\"Flat\":{\"usd\":\"0.04\"}}}", &e);
+    CHECK(t != NULL);
+    if (!t) return;
+    cc_price_result r;
+    CHECK_EQ_I64(est(t, "Up", "{\"image\":[\"comfy_credits_batch\",3]}", &r), 3 * 52750000);
+    CHECK_EQ_I64(r.calls, 3);
+    /* n per call, and one call per image. */
+    CHECK_EQ_I64(est(t, "I2I", "{\"n\":2,\"image\":[\"comfy_credits_batch\",5]}", &r), 5 * 2 * 8440000);
+    CHECK_EQ_I64(r.calls, 5);
+    /* Not known yet (a link in a queued prompt), absent, or an empty batch: one call. */
+    CHECK_EQ_I64(est(t, "Up", "{\"image\":[\"4\",0]}", &r), 52750000);
+    CHECK_EQ_I64(r.calls, 1);
+    CHECK_EQ_I64(est(t, "Up", "{}", &r), 52750000);
+    CHECK_EQ_I64(est(t, "Up", "{\"image\":[\"comfy_credits_batch\",0]}", &r), 52750000);
+    /* A rule without calls_per_batch_of ignores a batch: one call. */
+    CHECK_EQ_I64(est(t, "Flat", "{\"image\":[\"comfy_credits_batch\",7]}", &r), 8440000);
+    CHECK_EQ_I64(r.calls, 1);
+    /* ComfyUI's largest batch is held; beyond it nothing is. */
+    CHECK_EQ_I64(est(t, "Up", "{\"image\":[\"comfy_credits_batch\",4096]}", &r), 4096LL * 52750000);
+    CHECK(est_rc(t, "Up", "{\"image\":[\"comfy_credits_batch\",4097]}") == CC_ERR_LIMIT);
+    CHECK(est_rc(t, "Up", "{\"image\":[\"comfy_credits_batch\",-1]}") == CC_ERR_INVALID);
+    CHECK(est_rc(t, "Up", "{\"image\":[\"comfy_credits_batch\",1.5]}") == CC_ERR_INVALID);
+    cc_price_table_free(t);
+    /* The key takes an input name. */
+    e = refuse(HDR "{\"Up\":{\"calls_per_batch_of\":3,\"usd\":\"0.25\"}}}");
+    CHECK(strstr(e.field, "calls_per_batch_of") != NULL);
+    /* Shipped: Recraft's per-image nodes. */
+    t = load_shipped();
+    if (!t) return;
+    CHECK_EQ_I64(est(t, "RecraftCreativeUpscaleNode", "{\"image\":[\"comfy_credits_batch\",3]}", &r), 3 * 52750000);
+    CHECK_EQ_I64(est(t, "RecraftImageToImageNode", "{\"n\":1,\"image\":[\"comfy_credits_batch\",2]}", &r),
+                 2 * 8440000);
+    CHECK_EQ_I64(est(t, "OpenAIDalle3", "{\"image\":[\"comfy_credits_batch\",3]}", &r), est(t, "OpenAIDalle3", "{}", NULL));
+    cc_price_table_free(t);
+}
+
 void suite_pricing(void) {
+    RUN(test_batch_calls);
     RUN(test_parse_errors);
     RUN(test_parse_ok_and_lookup);
     RUN(test_default_rule);

@@ -12,6 +12,7 @@
 static const char *TABLE =
     "{\"format\":1,\"credits_per_usd\":211,\"default\":{\"usd\":\"1\"},\"nodes\":{"
     "\"Flat\":{\"family\":\"OpenAI\",\"usd\":\"0.04\"},"
+    "\"Up\":{\"family\":\"Recraft\",\"calls_per_batch_of\":\"image\",\"usd\":\"0.25\"},"
     "\"Tok\":{\"credits\":\"10\",\"units\":{\"output_tokens_per_1m\":{\"credits\":\"1000000\"}}}}}";
 #define FLAT 8440000
 
@@ -456,7 +457,52 @@ static void bad_input(void) {
     env_close(&v);
 }
 
+/* A node that calls once per image of its batch: the hold covers every
+** call, each accepted call pays one image, the bound on calls grows with it. */
+static void batch_node_holds_every_image(void) {
+    env v;
+    env_open(&v, C(400), 60000, 1000, 1);
+    const char *in = "{\"image\":[\"comfy_credits_batch\",3]}";
+    cc_run_begin_args a = {.key = "run:b1:1", .account_id = v.acct, .prompt_id = "b1", .node_id = "1",
+                           .node_class = "Up", .inputs_json = in, .inputs_len = strlen(in),
+                           .prefixes = "/proxy/openai/\n/customers/storage"};
+    cc_run_info i;
+    cc_error e;
+    CHECK(cc_run_begin(v.r, &a, &i, &e) == CC_OK);
+    CHECK_EQ_I64(i.hold_micro, 3 * 52750000);
+    CHECK_EQ_I64(i.calls_planned, 3);
+    CHECK(call(&v, &i, "POST", "/proxy/openai/up", 200, -1, -1) == CC_OK);
+    CHECK(call(&v, &i, "POST", "/proxy/openai/up", 200, -1, -1) == CC_OK);
+    cc_run_result res = finish(&v, &i, CC_RUN_INTERRUPTED); /* two of three images were upscaled */
+    CHECK_EQ_I64(res.billed, 2 * 52750000);
+    CHECK_EQ_I64(res.charged, 2 * 52750000);
+    CHECK_EQ_I64(res.uncollected, 0);
+    /* Every image, and the client's retries beyond them, up to calls + 7. */
+    a.key = "run:b2:1";
+    a.prompt_id = "b2";
+    CHECK(cc_run_begin(v.r, &a, &i, &e) == CC_OK);
+    for (int k = 0; k < 3 + CC_RUN_CREATING_CALLS_MAX - 1; k++)
+        CHECK(call(&v, &i, "POST", "/proxy/openai/up", 200, -1, -1) == CC_OK);
+    CHECK(call(&v, &i, "POST", "/proxy/openai/up", 200, -1, -1) == CC_ERR_LIMIT);
+    res = finish(&v, &i, CC_RUN_SUCCEEDED);
+    CHECK_EQ_I64(res.charged, 3 * 52750000); /* never more than the hold */
+    CHECK_EQ_I64(res.uncollected, 7 * 52750000);
+    /* Refused before any call when the batch does not fit. */
+    in = "{\"image\":[\"comfy_credits_batch\",4]}";
+    a.inputs_json = in;
+    a.inputs_len = strlen(in);
+    a.key = "run:b3:1";
+    a.prompt_id = "b3";
+    CHECK(cc_run_begin(v.r, &a, &i, &e) == CC_ERR_INSUFFICIENT);
+    CHECK(strstr(e.message, "4 images, one paid call each") != NULL);
+    cc_account acc = account_of(&v);
+    CHECK_EQ_I64(acc.held, 0);
+    CHECK_EQ_I64(acc.balance, C(400) - 2 * 52750000 - 3 * 52750000);
+    env_close(&v);
+}
+
 void suite_run(void) {
+    RUN(batch_node_holds_every_image);
     RUN(interrupt_before_create_is_free);
     RUN(interrupt_after_create_pays_what_was_billed);
     RUN(interrupt_during_create_waits_for_the_answer);

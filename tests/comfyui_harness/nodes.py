@@ -48,7 +48,38 @@ class PreviewAny:
         return {"ui": {"text": [str(source)[:200]]}, "result": ()}
 
 
-NODE_CLASS_MAPPINGS.update({"PrimitiveString": PrimitiveString, "PreviewAny": PreviewAny})
+class ImageTensor:
+    """Stands for the torch tensor an IMAGE is ([batch, height, width, 3]); only
+    what API nodes read of it is modelled: `shape` and `image[i]`, which
+    drops the batch dimension like torch indexing does."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def __getitem__(self, i):
+        if not isinstance(i, int) or not 0 <= i < self.shape[0]:
+            raise IndexError(i)
+        return ImageTensor(self.shape[1:])
+
+    def __str__(self):
+        return "image" + "x".join(str(d) for d in self.shape)
+
+
+class EmptyImage:  # nodes.py:1860: a batch of batch_size solid images
+    FUNCTION = "generate"
+    RETURN_TYPES = ("IMAGE",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"width": ("INT", {"default": 512, "min": 1}), "height": ("INT", {"default": 512, "min": 1}),
+                             "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+                             "color": ("INT", {"default": 0})}}
+
+    def generate(self, width, height, batch_size=1, color=0):
+        return (ImageTensor([batch_size, height, width, 3]),)
+
+
+NODE_CLASS_MAPPINGS.update({"PrimitiveString": PrimitiveString, "PreviewAny": PreviewAny, "EmptyImage": EmptyImage})
 
 
 async def load_custom_node(module_path, ignore=set(), module_parent="custom_nodes"):

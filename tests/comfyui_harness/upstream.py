@@ -8,7 +8,8 @@ python tests/comfyui_harness/upstream.py --port N --key OPERATOR_KEY
   final poll carrying X-Comfy-Credits-Used;
 - OpenAI Responses (chat): create + retrieve, with usage; the
   previous_response_id each create carried is logged (GET /_sim/responses);
-- Recraft upscales and BFL Kontext (pro/max) answer at once;
+- Recraft upscales and BFL Kontext (pro/max) answer at once (Recraft with a
+  URL under /_sim/files/ that serves a PNG, as real ComfyUI downloads it);
 - MiniMax: create reports X-Comfy-Credits-Used (90.73 = $0.43) when it
   accepts the task, polls stay "Processing" for a prompt with "forever";
 - a prompt containing "fail" gets 400, "boom" 500 (the client retries),
@@ -130,7 +131,15 @@ def make_app(key: str) -> web.Application:
         return web.json_response(response_object(request.match_info["rid"], "gpt-4o"))
 
     async def recraft(request):
-        return web.json_response({"image": {"url": f"http://127.0.0.1/recraft/{next(ids)}.png"}})
+        # The image is fetched from the returned URL (nodes_recraft.py download_url_to_bytesio), without a key.
+        # The shape of ComfyUI 0.3.64's RecraftImageGenerationResponse (apis/recraft_api.py:253-262).
+        n = next(ids)
+        return web.json_response({"created": int(time.time()), "credits": 1,
+                                  "image": {"image_id": f"recraft{n}",
+                                            "url": f"http://{request.host}/_sim/files/recraft{n}.png"}})
+
+    async def sim_file(request):
+        return web.Response(body=png(), content_type="image/png")
 
     async def bfl(request):
         body = await request.json()
@@ -198,6 +207,7 @@ def make_app(key: str) -> web.Application:
     app.router.add_get("/_sim/responses", sim_responses)
     app.router.add_get("/_sim/requests", sim_requests)
     app.router.add_post("/_sim/reset", sim_reset)
+    app.router.add_get("/_sim/files/{name}", sim_file)
     return app
 
 

@@ -118,9 +118,12 @@ class RecraftCrispUpscaleNode:  # nodes_recraft.py:1053 (V1 parent; the path is 
                 "hidden": {"auth_token": "AUTH_TOKEN_COMFY_ORG", "comfy_api_key": "API_KEY_COMFY_ORG"}}
 
     async def api_call(self, image, **kwargs):
-        body, _ = await request("POST", self.RECRAFT_PATH, auth_token=kwargs.get("auth_token"),
-                                comfy_api_key=kwargs.get("comfy_api_key"), data={"image": str(image)})
-        return (body["image"]["url"],)
+        urls = []
+        for i in range(image.shape[0]):  # nodes_recraft.py:1087-1089: one upstream call per image of the batch
+            body, _ = await request("POST", self.RECRAFT_PATH, auth_token=kwargs.get("auth_token"),
+                                    comfy_api_key=kwargs.get("comfy_api_key"), data={"image": str(image[i])})
+            urls.append(body["image"]["url"])
+        return (" ".join(urls),)
 
 
 class RecraftCreativeUpscaleNode(RecraftCrispUpscaleNode):  # nodes_recraft.py:1102: only the path differs
