@@ -38,11 +38,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
     fz_split(d, n, &cls, &inputs);
     cc_price_result r;
     cc_error e;
-    if (cc_price_estimate(table, cls, inputs, strlen(inputs), &r, &e) == CC_OK) FZ_CHECK(r.micro >= 0);
+    if (cc_price_estimate(table, cls, inputs, strlen(inputs), &r, &e) == CC_OK)
+        FZ_CHECK(r.micro >= 0 && r.calls >= 1 && r.micro % r.calls == 0); /* a hold covers whole calls */
     /* Every shipped rule with these inputs. */
     int count = cc_price_table_count(table);
     const char *name = cc_price_table_name(table, (int)(n % (size_t)count));
-    if (cc_price_estimate(table, name, inputs, strlen(inputs), &r, &e) == CC_OK) FZ_CHECK(r.micro >= 0);
+    if (cc_price_estimate(table, name, inputs, strlen(inputs), &r, &e) == CC_OK)
+        FZ_CHECK(r.micro >= 0 && r.calls >= 1 && r.micro % r.calls == 0);
     free(cls);
     free(inputs);
     return 0;
