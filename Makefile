@@ -3,8 +3,13 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer.
 CC ?= gcc
 PKGS = libcjson sqlite3 libcurl openssl
+# PostgreSQL (farm mode, src/store_pg.c) when libpq-dev is installed.
+ifeq ($(shell pkg-config --exists libpq && echo yes),yes)
+PKGS += libpq
+PQ_DEFS = -DCC_HAVE_LIBPQ
+endif
 WARN = -Wall -Wextra -Werror
-CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(WARN) -g -Isrc $(shell pkg-config --cflags $(PKGS))
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(PQ_DEFS) $(WARN) -g -Isrc $(shell pkg-config --cflags $(PKGS))
 LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 CORE_SRC = $(filter-out src/py_%.c,$(wildcard src/*.c))
 TEST_SRC = $(wildcard tests/c/*.c)

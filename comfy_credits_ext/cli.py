@@ -310,7 +310,7 @@ def cmd_verify(led, args, cfg):
 def cmd_purchases(led, args, cfg):
     """Paid Stripe sessions that could not be credited (see attention.py)."""
     from .attention import Attention
-    store = Attention(str(cfg.database))
+    store = Attention(str(cfg.attention_path))
     try:
         if args.command_purchases == "resolve":
             row = store.get(args.session_id)
@@ -404,7 +404,8 @@ def cmd_price_list(args, cfg):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m comfy_credits_ext",
                                 description="Operate the comfy-credits ledger (accounts, grants, history).")
-    p.add_argument("--db", help=f"ledger database file (env {config_mod.ENV_DB})")
+    p.add_argument("--db", help=f"ledger database file, or a postgresql:// URI for a shared ledger "
+                                f"(env {config_mod.ENV_DB})")
     p.add_argument("--config", help=f"config file (env {config_mod.ENV_CONFIG})")
     p.add_argument("--comfyui-user-dir", help="ComfyUI's user directory; the ledger defaults to "
                                               "<dir>/comfy_credits/ledger.db")
@@ -522,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         err(str(exc))
         return EXIT_USAGE
     except _core.StorageError as exc:
-        err(f"{exc} (database {getattr(locals().get('cfg'), 'database', '?')})")
+        err(f"{exc} (database {getattr(locals().get('cfg'), 'database_shown', '?')})")
         return EXIT_STORAGE
     except _core.CreditsError as exc:
         err(str(exc))

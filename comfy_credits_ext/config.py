@@ -7,7 +7,7 @@ only from the environment, never from the file, so the file can be shared.
 Config file (JSON, every key optional):
 
     {
-      "database": "/path/to/ledger.db",
+      "database": "/path/to/ledger.db",     (or "postgresql://user@host:5432/credits": farm mode)
       "price_table": "/path/to/prices.json",
       "rates": {"usd": "211", "eur": "229.5"},
       "hold_ttl_ms": 3600000,
@@ -67,6 +67,11 @@ ENV_DB = "COMFY_CREDITS_DB"
 ENV_CONFIG = "COMFY_CREDITS_CONFIG"
 CONFIG_FILE_NAME = "config.json"
 DB_FILE_NAME = "ledger.db"
+# Farm mode: several ComfyUI servers share one PostgreSQL ledger (src/store_pg.c).
+PG_SCHEMES = ("postgresql://", "postgres://")
+# The needs-attention list of purchases (attention.py) stays a local SQLite
+# file per server in farm mode: it is operator notes, not money.
+ATTENTION_FILE_NAME = "purchase-attention.db"
 DATA_DIR_NAME = "comfy_credits"  # inside ComfyUI's user directory
 
 KNOWN_KEYS = {"database", "price_table", "rates", "hold_ttl_ms", "upstream_base", "upstream_timeout_ms",
@@ -91,9 +96,28 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message says which key and why."""
 
 
+def is_pg_uri(value) -> bool:
+    return isinstance(value, str) and value.startswith(PG_SCHEMES)
+
+
+def shown_database(db) -> str:
+    """The database for messages and logs: a PostgreSQL URI without its
+    password or query (which may carry one); a file path as it is."""
+    if not is_pg_uri(db):
+        return str(db)
+    try:
+        u = urlsplit(db)
+        host = u.hostname or ""
+        port = f":{u.port}" if u.port else ""
+        user = f"{u.username}@" if u.username else ""
+    except ValueError:
+        return "postgresql://(malformed)"
+    return f"postgresql://{user}{host}{port}{u.path}"
+
+
 @dataclass
 class Config:
-    database: Path
+    database: Path | str = field(repr=False)  # a file path, or a postgresql:// URI (may carry a password)
     price_table: Path = SHIPPED_PRICES
     rates_micro: dict[str, int] = field(default_factory=lambda: {"usd": 211 * _core.MICRO})
     hold_ttl_ms: int = HOLD_TTL_MS_DEFAULT
@@ -115,6 +139,20 @@ class Config:
     trusted_proxies: list = field(default_factory=list)  # ip_network objects (see the module doc)
     allowed_hosts: list = field(default_factory=list)    # Host names links may use when public_url is unset
     source: Path | None = None  # the file it came from, if any
+    attention_db: Path | None = None  # farm mode: the local needs-attention file
+
+    @property
+    def farm(self) -> bool:
+        """True when the ledger is a shared PostgreSQL database."""
+        return is_pg_uri(self.database)
+
+    @property
+    def database_shown(self) -> str:
+        return shown_database(self.database)
+
+    @property
+    def attention_path(self) -> Path:
+        return self.attention_db if self.attention_db is not None else Path(self.database)
 
     @property
     def stripe_key(self) -> str:
@@ -218,8 +256,15 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
     if db is None:
         db = (data_dir or Path.cwd()) / DB_FILE_NAME
     if not isinstance(db, (str, os.PathLike)) or not str(db):
-        raise ConfigError("database: expected a file path")
-    cfg = Config(database=(base / Path(db)) if not Path(db).is_absolute() else Path(db), source=source)
+        raise ConfigError("database: expected a file path or a postgresql:// URI")
+    if is_pg_uri(db):
+        cfg = Config(database=db, source=source, attention_db=(data_dir or base) / ATTENTION_FILE_NAME)
+        in_data_dir = data_dir is not None
+    elif isinstance(db, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", db):
+        raise ConfigError(f"database: '{db.split('://', 1)[0]}://' is not supported; use a file path or a "
+                          "postgresql://user@host:port/dbname URI")
+    else:
+        cfg = Config(database=(base / Path(db)) if not Path(db).is_absolute() else Path(db), source=source)
     if in_data_dir:
         # Our own folder inside ComfyUI's user directory: make it on first use.
         data_dir.mkdir(parents=True, exist_ok=True)

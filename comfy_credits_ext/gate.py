@@ -262,7 +262,17 @@ def make_middleware(rt, node_classes: dict):
             return await handler(request)  # ComfyUI answers malformed bodies itself
         if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
             return await handler(request)
-        decision = await admit(rt, request, body, node_classes)
+        try:
+            decision = await admit(rt, request, body, node_classes)
+        except _core.StorageError as exc:
+            # The ledger (e.g. a shared PostgreSQL) is unreachable: paid API
+            # nodes are refused, workflows that cost nothing still run.
+            log.warning("comfy-credits: ledger unavailable, API-node prompt refused: %s", exc)
+            if find_api_nodes(body["prompt"], node_classes):
+                return prompt_error("credits_unavailable", "Credits are unavailable right now",
+                                    "The credits ledger cannot be reached, so paid API nodes are refused until it "
+                                    "is back. Nothing was charged; try again shortly.", status=503)
+            decision = None
         if isinstance(decision, web.StreamResponse):
             return decision
         reset = _admission.set(decision)

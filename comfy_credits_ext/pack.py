@@ -73,7 +73,7 @@ def install() -> Runtime:
         STATE["ready"] = True
         key = "set" if cfg.upstream_key else "NOT SET (upstream calls will be refused upstream)"
         log.info("comfy-credits: ready; %d API node classes metered; ledger %s; gateway %s -> %s; operator key %s",
-                 len(wrapped), cfg.database, base, cfg.upstream_base, key)
+                 len(wrapped), cfg.database_shown, base, cfg.upstream_base, key)
 
     server.app.on_startup.append(on_startup)
     STATE["runtime"] = rt

@@ -152,7 +152,7 @@ class Payments:
         self.test_credits = cfg.test_credits_sold
         self.min_micro = _core.convert("usd", cfg.purchase_min_usd_cents, cfg.rates_micro)
         self.max_micro = _core.convert("usd", cfg.purchase_max_usd_cents, cfg.rates_micro)
-        self.attention = Attention(str(cfg.database))
+        self.attention = Attention(str(cfg.attention_path))
 
     @property
     def enabled(self) -> bool:

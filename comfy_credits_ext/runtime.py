@@ -29,7 +29,8 @@ EXPIRY_INTERVAL_S_MAX = 60.0
 class Runtime:
     def __init__(self, cfg: config_mod.Config):
         self.cfg = cfg
-        cfg.database.parent.mkdir(parents=True, exist_ok=True)
+        if not cfg.farm:
+            cfg.database.parent.mkdir(parents=True, exist_ok=True)
         self.ledger = _core.Ledger(str(cfg.database))
         # TEST credits (sandbox purchases) never pay for a real upstream.
         self.ledger.set_test_spendable(cfg.upstream_simulated)

@@ -17,6 +17,15 @@ from setuptools import Extension
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKGS = ["libcjson", "sqlite3", "libcurl", "openssl"]
 DEB_PACKAGES = "gcc libcurl4-openssl-dev libcjson-dev libsqlite3-dev libssl-dev pkg-config"
+# Optional: PostgreSQL (farm mode, src/store_pg.c) when libpq-dev is there;
+# without it a postgresql:// database is refused with a message saying so.
+PQ_PKG = "libpq"
+
+
+def _have_libpq():
+    if os.environ.get("COMFY_CREDITS_NO_LIBPQ") or not shutil.which("pkg-config"):
+        return False
+    return subprocess.call(["pkg-config", "--exists", PQ_PKG]) == 0
 
 
 def version():
@@ -30,8 +39,9 @@ def version():
 def _pkg_config(flag):
     if not shutil.which("pkg-config"):
         return None
+    pkgs = PKGS + ([PQ_PKG] if _have_libpq() else [])
     try:
-        out = subprocess.check_output(["pkg-config", flag, *PKGS], stderr=subprocess.STDOUT)
+        out = subprocess.check_output(["pkg-config", flag, *pkgs], stderr=subprocess.STDOUT)
     except subprocess.CalledProcessError as exc:
         raise SystemExit(
             "comfy-credits: pkg-config cannot find %s.\n%s\nInstall them with:\n  apt-get install %s"
@@ -56,7 +66,7 @@ def extension(module_name, relative_to, src_dir=None, ver=None):
         module_name,
         sources=sources,
         include_dirs=[rel(src)],
-        define_macros=[("CC_VERSION", '"%s"' % (ver or version()))],
+        define_macros=[("CC_VERSION", '"%s"' % (ver or version()))] + ([("CC_HAVE_LIBPQ", "1")] if _have_libpq() else []),
         extra_compile_args=cflags + extra,
         extra_link_args=libs + ["-lpthread"],
     )

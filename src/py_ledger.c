@@ -885,8 +885,13 @@ static int L_init(LedgerObject *self, PyObject *args, PyObject *kw) {
     cc_ledger *l = NULL;
     cc_error e;
     cc_rc rc;
+    /* A postgresql:// URI selects the PostgreSQL store (farm mode); `path`
+    ** then keeps the URI without its password. */
+    int pg = cc_store_is_pg_uri(path);
+    char shown[300];
+    if (pg) cc_store_pg_describe(path, shown, sizeof shown);
     Py_BEGIN_ALLOW_THREADS
-    rc = cc_store_sqlite_open(path, busy, &store, &e);
+    rc = pg ? cc_store_pg_open(path, busy, &store, &e) : cc_store_sqlite_open(path, busy, &store, &e);
     if (rc == CC_OK) rc = cc_ledger_open(store, readers, &l, &e);
     Py_END_ALLOW_THREADS
     if (rc != CC_OK) {
@@ -895,7 +900,7 @@ static int L_init(LedgerObject *self, PyObject *args, PyObject *kw) {
         return -1;
     }
     self->l = l;
-    Py_XSETREF(self->path, PyUnicode_DecodeFSDefault(path));
+    Py_XSETREF(self->path, pg ? PyUnicode_FromString(shown) : PyUnicode_DecodeFSDefault(path));
     Py_DECREF(fs);
     return self->path ? 0 : -1;
 }
@@ -978,7 +983,8 @@ static PyGetSetDef L_getset[] = {
 };
 
 static PyType_Slot L_slots[] = {
-    {Py_tp_doc, "Ledger(path, *, readers=4, busy_timeout_ms=10000): the credits ledger on SQLite."},
+    {Py_tp_doc, "Ledger(path, *, readers=4, busy_timeout_ms=10000): the credits ledger on SQLite (a file path) or "
+                           "PostgreSQL (a postgresql:// URI; busy_timeout_ms bounds every statement)."},
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_init, L_init},
     {Py_tp_dealloc, L_dealloc},

@@ -231,4 +231,14 @@ struct cc_store {
 cc_rc cc_store_sqlite_open(const char *path, int busy_timeout_ms, cc_store **out,
                            cc_error *err);
 
+/* PostgreSQL backend (store_pg.c, farm mode). `uri` is a libpq URI
+** ("postgresql://user@host:port/db?..."); the password may come from the URI,
+** PGPASSWORD or ~/.pgpass and never appears in a message. Every statement is
+** bounded by statement_timeout_ms. Creates and migrates the schema (table
+** cc_migrations) on the first writer connection. */
+int cc_store_is_pg_uri(const char *s);  /* "postgresql://..." or "postgres://..." */
+cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out, cc_error *err);
+/* The URI without its password or options, for messages: postgresql://user@host:port/db. */
+cc_rc cc_store_pg_describe(const char *uri, char *out, size_t out_bytes);
+
 #endif

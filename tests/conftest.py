@@ -30,3 +30,20 @@ def ledger(tmp_path):
 @pytest.fixture
 def account(ledger):
     return ledger.create_account("user@example.com", display_name="User")["id"]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL cluster for the session (tests/pgcluster.py)."""
+    if os.environ.get("CC_TEST_NO_PG") == "1":
+        pytest.skip("PostgreSQL tests skipped (CC_TEST_NO_PG=1)")
+    from pgcluster import Cluster
+    c = Cluster()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def pg_uri(pg_cluster):
+    """A fresh, empty PostgreSQL database for one test."""
+    return pg_cluster.new_db()

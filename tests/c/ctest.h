@@ -69,6 +69,7 @@ int64_t ct_account(cc_ledger *l, const char *email);
 void suite_money(void);
 void suite_pricing(void);
 void suite_ledger(void);
+void suite_store_pg(void);
 void suite_token(void);
 void suite_stripe(void);
 void suite_fulfil(void);

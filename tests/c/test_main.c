@@ -42,6 +42,7 @@ int main(void) {
     suite_money();
     suite_pricing();
     suite_ledger();
+    suite_store_pg();
     suite_token();
     suite_stripe();
     suite_fulfil();

@@ -1,0 +1,1233 @@
+/*
+** store_pg.c — the PostgreSQL backend of store.h (farm mode: several ComfyUI
+** servers on several machines share one ledger). Built on libpq (Debian
+** libpq-dev); without it (CC_HAVE_LIBPQ undefined) cc_store_pg_open says so.
+**
+** Concurrency across processes and machines — the choice and why:
+**   Every write transaction starts with pg_advisory_xact_lock(CC_PG_WRITE_LOCK):
+**   one writer at a time per database, across every server, the PostgreSQL
+**   equivalent of SQLite's BEGIN IMMEDIATE that store.h was written for. The
+**   ledger's rules (balance checks, "a hold resolves once", idempotency) then
+**   run on data no other server can change underneath, so ledger.c keeps its
+**   rules unchanged and the same C tests hold on both backends. The lock is
+**   the database's, not the process's: it is held by the PostgreSQL session
+**   and released by PostgreSQL at COMMIT/ROLLBACK or when the session dies
+**   (kill -9 of a server, a lost machine: idle_in_transaction_session_timeout
+**   ends a session that stops talking inside a transaction).
+**   Why not row locks or SERIALIZABLE: the ledger batches many operations of
+**   many accounts into one commit (group commit), and its writer keeps
+**   accounts and open holds cached between commits. Row locks taken in batch
+**   order deadlock between servers and SERIALIZABLE aborts whole batches;
+**   both would need ledger.c to retry batches and to re-read every row per
+**   commit. A single writer lock costs nothing per operation (one statement
+**   per commit), and group commit amortises it: throughput comes from batch
+**   size, not from parallel writers (see bench/bench_ledger.py).
+**   Cache coherence: cc_writes.n counts write transactions; begin_write
+**   increments it under the lock and data_changed() reports whether anyone
+**   else committed since this connection's last write (the ledger then drops
+**   its caches, exactly as with SQLite's data_version).
+**   Defence in depth, enforced by PostgreSQL itself whatever a client does:
+**   CHECK (balance >= 0 AND held >= 0 AND held <= balance) on accounts; the
+**   UNIQUE op_key (idempotency across servers: a second insert of a key finds
+**   the first one's committed row, INSERT ... ON CONFLICT DO NOTHING, so the
+**   transaction is never aborted by a duplicate); hold resolution is the
+**   conditional UPDATE ... WHERE state = 0; entries cannot be updated,
+**   deleted or truncated (triggers).
+**
+** Faults: every statement runs under statement_timeout (the store's timeout);
+** a connection that broke is re-opened (PQreset, statements prepared again)
+** at its next use, and the call that saw the break fails with CC_ERR_STORAGE
+** (fail closed: the ledger rolls the batch back, nothing is acknowledged).
+** Error messages never contain the password (the URI is described without it).
+**
+** Schema: versioned migrations (table cc_migrations), applied by the first
+** writer connection under a second advisory lock, so servers starting at once
+** migrate once. A database with a newer version than this build knows is
+** refused untouched; one with foreign tables of our names is refused.
+*/
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cc_store_is_pg_uri(const char *s) {
+    return s && (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0);
+}
+
+#ifndef CC_HAVE_LIBPQ
+
+cc_rc cc_store_pg_describe(const char *uri, char *out, size_t out_bytes) {
+    (void)uri;
+    snprintf(out, out_bytes, "postgresql://?");
+    return CC_OK;
+}
+
+cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out, cc_error *err) {
+    (void)uri;
+    (void)statement_timeout_ms;
+    *out = NULL;
+    return cc_fail(err, CC_ERR_INVALID, "database",
+                   "this build of comfy-credits has no PostgreSQL support (built without libpq; "
+                   "install libpq-dev and rebuild)");
+}
+
+#else
+
+#include <libpq-fe.h>
+
+#define CC_PG_WRITE_LOCK INT64_C(7236833297138283)   /* advisory lock: one writer at a time */
+#define CC_PG_MIGRATE_LOCK INT64_C(7236833297138284) /* advisory lock: one migrator */
+#define CC_PG_PARAMS_MAX 32
+#define CC_PG_CONNECT_TIMEOUT_S "5"
+
+/* ---------------------------------------------------------------- schema */
+
+typedef struct migration {
+    int version;
+    const char *what;
+    const char *sql;
+} migration;
+
+static const migration MIGRATIONS[] = {
+    {1, "accounts, entries, holds, credentials, passwords",
+     "CREATE TABLE accounts("
+     " id BIGSERIAL PRIMARY KEY,"
+     " email TEXT NOT NULL,"
+     " display_name TEXT NOT NULL DEFAULT '',"
+     " active INTEGER NOT NULL, role INTEGER NOT NULL,"
+     " created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL,"
+     " balance BIGINT NOT NULL, held BIGINT NOT NULL,"
+     " paid_total BIGINT NOT NULL, granted_total BIGINT NOT NULL,"
+     " spent_total BIGINT NOT NULL, uncollected_total BIGINT NOT NULL,"
+     " CHECK (balance >= 0 AND held >= 0 AND held <= balance));"
+     "CREATE UNIQUE INDEX accounts_email ON accounts(lower(email));"
+     "CREATE TABLE entries("
+     " id BIGSERIAL PRIMARY KEY,"
+     " op_key TEXT NOT NULL UNIQUE,"
+     " kind INTEGER NOT NULL,"
+     " account_id BIGINT NOT NULL REFERENCES accounts(id),"
+     " amount BIGINT NOT NULL, delta BIGINT NOT NULL, held_delta BIGINT NOT NULL,"
+     " uncollected BIGINT NOT NULL, balance_after BIGINT NOT NULL, held_after BIGINT NOT NULL,"
+     " hold_id BIGINT NOT NULL, ttl_ms BIGINT NOT NULL, created_ms BIGINT NOT NULL,"
+     " prompt_id TEXT NOT NULL, node_id TEXT NOT NULL, node_class TEXT NOT NULL, model TEXT NOT NULL,"
+     " tokens_in BIGINT NOT NULL, tokens_out BIGINT NOT NULL, images BIGINT NOT NULL,"
+     " seconds_ms BIGINT NOT NULL,"
+     " currency TEXT NOT NULL, amount_minor BIGINT NOT NULL, method TEXT NOT NULL,"
+     " external_ref TEXT NOT NULL, note TEXT NOT NULL);"
+     "CREATE INDEX entries_by_account ON entries(account_id, id);"
+     "CREATE TABLE holds("
+     " id BIGINT PRIMARY KEY, account_id BIGINT NOT NULL REFERENCES accounts(id), amount BIGINT NOT NULL,"
+     " state INTEGER NOT NULL, expires_ms BIGINT NOT NULL, resolved_by BIGINT NOT NULL);"
+     "CREATE INDEX holds_open_by_expiry ON holds(expires_ms, id) WHERE state = 0;"
+     "CREATE FUNCTION cc_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$"
+     " BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$;"
+     "CREATE TRIGGER entries_no_update BEFORE UPDATE OR DELETE ON entries FOR EACH ROW"
+     " EXECUTE FUNCTION cc_refuse_change('ledger entries are immutable');"
+     "CREATE TRIGGER entries_no_truncate BEFORE TRUNCATE ON entries FOR EACH STATEMENT"
+     " EXECUTE FUNCTION cc_refuse_change('ledger entries are immutable');"
+     "CREATE TRIGGER accounts_no_delete BEFORE DELETE ON accounts FOR EACH ROW"
+     " EXECUTE FUNCTION cc_refuse_change('accounts are never deleted; disable them');"
+     "CREATE TRIGGER accounts_no_truncate BEFORE TRUNCATE ON accounts FOR EACH STATEMENT"
+     " EXECUTE FUNCTION cc_refuse_change('accounts are never deleted; disable them');"
+     "CREATE TABLE credentials("
+     " id BIGSERIAL PRIMARY KEY, kind INTEGER NOT NULL, account_id BIGINT NOT NULL REFERENCES accounts(id),"
+     " hash BYTEA NOT NULL UNIQUE, label TEXT NOT NULL, hint TEXT NOT NULL,"
+     " created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL, revoked_ms BIGINT NOT NULL);"
+     "CREATE INDEX credentials_by_account ON credentials(account_id, kind, id);"
+     "CREATE TABLE passwords(account_id BIGINT PRIMARY KEY REFERENCES accounts(id),"
+     " hash TEXT NOT NULL, updated_ms BIGINT NOT NULL);"
+     "CREATE TABLE cc_writes(id INTEGER PRIMARY KEY CHECK (id = 1), n BIGINT NOT NULL);"
+     "INSERT INTO cc_writes VALUES (1, 0);"},
+    {2, "TEST credits (accounts.test_balance, entries.test_after)",
+     "ALTER TABLE accounts ADD COLUMN test_balance BIGINT NOT NULL DEFAULT 0;"
+     "ALTER TABLE entries ADD COLUMN test_after BIGINT NOT NULL DEFAULT 0;"},
+};
+#define MIGRATIONS_N ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
+
+#define ACCOUNT_COLS                                                           \
+    "id, email, display_name, active, role, created_ms, updated_ms, balance, " \
+    "held, paid_total, granted_total, spent_total, uncollected_total, test_balance"
+#define ENTRY_COLS                                                             \
+    "id, op_key, kind, account_id, amount, delta, held_delta, uncollected, "   \
+    "balance_after, held_after, hold_id, ttl_ms, created_ms, prompt_id, "      \
+    "node_id, node_class, model, tokens_in, tokens_out, images, seconds_ms, "  \
+    "currency, amount_minor, method, external_ref, note, test_after"
+#define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by"
+#define CRED_COLS "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms"
+
+enum {
+    ST_ACC_INSERT, ST_ACC_GET, ST_ACC_BY_EMAIL, ST_ACC_UPDATE, ST_ACC_LIST,
+    ST_ENT_BY_KEY, ST_ENT_GET, ST_ENT_INSERT,
+    ST_HOLD_GET, ST_HOLD_INSERT, ST_HOLD_RESOLVE, ST_HOLD_EXTEND, ST_HOLDS_DUE,
+    ST_SCAN_ACC, ST_SCAN_ENT, ST_SCAN_HOLD,
+    ST_CRED_INSERT, ST_CRED_BY_HASH, ST_CRED_REVOKE_ONE, ST_CRED_REVOKE_ALL, ST_CRED_LIST,
+    ST_PW_SET, ST_PW_GET, ST_USAGE,
+    ST_COUNT
+};
+
+static const char *const STMT_SQL[ST_COUNT] = {
+    [ST_ACC_INSERT] =
+        "INSERT INTO accounts(email, display_name, active, role, created_ms, updated_ms,"
+        " balance, held, paid_total, granted_total, spent_total, uncollected_total, test_balance)"
+        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT ((lower(email))) DO NOTHING RETURNING id",
+    [ST_ACC_GET] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = $1",
+    [ST_ACC_BY_EMAIL] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE lower(email) = lower($1)",
+    [ST_ACC_UPDATE] =
+        "UPDATE accounts SET display_name=$1, active=$2, role=$3, updated_ms=$4, balance=$5, held=$6,"
+        " paid_total=$7, granted_total=$8, spent_total=$9, uncollected_total=$10, test_balance=$11 WHERE id=$12",
+    [ST_ACC_LIST] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id > $1 ORDER BY id LIMIT $2",
+    [ST_ENT_BY_KEY] = "SELECT " ENTRY_COLS " FROM entries WHERE op_key = $1",
+    [ST_ENT_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE id = $1",
+    [ST_ENT_INSERT] =
+        "INSERT INTO entries(op_key, kind, account_id, amount, delta, held_delta, uncollected,"
+        " balance_after, held_after, hold_id, ttl_ms, created_ms, prompt_id, node_id, node_class,"
+        " model, tokens_in, tokens_out, images, seconds_ms, currency, amount_minor, method,"
+        " external_ref, note, test_after) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,"
+        "$17,$18,$19,$20,$21,$22,$23,$24,$25,$26) ON CONFLICT (op_key) DO NOTHING RETURNING id",
+    [ST_HOLD_GET] = "SELECT " HOLD_COLS " FROM holds WHERE id = $1",
+    [ST_HOLD_INSERT] = "INSERT INTO holds(" HOLD_COLS ") VALUES ($1,$2,$3,$4,$5,$6)",
+    [ST_HOLD_RESOLVE] = "UPDATE holds SET state = $1, resolved_by = $2 WHERE id = $3 AND state = 0",
+    [ST_HOLD_EXTEND] = "UPDATE holds SET expires_ms = $1 WHERE id = $2 AND state = 0 AND expires_ms < $1",
+    [ST_HOLDS_DUE] =
+        "SELECT id FROM holds WHERE state = 0 AND expires_ms <= $1 ORDER BY expires_ms, id LIMIT $2",
+    [ST_SCAN_ACC] = "SELECT " ACCOUNT_COLS " FROM accounts ORDER BY id",
+    [ST_SCAN_ENT] = "SELECT " ENTRY_COLS " FROM entries ORDER BY account_id, id",
+    [ST_SCAN_HOLD] = "SELECT " HOLD_COLS " FROM holds ORDER BY id",
+    [ST_CRED_INSERT] = "INSERT INTO credentials(kind, account_id, hash, label, hint, created_ms, expires_ms,"
+                       " revoked_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,0) RETURNING id",
+    [ST_CRED_BY_HASH] = "SELECT " CRED_COLS " FROM credentials WHERE hash = $1",
+    [ST_CRED_REVOKE_ONE] = "UPDATE credentials SET revoked_ms = $1 WHERE id = $2 AND account_id = $3"
+                           " AND kind = $4 AND revoked_ms = 0",
+    [ST_CRED_REVOKE_ALL] = "UPDATE credentials SET revoked_ms = $1 WHERE account_id = $2 AND kind = $3"
+                           " AND revoked_ms = 0",
+    [ST_CRED_LIST] = "SELECT " CRED_COLS " FROM credentials WHERE account_id = $1 AND kind = $2 AND revoked_ms = 0"
+                     " AND (expires_ms = 0 OR expires_ms > $3) ORDER BY id DESC LIMIT $4",
+    [ST_PW_SET] = "INSERT INTO passwords(account_id, hash, updated_ms) VALUES ($1, $2, $3)"
+                  " ON CONFLICT (account_id) DO UPDATE SET hash = EXCLUDED.hash, updated_ms = EXCLUDED.updated_ms",
+    [ST_PW_GET] = "SELECT hash FROM passwords WHERE account_id = $1",
+    [ST_USAGE] = "SELECT created_ms / 86400000 AS day, node_class, -SUM(delta), COUNT(*) FROM entries"
+                 " WHERE account_id = $1 AND kind = 4 AND created_ms >= $2 AND created_ms < $3"
+                 " GROUP BY day, node_class ORDER BY day, node_class LIMIT $4",
+};
+
+/* ---------------------------------------------------------------- types */
+
+typedef struct pg_store {
+    cc_store base;
+    char *uri;                  /* with the password, if the operator put one there: never printed */
+    char where[300];            /* postgresql://user@host:port/db, for messages */
+    int timeout_ms;
+} pg_store;
+
+typedef struct pg_conn {
+    cc_conn base;
+    pg_store *st;
+    PGconn *pg;
+    int writer;
+    int in_tx;                  /* inside begin_write/begin_read: never reconnect silently there */
+    int ready;                  /* session settings applied, statements prepared */
+    int64_t writes_seen;        /* cc_writes.n after this connection's last write; -1 = never */
+    int64_t writes_now;         /* cc_writes.n read by the current begin_write */
+} pg_conn;
+
+typedef struct prm {
+    const char *v[CC_PG_PARAMS_MAX];
+    int len[CC_PG_PARAMS_MAX];
+    int fmt[CC_PG_PARAMS_MAX];
+    char num[CC_PG_PARAMS_MAX][24];
+    int n;
+} prm;
+
+static void p_i64(prm *p, int64_t x) {
+    CC_ASSERT(p->n < CC_PG_PARAMS_MAX);
+    snprintf(p->num[p->n], sizeof p->num[p->n], "%lld", (long long)x);
+    p->v[p->n] = p->num[p->n];
+    p->len[p->n] = 0;
+    p->fmt[p->n] = 0;
+    p->n++;
+}
+
+static void p_txt(prm *p, const char *s) {
+    CC_ASSERT(p->n < CC_PG_PARAMS_MAX);
+    p->v[p->n] = s ? s : "";
+    p->len[p->n] = 0;
+    p->fmt[p->n] = 0;
+    p->n++;
+}
+
+static void p_bin(prm *p, const void *b, int n) {
+    CC_ASSERT(p->n < CC_PG_PARAMS_MAX);
+    p->v[p->n] = b;
+    p->len[p->n] = n;
+    p->fmt[p->n] = 1;
+    p->n++;
+}
+
+/* libpq's message as one line (its messages end in newlines, some have two). */
+static void one_line(const char *in, char *out, size_t cap) {
+    size_t j = 0;
+    for (size_t i = 0; in && in[i] && j + 1 < cap; i++) {
+        char ch = in[i];
+        if (ch == '\n' || ch == '\r' || ch == '\t') {
+            if (in[i + 1] == 0) break;
+            if (j >= 2 && out[j - 1] == ' ' && out[j - 2] == ';') continue;
+            if (j + 2 >= cap) break;
+            out[j++] = ';';
+            ch = ' ';
+        }
+        out[j++] = ch;
+    }
+    while (j && (out[j - 1] == ' ' || out[j - 1] == ';')) j--;
+    out[j] = 0;
+}
+
+static cc_rc pg_fail(pg_conn *c, cc_error *err, const char *what, const PGresult *res) {
+    char msg[300];
+    const char *m = res ? PQresultErrorMessage(res) : NULL;
+    if (!m || !*m) m = c->pg ? PQerrorMessage(c->pg) : "no connection";
+    one_line(m, msg, sizeof msg);
+    if (c->pg && PQstatus(c->pg) != CONNECTION_OK)
+        return cc_fail(err, CC_ERR_STORAGE, "database", "PostgreSQL %s is unreachable (%s): %s", c->st->where, what,
+                       msg);
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state && strcmp(state, "57014") == 0)
+        return cc_fail(err, CC_ERR_STORAGE, "database", "postgresql: %s: statement timeout (%d ms) reached",
+                       what, c->st->timeout_ms);
+    return cc_fail(err, CC_ERR_STORAGE, "database", "postgresql: %s: %s", what, msg);
+}
+
+/* ---------------------------------------------------------------- connections */
+
+static cc_rc prepare_all(pg_conn *c, cc_error *err);
+
+static cc_rc session_setup(pg_conn *c, cc_error *err) {
+    char sql[200];
+    /* A session that stops talking inside a transaction (a frozen or lost
+    ** server) would keep the writer lock: PostgreSQL ends it. */
+    snprintf(sql, sizeof sql,
+             "SET statement_timeout = %d; SET idle_in_transaction_session_timeout = %d;"
+             " SET client_min_messages = warning",
+             c->st->timeout_ms, c->st->timeout_ms > 0 ? c->st->timeout_ms : 60000);
+    PGresult *r = PQexec(c->pg, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    cc_rc rc = ok ? CC_OK : pg_fail(c, err, "session settings", r);
+    PQclear(r);
+    return rc;
+}
+
+static cc_rc conn_fail(pg_conn *c, cc_error *err) {
+    char msg[300];
+    one_line(PQerrorMessage(c->pg), msg, sizeof msg);
+    const char *hint = "";
+    if (strstr(msg, "password authentication failed") || strstr(msg, "no password supplied"))
+        hint = " (check the password: PGPASSWORD, ~/.pgpass or the URI)";
+    else if (strstr(msg, "does not exist"))
+        hint = " (create it first, e.g. createdb, or fix the name in the URI)";
+    else if (strstr(msg, "Connection refused") || strstr(msg, "timeout expired") || strstr(msg, "could not translate"))
+        hint = " (is PostgreSQL running and reachable at that host and port?)";
+    return cc_fail(err, CC_ERR_STORAGE, "database", "cannot connect to PostgreSQL %s: %s%s", c->st->where, msg,
+                   hint);
+}
+
+/* A broken connection is re-opened here, at its next use. */
+static cc_rc ensure(pg_conn *c, cc_error *err) {
+    if (c->pg && PQstatus(c->pg) == CONNECTION_OK && c->ready) return CC_OK;
+    /* Inside a transaction a new connection would run the rest outside it
+    ** (and outside the writer lock): the transaction fails instead. */
+    if (c->in_tx) return pg_fail(c, err, "transaction interrupted", NULL);
+    if (c->pg && PQstatus(c->pg) != CONNECTION_OK) {
+        PQreset(c->pg);
+        if (PQstatus(c->pg) != CONNECTION_OK) return conn_fail(c, err);
+        c->ready = 0;
+    }
+    cc_rc rc = session_setup(c, err);
+    if (rc == CC_OK) rc = prepare_all(c, err);
+    if (rc != CC_OK) return rc;
+    c->ready = 1;
+    c->writes_seen = -1; /* someone may have written meanwhile */
+    return CC_OK;
+}
+
+static cc_rc prepare_all(pg_conn *c, cc_error *err) {
+    for (int i = 0; i < ST_COUNT; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "cc%d", i);
+        PGresult *r = PQprepare(c->pg, name, STMT_SQL[i], 0, NULL);
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok) {
+            cc_rc rc;
+            if (PQstatus(c->pg) != CONNECTION_OK) {
+                rc = pg_fail(c, err, "prepare", r);
+            } else {
+                char msg[300];
+                one_line(PQresultErrorMessage(r), msg, sizeof msg);
+                rc = cc_fail(err, CC_ERR_STORAGE, "database", "PostgreSQL database %s is not a comfy-credits ledger (%s)",
+                             c->st->where, msg);
+            }
+            PQclear(r);
+            return rc;
+        }
+        PQclear(r);
+    }
+    return CC_OK;
+}
+
+/* Runs prepared statement i. Returns the result (caller clears) or NULL
+** with err filled. */
+static PGresult *run(pg_conn *c, int i, const prm *p, const char *what, cc_error *err) {
+    if (ensure(c, err) != CC_OK) return NULL;
+    char name[16];
+    snprintf(name, sizeof name, "cc%d", i);
+    PGresult *r = PQexecPrepared(c->pg, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
+                                 p ? p->fmt : NULL, 0);
+    ExecStatusType s = PQresultStatus(r);
+    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) return r;
+    pg_fail(c, err, what, r);
+    PQclear(r);
+    return NULL;
+}
+
+static cc_rc exec_sql(pg_conn *c, const char *sql, const char *what, cc_error *err) {
+    PGresult *r = PQexec(c->pg, sql);
+    ExecStatusType s = PQresultStatus(r);
+    cc_rc rc = (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) ? CC_OK : pg_fail(c, err, what, r);
+    PQclear(r);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- reading rows */
+
+static int64_t gi(const PGresult *r, int row, int col) {
+    const char *v = PQgetvalue(r, row, col);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static void gt(char *dst, size_t cap, const PGresult *r, int row, int col) {
+    int n = PQgetlength(r, row, col);
+    /* The ledger validated lengths on the way in; a longer value means the
+    ** table was edited by hand. Truncating would hide it, so stop. */
+    CC_ASSERT(n >= 0 && (size_t)n < cap);
+    memcpy(dst, PQgetvalue(r, row, col), (size_t)n);
+    dst[n] = 0;
+}
+
+static void read_account(const PGresult *r, int i, cc_account *a) {
+    a->id = gi(r, i, 0);
+    gt(a->email, sizeof a->email, r, i, 1);
+    gt(a->display_name, sizeof a->display_name, r, i, 2);
+    a->active = (int)gi(r, i, 3);
+    a->role = (int)gi(r, i, 4);
+    a->created_ms = gi(r, i, 5);
+    a->updated_ms = gi(r, i, 6);
+    a->balance = gi(r, i, 7);
+    a->held = gi(r, i, 8);
+    a->paid_total = gi(r, i, 9);
+    a->granted_total = gi(r, i, 10);
+    a->spent_total = gi(r, i, 11);
+    a->uncollected_total = gi(r, i, 12);
+    a->test_balance = gi(r, i, 13);
+}
+
+static void read_entry(const PGresult *r, int i, cc_entry *e) {
+    e->id = gi(r, i, 0);
+    gt(e->key, sizeof e->key, r, i, 1);
+    e->kind = (int)gi(r, i, 2);
+    e->account_id = gi(r, i, 3);
+    e->amount = gi(r, i, 4);
+    e->delta = gi(r, i, 5);
+    e->held_delta = gi(r, i, 6);
+    e->uncollected = gi(r, i, 7);
+    e->balance_after = gi(r, i, 8);
+    e->held_after = gi(r, i, 9);
+    e->hold_id = gi(r, i, 10);
+    e->ttl_ms = gi(r, i, 11);
+    e->created_ms = gi(r, i, 12);
+    gt(e->prompt_id, sizeof e->prompt_id, r, i, 13);
+    gt(e->node_id, sizeof e->node_id, r, i, 14);
+    gt(e->node_class, sizeof e->node_class, r, i, 15);
+    gt(e->model, sizeof e->model, r, i, 16);
+    e->tokens_in = gi(r, i, 17);
+    e->tokens_out = gi(r, i, 18);
+    e->images = gi(r, i, 19);
+    e->seconds_ms = gi(r, i, 20);
+    gt(e->currency, sizeof e->currency, r, i, 21);
+    e->amount_minor = gi(r, i, 22);
+    gt(e->method, sizeof e->method, r, i, 23);
+    gt(e->external_ref, sizeof e->external_ref, r, i, 24);
+    gt(e->note, sizeof e->note, r, i, 25);
+    e->test_after = gi(r, i, 26);
+}
+
+static void read_hold(const PGresult *r, int i, cc_hold *h) {
+    h->id = gi(r, i, 0);
+    h->account_id = gi(r, i, 1);
+    h->amount = gi(r, i, 2);
+    h->state = (int)gi(r, i, 3);
+    h->expires_ms = gi(r, i, 4);
+    h->resolved_by = gi(r, i, 5);
+}
+
+static int hexval(char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+static void read_cred(const PGresult *r, int i, cc_credential *c) {
+    c->id = gi(r, i, 0);
+    c->kind = (int)gi(r, i, 1);
+    c->account_id = gi(r, i, 2);
+    const char *h = PQgetvalue(r, i, 3); /* bytea, text output: \x + hex */
+    CC_ASSERT(PQgetlength(r, i, 3) == 2 + 2 * CC_CRED_HASH_BYTES && h[0] == '\\' && h[1] == 'x');
+    for (int k = 0; k < CC_CRED_HASH_BYTES; k++) {
+        int hi = hexval(h[2 + 2 * k]), lo = hexval(h[3 + 2 * k]);
+        CC_ASSERT(hi >= 0 && lo >= 0);
+        c->hash[k] = (unsigned char)(hi * 16 + lo);
+    }
+    gt(c->label, sizeof c->label, r, i, 4);
+    gt(c->hint, sizeof c->hint, r, i, 5);
+    c->created_ms = gi(r, i, 6);
+    c->expires_ms = gi(r, i, 7);
+    c->revoked_ms = gi(r, i, 8);
+}
+
+/* ---------------------------------------------------------------- transactions */
+
+static void pg_close(cc_conn *b) {
+    pg_conn *c = (pg_conn *)b;
+    if (!c) return;
+    if (c->pg) PQfinish(c->pg);
+    free(c);
+}
+
+static cc_rc pg_begin_write(cc_conn *b, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    cc_rc rc = ensure(c, err);
+    if (rc != CC_OK) return rc;
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "BEGIN; SELECT pg_advisory_xact_lock(%lld); UPDATE cc_writes SET n = n + 1 WHERE id = 1 RETURNING n",
+             (long long)CC_PG_WRITE_LOCK);
+    PGresult *r = PQexec(c->pg, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        rc = pg_fail(c, err, "begin write (waiting for the writer lock)", r);
+        PQclear(r);
+        return rc;
+    }
+    c->writes_now = gi(r, 0, 0);
+    PQclear(r);
+    c->in_tx = 1;
+    return CC_OK;
+}
+
+static cc_rc pg_commit(cc_conn *b, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    c->in_tx = 0;
+    PGresult *r = PQexec(c->pg, "COMMIT");
+    cc_rc rc = CC_OK;
+    /* COMMIT of a transaction that had failed answers ROLLBACK: not durable. */
+    if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(r), "COMMIT") != 0)
+        rc = pg_fail(c, err, "commit", r);
+    else
+        c->writes_seen = c->writes_now;
+    PQclear(r);
+    if (rc != CC_OK && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        PGresult *rb = PQexec(c->pg, "ROLLBACK");
+        PQclear(rb);
+    }
+    return rc;
+}
+
+static void pg_rollback(cc_conn *b) {
+    pg_conn *c = (pg_conn *)b;
+    c->in_tx = 0;
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) == PQTRANS_IDLE) return;
+    PGresult *r = PQexec(c->pg, "ROLLBACK");
+    PQclear(r);
+}
+
+static cc_rc pg_data_changed(cc_conn *b, int *changed, cc_error *err) {
+    (void)err;
+    pg_conn *c = (pg_conn *)b;
+    /* Our own increment is the +1: anything else means another writer. */
+    *changed = c->writes_seen < 0 || c->writes_now != c->writes_seen + 1;
+    return CC_OK;
+}
+
+static cc_rc pg_begin_read(cc_conn *b, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    cc_rc rc = ensure(c, err);
+    if (rc != CC_OK) return rc;
+    rc = exec_sql(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin read", err);
+    if (rc == CC_OK) c->in_tx = 1;
+    return rc;
+}
+
+static void pg_end_read(cc_conn *b) { pg_rollback(b); }
+
+/* ---------------------------------------------------------------- accounts */
+
+static cc_rc pg_account_insert(cc_conn *b, cc_account *a, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    prm p = {.n = 0};
+    p_txt(&p, a->email);
+    p_txt(&p, a->display_name);
+    p_i64(&p, a->active);
+    p_i64(&p, a->role);
+    p_i64(&p, a->created_ms);
+    p_i64(&p, a->updated_ms);
+    p_i64(&p, a->balance);
+    p_i64(&p, a->held);
+    p_i64(&p, a->paid_total);
+    p_i64(&p, a->granted_total);
+    p_i64(&p, a->spent_total);
+    p_i64(&p, a->uncollected_total);
+    p_i64(&p, a->test_balance);
+    PGresult *r = run(c, ST_ACC_INSERT, &p, "insert account", err);
+    if (!r) return CC_ERR_STORAGE;
+    cc_rc rc = CC_OK;
+    if (PQntuples(r) == 0)
+        rc = cc_fail(err, CC_ERR_EXISTS, "email", "an account with email '%s' already exists", a->email);
+    else
+        a->id = gi(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+static cc_rc account_one(pg_conn *c, int st, prm *p, cc_account *out, const char *what, cc_error *err) {
+    PGresult *r = run(c, st, p, what, err);
+    if (!r) return CC_ERR_STORAGE;
+    cc_rc rc = CC_OK;
+    if (PQntuples(r) == 1) read_account(r, 0, out);
+    else rc = cc_fail(err, CC_ERR_NOT_FOUND, "account", "no such account");
+    PQclear(r);
+    return rc;
+}
+
+static cc_rc pg_account_get(cc_conn *b, int64_t id, cc_account *out, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, id);
+    return account_one((pg_conn *)b, ST_ACC_GET, &p, out, "get account", err);
+}
+
+static cc_rc pg_account_by_email(cc_conn *b, const char *email, cc_account *out, cc_error *err) {
+    prm p = {.n = 0};
+    p_txt(&p, email);
+    return account_one((pg_conn *)b, ST_ACC_BY_EMAIL, &p, out, "find account", err);
+}
+
+static cc_rc pg_account_update(cc_conn *b, const cc_account *a, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    prm p = {.n = 0};
+    p_txt(&p, a->display_name);
+    p_i64(&p, a->active);
+    p_i64(&p, a->role);
+    p_i64(&p, a->updated_ms);
+    p_i64(&p, a->balance);
+    p_i64(&p, a->held);
+    p_i64(&p, a->paid_total);
+    p_i64(&p, a->granted_total);
+    p_i64(&p, a->spent_total);
+    p_i64(&p, a->uncollected_total);
+    p_i64(&p, a->test_balance);
+    p_i64(&p, a->id);
+    PGresult *r = run(c, ST_ACC_UPDATE, &p, "update account", err);
+    if (!r) return CC_ERR_STORAGE;
+    cc_rc rc = strcmp(PQcmdTuples(r), "1") == 0 ? CC_OK
+                                                : cc_fail(err, CC_ERR_NOT_FOUND, "account", "no such account");
+    PQclear(r);
+    return rc;
+}
+
+static cc_rc pg_account_list(cc_conn *b, int64_t after_id, int limit, cc_account *out, int *n_out, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, after_id);
+    p_i64(&p, limit);
+    PGresult *r = run((pg_conn *)b, ST_ACC_LIST, &p, "list accounts", err);
+    if (!r) return CC_ERR_STORAGE;
+    int n = PQntuples(r);
+    if (n > limit) n = limit;
+    for (int i = 0; i < n; i++) read_account(r, i, &out[i]);
+    *n_out = n;
+    PQclear(r);
+    return CC_OK;
+}
+
+/* ---------------------------------------------------------------- entries */
+
+static cc_rc entry_one(pg_conn *c, int st, prm *p, cc_entry *out, const char *what, cc_error *err,
+                       cc_rc missing_rc, const char *field, const char *missing) {
+    PGresult *r = run(c, st, p, what, err);
+    if (!r) return CC_ERR_STORAGE;
+    cc_rc rc = CC_OK;
+    if (PQntuples(r) == 1) read_entry(r, 0, out);
+    else rc = cc_fail(err, missing_rc, field, "%s", missing);
+    PQclear(r);
+    return rc;
+}
+
+static cc_rc pg_entry_by_key(cc_conn *b, const char *key, cc_entry *out, cc_error *err) {
+    prm p = {.n = 0};
+    p_txt(&p, key);
+    return entry_one((pg_conn *)b, ST_ENT_BY_KEY, &p, out, "find entry", err, CC_ERR_NOT_FOUND, "key",
+                     "no entry with that key");
+}
+
+static cc_rc pg_entry_get(cc_conn *b, int64_t id, cc_entry *out, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, id);
+    return entry_one((pg_conn *)b, ST_ENT_GET, &p, out, "get entry", err, CC_ERR_NOT_FOUND, "entry_id",
+                     "no such entry");
+}
+
+static cc_rc pg_entry_insert(cc_conn *b, cc_entry *e, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    prm p = {.n = 0};
+    p_txt(&p, e->key);
+    p_i64(&p, e->kind);
+    p_i64(&p, e->account_id);
+    p_i64(&p, e->amount);
+    p_i64(&p, e->delta);
+    p_i64(&p, e->held_delta);
+    p_i64(&p, e->uncollected);
+    p_i64(&p, e->balance_after);
+    p_i64(&p, e->held_after);
+    p_i64(&p, e->hold_id);
+    p_i64(&p, e->ttl_ms);
+    p_i64(&p, e->created_ms);
+    p_txt(&p, e->prompt_id);
+    p_txt(&p, e->node_id);
+    p_txt(&p, e->node_class);
+    p_txt(&p, e->model);
+    p_i64(&p, e->tokens_in);
+    p_i64(&p, e->tokens_out);
+    p_i64(&p, e->images);
+    p_i64(&p, e->seconds_ms);
+    p_txt(&p, e->currency);
+    p_i64(&p, e->amount_minor);
+    p_txt(&p, e->method);
+    p_txt(&p, e->external_ref);
+    p_txt(&p, e->note);
+    p_i64(&p, e->test_after);
+    PGresult *r = run(c, ST_ENT_INSERT, &p, "insert entry", err);
+    if (!r) return CC_ERR_STORAGE;
+    cc_rc rc = CC_OK;
+    if (PQntuples(r) == 0)
+        rc = cc_fail(err, CC_ERR_EXISTS, "key", "idempotency key '%.64s' is taken", e->key);
+    else
+        e->id = gi(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+static cc_rc pg_history(cc_conn *b, const cc_history_query *q, cc_entry *out, int *n_out, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    CC_ASSERT(q->limit >= 1 && q->limit <= CC_HISTORY_PAGE_MAX);
+    cc_rc rc = ensure(c, err);
+    if (rc != CC_OK) return rc;
+    char sql[600];
+    prm p = {.n = 0};
+    char cond[200];
+    int off = 0;
+    cond[0] = 0;
+    p_i64(&p, q->account_id);
+#define COND(fmt, val)                                                                                   \
+    do {                                                                                                 \
+        p_i64(&p, (val));                                                                                \
+        off += snprintf(cond + off, sizeof cond - (size_t)off, fmt, p.n);                                \
+    } while (0)
+    if (q->before_id > 0) COND(" AND id < $%d", q->before_id);
+    if (q->kinds_mask) COND(" AND ((1::bigint << kind) & $%d) <> 0", (int64_t)q->kinds_mask);
+    if (q->since_ms) COND(" AND created_ms >= $%d", q->since_ms);
+    if (q->until_ms) COND(" AND created_ms < $%d", q->until_ms);
+#undef COND
+    p_i64(&p, q->limit);
+    int n = snprintf(sql, sizeof sql, "SELECT " ENTRY_COLS " FROM entries WHERE account_id = $1%s ORDER BY id DESC LIMIT $%d",
+                     cond, p.n);
+    CC_ASSERT(n > 0 && (size_t)n < sizeof sql && off < (int)sizeof cond);
+    PGresult *r = PQexecParams(c->pg, sql, p.n, NULL, p.v, p.len, p.fmt, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = pg_fail(c, err, "history", r);
+        PQclear(r);
+        return rc;
+    }
+    int rows = PQntuples(r);
+    if (rows > q->limit) rows = q->limit;
+    for (int i = 0; i < rows; i++) read_entry(r, i, &out[i]);
+    *n_out = rows;
+    PQclear(r);
+    return CC_OK;
+}
+
+/* ---------------------------------------------------------------- holds */
+
+static cc_rc pg_hold_get(cc_conn *b, int64_t id, cc_hold *out, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, id);
+    PGresult *r = run((pg_conn *)b, ST_HOLD_GET, &p, "get hold", err);
+    if (!r) return CC_ERR_STORAGE;
+    cc_rc rc = CC_OK;
+    if (PQntuples(r) == 1) read_hold(r, 0, out);
+    else rc = cc_fail(err, CC_ERR_NOT_FOUND, "hold_id", "no hold with id %lld", (long long)id);
+    PQclear(r);
+    return rc;
+}
+
+static cc_rc pg_hold_insert(cc_conn *b, const cc_hold *h, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, h->id);
+    p_i64(&p, h->account_id);
+    p_i64(&p, h->amount);
+    p_i64(&p, h->state);
+    p_i64(&p, h->expires_ms);
+    p_i64(&p, h->resolved_by);
+    PGresult *r = run((pg_conn *)b, ST_HOLD_INSERT, &p, "insert hold", err);
+    if (!r) return CC_ERR_STORAGE;
+    PQclear(r);
+    return CC_OK;
+}
+
+static cc_rc pg_hold_resolve(cc_conn *b, int64_t id, int state, int64_t by_entry, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, state);
+    p_i64(&p, by_entry);
+    p_i64(&p, id);
+    PGresult *r = run((pg_conn *)b, ST_HOLD_RESOLVE, &p, "resolve hold", err);
+    if (!r) return CC_ERR_STORAGE;
+    /* The WHERE state = 0 makes "resolves at most once" hold in storage too. */
+    cc_rc rc = strcmp(PQcmdTuples(r), "1") == 0
+                   ? CC_OK
+                   : cc_fail(err, CC_ERR_STATE, "hold_id", "hold %lld is not open", (long long)id);
+    PQclear(r);
+    return rc;
+}
+
+static cc_rc pg_hold_extend(cc_conn *b, int64_t id, int64_t expires_ms, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, expires_ms);
+    p_i64(&p, id);
+    PGresult *r = run((pg_conn *)b, ST_HOLD_EXTEND, &p, "extend hold", err);
+    if (!r) return CC_ERR_STORAGE;
+    PQclear(r);
+    return CC_OK;
+}
+
+static cc_rc pg_holds_due(cc_conn *b, int64_t now_ms, int limit, int64_t *ids, int *n_out, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, now_ms);
+    p_i64(&p, limit);
+    PGresult *r = run((pg_conn *)b, ST_HOLDS_DUE, &p, "due holds", err);
+    if (!r) return CC_ERR_STORAGE;
+    int n = PQntuples(r);
+    if (n > limit) n = limit;
+    for (int i = 0; i < n; i++) ids[i] = gi(r, i, 0);
+    *n_out = n;
+    PQclear(r);
+    return CC_OK;
+}
+
+/* ---------------------------------------------------------------- scans (verify) */
+
+/* Streams rows one at a time (bounded memory on large ledgers). */
+typedef void (*row_reader)(const PGresult *r, void *row);
+typedef int (*row_cb)(void *ctx, const void *row);
+
+static cc_rc scan(pg_conn *c, int st, void *row, row_reader rd, row_cb cb, void *ctx, const char *what,
+                  cc_error *err) {
+    cc_rc rc = ensure(c, err);
+    if (rc != CC_OK) return rc;
+    char name[16];
+    snprintf(name, sizeof name, "cc%d", st);
+    if (!PQsendQueryPrepared(c->pg, name, 0, NULL, NULL, NULL, 0) || !PQsetSingleRowMode(c->pg))
+        return pg_fail(c, err, what, NULL);
+    int stop = 0;
+    PGresult *r;
+    while ((r = PQgetResult(c->pg)) != NULL) {
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_SINGLE_TUPLE) {
+            if (!stop) {
+                rd(r, row);
+                stop = cb(ctx, row);
+            }
+        } else if (s != PGRES_TUPLES_OK && rc == CC_OK) {
+            rc = pg_fail(c, err, what, r);
+        }
+        PQclear(r);
+    }
+    return rc;
+}
+
+static void rd_account(const PGresult *r, void *row) { read_account(r, 0, row); }
+static void rd_entry(const PGresult *r, void *row) { read_entry(r, 0, row); }
+static void rd_hold(const PGresult *r, void *row) { read_hold(r, 0, row); }
+
+static cc_rc pg_scan_accounts(cc_conn *b, cc_account_cb cb, void *ctx, cc_error *err) {
+    cc_account a;
+    return scan((pg_conn *)b, ST_SCAN_ACC, &a, rd_account, (row_cb)cb, ctx, "scan accounts", err);
+}
+
+static cc_rc pg_scan_entries(cc_conn *b, cc_entry_cb cb, void *ctx, cc_error *err) {
+    cc_entry *e = malloc(sizeof *e);
+    if (!e) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    cc_rc rc = scan((pg_conn *)b, ST_SCAN_ENT, e, rd_entry, (row_cb)cb, ctx, "scan entries", err);
+    free(e);
+    return rc;
+}
+
+static cc_rc pg_scan_holds(cc_conn *b, cc_hold_cb cb, void *ctx, cc_error *err) {
+    cc_hold h;
+    return scan((pg_conn *)b, ST_SCAN_HOLD, &h, rd_hold, (row_cb)cb, ctx, "scan holds", err);
+}
+
+/* ---------------------------------------------------------------- credentials, passwords, usage */
+
+static cc_rc pg_cred_insert(cc_conn *b, cc_credential *cr, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, cr->kind);
+    p_i64(&p, cr->account_id);
+    p_bin(&p, cr->hash, CC_CRED_HASH_BYTES);
+    p_txt(&p, cr->label);
+    p_txt(&p, cr->hint);
+    p_i64(&p, cr->created_ms);
+    p_i64(&p, cr->expires_ms);
+    PGresult *r = run((pg_conn *)b, ST_CRED_INSERT, &p, "insert credential", err);
+    if (!r) return CC_ERR_STORAGE;
+    cr->id = gi(r, 0, 0);
+    PQclear(r);
+    return CC_OK;
+}
+
+static cc_rc pg_cred_by_hash(cc_conn *b, const unsigned char *hash, cc_credential *out, cc_error *err) {
+    prm p = {.n = 0};
+    p_bin(&p, hash, CC_CRED_HASH_BYTES);
+    PGresult *r = run((pg_conn *)b, ST_CRED_BY_HASH, &p, "find credential", err);
+    if (!r) return CC_ERR_STORAGE;
+    cc_rc rc = CC_OK;
+    if (PQntuples(r) == 1) read_cred(r, 0, out);
+    else rc = cc_fail(err, CC_ERR_NOT_FOUND, "token", "unknown credential");
+    PQclear(r);
+    return rc;
+}
+
+static cc_rc pg_cred_revoke(cc_conn *b, int64_t id, int64_t account_id, int kind, int64_t now_ms, int *count,
+                            cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, now_ms);
+    if (id > 0) p_i64(&p, id);
+    p_i64(&p, account_id);
+    p_i64(&p, kind);
+    PGresult *r = run((pg_conn *)b, id > 0 ? ST_CRED_REVOKE_ONE : ST_CRED_REVOKE_ALL, &p, "revoke credential", err);
+    if (!r) return CC_ERR_STORAGE;
+    *count = atoi(PQcmdTuples(r));
+    PQclear(r);
+    return CC_OK;
+}
+
+static cc_rc pg_cred_list(cc_conn *b, int64_t account_id, int kind, int64_t now_ms, cc_credential *out, int cap,
+                          int *n_out, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, account_id);
+    p_i64(&p, kind);
+    p_i64(&p, now_ms);
+    p_i64(&p, cap);
+    PGresult *r = run((pg_conn *)b, ST_CRED_LIST, &p, "list credentials", err);
+    if (!r) return CC_ERR_STORAGE;
+    int n = PQntuples(r);
+    if (n > cap) n = cap;
+    for (int i = 0; i < n; i++) read_cred(r, i, &out[i]);
+    *n_out = n;
+    PQclear(r);
+    return CC_OK;
+}
+
+static cc_rc pg_password_set(cc_conn *b, int64_t account_id, const char *encoded, int64_t now_ms, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, account_id);
+    p_txt(&p, encoded);
+    p_i64(&p, now_ms);
+    PGresult *r = run((pg_conn *)b, ST_PW_SET, &p, "set password", err);
+    if (!r) return CC_ERR_STORAGE;
+    PQclear(r);
+    return CC_OK;
+}
+
+static cc_rc pg_password_get(cc_conn *b, int64_t account_id, char *out, size_t out_bytes, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, account_id);
+    PGresult *r = run((pg_conn *)b, ST_PW_GET, &p, "get password", err);
+    if (!r) return CC_ERR_STORAGE;
+    cc_rc rc = CC_OK;
+    if (PQntuples(r) == 1) {
+        int n = PQgetlength(r, 0, 0);
+        if ((size_t)n >= out_bytes) rc = cc_fail(err, CC_ERR_STORAGE, "", "stored password hash is malformed");
+        else {
+            memcpy(out, PQgetvalue(r, 0, 0), (size_t)n);
+            out[n] = 0;
+        }
+    } else {
+        rc = cc_fail(err, CC_ERR_NOT_FOUND, "password", "no password is set");
+    }
+    PQclear(r);
+    return rc;
+}
+
+static cc_rc pg_usage_summary(cc_conn *b, int64_t account_id, int64_t since_ms, int64_t until_ms, cc_usage_row *out,
+                              int cap, int *n_out, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, account_id);
+    p_i64(&p, since_ms);
+    p_i64(&p, until_ms);
+    p_i64(&p, cap);
+    PGresult *r = run((pg_conn *)b, ST_USAGE, &p, "usage summary", err);
+    if (!r) return CC_ERR_STORAGE;
+    int n = PQntuples(r);
+    if (n > cap) n = cap;
+    for (int i = 0; i < n; i++) {
+        out[i].day = gi(r, i, 0);
+        gt(out[i].node_class, sizeof out[i].node_class, r, i, 1);
+        out[i].charged = gi(r, i, 2);
+        out[i].runs = gi(r, i, 3);
+    }
+    *n_out = n;
+    PQclear(r);
+    return CC_OK;
+}
+
+static const cc_conn_vtab PG_CONN_VTAB = {
+    .close = pg_close,
+    .begin_write = pg_begin_write,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .data_changed = pg_data_changed,
+    .begin_read = pg_begin_read,
+    .end_read = pg_end_read,
+    .account_insert = pg_account_insert,
+    .account_get = pg_account_get,
+    .account_by_email = pg_account_by_email,
+    .account_update = pg_account_update,
+    .account_list = pg_account_list,
+    .entry_by_key = pg_entry_by_key,
+    .entry_get = pg_entry_get,
+    .entry_insert = pg_entry_insert,
+    .history = pg_history,
+    .hold_get = pg_hold_get,
+    .hold_insert = pg_hold_insert,
+    .hold_resolve = pg_hold_resolve,
+    .hold_extend = pg_hold_extend,
+    .holds_due = pg_holds_due,
+    .cred_insert = pg_cred_insert,
+    .cred_by_hash = pg_cred_by_hash,
+    .cred_revoke = pg_cred_revoke,
+    .cred_list = pg_cred_list,
+    .usage_summary = pg_usage_summary,
+    .password_set = pg_password_set,
+    .password_get = pg_password_get,
+    .scan_accounts = pg_scan_accounts,
+    .scan_entries = pg_scan_entries,
+    .scan_holds = pg_scan_holds,
+};
+
+/* ---------------------------------------------------------------- schema version and migrations */
+
+static cc_rc schema_fail(pg_conn *c, cc_error *err, const char *what, PGresult *r) {
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (state && strcmp(state, "42501") == 0) {
+        char msg[200];
+        one_line(PQresultErrorMessage(r), msg, sizeof msg);
+        return cc_fail(err, CC_ERR_STORAGE, "database",
+                       "PostgreSQL user may not %s in %s (%s): grant it (e.g. GRANT CREATE ON SCHEMA public) "
+                       "or let the database owner start comfy-credits once",
+                       what, c->st->where, msg);
+    }
+    return pg_fail(c, err, what, r);
+}
+
+static cc_rc migrate(pg_conn *c, cc_error *err) {
+    char sql[200];
+    snprintf(sql, sizeof sql, "BEGIN; SELECT pg_advisory_xact_lock(%lld)", (long long)CC_PG_MIGRATE_LOCK);
+    cc_rc rc = exec_sql(c, sql, "begin schema check", err);
+    if (rc != CC_OK) return rc;
+    PGresult *r = PQexec(c->pg, "SELECT to_regclass('cc_migrations') IS NOT NULL, to_regclass('accounts') IS NOT NULL,"
+                                " (SELECT count(*) FROM pg_proc WHERE proname = 'cc_refuse_change')");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = pg_fail(c, err, "schema check", r);
+        goto out;
+    }
+    int have_mig = PQgetvalue(r, 0, 0)[0] == 't', have_acc = PQgetvalue(r, 0, 1)[0] == 't';
+    PQclear(r);
+    r = NULL;
+    int version = 0;
+    if (!have_mig && have_acc) {
+        rc = cc_fail(err, CC_ERR_STORAGE, "database",
+                     "PostgreSQL database %s already has an 'accounts' table that comfy-credits did not create; "
+                     "give comfy-credits its own (empty) database",
+                     c->st->where);
+        goto out;
+    }
+    if (!have_mig) {
+        r = PQexec(c->pg, "CREATE TABLE cc_migrations(version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL,"
+                          " what TEXT NOT NULL)");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            rc = schema_fail(c, err, "create tables", r);
+            goto out;
+        }
+        PQclear(r);
+        r = NULL;
+    } else {
+        r = PQexec(c->pg, "SELECT COALESCE(max(version), 0) FROM cc_migrations");
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            rc = schema_fail(c, err, "read the schema version", r);
+            goto out;
+        }
+        version = (int)gi(r, 0, 0);
+        PQclear(r);
+        r = NULL;
+    }
+    if (version > CC_SCHEMA_VERSION) {
+        rc = cc_fail(err, CC_ERR_STORAGE, "database",
+                     "PostgreSQL ledger %s was written by a newer comfy-credits (schema version %d; this version "
+                     "understands up to %d). Upgrade comfy-credits; the ledger was not changed.",
+                     c->st->where, version, CC_SCHEMA_VERSION);
+        goto out;
+    }
+    for (int i = 0; i < MIGRATIONS_N; i++) {
+        const migration *m = &MIGRATIONS[i];
+        if (m->version <= version) continue;
+        r = PQexec(c->pg, m->sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            char what[80];
+            snprintf(what, sizeof what, "apply schema migration %d", m->version);
+            rc = schema_fail(c, err, what, r);
+            goto out;
+        }
+        PQclear(r);
+        prm p = {.n = 0};
+        p_i64(&p, m->version);
+        p_i64(&p, cc_now_ms());
+        p_txt(&p, m->what);
+        r = PQexecParams(c->pg, "INSERT INTO cc_migrations(version, applied_ms, what) VALUES ($1, $2, $3)", p.n, NULL,
+                         p.v, p.len, p.fmt, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            rc = schema_fail(c, err, "record the schema version", r);
+            goto out;
+        }
+        PQclear(r);
+        r = NULL;
+    }
+    rc = exec_sql(c, "COMMIT", "commit schema", err);
+out:
+    if (r) PQclear(r);
+    if (rc != CC_OK) pg_rollback(&c->base);
+    return rc;
+}
+
+static cc_rc pg_connect(cc_store *base, int writer, cc_conn **out, cc_error *err) {
+    pg_store *st = (pg_store *)base;
+    pg_conn *c = calloc(1, sizeof *c);
+    if (!c) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    c->base.v = &PG_CONN_VTAB;
+    c->st = st;
+    c->writer = writer;
+    c->writes_seen = -1;
+    /* Defaults first: the URI's own settings override them (expand_dbname);
+    ** client_encoding comes last, so it is always UTF8. */
+    const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle", "keepalives_interval",
+                          "keepalives_count", "dbname", "client_encoding", NULL};
+    const char *vals[] = {CC_PG_CONNECT_TIMEOUT_S, "comfy-credits", "30", "10", "3", st->uri, "UTF8", NULL};
+    c->pg = PQconnectdbParams(keys, vals, 1);
+    if (!c->pg) {
+        free(c);
+        return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    }
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        cc_rc rc = conn_fail(c, err);
+        pg_close(&c->base);
+        return rc;
+    }
+    cc_rc rc = session_setup(c, err);
+    if (rc == CC_OK && writer) rc = migrate(c, err);
+    if (rc == CC_OK) rc = prepare_all(c, err);
+    if (rc != CC_OK) {
+        pg_close(&c->base);
+        return rc;
+    }
+    c->ready = 1;
+    *out = &c->base;
+    return CC_OK;
+}
+
+static void pg_store_close(cc_store *base) {
+    pg_store *st = (pg_store *)base;
+    if (!st) return;
+    if (st->uri) {
+        memset(st->uri, 0, strlen(st->uri)); /* it may carry a password */
+        free(st->uri);
+    }
+    free(st);
+}
+
+static const cc_store_vtab PG_STORE_VTAB = {.connect = pg_connect, .close = pg_store_close};
+
+cc_rc cc_store_pg_describe(const char *uri, char *out, size_t out_bytes) {
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(uri, &msg);
+    if (!opts) {
+        if (msg) PQfreemem(msg);
+        snprintf(out, out_bytes, "postgresql://(malformed)");
+        return CC_ERR_INVALID;
+    }
+    const char *user = "", *host = "", *port = "", *db = "";
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val) continue;
+        if (!strcmp(o->keyword, "user")) user = o->val;
+        else if (!strcmp(o->keyword, "host")) host = o->val;
+        else if (!strcmp(o->keyword, "hostaddr") && !*host) host = o->val;
+        else if (!strcmp(o->keyword, "port")) port = o->val;
+        else if (!strcmp(o->keyword, "dbname")) db = o->val;
+    }
+    snprintf(out, out_bytes, "postgresql://%s%s%.100s%s%.20s/%.60s", user, *user ? "@" : "", host, *port ? ":" : "",
+             port, db);
+    PQconninfoFree(opts);
+    return CC_OK;
+}
+
+cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out, cc_error *err) {
+    *out = NULL;
+    if (!cc_store_is_pg_uri(uri))
+        return cc_fail(err, CC_ERR_INVALID, "database", "not a PostgreSQL URI (expected postgresql://...)");
+    if (strlen(uri) > 4096) return cc_fail(err, CC_ERR_INVALID, "database", "the PostgreSQL URI is too long");
+    if (statement_timeout_ms < 100 || statement_timeout_ms > 600000)
+        return cc_fail(err, CC_ERR_INVALID, "busy_timeout_ms", "statement timeout must be 100..600000 ms");
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(uri, &msg);
+    if (!opts) {
+        /* libpq's message names the bad part; it never repeats a password
+        ** (it reports the offending parameter name or port). */
+        char line[200];
+        one_line(msg ? msg : "out of memory", line, sizeof line);
+        if (msg) PQfreemem(msg);
+        return cc_fail(err, CC_ERR_INVALID, "database", "malformed PostgreSQL URI: %s", line);
+    }
+    const char *bad_port = NULL;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (o->val && strcmp(o->keyword, "port") == 0 && (!*o->val || strspn(o->val, "0123456789,") != strlen(o->val)))
+            bad_port = o->keyword;
+    PQconninfoFree(opts);
+    if (bad_port) return cc_fail(err, CC_ERR_INVALID, "database", "malformed PostgreSQL URI: the port is not a number");
+    pg_store *st = calloc(1, sizeof *st);
+    if (!st) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    st->uri = strdup(uri);
+    if (!st->uri) {
+        free(st);
+        return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    }
+    cc_store_pg_describe(uri, st->where, sizeof st->where);
+    st->timeout_ms = statement_timeout_ms;
+    st->base.v = &PG_STORE_VTAB;
+    *out = &st->base;
+    return CC_OK;
+}
+
+#endif /* CC_HAVE_LIBPQ */

@@ -1,0 +1,398 @@
+/* test_store_pg.c — what only the PostgreSQL store does: several ledgers
+** (servers) on one database, schema versions, bad URIs, faults. The ledger's
+** rules themselves run on PostgreSQL in test_ledger.c (backend_neutral). */
+#include "ctest.h"
+#include "ledger.h"
+#include "pg_helper.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#ifdef CC_HAVE_LIBPQ
+#include <libpq-fe.h>
+
+#define C(n) ((int64_t)(n) * CC_MICRO)
+
+static cc_ledger *open_uri(const char *uri, int timeout_ms, cc_error *e) {
+    cc_store *s = NULL;
+    cc_ledger *l = NULL;
+    if (cc_store_pg_open(uri, timeout_ms, &s, e) != CC_OK) return NULL;
+    if (cc_ledger_open(s, 2, &l, e) != CC_OK) return NULL;
+    return l;
+}
+
+static cc_ledger *server(const char *uri) {
+    cc_error e;
+    cc_ledger *l = open_uri(uri, 10000, &e);
+    if (!l) fprintf(stderr, "open %s: %s\n", uri, e.message);
+    CHECK(l != NULL);
+    return l;
+}
+
+static cc_rc op_simple(cc_ledger *l, cc_op_kind kind, const char *key, int64_t acct, int64_t hold_id, int64_t amount,
+                       cc_result *r) {
+    cc_op op;
+    cc_op_init(&op, kind);
+    op.key = key;
+    op.account_id = acct;
+    op.hold_id = hold_id;
+    op.amount = amount;
+    op.ttl_ms = 60000;
+    op.note = "t";
+    return cc_ledger_execute1(l, &op, r);
+}
+
+static int64_t mkacct(cc_ledger *l, const char *email) { return ct_account(l, email); }
+
+static int verify_clean(cc_ledger *l) {
+    char *probs[8];
+    int n = 0;
+    cc_verify_stats st;
+    cc_error e;
+    if (cc_ledger_verify(l, probs, 8, &n, &st, &e) != CC_OK) return 0;
+    for (int i = 0; i < n; i++) { fprintf(stderr, "  verify: %s\n", probs[i]); free(probs[i]); }
+    return n == 0;
+}
+
+/* ---- two servers, one database: the race for exactly 50 credits */
+
+typedef struct racer {
+    cc_ledger *l;
+    int64_t acct;
+    int tid, ok;
+} racer;
+
+static void *race_main(void *arg) {
+    racer *r = arg;
+    for (int i = 0; i < 100; i++) {
+        char key[48];
+        snprintf(key, sizeof key, "race-%d-%d", r->tid, i);
+        cc_result res;
+        if (op_simple(r->l, CC_OP_HOLD, key, r->acct, 0, C(1), &res) == CC_OK) r->ok++;
+        else if (res.rc != CC_ERR_INSUFFICIENT) fprintf(stderr, "race: %s\n", res.err.message);
+    }
+    return NULL;
+}
+
+static void two_servers_race(void) {
+    char uri[200];
+    if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
+    cc_ledger *a = server(uri), *b = server(uri);
+    if (!a || !b) return;
+    int64_t acct = mkacct(a, "race@example.com");
+    cc_result r;
+    CHECK(op_simple(b, CC_OP_GRANT, "g", acct, 0, C(50), &r) == CC_OK);
+    racer rs[4];
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        rs[t] = (racer){.l = (t & 1) ? b : a, .acct = acct, .tid = t, .ok = 0};
+        pthread_create(&th[t], NULL, race_main, &rs[t]);
+    }
+    int ok = 0;
+    for (int t = 0; t < 4; t++) { pthread_join(th[t], NULL); ok += rs[t].ok; }
+    CHECK_EQ_I64(ok, 50);
+    cc_account ac;
+    cc_error e;
+    CHECK(cc_ledger_account(b, acct, &ac, &e) == CC_OK);
+    CHECK_EQ_I64(ac.balance - ac.held, 0);
+    CHECK(verify_clean(a));
+    cc_ledger_close(a);
+    cc_ledger_close(b);
+}
+
+/* ---- the same key on two servers is one operation; a hold resolves once */
+
+typedef struct keyed {
+    cc_ledger *l;
+    cc_op op;
+    cc_result r;
+} keyed;
+
+static void *keyed_main(void *arg) {
+    keyed *k = arg;
+    cc_ledger_execute1(k->l, &k->op, &k->r);
+    return NULL;
+}
+
+static void two_servers_keys(void) {
+    char uri[200];
+    if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
+    cc_ledger *a = server(uri), *b = server(uri);
+    if (!a || !b) return;
+    int64_t acct = mkacct(a, "keys@example.com");
+    cc_result r, h;
+    CHECK(op_simple(a, CC_OP_GRANT, "g", acct, 0, C(100), &r) == CC_OK);
+    for (int round = 0; round < 20; round++) {
+        /* a purchase delivered to both servers at once (webhook + return page) */
+        keyed k[2];
+        pthread_t th[2];
+        char key[40], ref[40];
+        snprintf(key, sizeof key, "stripe:cs_%d", round);
+        snprintf(ref, sizeof ref, "cs_%d", round);
+        for (int i = 0; i < 2; i++) {
+            k[i].l = i ? b : a;
+            cc_op_init(&k[i].op, CC_OP_PURCHASE);
+            k[i].op.key = key;
+            k[i].op.account_id = acct;
+            k[i].op.amount = C(5);
+            k[i].op.currency = "usd";
+            k[i].op.amount_minor = 500;
+            k[i].op.method = "card";
+            k[i].op.external_ref = ref;
+            pthread_create(&th[i], NULL, keyed_main, &k[i]);
+        }
+        for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+        CHECK(k[0].r.rc == CC_OK && k[1].r.rc == CC_OK);
+        CHECK_EQ_I64(k[0].r.entry_id, k[1].r.entry_id);
+        CHECK_EQ_I64(k[0].r.replayed + k[1].r.replayed, 1);
+        /* one hold, settled by both servers at once with different keys: once */
+        snprintf(key, sizeof key, "h%d", round);
+        CHECK(op_simple(a, CC_OP_HOLD, key, acct, 0, C(2), &h) == CC_OK);
+        char k0[40], k1[40];
+        snprintf(k0, sizeof k0, "sa%d", round);
+        snprintf(k1, sizeof k1, "sb%d", round);
+        for (int i = 0; i < 2; i++) {
+            k[i].l = i ? b : a;
+            cc_op_init(&k[i].op, CC_OP_SETTLE);
+            k[i].op.key = i ? k1 : k0;
+            k[i].op.hold_id = h.hold_id;
+            k[i].op.amount = C(1);
+            pthread_create(&th[i], NULL, keyed_main, &k[i]);
+        }
+        for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+        CHECK((k[0].r.rc == CC_OK) + (k[1].r.rc == CC_OK) == 1);
+        CHECK(k[0].r.rc == CC_ERR_STATE || k[1].r.rc == CC_ERR_STATE);
+    }
+    cc_account ac;
+    cc_error e;
+    CHECK(cc_ledger_account(a, acct, &ac, &e) == CC_OK);
+    CHECK_EQ_I64(ac.paid_total, C(100));
+    CHECK_EQ_I64(ac.balance, C(100 + 100 - 20));
+    CHECK(verify_clean(b));
+    cc_ledger_close(a);
+    cc_ledger_close(b);
+}
+
+/* ---- holds of a dead server: two servers expiring at once release each once */
+
+typedef struct expirer {
+    cc_ledger *l;
+    int64_t count;
+} expirer;
+
+static void *expire_main(void *arg) {
+    expirer *x = arg;
+    for (int i = 0; i < 5; i++) {
+        cc_op op;
+        cc_result r;
+        cc_op_init(&op, CC_OP_EXPIRE);
+        op.now_ms = cc_now_ms() + 120000;
+        op.limit = 7;
+        if (cc_ledger_execute1(x->l, &op, &r) == CC_OK) x->count += r.count;
+    }
+    return NULL;
+}
+
+static void two_servers_expire(void) {
+    char uri[200];
+    if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
+    cc_ledger *a = server(uri), *b = server(uri), *dead = server(uri);
+    if (!a || !b || !dead) return;
+    int64_t acct = mkacct(a, "exp@example.com");
+    cc_result r;
+    CHECK(op_simple(a, CC_OP_GRANT, "g", acct, 0, C(40), &r) == CC_OK);
+    for (int i = 0; i < 40; i++) {
+        char key[20];
+        snprintf(key, sizeof key, "h%d", i);
+        CHECK(op_simple(dead, CC_OP_HOLD, key, acct, 0, C(1), &r) == CC_OK);
+    }
+    cc_ledger_close(dead); /* its holds stay open in the database */
+    expirer x[2] = {{a, 0}, {b, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, expire_main, &x[i]);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    CHECK_EQ_I64(x[0].count + x[1].count, 40);
+    cc_account ac;
+    cc_error e;
+    CHECK(cc_ledger_account(b, acct, &ac, &e) == CC_OK);
+    CHECK_EQ_I64(ac.held, 0);
+    CHECK_EQ_I64(ac.balance, C(40));
+    CHECK(verify_clean(a));
+    cc_ledger_close(a);
+    cc_ledger_close(b);
+}
+
+/* ---- schema: versions, migrations, foreign tables, tampering */
+
+static void schema_versions(void) {
+    char uri[200];
+    if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
+    cc_ledger *l = server(uri);
+    if (!l) return;
+    int64_t acct = mkacct(l, "schema@example.com");
+    cc_result r;
+    CHECK(op_simple(l, CC_OP_GRANT, "g", acct, 0, C(3), &r) == CC_OK);
+    cc_ledger_close(l);
+    /* A ledger of schema 1 (before TEST credits) is migrated in place. */
+    CHECK(ct_pg_exec(uri, "DELETE FROM cc_migrations WHERE version = 2; ALTER TABLE accounts DROP COLUMN test_balance;"
+                          " ALTER TABLE entries DROP COLUMN test_after") == 0);
+    l = server(uri);
+    if (!l) return;
+    cc_account ac;
+    cc_error e;
+    CHECK(cc_ledger_account(l, acct, &ac, &e) == CC_OK);
+    CHECK_EQ_I64(ac.balance, C(3));
+    CHECK_EQ_I64(ac.test_balance, 0);
+    CHECK(verify_clean(l));
+    cc_ledger_close(l);
+    /* Written by a newer comfy-credits: refused, untouched. */
+    CHECK(ct_pg_exec(uri, "INSERT INTO cc_migrations VALUES (99, 0, 'future')") == 0);
+    l = open_uri(uri, 10000, &e);
+    CHECK(l == NULL);
+    CHECK(e.rc == CC_ERR_STORAGE);
+    CHECK(strstr(e.message, "newer comfy-credits") != NULL && strstr(e.message, "schema version 99") != NULL);
+    CHECK(strchr(e.message, '\n') == NULL);
+    /* Someone else's tables of our names: refused. */
+    char other[200];
+    if (ct_pg_new_db(other, sizeof other) != 0) { CHECK(0); return; }
+    CHECK(ct_pg_exec(other, "CREATE TABLE accounts(id int)") == 0);
+    l = open_uri(other, 10000, &e);
+    CHECK(l == NULL);
+    CHECK(strstr(e.message, "did not create") != NULL);
+}
+
+static void tamper_refused(void) {
+    char uri[200];
+    if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
+    cc_ledger *l = server(uri);
+    if (!l) return;
+    int64_t acct = mkacct(l, "tamper@example.com");
+    cc_result r;
+    CHECK(op_simple(l, CC_OP_GRANT, "g", acct, 0, C(5), &r) == CC_OK);
+    /* Entries are immutable; balances can never go negative, even by hand. */
+    CHECK(ct_pg_exec(uri, "UPDATE entries SET delta = 0") != 0);
+    CHECK(ct_pg_exec(uri, "DELETE FROM entries") != 0);
+    CHECK(ct_pg_exec(uri, "TRUNCATE entries CASCADE") != 0);
+    CHECK(ct_pg_exec(uri, "DELETE FROM accounts") != 0);
+    CHECK(ct_pg_exec(uri, "UPDATE accounts SET balance = -1") != 0);
+    CHECK(ct_pg_exec(uri, "UPDATE accounts SET held = balance + 1") != 0);
+    CHECK(verify_clean(l));
+    CHECK(ct_pg_exec(uri, "UPDATE accounts SET balance = balance + 1") == 0);
+    CHECK(!verify_clean(l));
+    cc_ledger_close(l);
+}
+
+/* ---- bad input: one clear line, nothing opened, never a password */
+
+static void bad_uris(void) {
+    cc_error e;
+    cc_ledger *l;
+    char uri[300];
+    l = open_uri("postgresql://postgres@127.0.0.1:notaport/x", 10000, &e);
+    CHECK(l == NULL && e.rc == CC_ERR_INVALID && strstr(e.message, "malformed PostgreSQL URI") != NULL);
+    l = open_uri("postgresql://u@h/db?nosuchoption=1", 10000, &e);
+    CHECK(l == NULL && strstr(e.message, "malformed") != NULL);
+    /* unreachable: a port nobody listens on */
+    l = open_uri("postgresql://postgres:hunter2secret@127.0.0.1:1/x", 10000, &e);
+    CHECK(l == NULL && e.rc == CC_ERR_STORAGE);
+    CHECK(strstr(e.message, "cannot connect to PostgreSQL postgresql://postgres@127.0.0.1:1/x") != NULL);
+    CHECK(strstr(e.message, "hunter2") == NULL && strchr(e.message, '\n') == NULL);
+    /* wrong password */
+    snprintf(uri, sizeof uri, "postgresql://ccpw:wrong-hunter2@127.0.0.1:%d/postgres", ct_pg_port());
+    l = open_uri(uri, 10000, &e);
+    CHECK(l == NULL && e.rc == CC_ERR_STORAGE);
+    CHECK(strstr(e.message, "password authentication failed") != NULL && strstr(e.message, "PGPASSWORD") != NULL);
+    CHECK(strstr(e.message, "hunter2") == NULL && strchr(e.message, '\n') == NULL);
+    /* no such database */
+    snprintf(uri, sizeof uri, "postgresql://postgres@127.0.0.1:%d/no_such_db", ct_pg_port());
+    l = open_uri(uri, 10000, &e);
+    CHECK(l == NULL && strstr(e.message, "does not exist") != NULL);
+    /* missing permissions: ccpw may not create tables in a database owned by postgres */
+    char db[200];
+    if (ct_pg_new_db(db, sizeof db) != 0) { CHECK(0); return; }
+    CHECK(ct_pg_exec(db, "REVOKE CREATE ON SCHEMA public FROM PUBLIC") == 0);
+    const char *name = strrchr(db, '/') + 1;
+    snprintf(uri, sizeof uri, "postgresql://ccpw:ccpw-secret@127.0.0.1:%d/%s", ct_pg_port(), name);
+    l = open_uri(uri, 10000, &e);
+    CHECK(l == NULL && strstr(e.message, "may not create tables") != NULL);
+    CHECK(strstr(e.message, "ccpw-secret") == NULL);
+    /* the right password works (and is not kept in messages) */
+    CHECK(ct_pg_exec(db, "GRANT CREATE ON SCHEMA public TO ccpw") == 0);
+    l = open_uri(uri, 10000, &e);
+    CHECK(l != NULL);
+    if (l) cc_ledger_close(l);
+    CHECK(cc_store_pg_open("postgresql://x@y/z", 50, &(cc_store *){NULL}, &e) == CC_ERR_INVALID);
+}
+
+/* ---- faults: the writer lock held elsewhere (statement timeout); PostgreSQL down and back */
+
+static void statement_timeout(void) {
+    char uri[200];
+    if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
+    cc_error e;
+    cc_ledger *l = open_uri(uri, 300, &e);
+    CHECK(l != NULL);
+    if (!l) return;
+    int64_t acct = mkacct(l, "slow@example.com");
+    PGconn *other = PQconnectdb(uri);
+    PGresult *res = PQexec(other, "BEGIN; SELECT pg_advisory_xact_lock(7236833297138283)");
+    CHECK(PQresultStatus(res) == PGRES_TUPLES_OK);
+    PQclear(res);
+    cc_result r;
+    int64_t t0 = cc_now_ms();
+    CHECK(op_simple(l, CC_OP_GRANT, "g", acct, 0, C(1), &r) == CC_ERR_STORAGE);
+    CHECK(cc_now_ms() - t0 < 5000);
+    CHECK(strstr(r.err.message, "statement timeout") != NULL);
+    res = PQexec(other, "COMMIT");
+    PQclear(res);
+    PQfinish(other);
+    CHECK(op_simple(l, CC_OP_GRANT, "g", acct, 0, C(1), &r) == CC_OK); /* nothing was written: the key is free */
+    CHECK_EQ_I64(r.balance_after, C(1));
+    cc_ledger_close(l);
+}
+
+static void restart_reconnects(void) {
+    char uri[200];
+    if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
+    cc_ledger *l = server(uri);
+    if (!l) return;
+    int64_t acct = mkacct(l, "restart@example.com");
+    cc_result r;
+    CHECK(op_simple(l, CC_OP_GRANT, "g", acct, 0, C(10), &r) == CC_OK);
+    CHECK(ct_pg_ctl("-m fast -w stop") == 0);
+    CHECK(op_simple(l, CC_OP_HOLD, "h1", acct, 0, C(1), &r) == CC_ERR_STORAGE);
+    CHECK(op_simple(l, CC_OP_HOLD, "h1", acct, 0, C(1), &r) == CC_ERR_STORAGE);
+    CHECK(strstr(r.err.message, "PostgreSQL") != NULL);
+    cc_account ac;
+    cc_error e;
+    CHECK(cc_ledger_account(l, acct, &ac, &e) == CC_ERR_STORAGE);
+    char args[200];
+    snprintf(args, sizeof args, "-w -t 30 -o \"-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=''\" start",
+             ct_pg_port());
+    CHECK(ct_pg_ctl(args) == 0);
+    CHECK(op_simple(l, CC_OP_HOLD, "h1", acct, 0, C(1), &r) == CC_OK); /* reconnected by itself */
+    CHECK_EQ_I64(r.held_after, C(1));
+    CHECK(cc_ledger_account(l, acct, &ac, &e) == CC_OK);
+    CHECK_EQ_I64(ac.balance, C(10));
+    CHECK(verify_clean(l));
+    cc_ledger_close(l);
+}
+
+void suite_store_pg(void) {
+    if (!ct_pg_available()) return;
+    RUN(two_servers_race);
+    RUN(two_servers_keys);
+    RUN(two_servers_expire);
+    RUN(schema_versions);
+    RUN(tamper_refused);
+    RUN(bad_uris);
+    RUN(statement_timeout);
+    RUN(restart_reconnects);
+}
+
+#else
+
+void suite_store_pg(void) { ct_pg_available(); }
+
+#endif

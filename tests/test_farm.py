@@ -1,0 +1,188 @@
+"""Farm mode: several servers (OS processes) on one PostgreSQL ledger
+(src/store_pg.c), on a throwaway cluster (tests/pgcluster.py). The ledger's
+rules on PostgreSQL are the C tests' (tests/c/test_ledger.c runs them on both
+backends); here: selection, processes racing, kill -9, faults, bad input."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from comfy_credits_ext import _core, config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+M = _core.MICRO
+
+
+def run_cli(*args, env=None):
+    out = subprocess.run([sys.executable, "-m", "comfy_credits_ext", *args], capture_output=True, text=True,
+                         cwd=os.environ["COMFY_CREDITS_IMPORT_ROOT"], timeout=120,
+                         env=dict(os.environ if env is None else env, PYTHONPATH=os.environ["COMFY_CREDITS_IMPORT_ROOT"]))
+    return out.returncode, out.stdout, out.stderr
+
+
+def worker(*args):
+    return subprocess.Popen([sys.executable, os.path.join(HERE, "farm_worker.py"), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# ---------------------------------------------------------------- selection
+
+
+def test_ledger_accepts_a_postgresql_uri_and_never_shows_the_password(pg_cluster, pg_uri):
+    with _core.Ledger(pg_uri) as led:
+        a = led.create_account("farm@example.com")["id"]
+        led.grant("g", a, 5 * M)
+        assert led.verify()["ok"]
+        assert led.path == pg_uri
+    # A role with a password (scram-sha-256) owning its own database.
+    db = f"pw{os.getpid()}"
+    pg_cluster.psql(f"CREATE DATABASE {db} OWNER ccpw")
+    with_pw = pg_cluster.uri(db, user="ccpw", password="ccpw-secret")
+    with _core.Ledger(with_pw) as led:
+        assert "ccpw-secret" not in led.path and led.path == pg_cluster.uri(db, user="ccpw")
+        led.create_account("pw@example.com")
+    # PGPASSWORD instead of a password in the URI
+    code, out, err = run_cli("--db", pg_cluster.uri(db, user="ccpw"), "user", "list",
+                             env=dict(os.environ, PGPASSWORD="ccpw-secret"))
+    assert code == 0, err
+    assert "pw@example.com" in out
+    # a wrong password: one line naming the fix, the password never printed
+    code, out, err = run_cli("--db", with_pw.replace("ccpw-secret", "wrong-s3cret"), "user", "list")
+    assert code != 0
+    assert "password authentication failed" in err and "PGPASSWORD" in err
+    assert "wrong-s3cret" not in err + out
+    assert len(err.strip().splitlines()) == 1, err
+    cfg = config.load(db_path=with_pw)
+    assert cfg.farm and "ccpw-secret" not in cfg.database_shown and "ccpw-secret" not in repr(cfg)
+    assert cfg.database_shown == f"postgresql://ccpw@127.0.0.1:{pg_cluster.port}/{db}"
+
+
+def test_config_json_env_and_cli_select_postgresql(tmp_path, pg_uri):
+    conf = tmp_path / "config.json"
+    conf.write_text(json.dumps({"database": pg_uri}))
+    cfg = config.load(str(conf))
+    assert cfg.farm and cfg.database == pg_uri
+    assert cfg.attention_path == tmp_path / config.ATTENTION_FILE_NAME  # operator notes stay local
+    code, out, err = run_cli("--config", str(conf), "user", "add", "cfg@example.com")
+    assert code == 0, err
+    env = dict(os.environ, COMFY_CREDITS_DB=pg_uri)
+    code, out, err = run_cli("grant", "cfg@example.com", "2.5", "--key", "g-env", env=env)
+    assert code == 0, err
+    code, out, err = run_cli("--db", pg_uri, "balance", "cfg@example.com")
+    assert code == 0 and "2.5" in out, out + err
+    code, out, err = run_cli("--db", pg_uri, "verify")
+    assert code == 0 and "ok: every invariant holds" in out, out + err
+    assert not list(tmp_path.glob("*.db")) and not (tmp_path / "postgresql:").exists()  # no SQLite made anywhere
+
+
+@pytest.mark.parametrize("db, says", [
+    ("postgresql://postgres@127.0.0.1:notaport/x", "malformed PostgreSQL URI"),
+    ("postgresql://u@h/db?nosuchoption=1", "malformed PostgreSQL URI"),
+    ("postgresql://postgres:hunter2@127.0.0.1:1/x", "cannot connect to PostgreSQL postgresql://postgres@127.0.0.1:1/x"),
+    ("mysql://u@h/db", "'mysql://' is not supported"),
+])
+def test_bad_uris_give_one_clear_line_and_no_sqlite_fallback(tmp_path, db, says):
+    code, out, err = run_cli("--db", db, "user", "list")
+    assert code != 0
+    assert says in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "hunter2" not in err
+    assert not list(tmp_path.iterdir()) and not os.path.exists(os.path.join(ROOT, "postgresql:"))
+
+
+def test_missing_database_and_newer_schema_are_refused(pg_cluster, pg_uri):
+    code, out, err = run_cli("--db", pg_cluster.uri("no_such_db"), "user", "list")
+    assert code != 0 and "does not exist" in err and len(err.strip().splitlines()) == 1
+    with _core.Ledger(pg_uri):
+        pass
+    pg_cluster.psql("INSERT INTO cc_migrations VALUES (99, 0, 'future')", pg_uri.rsplit("/", 1)[1])
+    code, out, err = run_cli("--db", pg_uri, "user", "list")
+    assert code != 0 and "newer comfy-credits (schema version 99" in err, err
+    with pytest.raises(_core.StorageError, match="Upgrade comfy-credits"):
+        _core.Ledger(pg_uri)
+
+
+# ---------------------------------------------------------------- across processes
+
+
+def test_race_four_processes_for_exactly_fifty_credits(pg_uri):
+    with _core.Ledger(pg_uri) as led:
+        a = led.create_account("race@example.com")["id"]
+        led.grant("g", a, 50 * M)
+    start = time.time() + 1.5  # every process connected before the first hold
+    procs = [worker("race", pg_uri, a, 250, start) for _ in range(4)]
+    got = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        got.append(int(out.split()[1]))
+    assert sum(got) == 50, got
+    with _core.Ledger(pg_uri) as led:
+        acc = led.account(a)
+        assert acc["available"] == 0 and acc["held"] == 50 * M and acc["balance"] == 50 * M
+        rep = led.verify()
+        assert rep["ok"], rep["problems"]
+        assert rep["open_holds"] == 50
+
+
+def test_webhook_on_one_server_and_return_page_on_another_credit_once_100_times(pg_uri):
+    with _core.Ledger(pg_uri) as led:
+        a = led.create_account("buyer@example.com")["id"]
+    start = time.time() + 1.5
+    procs = [worker("fulfil", pg_uri, a, 100, start) for _ in range(2)]
+    states = {}
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        for line in out.splitlines():
+            _, sid, state = line.split()
+            states.setdefault(sid, []).append(state)
+    assert len(states) == 100
+    for sid, st in states.items():
+        assert sorted(st) == ["already_credited", "credited"], (sid, st)
+    with _core.Ledger(pg_uri) as led:
+        acc = led.account(a)
+        assert acc["paid_total"] == sum(100 * (1 + i % 10) * 2_110_000 for i in range(100))
+        purchases = led.history(a, limit=1000, kinds=["purchase"])["entries"]
+        assert len(purchases) == 100
+        assert led.verify()["ok"]
+
+
+def test_crash_kill_9_at_20_random_points_loses_nothing_acknowledged(pg_uri):
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        import crash_campaign
+    finally:
+        sys.path.pop(0)
+    figures, problems = crash_campaign.campaign(kills=20, path=pg_uri, seed=12)
+    assert not problems, problems
+    assert figures["kill_points"] == 20 and figures["acknowledged"] > 50, figures
+    assert figures["open_holds_after"] == 0, figures
+
+
+# ---------------------------------------------------------------- faults
+
+
+def test_postgresql_down_refuses_then_reconnects_by_itself(pg_cluster, pg_uri):
+    led = _core.Ledger(pg_uri)
+    try:
+        a = led.create_account("down@example.com")["id"]
+        led.grant("g", a, 10 * M)
+        pg_cluster.stop_server()
+        try:
+            with pytest.raises(_core.StorageError, match="PostgreSQL"):
+                led.hold("h1", a, M, 60_000)
+            with pytest.raises(_core.StorageError):
+                led.account(a)
+        finally:
+            pg_cluster.start_server()
+        h = led.hold("h1", a, M, 60_000)  # the key was not used: nothing was written while down
+        assert not h["replayed"] and h["held_after"] == M
+        assert led.account(a)["balance"] == 10 * M
+        assert led.verify()["ok"]
+    finally:
+        led.close()
