@@ -399,6 +399,42 @@ def cmd_price_list(args, cfg):
     return EXIT_OK
 
 
+def cmd_migrate(args, cfg):
+    """Copies the SQLite ledger (--db / config) into an empty PostgreSQL database (farm mode)."""
+    if cfg.farm:
+        raise UsageError("migrate copies a SQLite ledger (--db FILE or the config's) into PostgreSQL; "
+                         f"the source given is already PostgreSQL ({cfg.database_shown})")
+    if not config_mod.is_pg_uri(args.to):
+        raise UsageError("--to must be a postgresql://user@host:port/dbname URI")
+    if not cfg.database.is_file():
+        raise UsageError(f"no SQLite ledger at {cfg.database}")
+    target = config_mod.shown_database(args.to)
+    with _core.Ledger(str(cfg.database)) as src:  # brings an older file's schema up to date
+        before = src.verify()
+    if not before["ok"]:
+        err(f"the SQLite ledger does not verify ({before['problems'][:1]}); fix it before copying")
+        return EXIT_REFUSED
+    copied = _core.copy_sqlite_to_pg(str(cfg.database), args.to)
+    with _core.Ledger(args.to) as dst:
+        after = dst.verify()
+    same = all(before[k] == after[k] for k in ("accounts", "entries", "holds", "open_holds", "balance_total",
+                                               "held_total"))
+    rows = (f"{copied['accounts']} accounts, {copied['entries']} entries, {copied['holds']} holds, "
+            f"{copied['credentials']} sessions/keys, {copied['passwords']} passwords")
+    if args.json:
+        print_json({"copied": copied, "before": before, "after": after, "ok": same and after["ok"]})
+    else:
+        print(f"copied {rows} from {cfg.database} to {target}")
+        for name, rep in (("before (SQLite)", before), ("after (PostgreSQL)", after)):
+            print(f"{name}: accounts {rep['accounts']}, entries {rep['entries']}, holds {rep['holds']} "
+                  f"({rep['open_holds']} open), balances {credits(rep['balance_total'])}, "
+                  f"held {credits(rep['held_total'])}, verify {'ok' if rep['ok'] else 'FAILED'}")
+        print(f"every account compared before commit: {copied['accounts_checked']} "
+              "(balance, held, totals, entry count and sum of deltas)")
+        print("ok: the PostgreSQL ledger matches" if same and after["ok"] else "PROBLEM: the copies differ")
+    return EXIT_OK if same and after["ok"] else EXIT_REFUSED
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -438,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--note", help="reason shown in the history")
     g.add_argument("--key", help="idempotency key: repeating the command with the same key grants once")
     g.add_argument("--json", action="store_true")
+
+    mg = sub.add_parser("migrate", help="copy this SQLite ledger into an empty PostgreSQL database (farm mode)")
+    mg.add_argument("--to", required=True, metavar="URI", help="postgresql://user@host:port/dbname (empty database; "
+                                                                "the password may come from PGPASSWORD or ~/.pgpass)")
+    mg.add_argument("--json", action="store_true")
 
     b = sub.add_parser("balance", help="show an account's balance")
     b.add_argument("account", help="account id or email")
@@ -508,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_mod.load(args.config, args.db, args.comfyui_user_dir)
+        if args.command == "migrate":
+            return cmd_migrate(args, cfg)
         if args.command == "price":
             return {"estimate": cmd_price_estimate, "list": cmd_price_list}[args.command_price](args, cfg)
         if getattr(args, "limit", 1) is not None and not 1 <= getattr(args, "limit", 1) <= 1000:

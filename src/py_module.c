@@ -260,7 +260,29 @@ static PyObject *py_ca_bundle(PyObject *m, PyObject *unused) {
     return PyUnicode_DecodeFSDefault(buf);
 }
 
+static PyObject *py_copy_to_pg(PyObject *m, PyObject *args) {
+    ccpy_state *st = ccpy_get_state(m);
+    const char *path, *uri;
+    if (!PyArg_ParseTuple(args, "ss:copy_sqlite_to_pg", &path, &uri)) return NULL;
+    if (!cc_store_is_pg_uri(uri)) return ccpy_invalid(st, "uri", "the target must be a postgresql:// URI");
+    cc_copy_stats s;
+    cc_error e;
+    cc_rc rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_store_copy_sqlite_to_pg(path, uri, &s, &e);
+    Py_END_ALLOW_THREADS
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    return Py_BuildValue("{sLsLsLsLsLsLsLsLsL}", "accounts", (long long)s.accounts, "entries", (long long)s.entries,
+                         "holds", (long long)s.holds, "credentials", (long long)s.credentials, "passwords",
+                         (long long)s.passwords, "accounts_checked", (long long)s.accounts_checked, "balance_total",
+                         (long long)s.balance_total, "held_total", (long long)s.held_total, "delta_total",
+                         (long long)s.delta_total);
+}
+
 static PyMethodDef module_methods[] = {
+    {"copy_sqlite_to_pg", py_copy_to_pg, METH_VARARGS,
+     "copy_sqlite_to_pg(sqlite_path, postgresql_uri) -> counts and sums: copies a SQLite ledger into an empty "
+     "PostgreSQL ledger, committed only if every account matches"},
     {"set_ca_bundle", py_set_ca_bundle, METH_O,
      "set_ca_bundle(path or None): CA bundle file for every HTTPS call (upstream, Stripe); None = libcurl default"},
     {"ca_bundle", py_ca_bundle, METH_NOARGS, "the CA bundle file in use, or None for libcurl's default"},

@@ -241,4 +241,14 @@ cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out
 /* The URI without its password or options, for messages: postgresql://user@host:port/db. */
 cc_rc cc_store_pg_describe(const char *uri, char *out, size_t out_bytes);
 
+/* Copies a SQLite ledger (path) into an empty PostgreSQL ledger (uri) with
+** every id, in one transaction that commits only if every account's balance,
+** held, totals, entry count and Σ deltas match the source (store_copy.c). */
+typedef struct cc_copy_stats {
+    int64_t accounts, entries, holds, credentials, passwords; /* rows copied */
+    int64_t accounts_checked;                                 /* accounts compared, source vs target */
+    int64_t balance_total, held_total, delta_total;           /* Σ over the source's accounts (= the target's) */
+} cc_copy_stats;
+cc_rc cc_store_copy_sqlite_to_pg(const char *sqlite_path, const char *uri, cc_copy_stats *stats, cc_error *err);
+
 #endif

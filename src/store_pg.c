@@ -37,7 +37,11 @@
 ** Faults: every statement runs under statement_timeout (the store's timeout);
 ** a connection that broke is re-opened (PQreset, statements prepared again)
 ** at its next use, and the call that saw the break fails with CC_ERR_STORAGE
-** (fail closed: the ledger rolls the batch back, nothing is acknowledged).
+** (fail closed: the ledger rolls the batch back, nothing is acknowledged);
+** outside a transaction the statement is retried once on the new connection.
+** A COMMIT whose answer was lost may still have committed: the caller was
+** told it failed, and its retry with the same idempotency key returns the
+** original result, never a second charge.
 ** Error messages never contain the password (the URI is described without it).
 **
 ** Schema: versioned migrations (table cc_migrations), applied by the first
@@ -373,19 +377,42 @@ static cc_rc prepare_all(pg_conn *c, cc_error *err) {
     return CC_OK;
 }
 
+/* libpq notices a connection closed by a restarted server only when it
+** uses it. Outside a transaction, a statement that failed that way is sent
+** once more on a fresh connection: nothing of it ran. */
+static int retry_on_new_connection(pg_conn *c, const PGresult *failed) {
+    if (c->in_tx || !c->pg) return 0;
+    const char *st = failed ? PQresultErrorField(failed, PG_DIAG_SQLSTATE) : NULL;
+    /* No SQLSTATE: libpq's own "server closed the connection"; class 08:
+    ** connection exception; 57P0x: the server shut down or restarted. */
+    int lost = PQstatus(c->pg) != CONNECTION_OK || !st || strncmp(st, "08", 2) == 0 || strncmp(st, "57P0", 4) == 0;
+    if (!lost) return 0;
+    PQreset(c->pg);
+    if (PQstatus(c->pg) != CONNECTION_OK) return 0;
+    c->ready = 0;
+    cc_error ignored;
+    return ensure(c, &ignored) == CC_OK;
+}
+
 /* Runs prepared statement i. Returns the result (caller clears) or NULL
 ** with err filled. */
 static PGresult *run(pg_conn *c, int i, const prm *p, const char *what, cc_error *err) {
     if (ensure(c, err) != CC_OK) return NULL;
     char name[16];
     snprintf(name, sizeof name, "cc%d", i);
-    PGresult *r = PQexecPrepared(c->pg, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
-                                 p ? p->fmt : NULL, 0);
-    ExecStatusType s = PQresultStatus(r);
-    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) return r;
-    pg_fail(c, err, what, r);
-    PQclear(r);
-    return NULL;
+    for (int attempt = 0;; attempt++) {
+        PGresult *r = PQexecPrepared(c->pg, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
+                                     p ? p->fmt : NULL, 0);
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) return r;
+        if (attempt == 0 && retry_on_new_connection(c, r)) {
+            PQclear(r);
+            continue;
+        }
+        pg_fail(c, err, what, r);
+        PQclear(r);
+        return NULL;
+    }
 }
 
 static cc_rc exec_sql(pg_conn *c, const char *sql, const char *what, cc_error *err) {
@@ -511,6 +538,10 @@ static cc_rc pg_begin_write(cc_conn *b, cc_error *err) {
              "BEGIN; SELECT pg_advisory_xact_lock(%lld); UPDATE cc_writes SET n = n + 1 WHERE id = 1 RETURNING n",
              (long long)CC_PG_WRITE_LOCK);
     PGresult *r = PQexec(c->pg, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK && retry_on_new_connection(c, r)) {
+        PQclear(r);
+        r = PQexec(c->pg, sql);
+    }
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         rc = pg_fail(c, err, "begin write (waiting for the writer lock)", r);
         PQclear(r);
@@ -560,8 +591,21 @@ static cc_rc pg_begin_read(cc_conn *b, cc_error *err) {
     pg_conn *c = (pg_conn *)b;
     cc_rc rc = ensure(c, err);
     if (rc != CC_OK) return rc;
-    rc = exec_sql(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin read", err);
-    if (rc == CC_OK) c->in_tx = 1;
+    for (int attempt = 0;; attempt++) {
+        PGresult *r = PQexec(c->pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+            PQclear(r);
+            c->in_tx = 1;
+            return CC_OK;
+        }
+        if (attempt == 0 && retry_on_new_connection(c, r)) {
+            PQclear(r);
+            continue;
+        }
+        rc = pg_fail(c, err, "begin read", r);
+        PQclear(r);
+        return rc;
+    }
     return rc;
 }
 
@@ -748,6 +792,10 @@ static cc_rc pg_history(cc_conn *b, const cc_history_query *q, cc_entry *out, in
                      cond, p.n);
     CC_ASSERT(n > 0 && (size_t)n < sizeof sql && off < (int)sizeof cond);
     PGresult *r = PQexecParams(c->pg, sql, p.n, NULL, p.v, p.len, p.fmt, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK && retry_on_new_connection(c, r)) {
+        PQclear(r);
+        r = PQexecParams(c->pg, sql, p.n, NULL, p.v, p.len, p.fmt, 0);
+    }
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = pg_fail(c, err, "history", r);
         PQclear(r);

@@ -186,3 +186,128 @@ def test_postgresql_down_refuses_then_reconnects_by_itself(pg_cluster, pg_uri):
         assert led.verify()["ok"]
     finally:
         led.close()
+
+
+# ---------------------------------------------------------------- operator tools
+
+
+def test_migrate_copies_a_sqlite_ledger_with_verified_counts_and_sums(tmp_path, pg_cluster, pg_uri):
+    src = str(tmp_path / "ledger.db")
+    with _core.Ledger(src) as led:
+        accts = [led.create_account(f"m{i}@example.com")["id"] for i in range(5)]
+        led.set_password(accts[0], "correct horse battery")
+        key = led.create_credential(accts[1], "api_key", label="k")["token"]
+        for i, a in enumerate(accts):
+            led.grant(f"g{i}", a, (10 + i) * M)
+            h = led.hold(f"h{i}", a, 2 * M, 60_000, node_class="OpenAIDalle3")
+            if i % 2:
+                led.settle(f"s{i}", h["hold_id"], M + i)
+        led.test_purchase("t1", accts[2], 5 * M, "usd", 237, "card", "cs_test_1")
+        before = led.verify()
+    code, out, err = run_cli("--db", src, "migrate", "--to", pg_uri)
+    assert code == 0, out + err
+    assert "copied 5 accounts, 13 entries, 5 holds, 1 sessions/keys, 1 passwords" in out, out
+    assert "ok: the PostgreSQL ledger matches" in out
+    with _core.Ledger(pg_uri) as led:
+        after = led.verify()
+        assert after["ok"] and after["balance_total"] == before["balance_total"]
+        assert after["entries"] == before["entries"] and after["open_holds"] == before["open_holds"] == 3
+        for a in accts:
+            with _core.Ledger(src) as old:
+                assert led.account(a) == old.account(a)
+        # everything a user has came along: password, key, history; new ids continue after the copied ones
+        assert led.sign_in("m0@example.com", "correct horse battery")["id"] == accts[0]
+        assert led.check_credential(key)["account"]["id"] == accts[1]
+        assert len(led.history(accts[1])["entries"]) == 3
+        n = led.create_account("new@example.com")["id"]
+        assert n == max(accts) + 1
+        assert led.grant("g-new", n, M)["entry_id"] == before["entries"] + 1
+    # a second copy into the same (now non-empty) database is refused, nothing changes
+    code, out, err = run_cli("--db", src, "migrate", "--to", pg_uri)
+    assert code != 0 and "not empty" in err and len(err.strip().splitlines()) == 1, err
+    code, out, err = run_cli("--db", pg_uri, "migrate", "--to", pg_uri)
+    assert code != 0 and "already PostgreSQL" in err
+
+
+# ---------------------------------------------------------------- two ComfyUI servers (contract harness)
+
+
+def http(port, method, path, body=None, headers=None):
+    import urllib.error
+    import urllib.request
+    h = {"Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, headers=h,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read() or b"null"), r.headers
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw), e.headers
+        except ValueError:
+            return e.code, raw.decode(errors="replace"), e.headers
+
+
+def test_two_comfyui_servers_share_sign_in_credits_and_refuse_while_postgresql_is_down(tmp_path, pg_cluster,
+                                                                                        pg_uri):
+    from comfy_credits_ext.gate import SESSION_COOKIE
+    from test_integration import Comfy, dalle
+    conf = tmp_path / "farm.json"
+    conf.write_text(json.dumps({"database": pg_uri}))
+    with _core.Ledger(pg_uri) as led:
+        acct = led.create_account("farmer@example.com")["id"]
+        led.set_password(acct, "correct horse battery")
+    servers = []
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            servers.append(Comfy(tmp_path / name, pack_env={"COMFY_CREDITS_CONFIG": str(conf)}))
+        a, b = servers
+        assert "comfy-credits: ready" in a.boot_log and "comfy-credits: ready" in b.boot_log
+        assert f"ledger postgresql://postgres@127.0.0.1:{pg_cluster.port}/" in a.boot_log
+        # sign in on A; the cookie works on B
+        st, body, hdrs = http(a.port, "POST", "/credits/session", {"email": "farmer@example.com",
+                                                                   "password": "correct horse battery"})
+        assert st == 200, body
+        cookie = hdrs.get("Set-Cookie").split(";")[0]
+        assert cookie.startswith(SESSION_COOKIE + "=")
+        st, body, _ = http(b.port, "GET", "/credits/session", headers={"Cookie": cookie})
+        assert st == 200 and body["account"]["email"] == "farmer@example.com", body
+        # credits granted once are seen by both; a run on B charges the shared balance
+        with _core.Ledger(pg_uri) as led:
+            led.grant("g", acct, 100 * M)
+        st, body, _ = http(b.port, "POST", "/prompt", {"prompt": dalle(), "client_id": "t"}, {"Cookie": cookie})
+        assert st == 200, body
+        h = b.wait(body["prompt_id"])
+        assert h["status"]["status_str"] == "success", h["status"]
+        with _core.Ledger(pg_uri) as led:
+            spent = led.account(acct)["spent_total"]
+            assert spent > 0 and led.verify()["ok"]
+        st, bal_a, _ = http(a.port, "GET", "/credits/balance", headers={"Cookie": cookie})  # A sees B's charge
+        assert st == 200 and bal_a["balance_micro"] == 100 * M - spent, bal_a
+        # PostgreSQL down: API-node prompts refused with a clear message on both; free workflows still run
+        pg_cluster.stop_server()
+        try:
+            for srv in (a, b):
+                st, body, _ = http(srv.port, "POST", "/prompt", {"prompt": dalle(), "client_id": "t"},
+                                   {"Cookie": cookie})
+                assert st == 503 and body["error"]["type"] == "credits_unavailable", (st, body)
+            free = {"1": {"class_type": "PrimitiveString", "inputs": {"value": "x"}},
+                    "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+            st, body, _ = http(a.port, "POST", "/prompt", {"prompt": free, "client_id": "t"}, {"Cookie": cookie})
+            assert st == 200, body
+        finally:
+            pg_cluster.start_server()
+        # back by itself: the next API-node prompt runs and is charged once
+        st, body, _ = http(a.port, "POST", "/prompt", {"prompt": dalle("after"), "client_id": "t"}, {"Cookie": cookie})
+        assert st == 200, body
+        h = a.wait(body["prompt_id"])
+        assert h["status"]["status_str"] == "success", [m[1]["exception_message"] for m in h["status"]["messages"] if m[0] == "execution_error"]
+        with _core.Ledger(pg_uri) as led:
+            acc = led.account(acct)
+            assert acc["spent_total"] == 2 * spent and acc["held"] == 0
+            assert led.verify()["ok"]
+    finally:
+        for s in servers:
+            s.close()
