@@ -35,7 +35,7 @@
 **   deleted or truncated (triggers).
 **
 ** Faults: every statement runs under statement_timeout (the store's timeout);
-** a connection that broke is re-opened (PQreset, statements prepared again)
+** a connection that broke is re-opened (a new connection, statements prepared again)
 ** at its next use, and the call that saw the break fails with CC_ERR_STORAGE
 ** (fail closed: the ledger rolls the batch back, nothing is acknowledged);
 ** outside a transaction the statement is retried once on the new connection.
@@ -83,6 +83,7 @@ cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out
 #define CC_PG_WRITE_LOCK INT64_C(7236833297138283)   /* advisory lock: one writer at a time */
 #define CC_PG_MIGRATE_LOCK INT64_C(7236833297138284) /* advisory lock: one migrator */
 #define CC_PG_PARAMS_MAX 32
+#define CC_PG_PENDING_MAX 256  /* deferred statements before their results are read */
 #define CC_PG_CONNECT_TIMEOUT_S "5"
 
 /* ---------------------------------------------------------------- schema */
@@ -233,6 +234,17 @@ typedef struct pg_conn {
     int ready;                  /* session settings applied, statements prepared */
     int64_t writes_seen;        /* cc_writes.n after this connection's last write; -1 = never */
     int64_t writes_now;         /* cc_writes.n read by the current begin_write */
+    /* Inside a write transaction the connection is in libpq's pipeline mode:
+    ** statements whose answer the ledger does not wait for (hold rows,
+    ** resolutions, account rows) are sent without waiting; their results are
+    ** read, and checked, before the next statement that answers, and at COMMIT. */
+    int pipe;
+    int pending;
+    struct {
+        int one_row;            /* the statement must change exactly one row */
+        int64_t id;
+        const char *what;
+    } pend[CC_PG_PENDING_MAX];
 } pg_conn;
 
 typedef struct prm {
@@ -334,17 +346,34 @@ static cc_rc conn_fail(pg_conn *c, cc_error *err) {
                    hint);
 }
 
+static PGconn *open_pg(const pg_store *st) {
+    /* Defaults first: the URI's own settings override them (expand_dbname);
+    ** client_encoding comes last, so it is always UTF8. */
+    const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle", "keepalives_interval",
+                          "keepalives_count", "dbname", "client_encoding", NULL};
+    const char *vals[] = {CC_PG_CONNECT_TIMEOUT_S, "comfy-credits", "30", "10", "3", st->uri, "UTF8", NULL};
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+/* A new connection in place of a broken one (its pipeline state included). */
+static int reopen(pg_conn *c) {
+    PGconn *fresh = open_pg(c->st);
+    if (!fresh) return 0;
+    PQfinish(c->pg);
+    c->pg = fresh;
+    c->pipe = 0;
+    c->pending = 0;
+    c->ready = 0;
+    return PQstatus(c->pg) == CONNECTION_OK;
+}
+
 /* A broken connection is re-opened here, at its next use. */
 static cc_rc ensure(pg_conn *c, cc_error *err) {
     if (c->pg && PQstatus(c->pg) == CONNECTION_OK && c->ready) return CC_OK;
     /* Inside a transaction a new connection would run the rest outside it
     ** (and outside the writer lock): the transaction fails instead. */
     if (c->in_tx) return pg_fail(c, err, "transaction interrupted", NULL);
-    if (c->pg && PQstatus(c->pg) != CONNECTION_OK) {
-        PQreset(c->pg);
-        if (PQstatus(c->pg) != CONNECTION_OK) return conn_fail(c, err);
-        c->ready = 0;
-    }
+    if (c->pg && PQstatus(c->pg) != CONNECTION_OK && !reopen(c)) return conn_fail(c, err);
     cc_rc rc = session_setup(c, err);
     if (rc == CC_OK) rc = prepare_all(c, err);
     if (rc != CC_OK) return rc;
@@ -386,12 +415,72 @@ static int retry_on_new_connection(pg_conn *c, const PGresult *failed) {
     /* No SQLSTATE: libpq's own "server closed the connection"; class 08:
     ** connection exception; 57P0x: the server shut down or restarted. */
     int lost = PQstatus(c->pg) != CONNECTION_OK || !st || strncmp(st, "08", 2) == 0 || strncmp(st, "57P0", 4) == 0;
-    if (!lost) return 0;
-    PQreset(c->pg);
-    if (PQstatus(c->pg) != CONNECTION_OK) return 0;
-    c->ready = 0;
+    if (!lost || !reopen(c)) return 0;
     cc_error ignored;
     return ensure(c, &ignored) == CC_OK;
+}
+
+/* Reads the results of the deferred statements, in order; the first
+** failure or unexpected row count is the answer (the ledger then rolls the
+** batch back). */
+static cc_rc pipe_drain(pg_conn *c, cc_error *err) {
+    cc_rc rc = CC_OK;
+    if (c->pending && (!PQsendFlushRequest(c->pg) || PQflush(c->pg) != 0))
+        rc = pg_fail(c, err, "send", NULL);
+    for (int k = 0; rc == CC_OK && k < c->pending; k++) {
+        PGresult *r = PQgetResult(c->pg);
+        if (!r) {
+            rc = pg_fail(c, err, c->pend[k].what, NULL);
+            break;
+        }
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            rc = pg_fail(c, err, c->pend[k].what, r);
+        else if (c->pend[k].one_row && strcmp(PQcmdTuples(r), "1") != 0)
+            rc = cc_fail(err, CC_ERR_STORAGE, "database", "postgresql: %s %lld changed %s rows, not 1",
+                         c->pend[k].what, (long long)c->pend[k].id, PQcmdTuples(r));
+        PQclear(r);
+        PGresult *end = PQgetResult(c->pg); /* NULL: the end of this statement's results */
+        if (end) PQclear(end);
+    }
+    c->pending = 0;
+    return rc;
+}
+
+/* Leaves pipeline mode: everything up to the sync is read and dropped. */
+static void pipe_end(pg_conn *c, int synced) {
+    if (!c->pipe) return;
+    c->pending = 0;
+    if (PQstatus(c->pg) == CONNECTION_OK && (synced || PQpipelineSync(c->pg))) {
+        for (int guard = 0; guard < 4 * CC_PG_PENDING_MAX + 16; guard++) {
+            PGresult *r = PQgetResult(c->pg);
+            if (!r) {
+                if (PQstatus(c->pg) != CONNECTION_OK) break;
+                continue;
+            }
+            ExecStatusType s = PQresultStatus(r);
+            PQclear(r);
+            if (s == PGRES_PIPELINE_SYNC) break;
+        }
+    }
+    PQexitPipelineMode(c->pg);
+    c->pipe = 0;
+}
+
+static PGresult *run_in_pipe(pg_conn *c, const char *name, const prm *p, const char *what, cc_error *err) {
+    if (!PQsendQueryPrepared(c->pg, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL, p ? p->fmt : NULL, 0) ||
+        !PQsendFlushRequest(c->pg) || PQflush(c->pg) != 0) {
+        pg_fail(c, err, what, NULL);
+        return NULL;
+    }
+    if (pipe_drain(c, err) != CC_OK) return NULL; /* the rollback reads the rest */
+    PGresult *r = PQgetResult(c->pg);
+    PGresult *end = PQgetResult(c->pg);
+    if (end) PQclear(end);
+    ExecStatusType s = PQresultStatus(r);
+    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) return r;
+    pg_fail(c, err, what, r);
+    PQclear(r);
+    return NULL;
 }
 
 /* Runs prepared statement i. Returns the result (caller clears) or NULL
@@ -400,6 +489,7 @@ static PGresult *run(pg_conn *c, int i, const prm *p, const char *what, cc_error
     if (ensure(c, err) != CC_OK) return NULL;
     char name[16];
     snprintf(name, sizeof name, "cc%d", i);
+    if (c->pipe) return run_in_pipe(c, name, p, what, err);
     for (int attempt = 0;; attempt++) {
         PGresult *r = PQexecPrepared(c->pg, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
                                      p ? p->fmt : NULL, 0);
@@ -413,6 +503,33 @@ static PGresult *run(pg_conn *c, int i, const prm *p, const char *what, cc_error
         PQclear(r);
         return NULL;
     }
+}
+
+/* A statement whose answer nobody waits for: inside a write transaction it
+** is sent now and checked later (pipe_drain); else it runs at once. */
+static cc_rc defer(pg_conn *c, int i, const prm *p, int one_row, int64_t id, const char *what, cc_error *err) {
+    if (!c->pipe) {
+        PGresult *r = run(c, i, p, what, err);
+        if (!r) return CC_ERR_STORAGE;
+        cc_rc rc = (!one_row || strcmp(PQcmdTuples(r), "1") == 0)
+                       ? CC_OK
+                       : cc_fail(err, CC_ERR_STORAGE, "database", "postgresql: %s %lld changed %s rows, not 1", what,
+                                 (long long)id, PQcmdTuples(r));
+        PQclear(r);
+        return rc;
+    }
+    if (c->pending == CC_PG_PENDING_MAX) {
+        cc_rc rc = pipe_drain(c, err);
+        if (rc != CC_OK) return rc;
+    }
+    char name[16];
+    snprintf(name, sizeof name, "cc%d", i);
+    if (!PQsendQueryPrepared(c->pg, name, p->n, p->v, p->len, p->fmt, 0)) return pg_fail(c, err, what, NULL);
+    c->pend[c->pending].one_row = one_row;
+    c->pend[c->pending].id = id;
+    c->pend[c->pending].what = what;
+    c->pending++;
+    return CC_OK;
 }
 
 static cc_rc exec_sql(pg_conn *c, const char *sql, const char *what, cc_error *err) {
@@ -550,19 +667,30 @@ static cc_rc pg_begin_write(cc_conn *b, cc_error *err) {
     c->writes_now = gi(r, 0, 0);
     PQclear(r);
     c->in_tx = 1;
+    if (!PQenterPipelineMode(c->pg)) return pg_fail(c, err, "pipeline mode", NULL);
+    c->pipe = 1;
+    c->pending = 0;
     return CC_OK;
 }
 
 static cc_rc pg_commit(cc_conn *b, cc_error *err) {
     pg_conn *c = (pg_conn *)b;
     c->in_tx = 0;
-    PGresult *r = PQexec(c->pg, "COMMIT");
     cc_rc rc = CC_OK;
+    PGresult *r = NULL;
+    if (c->pipe) {
+        int sent = PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c->pg);
+        if (!sent) rc = pg_fail(c, err, "commit", NULL);
+        if (rc == CC_OK) rc = pipe_drain(c, err);
+        if (rc == CC_OK) r = PQgetResult(c->pg);
+        pipe_end(c, sent);
+    } else {
+        r = PQexec(c->pg, "COMMIT");
+    }
     /* COMMIT of a transaction that had failed answers ROLLBACK: not durable. */
-    if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(r), "COMMIT") != 0)
+    if (rc == CC_OK && (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(r), "COMMIT") != 0))
         rc = pg_fail(c, err, "commit", r);
-    else
-        c->writes_seen = c->writes_now;
+    if (rc == CC_OK) c->writes_seen = c->writes_now;
     PQclear(r);
     if (rc != CC_OK && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
         PGresult *rb = PQexec(c->pg, "ROLLBACK");
@@ -574,6 +702,7 @@ static cc_rc pg_commit(cc_conn *b, cc_error *err) {
 static void pg_rollback(cc_conn *b) {
     pg_conn *c = (pg_conn *)b;
     c->in_tx = 0;
+    if (c->pg) pipe_end(c, 0);
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) == PQTRANS_IDLE) return;
     PGresult *r = PQexec(c->pg, "ROLLBACK");
     PQclear(r);
@@ -677,12 +806,9 @@ static cc_rc pg_account_update(cc_conn *b, const cc_account *a, cc_error *err) {
     p_i64(&p, a->uncollected_total);
     p_i64(&p, a->test_balance);
     p_i64(&p, a->id);
-    PGresult *r = run(c, ST_ACC_UPDATE, &p, "update account", err);
-    if (!r) return CC_ERR_STORAGE;
-    cc_rc rc = strcmp(PQcmdTuples(r), "1") == 0 ? CC_OK
-                                                : cc_fail(err, CC_ERR_NOT_FOUND, "account", "no such account");
-    PQclear(r);
-    return rc;
+    /* The ledger updates only accounts it read in this transaction (under
+    ** the writer lock): a missing row is a storage fault, found at the latest at COMMIT. */
+    return defer(c, ST_ACC_UPDATE, &p, 1, a->id, "update account", err);
 }
 
 static cc_rc pg_account_list(cc_conn *b, int64_t after_id, int limit, cc_account *out, int *n_out, cc_error *err) {
@@ -769,6 +895,7 @@ static cc_rc pg_entry_insert(cc_conn *b, cc_entry *e, cc_error *err) {
 static cc_rc pg_history(cc_conn *b, const cc_history_query *q, cc_entry *out, int *n_out, cc_error *err) {
     pg_conn *c = (pg_conn *)b;
     CC_ASSERT(q->limit >= 1 && q->limit <= CC_HISTORY_PAGE_MAX);
+    CC_ASSERT(!c->pipe); /* read connections only */
     cc_rc rc = ensure(c, err);
     if (rc != CC_OK) return rc;
     char sql[600];
@@ -831,10 +958,7 @@ static cc_rc pg_hold_insert(cc_conn *b, const cc_hold *h, cc_error *err) {
     p_i64(&p, h->state);
     p_i64(&p, h->expires_ms);
     p_i64(&p, h->resolved_by);
-    PGresult *r = run((pg_conn *)b, ST_HOLD_INSERT, &p, "insert hold", err);
-    if (!r) return CC_ERR_STORAGE;
-    PQclear(r);
-    return CC_OK;
+    return defer((pg_conn *)b, ST_HOLD_INSERT, &p, 0, h->id, "insert hold", err);
 }
 
 static cc_rc pg_hold_resolve(cc_conn *b, int64_t id, int state, int64_t by_entry, cc_error *err) {
@@ -842,24 +966,27 @@ static cc_rc pg_hold_resolve(cc_conn *b, int64_t id, int state, int64_t by_entry
     p_i64(&p, state);
     p_i64(&p, by_entry);
     p_i64(&p, id);
-    PGresult *r = run((pg_conn *)b, ST_HOLD_RESOLVE, &p, "resolve hold", err);
-    if (!r) return CC_ERR_STORAGE;
-    /* The WHERE state = 0 makes "resolves at most once" hold in storage too. */
-    cc_rc rc = strcmp(PQcmdTuples(r), "1") == 0
-                   ? CC_OK
-                   : cc_fail(err, CC_ERR_STATE, "hold_id", "hold %lld is not open", (long long)id);
-    PQclear(r);
-    return rc;
+    /* The WHERE state = 0 makes "resolves at most once" hold in storage too:
+    ** the ledger read the hold open in this transaction, so another outcome
+    ** is a storage fault that fails the whole commit (found at the latest at COMMIT). */
+    pg_conn *c = (pg_conn *)b;
+    if (!c->pipe) {
+        PGresult *r = run(c, ST_HOLD_RESOLVE, &p, "resolve hold", err);
+        if (!r) return CC_ERR_STORAGE;
+        cc_rc rc = strcmp(PQcmdTuples(r), "1") == 0
+                       ? CC_OK
+                       : cc_fail(err, CC_ERR_STATE, "hold_id", "hold %lld is not open", (long long)id);
+        PQclear(r);
+        return rc;
+    }
+    return defer(c, ST_HOLD_RESOLVE, &p, 1, id, "resolve hold", err);
 }
 
 static cc_rc pg_hold_extend(cc_conn *b, int64_t id, int64_t expires_ms, cc_error *err) {
     prm p = {.n = 0};
     p_i64(&p, expires_ms);
     p_i64(&p, id);
-    PGresult *r = run((pg_conn *)b, ST_HOLD_EXTEND, &p, "extend hold", err);
-    if (!r) return CC_ERR_STORAGE;
-    PQclear(r);
-    return CC_OK;
+    return defer((pg_conn *)b, ST_HOLD_EXTEND, &p, 0, id, "extend hold", err);
 }
 
 static cc_rc pg_holds_due(cc_conn *b, int64_t now_ms, int limit, int64_t *ids, int *n_out, cc_error *err) {
@@ -884,6 +1011,7 @@ typedef int (*row_cb)(void *ctx, const void *row);
 
 static cc_rc scan(pg_conn *c, int st, void *row, row_reader rd, row_cb cb, void *ctx, const char *what,
                   cc_error *err) {
+    CC_ASSERT(!c->pipe); /* read connections only */
     cc_rc rc = ensure(c, err);
     if (rc != CC_OK) return rc;
     char name[16];
@@ -1179,12 +1307,7 @@ static cc_rc pg_connect(cc_store *base, int writer, cc_conn **out, cc_error *err
     c->st = st;
     c->writer = writer;
     c->writes_seen = -1;
-    /* Defaults first: the URI's own settings override them (expand_dbname);
-    ** client_encoding comes last, so it is always UTF8. */
-    const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle", "keepalives_interval",
-                          "keepalives_count", "dbname", "client_encoding", NULL};
-    const char *vals[] = {CC_PG_CONNECT_TIMEOUT_S, "comfy-credits", "30", "10", "3", st->uri, "UTF8", NULL};
-    c->pg = PQconnectdbParams(keys, vals, 1);
+    c->pg = open_pg(st);
     if (!c->pg) {
         free(c);
         return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");

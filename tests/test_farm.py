@@ -286,6 +286,28 @@ def test_two_comfyui_servers_share_sign_in_credits_and_refuse_while_postgresql_i
             assert spent > 0 and led.verify()["ok"]
         st, bal_a, _ = http(a.port, "GET", "/credits/balance", headers={"Cookie": cookie})  # A sees B's charge
         assert st == 200 and bal_a["balance_micro"] == 100 * M - spent, bal_a
+        # One person queueing API-node prompts on both servers at once, credits for exactly 3 runs:
+        # exactly 3 run (each server's admission sees the same balance; the database refuses the rest).
+        with _core.Ledger(pg_uri) as led:
+            racer = led.create_account("racer@example.com")["id"]
+            led.grant("g-race", racer, 3 * spent)
+            rtok = led.create_credential(racer, "session", "race", 3_600_000)["token"]
+        import concurrent.futures
+        rck = {"Cookie": f"{SESSION_COOKIE}={rtok}"}
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: (i, http((a, b)[i % 2].port, "POST", "/prompt",
+                                                       {"prompt": dalle(f"race {i}"), "client_id": "t"}, rck)),
+                                    range(8)))
+        ran = 0
+        for i, (st, body, _) in answers:
+            if st == 200:
+                ran += (a, b)[i % 2].wait(body["prompt_id"])["status"]["status_str"] == "success"
+            else:
+                assert body["error"]["type"] == "insufficient_credits", body
+        with _core.Ledger(pg_uri) as led:
+            acc = led.account(racer)
+            assert ran == 3 and acc["balance"] == 0 and acc["held"] == 0 and acc["spent_total"] == 3 * spent, (ran, acc)
+            assert led.verify()["ok"]
         # PostgreSQL down: API-node prompts refused with a clear message on both; free workflows still run
         pg_cluster.stop_server()
         try:
