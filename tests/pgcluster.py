@@ -29,8 +29,9 @@ class Cluster:
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{db}"
 
     def psql(self, sql, db="postgres"):
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # psql is not built for ASan
         out = subprocess.run(["psql", "-qAtX", "-v", "ON_ERROR_STOP=1", self.uri(db), "-c", sql],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, env=env)
         if out.returncode != 0:
             raise RuntimeError(out.stderr.strip())
         return out.stdout.strip()
