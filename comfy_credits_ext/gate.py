@@ -334,3 +334,23 @@ def install_queue_hook(server, rt) -> None:
             except Exception:  # never break ComfyUI's queue; unseen reservations age out
                 log.exception("comfy-credits: could not reconcile prompt reservations")
     server.queue_updated = queue_updated
+
+
+def make_storage_middleware():
+    """A /credits/* route whose ledger call failed in storage (e.g. the shared
+    PostgreSQL of farm mode is unreachable) answers 503 credits_unavailable
+    with one clear line instead of ComfyUI's bare 500."""
+    @web.middleware
+    async def comfy_credits_storage(request: web.Request, handler):
+        path = request.path[4:] if request.path.startswith("/api/") else request.path
+        if not (path == "/credits" or path.startswith("/credits/")):
+            return await handler(request)
+        try:
+            return await handler(request)
+        except _core.StorageError as exc:
+            log.warning("comfy-credits: ledger unavailable for %s %s: %s", request.method, path, exc)
+            return web.json_response({"error": {"type": "credits_unavailable",
+                                                "message": "Credits are unavailable right now (the ledger cannot be "
+                                                           "reached); nothing was changed. Try again shortly."}},
+                                     status=503)
+    return comfy_credits_storage

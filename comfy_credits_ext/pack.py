@@ -49,6 +49,7 @@ def install() -> Runtime:
         raise config.ConfigError(problem)
     rt = Runtime(cfg)
     server.app.middlewares.append(gate.make_middleware(rt, nodes.NODE_CLASS_MAPPINGS))
+    server.app.middlewares.append(gate.make_storage_middleware())
     server.add_on_prompt_handler(gate.make_on_prompt(rt))
     gate.install_queue_hook(server, rt)
     whoami = routes.register(server.routes, rt)

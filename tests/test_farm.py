@@ -319,6 +319,10 @@ def test_two_comfyui_servers_share_sign_in_credits_and_refuse_while_postgresql_i
                     "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
             st, body, _ = http(a.port, "POST", "/prompt", {"prompt": free, "client_id": "t"}, {"Cookie": cookie})
             assert st == 200, body
+            # the Credits routes answer 503 with one clear message, not a bare 500
+            st, body, _ = http(b.port, "POST", "/credits/session", {"email": "farmer@example.com",
+                                                                    "password": "correct horse battery"})
+            assert st == 503 and body["error"]["type"] == "credits_unavailable", (st, body)
         finally:
             pg_cluster.start_server()
         # back by itself: the next API-node prompt runs and is charged once
