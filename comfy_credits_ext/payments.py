@@ -422,8 +422,6 @@ def register_sandbox(routes, rt, payments: Payments) -> None:
             raise web.HTTPSeeOther(s["cancel_url"])
         if method not in s["payment_method_types"]:
             raise web.HTTPSeeOther(f"{request.path}?msg=That+payment+method+is+not+offered+here.")
-        if form.get("email_confirmed") != "yes":
-            raise web.HTTPSeeOther(f"{request.path}?msg=Confirm+that+the+email+is+your+account%27s.")
         if action == "fail":
             raise web.HTTPSeeOther(f"{request.path}?msg=Your+payment+was+declined+(test+card).+Nothing+was+charged.")
         if action != "pay":
@@ -460,12 +458,16 @@ main{{background:#26262c;margin:40px;padding:28px 32px;border-radius:10px;width:
 .amount{{font-size:28px;margin:12px 0 4px}} .m{{display:block;margin:6px 0}} button{{margin:8px 8px 0 0;padding:9px 16px;
 border-radius:6px;border:0;cursor:pointer}} .pay{{background:#4f7cff;color:#fff}} .qr{{display:none;margin:10px 0;
 width:140px;height:140px;background:repeating-linear-gradient(45deg,#fff 0 6px,#000 6px 12px)}}
-.msg{{background:#5a2323;padding:8px;border-radius:6px}} .note{{color:#aaa;font-size:13px}}</style></head>
+.msg{{background:#5a2323;padding:8px;border-radius:6px}} .note{{color:#aaa;font-size:13px}}
+.locked{{width:300px;padding:7px 9px;border-radius:6px;border:1px solid #555;background:#1f1f24;color:#bbb;font:inherit}}</style></head>
 <body><main><span class="test">TEST MODE — no real money moves</span>
 <div class="amount" data-testid="amount">{shown}</div><div>for <b>{credits} credits</b></div>{note}
 <form method="post" action="/credits/sandbox/checkout/{sid}">
-<p>Email: <b data-testid="email">{html.escape(s["customer_email"])}</b><br>
-<label><input type="checkbox" name="email_confirmed" value="yes"> This is the email of my ComfyUI credits account</label></p>
+<p><label for="email">Email</label><br>
+<input id="email" data-testid="email" type="email" value="{html.escape(s["customer_email"])}" readonly aria-readonly="true"
+ aria-describedby="email-note" class="locked"> <span aria-hidden="true">&#128274;</span><br>
+<span class="note" id="email-note">Your account's email on this server, as Stripe Checkout shows it: it cannot be
+changed here.</span></p>
 <fieldset><legend>Payment method</legend>{methods}</fieldset>{only_usd}
 <div class="qr" id="qr" aria-label="QR code (test)"></div>
 <button class="pay" name="action" value="pay" id="pay">Pay</button>

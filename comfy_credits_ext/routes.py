@@ -24,6 +24,8 @@ from .gate import SESSION_COOKIE, request_token
 log = logging.getLogger("comfy_credits")
 
 HISTORY_KINDS = ("grant", "purchase", "test", "hold", "settle", "void", "expire")
+HISTORY_FILTERS = ("runs", "purchases", "grants")  # /credits/history/rows (src/history.h)
+PRICE_NODES_MAX = 500  # nodes priced by one POST /credits/prices (a whole workflow)
 KDF_THREADS = 2                   # scrypt runs here, never in the loop's default executor
 KDF_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=KDF_THREADS, thread_name_prefix="comfy-credits-kdf")
 DAY_MS = 86_400_000
@@ -360,6 +362,59 @@ def register(routes, rt):
             return error(400, "invalid_argument", str(exc), exc.field)
         return web.json_response({"entries": [public_entry(e) for e in page["entries"]],
                                   "next_cursor": page["next_cursor"]})
+
+    @routes.post("/credits/prices")
+    async def prices(request: web.Request):
+        """The operator's price for API nodes as they stand in the editor (the node badges): the worst case a
+        run holds, from the same table and the same C call as admission. Reads only; no account needed."""
+        body = await read_json(request)
+        nodes = body.get("nodes") if body else None
+        if not isinstance(nodes, list) or not 1 <= len(nodes) <= PRICE_NODES_MAX:
+            return error(400, "invalid_argument", f"Send {{\"nodes\": [...]}} with 1 to {PRICE_NODES_MAX} nodes.",
+                         "nodes")
+        out = []
+        for n in nodes:
+            if not (isinstance(n, dict) and isinstance(n.get("id"), (str, int)) and not isinstance(n["id"], bool)
+                    and isinstance(n.get("class_type"), str)
+                    and isinstance(n.get("inputs", {}), dict)):
+                return error(400, "invalid_argument", "Each node is {id, class_type, inputs}.", "nodes")
+            try:
+                est = rt.prices.estimate(n["class_type"], n.get("inputs", {}))
+                out.append({"id": n["id"], "micro": est["micro"], "credits": _core.format_credits(est["micro"]),
+                            "used_default": est["used_default"]})
+            except _core.InvalidArgument as exc:
+                out.append({"id": n["id"], "error": str(exc)})
+        return web.json_response({"prices": out})
+
+    @routes.get("/credits/history/rows")
+    async def history_rows(request: web.Request):
+        """One row per run (src/history.c) plus what queued prompts reserve."""
+        who, err = await whoami(request)
+        if err:
+            return err
+        q = request.query
+        try:
+            limit = int(q.get("limit", "50"))
+            cursor = int(q["cursor"]) if q.get("cursor") else None
+        except ValueError:
+            return error(400, "invalid_argument", "limit and cursor must be integers.")
+        if not 1 <= limit <= 200:
+            return error(400, "invalid_argument", "limit must be between 1 and 200.", "limit")
+        if cursor is not None and cursor <= 0:
+            return error(400, "invalid_argument", "cursor must be a positive integer.", "cursor")
+        show = [f for f in q.get("filter", "").split(",") if f] or None
+        if show and any(f not in HISTORY_FILTERS for f in show):
+            return error(400, "invalid_argument", f"filter is any of {', '.join(HISTORY_FILTERS)}.", "filter")
+        account_id = who["account"]["id"]
+        try:
+            page = await asyncio.to_thread(_core.history_rows, rt.ledger, account_id, limit=limit, cursor=cursor,
+                                           filter=show)
+        except _core.InvalidArgument as exc:
+            return error(400, "invalid_argument", str(exc), exc.field)
+        reserved = rt.reservations_of(account_id)
+        return web.json_response({
+            "rows": page["rows"], "next_cursor": page["next_cursor"],
+            "reserved_micro": sum(r["reserved_micro"] for r in reserved), "reserved_prompts": reserved})
 
     @routes.get("/credits/usage")
     async def usage(request: web.Request):

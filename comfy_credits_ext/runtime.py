@@ -86,6 +86,17 @@ class Runtime:
             self._reserved.pop(prompt_id, None)
         return self.runs.release(prompt_id)
 
+    def reservations_of(self, account_id: int) -> list[dict]:
+        """The account's queued prompts that still reserve credits, oldest first."""
+        with self._lock:
+            mine = [pid for pid in self._reserved if self._prompts.get(pid) == account_id]
+        out = []
+        for pid in mine:
+            left = self.runs.reservation(pid)
+            if left:  # None once released
+                out.append({"prompt_id": pid, "reserved_micro": left})
+        return out
+
     def reconcile_reservations(self, live_prompt_ids) -> None:
         """Returns what prompts that ended, were cancelled or deleted from the
         queue had not used (called whenever ComfyUI's queue changes)."""

@@ -37,7 +37,10 @@ def ui(request, tmp_path_factory):
     root = frontend_root(request.param)
     if not os.path.isfile(os.path.join(root, "index.html")) or not shutil.which(CHROMIUM):
         pytest.skip(f"frontend {request.param} or Chromium not installed (run scripts/setup)")
-    c = Comfy(tmp_path_factory.mktemp(f"ui-{request.param}"), extra_args=["--front-end-root", root])
+    tmp = tmp_path_factory.mktemp(f"ui-{request.param}")
+    # Two currencies from the operator's config, so the currency choice and the wallet rule show.
+    (tmp / "credits.json").write_text(json.dumps({"rates": {"usd": "211", "eur": "229.5"}}))
+    c = Comfy(tmp, extra_args=["--front-end-root", root], pack_env={"COMFY_CREDITS_CONFIG": str(tmp / "credits.json")})
     with c.ledger() as led:
         c.account = led.create_account("demo@example.com", display_name="Demo")["id"]
         led.set_password(c.account, "demo-password")
@@ -64,8 +67,24 @@ def open_settings(ui, entry):
     dialog = page.locator("[role=dialog]").filter(has_text="Settings").first
     dialog.wait_for()
     page.wait_for_timeout(700)  # let the dialog's opening animation finish (its mask takes the clicks meanwhile)
+    show = dialog.get_by_role("button", name="Show left panel")  # 1.5x in a small window: the nav is folded away
+    if show.count() and show.first.is_visible():
+        show.first.click()
+        page.wait_for_timeout(400)
     dialog.get_by_text(entry, exact=True).first.click(force=True)  # a late overlay may sit on top
     return dialog
+
+
+def set_palette(ui, theme):
+    """Settings → Appearance → Color Palette, as a person switches between the dark and light themes."""
+    dialog = open_settings(ui, "Appearance")
+    want, current = ("Light", "Dark (Default)") if theme == "light" else ("Dark (Default)", "Light")
+    if dialog.get_by_text(want, exact=True).count() == 0:
+        dialog.get_by_text(current, exact=True).first.click()
+        ui.page.get_by_role("option", name=want, exact=True).click()
+        dialog.get_by_text(want, exact=True).first.wait_for()
+    ui.page.wait_for_timeout(300)
+    close_settings(ui)
 
 
 def close_settings(ui):
@@ -359,7 +378,13 @@ def test_sandbox_purchase_from_the_panel(ui):
     page.wait_for_url("**/credits/sandbox/checkout/**")
     assert "TEST MODE" in page.content() and "10.00 USD" in page.content()
     shot(ui, "6-checkout")
-    page.check("input[name=email_confirmed]")
+    # The account's email, prefilled and locked as Stripe Checkout shows customer_email: no tickbox to confirm it.
+    email = page.locator("[data-testid=email]")
+    assert email.input_value() == "demo@example.com" and email.get_attribute("readonly") is not None
+    assert page.locator("input[type=checkbox]").count() == 0
+    email.focus()
+    page.keyboard.type("x")
+    assert email.input_value() == "demo@example.com"  # typing changes nothing
     page.check("input[value=wechat_pay]")
     page.click("#genqr")
     page.click("#pay")
@@ -384,6 +409,178 @@ def test_sandbox_purchase_from_the_panel(ui):
     time.sleep(0.5)
     with ui.ledger() as led:
         assert led.account(ui.account)["balance"] == before + 2110 * C
+
+
+def test_history_one_row_per_run_with_state_reason_and_filters(ui):
+    page = ui.page
+    sign_in_api(ui)
+    # A released run with its reason, and one still holding credits (written to the ledger the way a run does).
+    with ui.ledger() as led:
+        h = led.hold("ui-hist-free", ui.account, 5 * C, 600_000, prompt_id="pX", node_id="3",
+                     node_class="KlingTextToVideoNode")["hold_id"]
+        led.void("void:ui-hist-free", h, note="interrupted before the provider started the task; the provider billed "
+                                               "nothing, so the run is free")
+        running = led.hold("ui-hist-running", ui.account, 3 * C, 600_000, prompt_id="pY", node_id="5",
+                           node_class="OpenAIDalle3")["hold_id"]
+    try:
+        before, n = balance(ui), settles(ui)
+        open_workflow(ui, "dalle-history", dalle(505))
+        run_button(ui).click()
+        wait_settles(ui, n + 1)
+        open_settings(ui, "Credits")
+        panel = page.locator("[data-testid=cc-panel]")
+        history = panel.locator("[data-testid=cc-history]")
+        rows = history.locator("[data-testid=cc-history-row]")
+        rows.first.wait_for()
+        first = rows.first
+        assert first.get_attribute("data-kind") == "run" and first.get_attribute("data-state") == "charged", \
+            first.inner_text()
+        assert "OpenAIDalle3" in first.inner_text() and "−8.44" in first.inner_text()
+        assert "Charged" in first.locator("[data-testid=cc-run-state]").inner_text()
+        # One row per run: as many run rows as holds the ledger has (never a hold row and a settle row).
+        with ui.ledger() as led:
+            holds = len(led.history(ui.account, kinds=["hold"], limit=200)["entries"])
+        assert rows.filter(has=page.locator("[data-testid=cc-run-state]")).count() == min(holds, 20)
+        assert "Run started (held)" not in history.inner_text()
+        running_row = history.locator("[data-state=running]")
+        assert running_row.count() == 1 and "3.00 held" in running_row.inner_text()
+        released = history.locator("[data-state=released]").filter(has_text="KlingTextToVideoNode").first
+        assert "interrupted before the provider started the task" in released.inner_text()
+        assert "Released" in released.inner_text()
+        history.scroll_into_view_if_needed()
+        shot(ui, "14-history-runs")
+        # Filters: grants only, then runs only, then purchases only.
+        panel.locator("[data-testid=cc-filter-grants]").click()
+        page.wait_for_function("""() => { const r = [...document.querySelectorAll('[data-testid=cc-history-row]')];
+            return r.length > 0 && r.every(x => x.dataset.kind === 'grant'); }""")
+        assert panel.locator("[data-testid=cc-filter-grants]").get_attribute("aria-pressed") == "true"
+        panel.locator("[data-testid=cc-filter-runs]").click()
+        page.wait_for_function("""() => { const r = [...document.querySelectorAll('[data-testid=cc-history-row]')];
+            return r.length > 0 && r.every(x => x.dataset.kind === 'run'); }""")
+        panel.locator("[data-testid=cc-filter-purchases]").click()
+        page.wait_for_function("""() => { const r = [...document.querySelectorAll('[data-testid=cc-history-row]')];
+            return r.length > 0 && r.every(x => ['purchase', 'test'].includes(x.dataset.kind)); }""")
+        history.scroll_into_view_if_needed()
+        shot(ui, "15-history-purchases")
+        close_settings(ui)
+        assert balance(ui) == before - DALLE_PRICE
+    finally:
+        with ui.ledger() as led:
+            led.void("void:ui-hist-running", running)
+
+
+def test_credits_entry_native_place_icon_and_no_label_column(ui):
+    page = ui.page
+    sign_in_api(ui)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    try:
+        dialog = open_settings(ui, "Credits")
+        panel = page.locator("[data-testid=cc-panel]")
+        panel.locator("[data-testid=cc-balance]").wait_for()
+        page.wait_for_timeout(500)
+        # Content starts at the panel's left edge, like the group title above it (no empty label column).
+        heading = dialog.locator(".setting-group h3").first.bounding_box()
+        box = panel.bounding_box()
+        assert abs(box["x"] - heading["x"]) < 24, (box, heading)
+        nav = page.locator('[data-nav-id="root/Credits"]')
+        if ui.version.startswith("1.5"):
+            # 1.5x: in the main group right after User, with its own icon, on screen at 1280x800, no "OTHER" group.
+            assert page.evaluate("""() => document.querySelector('[data-nav-id="user"]').nextElementSibling ===
+                                       document.querySelector('[data-nav-id="root/Credits"]')""")
+            assert "lucide--coins" in nav.locator("i").get_attribute("class")
+            assert "lucide--folder" not in nav.inner_html()
+            b = nav.bounding_box()
+            assert b["y"] + b["height"] <= 800
+            assert dialog.get_by_text("Other", exact=True).filter(visible=True).count() == 0
+        shot(ui, "16-credits-entry-1280x800")
+        close_settings(ui)
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 900})
+
+
+BADGE_RGB = (47, 93, 58)  # our badge's dark-theme background (web/comfy_credits.js creditsBadge)
+
+
+def badge_pixels(ui):
+    """How many pixels of the canvas, as displayed, have our badge's colour."""
+    return ui.page.evaluate("""([r, g, b]) => { const c = document.querySelector('#graph-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] === r && d[i + 1] === g && d[i + 2] === b) n++;
+        return n; }""", list(BADGE_RGB))
+
+
+def test_api_node_shows_its_price_in_credits(ui):
+    page = ui.page
+    load_app(ui)
+    hd = dalle(606)
+    hd["1"]["inputs"]["quality"] = "hd"
+    with page.expect_response(lambda r: r.url.endswith("/credits/prices") and r.status == 200 and
+                              '"quality":"hd"' in (r.request.post_data or "")) as resp:
+        open_workflow(ui, "dalle-hd-badge", hd)
+    prices = resp.value.json()["prices"]
+    assert [p["micro"] for p in prices] == [2 * DALLE_PRICE]  # the operator's table, for this node's inputs: hd
+    page.wait_for_function("""([r, g, b]) => { const c = document.querySelector('#graph-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < d.length; i += 4) if (d[i] === r && d[i + 1] === g && d[i + 2] === b) return true;
+        return false; }""", arg=list(BADGE_RGB), timeout=10_000)
+    assert badge_pixels(ui) > 200  # drawn on the node, beside the frontend's own badge
+    shot(ui, "17-price-badge")
+
+
+def test_second_currency_and_the_wallet_rule(ui):
+    page = ui.page
+    sign_in_api(ui)
+    open_settings(ui, "Credits")
+    panel = page.locator("[data-testid=cc-panel]")
+    cur, method = panel.locator("[data-testid=cc-currency]"), panel.locator("[data-testid=cc-method]")
+    note, amount = panel.locator("[data-testid=cc-methods-note]"), panel.locator("[data-testid=cc-amount]")
+    cur.wait_for()
+    assert sorted(cur.locator("option").all_inner_texts()) == ["EUR", "USD"]  # from the operator's config
+    assert cur.input_value() == "usd"
+    assert "WeChat Pay" in method.inner_text() and note.inner_text() == ""
+    cur.select_option("eur")
+    assert "WeChat Pay" not in method.inner_text() and "Alipay" not in method.inner_text()
+    assert "only when paying in USD" in note.inner_text()  # the rule, shown where the choice is made
+    amount.fill("10")
+    assert panel.locator("[data-testid=cc-gets]").inner_text() == "You get 2,295 credits"  # 10 × 229.5
+    assert "€" in panel.locator("[data-testid=cc-amount-help]").inner_text()
+    shot(ui, "18-buy-eur")
+    amount.press("Enter")
+    page.wait_for_url("**/credits/sandbox/checkout/**")
+    assert "10.00 EUR" in page.content()
+    assert page.locator("input[name=method]").evaluate_all("els => els.map(e => e.value)") == ["card"]  # enforced
+    assert "only available when paying in USD" in page.content()
+    shot(ui, "19-checkout-eur")
+    page.click("#cancel")
+    page.wait_for_url(f"http://127.0.0.1:{ui.port}/**")
+
+
+def test_credits_panel_usable_at_800x600_in_dark_and_light(ui):
+    page = ui.page
+    sign_in_api(ui)
+    page.set_viewport_size({"width": 800, "height": 600})
+    try:
+        for theme in ("dark", "light"):
+            page.emulate_media(color_scheme=theme)
+            set_palette(ui, theme)
+            open_settings(ui, "Credits")
+            panel = page.locator("[data-testid=cc-panel]")
+            panel.locator("[data-testid=cc-balance]").wait_for()
+            page.wait_for_timeout(400)
+            # Nothing wider than the window; Buy and the history reachable by scrolling inside the dialog.
+            assert page.evaluate("() => document.querySelector('[data-testid=cc-panel]').getBoundingClientRect().right") <= 800
+            for sel in ("[data-testid=cc-buy]", "[data-testid=cc-filter-runs]", "[data-testid=cc-csv]"):
+                el = panel.locator(sel)
+                el.scroll_into_view_if_needed()
+                b = el.bounding_box()
+                assert b and 0 <= b["x"] and b["x"] + b["width"] <= 800 and 0 <= b["y"] and b["y"] + b["height"] <= 600, sel
+            panel.locator("[data-testid=cc-balance]").scroll_into_view_if_needed()
+            shot(ui, f"20-panel-800x600-{theme}")
+            close_settings(ui)
+    finally:
+        set_palette(ui, "dark")
+        page.emulate_media(color_scheme="dark")
+        page.set_viewport_size({"width": 1400, "height": 900})
 
 
 def test_buy_retried_after_a_lost_answer_gets_the_same_checkout(ui):

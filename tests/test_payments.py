@@ -36,14 +36,13 @@ def test_sandbox_purchase_end_to_end(srv):
     assert s["state"] == "pending" and balance(srv) == 0
     st, page, _ = srv.call("GET", co["checkout_url"][len(srv.base):])
     assert "TEST MODE" in page and "10.00 USD" in page and "buyer@example.com" in page and "WeChat Pay" in page
-    # Not confirming the email is refused, nothing is credited.
-    st, page, url = srv.call("POST", co["checkout_url"][len(srv.base):], form={"action": "pay", "method": "card"})
-    assert "Confirm that the email" in page and balance(srv) == 0
-    st, page, url = srv.call("POST", co["checkout_url"][len(srv.base):], form={"action": "fail", "method": "card",
-                                                                               "email_confirmed": "yes"})
+    # The account's email is shown prefilled and locked (as Stripe Checkout shows customer_email), no tickbox.
+    assert 'value="buyer@example.com" readonly' in page and 'type="checkbox"' not in page
+    st, page, url = srv.call("POST", co["checkout_url"][len(srv.base):], form={"action": "fail", "method": "card"})
     assert "declined" in page and balance(srv) == 0
+    # A posted email field changes nothing: the session was made for the account's email.
     st, _, url = srv.call("POST", co["checkout_url"][len(srv.base):], redirects=False,
-                          form={"action": "pay", "method": "alipay", "email_confirmed": "yes"})
+                          form={"action": "pay", "method": "alipay", "email": "someone@example.com"})
     assert st == 303
     assert balance(srv) == 2110 * C  # the signed webhook credited before the redirect
     st, s, _ = srv.call("GET", f"/credits/checkout/{co['session_id']}")

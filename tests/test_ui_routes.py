@@ -18,3 +18,75 @@ def test_signup_allowed_follows_the_operator(tmp_path, allow):
             assert body["error"]["type"] == "signup_disabled"
     finally:
         s.close()
+
+
+def test_history_rows_one_row_per_run_and_reserved_credits(tmp_path):
+    """The Credits panel's history (GET /credits/history/rows, src/history.c): a run is one row with its state,
+    never a hold and a settle apart; queued prompts' reservations are reported as such; filters work."""
+    s = Server(tmp_path)
+    try:
+        led, a, M = s.rt.ledger, s.account, 1_000_000
+        led.grant("welcome", a, 50 * M, note="welcome")
+        h1 = led.hold("h1", a, 8 * M, 60_000, prompt_id="p1", node_id="4", node_class="OpenAIDalle3")["hold_id"]
+        led.settle("settle:1", h1, 5 * M)
+        h2 = led.hold("h2", a, 8 * M, 60_000, prompt_id="p2", node_id="4", node_class="OpenAIDalle3")["hold_id"]
+        led.void("void:2", h2, note="interrupted before the provider started the task")
+        h3 = led.hold("h3", a, 8 * M, 60_000, prompt_id="p3", node_id="4", node_class="KlingTextToVideoNode")["hold_id"]
+        # A queued prompt of this account reserves 12 credits (as gate.py admission does).
+        s.rt.reserve_prompt("queued-1", a, 12 * M)
+        s.rt.remember_prompt("queued-1", a)
+        st, body, _ = s.call("GET", "/credits/history/rows")
+        assert st == 200, body
+        rows = body["rows"]
+        assert [(r["kind"], r["state"]) for r in rows] == [
+            ("run", "running"), ("run", "released"), ("run", "charged"), ("grant", "")]
+        assert rows[0]["run_id"] == h3 and rows[0]["held"] == 8 * M and rows[0]["ended_ms"] == 0
+        assert rows[1]["reason"] == "interrupted before the provider started the task" and rows[1]["charged"] == 0
+        assert rows[2]["charged"] == 5 * M and rows[2]["held"] == 8 * M and rows[2]["node_class"] == "OpenAIDalle3"
+        assert body["reserved_micro"] == 12 * M
+        assert body["reserved_prompts"] == [{"prompt_id": "queued-1", "reserved_micro": 12 * M}]
+        st, body, _ = s.call("GET", "/credits/history/rows?filter=grants")
+        assert st == 200 and [r["kind"] for r in body["rows"]] == ["grant"]
+        st, body, _ = s.call("GET", "/credits/history/rows?limit=1")
+        assert len(body["rows"]) == 1 and body["next_cursor"]
+        st, body2, _ = s.call("GET", f"/credits/history/rows?limit=1&cursor={body['next_cursor']}")
+        assert body2["rows"][0]["run_id"] == h2
+        for bad in ("filter=holds", "limit=0", "limit=x", "cursor=-1"):
+            st, body, _ = s.call("GET", f"/credits/history/rows?{bad}")
+            assert st == 400 and body["error"]["type"] == "invalid_argument", (bad, body)
+        s.rt.release_prompt("queued-1")
+        st, body, _ = s.call("GET", "/credits/history/rows")
+        assert body["reserved_micro"] == 0 and body["reserved_prompts"] == []
+        st, body, _ = s.call("GET", "/credits/history/rows", auth=False)
+        assert st == 401
+    finally:
+        s.close()
+
+
+def test_prices_route_prices_nodes_like_admission(tmp_path):
+    """POST /credits/prices (the node badges): the same worst case admission holds, per node, without an account;
+    bad input is a clear 400."""
+    s = Server(tmp_path)
+    try:
+        dalle = {"prompt": "fox", "seed": 1, "quality": "standard", "style": "natural", "size": "1024x1024"}
+        hd = dict(dalle, quality="hd")
+        st, body, _ = s.call("POST", "/credits/prices", {"nodes": [
+            {"id": 1, "class_type": "OpenAIDalle3", "inputs": dalle},
+            {"id": "2", "class_type": "OpenAIDalle3", "inputs": hd},
+            {"id": 3, "class_type": "OpenAIDalle3", "inputs": dict(dalle, quality=["9", 0])},  # linked: worst case
+        ]}, auth=False)
+        assert st == 200, body
+        p = {x["id"]: x for x in body["prices"]}
+        assert p[1]["micro"] == s.rt.prices.estimate("OpenAIDalle3", dalle)["micro"] == 8_440_000
+        assert p[1]["credits"] == "8.44" and p[1]["used_default"] is False
+        assert p["2"]["micro"] == 16_880_000
+        assert p[3]["micro"] >= p["2"]["micro"]
+        for bad in ({}, {"nodes": []}, {"nodes": [{"id": 1}]}, {"nodes": [{"id": False, "class_type": "X"}]}, {"nodes": [{"id": 1, "class_type": "X", "inputs": 3}]},
+                    {"nodes": [{"id": i, "class_type": "OpenAIDalle3"} for i in range(501)]}):
+            st, body, _ = s.call("POST", "/credits/prices", bad, auth=False)
+            assert st == 400 and body["error"]["type"] == "invalid_argument", (bad, body)
+        st, body, _ = s.call("POST", "/credits/prices", raw=b'{"nodes": []}', headers={"Content-Type": "text/plain"},
+                             auth=False)
+        assert st == 400
+    finally:
+        s.close()

@@ -255,8 +255,36 @@ function accountSection() {
   return root;
 }
 
+// 1.5x Settings nav (SettingDialog.vue + useSettingUI.ts in 1.58.1): every
+// extension category goes under an "Other" heading with the folder icon,
+// because CATEGORY_ICONS is keyed by the built-in keys and the "General"
+// group takes only the core categories; no API places an entry elsewhere.
+// So our entry is moved, as a DOM node, right after "User" in the main group
+// and given the icon the frontend itself uses for credits (lucide coins, with
+// the classes of its neighbour's icon); an "Other" group left empty is
+// hidden. Vue keeps the node (it removes it by its parentNode on unmount and
+// patches it in place), and a re-render that puts it back is undone here.
+const OUR_NAV = '[data-nav-id="root/Credits"]';
+function placeNavEntry() {
+  const ours = document.querySelector(OUR_NAV);
+  const user = document.querySelector('[data-nav-id="user"]');
+  if (!ours || !user) return;
+  const from = ours.parentElement;
+  if (user.nextElementSibling !== ours) user.after(ours);
+  const icon = ours.querySelector("i"), native = user.querySelector("i");
+  if (icon && native) {
+    const want = native.className.replace(/icon-\[[^\]]+\]/, "icon-[lucide--coins]");
+    if (icon.className !== want) icon.className = want;
+    icon.setAttribute("aria-hidden", "true");
+  }
+  if (from && from !== user.parentElement) {
+    from.style.display = from.querySelector("[data-nav-id]") ? "" : "none";
+  }
+}
+
 new MutationObserver(() => {
   if (chip && !chip.isConnected && state.account) updateChip();
+  placeNavEntry();
   for (const panel of document.querySelectorAll(".user-settings-container")) {
     if (!panel.querySelector(".cc-account")) panel.prepend(accountSection());
   }
@@ -287,9 +315,15 @@ function renderPanel() {
       const label = row && [...row.children].find((c) => c !== cell && !c.contains(root) &&
                                                       c.textContent.trim() === "Credits");
       if (label) {
+        // No empty label column: the label goes, and the input cell (justify-end in both eras) becomes the
+        // whole row, its content starting at the left edge like a native panel's.
         label.style.display = "none";
         cell.style.setProperty("flex", "1");
         cell.style.setProperty("max-width", "100%");
+        cell.style.setProperty("justify-content", "flex-start");
+        for (let el = root.parentElement; el && el !== cell.parentElement; el = el.parentElement) {
+          el.style.setProperty("width", "100%");
+        }
         return;
       }
     }
@@ -350,6 +384,7 @@ function buySection() {
       style: "currency", currency: c.code.toUpperCase(), minimumFractionDigits: c.exponent, maximumFractionDigits: c.exponent });
     const cur = h("select", { "data-testid": "cc-currency", "aria-label": "Currency" },
       currencies.map((c) => h("option", { value: c.code }, c.code.toUpperCase())));
+    if (byCode("usd")) cur.value = "usd";  // the presets are in USD; other currencies are a choice
     const method = h("select", { "data-testid": "cc-method", "aria-label": "Payment method" });
     const note = h("p", { class: "cc-muted", "data-testid": "cc-methods-note" });
     const amount = h("input", { type: "number", inputmode: "decimal", required: true, value: o.presets_usd[1] ?? 10,
@@ -424,30 +459,69 @@ function buySection() {
 
 const BOUGHT = ["purchase", "test"];  // paid and TEST (sandbox / Stripe test mode) purchases
 const METHOD_LABEL = { card: "Card", wechat_pay: "WeChat Pay", alipay: "Alipay" };
-const KIND_LABEL = { grant: "Credits granted", purchase: "Credits bought", test: "TEST credits bought",
-                     hold: "Run started (held)", settle: "API run",
-                     void: "Run not charged", expire: "Hold expired" };
+// History as a person reads it (GET /credits/history/rows, src/history.c):
+// one row per run with its state, never a hold and its settle as two rows.
+const STATE_LABEL = { running: "Running", charged: "Charged", released: "Released", uncollected: "Charged (capped)" };
+const STATE_HELP = {
+  running: "Credits are held for this node's worst case until it finishes; only what the provider bills is charged.",
+  charged: "Charged what the provider billed.",
+  released: "Nothing was charged: the hold went back to your balance.",
+  uncollected: "The provider billed more than this run could be charged; you paid at most what was held.",
+};
+const FILTERS = [["", "All"], ["runs", "Runs"], ["purchases", "Purchases"], ["grants", "Grants"]];
 
-async function drawHistory(el, page) {
+function historyRow(r) {
+  const tokens = r.tokens_in != null || r.tokens_out != null ? `${r.tokens_in ?? 0} / ${r.tokens_out ?? 0}` : "";
+  let what, state = "", amount, detail = "";
+  if (r.kind === "run") {
+    what = [r.node_class, r.model].filter(Boolean).join(" · ") || "API run";
+    state = h("span", { class: `cc-state cc-state-${r.state}`, title: STATE_HELP[r.state], "data-testid": "cc-run-state" },
+              STATE_LABEL[r.state] || r.state);
+    if (r.state === "running") { amount = `${fmtCredits(r.held)} held`; detail = "held until it finishes"; }
+    else if (r.state === "released") { amount = "0.00"; detail = `${fmtCredits(r.held)} held, released`; }
+    else {
+      amount = `−${fmtCredits(r.charged)}`;
+      detail = r.state === "uncollected"
+        ? `provider billed ${fmtCredits(r.billed)}; ${fmtCredits(r.uncollected)} not charged to you`
+        : `held ${fmtCredits(r.held)}`;
+    }
+    if (r.reason) detail = `${detail}${detail ? " · " : ""}${r.reason}`;
+  } else {
+    what = r.kind === "grant" ? (r.note ? `Credits granted: ${r.note}` : "Credits granted")
+      : `${r.kind === "test" ? "TEST credits bought" : "Credits bought"}${r.method ? ` · ${METHOD_LABEL[r.method] || r.method}` : ""}`;
+    amount = `+${fmtCredits(r.credits)}`;
+  }
+  return h("tr", { "data-testid": "cc-history-row", "data-kind": r.kind, "data-state": r.state || "" },
+    h("td", {}, fmtTime(r.kind === "run" && r.state !== "running" ? r.ended_ms : r.started_ms)),
+    h("td", {}, h("div", {}, what), detail ? h("div", { class: "cc-muted cc-detail", "data-testid": "cc-run-detail" }, detail) : null),
+    h("td", {}, state), h("td", {}, tokens), h("td", { class: "cc-num" }, amount),
+    h("td", { class: "cc-num" }, fmtCredits(r.balance_after)));
+}
+
+async function drawHistory(el, page, filter = el.dataset.filter || "") {
+  if (filter !== (el.dataset.filter || "")) { state.historyCursor = []; page = 0; }
+  el.dataset.filter = filter;
   const cursor = state.historyCursor[page];
   let data;
-  try { data = await call("GET", `/credits/history?limit=20${cursor ? `&cursor=${cursor}` : ""}`); }
-  catch (e) { el.replaceChildren(h("p", { class: "cc-error" }, e.message)); return; }
+  try {
+    data = await call("GET", `/credits/history/rows?limit=20${cursor ? `&cursor=${cursor}` : ""}${filter ? `&filter=${filter}` : ""}`);
+  } catch (e) { el.replaceChildren(h("p", { class: "cc-error" }, e.message)); return; }
   state.historyCursor[page + 1] = data.next_cursor;
-  const rows = data.entries.map((e) => {
-    const amount = ["grant", "purchase", "settle"].includes(e.kind) ? e.delta : e.amount;
-    const sign = amount > 0 && e.kind !== "hold" && e.kind !== "void" && e.kind !== "expire" ? "+" : "";
-    const tokens = e.tokens_in != null || e.tokens_out != null ? `${e.tokens_in ?? 0} / ${e.tokens_out ?? 0}` : "";
-    return h("tr", {}, h("td", {}, fmtTime(e.created_ms)), h("td", {}, KIND_LABEL[e.kind] || e.kind),
-      h("td", {}, BOUGHT.includes(e.kind) ? (METHOD_LABEL[e.method] || e.method) :
-        [e.node_class, e.model].filter(Boolean).join(" · ") || e.note || ""),
-      h("td", {}, tokens), h("td", { class: "cc-num" }, `${sign}${fmtCredits(amount)}`),
-      h("td", { class: "cc-num" }, fmtCredits(e.balance_after)));
-  });
-  el.replaceChildren(
-    h("table", { class: "cc-table", "data-testid": "cc-history" },
-      h("thead", {}, h("tr", {}, ["Time", "Event", "Node / model", "Tokens in / out", "Credits", "Balance after"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 6, class: "cc-muted" }, "Nothing yet.")))),
+  const rows = data.rows.map(historyRow);
+  const n = data.reserved_prompts.length;
+  const reserved = data.reserved_micro > 0
+    ? h("p", { class: "cc-reserved", "data-testid": "cc-reserved" },
+        `${fmtCredits(data.reserved_micro)} credits reserved by ${n} queued prompt${n === 1 ? "" : "s"} — `,
+        "not spent: each node is charged only what its provider bills, and the rest comes back when the prompt ends.")
+    : null;
+  const filters = h("div", { class: "cc-row cc-filters", role: "group", "aria-label": "Show" },
+    FILTERS.map(([f, label]) => h("button", { class: `cc-btn cc-secondary${f === filter ? " cc-on" : ""}`, type: "button",
+      "aria-pressed": f === filter ? "true" : "false", "data-testid": `cc-filter-${f || "all"}`,
+      onclick: () => drawHistory(el, 0, f) }, label)));
+  el.replaceChildren(filters, reserved ?? "",
+    h("div", { class: "cc-table-wrap" }, h("table", { class: "cc-table", "data-testid": "cc-history" },
+      h("thead", {}, h("tr", {}, ["Time", "What", "State", "Tokens in / out", "Credits", "Balance after"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 6, class: "cc-muted" }, "Nothing yet."))))),
     h("div", { class: "cc-row" },
       h("button", { class: "cc-btn cc-secondary", disabled: page === 0, onclick: () => drawHistory(el, page - 1) }, "Newer"),
       h("button", { class: "cc-btn cc-secondary", disabled: !data.next_cursor, onclick: () => drawHistory(el, page + 1) }, "Older"),
@@ -713,6 +787,105 @@ api.addEventListener("execution_error", (ev) => {
   }
 });
 
+// ---------------------------------------------------------------- price badges on API nodes
+// Each API node shows the operator's price in credits beside the frontend's
+// own badge (1.2x–1.3x draw Comfy.org's "$0.04/Run" from a table built into
+// the frontend, useNodePricing.ts; 1.5x draw "credits/Run" only for node
+// definitions that carry a price_badge, which ComfyUI 0.3.64 does not send).
+// Both eras draw LGraphNode.badges, where a function is called every frame
+// and its result drawn with getWidth(ctx) / draw(ctx, x, y) / height
+// (LGraphNode.drawBadges), so the badge is a small object of ours, pushed in
+// nodeCreated. The price is the worst case a run holds, for the node's
+// current widget values (a linked input counts at its worst), from
+// POST /credits/prices: the same table and C call as admission.
+const PRICE_DEBOUNCE_MS = 250;
+const priceOf = new WeakMap();          // node -> {sig, text}
+let pricePending = new Map();           // node -> request
+let priceTimer = null;
+
+function nodeInputs(node) {
+  const inputs = {};
+  for (const w of node.widgets || []) {
+    if (w?.name && (typeof w.value !== "object" || w.value === null)) inputs[w.name] = w.value;
+  }
+  for (const slot of node.inputs || []) {
+    if (slot?.link != null && slot.name) inputs[slot.widget?.name || slot.name] = ["0", 0];  // linked: worst case
+  }
+  return inputs;
+}
+
+function lightTheme() {
+  const bg = getComputedStyle(document.documentElement).getPropertyValue("--comfy-menu-bg").trim();
+  const m = bg.match(/^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})/i);
+  if (!m) return false;
+  const [r, g, b] = m.slice(1).map((x) => parseInt(x, 16));
+  return 0.299 * r + 0.587 * g + 0.114 * b > 150;
+}
+
+async function flushPrices() {
+  priceTimer = null;
+  const batch = [...pricePending.entries()].slice(0, 500);
+  pricePending = new Map();
+  if (!batch.length) return;
+  let res;
+  try {
+    res = await call("POST", "/credits/prices", { nodes: batch.map(([, r], i) => ({ id: i, class_type: r.class_type, inputs: r.inputs })) });
+  } catch { return; }  // no backend: no badge rather than a wrong one
+  for (const p of res.prices) {
+    const [node, r] = batch[p.id] || [];
+    if (!node) continue;
+    const text = p.error ? "" : `${p.used_default ? "~" : "up to "}${fmtCredits(p.micro)} credits`;
+    priceOf.set(node, { sig: r.sig, text });
+  }
+  app.graph?.setDirtyCanvas?.(true, true);
+  app.canvas?.setDirty?.(true, true);
+}
+
+function priceText(node) {
+  const type = node.constructor?.nodeData?.name || node.type;
+  const inputs = nodeInputs(node);
+  const sig = `${type}|${JSON.stringify(inputs)}`;
+  const known = priceOf.get(node);
+  if (known?.sig === sig) return known.text;
+  if (pricePending.get(node)?.sig !== sig) pricePending.set(node, { class_type: type, inputs, sig });
+  priceTimer ??= setTimeout(flushPrices, PRICE_DEBOUNCE_MS);
+  return known?.text ?? "";   // the last price until the new one arrives (no flicker)
+}
+
+function creditsBadge(node) {
+  const badge = {
+    text: "", height: 20, fontSize: 12, padding: 6, _rect: [0, 0, 0, 0],
+    get boundingRect() { return this._rect; },
+    get visible() { return this.text.length > 0; },
+    getWidth(ctx) {
+      if (!this.text) return 0;
+      const font = ctx.font;
+      ctx.font = `${this.fontSize}px sans-serif`;
+      const w = ctx.measureText(this.text).width + this.padding * 2;
+      ctx.font = font;
+      return w;
+    },
+    draw(ctx, x, y) {
+      if (!this.text) return;
+      const w = this.getWidth(ctx);
+      this._rect.splice(0, 4, x, y, w, this.height);
+      const { font, fillStyle, textBaseline, textAlign } = ctx;
+      const light = lightTheme();
+      ctx.fillStyle = light ? "#f2dcae" : "#2f5d3a";
+      ctx.beginPath();
+      ctx.roundRect ? ctx.roundRect(x, y, w, this.height, 5) : ctx.rect(x, y, w, this.height);
+      ctx.fill();
+      ctx.font = `${this.fontSize}px sans-serif`;
+      ctx.fillStyle = light ? "#3a2a00" : "#e8ffe9";
+      ctx.textBaseline = "middle";
+      ctx.textAlign = "left";
+      ctx.fillText(this.text, x + this.padding, y + this.height / 2 + 1);
+      Object.assign(ctx, { font, fillStyle, textBaseline, textAlign });
+    },
+  };
+  return () => { badge.text = priceText(node); return badge; };
+}
+
 // ---------------------------------------------------------------- return from checkout
 async function completeCheckout() {
   const params = new URLSearchParams(window.location.search);
@@ -740,6 +913,12 @@ async function completeCheckout() {
 
 app.registerExtension({
   name: "comfy.credits",
+  nodeCreated(node) {
+    if (node.constructor?.nodeData?.api_node && Array.isArray(node.badges)) {
+      node.badges.push(creditsBadge(node));
+      node.ccPriceBadge = true;
+    }
+  },
   async setup() {
     await checkAvailable();
     state.signupAllowed = state.available && (await call("GET", "/credits/signup").catch(() => null))?.allowed === true;

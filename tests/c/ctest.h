@@ -77,5 +77,6 @@ void suite_password(void);
 void suite_gwpath(void);
 void suite_run(void);
 void suite_auth(void);
+void suite_history(void);
 
 #endif

@@ -55,6 +55,7 @@ int main(void) {
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", ct_dir);
         CHECK(system(cmd) == 0);
     }
+    suite_history();
     printf("%d passed, %d failed\n", ct_passed, ct_failed);
     return ct_failed ? 1 : 0;
 }
