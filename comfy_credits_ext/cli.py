@@ -1,7 +1,7 @@
 """Operator CLI: `python -m comfy_credits_ext ...` (also installed as `comfy-credits`).
 
 Commands: user add|list|disable|enable|promote, grant, balance, history,
-expire, verify, price estimate|list. Amounts are typed and shown in credits
+expire, verify, invite, price estimate|list. Amounts are typed and shown in credits
 (exact decimals, up to 6 places); the ledger stores micro-credits.
 
 Exit codes: 0 success; 1 refused or not found (including verify problems);
@@ -16,7 +16,7 @@ import json
 import sys
 import uuid
 
-from . import _core, emails
+from . import _core, emails, invites
 from . import config as config_mod
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_STORAGE = 0, 1, 2, 4
@@ -433,6 +433,27 @@ def cmd_migrate(args, cfg):
               "(balance, held, totals, entry count and sum of deltas)")
         print("ok: the PostgreSQL ledger matches" if same and after["ok"] else "PROBLEM: the copies differ")
     return EXIT_OK if same and after["ok"] else EXIT_REFUSED
+def cmd_invite(args, cfg):
+    """A one-time, expiring link that opens sign-up with the email filled in (invites.py)."""
+    try:
+        email = emails.normalize(args.email)
+    except emails.EmailError as exc:
+        raise UsageError(str(exc)) from None
+    with _core.Ledger(str(cfg.database)) as led:
+        try:
+            led.account_by_email(email)
+            err(f"an account for {email} exists already; it signs in with its password "
+                f"(reset it with `user password {email}`)")
+            return EXIT_REFUSED
+        except _core.NotFound:
+            pass
+    inv = invites.make(cfg, email, args.days, args.url)
+    if args.json:
+        print_json(inv)
+    else:
+        print(inv["url"])
+        print(f"# for {inv['email']}, one use, until {fmt_time(inv['expires_ms'])} UTC", file=sys.stderr)
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- parser
@@ -524,6 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
     prr.add_argument("--credit", metavar="CREDITS",
                      help="credit this many credits as the purchase itself (once, keyed by the session)")
 
+    iv = sub.add_parser("invite", help="make a one-time link that opens sign-up with the email filled in")
+    iv.add_argument("email")
+    iv.add_argument("--days", type=int, default=invites.DAYS_DEFAULT,
+                    help=f"how long the link works (1 to {invites.DAYS_MAX} days, default {invites.DAYS_DEFAULT})")
+    iv.add_argument("--url", help="ComfyUI's address as people reach it (default: public_url from the config)")
+    iv.add_argument("--json", action="store_true")
     pr = sub.add_parser("price", help="price table tools")
     psub = pr.add_subparsers(dest="command_price", required=True, metavar="ACTION")
     pe = psub.add_parser("estimate", help="worst-case credits for one node")
@@ -551,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_mod.load(args.config, args.db, args.comfyui_user_dir)
         if args.command == "migrate":
             return cmd_migrate(args, cfg)
+        if args.command == "invite":
+            return cmd_invite(args, cfg)
         if args.command == "price":
             return {"estimate": cmd_price_estimate, "list": cmd_price_list}[args.command_price](args, cfg)
         if getattr(args, "limit", 1) is not None and not 1 <= getattr(args, "limit", 1) <= 1000:

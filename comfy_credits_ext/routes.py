@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import _core, emails
+from . import _core, emails, invites
 from . import gate
 from .throttle import Throttle, client_address
 from .gate import SESSION_COOKIE, request_token
@@ -230,15 +230,71 @@ def register(routes, rt):
         """Whether people may create their own account here (the UI shows sign-up only then)."""
         return web.json_response({"allowed": bool(rt.cfg.allow_signup)})
 
+    async def check_invite(invite) -> tuple[dict | None, web.Response | None]:
+        """An invite link's email (src/invite.c), or the answer that says what is wrong with it."""
+        if not isinstance(invite, str) or not invite:
+            return None, error(400, "invite_invalid", "This invite link is not valid. Ask the operator for a new one.",
+                               "invite")
+        try:
+            invite_key = invites.key(rt.cfg)
+        except _core.CreditsError as exc:
+            return None, error(503, "invites_unavailable", str(exc))
+        try:
+            info = _core.invite_verify(invite_key, invite)
+        except _core.InvalidState as exc:
+            return None, error(410, "invite_expired", str(exc), "invite")
+        except _core.InvalidArgument as exc:
+            return None, error(400, "invite_invalid", str(exc), "invite")
+        try:
+            await asyncio.to_thread(rt.ledger.account_by_email, info["email"])
+        except _core.NotFound:
+            return info, None
+        return None, error(409, "invite_used", f"This invite was already used: the account {info['email']} exists. "
+                                               "Sign in with it instead.", "invite")
+
+    @routes.get("/credits/invite")
+    async def invite_info(request: web.Request):
+        """What an invite link opens: the email it was made for, or why it cannot be used."""
+        info, err = await check_invite(request.query.get("invite"))
+        if err:
+            return err
+        return web.json_response({"email": info["email"], "expires_ms": info["expires_ms"]})
+
+    @routes.post("/credits/admin/invites")
+    async def create_invite(request: web.Request):
+        """An admin makes an invite link (the CLI: `python -m comfy_credits_ext invite EMAIL`)."""
+        who, body, err = await signed_in_write(request, whoami, with_body=True)
+        if err:
+            return err
+        if who["account"].get("role") != "admin":
+            return error(403, "forbidden", "Only an admin of this server can invite people.")
+        email, days = body.get("email"), body.get("days", invites.DAYS_DEFAULT)
+        if not isinstance(email, str) or not isinstance(days, int) or isinstance(days, bool):
+            return error(400, "invalid_argument", "Send {email, days}.", "email")
+        try:
+            email = emails.normalize(email)
+            return web.json_response(invites.make(rt.cfg, email, days))
+        except emails.EmailError as exc:
+            return error(400, "invalid_argument", str(exc), "email")
+        except _core.InvalidArgument as exc:
+            return error(400, "invalid_argument", str(exc), "days" if "days" in str(exc) else exc.field)
+        except _core.InvalidState as exc:
+            return error(503, "invites_unavailable", str(exc))
+
     @routes.post("/credits/signup")
     async def sign_up(request: web.Request):
         if not same_origin(request, rt.cfg.public_url):
             return error(403, "bad_origin", "Cross-site requests are not accepted.")
-        if not rt.cfg.allow_signup:
-            return error(403, "signup_disabled", "Accounts are created by the operator of this server.")
         body = await read_json(request)
         if body is None:
             return error(400, "bad_json", "Send a JSON object (Content-Type: application/json).")
+        if "invite" in body:  # an invite opens sign-up for its email, whether or not sign-up is open
+            info, err = await check_invite(body["invite"])
+            if err:
+                return err
+            body["email"] = info["email"]
+        elif not rt.cfg.allow_signup:
+            return error(403, "signup_disabled", "Accounts are created by the operator of this server.")
         email, password, name = body.get("email"), body.get("password"), body.get("display_name", "")
         if not isinstance(email, str) or not isinstance(password, str) or not isinstance(name, str):
             return error(400, "invalid_argument", "email, password and display_name must be strings.", "email")

@@ -59,5 +59,6 @@ int ccpy_gateway_init(PyObject *module, ccpy_state *st);
 int ccpy_stripe_init(PyObject *module, ccpy_state *st);
 int ccpy_run_init(PyObject *module, ccpy_state *st);
 int ccpy_history_init(PyObject *module, ccpy_state *st);
+int ccpy_invite_init(PyObject *module, ccpy_state *st);
 
 #endif

@@ -668,3 +668,45 @@ def test_credits_unavailable_state(ui):
     finally:
         page.unroute("**/credits/**")
         page.unroute("**/api/prompt")
+
+
+def test_invite_link_opens_sign_up_with_the_email_once(ui):
+    """The operator's CLI makes the link; the invited person opens it, sets a password, is signed in; the same
+    link again, or a cut one, says why it cannot be used."""
+    import subprocess
+    import sys
+    page = ui.page
+    env = dict(os.environ, PYTHONPATH=os.environ["COMFY_CREDITS_IMPORT_ROOT"])
+    env.pop("COMFY_CREDITS_CONFIG", None)
+    email = f"invited-{ui.version.replace('.', '-')}@example.com"
+    p = subprocess.run([sys.executable, "-m", "comfy_credits_ext", "--db", str(ui.db), "invite", email,
+                        "--url", f"http://127.0.0.1:{ui.port}"], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    link = p.stdout.strip()
+    page.context.clear_cookies()
+    page.goto(link)
+    form = page.locator("[data-testid=cc-invite-form]")
+    form.wait_for(timeout=60_000)  # Settings → User opened on it by itself
+    locked = form.locator("[data-testid=cc-invite-email]")
+    assert locked.input_value() == email and locked.get_attribute("readonly") is not None
+    page.wait_for_function("document.activeElement?.dataset?.testid === 'cc-invite-password'")
+    assert "credits_invite" not in page.url  # the link is not left in the address bar
+    shot(ui, "21-invite")
+    page.keyboard.type("a long password")
+    page.keyboard.press("Enter")
+    page.locator("[data-testid=cc-email]").filter(has_text=email).wait_for()
+    with ui.ledger() as led:
+        assert led.sign_in(email, "a long password")["email"] == email
+    close_settings(ui)
+    # Used once: the same link now says so, and offers no form.
+    page.goto(link)
+    err = page.locator("[data-testid=cc-invite-error]")
+    err.wait_for(timeout=60_000)
+    assert "already used" in err.inner_text() and page.locator("[data-testid=cc-invite-form]").count() == 0
+    close_settings(ui)
+    page.context.clear_cookies()
+    page.goto(link[:-6])  # cut short
+    err.wait_for(timeout=60_000)
+    assert "not valid" in err.inner_text()
+    shot(ui, "22-invite-not-valid")
+    close_settings(ui)

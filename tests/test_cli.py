@@ -102,3 +102,15 @@ def test_storage_error_exit_4(tmp_path):
     p = subprocess.run([sys.executable, "-m", "comfy_credits_ext", "user", "list"], capture_output=True,
                        text=True, env=env, timeout=60)
     assert p.returncode == 4 and "cannot open database" in p.stderr
+
+
+def test_invite_command(cli, tmp_path):
+    out = cli("invite", "Invited@Example.com", "--days", "3", "--url", "https://comfy.example.com/").stdout.strip()
+    assert out.startswith("https://comfy.example.com/?credits_invite=cci1.")
+    data = json.loads(cli("invite", "invited@example.com", "--json").stdout)
+    assert data["email"] == "invited@example.com" and data["url"].startswith("http://127.0.0.1:8188/?credits_invite=")
+    assert (tmp_path / "invite.key").stat().st_mode & 0o777 == 0o600  # the shared key, owner-only
+    cli("user", "add", "taken@example.com")
+    assert "exists already" in cli("invite", "taken@example.com", expect=1).stderr
+    assert "email" in cli("invite", "not-an-email", expect=2).stderr.lower()
+    assert "30 days" in cli("invite", "a@example.com", "--days", "40", expect=2).stderr

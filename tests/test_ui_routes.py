@@ -90,3 +90,58 @@ def test_prices_route_prices_nodes_like_admission(tmp_path):
         assert st == 400
     finally:
         s.close()
+
+
+def test_invite_link_opens_sign_up_once(tmp_path):
+    """An operator's invite (CLI or POST /credits/admin/invites) lets its email sign up even with sign-up closed,
+    once; a changed, expired or used link says so (src/invite.c)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from comfy_credits_ext import _core, invites
+    s = Server(tmp_path, {"allow_signup": False})
+    try:
+        # Only an admin may invite over HTTP.
+        st, body, _ = s.call("POST", "/credits/admin/invites", {"email": "new@example.com"})
+        assert st == 403 and body["error"]["type"] == "forbidden"
+        s.rt.ledger.update_account(s.account, role="admin")
+        st, inv, _ = s.call("POST", "/credits/admin/invites", {"email": "  New@Example.com", "days": 2},
+                            headers={"Origin": s.base})
+        assert st == 200, inv
+        assert inv["email"] == "new@example.com"
+        token = parse_qs(urlsplit(inv["url"]).query)["credits_invite"][0]
+        assert token == inv["invite"] and inv["url"].startswith("http://127.0.0.1:8188/?credits_invite=")
+        for bad in ({"email": "not an email"}, {"email": "a@example.com", "days": 0},
+                    {"email": "a@example.com", "days": 31}, {"email": "a@example.com", "days": True}):
+            st, body, _ = s.call("POST", "/credits/admin/invites", bad, headers={"Origin": s.base})
+            assert st == 400, (bad, body)
+        st, body, _ = s.call("GET", f"/credits/invite?invite={token}", auth=False)
+        assert st == 200 and body["email"] == "new@example.com"
+        # A changed link (another email under the same signature) is refused.
+        forged = token.replace("6e6577", "6f6577")  # "new" -> "oew"
+        st, body, _ = s.call("POST", "/credits/signup", {"invite": forged, "password": "long enough"}, auth=False)
+        assert st == 400 and body["error"]["type"] == "invite_invalid" and "not valid" in body["error"]["message"]
+        # Sign-up is closed, but the invite opens it for its email (a body email is ignored).
+        st, body, _ = s.call("POST", "/credits/signup", {"invite": token, "email": "other@example.com",
+                                                         "password": "long enough", "display_name": "New"},
+                             auth=False)
+        assert st == 200, body
+        assert s.rt.ledger.account_by_email("new@example.com")["display_name"] == "New"
+        with pytest.raises(_core.NotFound):
+            s.rt.ledger.account_by_email("other@example.com")
+        # Used once.
+        st, body, _ = s.call("POST", "/credits/signup", {"invite": token, "password": "long enough"}, auth=False)
+        assert st == 409 and body["error"]["type"] == "invite_used" and "Sign in" in body["error"]["message"]
+        st, body, _ = s.call("GET", f"/credits/invite?invite={token}", auth=False)
+        assert st == 409
+        # Expired.
+        old = _core.invite_mint(invites.key(s.rt.cfg), "late@example.com", 60_000, now_ms=1_000)
+        st, body, _ = s.call("GET", f"/credits/invite?invite={old}", auth=False)
+        assert st == 410 and body["error"]["type"] == "invite_expired" and "expired" in body["error"]["message"]
+        st, body, _ = s.call("POST", "/credits/signup", {"invite": old, "password": "long enough"}, auth=False)
+        assert st == 410
+        # Without an invite, sign-up stays closed.
+        st, body, _ = s.call("POST", "/credits/signup", {"email": "x@example.com", "password": "long enough"},
+                             auth=False)
+        assert st == 403 and body["error"]["type"] == "signup_disabled"
+    finally:
+        s.close()

@@ -169,6 +169,9 @@ function accountSection() {
                   await checkAvailable(); await refreshSession(); } }, "Try again"));
     return root;
   }
+  if (state.inviteError) {
+    root.append(h("p", { class: "cc-error", role: "alert", "data-testid": "cc-invite-error" }, state.inviteError));
+  }
   if (state.account) {
     const a = state.account;
     const pwMsg = h("p", { class: "cc-error", role: "alert" });
@@ -208,6 +211,35 @@ function accountSection() {
           await refreshSession();
         } }, "Sign out everywhere")),
       h("details", { class: "cc-details" }, h("summary", {}, "Change password"), pwForm));
+    return root;
+  }
+  if (state.invite) {
+    // An invite link: sign-up for the invited email, shown locked (it is the account's name).
+    const iEmail = field("Email", { type: "email", value: state.invite.email, readonly: true, "aria-readonly": "true",
+                                    "data-testid": "cc-invite-email" });
+    const iName = field("Name (optional)", { type: "text", autocomplete: "name", maxlength: 128 });
+    const iPw = field("Password (8 characters or more)", { type: "password", autocomplete: "new-password", minlength: 8,
+                                                          required: true, "data-testid": "cc-invite-password" });
+    const iMsg = h("p", { class: "cc-error", role: "alert", "data-testid": "cc-invite-form-error" });
+    const iForm = h("form", { class: "cc-form", "data-testid": "cc-invite-form", onsubmit: async (ev) => {
+      ev.preventDefault();
+      iMsg.textContent = "";
+      try {
+        await call("POST", "/credits/signup", { invite: state.invite.token, display_name: iName.querySelector("input").value,
+                                                password: iPw.querySelector("input").value });
+        state.invite = null;
+        await refreshSession();
+        toast("success", "Account created", "You are signed in; buy credits under Settings → Credits.");
+      } catch (e) {
+        iMsg.textContent = e.message;
+        if (["invite_used", "invite_expired", "invite_invalid"].includes(e.type)) {
+          state.invite = null; state.inviteError = e.message; refreshSession();
+        }
+      }
+    } }, iEmail, iName, iPw, h("button", { class: "cc-btn", type: "submit", "data-testid": "cc-invite-signup" },
+                               "Create my account"));
+    root.append(h("div", { class: "cc-invite", "data-testid": "cc-invite" },
+      h("p", {}, "You were invited to this server. Choose a password to create your account."), iForm, iMsg));
     return root;
   }
   const email = field("Email", { type: "email", autocomplete: "username", required: true, "data-testid": "cc-email-input" });
@@ -886,6 +918,43 @@ function creditsBadge(node) {
   return () => { badge.text = priceText(node); return badge; };
 }
 
+// ---------------------------------------------------------------- invite links
+// ?credits_invite=<invite> (python -m comfy_credits_ext invite EMAIL): Settings
+// → User opens on a sign-up form for the invited email; a link that is not
+// valid, expired or already used says so there instead.
+async function openInvite() {
+  const params = new URLSearchParams(window.location.search);
+  const token = params.get("credits_invite");
+  if (!token) return;
+  params.delete("credits_invite");
+  history.replaceState(null, "", `${location.pathname}${params.size ? `?${params}` : ""}${location.hash}`);
+  try {
+    const info = await call("GET", `/credits/invite?invite=${encodeURIComponent(token)}`);
+    state.invite = { token, email: info.email };
+    state.inviteError = null;
+  } catch (e) {
+    state.invite = null;
+    state.inviteError = e.message;
+  }
+  document.querySelectorAll(".cc-account").forEach((el) => el.replaceWith(accountSection()));
+  await openSettingsAt("user", "User");
+  for (let i = 0; i < 150; i++) {
+    const target = document.querySelector(".cc-account [data-testid=cc-invite-password], .cc-account [data-testid=cc-invite-error]");
+    if (target) {
+      target.scrollIntoView({ block: "center" });
+      if (target.tagName !== "INPUT") return;
+      target.focus();
+      // The dialog may still move focus to its own first control as it opens: take it back.
+      for (let j = 0; j < 10 && target.isConnected; j++) {
+        await new Promise((ok) => setTimeout(ok, 100));
+        if (!document.activeElement?.closest(".cc-account")) target.focus();
+      }
+      return;
+    }
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+}
+
 // ---------------------------------------------------------------- return from checkout
 async function completeCheckout() {
   const params = new URLSearchParams(window.location.search);
@@ -924,6 +993,7 @@ app.registerExtension({
     state.signupAllowed = state.available && (await call("GET", "/credits/signup").catch(() => null))?.allowed === true;
     await refreshSession();
     completeCheckout();
+    if (state.available) openInvite();
     setInterval(() => { if (state.account && document.visibilityState === "visible") refreshSession(); }, 60_000);
   },
 });

@@ -78,5 +78,6 @@ void suite_gwpath(void);
 void suite_run(void);
 void suite_auth(void);
 void suite_history(void);
+void suite_invite(void);
 
 #endif

@@ -56,6 +56,7 @@ int main(void) {
         CHECK(system(cmd) == 0);
     }
     suite_history();
+    suite_invite();
     printf("%d passed, %d failed\n", ct_passed, ct_failed);
     return ct_failed ? 1 : 0;
 }
