@@ -2,7 +2,7 @@
 ** invite.c — invite links: HMAC-SHA256 over expiry, nonce and email. See invite.h.
 */
 #include "invite.h"
-#include "ledger.h"   /* cc_email_valid */
+#include "auth.h"   /* cc_email_valid */
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>

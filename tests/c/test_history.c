@@ -2,27 +2,10 @@
 #include "ctest.h"
 #include "history.h"
 
-#include <stdlib.h>
-#include <unistd.h>
 
 #define C(n) ((int64_t)(n) * CC_MICRO)
 
-static cc_ledger *fresh(void) {
-    static char dir[64];
-    static int seq;
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/cc-hist-XXXXXX");
-        CHECK(mkdtemp(dir) != NULL);
-    }
-    char path[128];
-    snprintf(path, sizeof path, "%s/h%d.db", dir, seq++);
-    cc_store *s;
-    cc_ledger *l = NULL;
-    cc_error e;
-    CHECK(cc_store_sqlite_open(path, 5000, &s, &e) == CC_OK);
-    CHECK(cc_ledger_open(s, 2, &l, &e) == CC_OK);
-    return l;
-}
+static cc_ledger *fresh(void) { return ct_ledger(2, NULL, 0); }
 
 static int64_t op1(cc_ledger *l, cc_op *op) {
     cc_result r;
@@ -48,9 +31,7 @@ static void settle(cc_ledger *l, const char *key, int64_t hold_id, int64_t cost,
 static void rows_per_run(void) {
     cc_ledger *l = fresh();
     cc_op op;
-    cc_op_init(&op, CC_OP_ACCOUNT_CREATE);
-    op.email = "h@example.com";
-    int64_t a = op1(l, &op);
+    int64_t a = ct_account(l, "h@example.com");
     cc_op_init(&op, CC_OP_GRANT);
     op.key = "g1"; op.account_id = a; op.amount = C(100); op.note = "welcome";
     op1(l, &op);
@@ -153,9 +134,7 @@ static void rows_per_run(void) {
 static void scan_bound(void) {
     cc_ledger *l = fresh();
     cc_op op;
-    cc_op_init(&op, CC_OP_ACCOUNT_CREATE);
-    op.email = "s@example.com";
-    int64_t a = op1(l, &op);
+    int64_t a = ct_account(l, "s@example.com");
     cc_op_init(&op, CC_OP_GRANT);
     op.key = "g"; op.account_id = a; op.amount = C(10000); op.note = "x";
     op1(l, &op);

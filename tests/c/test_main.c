@@ -50,13 +50,13 @@ int main(void) {
     suite_gwpath();
     suite_run();
     suite_auth();
+    suite_history();
+    suite_invite();
     if (ct_dir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", ct_dir);
         CHECK(system(cmd) == 0);
     }
-    suite_history();
-    suite_invite();
     printf("%d passed, %d failed\n", ct_passed, ct_failed);
     return ct_failed ? 1 : 0;
 }
