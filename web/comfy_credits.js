@@ -298,10 +298,14 @@ function accountSection() {
 // patches it in place), and a re-render that puts it back is undone here.
 const OUR_NAV = '[data-nav-id="root/Credits"]';
 function placeNavEntry() {
+  // When Vue drops the whole "Other" group (our entry hidden on sign-out), it removes that group's element
+  // only, not the entry we moved out of it: an entry whose home group is gone is stale.
+  for (const el of document.querySelectorAll(OUR_NAV)) if (el.ccHome && !el.ccHome.isConnected) el.remove();
   const ours = document.querySelector(OUR_NAV);
   const user = document.querySelector('[data-nav-id="user"]');
   if (!ours || !user) return;
   const from = ours.parentElement;
+  if (from !== user.parentElement) ours.ccHome = from;
   if (user.nextElementSibling !== ours) user.after(ours);
   const icon = ours.querySelector("i"), native = user.querySelector("i");
   if (icon && native) {
