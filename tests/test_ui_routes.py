@@ -145,3 +145,21 @@ def test_invite_link_opens_sign_up_once(tmp_path):
         assert st == 403 and body["error"]["type"] == "signup_disabled"
     finally:
         s.close()
+
+
+def test_invite_key_in_farm_mode_comes_from_the_environment(tmp_path, monkeypatch):
+    """Farm mode has no file beside the ledger: every server and the CLI need the same key, from the env."""
+    from types import SimpleNamespace
+
+    from comfy_credits_ext import _core, invites
+    farm = SimpleNamespace(farm=True, database="postgresql://u@127.0.0.1:5432/credits", public_url=None)
+    monkeypatch.delenv(invites.ENV_KEY, raising=False)
+    with pytest.raises(_core.InvalidState, match=invites.ENV_KEY):
+        invites.key(farm)
+    monkeypatch.setenv(invites.ENV_KEY, "ab" * 31)
+    with pytest.raises(_core.InvalidState, match="64 hex"):
+        invites.key(farm)
+    monkeypatch.setenv(invites.ENV_KEY, "ab" * 32)
+    assert invites.key(farm) == bytes.fromhex("ab" * 32)
+    link = invites.make(farm, "farm@example.com", 1, "http://h")
+    assert _core.invite_verify(bytes.fromhex("ab" * 32), link["invite"])["email"] == "farm@example.com"
