@@ -3,23 +3,29 @@
 ComfyUI reads `comfy.cli_args.args.comfy_api_base` on every API call and
 joins the request path to it (comfy_api_nodes/apis/client.py: urljoin with
 path.lstrip("/"), so the base needs a trailing slash). The pack points it at
-`<this server>/credits/gateway/`. Each call carries the run token the node
-wrapper injected as `X-API-KEY`; the run state machine (src/run.c) admits
-the call (run still open, path of the node's provider, bounded creating
-calls), the route forwards it upstream from C with the operator's key,
-streams the answer back, and reports the headers' credits as soon as they
-arrive and the body's usage when it ends. A call whose client went away
-(interrupted node) is still read to its end and counted. The user's token never leaves
-the server; the operator's key never reaches the client.
+this route on a private loopback listener (see `Listener`). Each call carries
+the run token the node wrapper injected as `X-API-KEY`; the run state machine
+(src/run.c) admits the call (run still open, path of the node's provider,
+bounded creating calls), the route forwards it upstream from C with the
+operator's key, streams the answer back, and reports the headers' credits as
+soon as they arrive and the body's usage when it ends. A call whose client
+went away (interrupted node) is still read to its end and counted. The user's
+token never leaves the server; the operator's key never reaches the client.
 
-Blocking work (connecting, reading the upstream) runs in worker threads with
-the GIL released; the event loop only moves chunks.
+No thread hops: the gateway's own I/O thread (src/gateway.c) drives every
+transfer; this handler submits, then takes the headers and body chunks
+without blocking and, when nothing is there yet, awaits a future that the
+gateway's notify socket resolves (one event-loop wake-up for all streams with
+news). A saturated gateway answers 503 with Retry-After at once (ComfyUI's
+client retries 503 with back-off); a reader that takes no data for the
+gateway's reader_idle_ms loses its connection.
 """
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
+import socket
+import time
 
 from aiohttp import web
 
@@ -29,13 +35,13 @@ log = logging.getLogger("comfy_credits")
 
 PREFIX = "/credits/gateway/"
 CHUNK_BYTES = 256 * 1024
-GATEWAY_THREADS_MAX = 64  # concurrent upstream calls in flight (more wait in line)
+RETRY_AFTER_S = 1
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Idempotency-Key", "Comfy-Job-Id")
 
 
-def refuse(status: int, kind: str, message: str) -> web.Response:
+def refuse(status: int, kind: str, message: str, headers: dict | None = None) -> web.Response:
     # The shape ComfyUI's client reads for non-2xx answers: {"error": {"message", "type"}}.
-    return web.json_response({"error": {"message": message, "type": kind}}, status=status)
+    return web.json_response({"error": {"message": message, "type": kind}}, status=status, headers=headers)
 
 
 def presented_token(request: web.Request) -> str | None:
@@ -75,62 +81,128 @@ def _refusal_for(exc: Exception) -> web.Response:
     return refuse(402, "credits_hold_invalid", "comfy-credits: the run token is not valid")
 
 
-def make_handler(rt):
-    # A pool of its own: an upstream call holds its thread for the whole
-    # round trip, so sharing the loop's small default pool would queue calls.
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=GATEWAY_THREADS_MAX,
-                                                 thread_name_prefix="comfy-credits-gw")
+class Waiters:
+    """The gateway's ready list as callbacks on one event loop.
 
-    def open_upstream(call, method, path, query, headers, body):
-        """One thread hop: send the request, record the headers' credits, take the first chunk.
-        The call's end is recorded here when there is no answer to stream."""
-        run_id, kind = call
-        try:
-            stream = rt.gateway.start(method, path, query=query, content_type=headers["Content-Type"],
-                                      idempotency_key=headers["Idempotency-Key"], job_id=headers["Comfy-Job-Id"],
-                                      body=body)
-        except _core.StorageError as exc:
-            rt.runs.call_end(run_id, kind, 0, getattr(exc, "field", None) == "timeout")
-            raise
-        except BaseException:
-            rt.runs.call_end(run_id, kind, 0, False)
-            raise
-        # X-Comfy-Credits-Used is recorded as soon as the headers are here, not after the body.
-        rt.runs.call_headers(run_id, kind, stream.status, stream.usage().get("credits_used_micro", -1))
-        try:
-            first = stream.read(CHUNK_BYTES)
-        except BaseException:
-            end_call(call, stream)
-            raise
-        return stream, first
+    The I/O thread writes a byte to a socket when streams that were waiting
+    have news; the loop reads it, asks the gateway which ones, and runs what
+    was registered for each (resolving a future, or finishing an abandoned
+    call). A stream is registered right after take()/headers_ready()/ended()
+    said "not yet", on the loop thread, so no news can be missed."""
 
-    def end_call(call, stream):
-        usage = None
-        try:
-            if stream.finished:
-                usage = stream.usage()
-                usage.pop("credits_used_micro", None)  # already recorded from the headers
-        except _core.CreditsError:
-            usage = None
-        rt.runs.call_end(call[0], call[1], stream.status, False, usage)
-        stream.close()  # returns the handle to the pool; does not block
+    def __init__(self, gateway, loop: asyncio.AbstractEventLoop):
+        self.gateway = gateway
+        self.loop = loop
+        self.callbacks: dict[int, object] = {}
+        self.rsock, self.wsock = socket.socketpair()
+        self.rsock.setblocking(False)
+        self.wsock.setblocking(False)
+        loop.add_reader(self.rsock.fileno(), self._on_news)
+        gateway.set_notify_fd(self.wsock.fileno())
 
-    def drain(call, stream):
+    def _on_news(self) -> None:
         try:
-            while stream.read(CHUNK_BYTES):  # read the answer out so its usage is known
+            while self.rsock.recv(4096):
                 pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        for sid in self.gateway.ready():
+            cb = self.callbacks.pop(sid, None)
+            if cb is not None:
+                cb()
+
+    def on_news(self, stream, cb) -> None:
+        self.callbacks[stream.id] = cb
+
+    def wait(self, stream) -> asyncio.Future:
+        fut = self.loop.create_future()
+
+        def wake(fut=fut):
+            if not fut.done():
+                fut.set_result(None)
+        self.callbacks[stream.id] = wake
+        return fut
+
+    def forget(self, stream_id: int) -> None:
+        self.callbacks.pop(stream_id, None)
+
+    def close(self) -> None:
+        self.gateway.set_notify_fd(-1)  # a barrier: the I/O thread no longer writes to wsock
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.rsock.fileno())
+        self.rsock.close()
+        self.wsock.close()
+
+
+class _RateLimitedLog:
+    def __init__(self, every_s: float = 1.0):
+        self.every_s = every_s
+        self.last = 0.0
+        self.count = 0
+
+    def warning(self, fmt: str, *args) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            log.warning(fmt + " (%d refused since the last such line)", *args, self.count)
+            self.last = now
+            self.count = 0
+
+
+def make_handler(rt):
+    state: dict = {}
+    busy_log = _RateLimitedLog()
+
+    def waiters() -> Waiters:
+        loop = asyncio.get_running_loop()
+        w = state.get("waiters")
+        if w is None or w.loop is not loop:
+            if w is not None:
+                w.close()
+            w = state["waiters"] = Waiters(rt.gateway, loop)
+        return w
+
+    def end_call(call, stream, timed_out: bool = False) -> None:
+        """Records how the call ended (usage when the body arrived whole) and releases the stream."""
+        try:
+            usage = None
+            try:
+                if stream.finished:
+                    usage = stream.usage()
+                    usage.pop("credits_used_micro", None)  # already recorded from the headers
+            except _core.CreditsError:
+                usage = None
+            rt.runs.call_end(call[0], call[1], stream.status, timed_out, usage)
+        finally:
+            stream.close()
+
+    def abandon(call, stream, w: Waiters) -> None:
+        """The client went away (the node was interrupted) or stopped reading:
+        the upstream's answer is still read to its end in the I/O thread
+        (discarded), and the call is counted when it ends, however it ends
+        (done, upstream timeout, error): the stream is always closed then."""
+        try:
+            stream.detach()
         except _core.CreditsError:
             pass
-        end_call(call, stream)
 
-    def abandoned(fut, call):
-        """The client went away (the node was interrupted) while the upstream
-        was still answering: the call still ends, and is still counted."""
-        if fut.cancelled():  # never started: nothing was sent
-            rt.runs.call_end(call[0], call[1], 0, False)
-        elif fut.exception() is None:  # else open_upstream recorded the end
-            stream, _ = fut.result()
-            pool.submit(drain, call, stream)
+        def check() -> None:
+            try:
+                timed_out = stream.ended()
+            except BaseException:
+                end_call(call, stream)
+                raise
+            if timed_out is None:  # still running: its end comes out of ready()
+                w.on_news(stream, check)
+                return
+            end_call(call, stream, bool(timed_out) and stream.status == 0)
+        check()
+
+    def not_started(call, stream, status: int, exc: Exception, timed_out: bool) -> web.Response:
+        rt.runs.call_end(call[0], call[1], 0, timed_out)
+        stream.close()
+        log.warning("comfy-credits gateway: %s", exc)
+        return refuse(status, "credits_upstream_unavailable", f"comfy-credits: {exc}")
 
     async def comfy_credits_gateway(request: web.Request) -> web.StreamResponse:
         if not rt.cfg.upstream_key:
@@ -145,41 +217,86 @@ def make_handler(rt):
         path = raw_tail(request)
         if path is None:
             return refuse(400, "credits_gateway_bad_request", "comfy-credits: only API-node calls go through the gateway")
+        gw = rt.gateway
+        if gw.stats()["in_flight"] >= gw.handles_max:
+            # Refused before the call is admitted: a 503 costs the run none of its creating calls.
+            busy_log.warning("comfy-credits gateway: saturated (%d upstream calls in flight): %s %s answered 503",
+                             gw.handles_max, request.method, path)
+            return refuse(503, "credits_gateway_busy", "comfy-credits: the gateway is saturated; retry shortly. "
+                          "Nothing was charged.", {"Retry-After": str(RETRY_AFTER_S)})
         body = await request.read()
-        headers = {h: request.headers.get(h) for h in FORWARDED_REQUEST_HEADERS}
-        loop = asyncio.get_running_loop()
+        headers = request.headers
         try:
-            call = await loop.run_in_executor(pool, rt.runs.call_begin, token, request.method, path)
+            # Token check and admission: in memory (it may extend the hold in the ledger, GIL released).
+            call = rt.runs.call_begin(token, request.method, path)
         except _core.CreditsError as exc:
             return _refusal_for(exc)
-        cfut = pool.submit(open_upstream, call, request.method, path, request.query_string or None, headers, body)
         try:
-            stream, chunk = await asyncio.wrap_future(cfut)
+            stream = gw.submit(request.method, path, query=request.query_string or None,
+                               content_type=headers.get("Content-Type"),
+                               idempotency_key=headers.get("Idempotency-Key"), job_id=headers.get("Comfy-Job-Id"),
+                               body=body)
+        except _core.CreditsError as exc:
+            rt.runs.call_end(call[0], call[1], 0, False)  # nothing was sent
+            if getattr(exc, "field", None) == "busy":
+                busy_log.warning("comfy-credits gateway: %s: %s %s answered 503", exc, request.method, path)
+                return refuse(503, "credits_gateway_busy", f"comfy-credits: {exc}; retry shortly. Nothing was charged.",
+                              {"Retry-After": str(RETRY_AFTER_S)})
+            if isinstance(exc, _core.InvalidArgument):
+                return refuse(400, "credits_gateway_bad_request", f"comfy-credits: {exc}")
+            log.warning("comfy-credits gateway: %s %s: %s", request.method, path, exc)
+            return refuse(502, "credits_upstream_unavailable", f"comfy-credits: {exc}")
+        w = waiters()
+        try:
+            while not stream.headers_ready():
+                await w.wait(stream)
         except asyncio.CancelledError:
-            cfut.add_done_callback(lambda f: abandoned(f, call))
+            w.forget(stream.id)
+            abandon(call, stream, w)  # the upstream may still answer: counted when it does
             raise
-        except _core.InvalidArgument as exc:
-            return refuse(400, "credits_gateway_bad_request", f"comfy-credits: {exc}")
         except _core.StorageError as exc:
             # Unreachable upstream or timeout: a 502/504 lets the client's own retry logic work.
-            status = 504 if getattr(exc, "field", None) == "timeout" else 502
-            log.warning("comfy-credits gateway: %s %s: %s", request.method, path, exc)
-            return refuse(status, "credits_upstream_unavailable", f"comfy-credits: {exc}")
-        pending = None  # a body read in a pool thread
+            timeout = getattr(exc, "field", None) == "timeout"
+            return not_started(call, stream, 504 if timeout else 502, exc, timeout)
+        except _core.CreditsError as exc:
+            return not_started(call, stream, 502, exc, False)
+        # X-Comfy-Credits-Used is recorded as soon as the headers are here, not after the body.
+        rt.runs.call_headers(call[0], call[1], stream.status, stream.usage().get("credits_used_micro", -1))
         completed = False
+        loop = w.loop
+        idle_s = gw.reader_idle_ms / 1000
+        writing_since = None
+        watchdog = None
+
+        def watch():
+            # A client that takes no bytes for reader_idle_ms loses its connection (the call is still counted).
+            nonlocal watchdog
+            if writing_since is not None and loop.time() - writing_since >= idle_s:
+                log.warning("comfy-credits gateway: %s %s: the client read nothing for %.0f s; connection closed",
+                            request.method, path, idle_s)
+                if request.transport is not None:
+                    request.transport.abort()
+                watchdog = None
+                return
+            watchdog = loop.call_later(idle_s / 2, watch)
         try:
             resp = web.StreamResponse(status=stream.status)
             for name, value in stream.headers:
                 if name.lower() not in ("date", "server"):
                     resp.headers.add(name, value)
             await resp.prepare(request)
-            while chunk:
-                await resp.write(chunk)
-                if stream.finished:  # small answers: no second trip to a thread
+            while True:
+                chunk = stream.take(CHUNK_BYTES)
+                if chunk is None:
+                    await w.wait(stream)
+                    continue
+                if not chunk:
                     break
-                pending = pool.submit(stream.read, CHUNK_BYTES)
-                chunk = await asyncio.wrap_future(pending)
-                pending = None
+                if watchdog is None and not stream.finished:
+                    watchdog = loop.call_later(idle_s / 2, watch)  # only for answers longer than one chunk
+                writing_since = loop.time()
+                await resp.write(chunk)
+                writing_since = None
             await resp.write_eof()
             completed = True
             return resp
@@ -187,13 +304,13 @@ def make_handler(rt):
             log.warning("comfy-credits gateway: %s %s failed mid-response: %s", request.method, path, exc)
             raise ConnectionResetError(str(exc)) from None
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             if completed:
                 end_call(call, stream)
-            elif pending is not None:
-                # The client went away during a read: finish reading in the pool, then count the call.
-                pending.add_done_callback(lambda f: pool.submit(drain, call, stream))
             else:
-                pool.submit(drain, call, stream)
+                w.forget(stream.id)
+                abandon(call, stream, w)
     return comfy_credits_gateway
 
 

@@ -1,13 +1,24 @@
 /*
-** gateway.c — streaming upstream client on libcurl's multi interface.
-** See gateway.h for the contract.
+** gateway.c — streaming upstream client: one I/O thread drives libcurl's
+** multi interface for every transfer. See gateway.h for the contract.
 **
-** One transfer = one (multi, easy) pair taken from a pool. The caller pulls:
-** cc_gw_start() and cc_gw_read() drive curl_multi_perform()/curl_multi_poll()
-** until headers, body bytes or the end are there. When the per-transfer
-** buffer is full the write callback pauses the transfer (CURL_WRITEFUNC_PAUSE)
-** and cc_gw_read() resumes it after draining, so a 200 MB download never
-** occupies more than CC_GW_BUFFER_BYTES_MAX here.
+** Threads. Callers (the event loop, worker threads) only queue work and copy
+** bytes under g->mu; the I/O thread is the only one that calls libcurl on
+** transfers (add/remove handles, perform, pause/unpause). Callbacks run on
+** the I/O thread and take g->mu for the few fields callers read. News for
+** waiting streams is gathered during one loop turn and delivered at its end:
+** one notify call (one event-loop wake-up) for every stream that got data.
+**
+** Ownership. A stream has up to three references: the caller's (until
+** cc_gw_close), the I/O thread's (from submit until the transfer ended) and
+** a short one while it is on the I/O thread's list of streams with news.
+** The last one frees it. A transfer's slot (handles_max) is released when the
+** transfer ends, not when the caller closes.
+**
+** Backpressure. The write callback copies into the stream's buffer (at most
+** CC_GW_BUFFER_BYTES_MAX) and pauses the transfer when it is full; a take()
+** that frees half of it asks the I/O thread to resume. A transfer paused for
+** longer than reader_idle_ms is aborted.
 */
 #include "gateway.h"
 #include "money.h"
@@ -17,56 +28,85 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
-typedef struct gw_handle {
-    CURLM *multi;
-    CURL *easy;
-    struct gw_handle *next;
-} gw_handle;
+#define GW_BUF_FIRST_BYTES (32 * 1024)
+#define GW_SCAN_MS_MAX 250 /* idle scans at least this often */
+#define GW_IDLE_EASY_MAX 64
+
+struct cc_gw_stream {
+    cc_gateway *g;
+    CURL *easy;                 /* NULL once the transfer ended (handle back in the pool) */
+    uint64_t id;
+    /* --- under g->mu */
+    int refs;
+    int consumer_open;
+    int io_owned;               /* pending or attached */
+    int attached;
+    int cancel;                 /* the caller closed before the end */
+    int want_cont, in_ctl;
+    int waiting, on_ready, touched;
+    int detached;
+    int headers_done, done, paused, too_big, aborted_idle;
+    CURLcode result;
+    int64_t paused_since_ms;
+    long status;
+    int json;
+    int64_t credits_used_micro;
+    char *buf;                  /* body bytes [off, len) not yet taken */
+    size_t buf_cap, off, len;
+    int64_t body_bytes;
+    char *cap;                  /* capture for usage */
+    size_t cap_len;
+    int capturing;
+    /* --- lists (g->mu), one link each */
+    cc_gw_stream *p_next, *c_next, *r_next, *t_next;
+    cc_gw_stream *a_prev, *a_next;
+    /* --- set before submit, then I/O thread only */
+    struct curl_slist *req_headers;
+    char *req_body;
+    char errbuf[CURL_ERROR_SIZE];
+    char *hdr[CC_GW_HEADERS_MAX]; /* complete (read-only) once headers_done */
+    int nhdr;
+    size_t hdr_bytes;
+};
 
 struct cc_gateway {
     char *base;                 /* without trailing '/' */
     char *key_header;           /* "X-API-KEY: ..." */
     cc_gateway_config cfg;
+    void (*notify)(void *);
+    void *notify_ud;
+    CURLM *multi;
+    pthread_t io;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    gw_handle *idle;
-    int live;                   /* handles in existence (idle + in use) */
-};
-
-struct cc_gw_stream {
-    cc_gateway *g;
-    gw_handle *h;
-    struct curl_slist *req_headers;
-    char *req_body;
-    long status;
-    int headers_done;
-    int done;
-    CURLcode result;
-    char errbuf[CURL_ERROR_SIZE];
-    /* response headers */
-    char *hdr[CC_GW_HEADERS_MAX];
-    int nhdr;
-    size_t hdr_bytes;
-    int json;
-    int64_t credits_used_micro;
-    /* body buffer: bytes [off, len) not yet read */
-    char buf[CC_GW_BUFFER_BYTES_MAX];
-    size_t off, len;
-    int paused;
-    int64_t body_bytes;
-    int too_big;
-    /* capture for usage */
-    char *cap;
-    size_t cap_len;
-    int capturing;
+    /* --- under mu */
+    int stop;
+    int live;                   /* transfers holding a slot */
+    int open_streams;           /* streams the callers have not closed */
+    int blocking;               /* callers waiting on cv */
+    int notified;               /* notify called since the last cc_gw_ready */
+    uint64_t next_id;
+    int64_t started, refused_busy, aborted_idle;
+    cc_gw_stream *pending, *pending_tail;
+    cc_gw_stream *ctl;
+    cc_gw_stream *ready, *ready_tail;
+    cc_gw_stream *active;       /* attached transfers */
+    CURL *idle[GW_IDLE_EASY_MAX];
+    int nidle;
+    /* --- I/O thread only */
+    cc_gw_stream *touched;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
 static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
-cc_rc cc_gateway_open(const cc_gateway_config *cfg, cc_gateway **out, cc_error *err) {
+static void *io_main(void *arg);
+
+cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void *notify_ud, cc_gateway **out,
+                      cc_error *err) {
     *out = NULL;
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK) return cc_fail(err, CC_ERR_STORAGE, "", "libcurl failed to initialise");
@@ -86,6 +126,9 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, cc_gateway **out, cc_error *
         return cc_fail(err, CC_ERR_INVALID, "connect_timeout_ms", "connect timeout must be 1..60000 ms");
     if (cfg->timeout_ms < 1 || cfg->timeout_ms > 3600000)
         return cc_fail(err, CC_ERR_INVALID, "timeout_ms", "timeout must be 1..3600000 ms");
+    if (cfg->reader_idle_ms < 1 || cfg->reader_idle_ms > CC_GW_READER_IDLE_MS_MAX)
+        return cc_fail(err, CC_ERR_INVALID, "reader_idle_ms", "reader idle timeout must be 1..%d ms",
+                       CC_GW_READER_IDLE_MS_MAX);
     if (cfg->request_bytes_max < 0 || cfg->request_bytes_max > (INT64_C(1) << 30))
         return cc_fail(err, CC_ERR_INVALID, "request_bytes_max", "request limit must be 0..1 GiB");
     if (cfg->response_bytes_max < 1 || cfg->response_bytes_max > (INT64_C(16) << 30))
@@ -95,15 +138,21 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, cc_gateway **out, cc_error *
     cc_gateway *g = calloc(1, sizeof *g);
     if (!g) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     g->cfg = *cfg;
+    g->notify = notify;
+    g->notify_ud = notify_ud;
     g->base = strdup(cfg->upstream_base);
     size_t kl = strlen(key) + 16;
     g->key_header = malloc(kl);
-    if (!g->base || !g->key_header) {
+    g->multi = curl_multi_init();
+    if (!g->base || !g->key_header || !g->multi) {
+        if (g->multi) curl_multi_cleanup(g->multi);
         free(g->base);
         free(g->key_header);
         free(g);
         return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     }
+    /* Keep one connection per concurrent transfer to the upstream. */
+    curl_multi_setopt(g->multi, CURLMOPT_MAXCONNECTS, (long)cfg->handles_max);
     size_t bl = strlen(g->base);
     while (bl > 0 && g->base[bl - 1] == '/') g->base[--bl] = 0;
     snprintf(g->key_header, kl, "X-API-KEY: %s", key);
@@ -111,33 +160,30 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, cc_gateway **out, cc_error *
     g->cfg.upstream_key = NULL; /* only key_header keeps it */
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
+    if (pthread_create(&g->io, NULL, io_main, g) != 0) {
+        pthread_mutex_destroy(&g->mu);
+        pthread_cond_destroy(&g->cv);
+        curl_multi_cleanup(g->multi);
+        free(g->base);
+        free(g->key_header);
+        free(g);
+        return cc_fail(err, CC_ERR_NOMEM, "", "cannot start the gateway's I/O thread");
+    }
     *out = g;
     return CC_OK;
-}
-
-static void handle_free(gw_handle *h) {
-    if (!h) return;
-    if (h->multi && h->easy) curl_multi_remove_handle(h->multi, h->easy);
-    if (h->easy) curl_easy_cleanup(h->easy);
-    if (h->multi) curl_multi_cleanup(h->multi);
-    free(h);
 }
 
 void cc_gateway_close(cc_gateway *g) {
     if (!g) return;
     pthread_mutex_lock(&g->mu);
-    gw_handle *h = g->idle;
-    g->idle = NULL;
-    int live = g->live;
+    CC_ASSERT(g->open_streams == 0); /* every stream was closed */
+    g->stop = 1;
     pthread_mutex_unlock(&g->mu);
-    int freed = 0;
-    while (h) {
-        gw_handle *n = h->next;
-        handle_free(h);
-        h = n;
-        freed++;
-    }
-    CC_ASSERT(freed == live); /* every stream was closed */
+    curl_multi_wakeup(g->multi);
+    pthread_join(g->io, NULL);
+    CC_ASSERT(g->live == 0 && g->active == NULL && g->pending == NULL);
+    for (int i = 0; i < g->nidle; i++) curl_easy_cleanup(g->idle[i]);
+    curl_multi_cleanup(g->multi);
     memset(g->key_header, 0, strlen(g->key_header));
     free(g->key_header);
     free(g->base);
@@ -146,49 +192,126 @@ void cc_gateway_close(cc_gateway *g) {
     free(g);
 }
 
-static gw_handle *handle_take(cc_gateway *g) {
+void cc_gateway_set_notify(cc_gateway *g, void (*notify)(void *), void *notify_ud) {
     pthread_mutex_lock(&g->mu);
-    while (!g->idle && g->live >= g->cfg.handles_max) pthread_cond_wait(&g->cv, &g->mu);
-    gw_handle *h = g->idle;
-    if (h) {
-        g->idle = h->next;
-        pthread_mutex_unlock(&g->mu);
-        curl_easy_reset(h->easy);
-        return h;
-    }
-    g->live++;
-    pthread_mutex_unlock(&g->mu);
-    h = calloc(1, sizeof *h);
-    if (h) {
-        h->multi = curl_multi_init();
-        h->easy = curl_easy_init();
-    }
-    if (!h || !h->multi || !h->easy) {
-        handle_free(h);
-        pthread_mutex_lock(&g->mu);
-        g->live--;
-        pthread_cond_signal(&g->cv);
-        pthread_mutex_unlock(&g->mu);
-        return NULL;
-    }
-    return h;
-}
-
-static void handle_give(cc_gateway *g, gw_handle *h, int reusable) {
-    if (!reusable) {
-        handle_free(h);
-        pthread_mutex_lock(&g->mu);
-        g->live--;
-    } else {
-        pthread_mutex_lock(&g->mu);
-        h->next = g->idle;
-        g->idle = h;
-    }
-    pthread_cond_signal(&g->cv);
+    g->notify = notify;
+    g->notify_ud = notify_ud;
+    g->notified = 0; /* the next news notifies the new receiver */
     pthread_mutex_unlock(&g->mu);
 }
 
-/* ------------------------------------------------------------ callbacks */
+void cc_gateway_stats(cc_gateway *g, cc_gw_stats *out) {
+    pthread_mutex_lock(&g->mu);
+    out->in_flight = g->live;
+    out->handles_max = g->cfg.handles_max;
+    out->started = g->started;
+    out->refused_busy = g->refused_busy;
+    out->aborted_idle = g->aborted_idle;
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void stream_free(cc_gw_stream *s) {
+    CC_ASSERT(s->easy == NULL);
+    curl_slist_free_all(s->req_headers);
+    free(s->req_body);
+    for (int i = 0; i < s->nhdr; i++) free(s->hdr[i]);
+    free(s->buf);
+    free(s->cap);
+    free(s);
+}
+
+/* mu held: the stream has news; the I/O thread delivers it at the end of its turn. */
+static void touch(cc_gw_stream *s) {
+    if (s->touched) return;
+    s->touched = 1;
+    s->refs++;
+    s->t_next = s->g->touched;
+    s->g->touched = s;
+}
+
+/* mu held: hands news to a waiting caller. Returns 1 when notify must be called. */
+static int deliver(cc_gateway *g, cc_gw_stream *s) {
+    if (!s->waiting || !s->consumer_open || s->on_ready) return 0;
+    s->waiting = 0;
+    s->on_ready = 1;
+    s->r_next = NULL;
+    if (g->ready_tail) g->ready_tail->r_next = s;
+    else g->ready = s;
+    g->ready_tail = s;
+    if (g->notified) return 0;
+    g->notified = 1;
+    return 1;
+}
+
+/* I/O thread: delivers every stream's news gathered this turn. */
+static void deliver_touched(cc_gateway *g) {
+    if (!g->touched) return;
+    cc_gw_stream *dead = NULL;
+    int need = 0;
+    pthread_mutex_lock(&g->mu);
+    cc_gw_stream *s = g->touched;
+    g->touched = NULL;
+    while (s) {
+        cc_gw_stream *n = s->t_next;
+        s->touched = 0;
+        need |= deliver(g, s);
+        if (--s->refs == 0) {
+            s->t_next = dead;
+            dead = s;
+        }
+        s = n;
+    }
+    if (g->blocking) pthread_cond_broadcast(&g->cv);
+    /* Under mu, so cc_gateway_set_notify() is a barrier: no call after it returns. */
+    if (need && g->notify) g->notify(g->notify_ud);
+    pthread_mutex_unlock(&g->mu);
+    while (dead) {
+        cc_gw_stream *n = dead->t_next;
+        stream_free(dead);
+        dead = n;
+    }
+}
+
+/* I/O thread: the transfer is over (done, cancelled, aborted, never added). */
+static void end_transfer(cc_gateway *g, cc_gw_stream *s, CURLcode result) {
+    CURL *e = s->easy;
+    if (s->attached) curl_multi_remove_handle(g->multi, e);
+    curl_easy_reset(e);
+    pthread_mutex_lock(&g->mu);
+    if (s->attached) {
+        if (s->a_prev) s->a_prev->a_next = s->a_next;
+        else g->active = s->a_next;
+        if (s->a_next) s->a_next->a_prev = s->a_prev;
+        s->a_prev = s->a_next = NULL;
+        s->attached = 0;
+    }
+    if (s->in_ctl) {
+        for (cc_gw_stream **pp = &g->ctl; *pp; pp = &(*pp)->c_next)
+            if (*pp == s) {
+                *pp = s->c_next;
+                break;
+            }
+        s->in_ctl = 0;
+    }
+    if (!s->done) {
+        s->done = 1;
+        s->result = result;
+    }
+    s->easy = NULL;
+    s->io_owned = 0;
+    g->live--;
+    CC_ASSERT(g->live >= 0);
+    if (g->nidle < GW_IDLE_EASY_MAX) {
+        g->idle[g->nidle++] = e;
+        e = NULL;
+    }
+    touch(s);
+    s->refs--; /* the I/O thread's; touch() holds one until delivered */
+    pthread_mutex_unlock(&g->mu);
+    if (e) curl_easy_cleanup(e);
+}
+
+/* ------------------------------------------------------------ callbacks (I/O thread) */
 
 static int hop_by_hop(const char *line, size_t n) {
     static const char *const skip[] = {"connection:", "keep-alive:", "transfer-encoding:", "content-length:",
@@ -204,6 +327,7 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
     cc_gw_stream *s = ud;
     size_t n = size * nitems;
     size_t len = n;
+    if (s->headers_done) return n; /* trailers: the caller may be reading hdr[] now */
     while (len > 0 && (data[len - 1] == '\r' || data[len - 1] == '\n')) len--;
     if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
         /* A new header block (after 1xx): forget the previous one. */
@@ -216,10 +340,14 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
     }
     if (len == 0) {
         long code = 0;
-        curl_easy_getinfo(s->h->easy, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
         if (code >= 200) {
+            pthread_mutex_lock(&s->g->mu);
             s->status = code;
             s->headers_done = 1;
+            s->capturing = s->json;
+            touch(s);
+            pthread_mutex_unlock(&s->g->mu);
         }
         return n;
     }
@@ -254,93 +382,199 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
     return n;
 }
 
+/* mu held. */
+static void capture(cc_gw_stream *s, const char *data, size_t n) {
+    if (!s->capturing) return;
+    if (s->cap_len + n > CC_GW_CAPTURE_BYTES_MAX) {
+        s->capturing = 0; /* too large to be a usage report: stop copying */
+        free(s->cap);
+        s->cap = NULL;
+        s->cap_len = 0;
+        return;
+    }
+    char *nc = realloc(s->cap, s->cap_len + n + 1);
+    if (!nc) {
+        s->capturing = 0;
+        return;
+    }
+    s->cap = nc;
+    memcpy(s->cap + s->cap_len, data, n);
+    s->cap_len += n;
+    s->cap[s->cap_len] = 0;
+}
+
 static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
     cc_gw_stream *s = ud;
+    cc_gateway *g = s->g;
     size_t n = size * nmemb;
+    pthread_mutex_lock(&g->mu);
     if (!s->headers_done) {
         long code = 0;
-        curl_easy_getinfo(s->h->easy, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
         s->status = code;
         s->headers_done = 1;
+        s->capturing = s->json;
     }
-    /* Compact, then pause if the caller has not read enough yet. */
-    if (s->off > 0 && s->off == s->len) s->off = s->len = 0;
-    if (s->len + n > sizeof s->buf) {
-        if (s->off > 0) {
+    if (s->body_bytes + (int64_t)n > g->cfg.response_bytes_max) {
+        s->too_big = 1;
+        pthread_mutex_unlock(&g->mu);
+        return 0; /* aborts with CURLE_WRITE_ERROR */
+    }
+    if (!(s->detached || s->cancel)) {
+        if (s->off == s->len) s->off = s->len = 0;
+        if (s->len + n > s->buf_cap && s->off > 0) {
             memmove(s->buf, s->buf + s->off, s->len - s->off);
             s->len -= s->off;
             s->off = 0;
         }
-        if (s->len + n > sizeof s->buf) {
+        if (s->len + n > s->buf_cap && s->buf_cap < CC_GW_BUFFER_BYTES_MAX) {
+            size_t nc = s->buf_cap ? s->buf_cap : GW_BUF_FIRST_BYTES;
+            while (nc < s->len + n && nc < CC_GW_BUFFER_BYTES_MAX) nc *= 2;
+            if (nc > CC_GW_BUFFER_BYTES_MAX) nc = CC_GW_BUFFER_BYTES_MAX;
+            char *nb = realloc(s->buf, nc);
+            if (!nb) {
+                pthread_mutex_unlock(&g->mu);
+                return 0; /* out of memory: abort */
+            }
+            s->buf = nb;
+            s->buf_cap = nc;
+        }
+        if (s->len + n > s->buf_cap) {
+            if (s->len == 0) { /* a single delivery larger than the buffer: cannot happen with libcurl's sizes */
+                pthread_mutex_unlock(&g->mu);
+                return 0;
+            }
             s->paused = 1;
+            s->paused_since_ms = cc_now_ms();
+            pthread_mutex_unlock(&g->mu);
             return CURL_WRITEFUNC_PAUSE;
         }
+        memcpy(s->buf + s->len, data, n);
+        s->len += n;
+        touch(s);
     }
-    if (s->body_bytes + (int64_t)n > s->g->cfg.response_bytes_max) {
-        s->too_big = 1;
-        return 0; /* aborts with CURLE_WRITE_ERROR */
-    }
-    memcpy(s->buf + s->len, data, n);
-    s->len += n;
     s->body_bytes += (int64_t)n;
-    if (s->capturing) {
-        if (s->cap_len + n > CC_GW_CAPTURE_BYTES_MAX) {
-            s->capturing = 0; /* too large to be a usage report: stop copying */
-            free(s->cap);
-            s->cap = NULL;
-            s->cap_len = 0;
-        } else {
-            char *nc = realloc(s->cap, s->cap_len + n + 1);
-            if (!nc) {
-                s->capturing = 0;
-            } else {
-                s->cap = nc;
-                memcpy(s->cap + s->cap_len, data, n);
-                s->cap_len += n;
-                s->cap[s->cap_len] = 0;
-            }
-        }
-    }
+    capture(s, data, n);
+    pthread_mutex_unlock(&g->mu);
     return n;
 }
 
-/* Drives the transfer until `until(s)` holds or it ends. */
-static cc_rc pump(cc_gw_stream *s, int (*until)(const cc_gw_stream *), cc_error *err) {
-    while (!s->done && !until(s)) {
-        int running = 0;
-        CURLMcode mc = curl_multi_perform(s->h->multi, &running);
-        if (mc != CURLM_OK) return cc_fail(err, CC_ERR_STORAGE, "", "libcurl: %s", curl_multi_strerror(mc));
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(s->h->multi, &left))) {
-            if (msg->msg == CURLMSG_DONE) {
-                s->done = 1;
-                s->result = msg->data.result;
-            }
+/* ------------------------------------------------------------ the I/O thread */
+
+/* Adds the transfers callers submitted; cancels and resumes what they asked. */
+static void io_take_work(cc_gateway *g, int *stop) {
+    pthread_mutex_lock(&g->mu);
+    *stop = g->stop;
+    cc_gw_stream *pend = g->pending;
+    g->pending = g->pending_tail = NULL;
+    cc_gw_stream *ctl = g->ctl;
+    g->ctl = NULL;
+    for (cc_gw_stream *s = ctl; s; s = s->c_next) s->in_ctl = 0;
+    pthread_mutex_unlock(&g->mu);
+    while (pend) {
+        cc_gw_stream *s = pend;
+        pend = s->p_next;
+        pthread_mutex_lock(&g->mu);
+        int cancel = s->cancel || *stop;
+        pthread_mutex_unlock(&g->mu);
+        if (cancel) {
+            end_transfer(g, s, CURLE_ABORTED_BY_CALLBACK); /* never sent */
+            continue;
         }
-        if (s->done || until(s)) break;
-        if (s->paused) break; /* the caller must read first */
-        mc = curl_multi_poll(s->h->multi, NULL, 0, 200, NULL);
-        if (mc != CURLM_OK) return cc_fail(err, CC_ERR_STORAGE, "", "libcurl: %s", curl_multi_strerror(mc));
+        CURLMcode mc = curl_multi_add_handle(g->multi, s->easy);
+        if (mc != CURLM_OK) {
+            snprintf(s->errbuf, sizeof s->errbuf, "libcurl: %s", curl_multi_strerror(mc));
+            end_transfer(g, s, CURLE_FAILED_INIT);
+            continue;
+        }
+        pthread_mutex_lock(&g->mu);
+        s->attached = 1;
+        s->a_prev = NULL;
+        s->a_next = g->active;
+        if (g->active) g->active->a_prev = s;
+        g->active = s;
+        pthread_mutex_unlock(&g->mu);
     }
-    if (s->done && s->result != CURLE_OK) {
-        if (s->too_big)
-            return cc_fail(err, CC_ERR_LIMIT, "response", "upstream response is larger than %lld bytes",
-                           (long long)s->g->cfg.response_bytes_max);
-        if (s->result == CURLE_OPERATION_TIMEDOUT)
-            return cc_fail(err, CC_ERR_STORAGE, "timeout", "upstream did not answer within %d ms",
-                           s->g->cfg.timeout_ms);
-        if (s->result == CURLE_COULDNT_CONNECT || s->result == CURLE_COULDNT_RESOLVE_HOST)
-            return cc_fail(err, CC_ERR_STORAGE, "upstream", "cannot reach the upstream API: %s",
-                           s->errbuf[0] ? s->errbuf : curl_easy_strerror(s->result));
-        return cc_fail(err, CC_ERR_STORAGE, "upstream", "upstream transfer failed: %s",
-                       s->errbuf[0] ? s->errbuf : curl_easy_strerror(s->result));
+    while (ctl) {
+        cc_gw_stream *s = ctl;
+        ctl = s->c_next;
+        pthread_mutex_lock(&g->mu);
+        int cancel = s->cancel, cont = s->want_cont && s->paused, live = s->io_owned && s->attached;
+        s->want_cont = 0;
+        if (cont) s->paused = 0;
+        pthread_mutex_unlock(&g->mu);
+        if (!live) continue;
+        if (cancel) end_transfer(g, s, CURLE_ABORTED_BY_CALLBACK);
+        else if (cont) curl_easy_pause(s->easy, CURLPAUSE_CONT); /* may call write_cb at once */
     }
-    return CC_OK;
 }
 
-static int have_headers(const cc_gw_stream *s) { return s->headers_done; }
-static int have_data(const cc_gw_stream *s) { return s->len > s->off; }
+static void io_reap(cc_gateway *g) {
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(g->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        cc_gw_stream *s = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+        CC_ASSERT(s && s->easy == msg->easy_handle);
+        end_transfer(g, s, msg->data.result);
+    }
+}
+
+/* Aborts transfers whose reader left a full buffer untouched too long. */
+static void io_scan_idle(cc_gateway *g) {
+    int64_t now = cc_now_ms();
+    cc_gw_stream *victims = NULL;
+    pthread_mutex_lock(&g->mu);
+    for (cc_gw_stream *s = g->active; s; s = s->a_next)
+        if (s->paused && !s->detached && !s->cancel && now - s->paused_since_ms >= g->cfg.reader_idle_ms) {
+            s->aborted_idle = 1;
+            g->aborted_idle++;
+            s->p_next = victims; /* reused: an attached stream is off the pending list */
+            victims = s;
+        }
+    pthread_mutex_unlock(&g->mu);
+    while (victims) {
+        cc_gw_stream *s = victims;
+        victims = s->p_next;
+        end_transfer(g, s, CURLE_ABORTED_BY_CALLBACK);
+    }
+}
+
+static void *io_main(void *arg) {
+    cc_gateway *g = arg;
+    int scan_ms = g->cfg.reader_idle_ms / 4;
+    if (scan_ms > GW_SCAN_MS_MAX) scan_ms = GW_SCAN_MS_MAX;
+    if (scan_ms < 1) scan_ms = 1;
+    int64_t next_scan = cc_now_ms() + scan_ms;
+    for (;;) {
+        int stop;
+        io_take_work(g, &stop);
+        if (stop) break;
+        int running = 0;
+        curl_multi_perform(g->multi, &running);
+        io_reap(g);
+        int64_t now = cc_now_ms();
+        if (now >= next_scan) {
+            io_scan_idle(g);
+            next_scan = now + scan_ms;
+        }
+        deliver_touched(g);
+        int wait_ms = (int)(next_scan - now);
+        if (wait_ms < 0) wait_ms = 0;
+        curl_multi_poll(g->multi, NULL, 0, wait_ms, NULL);
+    }
+    /* Stopping: every caller closed its streams; end what is left (cancelled). */
+    for (;;) {
+        pthread_mutex_lock(&g->mu);
+        cc_gw_stream *s = g->active;
+        pthread_mutex_unlock(&g->mu);
+        if (!s) break;
+        end_transfer(g, s, CURLE_ABORTED_BY_CALLBACK);
+    }
+    deliver_touched(g);
+    return NULL;
+}
 
 /* ------------------------------------------------------------ requests */
 
@@ -362,7 +596,30 @@ static cc_rc add_header(cc_gw_stream *s, const char *name, const char *value, cc
     return CC_OK;
 }
 
-cc_rc cc_gw_start(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, cc_error *err) {
+static cc_rc add_line(cc_gw_stream *s, const char *line, cc_error *err) {
+    struct curl_slist *l = curl_slist_append(s->req_headers, line);
+    if (!l) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    s->req_headers = l;
+    return CC_OK;
+}
+
+/* A stream that never reached the I/O thread. */
+static void submit_undo(cc_gateway *g, cc_gw_stream *s) {
+    CURL *e = s->easy;
+    s->easy = NULL;
+    pthread_mutex_lock(&g->mu);
+    g->live--;
+    if (e && g->nidle < GW_IDLE_EASY_MAX) {
+        curl_easy_reset(e);
+        g->idle[g->nidle++] = e;
+        e = NULL;
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (e) curl_easy_cleanup(e);
+    stream_free(s);
+}
+
+cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, cc_error *err) {
     *out = NULL;
     static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
     int mi = -1;
@@ -390,36 +647,50 @@ cc_rc cc_gw_start(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, c
     if (req->job_id && !valid_token(req->job_id, 128))
         return cc_fail(err, CC_ERR_INVALID, "job_id", "invalid Comfy-Job-Id");
 
+    /* A slot, at once or never: a saturated gateway refuses, it does not queue. */
+    CURL *e = NULL;
+    pthread_mutex_lock(&g->mu);
+    if (g->stop) {
+        pthread_mutex_unlock(&g->mu);
+        return cc_fail(err, CC_ERR_STATE, "", "the gateway is closing");
+    }
+    if (g->live >= g->cfg.handles_max) {
+        g->refused_busy++;
+        int live = g->live;
+        pthread_mutex_unlock(&g->mu);
+        return cc_fail(err, CC_ERR_LIMIT, "busy", "the gateway is saturated: %d upstream calls in flight", live);
+    }
+    g->live++;
+    if (g->nidle > 0) e = g->idle[--g->nidle];
+    uint64_t id = ++g->next_id;
+    pthread_mutex_unlock(&g->mu);
+
     cc_gw_stream *s = calloc(1, sizeof *s);
-    if (!s) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
-    s->g = g;
-    s->credits_used_micro = -1;
-    s->h = handle_take(g);
-    if (!s->h) {
+    if (!e) e = curl_easy_init();
+    if (!s || !e) {
+        if (e) curl_easy_cleanup(e);
         free(s);
+        pthread_mutex_lock(&g->mu);
+        g->live--;
+        pthread_mutex_unlock(&g->mu);
         return cc_fail(err, CC_ERR_NOMEM, "", "cannot create a libcurl handle");
     }
+    s->g = g;
+    s->easy = e;
+    s->id = id;
+    s->credits_used_micro = -1;
     cc_rc rc = CC_OK;
     size_t ul = strlen(g->base) + strlen(path) + (req->query ? strlen(req->query) + 1 : 0) + 1;
     char *url = malloc(ul);
     if (!url) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     else snprintf(url, ul, "%s%s%s%s", g->base, path, req->query ? "?" : "", req->query ? req->query : "");
-
     if (rc == CC_OK) rc = add_header(s, "Accept", "*/*", err);
     if (rc == CC_OK && req->content_type) rc = add_header(s, "Content-Type", req->content_type, err);
     if (rc == CC_OK && req->idempotency_key) rc = add_header(s, "Idempotency-Key", req->idempotency_key, err);
     if (rc == CC_OK && req->job_id) rc = add_header(s, "Comfy-Job-Id", req->job_id, err);
-    if (rc == CC_OK) {
-        struct curl_slist *l = curl_slist_append(s->req_headers, g->key_header);
-        if (!l) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
-        else s->req_headers = l;
-    }
-    /* Without a body curl would send "Expect: 100-continue" for large POSTs. */
-    if (rc == CC_OK) {
-        struct curl_slist *l = curl_slist_append(s->req_headers, "Expect:");
-        if (!l) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
-        else s->req_headers = l;
-    }
+    if (rc == CC_OK) rc = add_line(s, g->key_header, err);
+    /* Without this curl would send "Expect: 100-continue" for large POSTs. */
+    if (rc == CC_OK) rc = add_line(s, "Expect:", err);
     if (rc == CC_OK && req->body_len) {
         s->req_body = malloc(req->body_len);
         if (!s->req_body) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
@@ -427,11 +698,12 @@ cc_rc cc_gw_start(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, c
     }
     if (rc != CC_OK) {
         free(url);
-        cc_gw_close(s);
+        submit_undo(g, s);
         return rc;
     }
-    CURL *e = s->h->easy;
     curl_easy_setopt(e, CURLOPT_URL, url);
+    free(url); /* curl copies the URL */
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)s);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->req_headers);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
@@ -454,90 +726,254 @@ cc_rc cc_gw_start(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, c
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->req_body ? s->req_body : "");
         if (mi != 1) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, methods[mi]);
     }
-    free(url); /* curl copies the URL */
-    CURLMcode mc = curl_multi_add_handle(s->h->multi, e);
-    if (mc != CURLM_OK) {
-        cc_gw_close(s);
-        return cc_fail(err, CC_ERR_STORAGE, "", "libcurl: %s", curl_multi_strerror(mc));
-    }
-    rc = pump(s, have_headers, err);
-    if (rc == CC_OK && !s->headers_done)
-        rc = cc_fail(err, CC_ERR_STORAGE, "upstream", "upstream closed the connection without a response");
-    if (rc != CC_OK) {
-        cc_gw_close(s);
-        return rc;
-    }
-    s->capturing = s->json;
-    /* Bytes that arrived together with the headers were not captured yet. */
-    if (s->capturing && s->len > 0) {
-        s->cap = malloc(s->len + 1);
-        if (!s->cap) s->capturing = 0;
-        else {
-            memcpy(s->cap, s->buf, s->len);
-            s->cap_len = s->len;
-            s->cap[s->cap_len] = 0;
-        }
-    }
+    pthread_mutex_lock(&g->mu);
+    s->refs = 2; /* the caller's and the I/O thread's */
+    s->consumer_open = 1;
+    s->io_owned = 1;
+    g->open_streams++;
+    g->started++;
+    if (g->pending_tail) g->pending_tail->p_next = s;
+    else g->pending = s;
+    g->pending_tail = s;
+    pthread_mutex_unlock(&g->mu);
+    curl_multi_wakeup(g->multi);
     *out = s;
     return CC_OK;
 }
 
-int cc_gw_status(const cc_gw_stream *s) { return (int)s->status; }
-int cc_gw_header_count(const cc_gw_stream *s) { return s->nhdr; }
-const char *cc_gw_header(const cc_gw_stream *s, int i) { return (i >= 0 && i < s->nhdr) ? s->hdr[i] : NULL; }
-int64_t cc_gw_body_bytes(const cc_gw_stream *s) { return s->body_bytes; }
-int cc_gw_finished(const cc_gw_stream *s) { return s->done && s->result == CURLE_OK && s->off == s->len; }
+uint64_t cc_gw_id(const cc_gw_stream *s) { return s->id; }
 
-cc_rc cc_gw_read(cc_gw_stream *s, void *buf, size_t cap, size_t *n, cc_error *err) {
-    *n = 0;
-    if (cap == 0) return cc_fail(err, CC_ERR_INVALID, "size", "read size must be positive");
-    if (!have_data(s)) {
-        if (s->paused) {
-            s->paused = 0;
-            curl_easy_pause(s->h->easy, CURLPAUSE_CONT);
-        }
-        cc_rc rc = pump(s, have_data, err);
-        if (rc != CC_OK) return rc;
-    }
+/* mu held, s->done: why the transfer failed. */
+static cc_rc fail_from(cc_gw_stream *s, cc_error *err) {
+    cc_gateway *g = s->g;
+    if (s->too_big)
+        return cc_fail(err, CC_ERR_LIMIT, "response", "upstream response is larger than %lld bytes",
+                       (long long)g->cfg.response_bytes_max);
+    if (s->aborted_idle)
+        return cc_fail(err, CC_ERR_STORAGE, "idle", "the reader took no data for %d ms: transfer aborted",
+                       g->cfg.reader_idle_ms);
+    if (s->result == CURLE_OPERATION_TIMEDOUT)
+        return cc_fail(err, CC_ERR_STORAGE, "timeout", "upstream did not answer within %d ms", g->cfg.timeout_ms);
+    if (s->result == CURLE_COULDNT_CONNECT || s->result == CURLE_COULDNT_RESOLVE_HOST)
+        return cc_fail(err, CC_ERR_STORAGE, "upstream", "cannot reach the upstream API: %s",
+                       s->errbuf[0] ? s->errbuf : curl_easy_strerror(s->result));
+    if (s->result == CURLE_ABORTED_BY_CALLBACK)
+        return cc_fail(err, CC_ERR_STATE, "", "the transfer was cancelled");
+    return cc_fail(err, CC_ERR_STORAGE, "upstream", "upstream transfer failed: %s",
+                   s->errbuf[0] ? s->errbuf : curl_easy_strerror(s->result));
+}
+
+cc_rc cc_gw_headers_ready(cc_gw_stream *s, int *ready, cc_error *err) {
+    cc_rc rc = CC_OK;
+    *ready = 0;
+    pthread_mutex_lock(&s->g->mu);
+    if (s->headers_done) *ready = 1;
+    else if (s->done && s->result == CURLE_OK)
+        rc = cc_fail(err, CC_ERR_STORAGE, "upstream", "upstream closed the connection without a response");
+    else if (s->done) rc = fail_from(s, err);
+    else s->waiting = 1;
+    pthread_mutex_unlock(&s->g->mu);
+    return rc;
+}
+
+/* mu held. Returns 1 when the I/O thread must be woken to resume the transfer. */
+static int take_locked(cc_gw_stream *s, void *buf, size_t cap, size_t *n) {
     size_t avail = s->len - s->off;
     size_t k = avail < cap ? avail : cap;
     memcpy(buf, s->buf + s->off, k);
     s->off += k;
     *n = k;
-    if (!s->done && !s->paused) {
-        /* Let curl notice a transfer that already ended, without waiting, so a
-        ** small response is known complete after one read. */
-        int running = 0;
-        curl_multi_perform(s->h->multi, &running);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(s->h->multi, &left)))
-            if (msg->msg == CURLMSG_DONE) {
-                s->done = 1;
-                s->result = msg->data.result;
-            }
+    if (s->paused && !s->want_cont && s->len - s->off <= s->buf_cap / 2) {
+        s->want_cont = 1;
+        if (s->io_owned && !s->in_ctl) {
+            s->in_ctl = 1;
+            s->c_next = s->g->ctl;
+            s->g->ctl = s;
+            return 1;
+        }
     }
+    return 0;
+}
+
+static cc_rc take(cc_gw_stream *s, void *buf, size_t cap, size_t *n, int *again, int mark_waiting, cc_error *err) {
+    *n = 0;
+    *again = 0;
+    if (cap == 0) return cc_fail(err, CC_ERR_INVALID, "size", "read size must be positive");
+    cc_rc rc = CC_OK;
+    int wake = 0;
+    pthread_mutex_lock(&s->g->mu);
+    if (s->len > s->off) wake = take_locked(s, buf, cap, n);
+    else if (s->done && s->result != CURLE_OK) rc = fail_from(s, err);
+    else if (!s->done || !s->headers_done) {
+        if (s->done) rc = cc_fail(err, CC_ERR_STORAGE, "upstream", "upstream closed the connection without a response");
+        else {
+            *again = 1;
+            if (mark_waiting) s->waiting = 1;
+        }
+    }
+    pthread_mutex_unlock(&s->g->mu);
+    if (wake) curl_multi_wakeup(s->g->multi);
+    return rc;
+}
+
+cc_rc cc_gw_take(cc_gw_stream *s, void *buf, size_t cap, size_t *n, int *again, cc_error *err) {
+    return take(s, buf, cap, n, again, 1, err);
+}
+
+size_t cc_gw_ready(cc_gateway *g, uint64_t *ids, size_t cap) {
+    size_t k = 0;
+    pthread_mutex_lock(&g->mu);
+    while (g->ready && k < cap) {
+        cc_gw_stream *s = g->ready;
+        g->ready = s->r_next;
+        s->on_ready = 0;
+        ids[k++] = s->id;
+    }
+    if (!g->ready) {
+        g->ready_tail = NULL;
+        g->notified = 0;
+    }
+    pthread_mutex_unlock(&g->mu);
+    return k;
+}
+
+/* Waits (bounded) until pred holds or the transfer ended. */
+static void wait_for(cc_gw_stream *s, int (*pred)(const cc_gw_stream *)) {
+    cc_gateway *g = s->g;
+    pthread_mutex_lock(&g->mu);
+    g->blocking++;
+    while (!pred(s) && !s->done) {
+        /* curl's own timeouts end every transfer; the timed wait only guards against a lost wake-up. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+    }
+    g->blocking--;
+    pthread_mutex_unlock(&g->mu);
+}
+
+static int have_headers(const cc_gw_stream *s) { return s->headers_done; }
+static int have_data(const cc_gw_stream *s) { return s->len > s->off; }
+
+cc_rc cc_gw_start(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, cc_error *err) {
+    cc_gw_stream *s;
+    cc_rc rc = cc_gw_submit(g, req, &s, err);
+    if (rc != CC_OK) return rc;
+    wait_for(s, have_headers);
+    int ready;
+    rc = cc_gw_headers_ready(s, &ready, err);
+    if (rc == CC_OK && !ready) rc = cc_fail(err, CC_ERR_STORAGE, "upstream", "no response"); /* unreachable */
+    if (rc != CC_OK) {
+        pthread_mutex_lock(&g->mu);
+        s->waiting = 0;
+        pthread_mutex_unlock(&g->mu);
+        cc_gw_close(s);
+        return rc;
+    }
+    *out = s;
     return CC_OK;
 }
 
-void cc_gw_usage(const cc_gw_stream *s, cc_usage *out) {
+cc_rc cc_gw_read(cc_gw_stream *s, void *buf, size_t cap, size_t *n, cc_error *err) {
+    for (;;) {
+        int again;
+        cc_rc rc = take(s, buf, cap, n, &again, 0, err);
+        if (rc != CC_OK || !again) return rc;
+        wait_for(s, have_data);
+    }
+}
+
+int cc_gw_status(const cc_gw_stream *s) { return (int)s->status; }
+int cc_gw_header_count(const cc_gw_stream *s) { return s->headers_done ? s->nhdr : 0; }
+const char *cc_gw_header(const cc_gw_stream *s, int i) {
+    return (s->headers_done && i >= 0 && i < s->nhdr) ? s->hdr[i] : NULL;
+}
+
+int64_t cc_gw_body_bytes(cc_gw_stream *s) {
+    pthread_mutex_lock(&s->g->mu);
+    int64_t b = s->body_bytes;
+    pthread_mutex_unlock(&s->g->mu);
+    return b;
+}
+
+int cc_gw_finished(cc_gw_stream *s) {
+    pthread_mutex_lock(&s->g->mu);
+    int f = s->done && s->result == CURLE_OK && s->off == s->len;
+    pthread_mutex_unlock(&s->g->mu);
+    return f;
+}
+
+int cc_gw_ended(cc_gw_stream *s, int *timed_out) {
+    pthread_mutex_lock(&s->g->mu);
+    int d = s->done;
+    if (timed_out) *timed_out = d && s->result == CURLE_OPERATION_TIMEDOUT;
+    if (d) s->waiting = 0;
+    else s->waiting = 1; /* its end will come out of cc_gw_ready */
+    pthread_mutex_unlock(&s->g->mu);
+    return d;
+}
+
+void cc_gw_usage(cc_gw_stream *s, cc_usage *out) {
     cc_usage_init(out);
-    if (s->capturing && s->cap && s->done) cc_usage_from_json(s->cap, s->cap_len, out);
-    out->credits_used_micro = s->credits_used_micro;
+    pthread_mutex_lock(&s->g->mu);
+    if (s->headers_done) {
+        if (s->capturing && s->cap && s->done && s->result == CURLE_OK) cc_usage_from_json(s->cap, s->cap_len, out);
+        out->credits_used_micro = s->credits_used_micro;
+    }
+    pthread_mutex_unlock(&s->g->mu);
+}
+
+void cc_gw_detach(cc_gw_stream *s) {
+    cc_gateway *g = s->g;
+    int wake = 0;
+    pthread_mutex_lock(&g->mu);
+    s->detached = 1;
+    s->off = s->len = 0;
+    if (s->paused && s->io_owned && !s->in_ctl) {
+        s->want_cont = 1;
+        s->in_ctl = 1;
+        s->c_next = g->ctl;
+        g->ctl = s;
+        wake = 1;
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (wake) curl_multi_wakeup(g->multi);
 }
 
 void cc_gw_close(cc_gw_stream *s) {
     if (!s) return;
-    int reusable = s->done && s->result == CURLE_OK;
-    if (s->h) {
-        curl_multi_remove_handle(s->h->multi, s->h->easy);
-        handle_give(s->g, s->h, reusable);
+    cc_gateway *g = s->g;
+    int wake = 0, free_now = 0;
+    pthread_mutex_lock(&g->mu);
+    CC_ASSERT(s->consumer_open);
+    s->consumer_open = 0;
+    s->waiting = 0;
+    g->open_streams--;
+    if (s->on_ready) {
+        cc_gw_stream *prev = NULL;
+        for (cc_gw_stream *r = g->ready; r; prev = r, r = r->r_next)
+            if (r == s) {
+                if (prev) prev->r_next = s->r_next;
+                else g->ready = s->r_next;
+                if (g->ready_tail == s) g->ready_tail = prev;
+                break;
+            }
+        s->on_ready = 0;
     }
-    curl_slist_free_all(s->req_headers);
-    free(s->req_body);
-    for (int i = 0; i < s->nhdr; i++) free(s->hdr[i]);
-    free(s->cap);
-    free(s);
+    if (s->io_owned) {
+        s->cancel = 1;
+        if (!s->in_ctl) {
+            s->in_ctl = 1;
+            s->c_next = g->ctl;
+            g->ctl = s;
+        }
+        wake = 1;
+    }
+    free_now = --s->refs == 0;
+    pthread_mutex_unlock(&g->mu);
+    if (wake) curl_multi_wakeup(g->multi);
+    if (free_now) stream_free(s);
 }
 
 /* ------------------------------------------------------------ usage */

@@ -6,19 +6,36 @@
 **     Idempotency-Key and a few Comfy headers) is sent to the configured
 **     upstream with the OPERATOR's key as X-API-KEY. Nothing the user sent as
 **     credentials (Authorization, X-API-KEY, cookies) is ever forwarded.
-**   - The response is streamed: cc_gw_start() returns once the status line and
-**     headers arrived; cc_gw_read() pulls the body in chunks. At most
-**     CC_GW_BUFFER_BYTES_MAX of body is buffered per request (the transfer is
-**     paused until the caller reads), so memory stays bounded however large
-**     the response is.
-**   - JSON responses up to CC_GW_CAPTURE_BYTES_MAX are also kept whole so the
-**     usage they report can be read (cc_gw_usage) after the body was read.
-**   - Every request has a connect timeout and a total timeout; bodies have
-**     size limits. Failures are cc_errors with a clear message, never crashes.
-**   - Thread-safe: any number of threads may run requests at once, up to
-**     `handles_max` concurrent transfers (further callers wait). Idle curl
-**     handles are pooled so connections to the upstream are kept alive.
-**   - All functions block; Python callers release the GIL around them.
+**   - One I/O thread per gateway drives every transfer (libcurl multi
+**     interface, curl_multi_poll woken by curl_multi_wakeup). Callers never
+**     drive libcurl themselves: cc_gw_submit() queues a request and returns at
+**     once; the status, headers and body chunks are then taken without
+**     blocking (cc_gw_headers_ready, cc_gw_take). When nothing is there yet
+**     the stream is marked waiting and, as soon as it has news (headers, data,
+**     end, failure), its id goes on the ready list and the notify callback
+**     runs (from the I/O thread, at most once until cc_gw_ready() drains the
+**     list: an event loop turns it into one wake-up for many streams).
+**     Blocking forms (cc_gw_start, cc_gw_read) wait on a condition variable
+**     for threads and tests.
+**   - Bounded everything. At most `handles_max` transfers are in flight: a
+**     further submit fails AT ONCE with CC_ERR_LIMIT, field "busy" (nothing is
+**     sent upstream; the caller answers 503 with Retry-After). A transfer's
+**     slot is released as soon as it ends, succeeds or fails. Nothing waits
+**     without a bound: every transfer has a connect timeout and a total
+**     timeout, and a transfer whose reader took no data for `reader_idle_ms`
+**     while its buffer was full is aborted (field "idle"), so a slow or
+**     vanished reader cannot hold a slot forever.
+**   - Memory is bounded: at most CC_GW_BUFFER_BYTES_MAX of body is buffered
+**     per stream (the transfer is paused until the reader takes data); JSON
+**     responses up to CC_GW_CAPTURE_BYTES_MAX are also kept whole so the
+**     usage they report can be read (cc_gw_usage) once the body ended.
+**   - cc_gw_detach(): the reader gives up the body (its client went away):
+**     the I/O thread reads the rest and discards it (still capturing usage)
+**     so the call can be counted when it ends; the stream reports its end on
+**     the ready list like any other, whatever the end (done, timeout, error).
+**   - Thread-safe: any thread may submit; a stream is used by one thread at
+**     a time. Non-blocking calls only take a short mutex (never held around
+**     I/O), so a Python binding may keep the GIL for them.
 */
 #ifndef CC_GATEWAY_H
 #define CC_GATEWAY_H
@@ -31,7 +48,8 @@
 #define CC_GW_CAPTURE_BYTES_MAX (8 * 1024 * 1024)
 #define CC_GW_HEADERS_MAX 48
 #define CC_GW_HEADER_BYTES_MAX 8192
-#define CC_GW_HANDLES_MAX 256
+#define CC_GW_HANDLES_MAX 1024
+#define CC_GW_READER_IDLE_MS_MAX (3600 * 1000)
 
 typedef struct cc_gateway cc_gateway;
 typedef struct cc_gw_stream cc_gw_stream;
@@ -41,13 +59,29 @@ typedef struct cc_gateway_config {
     const char *upstream_key;     /* operator key sent as X-API-KEY; may be "" */
     int connect_timeout_ms;       /* 1..60000 */
     int timeout_ms;               /* whole transfer, 1..3600000 */
+    int reader_idle_ms;           /* buffer full and untouched this long: abort; 1..CC_GW_READER_IDLE_MS_MAX */
     int64_t request_bytes_max;    /* 0..1 GiB */
     int64_t response_bytes_max;   /* 1..16 GiB */
-    int handles_max;              /* 1..CC_GW_HANDLES_MAX */
+    int handles_max;              /* transfers in flight, 1..CC_GW_HANDLES_MAX */
 } cc_gateway_config;
 
-cc_rc cc_gateway_open(const cc_gateway_config *cfg, cc_gateway **out, cc_error *err);
-void cc_gateway_close(cc_gateway *g); /* no stream may be open */
+/* Starts the I/O thread. `notify(ud)` (may be NULL) is called from the I/O
+** thread, under the gateway's mutex, when the ready list becomes non-empty;
+** it must not block or call back into the gateway. */
+cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void *notify_ud, cc_gateway **out,
+                      cc_error *err);
+/* Replaces the notify callback (NULL: none). When it returns, the old one
+** is not running and will not be called again. */
+void cc_gateway_set_notify(cc_gateway *g, void (*notify)(void *), void *notify_ud);
+/* Stops the I/O thread; every stream must have been closed. */
+void cc_gateway_close(cc_gateway *g);
+
+typedef struct cc_gw_stats {
+    int64_t in_flight;            /* transfers holding a slot now */
+    int64_t handles_max;
+    int64_t started, refused_busy, aborted_idle;
+} cc_gw_stats;
+void cc_gateway_stats(cc_gateway *g, cc_gw_stats *out);
 
 typedef struct cc_gw_request {
     const char *method;           /* GET, POST, PUT, PATCH, DELETE */
@@ -60,19 +94,40 @@ typedef struct cc_gw_request {
     size_t body_len;
 } cc_gw_request;
 
+/* Queues the request; never blocks. CC_ERR_LIMIT field "busy" when saturated. */
+cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, cc_error *err);
+uint64_t cc_gw_id(const cc_gw_stream *s);
+/* *ready = 1 once status and headers are there; 0: not yet (the stream is
+** now waiting: its id will come out of cc_gw_ready). Fails when the
+** transfer ended without an answer. */
+cc_rc cc_gw_headers_ready(cc_gw_stream *s, int *ready, cc_error *err);
+/* Takes up to cap buffered body bytes. *n > 0: data; *n = 0 and *again = 1:
+** none yet (waiting, as above); *n = 0 and *again = 0: the body is complete. */
+cc_rc cc_gw_take(cc_gw_stream *s, void *buf, size_t cap, size_t *n, int *again, cc_error *err);
+/* Ids of waiting streams that have news; returns how many (<= cap). */
+size_t cc_gw_ready(cc_gateway *g, uint64_t *ids, size_t cap);
+
+/* Blocking forms: submit + wait for the headers; wait for body bytes. */
 cc_rc cc_gw_start(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, cc_error *err);
+cc_rc cc_gw_read(cc_gw_stream *s, void *buf, size_t cap, size_t *n, cc_error *err);
+
+/* After the headers arrived. */
 int cc_gw_status(const cc_gw_stream *s);
 /* Response header i as "Name: value" (no CRLF), for i < count; hop-by-hop
 ** headers and Content-Length are left out. */
 int cc_gw_header_count(const cc_gw_stream *s);
 const char *cc_gw_header(const cc_gw_stream *s, int i);
-/* Reads up to cap bytes; *n = 0 means the body is complete. */
-cc_rc cc_gw_read(cc_gw_stream *s, void *buf, size_t cap, size_t *n, cc_error *err);
-/* After the body was read: what the response reported. */
-void cc_gw_usage(const cc_gw_stream *s, cc_usage *out);
-int64_t cc_gw_body_bytes(const cc_gw_stream *s);
-/* 1 when the whole body arrived and was read: a further read would return 0. */
-int cc_gw_finished(const cc_gw_stream *s);
+/* What the response reported: the headers' credits at once, the body's
+** counters once it ended. */
+void cc_gw_usage(cc_gw_stream *s, cc_usage *out);
+int64_t cc_gw_body_bytes(cc_gw_stream *s);
+/* 1 when the whole body arrived and was taken (or discarded after detach). */
+int cc_gw_finished(cc_gw_stream *s);
+/* 1 when the transfer ended (any way); *timed_out says whether by timeout. */
+int cc_gw_ended(cc_gw_stream *s, int *timed_out);
+/* The reader gives up the body: see the contract. The stream stays open. */
+void cc_gw_detach(cc_gw_stream *s);
+/* Releases the stream; a transfer still running is cancelled. Never blocks. */
 void cc_gw_close(cc_gw_stream *s);
 
 /* Reads usage counters from a JSON body (OpenAI `usage`, Gemini

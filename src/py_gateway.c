@@ -1,11 +1,21 @@
 /*
 ** py_gateway.c — Gateway, GatewayStream and TokenKey heap types: a thin
-** binding of gateway.h and token.h (usage per run is metered in run.c). Blocking calls (connecting,
-** waiting for the upstream, reading the body) run with the GIL released.
+** binding of gateway.h and token.h (usage per run is metered in run.c).
+** The non-blocking calls (submit, headers_ready, take, ended, ready, detach,
+** close) only take the gateway's short mutex and keep the GIL: an event loop
+** calls them without a thread hop. The blocking ones (start, read) wait with
+** the GIL released. The I/O thread never touches Python: it signals news by
+** writing one byte to the socket given to set_notify_fd().
 */
 #include "py_util.h"
 #include "gateway.h"
 #include "token.h"
+
+#ifdef _WIN32
+#include <winsock2.h>
+#else
+#include <unistd.h>
+#endif
 
 /* ------------------------------------------------------------ Gateway */
 
@@ -13,6 +23,9 @@ typedef struct {
     PyObject_HEAD
     cc_gateway *g;
     int streams;       /* open streams; close() waits for none */
+    int notify_fd;     /* written from the I/O thread; -1: none */
+    int reader_idle_ms;
+    int handles_max;
 } GatewayObject;
 
 typedef struct {
@@ -30,35 +43,67 @@ static PyObject *state_error(ccpy_state *st, const char *msg) {
     return ccpy_raise(st, &e);
 }
 
+/* I/O thread: no GIL, no Python. A full socket buffer already means "wake up". */
+static void notify_cb(void *ud) {
+    int fd = (int)(intptr_t)ud;
+#ifdef _WIN32
+    (void)send((SOCKET)fd, "x", 1, 0);
+#else
+    ssize_t w = write(fd, "x", 1);
+    (void)w;
+#endif
+}
+
 static int G_init(GatewayObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"upstream_base", "upstream_key", "connect_timeout_ms", "timeout_ms",
-                             "request_bytes_max", "response_bytes_max", "handles_max", NULL};
+                             "request_bytes_max", "response_bytes_max", "handles_max", "reader_idle_ms", NULL};
     ccpy_state *st = tstate((PyObject *)self);
     PyObject *base_o, *key_o = NULL;
-    int cto = 10000, to = 600000, hmax = 64;
+    int cto = 10000, to = 600000, hmax = 128, idle = 60000;
     long long reqmax = 64LL << 20, respmax = 4LL << 30;
     if (self->g) { ccpy_invalid(st, "self", "Gateway is already open"); return -1; }
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O$iiLLi:Gateway", kwlist, &base_o, &key_o, &cto, &to, &reqmax,
-                                     &respmax, &hmax))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O$iiLLii:Gateway", kwlist, &base_o, &key_o, &cto, &to, &reqmax,
+                                     &respmax, &hmax, &idle))
         return -1;
     cc_gateway_config cfg = {.connect_timeout_ms = cto, .timeout_ms = to, .request_bytes_max = reqmax,
-                             .response_bytes_max = respmax, .handles_max = hmax};
+                             .response_bytes_max = respmax, .handles_max = hmax, .reader_idle_ms = idle};
     if (ccpy_str(st, base_o, "upstream_base", &cfg.upstream_base) < 0 ||
         ccpy_str(st, key_o, "upstream_key", &cfg.upstream_key) < 0)
         return -1;
+    self->notify_fd = -1;
     cc_error e;
-    if (cc_gateway_open(&cfg, &self->g, &e) != CC_OK) { ccpy_raise(st, &e); return -1; }
+    cc_rc rc;
+    Py_BEGIN_ALLOW_THREADS /* starts a thread */
+    rc = cc_gateway_open(&cfg, NULL, NULL, &self->g, &e);
+    Py_END_ALLOW_THREADS
+    if (rc != CC_OK) { ccpy_raise(st, &e); return -1; }
+    self->reader_idle_ms = idle;
+    self->handles_max = hmax;
     return 0;
 }
 
-static PyObject *G_start(GatewayObject *self, PyObject *args, PyObject *kw) {
+static PyObject *new_stream(GatewayObject *self, ccpy_state *st, cc_gw_stream *s) {
+    StreamObject *so = PyObject_GC_New(StreamObject, (PyTypeObject *)st->GatewayStreamType);
+    if (!so) {
+        cc_gw_close(s);
+        return NULL;
+    }
+    so->s = s;
+    so->owner = (GatewayObject *)Py_NewRef(self);
+    so->busy = 0;
+    self->streams++;
+    PyObject_GC_Track(so);
+    return (PyObject *)so;
+}
+
+static PyObject *G_request(GatewayObject *self, PyObject *args, PyObject *kw, int blocking) {
     static char *kwlist[] = {"method", "path", "query", "content_type", "idempotency_key", "job_id", "body", NULL};
     ccpy_state *st = tstate((PyObject *)self);
     if (!self->g) return state_error(st, "the gateway is closed");
     PyObject *m_o, *p_o, *q_o = NULL, *ct_o = NULL, *ik_o = NULL, *job_o = NULL;
     Py_buffer body = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOOy*:start", kwlist, &m_o, &p_o, &q_o, &ct_o, &ik_o, &job_o,
-                                     &body))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, blocking ? "OO|$OOOOy*:start" : "OO|$OOOOy*:submit", kwlist, &m_o,
+                                     &p_o, &q_o, &ct_o, &ik_o, &job_o, &body))
         return NULL;
     cc_gw_request req = {0};
     PyObject *out = NULL;
@@ -74,36 +119,73 @@ static PyObject *G_start(GatewayObject *self, PyObject *args, PyObject *kw) {
     cc_gw_stream *s = NULL;
     cc_error e;
     cc_rc rc;
-    self->streams++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_gw_start(self->g, &req, &s, &e);
-    Py_END_ALLOW_THREADS
-    if (rc != CC_OK) {
+    if (blocking) {
+        self->streams++; /* close() must not run meanwhile */
+        Py_BEGIN_ALLOW_THREADS
+        rc = cc_gw_start(self->g, &req, &s, &e);
+        Py_END_ALLOW_THREADS
         self->streams--;
+    } else {
+        rc = cc_gw_submit(self->g, &req, &s, &e); /* never blocks: keeps the GIL */
+    }
+    if (rc != CC_OK) {
         ccpy_raise(st, &e);
         goto done;
     }
-    StreamObject *so = PyObject_GC_New(StreamObject, (PyTypeObject *)st->GatewayStreamType);
-    if (!so) {
-        cc_gw_close(s);
-        self->streams--;
-        goto done;
-    }
-    so->s = s;
-    so->owner = (GatewayObject *)Py_NewRef(self);
-    so->busy = 0;
-    PyObject_GC_Track(so);
-    out = (PyObject *)so;
+    out = new_stream(self, st, s);
 done:
     if (body.buf) PyBuffer_Release(&body);
     return out;
 }
 
+static PyObject *G_start(GatewayObject *self, PyObject *args, PyObject *kw) { return G_request(self, args, kw, 1); }
+static PyObject *G_submit(GatewayObject *self, PyObject *args, PyObject *kw) { return G_request(self, args, kw, 0); }
+
+static PyObject *G_ready(GatewayObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (!self->g) return PyList_New(0);
+    PyObject *l = PyList_New(0);
+    uint64_t ids[256];
+    size_t n;
+    while (l && (n = cc_gw_ready(self->g, ids, 256)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            PyObject *v = PyLong_FromUnsignedLongLong(ids[i]);
+            if (!v || PyList_Append(l, v) < 0) { Py_XDECREF(v); Py_CLEAR(l); break; }
+            Py_DECREF(v);
+        }
+        if (n < 256) break;
+    }
+    return l;
+}
+
+static PyObject *G_set_notify_fd(GatewayObject *self, PyObject *arg) {
+    int fd;
+    if (!PyArg_Parse(arg, "i:set_notify_fd", &fd)) return NULL;
+    if (fd < -1) return ccpy_invalid(tstate((PyObject *)self), "fd", "fd must be a socket's file descriptor or -1");
+    if (!self->g) Py_RETURN_NONE;
+    /* A barrier: after it the I/O thread no longer writes to the old socket. */
+    if (fd < 0) cc_gateway_set_notify(self->g, NULL, NULL);
+    else cc_gateway_set_notify(self->g, notify_cb, (void *)(intptr_t)fd);
+    self->notify_fd = fd;
+    Py_RETURN_NONE;
+}
+
+static PyObject *G_stats(GatewayObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (!self->g) return state_error(tstate((PyObject *)self), "the gateway is closed");
+    cc_gw_stats s;
+    cc_gateway_stats(self->g, &s);
+    return Py_BuildValue("{sLsLsLsLsL}", "in_flight", (long long)s.in_flight, "handles_max", (long long)s.handles_max,
+                         "started", (long long)s.started, "refused_busy", (long long)s.refused_busy, "aborted_idle",
+                         (long long)s.aborted_idle);
+}
+
 static PyObject *G_close(GatewayObject *self, PyObject *Py_UNUSED(ignored)) {
     if (!self->g) Py_RETURN_NONE;
     if (self->streams) return state_error(tstate((PyObject *)self), "close every GatewayStream first");
-    cc_gateway_close(self->g);
+    cc_gateway *g = self->g;
     self->g = NULL;
+    Py_BEGIN_ALLOW_THREADS /* joins the I/O thread */
+    cc_gateway_close(g);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
@@ -112,7 +194,11 @@ static void G_dealloc(GatewayObject *self) {
     PyObject_GC_UnTrack(self);
     if (self->g) {
         CC_ASSERT(self->streams == 0); /* each stream holds a reference */
-        cc_gateway_close(self->g);
+        cc_gateway *g = self->g;
+        self->g = NULL;
+        Py_BEGIN_ALLOW_THREADS
+        cc_gateway_close(g);
+        Py_END_ALLOW_THREADS
     }
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -123,24 +209,42 @@ static int G_traverse(PyObject *self, visitproc visit, void *arg) {
     return 0;
 }
 
+static PyObject *G_get_reader_idle_ms(GatewayObject *self, void *Py_UNUSED(c)) {
+    return PyLong_FromLong(self->reader_idle_ms);
+}
+static PyObject *G_get_handles_max(GatewayObject *self, void *Py_UNUSED(c)) {
+    return PyLong_FromLong(self->handles_max);
+}
+
 #define KW (METH_VARARGS | METH_KEYWORDS)
 #define FN(f) (PyCFunction)(void (*)(void))(f)
 static PyMethodDef G_methods[] = {
-    {"start", FN(G_start), KW,
-     "start(method, path, *, query=None, content_type=None, idempotency_key=None, job_id=None, body=b'') -> "
-     "GatewayStream once the upstream's status and headers arrived"},
-    {"close", FN(G_close), METH_NOARGS, "close the gateway"},
+    {"submit", FN(G_submit), KW,
+     "submit(method, path, *, query=None, content_type=None, idempotency_key=None, job_id=None, body=b'') -> "
+     "GatewayStream at once (never blocks); LimitExceeded with field 'busy' when saturated"},
+    {"start", FN(G_start), KW, "like submit(), then waits (GIL released) for the status and headers"},
+    {"ready", FN(G_ready), METH_NOARGS, "ids of waiting streams that have news (drains the ready list)"},
+    {"set_notify_fd", FN(G_set_notify_fd), METH_O, "a socket the I/O thread writes one byte to when ready() has ids"},
+    {"stats", FN(G_stats), METH_NOARGS, "{in_flight, handles_max, started, refused_busy, aborted_idle}"},
+    {"close", FN(G_close), METH_NOARGS, "close the gateway (stops its I/O thread)"},
     {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef G_getset[] = {
+    {"reader_idle_ms", (getter)G_get_reader_idle_ms, NULL, "a reader idle this long loses its transfer", NULL},
+    {"handles_max", (getter)G_get_handles_max, NULL, "transfers in flight at most", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot G_slots[] = {
     {Py_tp_doc, "Gateway(upstream_base, upstream_key='', *, connect_timeout_ms=10000, timeout_ms=600000, "
-                "request_bytes_max=64 MiB, response_bytes_max=4 GiB, handles_max=64)"},
+                "request_bytes_max=64 MiB, response_bytes_max=4 GiB, handles_max=128, reader_idle_ms=60000)"},
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_init, G_init},
     {Py_tp_dealloc, G_dealloc},
     {Py_tp_traverse, G_traverse},
     {Py_tp_methods, G_methods},
+    {Py_tp_getset, G_getset},
     {0, NULL},
 };
 
@@ -186,10 +290,55 @@ static void stream_release(StreamObject *self) {
     if (!self->s) return;
     cc_gw_stream *s = self->s;
     self->s = NULL;
-    Py_BEGIN_ALLOW_THREADS
-    cc_gw_close(s);
-    Py_END_ALLOW_THREADS
+    cc_gw_close(s); /* never blocks */
     self->owner->streams--;
+}
+
+static PyObject *S_take(StreamObject *self, PyObject *args) {
+    Py_ssize_t n = 256 * 1024;
+    if (!PyArg_ParseTuple(args, "|n:take", &n)) return NULL;
+    if (stream_open(self) < 0) return NULL;
+    if (n < 1 || n > (1 << 24)) return ccpy_invalid(tstate((PyObject *)self), "size", "size must be 1..16 MiB");
+    char small[16384];
+    char *buf = n <= (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n);
+    if (!buf) return PyErr_NoMemory();
+    size_t got = 0;
+    int again = 0;
+    cc_error e;
+    cc_rc rc = cc_gw_take(self->s, buf, (size_t)n, &got, &again, &e);
+    PyObject *out;
+    if (rc != CC_OK) out = ccpy_raise(tstate((PyObject *)self), &e);
+    else if (again) out = Py_NewRef(Py_None);
+    else out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)got);
+    if (buf != small) PyMem_Free(buf);
+    return out;
+}
+
+static PyObject *S_headers_ready(StreamObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (stream_open(self) < 0) return NULL;
+    int ready = 0;
+    cc_error e;
+    if (cc_gw_headers_ready(self->s, &ready, &e) != CC_OK) return ccpy_raise(tstate((PyObject *)self), &e);
+    return PyBool_FromLong(ready);
+}
+
+static PyObject *S_ended(StreamObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (stream_open(self) < 0) return NULL;
+    int timed_out = 0;
+    int d = cc_gw_ended(self->s, &timed_out);
+    if (!d) Py_RETURN_NONE;
+    return PyBool_FromLong(timed_out);
+}
+
+static PyObject *S_detach(StreamObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (stream_open(self) < 0) return NULL;
+    cc_gw_detach(self->s);
+    Py_RETURN_NONE;
+}
+
+static PyObject *S_get_id(StreamObject *self, void *Py_UNUSED(c)) {
+    if (stream_open(self) < 0) return NULL;
+    return PyLong_FromUnsignedLongLong(cc_gw_id(self->s));
 }
 
 static PyObject *S_close(StreamObject *self, PyObject *Py_UNUSED(ignored)) {
@@ -276,15 +425,21 @@ static int S_traverse(StreamObject *self, visitproc visit, void *arg) {
 }
 
 static PyMethodDef S_methods[] = {
-    {"read", FN(S_read), METH_VARARGS, "read(size=65536) -> bytes; b'' at the end of the body"},
+    {"read", FN(S_read), METH_VARARGS, "read(size=65536) -> bytes; b'' at the end of the body (blocks, GIL released)"},
+    {"take", FN(S_take), METH_VARARGS, "take(size=262144) -> bytes buffered now; b'' at the end; None: nothing yet "
+                                       "(the stream's id will come out of Gateway.ready())"},
+    {"headers_ready", FN(S_headers_ready), METH_NOARGS, "True once status and headers are here; False: wait for ready()"},
+    {"ended", FN(S_ended), METH_NOARGS, "None while the transfer runs (wait for ready()), else whether it timed out"},
+    {"detach", FN(S_detach), METH_NOARGS, "the reader gives up the body: it is read to its end and discarded"},
     {"usage", FN(S_usage), METH_NOARGS, "usage reported by the response (after the body was read)"},
-    {"close", FN(S_close), METH_NOARGS, "release the transfer"},
+    {"close", FN(S_close), METH_NOARGS, "release the stream (a running transfer is cancelled); never blocks"},
     {"__enter__", FN(S_enter), METH_NOARGS, NULL},
     {"__exit__", FN(S_exit), METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef S_getset[] = {
+    {"id", (getter)S_get_id, NULL, "what Gateway.ready() reports for this stream", NULL},
     {"status", (getter)S_get_status, NULL, "HTTP status of the upstream response", NULL},
     {"headers", (getter)S_get_headers, NULL, "[(name, value)] without hop-by-hop headers", NULL},
     {"body_bytes", (getter)S_get_body_bytes, NULL, "body bytes received so far", NULL},

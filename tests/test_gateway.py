@@ -43,6 +43,21 @@ class Upstream:
             await resp.write(b"y" * 64)
             await resp.write_eof()
             return resp
+        if mode == "big":  # a large answer in 64 KiB writes
+            resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
+                                               "X-Comfy-Credits-Used": "0.5"})
+            await resp.prepare(req)
+            block = b"z" * 65536
+            for _ in range(int(req.query.get("kb", "512")) // 64):
+                await resp.write(block)
+            await resp.write_eof()
+            return resp
+        if mode == "hang":  # headers and a few bytes, then nothing until long after the gateway's timeout
+            resp = web.StreamResponse(headers={"X-Comfy-Credits-Used": "2.5"})
+            await resp.prepare(req)
+            await resp.write(b"x" * 64)
+            await asyncio.sleep(5)
+            return resp
         if mode == "poll":
             return web.json_response({"status": "succeed", "usage": {"input_tokens": 7, "output_tokens": 9}})
         return web.json_response({"data": [{"b64_json": "AAAA"}], "usage": {"input_tokens": 7, "output_tokens": 9}},
@@ -64,16 +79,18 @@ def begin(rt, account, prefixes="/proxy/\n/customers/storage"):
     return rt.runs.begin(f"run:{time.time_ns()}", account, "p1", "1", "AnyNode", {}, prefixes)
 
 
-@pytest.fixture
-def env(ledger, account):
+def make_env(ledger, account, **gw):
     up = Upstream()
     up_port, gw_port = free_port(), free_port()
     loop = asyncio.new_event_loop()
-    rt = make_runtime(ledger, f"http://127.0.0.1:{up_port}", timeout_ms=1000)
+    rt = make_runtime(ledger, f"http://127.0.0.1:{up_port}", **gw)
     ledger.grant("g", account, 100 * C)
     run = begin(rt, account)
     hold = {"hold_id": run["run_id"]}
     token = run["token"]
+
+    async def ping(req):
+        return web.Response(text="pong")
 
     async def start():
         a = web.Application()
@@ -85,6 +102,7 @@ def env(ledger, account):
         routes = web.RouteTableDef()
         gateway_route.register(routes, rt)
         g.add_routes(routes)
+        g.router.add_get("/ping", ping)  # another route of the same server: must stay responsive
         r2 = web.AppRunner(g)
         await r2.setup()
         await web.TCPSite(r2, "127.0.0.1", gw_port).start()
@@ -107,6 +125,11 @@ def env(ledger, account):
     rt.gateway.close()
     rt.runs.close()
     loop.close()
+
+
+@pytest.fixture
+def env(ledger, account):
+    yield from make_env(ledger, account, timeout_ms=1000)
 
 
 def test_forwards_with_operator_key_and_meters_usage(env):
@@ -318,3 +341,153 @@ def test_creating_calls_per_run_are_bounded(env):
     assert st == 403 and json.loads(body)["error"]["type"] == "credits_calls_limit"
     assert env.call("GET", "/proxy/task/1", {"X-API-KEY": env.token})[0] == 200  # reads still pass
     assert len(env.up.requests) == 9
+
+
+# ---------------------------------------------------------------- bounded everything (issue #14)
+
+def test_200_slow_readers_of_large_answers_never_freeze_the_gateway(ledger, account):
+    """200 concurrent large answers, each read slowly, against 64 transfer slots: every call either
+    gets its whole body or is refused at once with 503 + Retry-After (nothing sent upstream, nothing
+    charged); the server's other routes stay responsive, and a small call (retrying on 503 as
+    ComfyUI's client does) goes through while the storm runs."""
+    gen = make_env(ledger, account, timeout_ms=60_000, handles_max=64, reader_idle_ms=10_000)
+    env = next(gen)
+    env.up.mode["/proxy/big"] = "big"
+    size = 512 * 1024
+    ledger.grant("g2", account, 2100 * C)
+    runs = [env.rt.runs.begin(f"run:storm:{i}", account, "p1", str(i), "AnyNode", {}, "/proxy/") for i in range(200)]
+    base = f"http://127.0.0.1:{env.port}"
+
+    async def slow_reader(s, run):
+        t = time.monotonic()
+        async with s.get(f"{base}/credits/gateway/proxy/big?kb=512", headers={"X-API-KEY": run["token"]}) as r:
+            if r.status == 503:
+                await r.read()
+                return "refused", time.monotonic() - t, r.headers.get("Retry-After")
+            assert r.status == 200, r.status
+            n = 0
+            while True:
+                chunk = await r.content.read(32 * 1024)
+                if not chunk:
+                    break
+                n += len(chunk)
+                await asyncio.sleep(0.01)  # a slow reader
+            return "done", n, None
+
+    async def small_call(s):
+        await asyncio.sleep(0.3)  # in the middle of the storm
+        t = time.monotonic()
+        ping = time.monotonic()
+        async with s.get(f"{base}/ping") as r:
+            assert await r.text() == "pong"
+        ping = time.monotonic() - ping
+        for _ in range(60):
+            async with s.post(f"{base}/credits/gateway/proxy/openai/images/generations",
+                              headers={"X-API-KEY": env.token}, data=b"{}") as r:
+                if r.status == 503:
+                    await asyncio.sleep(float(r.headers["Retry-After"]) / 4)  # (ComfyUI backs off 1, 2, 4 s)
+                    continue
+                assert r.status == 200
+                await r.read()
+                return time.monotonic() - t, ping
+        raise AssertionError("the small call never went through")
+
+    async def go():
+        conn = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=conn) as s:
+            return await asyncio.wait_for(asyncio.gather(small_call(s), *(slow_reader(s, r) for r in runs)), 120)
+    (small_s, ping_s), *results = env.loop.run_until_complete(go())
+    done = [r for r in results if r[0] == "done"]
+    refused = [r for r in results if r[0] == "refused"]
+    assert len(done) + len(refused) == 200
+    assert len(done) >= 64 and refused, (len(done), len(refused))
+    assert all(n == size for _, n, _ in done)
+    assert all(retry == "1" and secs < 5 for _, secs, retry in refused)  # at once, not after a wait in line
+    assert ping_s < 2 and small_s < 30
+    # Refused calls never reached the upstream and cost nothing.
+    assert sum(1 for r in env.up.requests if r["path"] == "/proxy/big") == len(done)
+    charged = [env.rt.runs.finish(r["run_id"], "succeeded")["charged"] for r in runs]
+    assert sorted(set(charged)) == ([0, 500_000] if len(done) < 200 else [500_000])
+    assert charged.count(500_000) == len(done)
+    stats = env.rt.gateway.stats()
+    assert stats["in_flight"] == 0 and stats["started"] == len(done) + 1 + stats["refused_busy"]
+    next(gen, None)
+
+
+def test_a_reader_that_stops_reading_loses_its_slot(ledger, account):
+    """A client that takes no bytes while its answer is still coming cannot hold a transfer slot
+    forever: after reader_idle_ms its transfer is aborted and its connection closed; the call is
+    still counted, and the slot serves the next call."""
+    gen = make_env(ledger, account, timeout_ms=60_000, handles_max=1, reader_idle_ms=600)
+    env = next(gen)
+    env.up.mode["/proxy/big"] = "big"
+    base = f"http://127.0.0.1:{env.port}"
+
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            r = await s.get(f"{base}/credits/gateway/proxy/big?kb=16384", headers={"X-API-KEY": env.token})
+            assert r.status == 200
+            # Read nothing: the gateway's buffer and the sockets fill up.
+            async with s.get(f"{base}/credits/gateway/proxy/task/1", headers={"X-API-KEY": env.token}) as r2:
+                assert r2.status == 503 and r2.headers["Retry-After"] == "1"
+            deadline = time.monotonic() + 10
+            while env.rt.gateway.stats()["in_flight"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert env.rt.gateway.stats()["in_flight"] == 0
+            assert env.rt.gateway.stats()["aborted_idle"] == 1
+            async with s.get(f"{base}/credits/gateway/proxy/task/1", headers={"X-API-KEY": env.token}) as r3:
+                assert r3.status == 200
+            with pytest.raises((aiohttp.ClientError, ConnectionError)):
+                while await r.content.read(1 << 20):
+                    pass
+            r.release()
+    env.loop.run_until_complete(go())
+    res = env.loop.run_until_complete(asyncio.to_thread(env.rt.runs.finish, env.hold["hold_id"], "interrupted"))
+    # Both calls counted; reads report their credits as a peak (the poll's 2.5 over the stream's 0.5).
+    assert res["calls"] == 2 and res["in_flight_at_deadline"] == 0 and res["charged"] == 2_500_000
+    next(gen, None)
+
+
+@pytest.mark.parametrize("mode", ["hang", "slow"])
+def test_an_abandoned_stream_that_then_times_out_is_always_closed(ledger, account, mode):
+    """Last session's open question: a client goes away (after the headers, or before them), then the
+    upstream times out. The gateway must still end the call (counted: the upstream may have taken it)
+    and close the stream, so the gateway closes cleanly with nothing left open."""
+    gen = make_env(ledger, account, timeout_ms=800)
+    env = next(gen)
+    env.up.mode["/proxy/x"] = mode
+    base = f"http://127.0.0.1:{env.port}"
+
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            try:
+                async with s.post(f"{base}/credits/gateway/proxy/x", headers={"X-API-KEY": env.token},
+                                  timeout=aiohttp.ClientTimeout(total=0.3)) as r:
+                    await r.content.read(10)  # "hang": the headers and first bytes, then hang up
+            except asyncio.TimeoutError:
+                pass  # "slow": hung up before any answer
+        deadline = time.monotonic() + 10
+        while env.rt.gateway.stats()["in_flight"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    env.loop.run_until_complete(go())
+    res = env.loop.run_until_complete(asyncio.to_thread(env.rt.runs.finish, env.hold["hold_id"], "interrupted"))
+    assert res["calls"] == 1 and res["in_flight_at_deadline"] == 0
+    assert res["billable_calls"] == 1  # headers 2xx ("hang") or a timeout after sending ("slow")
+    assert res["charged"] == (2_500_000 if mode == "hang" else 10_000_000)
+    env.rt.gateway.close()  # raises if any stream were still open
+    next(gen, None)
+
+
+def test_a_saturated_gateway_refuses_at_once():
+    """The C core: no slot means an immediate refusal (field "busy"), never a wait in line."""
+    import socket
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections (backlog), never answers
+    gw = _core.Gateway(f"http://127.0.0.1:{silent.getsockname()[1]}", handles_max=1)
+    stream = gw.submit("POST", "/proxy/x")  # a slot, taken at once
+    with pytest.raises(_core.InvalidArgument) as e:
+        gw.submit("POST", "/proxy/y")
+    assert e.value.field == "busy" and "saturated" in str(e.value)
+    assert gw.stats()["refused_busy"] == 1
+    stream.close()
+    gw.close()
+    silent.close()
