@@ -36,6 +36,7 @@ log = logging.getLogger("comfy_credits")
 PREFIX = "/credits/gateway/"
 CHUNK_BYTES = 256 * 1024
 RETRY_AFTER_S = 1
+REQUEST_BYTES_MAX = 64 << 20  # the Gateway's default request_bytes_max
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Idempotency-Key", "Comfy-Job-Id")
 
 
@@ -149,18 +150,33 @@ class _RateLimitedLog:
             self.count = 0
 
 
+# One Waiters per gateway (it owns the gateway's notify socket), shared by every route serving it
+# (ComfyUI's server and the private listener); keyed by id() while it holds the gateway.
+_WAITERS: dict[int, Waiters] = {}
+
+
+def waiters_for(gateway) -> Waiters:
+    loop = asyncio.get_running_loop()
+    w = _WAITERS.get(id(gateway))
+    if w is None or w.gateway is not gateway or w.loop is not loop:
+        if w is not None:
+            w.close()
+        w = _WAITERS[id(gateway)] = Waiters(gateway, loop)
+    return w
+
+
+def release_waiters(gateway) -> None:
+    """Before a gateway is dropped: its notify socket goes too."""
+    w = _WAITERS.pop(id(gateway), None)
+    if w is not None and w.gateway is gateway:
+        w.close()
+
+
 def make_handler(rt):
-    state: dict = {}
     busy_log = _RateLimitedLog()
 
     def waiters() -> Waiters:
-        loop = asyncio.get_running_loop()
-        w = state.get("waiters")
-        if w is None or w.loop is not loop:
-            if w is not None:
-                w.close()
-            w = state["waiters"] = Waiters(rt.gateway, loop)
-        return w
+        return waiters_for(rt.gateway)
 
     def end_call(call, stream, timed_out: bool = False) -> None:
         """Records how the call ended (usage when the body arrived whole) and releases the stream."""
@@ -316,3 +332,56 @@ def make_handler(rt):
 
 def register(routes, rt) -> None:
     routes.route("*", PREFIX + "{tail:.*}")(make_handler(rt))
+
+
+class PrivateSite:
+    """The gateway on a listener of its own: plain HTTP on a loopback address
+    and a port the kernel picks, for ComfyUI's API client in this process.
+
+    ComfyUI's client verifies TLS (comfy_api_nodes/apis/client.py:
+    verify_ssl=True) and ComfyUI may listen with its own certificate
+    (--tls-keyfile/--tls-certfile: server.py start_multi_address), on
+    addresses this process cannot reach by a name its certificate holds, on a
+    list of addresses (--listen a,b), or behind a reverse proxy that
+    authenticates people; ComfyUI 0.3.64 listens only on TCP (no unix socket).
+    The gateway therefore never goes through ComfyUI's own listener: this one
+    serves only the gateway route (no other route, no ComfyUI middleware) and
+    every call still needs a run token."""
+
+    HOSTS = (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6))
+
+    def __init__(self, rt, request_bytes_max: int):
+        self.rt = rt
+        self.request_bytes_max = request_bytes_max
+        self.runner = None
+        self.base = None
+
+    async def start(self) -> str:
+        app = web.Application(client_max_size=self.request_bytes_max)
+        routes = web.RouteTableDef()
+        register(routes, self.rt)
+        app.add_routes(routes)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        last = None
+        for host, family in self.HOSTS:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.bind((host, 0))
+                sock.listen(512)
+                sock.setblocking(False)
+            except OSError as exc:  # e.g. no IPv4 loopback in this container
+                sock.close()
+                last = exc
+                continue
+            await web.SockSite(self.runner, sock).start()
+            port = sock.getsockname()[1]
+            self.base = f"http://{host}:{port}" if family == socket.AF_INET else f"http://[{host}]:{port}"
+            return self.base
+        await self.runner.cleanup()
+        raise OSError(f"comfy-credits: no loopback address to serve the gateway on: {last}")
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None

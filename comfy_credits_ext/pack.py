@@ -64,9 +64,13 @@ def install() -> Runtime:
         from aiohttp import web
         return web.json_response({"available": True, "version": __version__})
 
+    site = gateway_route.PrivateSite(rt, gateway_route.REQUEST_BYTES_MAX)
+
     async def on_startup(app):
         wrapped = api_nodes.wrap_all(rt, nodes.NODE_CLASS_MAPPINGS)
-        base = self_base(args) + gateway_route.PREFIX
+        # The gateway on its own loopback listener: reachable however ComfyUI listens (TLS,
+        # --listen elsewhere or on several addresses, behind a proxy); see PrivateSite.
+        base = await site.start() + gateway_route.PREFIX
         args.comfy_api_base = base
         rt.start_expiry()
         # Only now does every API node run on a hold: say so to the frontend.
@@ -76,6 +80,10 @@ def install() -> Runtime:
         log.info("comfy-credits: ready; %d API node classes metered; ledger %s; gateway %s -> %s; operator key %s",
                  len(wrapped), cfg.database_shown, base, cfg.upstream_base, key)
 
+    async def on_cleanup(app):
+        await site.stop()
+
     server.app.on_startup.append(on_startup)
+    server.app.on_cleanup.append(on_cleanup)
     STATE["runtime"] = rt
     return rt

@@ -158,6 +158,8 @@ class Runtime:
             self._expirer.join(timeout=5)
         self.finish_pool.shutdown(wait=True)
         self.runs.close()
+        from .gateway_route import release_waiters  # the gateway's notify socket, if a route made one
+        release_waiters(self.gateway)
         self.gateway.close()
         self.ledger.close()
 

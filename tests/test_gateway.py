@@ -122,6 +122,7 @@ def make_env(ledger, account, **gw):
                                 loop=loop, port=gw_port)
     for r in runners:
         loop.run_until_complete(r.cleanup())
+    gateway_route.release_waiters(rt.gateway)
     rt.gateway.close()
     rt.runs.close()
     loop.close()

@@ -128,9 +128,13 @@ NODE_CLASS_MAPPINGS = {"AcmeUpscaleApi": AcmeUpscaleApi, "AcmeSlowStartApi": Acm
 
 
 class Comfy:
-    def __init__(self, tmp, pack_env=None, extra_args=None, pack=ROOT, python=None, env_base=None):
+    def __init__(self, tmp, pack_env=None, extra_args=None, pack=ROOT, python=None, env_base=None,
+                 listen="127.0.0.1", connect_host="127.0.0.1", tls=None):
         self.tmp = tmp
         self.up_port, self.port = free_port(), free_port()
+        # How tests reach this ComfyUI (tls: (certfile, keyfile) given to --tls-certfile/--tls-keyfile).
+        self.base = f"{'https' if tls else 'http'}://{connect_host}:{self.port}"
+        tls_args = ["--tls-certfile", tls[0], "--tls-keyfile", tls[1]] if tls else []
         nodes_dir = tmp / "custom_nodes"
         nodes_dir.mkdir(exist_ok=True)
         if not (nodes_dir / "comfy-credits").exists():  # a test may have installed the pack there already
@@ -147,10 +151,10 @@ class Comfy:
                                     "--key", OPERATOR_KEY], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True, env=env)
         wait_line(self.up, "listening")
-        self.proc = subprocess.Popen([python or sys.executable, os.path.join(HARNESS, "main.py"), "--listen", "127.0.0.1",
+        self.proc = subprocess.Popen([python or sys.executable, os.path.join(HARNESS, "main.py"), "--listen", listen,
                                       "--port", str(self.port), "--user-directory", str(tmp / "user"),
                                       "--custom-nodes-dir", str(nodes_dir), "--temp-directory", str(tmp),
-                                      *(extra_args or [])],
+                                      *tls_args, *(extra_args or [])],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.boot_log = "".join(wait_line(self.proc, "harness: listening"))
         self.db = tmp / "user" / "comfy_credits" / "ledger.db"
@@ -162,10 +166,15 @@ class Comfy:
         h = {"Content-Type": "application/json", **(headers or {})}
         if token:
             h["Authorization"] = f"Bearer {token}"
-        req = urllib.request.Request(f"http://127.0.0.1:{port or self.port}{path}", method=method, headers=h,
+        base = f"http://127.0.0.1:{port}" if port else self.base
+        req = urllib.request.Request(f"{base}{path}", method=method, headers=h,
                                      data=json.dumps(body).encode() if body is not None else None)
+        ctx = None
+        if base.startswith("https:"):  # the test's throwaway certificate
+            import ssl
+            ctx = ssl._create_unverified_context()
         try:
-            with urllib.request.urlopen(req, timeout=60) as r:
+            with urllib.request.urlopen(req, timeout=60, context=ctx) as r:
                 raw = r.read()
                 return r.status, json.loads(raw) if raw else None
         except urllib.error.HTTPError as e:

@@ -43,7 +43,6 @@ def main(argv):
     execute_prestartup_script(args.custom_nodes_dir)  # before server/nodes are imported (main.py:104)
     import nodes
     import server
-    from aiohttp import web
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     prompt_server = server.PromptServer(loop)  # main.py:315
@@ -54,12 +53,12 @@ def main(argv):
     threading.Thread(target=server.prompt_worker, daemon=True,
                      args=(prompt_server.prompt_queue, prompt_server)).start()  # main.py:330
 
-    async def start():
-        runner = web.AppRunner(prompt_server.app, access_log=None)  # on_startup runs, then the app is frozen
-        await runner.setup()
-        await web.TCPSite(runner, args.listen, args.port).start()
-        print(f"harness: listening on http://{args.listen}:{args.port}", flush=True)
-        return runner
+    async def start():  # main.py:239-245 run(): one site per comma-separated --listen address
+        addresses = [(addr, args.port) for addr in args.listen.split(",")]
+        await prompt_server.start_multi_address(addresses)
+        scheme = "https" if args.tls_keyfile and args.tls_certfile else "http"
+        print(f"harness: listening on {scheme}://{args.listen}:{args.port}", flush=True)
+        return prompt_server.runner
     runner = loop.run_until_complete(start())
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -3,6 +3,7 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 import threading
 import traceback
 import urllib.parse
@@ -378,6 +379,28 @@ class PromptServer:
         self.app.add_routes(self.routes)
         if self.web_root:  # server.py add_routes: the frontend's files at /
             self.app.add_routes([web.static("/", self.web_root)])
+
+    async def start_multi_address(self, addresses, call_on_start=None, verbose=True):  # server.py:961-991
+        from comfy.cli_args import args
+        runner = web.AppRunner(self.app, access_log=None)  # on_startup runs here, then the app is frozen
+        await runner.setup()
+        self.runner = runner
+        ssl_ctx = None
+        scheme = "http"
+        if args.tls_keyfile and args.tls_certfile:
+            ssl_ctx = ssl.SSLContext(protocol=ssl.PROTOCOL_TLS_SERVER, verify_mode=ssl.CERT_NONE)
+            ssl_ctx.load_cert_chain(certfile=args.tls_certfile, keyfile=args.tls_keyfile)
+            scheme = "https"
+        for address, port in addresses:
+            await web.TCPSite(runner, address, port, ssl_context=ssl_ctx).start()
+            if not hasattr(self, "address"):
+                self.address = address
+                self.port = port
+            if verbose:
+                logging.info("To see the GUI go to: {}://{}:{}".format(
+                    scheme, "[{}]".format(address) if ":" in address else address, port))
+        if call_on_start is not None:
+            call_on_start(scheme, self.address, self.port)
 
 
 def prompt_worker(q, server):  # main.py prompt_worker

@@ -2,7 +2,7 @@
 import argparse
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--listen", default="127.0.0.1")
+parser.add_argument("--listen", default="127.0.0.1", nargs="?", const="0.0.0.0,::")  # cli_args.py:38
 parser.add_argument("--port", type=int, default=8188)
 parser.add_argument("--user-directory", default=None)
 parser.add_argument("--temp-directory", default=None)  # cli_args.py: its parent gets temp/
