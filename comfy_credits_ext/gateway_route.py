@@ -296,13 +296,23 @@ def make_handler(rt):
                 return
             watchdog = loop.call_later(idle_s / 2, watch)
         try:
+            chunk = stream.take(CHUNK_BYTES)
+            if chunk is not None and stream.finished:
+                # The whole answer is here (most API answers): one plain response, no chunked stream.
+                resp = web.Response(status=stream.status, body=chunk)
+                for name, value in stream.headers:
+                    if name.lower() not in ("date", "server"):
+                        resp.headers.add(name, value)
+                completed = True
+                return resp
             resp = web.StreamResponse(status=stream.status)
             for name, value in stream.headers:
                 if name.lower() not in ("date", "server"):
                     resp.headers.add(name, value)
             await resp.prepare(request)
             while True:
-                chunk = stream.take(CHUNK_BYTES)
+                if chunk is None:
+                    chunk = stream.take(CHUNK_BYTES)
                 if chunk is None:
                     await w.wait(stream)
                     continue
@@ -313,6 +323,7 @@ def make_handler(rt):
                 writing_since = loop.time()
                 await resp.write(chunk)
                 writing_since = None
+                chunk = None
             await resp.write_eof()
             completed = True
             return resp
