@@ -53,9 +53,7 @@ void cc_hex_encode(const unsigned char *in, size_t n, char *out) {
 }
 
 int64_t cc_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return cc_realtime_ms();
 }
 
 cc_rc cc_strdup_checked(const char *s, size_t max_bytes, const char *field,

@@ -1,30 +1,52 @@
 /*
-** cc_platform.h — every platform difference of the C core, in one place.
+** cc_platform.h — every platform difference of the C core, in one place
+** (with cc_platform.c). No other file of the core tests a compiler or an OS,
+** includes <pthread.h>, <windows.h>, <strings.h> or <unistd.h>, or uses
+** __int128 or a __builtin_*.
 **
-** Contract: the core is C11 plus the few things below; each has its
-** portable spelling here, so that no other file tests a compiler or an OS.
+** Contract: the core is C11 plus what is below; each item has a portable
+** spelling and, where compilers differ, two implementations:
 **   - checked int64 arithmetic (cc_add/sub/mul_i64 in cc_common.h): the GCC/
-**     Clang builtins, or plain C range checks elsewhere;
-**   - a 128-bit integer (CC_I128) for exact money products (money.c,
-**     ledger.c): GCC and Clang on 64-bit targets have __int128; a compiler
-**     without it stops the build here with that sentence (MSVC: build with
-**     clang-cl, or mingw-w64);
-**   - case-insensitive compares (cc_strcasecmp/cc_strncasecmp): <strings.h>
-**     on POSIX and mingw-w64, _stricmp/_strnicmp on MSVC's C runtime;
-**   - threads: POSIX threads (<pthread.h>; mingw-w64 ships winpthreads);
-**     MSVC without a pthreads library stops the build here;
+**     Clang builtins, else plain C range checks (MSVC; -DCC_NO_BUILTIN_OVERFLOW
+**     forces them for tests);
+**   - cc_i128, a 128-bit signed integer for exact money products and sums:
+**     __int128 where the compiler has it, else a two's-complement pair of
+**     uint64_t (MSVC; -DCC_NO_INT128 forces it). Both give C's results
+**     (products, truncating division, remainder with the dividend's sign) on
+**     every value in range; overflow of 128 bits is a caller's bug, as for
+**     __int128. The fallback is always compiled (cc_i128p_*) so tests compare
+**     it with __int128 on the same inputs;
+**   - case-insensitive ASCII compares (cc_strcasecmp/cc_strncasecmp):
+**     <strings.h> on POSIX, _stricmp/_strnicmp on Windows;
+**   - threads, mutexes, condition variables and once: POSIX threads, or on
+**     Windows (MSVC and mingw-w64 alike) SRWLOCK, CONDITION_VARIABLE,
+**     InitOnceExecuteOnce and _beginthreadex, without <windows.h> in this
+**     header (cc_platform.c includes it). A mutex is not recursive and is
+**     never copied once in use; CC_MUTEX_INIT / CC_ONCE_INIT initialise
+**     statics. cc_cond_timedwait_ms waits at most timeout_ms on a monotonic
+**     clock (macOS: pthread_cond_timedwait_relative_np, as it has no
+**     pthread_condattr_setclock) and may wake early: callers loop on their
+**     condition against cc_monotonic_ms();
+**   - clocks and sleep: cc_realtime_ms (Unix epoch), cc_monotonic_ms,
+**     cc_sleep_ms;
+**   - files: cc_is_regular_file (no S_ISREG on MSVC);
 **   - printf's %zu/%lld on mingw-w64: its C99 stdio (__USE_MINGW_ANSI_STDIO,
-**     set by the build) instead of the old msvcrt's, and format checks
-**     against that (CC_PRINTF_LIKE).
-** Checked in CI: Linux gcc (every build), mingw-w64 gcc (scripts/test compiles
-** every core file that needs no Python); macOS clang and MSVC only in the
-** release workflow.
+**     set by the build) and format checks against that (CC_PRINTF_LIKE).
+** Checked in CI: Linux gcc (every build; `make ctest-portable` forces the
+** plain-C fallbacks), mingw-w64 gcc with the MSVC-like fallbacks forced and
+** <pthread.h>/<strings.h>/<unistd.h> made unavailable (scripts/check-portable,
+** which also runs the C tests that need no libcurl/SQLite/OpenSSL/cJSON as
+** Windows .exe under wine); macOS clang and MSVC only in the release workflow.
 */
 #ifndef CC_PLATFORM_H
 #define CC_PLATFORM_H
 
 #include <stdint.h>
 #include <string.h>
+
+#if defined(_WIN32)
+#define CC_OS_WINDOWS 1
+#endif
 
 /* ---- printf-style format checking (mingw-w64: C99 formats such as %zu) */
 #if defined(__MINGW32__)
@@ -35,12 +57,18 @@
 #define CC_PRINTF_LIKE(fmt, args)
 #endif
 
-/* ---- checked arithmetic */
-#if defined(__GNUC__) || defined(__clang__)
+/* ---- checked int64 arithmetic: 0 on success, 1 on overflow (*out untouched) */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(CC_NO_BUILTIN_OVERFLOW)
+#define CC_HAVE_BUILTIN_OVERFLOW 1
 #define CC_ADD_OVERFLOW(a, b, out) __builtin_add_overflow(a, b, out)
 #define CC_SUB_OVERFLOW(a, b, out) __builtin_sub_overflow(a, b, out)
 #define CC_MUL_OVERFLOW(a, b, out) __builtin_mul_overflow(a, b, out)
 #else
+#define CC_ADD_OVERFLOW(a, b, out) cc_add_overflow_i64_(a, b, out)
+#define CC_SUB_OVERFLOW(a, b, out) cc_sub_overflow_i64_(a, b, out)
+#define CC_MUL_OVERFLOW(a, b, out) cc_mul_overflow_i64_(a, b, out)
+#endif
+/* The plain-C versions, always defined (tests compare them with the builtins). */
 static inline int cc_add_overflow_i64_(int64_t a, int64_t b, int64_t *out) {
     if ((b > 0 && a > INT64_MAX - b) || (b < 0 && a < INT64_MIN - b)) return 1;
     *out = a + b;
@@ -59,20 +87,62 @@ static inline int cc_mul_overflow_i64_(int64_t a, int64_t b, int64_t *out) {
     *out = a * b;
     return 0;
 }
-#define CC_ADD_OVERFLOW(a, b, out) cc_add_overflow_i64_(a, b, out)
-#define CC_SUB_OVERFLOW(a, b, out) cc_sub_overflow_i64_(a, b, out)
-#define CC_MUL_OVERFLOW(a, b, out) cc_mul_overflow_i64_(a, b, out)
-#endif
 
-/* ---- 128-bit integers for exact money products */
+/* ---- 128-bit signed integers */
+/* The portable representation: two's complement, hi:lo. */
+typedef struct cc_i128p { uint64_t lo, hi; } cc_i128p;
+cc_i128p cc_i128p_from_i64(int64_t v);
+cc_i128p cc_i128p_add(cc_i128p a, cc_i128p b);
+cc_i128p cc_i128p_sub(cc_i128p a, cc_i128p b);
+cc_i128p cc_i128p_mul(cc_i128p a, cc_i128p b);
+/* Truncating division like C's / and %: q = a / d, r = a % d. d != 0, and
+** not INT128_MIN / -1 (asserted). q or r may be NULL. */
+void cc_i128p_divmod(cc_i128p a, cc_i128p d, cc_i128p *q, cc_i128p *r);
+int cc_i128p_cmp(cc_i128p a, cc_i128p b); /* -1, 0, 1 */
+int cc_i128p_to_i64(cc_i128p a, int64_t *out); /* 0 and *out set if it fits, else 1 */
+
+#if defined(__SIZEOF_INT128__) && !defined(CC_NO_INT128)
+#define CC_HAVE_INT128 1
+typedef __int128 cc_i128;
+static inline cc_i128 cc_i128_from_i64(int64_t v) { return v; }
+static inline cc_i128 cc_i128_add(cc_i128 a, cc_i128 b) { return a + b; }
+static inline cc_i128 cc_i128_sub(cc_i128 a, cc_i128 b) { return a - b; }
+static inline cc_i128 cc_i128_mul(cc_i128 a, cc_i128 b) { return a * b; }
+static inline void cc_i128_divmod(cc_i128 a, cc_i128 d, cc_i128 *q, cc_i128 *r) {
+    if (q) *q = a / d;
+    if (r) *r = a % d;
+}
+static inline int cc_i128_cmp(cc_i128 a, cc_i128 b) { return (a > b) - (a < b); }
+static inline int cc_i128_to_i64(cc_i128 a, int64_t *out) {
+    if (a < INT64_MIN || a > INT64_MAX) return 1;
+    *out = (int64_t)a;
+    return 0;
+}
+#else
+typedef cc_i128p cc_i128;
+#define cc_i128_from_i64 cc_i128p_from_i64
+#define cc_i128_add cc_i128p_add
+#define cc_i128_sub cc_i128p_sub
+#define cc_i128_mul cc_i128p_mul
+#define cc_i128_divmod cc_i128p_divmod
+#define cc_i128_cmp cc_i128p_cmp
+#define cc_i128_to_i64 cc_i128p_to_i64
+#endif
+/* Transitional (issue #10): the ledger's verify still spells the native type
+** until the ledger split lands and moves it onto cc_i128. Not on MSVC;
+** scripts/check-portable lists the files that still use it. */
 #if defined(__SIZEOF_INT128__)
 typedef __int128 CC_I128;
-#else
-#error "comfy-credits needs a compiler with a 128-bit integer (__int128): gcc or clang (clang-cl on Windows)"
 #endif
+/* Shorthands used on money paths. */
+static inline cc_i128 cc_i128_mul_i64(int64_t a, int64_t b) {
+    return cc_i128_mul(cc_i128_from_i64(a), cc_i128_from_i64(b));
+}
+static inline int cc_i128_cmp_i64(cc_i128 a, int64_t b) { return cc_i128_cmp(a, cc_i128_from_i64(b)); }
 
-/* ---- case-insensitive compares */
-#if defined(_MSC_VER)
+/* ---- case-insensitive ASCII compares */
+#if defined(CC_OS_WINDOWS)
+/* <string.h> declares them on MSVC and mingw-w64 */
 #define cc_strcasecmp _stricmp
 #define cc_strncasecmp _strnicmp
 #else
@@ -82,9 +152,47 @@ typedef __int128 CC_I128;
 #endif
 
 /* ---- threads */
-#if defined(_MSC_VER) && !defined(CC_HAVE_PTHREADS)
-#error "comfy-credits needs POSIX threads: on Windows build with mingw-w64 (winpthreads) or define CC_HAVE_PTHREADS with pthreads4w"
-#endif
+#if defined(CC_OS_WINDOWS)
+#define CC_THREADS_WIN32 1
+/* Same size and layout as SRWLOCK / CONDITION_VARIABLE / INIT_ONCE (one
+** pointer, zero = initial state); cc_platform.c checks it at compile time. */
+typedef struct cc_mutex { void *p_; } cc_mutex_t;
+typedef struct cc_cond { void *p_; } cc_cond_t;
+typedef struct cc_once { void *p_; } cc_once_t;
+typedef struct cc_thread { void *handle_; void *start_; } cc_thread_t;
+#define CC_MUTEX_INIT {0}
+#define CC_ONCE_INIT {0}
+#else
+#define CC_THREADS_PTHREADS 1
 #include <pthread.h>
+typedef pthread_mutex_t cc_mutex_t;
+typedef pthread_cond_t cc_cond_t;
+typedef pthread_once_t cc_once_t;
+typedef struct cc_thread { pthread_t t_; } cc_thread_t;
+#define CC_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
+#define CC_ONCE_INIT PTHREAD_ONCE_INIT
+#endif
+void cc_mutex_init(cc_mutex_t *m);
+void cc_mutex_destroy(cc_mutex_t *m);
+void cc_mutex_lock(cc_mutex_t *m);
+void cc_mutex_unlock(cc_mutex_t *m);
+void cc_cond_init(cc_cond_t *c);
+void cc_cond_destroy(cc_cond_t *c);
+void cc_cond_wait(cc_cond_t *c, cc_mutex_t *m);
+/* 1 when timeout_ms passed without a wake-up, else 0 (also spurious). */
+int cc_cond_timedwait_ms(cc_cond_t *c, cc_mutex_t *m, int64_t timeout_ms);
+void cc_cond_signal(cc_cond_t *c);
+void cc_cond_broadcast(cc_cond_t *c);
+/* Runs fn exactly once per cc_once_t, every caller returning after it ran. */
+void cc_once(cc_once_t *o, void (*fn)(void));
+/* 0 on success; fn's return value comes back from cc_thread_join. */
+int cc_thread_create(cc_thread_t *t, void *(*fn)(void *), void *arg);
+int cc_thread_join(cc_thread_t t, void **ret);
+
+/* ---- clocks, sleep, files */
+int64_t cc_realtime_ms(void);  /* wall clock, ms since the Unix epoch */
+int64_t cc_monotonic_ms(void); /* never goes back; for timeouts */
+void cc_sleep_ms(int64_t ms);
+int cc_is_regular_file(const char *path); /* 1 if path names a regular file */
 
 #endif

@@ -13,7 +13,9 @@ cc_rc cc_decimal_to_scaled(const char *s, int scale, int64_t *out,
     const char *p = s;
     int neg = 0;
     if (*p == '-') { neg = 1; p++; }
-    CC_I128 v = 0;
+    cc_i128 v = cc_i128_from_i64(0);
+    const cc_i128 ten = cc_i128_from_i64(10);
+    const cc_i128 digits_max = cc_i128_mul_i64(CC_BALANCE_MAX, 1000000000);
     int int_digits = 0, frac_digits = 0, seen_dot = 0;
     for (; *p; p++) {
         if (*p == '.') {
@@ -29,13 +31,16 @@ cc_rc cc_decimal_to_scaled(const char *s, int scale, int64_t *out,
         } else {
             int_digits++;
         }
-        v = v * 10 + (*p - '0');
-        if (v > (CC_I128)CC_BALANCE_MAX * 1000000000) goto big;
+        v = cc_i128_add(cc_i128_mul(v, ten), cc_i128_from_i64(*p - '0'));
+        if (cc_i128_cmp(v, digits_max) > 0) goto big;
     }
     if (int_digits == 0 && frac_digits == 0) goto bad;
-    for (int i = frac_digits; i < scale; i++) v *= 10;
-    if (v > (CC_I128)CC_BALANCE_MAX) goto big;
-    *out = neg ? -(int64_t)v : (int64_t)v;
+    for (int i = frac_digits; i < scale; i++) v = cc_i128_mul(v, ten);
+    if (cc_i128_cmp_i64(v, CC_BALANCE_MAX) > 0) goto big;
+    int64_t mag = 0;
+    int fits = cc_i128_to_i64(v, &mag) == 0;
+    CC_ASSERT(fits);
+    *out = neg ? -mag : mag;
     return CC_OK;
 bad:
     return cc_fail(err, CC_ERR_INVALID, field, "%s '%.40s' is not a decimal number", field, s);
@@ -64,12 +69,12 @@ int cc_scaled_to_decimal(int64_t v, int scale, int min_frac, char *buf, size_t b
 cc_rc cc_muldiv_half_up(int64_t a, int64_t b, int64_t d, int64_t *out, cc_error *err) {
     if (a < 0 || b < 0 || d <= 0)
         return cc_fail(err, CC_ERR_INVALID, "amount", "negative amount in conversion");
-    CC_I128 num = (CC_I128)a * (CC_I128)b;
-    CC_I128 q = num / d, r = num % d;
-    if (2 * r >= d) q += 1; /* half-up: exact halves go up */
-    if (q > INT64_MAX)
+    cc_i128 q, r;
+    cc_i128_divmod(cc_i128_mul_i64(a, b), cc_i128_from_i64(d), &q, &r);
+    if (cc_i128_cmp_i64(cc_i128_add(r, r), d) >= 0) /* half-up: exact halves go up */
+        q = cc_i128_add(q, cc_i128_from_i64(1));
+    if (cc_i128_to_i64(q, out) != 0)
         return cc_fail(err, CC_ERR_INVALID, "amount", "amount overflows 64-bit micro-credits");
-    *out = (int64_t)q;
     return CC_OK;
 }
 
@@ -162,14 +167,15 @@ cc_rc cc_rates_convert(const cc_rates *rates, const char *currency, int64_t amou
     int64_t pow10 = 1;
     for (int i = 0; i < exp; i++) pow10 *= 10;
     /* units of rounding_micro = round_half_up(minor * rate / (10^exp * rounding)) */
-    CC_I128 d = (CC_I128)pow10 * rates->rounding_micro;
-    CC_I128 num = (CC_I128)amount_minor * rate->micro_per_major;
-    CC_I128 q = num / d, r = num % d;
-    if (2 * r >= d) q += 1;
-    CC_I128 micro = q * rates->rounding_micro;
-    if (micro > CC_AMOUNT_MAX)
+    cc_i128 d = cc_i128_mul_i64(pow10, rates->rounding_micro);
+    cc_i128 q, r;
+    cc_i128_divmod(cc_i128_mul_i64(amount_minor, rate->micro_per_major), d, &q, &r);
+    if (cc_i128_cmp(cc_i128_add(r, r), d) >= 0) q = cc_i128_add(q, cc_i128_from_i64(1));
+    cc_i128 micro = cc_i128_mul(q, cc_i128_from_i64(rates->rounding_micro));
+    if (cc_i128_cmp_i64(micro, CC_AMOUNT_MAX) > 0)
         return cc_fail(err, CC_ERR_LIMIT, "amount_minor", "purchase is larger than %lld credits",
                        (long long)(CC_AMOUNT_MAX / CC_MICRO));
-    *micro_out = (int64_t)micro;
+    int fits = cc_i128_to_i64(micro, micro_out) == 0;
+    CC_ASSERT(fits);
     return CC_OK;
 }

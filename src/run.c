@@ -10,7 +10,6 @@
 #include "i64map.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -43,8 +42,8 @@ struct cc_runs {
     cc_runs_config cfg;
     cc_token_key key;
 
-    pthread_mutex_t mu, place_mu;
-    pthread_cond_t cv;          /* a call ended or a run closed */
+    cc_mutex_t mu, place_mu;
+    cc_cond_t cv;          /* a call ended or a run closed */
     i64map runs;                /* run id -> run */
     int64_t open_count;
     int64_t closed_ring[CC_RUNS_CLOSED_KEPT_MAX];
@@ -153,13 +152,9 @@ cc_rc cc_runs_open(cc_ledger *ledger, const cc_price_table *prices, const cc_run
         free(r);
         return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     }
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_mutex_init(&r->place_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cc_mutex_init(&r->mu);
+    cc_mutex_init(&r->place_mu);
+    cc_cond_init(&r->cv); /* monotonic timed waits (cc_platform.h) */
     *out = r;
     return CC_OK;
 }
@@ -169,9 +164,9 @@ void cc_runs_close(cc_runs *r) {
     i64map_destroy(&r->runs, run_free);
     i64map_destroy(&r->resvs, free);
     i64map_destroy(&r->acct_reserved, free);
-    pthread_cond_destroy(&r->cv);
-    pthread_mutex_destroy(&r->mu);
-    pthread_mutex_destroy(&r->place_mu);
+    cc_cond_destroy(&r->cv);
+    cc_mutex_destroy(&r->mu);
+    cc_mutex_destroy(&r->place_mu);
     memset(r->key.secret, 0, sizeof r->key.secret);
     free(r);
 }
@@ -185,10 +180,10 @@ static cc_rc unreserved(cc_runs *r, int64_t account_id, int64_t *avail, int64_t 
     cc_rc rc = cc_ledger_account(r->ledger, account_id, &a, err);
     if (rc != CC_OK) return rc;
     if (!a.active) return cc_fail(err, CC_ERR_STATE, "account_id", "account %lld is disabled", (long long)a.id);
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->mu);
     int64_t *t = acct_total(r, account_id, 0);
     int64_t res = t ? *t : 0;
-    pthread_mutex_unlock(&r->mu);
+    cc_mutex_unlock(&r->mu);
     int64_t usable = a.balance - a.held;
     if (!cc_ledger_test_spendable(r->ledger)) /* TEST credits never pay a real upstream (ledger.h) */
         usable = usable > a.test_balance ? usable - a.test_balance : 0;
@@ -204,7 +199,7 @@ cc_rc cc_runs_reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int
     if (account_id <= 0) return cc_fail(err, CC_ERR_INVALID, "account_id", "account_id must be positive");
     if (micro < 0 || micro > CC_AMOUNT_MAX)
         return cc_fail(err, CC_ERR_INVALID, "micro", "a reservation must be 0..%lld", (long long)CC_AMOUNT_MAX);
-    pthread_mutex_lock(&r->place_mu);
+    cc_mutex_lock(&r->place_mu);
     int64_t avail = 0, balance = 0;
     cc_rc rc = unreserved(r, account_id, &avail, &balance, err);
     if (rc == CC_OK && (balance <= 0 || avail < micro)) {
@@ -216,7 +211,7 @@ cc_rc cc_runs_reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int
                      "queued prompts are not available)", need, have);
     }
     if (rc == CC_OK) {
-        pthread_mutex_lock(&r->mu);
+        cc_mutex_lock(&r->mu);
         int64_t h = prompt_hash(prompt_id);
         resv *v = NULL;
         int64_t *t = NULL;
@@ -236,15 +231,15 @@ cc_rc cc_runs_reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int
             v->left = micro;
             *t += micro;
         }
-        pthread_mutex_unlock(&r->mu);
+        cc_mutex_unlock(&r->mu);
     }
-    pthread_mutex_unlock(&r->place_mu);
+    cc_mutex_unlock(&r->place_mu);
     return rc;
 }
 
 int64_t cc_runs_release(cc_runs *r, const char *prompt_id) {
     if (!prompt_id) return 0;
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->mu);
     resv *v = resv_get(r, prompt_id);
     int64_t left = 0;
     if (v) {
@@ -253,23 +248,23 @@ int64_t cc_runs_release(cc_runs *r, const char *prompt_id) {
         i64map_remove(&r->resvs, prompt_hash(prompt_id));
         free(v);
     }
-    pthread_mutex_unlock(&r->mu);
+    cc_mutex_unlock(&r->mu);
     return left;
 }
 
 int64_t cc_runs_reserved(cc_runs *r, int64_t account_id) {
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->mu);
     int64_t *t = acct_total(r, account_id, 0);
     int64_t v = t ? *t : 0;
-    pthread_mutex_unlock(&r->mu);
+    cc_mutex_unlock(&r->mu);
     return v;
 }
 
 int64_t cc_runs_reservation(cc_runs *r, const char *prompt_id) {
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->mu);
     resv *v = resv_get(r, prompt_id);
     int64_t left = v ? v->left : -1;
-    pthread_mutex_unlock(&r->mu);
+    cc_mutex_unlock(&r->mu);
     return left;
 }
 
@@ -321,13 +316,13 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
     memcpy(icopy, inputs, ilen);
     icopy[ilen] = '\0';
 
-    pthread_mutex_lock(&r->place_mu);
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->place_mu);
+    cc_mutex_lock(&r->mu);
     int full = r->open_count >= CC_RUNS_OPEN_MAX;
     resv *v = resv_get(r, a->prompt_id);
     int64_t covered = v ? (v->left < w ? v->left : w) : 0;
     if (v && v->account_id != a->account_id) covered = 0; /* never another account's reservation */
-    pthread_mutex_unlock(&r->mu);
+    cc_mutex_unlock(&r->mu);
     if (full) {
         rc = cc_fail(err, CC_ERR_LIMIT, "", "more than %d API-node runs are open at once", CC_RUNS_OPEN_MAX);
     } else if (covered < w) {
@@ -363,7 +358,7 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
         else if (hr.replayed) rc = cc_fail(err, CC_ERR_CONFLICT, "key", "hold key '%.64s' was used before", a->key);
     }
     if (rc == CC_OK && covered > 0) {
-        pthread_mutex_lock(&r->mu);
+        cc_mutex_lock(&r->mu);
         v = resv_get(r, a->prompt_id);
         if (v) {
             int64_t take = v->left < covered ? v->left : covered;
@@ -372,9 +367,9 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
         } else {
             covered = 0; /* released meanwhile */
         }
-        pthread_mutex_unlock(&r->mu);
+        cc_mutex_unlock(&r->mu);
     }
-    pthread_mutex_unlock(&r->place_mu);
+    cc_mutex_unlock(&r->place_mu);
     if (rc != CC_OK) {
         free(x);
         free(icopy);
@@ -398,12 +393,12 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
     cc_usage_init(&x->peak);
     rc = cc_token_mint(&r->key, x->id, a->account_id, now + CC_RUN_TOKEN_TTL_MS, out->token, sizeof out->token, err);
     if (rc == CC_OK) {
-        pthread_mutex_lock(&r->mu);
+        cc_mutex_lock(&r->mu);
         if (i64map_put(&r->runs, x->id, x) != 0)
             rc = cc_fail(err, CC_ERR_LIMIT, "", "too many runs are tracked");
         else
             r->open_count++;
-        pthread_mutex_unlock(&r->mu);
+        cc_mutex_unlock(&r->mu);
     }
     if (rc != CC_OK) {
         cc_result vr;
@@ -459,10 +454,10 @@ static void extend_hold(cc_runs *r, int64_t run_id) {
     op.ttl_ms = r->cfg.hold_ttl_ms;
     cc_result res;
     if (cc_ledger_execute1(r->ledger, &op, &res) != CC_OK) return; /* resolved meanwhile, or storage: expiry decides */
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->mu);
     run *x = i64map_get(&r->runs, run_id);
     if (x && res.expires_ms > x->hold_expires_ms) x->hold_expires_ms = res.expires_ms;
-    pthread_mutex_unlock(&r->mu);
+    cc_mutex_unlock(&r->mu);
 }
 
 cc_rc cc_run_call_begin(cc_runs *r, const char *token, const char *method, const char *path, int64_t *run_id,
@@ -472,7 +467,7 @@ cc_rc cc_run_call_begin(cc_runs *r, const char *token, const char *method, const
     int64_t now = cc_now_ms();
     cc_rc rc = cc_token_verify(&r->key, token, now, &hold_id, &account_id, &expires_ms, err);
     if (rc != CC_OK) return rc;
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->mu);
     run *x = i64map_get(&r->runs, hold_id);
     int extend = 0;
     if (!x || x->account_id != account_id) {
@@ -498,14 +493,14 @@ cc_rc cc_run_call_begin(cc_runs *r, const char *token, const char *method, const
             *kind = k;
         }
     }
-    pthread_mutex_unlock(&r->mu);
+    cc_mutex_unlock(&r->mu);
     if (rc == CC_OK && extend) extend_hold(r, hold_id);
     return rc;
 }
 
 void cc_run_call_headers(cc_runs *r, int64_t run_id, int kind, int status, int64_t credits_used_micro) {
     if (credits_used_micro < 0 || status < 200 || status > 299) return;
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->mu);
     run *x = i64map_get(&r->runs, run_id);
     if (x && x->state != RUN_CLOSED) {
         if (kind == CC_CALL_READ) peak_counter(&x->peak.credits_used_micro, credits_used_micro);
@@ -514,11 +509,11 @@ void cc_run_call_headers(cc_runs *r, int64_t run_id, int kind, int status, int64
     } else if (x) {
         x->late_calls++; /* reported after the run was resolved: counted, never charged twice */
     }
-    pthread_mutex_unlock(&r->mu);
+    cc_mutex_unlock(&r->mu);
 }
 
 void cc_run_call_end(cc_runs *r, int64_t run_id, int kind, int status, int timed_out, const cc_usage *usage) {
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->mu);
     run *x = i64map_get(&r->runs, run_id);
     if (x) {
         CC_ASSERT(x->in_flight > 0);
@@ -531,9 +526,9 @@ void cc_run_call_end(cc_runs *r, int64_t run_id, int kind, int status, int timed
             if (ok && usage) record_usage(x, kind != CC_CALL_READ, usage);
             if (kind == CC_CALL_BILLABLE && (ok || (status == 0 && timed_out))) x->billable_calls++;
         }
-        pthread_cond_broadcast(&r->cv);
+        cc_cond_broadcast(&r->cv);
     }
-    pthread_mutex_unlock(&r->mu);
+    cc_mutex_unlock(&r->mu);
 }
 
 /* ------------------------------------------------------------ finish */
@@ -560,28 +555,26 @@ cc_rc cc_run_finish(cc_runs *r, int64_t run_id, cc_run_outcome outcome, cc_run_r
     memset(out, 0, sizeof *out);
     if (outcome != CC_RUN_SUCCEEDED && outcome != CC_RUN_FAILED && outcome != CC_RUN_INTERRUPTED)
         return cc_fail(err, CC_ERR_INVALID, "outcome", "outcome must be succeeded, failed or interrupted");
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->mu);
     run *x = i64map_get(&r->runs, run_id);
     if (!x) {
-        pthread_mutex_unlock(&r->mu);
+        cc_mutex_unlock(&r->mu);
         return cc_fail(err, CC_ERR_NOT_FOUND, "run_id", "no run %lld", (long long)run_id);
     }
-    while (x->finishing) pthread_cond_wait(&r->cv, &r->mu);
+    while (x->finishing) cc_cond_wait(&r->cv, &r->mu);
     if (x->state == RUN_CLOSED) {
         *out = x->result;
         out->replayed = 1;
-        pthread_mutex_unlock(&r->mu);
+        cc_mutex_unlock(&r->mu);
         return CC_OK;
     }
     x->state = RUN_CLOSING; /* no new call from here on */
     x->finishing = 1;
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += r->cfg.finish_wait_ms / 1000;
-    dl.tv_nsec += (long)(r->cfg.finish_wait_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) { dl.tv_sec++; dl.tv_nsec -= 1000000000L; }
-    while (x->in_flight > 0)
-        if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) == ETIMEDOUT) break;
+    int64_t deadline_ms = cc_monotonic_ms() + r->cfg.finish_wait_ms;
+    while (x->in_flight > 0) {
+        int64_t left_ms = deadline_ms - cc_monotonic_ms();
+        if (left_ms <= 0 || cc_cond_timedwait_ms(&r->cv, &r->mu, left_ms)) break;
+    }
 
     /* The policy (run.h), on a snapshot. */
     cc_run_result res;
@@ -601,7 +594,7 @@ cc_rc cc_run_finish(cc_runs *r, int64_t run_id, cc_run_outcome outcome, cc_run_r
     int credits_reported = x->credits_reported;
     char node_class[CC_CLASS_BYTES_MAX + 1];
     memcpy(node_class, x->node_class, sizeof node_class);
-    pthread_mutex_unlock(&r->mu);
+    cc_mutex_unlock(&r->mu);
 
     int64_t billed = 0;
     cc_rc rc = CC_OK;
@@ -667,7 +660,7 @@ cc_rc cc_run_finish(cc_runs *r, int64_t run_id, cc_run_outcome outcome, cc_run_r
         }
     }
 
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->mu);
     x->finishing = 0;
     if (rc == CC_OK) {
         res.late_calls = x->late_calls;
@@ -678,8 +671,8 @@ cc_rc cc_run_finish(cc_runs *r, int64_t run_id, cc_run_outcome outcome, cc_run_r
         *out = res;
     }
     /* else: stays closing; a later finish retries with the same keys */
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
+    cc_cond_broadcast(&r->cv);
+    cc_mutex_unlock(&r->mu);
     return rc;
 }
 
@@ -692,21 +685,21 @@ int cc_runs_keepalive(cc_runs *r) {
     if (!ids) return 0;
     int n = 0;
     int64_t now = cc_now_ms();
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->mu);
     for (size_t i = 0; i <= r->runs.mask && n < KEEPALIVE_PER_CALL_MAX; i++) {
         run *x = r->runs.keys[i] ? r->runs.vals[i] : NULL;
         if (x && x->state != RUN_CLOSED && x->hold_expires_ms - now < r->cfg.hold_ttl_ms / 2) ids[n++] = x->id;
     }
-    pthread_mutex_unlock(&r->mu);
+    cc_mutex_unlock(&r->mu);
     for (int i = 0; i < n; i++) extend_hold(r, ids[i]);
     free(ids);
     return n;
 }
 
 void cc_runs_counts(cc_runs *r, int64_t *open, int64_t *closed, int64_t *reservations) {
-    pthread_mutex_lock(&r->mu);
+    cc_mutex_lock(&r->mu);
     *open = r->open_count;
     *closed = (int64_t)r->runs.count - r->open_count;
     *reservations = (int64_t)r->resvs.count;
-    pthread_mutex_unlock(&r->mu);
+    cc_mutex_unlock(&r->mu);
 }

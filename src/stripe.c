@@ -11,7 +11,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
-#include <pthread.h>
 #include <string.h>
 
 struct cc_stripe {
@@ -22,7 +21,7 @@ struct cc_stripe {
     int timeout_ms;
 };
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+static cc_once_t once = CC_ONCE_INIT;
 static CURLcode init_rc;
 static void init(void) { init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
@@ -70,7 +69,7 @@ int cc_stripe_methods_allowed(const char *currency) {
 cc_rc cc_stripe_open(const char *api_base, const char *secret_key, const char *api_version, int timeout_ms,
                      cc_stripe **out, cc_error *err) {
     *out = NULL;
-    pthread_once(&once, init);
+    cc_once(&once, init);
     if (init_rc != CURLE_OK) return cc_fail(err, CC_ERR_STORAGE, "", "libcurl failed to initialise");
     if (!api_base || (strncmp(api_base, "https://", 8) && strncmp(api_base, "http://127.", 11) &&
                       strncmp(api_base, "http://localhost", 16)))

@@ -66,6 +66,7 @@ cc_ledger *ct_ledger(int readers, char *path_out, size_t path_cap);
 int64_t ct_account(cc_ledger *l, const char *email);
 
 /* Suites, one per tested concept; each is defined in its test_*.c file. */
+void suite_platform(void); /* also in the Windows .exe: tests/c/portable/main.c */
 void suite_money(void);
 void suite_pricing(void);
 void suite_ledger(void);

@@ -39,6 +39,7 @@ int64_t ct_account(cc_ledger *l, const char *email) {
 }
 
 int main(void) {
+    suite_platform();
     suite_money();
     suite_pricing();
     suite_ledger();

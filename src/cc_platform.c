@@ -1,0 +1,294 @@
+/*
+** cc_platform.c — the portable 128-bit integers and the two backends of the
+** thread/clock layer. See cc_platform.h for the contract.
+*/
+#include "cc_platform.h"
+#include "cc_common.h"
+
+#if defined(CC_THREADS_WIN32)
+#ifndef _WIN32_WINNT
+#define _WIN32_WINNT 0x0603 /* Windows 8.1, CPython 3.10's minimum */
+#endif
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#include <process.h>
+#include <sys/stat.h>
+#else
+#include <errno.h>
+#include <sys/stat.h>
+#include <time.h>
+#endif
+
+/* ------------------------------------------------------------ cc_i128p */
+
+#define I128P_NEG(a) (((a).hi >> 63) != 0)
+
+cc_i128p cc_i128p_from_i64(int64_t v) {
+    cc_i128p r;
+    r.lo = (uint64_t)v;
+    r.hi = v < 0 ? UINT64_MAX : 0;
+    return r;
+}
+
+cc_i128p cc_i128p_add(cc_i128p a, cc_i128p b) {
+    cc_i128p r;
+    r.lo = a.lo + b.lo;
+    r.hi = a.hi + b.hi + (r.lo < a.lo);
+    return r;
+}
+
+static cc_i128p i128p_neg(cc_i128p a) {
+    cc_i128p r;
+    r.lo = ~a.lo + 1;
+    r.hi = ~a.hi + (r.lo == 0);
+    return r;
+}
+
+cc_i128p cc_i128p_sub(cc_i128p a, cc_i128p b) {
+    return cc_i128p_add(a, i128p_neg(b));
+}
+
+/* Full 64 x 64 -> 128 unsigned product from 32-bit halves. */
+static cc_i128p mul_u64(uint64_t a, uint64_t b) {
+    uint64_t a0 = a & 0xffffffffu, a1 = a >> 32, b0 = b & 0xffffffffu, b1 = b >> 32;
+    uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+    uint64_t mid = (p00 >> 32) + (p01 & 0xffffffffu) + (p10 & 0xffffffffu);
+    cc_i128p r;
+    r.lo = (mid << 32) | (p00 & 0xffffffffu);
+    r.hi = p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+    return r;
+}
+
+/* Products modulo 2^128 are the same for signed and unsigned operands. */
+cc_i128p cc_i128p_mul(cc_i128p a, cc_i128p b) {
+    cc_i128p r = mul_u64(a.lo, b.lo);
+    r.hi += a.lo * b.hi + a.hi * b.lo;
+    return r;
+}
+
+static int cmp_u(cc_i128p a, cc_i128p b) {
+    if (a.hi != b.hi) return a.hi < b.hi ? -1 : 1;
+    if (a.lo != b.lo) return a.lo < b.lo ? -1 : 1;
+    return 0;
+}
+
+int cc_i128p_cmp(cc_i128p a, cc_i128p b) {
+    int na = I128P_NEG(a), nb = I128P_NEG(b);
+    if (na != nb) return na ? -1 : 1;
+    return cmp_u(a, b); /* same sign: two's complement orders like unsigned */
+}
+
+/* Unsigned long division, one quotient bit per step (money paths only: a
+** few hundred nanoseconds, never in a loop over rows). */
+static void divmod_u(cc_i128p n, cc_i128p d, cc_i128p *q, cc_i128p *r) {
+    if (n.hi == 0 && d.hi == 0) {
+        q->hi = 0; q->lo = n.lo / d.lo;
+        r->hi = 0; r->lo = n.lo % d.lo;
+        return;
+    }
+    cc_i128p qq = {0, 0}, rr = {0, 0};
+    for (int i = 127; i >= 0; i--) {
+        rr.hi = (rr.hi << 1) | (rr.lo >> 63);
+        rr.lo = (rr.lo << 1) | ((i >= 64 ? n.hi >> (i - 64) : n.lo >> i) & 1);
+        if (cmp_u(rr, d) >= 0) {
+            rr = cc_i128p_sub(rr, d);
+            if (i >= 64) qq.hi |= (uint64_t)1 << (i - 64);
+            else qq.lo |= (uint64_t)1 << i;
+        }
+    }
+    *q = qq;
+    *r = rr;
+}
+
+void cc_i128p_divmod(cc_i128p a, cc_i128p d, cc_i128p *q, cc_i128p *r) {
+    CC_ASSERT(d.lo != 0 || d.hi != 0);
+    int na = I128P_NEG(a), nd = I128P_NEG(d);
+    cc_i128p ua = na ? i128p_neg(a) : a, ud = nd ? i128p_neg(d) : d;
+    /* INT128_MIN / -1 overflows (undefined for __int128 too). */
+    CC_ASSERT(!(na && I128P_NEG(ua) && nd && ud.hi == 0 && ud.lo == 1));
+    cc_i128p uq, ur;
+    divmod_u(ua, ud, &uq, &ur); /* ua = INT128_MIN is 2^127 as unsigned: still right */
+    if (q) *q = (na != nd) ? i128p_neg(uq) : uq;
+    if (r) *r = na ? i128p_neg(ur) : ur;
+}
+
+int cc_i128p_to_i64(cc_i128p a, int64_t *out) {
+    if (a.hi != ((a.lo >> 63) ? UINT64_MAX : 0)) return 1;
+    /* two's complement reinterpretation without implementation-defined casts */
+    *out = (a.lo >> 63) ? -(int64_t)(~a.lo) - 1 : (int64_t)a.lo;
+    return 0;
+}
+
+/* ------------------------------------------------------------ threads: Win32 */
+#if defined(CC_THREADS_WIN32)
+
+_Static_assert(sizeof(cc_mutex_t) == sizeof(SRWLOCK), "cc_mutex_t must hold an SRWLOCK");
+_Static_assert(sizeof(cc_cond_t) == sizeof(CONDITION_VARIABLE), "cc_cond_t must hold a CONDITION_VARIABLE");
+_Static_assert(sizeof(cc_once_t) == sizeof(INIT_ONCE), "cc_once_t must hold an INIT_ONCE");
+
+#define SRW(m) ((PSRWLOCK)(void *)(m))
+#define CV(c) ((PCONDITION_VARIABLE)(void *)(c))
+
+void cc_mutex_init(cc_mutex_t *m) { InitializeSRWLock(SRW(m)); }
+void cc_mutex_destroy(cc_mutex_t *m) { (void)m; /* an SRWLOCK holds no resource */ }
+void cc_mutex_lock(cc_mutex_t *m) { AcquireSRWLockExclusive(SRW(m)); }
+void cc_mutex_unlock(cc_mutex_t *m) { ReleaseSRWLockExclusive(SRW(m)); }
+
+void cc_cond_init(cc_cond_t *c) { InitializeConditionVariable(CV(c)); }
+void cc_cond_destroy(cc_cond_t *c) { (void)c; }
+void cc_cond_wait(cc_cond_t *c, cc_mutex_t *m) {
+    BOOL ok = SleepConditionVariableSRW(CV(c), SRW(m), INFINITE, 0);
+    CC_ASSERT(ok);
+}
+int cc_cond_timedwait_ms(cc_cond_t *c, cc_mutex_t *m, int64_t timeout_ms) {
+    if (timeout_ms < 0) timeout_ms = 0;
+    DWORD ms = timeout_ms >= (int64_t)INFINITE ? INFINITE - 1 : (DWORD)timeout_ms;
+    if (SleepConditionVariableSRW(CV(c), SRW(m), ms, 0)) return 0;
+    CC_ASSERT(GetLastError() == ERROR_TIMEOUT);
+    return 1;
+}
+void cc_cond_signal(cc_cond_t *c) { WakeConditionVariable(CV(c)); }
+void cc_cond_broadcast(cc_cond_t *c) { WakeAllConditionVariable(CV(c)); }
+
+typedef struct once_call { void (*fn)(void); } once_call;
+static BOOL CALLBACK once_tramp(PINIT_ONCE o, PVOID param, PVOID *ctx) {
+    (void)o;
+    (void)ctx;
+    ((once_call *)param)->fn();
+    return TRUE;
+}
+void cc_once(cc_once_t *o, void (*fn)(void)) {
+    once_call call = {fn};
+    BOOL ok = InitOnceExecuteOnce((PINIT_ONCE)(void *)o, once_tramp, &call, NULL);
+    CC_ASSERT(ok);
+}
+
+typedef struct thread_start { void *(*fn)(void *); void *arg; void *ret; } thread_start;
+static unsigned __stdcall thread_tramp(void *p) {
+    thread_start *s = p;
+    s->ret = s->fn(s->arg);
+    return 0;
+}
+int cc_thread_create(cc_thread_t *t, void *(*fn)(void *), void *arg) {
+    thread_start *s = malloc(sizeof *s);
+    if (!s) return 1;
+    s->fn = fn;
+    s->arg = arg;
+    s->ret = NULL;
+    uintptr_t h = _beginthreadex(NULL, 0, thread_tramp, s, 0, NULL);
+    if (h == 0) { free(s); return 1; }
+    t->handle_ = (void *)h;
+    t->start_ = s;
+    return 0;
+}
+int cc_thread_join(cc_thread_t t, void **ret) {
+    if (WaitForSingleObject((HANDLE)t.handle_, INFINITE) != WAIT_OBJECT_0) return 1;
+    CloseHandle((HANDLE)t.handle_);
+    thread_start *s = t.start_;
+    if (ret) *ret = s->ret;
+    free(s);
+    return 0;
+}
+
+/* 100 ns ticks between 1601-01-01 and 1970-01-01 */
+#define FILETIME_UNIX_EPOCH INT64_C(116444736000000000)
+int64_t cc_realtime_ms(void) {
+    FILETIME ft;
+    GetSystemTimePreciseAsFileTime(&ft);
+    int64_t t = (int64_t)(((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime);
+    return (t - FILETIME_UNIX_EPOCH) / 10000;
+}
+int64_t cc_monotonic_ms(void) { /* QPC: GetTickCount64 ticks in ~16 ms steps */
+    LARGE_INTEGER f, c;
+    QueryPerformanceFrequency(&f); /* fixed at boot, never fails since XP */
+    QueryPerformanceCounter(&c);
+    return c.QuadPart / f.QuadPart * 1000 + c.QuadPart % f.QuadPart * 1000 / f.QuadPart;
+}
+void cc_sleep_ms(int64_t ms) {
+    if (ms < 0) ms = 0;
+    Sleep(ms >= (int64_t)INFINITE ? INFINITE - 1 : (DWORD)ms);
+}
+int cc_is_regular_file(const char *path) {
+    struct _stat64 st;
+    return _stat64(path, &st) == 0 && (st.st_mode & _S_IFMT) == _S_IFREG;
+}
+
+/* ------------------------------------------------------------ threads: POSIX */
+#else
+
+#if defined(__APPLE__)
+#define CC_COND_RELATIVE 1 /* no pthread_condattr_setclock on macOS */
+#endif
+
+#define PCHECK(call)                                                           \
+    do {                                                                       \
+        int pc_rc_ = (call);                                                   \
+        CC_ASSERT(pc_rc_ == 0);                                                \
+    } while (0)
+
+void cc_mutex_init(cc_mutex_t *m) { PCHECK(pthread_mutex_init(m, NULL)); }
+void cc_mutex_destroy(cc_mutex_t *m) { pthread_mutex_destroy(m); }
+void cc_mutex_lock(cc_mutex_t *m) { PCHECK(pthread_mutex_lock(m)); }
+void cc_mutex_unlock(cc_mutex_t *m) { PCHECK(pthread_mutex_unlock(m)); }
+
+void cc_cond_init(cc_cond_t *c) {
+#if defined(CC_COND_RELATIVE)
+    PCHECK(pthread_cond_init(c, NULL));
+#else
+    pthread_condattr_t ca;
+    PCHECK(pthread_condattr_init(&ca));
+    PCHECK(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC));
+    PCHECK(pthread_cond_init(c, &ca));
+    pthread_condattr_destroy(&ca);
+#endif
+}
+void cc_cond_destroy(cc_cond_t *c) { pthread_cond_destroy(c); }
+void cc_cond_wait(cc_cond_t *c, cc_mutex_t *m) { PCHECK(pthread_cond_wait(c, m)); }
+int cc_cond_timedwait_ms(cc_cond_t *c, cc_mutex_t *m, int64_t timeout_ms) {
+    if (timeout_ms < 0) timeout_ms = 0;
+    if (timeout_ms > INT64_C(100000000000)) timeout_ms = INT64_C(100000000000); /* ~3 years: no time_t overflow */
+    struct timespec ts;
+#if defined(CC_COND_RELATIVE)
+    ts.tv_sec = (time_t)(timeout_ms / 1000);
+    ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+    int rc = pthread_cond_timedwait_relative_np(c, m, &ts);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(timeout_ms / 1000);
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    int rc = pthread_cond_timedwait(c, m, &ts);
+#endif
+    CC_ASSERT(rc == 0 || rc == ETIMEDOUT);
+    return rc == ETIMEDOUT;
+}
+void cc_cond_signal(cc_cond_t *c) { PCHECK(pthread_cond_signal(c)); }
+void cc_cond_broadcast(cc_cond_t *c) { PCHECK(pthread_cond_broadcast(c)); }
+
+void cc_once(cc_once_t *o, void (*fn)(void)) { PCHECK(pthread_once(o, fn)); }
+
+int cc_thread_create(cc_thread_t *t, void *(*fn)(void *), void *arg) {
+    return pthread_create(&t->t_, NULL, fn, arg) != 0;
+}
+int cc_thread_join(cc_thread_t t, void **ret) { return pthread_join(t.t_, ret) != 0; }
+
+int64_t cc_realtime_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+int64_t cc_monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+void cc_sleep_ms(int64_t ms) {
+    if (ms <= 0) return;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+int cc_is_regular_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+#endif
