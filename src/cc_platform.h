@@ -103,7 +103,7 @@ int cc_i128p_to_i64(cc_i128p a, int64_t *out); /* 0 and *out set if it fits, els
 
 #if defined(__SIZEOF_INT128__) && !defined(CC_NO_INT128)
 #define CC_HAVE_INT128 1
-typedef __int128 cc_i128;
+__extension__ typedef __int128 cc_i128;
 static inline cc_i128 cc_i128_from_i64(int64_t v) { return v; }
 static inline cc_i128 cc_i128_add(cc_i128 a, cc_i128 b) { return a + b; }
 static inline cc_i128 cc_i128_sub(cc_i128 a, cc_i128 b) { return a - b; }
@@ -132,7 +132,7 @@ typedef cc_i128p cc_i128;
 ** until the ledger split lands and moves it onto cc_i128. Not on MSVC;
 ** scripts/check-portable lists the files that still use it. */
 #if defined(__SIZEOF_INT128__)
-typedef __int128 CC_I128;
+__extension__ typedef __int128 CC_I128;
 #endif
 /* Shorthands used on money paths. */
 static inline cc_i128 cc_i128_mul_i64(int64_t a, int64_t b) {

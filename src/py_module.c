@@ -9,8 +9,15 @@
 #include "ledger.h"
 #include "tls.h"
 
+/* The version comes as three integers (packaging/native_build.py: a quoted
+** string in a /D option is fragile on MSVC's command line), or as a string. */
+#if !defined(CC_VERSION) && defined(CC_VERSION_MAJOR) && defined(CC_VERSION_MINOR) && defined(CC_VERSION_PATCH)
+#define CC_STR_(x) #x
+#define CC_STR(x) CC_STR_(x)
+#define CC_VERSION CC_STR(CC_VERSION_MAJOR) "." CC_STR(CC_VERSION_MINOR) "." CC_STR(CC_VERSION_PATCH)
+#endif
 #ifndef CC_VERSION
-#error "build with -DCC_VERSION=\"x.y.z\" (setup.py reads it from comfy_credits_ext/__init__.py)"
+#error "build with -DCC_VERSION_MAJOR=x -DCC_VERSION_MINOR=y -DCC_VERSION_PATCH=z (packaging/native_build.py reads them from comfy_credits_ext/__init__.py)"
 #endif
 
 static PyModuleDef ccpy_moduledef;
