@@ -122,6 +122,8 @@ int cc_i128p_to_i64(cc_i128p a, int64_t *out) {
 /* ------------------------------------------------------------ threads: Win32 */
 #if defined(CC_THREADS_WIN32)
 
+#define CC_PATH_WCHARS_MAX 4096 /* UTF-16 units of a path cc_is_regular_file accepts */
+
 _Static_assert(sizeof(cc_mutex_t) == sizeof(SRWLOCK), "cc_mutex_t must hold an SRWLOCK");
 _Static_assert(sizeof(cc_cond_t) == sizeof(CONDITION_VARIABLE), "cc_cond_t must hold a CONDITION_VARIABLE");
 _Static_assert(sizeof(cc_once_t) == sizeof(INIT_ONCE), "cc_once_t must hold an INIT_ONCE");
@@ -208,9 +210,11 @@ void cc_sleep_ms(int64_t ms) {
     if (ms < 0) ms = 0;
     Sleep(ms >= (int64_t)INFINITE ? INFINITE - 1 : (DWORD)ms);
 }
-int cc_is_regular_file(const char *path) {
+int cc_is_regular_file(const char *path) { /* path is UTF-8, as Python passes it */
+    wchar_t wpath[CC_PATH_WCHARS_MAX];
+    if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, wpath, CC_PATH_WCHARS_MAX) == 0) return 0;
     struct _stat64 st;
-    return _stat64(path, &st) == 0 && (st.st_mode & _S_IFMT) == _S_IFREG;
+    return _wstat64(wpath, &st) == 0 && (st.st_mode & _S_IFMT) == _S_IFREG;
 }
 
 /* ------------------------------------------------------------ threads: POSIX */

@@ -79,25 +79,27 @@ static void i128_known_answers(void) {
 }
 
 #if defined(__SIZEOF_INT128__)
+__extension__ typedef __int128 ref_i128;          /* the reference */
+__extension__ typedef unsigned __int128 ref_u128;
 /* The fallback against the compiler's __int128 (gcc and clang, also
 ** mingw-w64 gcc): every operation on the same inputs. */
-static int same(cc_i128p p, __int128 n) {
-    unsigned __int128 u = (unsigned __int128)n;
+static int same(cc_i128p p, ref_i128 n) {
+    ref_u128 u = (ref_u128)n;
     return p.lo == (uint64_t)u && p.hi == (uint64_t)(u >> 64);
 }
-static cc_i128p to_p(__int128 n) {
-    unsigned __int128 u = (unsigned __int128)n;
+static cc_i128p to_p(ref_i128 n) {
+    ref_u128 u = (ref_u128)n;
     cc_i128p p = {(uint64_t)u, (uint64_t)(u >> 64)};
     return p;
 }
 static int n_compared;
-static void compare_one(__int128 a, __int128 b) {
+static void compare_one(ref_i128 a, ref_i128 b) {
     cc_i128p pa = to_p(a), pb = to_p(b);
-    int ok = same(cc_i128p_add(pa, pb), (__int128)((unsigned __int128)a + (unsigned __int128)b)) &&
-             same(cc_i128p_sub(pa, pb), (__int128)((unsigned __int128)a - (unsigned __int128)b)) &&
-             same(cc_i128p_mul(pa, pb), (__int128)((unsigned __int128)a * (unsigned __int128)b)) &&
+    int ok = same(cc_i128p_add(pa, pb), (ref_i128)((ref_u128)a + (ref_u128)b)) &&
+             same(cc_i128p_sub(pa, pb), (ref_i128)((ref_u128)a - (ref_u128)b)) &&
+             same(cc_i128p_mul(pa, pb), (ref_i128)((ref_u128)a * (ref_u128)b)) &&
              cc_i128p_cmp(pa, pb) == ((a > b) - (a < b));
-    __int128 i128min = (__int128)((unsigned __int128)1 << 127);
+    ref_i128 i128min = (ref_i128)((ref_u128)1 << 127);
     if (b != 0 && !(a == i128min && b == -1)) {
         cc_i128p q, r;
         cc_i128p_divmod(pa, pb, &q, &r);
@@ -127,16 +129,16 @@ static void i128_fallback_equals_int128(void) {
     ** each, against edge values and other products; then INT128_MIN/MAX. */
     for (int i = 0; i < NEDGE; i++)
         for (int j = i; j < NEDGE; j++) {
-            __int128 p = (__int128)EDGE[i] * EDGE[j];
+            ref_i128 p = (ref_i128)EDGE[i] * EDGE[j];
             for (int k = 0; k < NEDGE; k++) {
                 compare_one(p, EDGE[k]);
                 compare_one(p + 1, EDGE[k]);
                 compare_one(p - 1, EDGE[k]);
                 compare_one(EDGE[k], p);
-                compare_one(p, (__int128)EDGE[k] * EDGE[(k + i) % NEDGE]);
+                compare_one(p, (ref_i128)EDGE[k] * EDGE[(k + i) % NEDGE]);
             }
         }
-    __int128 i128min = (__int128)((unsigned __int128)1 << 127), i128max = ~i128min;
+    ref_i128 i128min = (ref_i128)((ref_u128)1 << 127), i128max = ~i128min;
     for (int k = 0; k < NEDGE; k++) {
         compare_one(i128min, EDGE[k]);
         compare_one(i128max, EDGE[k]);
@@ -148,20 +150,20 @@ static void i128_fallback_equals_int128(void) {
     compare_one(i128max, i128max);
     /* 3. random operands of every magnitude */
     for (int n = 0; n < 200000; n++) {
-        __int128 a = (__int128)rng_i64() * (rng() & 1 ? rng_i64() : 1) + rng_i64();
-        __int128 b = (rng() & 3) ? (__int128)rng_i64() : (__int128)rng_i64() * rng_i64();
+        ref_i128 a = (ref_i128)rng_i64() * (rng() & 1 ? rng_i64() : 1) + rng_i64();
+        ref_i128 b = (rng() & 3) ? (ref_i128)rng_i64() : (ref_i128)rng_i64() * rng_i64();
         compare_one(a, b);
     }
     CHECK(n_compared > 250000);
 }
 
 /* Rounding on the money path with both representations: half-up muldiv
-** computed by __int128 and by the fallback, as money.c does. */
+** computed by ref_i128 and by the fallback, as money.c does. */
 static void i128_half_up_rounding_matches(void) {
     for (int n = 0; n < 100000; n++) {
         int64_t a = llabs(rng_i64()), b = llabs(rng_i64()), d = llabs(rng_i64()) + 1;
         if (a < 0 || b < 0 || d <= 0) continue; /* llabs(INT64_MIN) */
-        __int128 num = (__int128)a * b, q = num / d, r = num % d;
+        ref_i128 num = (ref_i128)a * b, q = num / d, r = num % d;
         if (2 * r >= d) q += 1;
         cc_i128p pq, pr;
         cc_i128p_divmod(cc_i128p_mul(cc_i128p_from_i64(a), cc_i128p_from_i64(b)), cc_i128p_from_i64(d), &pq, &pr);
@@ -396,6 +398,21 @@ static void files(void) {
     remove(path);
     CHECK(cc_is_regular_file(path) == 0);
     CHECK(cc_is_regular_file(".") == 0); /* a directory */
+    /* a UTF-8 path with a non-ASCII name (Windows: converted to UTF-16) */
+#if defined(_WIN32)
+    FILE *g = _wfopen(L"cc_platform_t\u00e9st.tmp", L"w");
+#else
+    FILE *g = fopen("cc_platform_t\xc3\xa9st.tmp", "w");
+#endif
+    CHECK(g != NULL);
+    if (g) fclose(g);
+    CHECK(cc_is_regular_file("cc_platform_t\xc3\xa9st.tmp") == 1);
+    CHECK(cc_is_regular_file("cc_platform_t\xe9st.tmp") == 0); /* not UTF-8: no such file */
+#if defined(_WIN32)
+    _wremove(L"cc_platform_t\u00e9st.tmp");
+#else
+    remove("cc_platform_t\xc3\xa9st.tmp");
+#endif
     CHECK(cc_is_regular_file("") == 0);
 }
 
