@@ -422,7 +422,7 @@ cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_c
 
 /* A hash of a password nobody knows, verified for unknown emails so that
 ** both answers take the same time. Made once, lazily. */
-static pthread_once_t decoy_once = PTHREAD_ONCE_INIT;
+static cc_once_t decoy_once = CC_ONCE_INIT;
 static char decoy_hash[CC_PASSWORD_HASH_BYTES_MAX + 1];
 static void make_decoy(void) {
     cc_error e;
@@ -442,7 +442,7 @@ cc_rc cc_ledger_sign_in(cc_ledger *l, const char *email, const char *password, c
     int known = rc == CC_OK;
     if (rc != CC_OK && rc != CC_ERR_NOT_FOUND) return rc;
     if (!known) {
-        pthread_once(&decoy_once, make_decoy);
+        cc_once(&decoy_once, make_decoy);
         memcpy(enc, decoy_hash, sizeof enc);
     }
     int ok = 0;

@@ -128,12 +128,6 @@ typedef cc_i128p cc_i128;
 #define cc_i128_cmp cc_i128p_cmp
 #define cc_i128_to_i64 cc_i128p_to_i64
 #endif
-/* Transitional (issue #10): the ledger's verify still spells the native type
-** until the ledger split lands and moves it onto cc_i128. Not on MSVC;
-** scripts/check-portable lists the files that still use it. */
-#if defined(__SIZEOF_INT128__)
-__extension__ typedef __int128 CC_I128;
-#endif
 /* Shorthands used on money paths. */
 static inline cc_i128 cc_i128_mul_i64(int64_t a, int64_t b) {
     return cc_i128_mul(cc_i128_from_i64(a), cc_i128_from_i64(b));

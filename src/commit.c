@@ -104,12 +104,12 @@ void ledger_commit(cc_ledger *l, cc_commit_job *job) {
     CC_ASSERT(job->nops >= 1 && job->nops <= CC_BATCH_OPS_MAX);
     job->done = 0;
     job->next = NULL;
-    pthread_mutex_lock(&l->mu);
+    cc_mutex_lock(&l->mu);
     if (l->tail) l->tail->next = job; else l->head = job;
     l->tail = job;
     while (!job->done) {
         if (l->leader) {
-            pthread_cond_wait(&l->cv, &l->mu);
+            cc_cond_wait(&l->cv, &l->mu);
             continue;
         }
         /* Become the leader: take whole jobs from the queue up to the batch
@@ -123,11 +123,11 @@ void ledger_commit(cc_ledger *l, cc_commit_job *job) {
         }
         l->head = end;
         if (!end) l->tail = NULL;
-        pthread_mutex_unlock(&l->mu);
+        cc_mutex_unlock(&l->mu);
 
         int64_t nops = run_batch(l, batch, end);
 
-        pthread_mutex_lock(&l->mu);
+        cc_mutex_lock(&l->mu);
         /* `next` is read before `done` is set: a finished job's owner may
         ** return (and its stack frame go) as soon as it sees done. */
         for (cc_commit_job *j = batch; j != end;) {
@@ -138,21 +138,21 @@ void ledger_commit(cc_ledger *l, cc_commit_job *job) {
         l->leader = 0;
         l->ops_total += nops;
         l->commits_total += 1;
-        pthread_cond_broadcast(&l->cv);
+        cc_cond_broadcast(&l->cv);
     }
-    pthread_mutex_unlock(&l->mu);
+    cc_mutex_unlock(&l->mu);
 }
 
 void cc_ledger_counters(cc_ledger *l, int64_t *ops, int64_t *commits) {
-    pthread_mutex_lock(&l->mu);
+    cc_mutex_lock(&l->mu);
     *ops = l->ops_total;
     *commits = l->commits_total;
-    pthread_mutex_unlock(&l->mu);
+    cc_mutex_unlock(&l->mu);
 }
 
 int ledger_commit_init(cc_ledger *l) {
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->cv, NULL);
+    cc_mutex_init(&l->mu);
+    cc_cond_init(&l->cv);
     l->dirty = malloc(sizeof(int64_t) * CC_ACCOUNT_CACHE_MAX);
     if (!l->dirty || i64map_init(&l->acct_cache, CC_ACCOUNT_CACHE_MAX) != 0 ||
         i64map_init(&l->hold_cache, CC_HOLD_CACHE_MAX) != 0)
@@ -161,12 +161,12 @@ int ledger_commit_init(cc_ledger *l) {
 }
 
 void ledger_commit_destroy(cc_ledger *l) {
-    pthread_mutex_lock(&l->mu);
+    cc_mutex_lock(&l->mu);
     CC_ASSERT(!l->leader && !l->head); /* the binding closes only when idle */
-    pthread_mutex_unlock(&l->mu);
+    cc_mutex_unlock(&l->mu);
     i64map_destroy(&l->acct_cache, free);
     i64map_destroy(&l->hold_cache, free);
     free(l->dirty);
-    pthread_mutex_destroy(&l->mu);
-    pthread_cond_destroy(&l->cv);
+    cc_mutex_destroy(&l->mu);
+    cc_cond_destroy(&l->cv);
 }

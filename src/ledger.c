@@ -74,26 +74,26 @@ void ledger_set_text(char *dst, size_t cap, const char *src) {
 /* ---------------------------------------------------------------- 2. readers */
 
 cc_conn *ledger_reader_take(cc_ledger *l, int *slot) {
-    pthread_mutex_lock(&l->rmu);
+    cc_mutex_lock(&l->rmu);
     for (;;) {
         for (int i = 0; i < l->nreaders; i++) {
             if (l->reader_free[i]) {
                 l->reader_free[i] = 0;
-                pthread_mutex_unlock(&l->rmu);
+                cc_mutex_unlock(&l->rmu);
                 *slot = i;
                 return l->readers[i];
             }
         }
-        pthread_cond_wait(&l->rcv, &l->rmu);
+        cc_cond_wait(&l->rcv, &l->rmu);
     }
 }
 
 void ledger_reader_give(cc_ledger *l, int slot) {
-    pthread_mutex_lock(&l->rmu);
+    cc_mutex_lock(&l->rmu);
     CC_ASSERT(!l->reader_free[slot]);
     l->reader_free[slot] = 1;
-    pthread_cond_signal(&l->rcv);
-    pthread_mutex_unlock(&l->rmu);
+    cc_cond_signal(&l->rcv);
+    cc_mutex_unlock(&l->rmu);
 }
 
 /* ---------------------------------------------------------------- 3. open, close */
@@ -111,8 +111,8 @@ cc_rc cc_ledger_open(cc_store *store, int readers, cc_ledger **out, cc_error *er
         return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     }
     l->store = store;
-    pthread_mutex_init(&l->rmu, NULL);
-    pthread_cond_init(&l->rcv, NULL);
+    cc_mutex_init(&l->rmu);
+    cc_cond_init(&l->rcv);
     if (ledger_commit_init(l) != 0) {
         cc_ledger_close(l);
         return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
@@ -139,8 +139,8 @@ void cc_ledger_close(cc_ledger *l) {
     for (int i = 0; i < l->nreaders; i++) l->readers[i]->v->close(l->readers[i]);
     if (l->writer) l->writer->v->close(l->writer);
     l->store->v->close(l->store);
-    pthread_mutex_destroy(&l->rmu);
-    pthread_cond_destroy(&l->rcv);
+    cc_mutex_destroy(&l->rmu);
+    cc_cond_destroy(&l->rcv);
     free(l);
 }
 

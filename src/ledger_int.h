@@ -18,7 +18,6 @@
 #include "ledger.h"
 #include "i64map.h"
 
-#include <pthread.h>
 #include <string.h>
 
 struct cc_commit_job;
@@ -27,8 +26,8 @@ struct cc_ledger {
     cc_store *store;
     cc_conn *writer;
 
-    pthread_mutex_t mu;        /* guards queue, leader flag, counters, test_spendable */
-    pthread_cond_t cv;
+    cc_mutex_t mu;        /* guards queue, leader flag, counters, test_spendable */
+    cc_cond_t cv;
     struct cc_commit_job *head, *tail;
     int leader;                /* 1 while some thread runs a batch */
     int64_t ops_total, commits_total;
@@ -40,8 +39,8 @@ struct cc_ledger {
     int64_t *dirty;            /* ids of accounts changed in this batch */
     int ndirty;
 
-    pthread_mutex_t rmu;       /* guards the reader pool */
-    pthread_cond_t rcv;
+    cc_mutex_t rmu;       /* guards the reader pool */
+    cc_cond_t rcv;
     cc_conn *readers[CC_READERS_MAX];
     int reader_free[CC_READERS_MAX];
     int nreaders;

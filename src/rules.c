@@ -330,15 +330,15 @@ static void entry_after(cc_entry *e, const cc_account *after) {
 }
 
 void cc_ledger_set_test_spendable(cc_ledger *l, int spendable) {
-    pthread_mutex_lock(&l->mu);
+    cc_mutex_lock(&l->mu);
     l->test_spendable = spendable ? 1 : 0;
-    pthread_mutex_unlock(&l->mu);
+    cc_mutex_unlock(&l->mu);
 }
 
 static int test_spendable(cc_ledger *l) {
-    pthread_mutex_lock(&l->mu);
+    cc_mutex_lock(&l->mu);
     int v = l->test_spendable;
-    pthread_mutex_unlock(&l->mu);
+    cc_mutex_unlock(&l->mu);
     return v;
 }
 

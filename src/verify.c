@@ -122,8 +122,10 @@ static int v_entry(void *ctx, const cc_entry *e) {
         problem(v, "entry %lld has unknown kind %d", (long long)e->id, e->kind);
         return 0;
     }
-    /* Running sums in 128 bits so a corrupted file cannot overflow the check. */
-    CC_I128 nb = (CC_I128)s->balance + e->delta, nh = (CC_I128)s->held + e->held_delta;
+    /* Running sums checked (vsum) so a corrupted file cannot overflow the check. */
+    int64_t nb = s->balance, nh = s->held;
+    vsum(v, e, &nb, e->delta);
+    vsum(v, e, &nh, e->held_delta);
     if (nb != e->balance_after || nh != e->held_after)
         problem(v, "entry %lld of account %lld: balance/held after is %lld/%lld, entries give %lld/%lld",
                 (long long)e->id, (long long)e->account_id, (long long)e->balance_after,
@@ -132,8 +134,8 @@ static int v_entry(void *ctx, const cc_entry *e) {
     if (nh < 0 || nh > nb)
         problem(v, "entry %lld leaves account %lld with held %lld outside 0..balance %lld",
                 (long long)e->id, (long long)e->account_id, (long long)nh, (long long)nb);
-    s->balance = (int64_t)nb;
-    s->held = (int64_t)nh;
+    s->balance = nb;
+    s->held = nh;
     /* TEST credits: only a test entry adds them, only a settle may spend them (at most its charge). */
     int64_t test_was = s->test;
     if (e->kind == CC_KIND_TEST) vsum(v, e, &s->test, e->delta);
