@@ -1,7 +1,8 @@
 """Operator CLI: `python -m comfy_credits_ext ...` (also installed as `comfy-credits`).
 
 Commands: user add|list|disable|enable|promote, grant, balance, history,
-expire, verify, invite, price estimate|list. Amounts are typed and shown in credits
+expire, verify, invite, report, audit, price estimate|list. Admin changes made here
+(grant, disable, enable, promote) go to the audit log like the dashboard's. Amounts are typed and shown in credits
 (exact decimals, up to 6 places); the ledger stores micro-credits.
 
 Exit codes: 0 success; 1 refused or not found (including verify problems);
@@ -80,6 +81,25 @@ def account_view(a: dict) -> dict:
     return out
 
 
+def cli_actor() -> str:
+    import getpass
+    try:
+        return f"cli:{getpass.getuser()}"[:254]
+    except Exception:
+        return "cli"
+
+
+def audit(cfg, action: str, a: dict, detail: dict) -> None:
+    """Appends an operator's change to the audit log (src/audit.c), as the dashboard does."""
+    from .admin import open_audit
+    log = open_audit(cfg)
+    try:
+        log.append(0, cli_actor(), action, f"account {a['id']} <{a['email']}>", json.dumps(detail, sort_keys=True),
+                   "cli")
+    finally:
+        log.close()
+
+
 # ---------------------------------------------------------------- commands
 
 def cmd_user_add(led, args, cfg):
@@ -121,8 +141,10 @@ def cmd_user_status(led, args, cfg):
     a = resolve_account(led, args.account)
     if args.command_user == "promote":
         a = led.update_account(a["id"], role="admin")
+        audit(cfg, "promote", a, {"role": "admin"})
     else:
         a = led.update_account(a["id"], active=args.command_user == "enable")
+        audit(cfg, args.command_user, a, {"active": bool(a["active"])})
     print(f"account {a['id']} <{a['email']}> is now {'active' if a['active'] else 'disabled'}, {a['role']}")
     return EXIT_OK
 
@@ -173,6 +195,8 @@ def cmd_grant(led, args, cfg):
     amount = parse_credits(args.credits)
     key = args.key or f"grant-cli-{uuid.uuid4().hex}"
     r = led.grant(key, a["id"], amount, note=args.note or "")
+    if not r["replayed"]:
+        audit(cfg, "grant", a, {"credits": credits(amount), "note": args.note or "", "entry_id": r["entry_id"]})
     if args.json:
         print_json(r | {"key": key})
     else:
@@ -291,13 +315,22 @@ def cmd_expire(led, args, cfg):
 
 
 def cmd_verify(led, args, cfg):
-    rep = led.verify()
+    from .admin import open_audit, verify_all
+    log = open_audit(cfg)
+    try:
+        rep = verify_all(led, log)
+    finally:
+        log.close()
     if args.json:
         print_json(rep)
     else:
         print(f"accounts {rep['accounts']}, entries {rep['entries']}, holds {rep['holds']} "
               f"({rep['open_holds']} open), balances {credits(rep['balance_total'])}, "
               f"held {credits(rep['held_total'])}")
+        t = rep["report_total"]
+        print(f"reconciliation: billed {credits(t['billed'])}, charged {credits(t['charged'])}, "
+              f"uncollected {credits(t['uncollected'])} over {t['runs']} runs; the report's sums equal the accounts'")
+        print(f"audit log: {rep['audit']['records']} records, chain {'intact' if rep['audit']['ok'] else 'BROKEN'}")
         if rep["ok"]:
             print("ok: every invariant holds")
         for p in rep["problems"]:
@@ -356,6 +389,62 @@ def cmd_purchases(led, args, cfg):
         print(f"{r['session_id']}  {fmt_time(r['first_ms'])}  {who}  paid {paid} {r['currency'].upper()} "
               f"({r['method'] or 'method unknown'}) for {credits(r['credits_micro'])} credits  [{state}]\n"
               f"    reason: {r['reason']} (reported {r['reports']}x)")
+    return EXIT_OK
+
+
+def cmd_report(led, args, cfg):
+    """Reconciliation per day: what the upstream billed, what people were charged, uncollected, margin."""
+    from .admin import report_csv, report_json, report_range
+    try:
+        since, until = report_range(args.frm, args.to)
+        rep = _core.report(led, since, until)
+    except _core.InvalidArgument as exc:
+        raise UsageError(f"--{exc.field or 'to'}: {exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"--{exc}") from None
+    if args.json:
+        print_json(report_json(rep))
+    elif args.csv:
+        sys.stdout.write(report_csv(rep))
+    else:
+        t = rep["total"]
+        print(f"{'day':<10} {'runs':>6} {'billed':>14} {'charged':>14} {'uncollected':>12} {'margin':>12} "
+              f"{'purchased':>14}")
+        for d in rep["days"] + [dict(rep["total"], day_ms=None)]:
+            if d["day_ms"] is not None and not (d["runs"] or d["purchases"] or d["grants"] or d["test_purchases"]):
+                continue
+            day = "total" if d["day_ms"] is None else dt.datetime.fromtimestamp(
+                d["day_ms"] / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
+            print(f"{day:<10} {d['runs']:>6} {credits(d['billed']):>14} {credits(d['charged']):>14} "
+                  f"{credits(d['uncollected']):>12} {credits(d['charged'] - d['billed']):>12} "
+                  f"{credits(d['purchased']):>14}")
+        if not t["runs"] and not t["purchases"]:
+            print("no runs or purchases in this range")
+    return EXIT_OK
+
+
+def cmd_audit(led, args, cfg):
+    """The audit log of admin actions, newest first."""
+    from .admin import open_audit
+    log = open_audit(cfg)
+    try:
+        page = log.list(limit=args.limit, cursor=args.cursor)
+        chain = log.verify()
+    finally:
+        log.close()
+    if args.json:
+        print_json(page | {"chain": chain})
+        return EXIT_OK
+    if not page["records"]:
+        print("the audit log is empty")
+    for r in page["records"]:
+        print(f"{r['id']:>6} {fmt_time(r['at_ms'])}  {r['actor']:<28} {r['action']:<10} {r['target']:<36} "
+              f"from {r['source']}  {r['detail']}")
+    if page["next_cursor"]:
+        print(f"more: --cursor {page['next_cursor']}")
+    if not chain["ok"]:
+        print(f"WARNING: record {chain['first_bad']} was changed or removed (the hash chain breaks there)")
+        return EXIT_REFUSED
     return EXIT_OK
 
 
@@ -534,6 +623,18 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="recompute every ledger invariant")
     v.add_argument("--json", action="store_true")
 
+    rp = sub.add_parser("report", help="reconciliation: upstream billed vs charged vs uncollected, per day")
+    rp.add_argument("--from", dest="frm", required=True, help="first day (UTC), YYYY-MM-DD")
+    rp.add_argument("--to", required=True, help="last day (UTC, included), YYYY-MM-DD; at most 366 days")
+    rfmt = rp.add_mutually_exclusive_group()
+    rfmt.add_argument("--json", action="store_true")
+    rfmt.add_argument("--csv", action="store_true")
+
+    au = sub.add_parser("audit", help="the audit log of admin actions (who, what, when, from where)")
+    au.add_argument("--limit", type=int, default=50, help="records (1..1000)")
+    au.add_argument("--cursor", type=int, help="continue from this cursor")
+    au.add_argument("--json", action="store_true")
+
     pu = sub.add_parser("purchases", help="paid purchases that could not be credited (needs attention)")
     pusub = pu.add_subparsers(dest="command_purchases", required=True, metavar="ACTION")
     pa = pusub.add_parser("attention", help="list paid sessions that were not credited, with the reason")
@@ -563,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 LEDGER_COMMANDS = {"key": cmd_key, "grant": cmd_grant, "balance": cmd_balance, "history": cmd_history, "expire": cmd_expire,
-                   "verify": cmd_verify, "purchases": cmd_purchases}
+                   "verify": cmd_verify, "purchases": cmd_purchases, "report": cmd_report, "audit": cmd_audit}
 USER_COMMANDS = {"add": cmd_user_add, "list": cmd_user_list, "password": cmd_user_password, "signout": cmd_user_signout, "disable": cmd_user_status,
                  "enable": cmd_user_status, "promote": cmd_user_status}
 

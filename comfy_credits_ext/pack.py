@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from . import __version__, api_nodes, config, feature_flags, gate, gateway_route, payments, routes
+from . import __version__, admin, api_nodes, config, feature_flags, gate, gateway_route, payments, routes
 from .runtime import Runtime
 
 log = logging.getLogger("comfy_credits")
@@ -56,6 +56,7 @@ def install() -> Runtime:
     gateway_route.register(server.routes, rt)
     pay = payments.Payments(rt, self_base(args))
     payments.register(server.routes, rt, pay, whoami)
+    admin.register(server.routes, rt, whoami)
 
     @server.routes.get("/credits/status")
     async def credits_status(request):

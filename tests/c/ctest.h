@@ -80,5 +80,6 @@ void suite_run(void);
 void suite_auth(void);
 void suite_history(void);
 void suite_invite(void);
+void suite_report(void);
 
 #endif

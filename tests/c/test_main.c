@@ -53,6 +53,7 @@ int main(void) {
     suite_auth();
     suite_history();
     suite_invite();
+    suite_report();
     if (ct_dir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", ct_dir);
