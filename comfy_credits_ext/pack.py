@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from . import __version__, admin, api_nodes, config, feature_flags, gate, gateway_route, payments, routes
+from . import __version__, admin, api_nodes, config, feature_flags, gate, gateway_route, payments, receipts, routes
 from .runtime import Runtime
 
 log = logging.getLogger("comfy_credits")
@@ -57,6 +57,7 @@ def install() -> Runtime:
     pay = payments.Payments(rt, self_base(args))
     payments.register(server.routes, rt, pay, whoami)
     admin.register(server.routes, rt, whoami)
+    receipts.register(server.routes, rt, pay, whoami)
 
     @server.routes.get("/credits/status")
     async def credits_status(request):

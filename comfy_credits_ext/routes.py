@@ -61,6 +61,8 @@ def public_entry(e: dict) -> dict:
             "prompt_id", "node_id", "node_class", "model", "tokens_in", "tokens_out", "images", "seconds_ms",
             "currency", "amount_minor", "method", "note")
     out = {k: e[k] for k in keep}
+    if e["kind"] in ("purchase", "test") and (e.get("external_ref") or "").startswith("cs_"):
+        out["receipt_url"] = f"/credits/receipt/{e['external_ref']}"  # receipts.py
     if e["kind"] == "test":
         out["label"] = "TEST"  # a sandbox purchase: no money was paid
     return out

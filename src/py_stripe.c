@@ -116,6 +116,26 @@ static PyObject *St_api_version(StripeObject *self, PyObject *Py_UNUSED(ignored)
     return PyUnicode_FromString(cc_stripe_api_version(self->s));
 }
 
+static PyObject *St_receipt(StripeObject *self, PyObject *arg) {
+    ccpy_state *st = sstate((PyObject *)self);
+    const char *id;
+    if (ccpy_str(st, arg, "payment_intent", &id) < 0) return NULL;
+    if (!id) return ccpy_invalid(st, "payment_intent", "payment_intent must be a string");
+    cc_payment_receipt *r = malloc(sizeof *r);
+    if (!r) return PyErr_NoMemory();
+    cc_error e;
+    cc_rc rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_stripe_payment_receipt(self->s, id, r, &e);
+    Py_END_ALLOW_THREADS
+    PyObject *d = rc != CC_OK ? ccpy_raise(st, &e)
+        : Py_BuildValue("{s:s,s:s,s:s,s:s,s:s,s:O}", "payment_intent", r->payment_intent, "status", r->status,
+                        "charge", r->charge, "receipt_url", r->receipt_url, "method_used", r->method_used,
+                        "livemode", r->livemode ? Py_True : Py_False);
+    free(r);
+    return d;
+}
+
 static PyObject *St_retrieve(StripeObject *self, PyObject *arg) { return by_id(self, arg, 0); }
 static PyObject *St_expire(StripeObject *self, PyObject *arg) { return by_id(self, arg, 1); }
 
@@ -153,6 +173,9 @@ static PyMethodDef St_methods[] = {
     {"api_version", FN(St_api_version), METH_NOARGS, "api_version() -> the Stripe-Version sent on every request"},
     {"retrieve_checkout", FN(St_retrieve), METH_O, "retrieve_checkout(session_id) -> session"},
     {"expire_checkout", FN(St_expire), METH_O, "expire_checkout(session_id) -> session"},
+    {"payment_receipt", FN(St_receipt), METH_O,
+     "payment_receipt(payment_intent_id) -> {payment_intent, status, charge, receipt_url, method_used, livemode}: "
+     "the intent retrieved with expand[]=latest_charge"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -481,6 +481,73 @@ cc_rc cc_stripe_checkout_expire(cc_stripe *s, const char *id, cc_checkout_sessio
     return by_id(s, "POST", "/v1/checkout/sessions/%s/expire", id, out, err);
 }
 
+/* ---------------------------------------------------------------- receipts */
+
+cc_rc cc_stripe_payment_intent_parse(const char *json, size_t len, cc_payment_receipt *out, cc_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!json || len == 0 || len > CC_STRIPE_RESPONSE_BYTES_MAX)
+        return cc_fail(err, CC_ERR_INVALID, "body", "empty or oversized Stripe object");
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root) return cc_fail(err, CC_ERR_INVALID, "body", "Stripe sent malformed JSON");
+    cc_rc rc = CC_OK;
+    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "object");
+    if (!cJSON_IsString(obj) || strcmp(obj->valuestring, "payment_intent") != 0) {
+        rc = cc_fail(err, CC_ERR_INVALID, "object", "not a PaymentIntent object");
+        goto out;
+    }
+    if ((rc = take_str(out->payment_intent, sizeof out->payment_intent, root, "id", "id", err)) != CC_OK ||
+        (rc = take_str(out->status, sizeof out->status, root, "status", "status", err)) != CC_OK)
+        goto out;
+    out->livemode = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "livemode"));
+    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(root, "latest_charge");
+    if (cJSON_IsString(ch)) { /* not expanded: the id only */
+        rc = take_str(out->charge, sizeof out->charge, root, "latest_charge", "latest_charge", err);
+        goto out;
+    }
+    if (!cJSON_IsObject(ch)) goto out; /* null: no charge yet */
+    if ((rc = take_str(out->charge, sizeof out->charge, ch, "id", "latest_charge.id", err)) != CC_OK ||
+        (rc = take_str(out->receipt_url, sizeof out->receipt_url, ch, "receipt_url", "receipt_url", err)) != CC_OK)
+        goto out;
+    if (out->receipt_url[0] && !valid_url(out->receipt_url)) {
+        out->receipt_url[0] = 0;
+        rc = cc_fail(err, CC_ERR_INVALID, "receipt_url", "Stripe sent a receipt_url that is not an http(s) URL");
+        goto out;
+    }
+    const cJSON *pmd = cJSON_GetObjectItemCaseSensitive(ch, "payment_method_details");
+    if (cJSON_IsObject(pmd))
+        rc = take_str(out->method_used, sizeof out->method_used, pmd, "type", "payment_method_details.type", err);
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
+static int valid_pi(const char *id) {
+    size_t n = id ? strnlen(id, CC_STRIPE_ID_BYTES_MAX + 1) : 0;
+    if (n < 4 || n > CC_STRIPE_ID_BYTES_MAX || strncmp(id, "pi_", 3) != 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return 0;
+    }
+    return 1;
+}
+
+cc_rc cc_stripe_payment_receipt(cc_stripe *s, const char *id, cc_payment_receipt *out, cc_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!valid_pi(id)) return cc_fail(err, CC_ERR_INVALID, "payment_intent", "not a PaymentIntent id");
+    char path[400];
+    snprintf(path, sizeof path, "/v1/payment_intents/%s?expand%%5B%%5D=latest_charge", id);
+    buf resp = {0};
+    long status = 0;
+    cc_rc rc = call(s, "GET", path, NULL, NULL, &resp, &status, err);
+    if (rc == CC_OK) {
+        if (resp.oom) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+        else if (status < 200 || status >= 300) rc = stripe_error(&resp, status, err);
+        else rc = cc_stripe_payment_intent_parse(resp.p, resp.len, out, err);
+    }
+    free(resp.p);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- webhooks */
 
 cc_rc cc_stripe_webhook_verify(const char *secret, const char *sig_header, const char *body, size_t len,

@@ -100,6 +100,23 @@ cc_rc cc_stripe_checkout_create(cc_stripe *s, const cc_checkout_params *p, cc_ch
 cc_rc cc_stripe_checkout_retrieve(cc_stripe *s, const char *session_id, cc_checkout_session *out, cc_error *err);
 cc_rc cc_stripe_checkout_expire(cc_stripe *s, const char *session_id, cc_checkout_session *out, cc_error *err);
 
+/* A payment's receipt: GET /v1/payment_intents/{id}?expand[]=latest_charge
+** (docs.stripe.com/api/payment_intents/retrieve, /api/expanding_objects).
+** receipt_url and the method actually used (payment_method_details.type)
+** come from the expanded Charge; "" while the intent has no charge. The id
+** must be a PaymentIntent id ("pi_" + [A-Za-z0-9_]). */
+typedef struct cc_payment_receipt {
+    char payment_intent[CC_STRIPE_ID_BYTES_MAX + 1];
+    char status[32];               /* the intent's status, e.g. succeeded */
+    char charge[CC_STRIPE_ID_BYTES_MAX + 1];
+    char receipt_url[CC_STRIPE_URL_BYTES_MAX + 1];
+    char method_used[CC_STRIPE_METHOD_BYTES_MAX + 1];
+    int livemode;
+} cc_payment_receipt;
+cc_rc cc_stripe_payment_receipt(cc_stripe *s, const char *payment_intent_id, cc_payment_receipt *out, cc_error *err);
+/* Parses a PaymentIntent object as cc_stripe_payment_receipt does. */
+cc_rc cc_stripe_payment_intent_parse(const char *json, size_t len, cc_payment_receipt *out, cc_error *err);
+
 /* Parses a Checkout Session object (from a webhook event or the API). */
 cc_rc cc_stripe_session_parse(const char *json, size_t len, cc_checkout_session *out, cc_error *err);
 

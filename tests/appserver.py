@@ -9,7 +9,7 @@ import threading
 import aiohttp
 from aiohttp import web
 
-from comfy_credits_ext import admin, config, payments, routes
+from comfy_credits_ext import admin, config, payments, receipts, routes
 from comfy_credits_ext.runtime import Runtime
 
 
@@ -31,6 +31,7 @@ class Server:
         whoami = routes.register(table, self.rt)
         payments.register(table, self.rt, self.pay, whoami)
         admin.register(table, self.rt, whoami)
+        receipts.register(table, self.rt, self.pay, whoami)
         self.app = web.Application()
         self.app.add_routes(table)
         self.loop = asyncio.new_event_loop()

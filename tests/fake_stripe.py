@@ -18,7 +18,12 @@ events with signed webhook delivery (t=,v1= HMAC-SHA256 over "t.body");
 retrieve with expand[] (payment_intent, payment_intent.latest_charge), the
 charge naming the method used (payment_method_details.type); on endive and
 later allowed_payment_method_types filters the methods activated on the
-account (dynamic payment methods).
+account (dynamic payment methods). PaymentIntent retrieve
+(docs.stripe.com/api/payment_intents/retrieve): only `expand` (an array,
+expand[]=...) and `client_secret` are accepted, and only expandable fields
+expand (docs.stripe.com/api/expanding_objects: "This property cannot be
+expanded"); a paid charge carries receipt_url (a page this fake serves under
+/receipts/payment/, like pay.stripe.com's).
 Test controls live under /_fake/. Not modelled: everything else in Stripe.
 """
 import asyncio
@@ -45,6 +50,9 @@ SCHEMAS = {p.stem: json.loads(p.read_text()) for p in sorted(SCHEMA_DIR.glob("*.
 VERSIONS = sorted(SCHEMAS)                       # ISO dates sort as strings
 NEWEST = VERSIONS[-1]
 SESSIONS_MAX = 10_000
+# PaymentIntent fields Stripe lets expand[] expand (docs.stripe.com/api/payment_intents/object, "Expandable").
+PAYMENT_INTENT_EXPANDABLE = {"application", "customer", "invoice", "latest_charge", "on_behalf_of", "payment_method",
+                             "review", "source", "transfer_data.destination"}
 REQUEST_VERSION = contextvars.ContextVar("stripe_version")  # the API version of the request being served
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -381,6 +389,37 @@ class FakeStripe:
                 return web.json_response(self.expanded(s, p.get("expand", [])))
             return await api(request, go)
 
+        @routes.get("/v1/payment_intents/{pid}")
+        async def retrieve_intent(request):
+            async def go(request, p):
+                unknown = sorted(set(p) - {"expand", "client_secret"})
+                if unknown:
+                    raise invalid("parameter_unknown", f"Received unknown parameter: {unknown[0]}", unknown[0])
+                expand = p.get("expand", [])
+                if not isinstance(expand, list) or not all(isinstance(x, str) for x in expand):
+                    raise invalid("parameter_invalid", "Invalid array", "expand")
+                for path in expand:
+                    if path not in PAYMENT_INTENT_EXPANDABLE:
+                        raise invalid("parameter_invalid", f"This property cannot be expanded ({path}).", "expand")
+                pi = self.intents.get(request.match_info["pid"])
+                if not pi:
+                    raise StripeError(404, "invalid_request_error", "resource_missing",
+                                      f"No such payment_intent: '{request.match_info['pid']}'", "intent")
+                out = {k: v for k, v in pi.items() if k != "charges"}
+                if "latest_charge" in expand and pi["latest_charge"]:
+                    out["latest_charge"] = dict(pi["charges"][pi["latest_charge"]])
+                return web.json_response(out)
+            return await api(request, go)
+
+        @routes.get("/receipts/payment/{token}")
+        async def receipt_page(request):
+            for pi in self.intents.values():
+                for ch in pi["charges"].values():
+                    if ch.get("receipt_url", "").endswith("/" + request.match_info["token"]):
+                        return web.Response(text=f"<h1>Receipt</h1><p>{ch['id']}: {pi['amount']} {pi['currency']}</p>",
+                                            content_type="text/html")
+            return web.Response(status=404, text="no such receipt")
+
         @routes.post("/v1/checkout/sessions/{sid}/expire")
         async def expire(request):
             async def go(request, p):
@@ -404,10 +443,14 @@ class FakeStripe:
                 return web.json_response({"error": f"{method} is not offered by this session"}, status=400)
             if outcome in ("paid", "async_pending"):
                 pid, cid = "pi_" + secrets.token_hex(8), "ch_" + secrets.token_hex(8)
+                receipt = f"{request.scheme}://{request.host}/receipts/payment/{secrets.token_urlsafe(24)}"
                 self.intents[pid] = {"id": pid, "object": "payment_intent", "amount": s["amount_total"],
                                      "currency": s["currency"], "payment_method_types": [method],
+                                     "status": "succeeded" if outcome == "paid" else "processing",
+                                     "livemode": self.secret_key.startswith("sk_live_"),
                                      "latest_charge": cid,
                                      "charges": {cid: {"id": cid, "object": "charge", "payment_intent": pid,
+                                                       "paid": outcome == "paid", "receipt_url": receipt,
                                                        "payment_method_details": {"type": method, method: {}}}}}
                 s["payment_intent"] = pid
             if outcome == "paid":

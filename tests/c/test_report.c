@@ -2,6 +2,7 @@
 #include "ctest.h"
 #include "audit.h"
 #include "report.h"
+#include "stripe.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -183,7 +184,36 @@ static void test_audit_append_list_verify(void) {
     cc_audit_close(a);
 }
 
+static void test_payment_intent_receipt_parse(void) {
+    cc_payment_receipt r;
+    cc_error e;
+    const char *ok = "{\"id\":\"pi_1\",\"object\":\"payment_intent\",\"status\":\"succeeded\",\"livemode\":true,"
+                     "\"latest_charge\":{\"id\":\"ch_1\",\"receipt_url\":\"https://pay.stripe.com/receipts/x\","
+                     "\"payment_method_details\":{\"type\":\"wechat_pay\"}}}";
+    CHECK(cc_stripe_payment_intent_parse(ok, strlen(ok), &r, &e) == CC_OK);
+    CHECK_STR(r.receipt_url, "https://pay.stripe.com/receipts/x");
+    CHECK_STR(r.method_used, "wechat_pay");
+    CHECK_STR(r.charge, "ch_1");
+    CHECK(r.livemode == 1);
+    const char *unexpanded = "{\"id\":\"pi_1\",\"object\":\"payment_intent\",\"latest_charge\":\"ch_9\"}";
+    CHECK(cc_stripe_payment_intent_parse(unexpanded, strlen(unexpanded), &r, &e) == CC_OK);
+    CHECK_STR(r.charge, "ch_9");
+    CHECK_STR(r.receipt_url, "");
+    const char *none = "{\"id\":\"pi_1\",\"object\":\"payment_intent\",\"latest_charge\":null}";
+    CHECK(cc_stripe_payment_intent_parse(none, strlen(none), &r, &e) == CC_OK);
+    CHECK_STR(r.charge, "");
+    const char *js = "{\"id\":\"pi_1\",\"object\":\"payment_intent\",\"latest_charge\":{\"id\":\"ch_1\","
+                     "\"receipt_url\":\"javascript:alert(1)\"}}";
+    CHECK(cc_stripe_payment_intent_parse(js, strlen(js), &r, &e) == CC_ERR_INVALID);
+    CHECK_STR(e.field, "receipt_url");
+    CHECK_STR(r.receipt_url, "");
+    const char *session = "{\"id\":\"cs_1\",\"object\":\"checkout.session\"}";
+    CHECK(cc_stripe_payment_intent_parse(session, strlen(session), &r, &e) == CC_ERR_INVALID);
+    CHECK(cc_stripe_payment_intent_parse("{", 1, &r, &e) == CC_ERR_INVALID);
+}
+
 void suite_report(void) {
+    RUN(test_payment_intent_receipt_parse);
     RUN(test_report_sums_equal_ledger);
     RUN(test_report_bad_ranges);
     RUN(test_audit_append_list_verify);

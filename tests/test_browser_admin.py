@@ -1,0 +1,125 @@
+"""The Credits admin dashboard (web/credits_admin.js) in real Chromium on both
+frontend eras, through the visible UI: an admin signs in with the form in
+Settings → User, sees the "Credits admin" entry, grants credits with a note and
+sees the grant in the audit log; a normal account never sees the entry."""
+import os
+import shutil
+
+import pytest
+
+from test_browser import ARTIFACTS, CHROMIUM, FRONTENDS, close_settings, frontend_root, load_app, open_settings
+from test_integration import C, Comfy
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module", params=FRONTENDS)
+def ui(request, tmp_path_factory):
+    root = frontend_root(request.param)
+    if not os.path.isfile(os.path.join(root, "index.html")) or not shutil.which(CHROMIUM):
+        pytest.skip(f"frontend {request.param} or Chromium not installed (run scripts/setup)")
+    c = Comfy(tmp_path_factory.mktemp(f"admin-ui-{request.param}"), extra_args=["--front-end-root", root])
+    with c.ledger() as led:
+        c.user = led.create_account("pat@example.com", display_name="Pat")["id"]
+        led.set_password(c.user, "pat-password")
+        led.grant("seed", c.user, 10 * C, note="welcome")
+        c.boss = led.create_account("boss@example.com", display_name="Boss", role="admin")["id"]
+        led.set_password(c.boss, "boss-password")
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        c.browser, c.version = browser, request.param
+        yield c
+        browser.close()
+    c.close()
+
+
+def new_page(ui):
+    page = ui.browser.new_page(viewport={"width": 1400, "height": 900})
+    page.on("pageerror", lambda e: print(f"[{ui.version}] page error: {e}"))
+    ui.page = page
+    return page
+
+
+def sign_in_with_the_form(ui, email, password):
+    load_app(ui)
+    dialog = open_settings(ui, "User")
+    account = dialog.locator("[data-testid=cc-account]")
+    account.locator("[data-testid=cc-email-input]").fill(email)
+    account.locator("[data-testid=cc-password-input]").fill(password)
+    account.locator("[data-testid=cc-signin]").click()
+    ui.page.locator("[data-testid=cc-email]").wait_for()
+    return dialog
+
+
+def shot(ui, name):
+    ui.page.screenshot(path=os.path.join(ARTIFACTS, f"{ui.version}-admin-{name}.png"))
+
+
+def test_a_normal_account_never_sees_the_admin_entry(ui):
+    page = new_page(ui)
+    try:
+        dialog = sign_in_with_the_form(ui, "pat@example.com", "pat-password")
+        page.wait_for_timeout(1500)  # the role check after sign-in has had time to run
+        assert dialog.get_by_text("Credits admin", exact=True).count() == 0
+        close_settings(ui)
+        load_app(ui)  # and after a reload, signed in
+        dialog = open_settings(ui, "User")
+        page.wait_for_timeout(1000)
+        assert dialog.get_by_text("Credits admin", exact=True).count() == 0
+        # the server refuses the admin routes to this session whatever the page shows
+        st = page.evaluate("async () => (await fetch('/api/credits/admin/accounts')).status")
+        assert st == 403
+        shot(ui, "0-normal-user")
+    finally:
+        page.close()
+
+
+def test_admin_signs_in_sees_the_dashboard_and_grants(ui):
+    page = new_page(ui)
+    try:
+        dialog = sign_in_with_the_form(ui, "boss@example.com", "boss-password")
+        entry = dialog.get_by_text("Credits admin", exact=True).first
+        entry.wait_for(timeout=15_000)  # appears as soon as the admin signs in, without a reload
+        entry.click()
+        panel = page.locator("[data-testid=cca-panel]")
+        panel.locator("[data-testid=cca-accounts]").wait_for()
+        assert "pat@example.com" in panel.inner_text()
+        shot(ui, "1-accounts")
+        panel.locator("[data-testid=cca-search]").fill("pat")
+        panel.locator("[data-testid=cca-search]").press("Enter")
+        panel.locator("[data-testid=cca-open-account]", has_text="pat@example.com").click()
+        panel.locator("[data-testid=cca-account]").wait_for()
+        panel.locator("[data-testid=cca-grant-amount]").fill("2.5")
+        panel.locator("[data-testid=cca-grant-note]").fill("late fee waived")
+        panel.locator("[data-testid=cca-grant]").click()
+        page.wait_for_function("document.querySelector('[data-testid=cca-msg]').textContent.startsWith('Granted 2.50')")
+        with ui.ledger() as led:
+            assert led.account(ui.user)["balance"] == 12_500_000
+            assert led.history(ui.user)["entries"][0]["note"] == "late fee waived"
+        assert "12.50" in panel.locator("[data-testid=cca-account-balance]").inner_text()
+        # a bad amount is refused with the server's words, and changes nothing
+        panel.locator("[data-testid=cca-grant-amount]").fill("-3")
+        panel.locator("[data-testid=cca-grant-note]").fill("oops")
+        panel.locator("[data-testid=cca-grant]").click()
+        page.wait_for_function("document.querySelector('[data-testid=cca-msg]').textContent.includes('positive')")
+        with ui.ledger() as led:
+            assert led.account(ui.user)["balance"] == 12_500_000
+        shot(ui, "2-granted")
+        panel.locator("[data-testid=cca-tab-audit]").click()
+        audit = panel.locator("[data-testid=cca-audit]")
+        audit.wait_for()
+        text = audit.inner_text()
+        assert "boss@example.com" in text and "grant" in text and "late fee waived" in text and "127.0.0.1" in text
+        panel.locator("[data-testid=cca-tab-verify]").click()
+        panel.locator("[data-testid=cca-verify]").wait_for()
+        assert "OK: every invariant holds" in panel.inner_text()
+        panel.locator("[data-testid=cca-tab-report]").click()
+        panel.locator("[data-testid=cca-report]").wait_for()
+        assert "Total" in panel.locator("[data-testid=cca-report]").inner_text()
+        panel.locator("[data-testid=cca-tab-charts]").click()
+        panel.locator("[data-testid=cca-top-accounts]").wait_for()
+        shot(ui, "3-charts")
+        close_settings(ui)
+    finally:
+        page.close()
