@@ -1,6 +1,7 @@
 /* test_report.c — reconciliation sums (report.c) and the audit log (audit.c). */
 #include "ctest.h"
 #include "audit.h"
+#include "auth.h"
 #include "report.h"
 #include "stripe.h"
 
@@ -13,12 +14,11 @@
 static cc_ledger *fresh(void) { return ct_ledger(2, NULL, 0); }
 
 static int64_t account(cc_ledger *l, const char *email) {
-    cc_op op;
-    cc_result r;
-    cc_op_init(&op, CC_OP_ACCOUNT_CREATE);
-    op.email = email;
-    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
-    return r.account_id;
+    cc_account_new a = {.email = email, .display_name = NULL, .role = -1};
+    int64_t id = 0;
+    cc_error e;
+    CHECK(cc_ledger_account_create(l, &a, &id, &e) == CC_OK);
+    return id;
 }
 
 static void money(cc_ledger *l, cc_op_kind kind, const char *key, int64_t acct, int64_t amount) {
