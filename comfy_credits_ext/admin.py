@@ -33,8 +33,10 @@ REPORT_COLUMNS = ["day", "runs", "free_runs", "expired_holds", "billed", "charge
 
 
 def audit_path(cfg) -> str:
-    """The audit log lives beside the ledger, in its own file."""
-    db = cfg.database
+    """The audit log lives beside the ledger, in its own file (farm mode: beside the local
+    needs-attention file, as the ledger is then a PostgreSQL URI)."""
+    from pathlib import Path
+    db = Path(cfg.attention_path)
     return str(db.with_name(db.stem + ".audit.db"))
 
 
@@ -393,7 +395,7 @@ def register(routes, rt, whoami):
             return error(400, "invalid_argument", "all must be true or false.", "all")
 
         def rows():
-            st = Attention(str(rt.cfg.database))
+            st = Attention(str(rt.cfg.attention_path))
             try:
                 return st.list(include_resolved=everything == "true")
             finally:
