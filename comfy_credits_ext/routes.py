@@ -269,7 +269,7 @@ def register(routes, rt):
         if err:
             return err
         if who["account"].get("role") != "admin":
-            return error(403, "forbidden", "Only an admin of this server can invite people.")
+            return error(403, "admin_only", "Only an admin of this server can invite people.")
         email, days = body.get("email"), body.get("days", invites.DAYS_DEFAULT)
         if not isinstance(email, str) or not isinstance(days, int) or isinstance(days, bool):
             return error(400, "invalid_argument", "Send {email, days}.", "email")

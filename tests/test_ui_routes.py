@@ -102,7 +102,7 @@ def test_invite_link_opens_sign_up_once(tmp_path):
     try:
         # Only an admin may invite over HTTP.
         st, body, _ = s.call("POST", "/credits/admin/invites", {"email": "new@example.com"})
-        assert st == 403 and body["error"]["type"] == "forbidden"
+        assert st == 403 and body["error"]["type"] == "admin_only"
         s.rt.ledger.update_account(s.account, role="admin")
         st, inv, _ = s.call("POST", "/credits/admin/invites", {"email": "  New@Example.com", "days": 2},
                             headers={"Origin": s.base})
