@@ -75,11 +75,15 @@ class Runtime:
 
     # ---- reservations of admitted prompts (credits held back for their API nodes)
 
-    def reserve_prompt(self, prompt_id: str, account_id: int, micro: int) -> None:
-        """Blocking. Raises InsufficientCredits when the account's unreserved credits do not cover it."""
-        self.runs.reserve(prompt_id, account_id, micro)
+    def reserve_prompt(self, prompt_id: str, account_id: int, micro: int, wait: bool = True) -> bool:
+        """Raises InsufficientCredits when the account's unreserved credits do not cover it.
+        wait=True blocks (call it from a thread); wait=False never waits (the event loop may
+        call it) and returns False, reserving nothing, when the answer needs waiting."""
+        if not self.runs.reserve(prompt_id, account_id, micro, wait=wait):
+            return False
         with self._lock:
             self._reserved[prompt_id] = [time.monotonic(), False]
+        return True
 
     def release_prompt(self, prompt_id: str) -> int:
         with self._lock:
@@ -130,6 +134,16 @@ class Runtime:
             log.warning("comfy-credits: no price rule for API node %s; charging the default %s credits",
                         node_class, _core.format_credits(est["micro"]))
         return est
+
+    def estimate_many(self, items: list) -> list:
+        """[(node_class, inputs), ...] priced in one call into C: per node, estimate()'s
+        dict, or the exception estimate() would raise (returned, not raised)."""
+        ests = self.prices.estimate_many(items)
+        for (node_class, _), est in zip(items, ests):
+            if isinstance(est, dict) and est["used_default"]:
+                log.warning("comfy-credits: no price rule for API node %s; charging the default %s credits",
+                            node_class, _core.format_credits(est["micro"]))
+        return ests
 
     # ---- housekeeping
 

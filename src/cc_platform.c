@@ -135,6 +135,7 @@ void cc_mutex_init(cc_mutex_t *m) { InitializeSRWLock(SRW(m)); }
 void cc_mutex_destroy(cc_mutex_t *m) { (void)m; /* an SRWLOCK holds no resource */ }
 void cc_mutex_lock(cc_mutex_t *m) { AcquireSRWLockExclusive(SRW(m)); }
 void cc_mutex_unlock(cc_mutex_t *m) { ReleaseSRWLockExclusive(SRW(m)); }
+int cc_mutex_trylock(cc_mutex_t *m) { return TryAcquireSRWLockExclusive(SRW(m)) ? 1 : 0; }
 
 void cc_cond_init(cc_cond_t *c) { InitializeConditionVariable(CV(c)); }
 void cc_cond_destroy(cc_cond_t *c) { (void)c; }
@@ -234,6 +235,11 @@ void cc_mutex_init(cc_mutex_t *m) { PCHECK(pthread_mutex_init(m, NULL)); }
 void cc_mutex_destroy(cc_mutex_t *m) { pthread_mutex_destroy(m); }
 void cc_mutex_lock(cc_mutex_t *m) { PCHECK(pthread_mutex_lock(m)); }
 void cc_mutex_unlock(cc_mutex_t *m) { PCHECK(pthread_mutex_unlock(m)); }
+int cc_mutex_trylock(cc_mutex_t *m) {
+    int rc = pthread_mutex_trylock(m);
+    CC_ASSERT(rc == 0 || rc == EBUSY);
+    return rc == 0;
+}
 
 void cc_cond_init(cc_cond_t *c) {
 #if defined(CC_COND_RELATIVE)

@@ -170,6 +170,7 @@ void cc_mutex_init(cc_mutex_t *m);
 void cc_mutex_destroy(cc_mutex_t *m);
 void cc_mutex_lock(cc_mutex_t *m);
 void cc_mutex_unlock(cc_mutex_t *m);
+int cc_mutex_trylock(cc_mutex_t *m); /* 1 if taken now, 0 if another thread holds it (never waits) */
 void cc_cond_init(cc_cond_t *c);
 void cc_cond_destroy(cc_cond_t *c);
 void cc_cond_wait(cc_cond_t *c, cc_mutex_t *m);

@@ -1033,17 +1033,35 @@ static void fill_names(ectx *e, int used_default) {
     }
 }
 
-/* Sets up the per-call context; the caller deletes *root. */
-static cc_rc begin(const cc_price_table *t, const char *node_class, const char *inputs_json, size_t inputs_len,
-                   cc_price_result *out, cc_error *err, cJSON **root, ectx *e) {
+/* Checks the table and class, clears the result. */
+static cc_rc begin_checks(const cc_price_table *t, const char *node_class, cc_price_result *out, cc_error *err) {
     cc_error_clear(err);
     memset(out, 0, sizeof *out);
-    *root = NULL;
     if (!t) return cc_fail(err, CC_ERR_INVALID, "table", "no price table");
     if (!node_class || !node_class[0])
         return cc_fail(err, CC_ERR_INVALID, "node_class", "node_class is empty");
     if (strnlen(node_class, CC_TEXT_BYTES_MAX + 1) > CC_TEXT_BYTES_MAX)
         return cc_fail(err, CC_ERR_INVALID, "node_class", "node_class is longer than %d bytes", CC_TEXT_BYTES_MAX);
+    return CC_OK;
+}
+
+/* Sets up the per-call context for parsed inputs (NULL: none). */
+static void begin_tree(const cc_price_table *t, const char *node_class, const cJSON *inputs,
+                       cc_price_result *out, cc_error *err, ectx *e) {
+    const prule *r = find_rule(t, node_class);
+    e->r = r ? r : &t->def;
+    e->inputs = inputs;
+    e->out = out;
+    e->err = err;
+    fill_names(e, r == NULL);
+}
+
+/* Sets up the per-call context; the caller deletes *root. */
+static cc_rc begin(const cc_price_table *t, const char *node_class, const char *inputs_json, size_t inputs_len,
+                   cc_price_result *out, cc_error *err, cJSON **root, ectx *e) {
+    *root = NULL;
+    cc_rc rc = begin_checks(t, node_class, out, err);
+    if (rc != CC_OK) return rc;
     if (inputs_json && inputs_len) {
         if (inputs_len > CC_PRICE_INPUTS_BYTES_MAX)
             return cc_fail(err, CC_ERR_LIMIT, "inputs", "inputs are larger than %d bytes", CC_PRICE_INPUTS_BYTES_MAX);
@@ -1055,12 +1073,7 @@ static cc_rc begin(const cc_price_table *t, const char *node_class, const char *
             return cc_fail(err, CC_ERR_INVALID, "inputs", "inputs must be a JSON object");
         }
     }
-    const prule *r = find_rule(t, node_class);
-    e->r = r ? r : &t->def;
-    e->inputs = *root;
-    e->out = out;
-    e->err = err;
-    fill_names(e, r == NULL);
+    begin_tree(t, node_class, *root, out, err, e);
     return CC_OK;
 }
 
@@ -1117,6 +1130,20 @@ cc_rc cc_price_estimate(const cc_price_table *t, const char *node_class, const c
     cc_rc rc = begin(t, node_class, inputs_json, inputs_len, out, err, &root, &e);
     if (rc == CC_OK) rc = estimate_rule(&e, &out->micro);
     cJSON_Delete(root);
+    if (rc != CC_OK) out->micro = 0;
+    return rc;
+}
+
+cc_rc cc_price_estimate_tree(const cc_price_table *t, const char *node_class, const struct cJSON *inputs,
+                             cc_price_result *out, cc_error *err) {
+    cc_rc rc = begin_checks(t, node_class, out, err);
+    if (rc != CC_OK) return rc;
+    if (inputs && !cJSON_IsObject(inputs))
+        return cc_fail(err, CC_ERR_INVALID, "inputs", "inputs must be a JSON object");
+    ectx e;
+    memset(&e, 0, sizeof e);
+    begin_tree(t, node_class, inputs, out, err, &e);
+    rc = estimate_rule(&e, &out->micro);
     if (rc != CC_OK) out->micro = 0;
     return rc;
 }

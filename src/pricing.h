@@ -20,6 +20,8 @@
 **     per-call price x N and `calls` = N. Where the batch is not known yet
 **     (a link in a queued prompt) it counts as one call. N above
 **     CC_PRICE_BATCH_MAX is refused (CC_ERR_LIMIT): nothing is held.
+**   - cc_price_estimate_tree(): the same for inputs already parsed (a
+**     whole prompt priced in one call from Python; see below).
 **   - cc_price_actual(table, node_class, inputs, usage, hold_micro) -> micro-credits
 **     from what the upstream reported: `credits_used_micro` (the
 **     X-Comfy-Credits-Used header) when present; otherwise the usage counters
@@ -77,6 +79,16 @@ const char *cc_price_table_family(const cc_price_table *t, const char *node_clas
 cc_rc cc_price_estimate(const cc_price_table *t, const char *node_class,
                         const char *inputs_json, size_t inputs_len,
                         cc_price_result *out, cc_error *err);
+
+/* cc_price_estimate with the inputs already parsed: `inputs` is a cJSON
+** object (NULL: no inputs), only read. Same result and errors as
+** cc_price_estimate on the tree's JSON text, except the text-size limit
+** (CC_PRICE_INPUTS_BYTES_MAX), which the caller applies. For callers that
+** price a whole prompt in one pass without writing JSON text per node (the
+** CPython binding's estimate_many). */
+struct cJSON;
+cc_rc cc_price_estimate_tree(const cc_price_table *t, const char *node_class, const struct cJSON *inputs,
+                             cc_price_result *out, cc_error *err);
 
 /* inputs_json (may be NULL) selects model-dependent unit prices the same
 ** way estimate() does. */

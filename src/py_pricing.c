@@ -4,9 +4,20 @@
 ** Inputs arrive as a dict (a ComfyUI prompt node's "inputs") or as JSON
 ** text; a dict is serialised with the json module and parsed by the C core,
 ** so exactly one parser (cJSON) decides what a price is.
+**
+** estimate_many() prices a whole prompt's API nodes in one call (the queue
+** gate's admission). It builds each node's cJSON tree straight from the
+** dict, the tree cJSON would parse from json.dumps(dict), for the plain
+** cases json.loads produces (exact dict/list/str/int/float/bool/None, str
+** keys, int64 ints, finite floats, no NUL, depth <= 64, text surely under the
+** size limit); anything else takes estimate()'s own text path for that
+** node. So its results and errors are estimate()'s, node by node
+** (tests/test_pricing.py checks that against estimate()).
 */
 #include "py_util.h"
 #include "pricing.h"
+
+#include <cjson/cJSON.h>
 
 typedef struct {
     PyObject_HEAD
@@ -107,6 +118,181 @@ static PyObject *P_actual(PriceTableObject *self, PyObject *args, PyObject *kw) 
     return price_dict(&r);
 }
 
+/* ------------------------------------------------------------ estimate_many */
+
+#define TREE_DEPTH_MAX 64    /* deeper inputs take the text path */
+
+/* Upper bound of json.dumps' text for a string of `n` UTF-8 bytes with
+** ensure_ascii: at most 6 characters per byte ("\u00e9", "\ud83d\ude00"
+** is 12 for 4 bytes), plus the quotes. */
+static size_t str_bound(Py_ssize_t n) { return (size_t)n * 6 + 2; }
+
+/* The tree cJSON would parse from json.dumps(o), or NULL with *plain = 0
+** when o is not a plain case (the caller then takes the text path); NULL
+** with *plain = 1 and an exception set on a Python error (out of memory).
+** *bound grows by an upper bound of o's text length. Runs no Python code. */
+static cJSON *to_tree(PyObject *o, int depth, size_t *bound, int *plain) {
+    cJSON *j = NULL;
+    if (o == Py_None) {
+        *bound += 4;
+        j = cJSON_CreateNull();
+    } else if (o == Py_True || o == Py_False) {
+        *bound += 5;
+        j = cJSON_CreateBool(o == Py_True);
+    } else if (PyLong_CheckExact(o)) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow || (v == -1 && PyErr_Occurred())) { PyErr_Clear(); *plain = 0; return NULL; }
+        *bound += 20;
+        j = cJSON_CreateNumber((double)v); /* strtod of the digits rounds the same way */
+    } else if (PyFloat_CheckExact(o)) {
+        double d = PyFloat_AS_DOUBLE(o);
+        if (!isfinite(d)) { *plain = 0; return NULL; } /* NaN/Infinity: cJSON refuses the text */
+        *bound += 32;
+        j = cJSON_CreateNumber(d); /* repr() round-trips: strtod gives d back */
+    } else if (PyUnicode_CheckExact(o)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(o, &n);
+        if (!s) { PyErr_Clear(); *plain = 0; return NULL; } /* lone surrogates */
+        if (memchr(s, 0, (size_t)n)) { *plain = 0; return NULL; }
+        *bound += str_bound(n);
+        j = cJSON_CreateString(s);
+    } else if (PyList_CheckExact(o) || PyDict_CheckExact(o)) {
+        if (depth >= TREE_DEPTH_MAX) { *plain = 0; return NULL; }
+        int is_list = PyList_CheckExact(o);
+        j = is_list ? cJSON_CreateArray() : cJSON_CreateObject();
+        if (!j) { PyErr_NoMemory(); return NULL; }
+        *bound += 2;
+        Py_ssize_t pos = 0, n = is_list ? PyList_GET_SIZE(o) : 0;
+        PyObject *k = NULL, *v = NULL;
+        for (Py_ssize_t i = 0;; i++) {
+            if (is_list) {
+                if (i >= n) break;
+                v = PyList_GET_ITEM(o, i);
+            } else if (!PyDict_Next(o, &pos, &k, &v)) {
+                break;
+            }
+            const char *key = NULL;
+            if (!is_list) {
+                Py_ssize_t kn;
+                if (!PyUnicode_CheckExact(k) || !(key = PyUnicode_AsUTF8AndSize(k, &kn))) {
+                    PyErr_Clear();
+                    cJSON_Delete(j);
+                    *plain = 0;
+                    return NULL;
+                }
+                if (memchr(key, 0, (size_t)kn)) { cJSON_Delete(j); *plain = 0; return NULL; }
+                *bound += str_bound(kn) + 2; /* ": " */
+            }
+            *bound += 2; /* ", " */
+            cJSON *c = to_tree(v, depth + 1, bound, plain);
+            if (!c) { cJSON_Delete(j); return NULL; }
+            if (is_list ? !cJSON_AddItemToArray(j, c) : !cJSON_AddItemToObject(j, key, c)) {
+                cJSON_Delete(c);
+                cJSON_Delete(j);
+                PyErr_NoMemory();
+                return NULL;
+            }
+            if (*bound > CC_PRICE_INPUTS_BYTES_MAX) { cJSON_Delete(j); *plain = 0; return NULL; }
+        }
+        return j;
+    } else {
+        *plain = 0; /* tuples, subclasses, other objects: json.dumps decides */
+        return NULL;
+    }
+    if (!j) PyErr_NoMemory();
+    return j;
+}
+
+/* Moves the raised exception into *out when it is one of ours (a node that
+** cannot be priced); returns -1 for anything else (left raised). */
+static int take_error(ccpy_state *st, PyObject **out) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+    if (!exc) return -1;
+    if (!PyObject_TypeCheck(exc, (PyTypeObject *)st->CreditsError)) {
+        PyErr_SetRaisedException(exc);
+        return -1;
+    }
+    *out = exc;
+    return 0;
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (!type) return -1;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (!value || !PyObject_TypeCheck(value, (PyTypeObject *)st->CreditsError)) {
+        PyErr_Restore(type, value, tb);
+        return -1;
+    }
+    if (tb) PyException_SetTraceback(value, tb);
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    *out = value;
+    return 0;
+#endif
+}
+
+/* One node: the estimate dict, or NULL with an exception set. */
+static PyObject *estimate_one(PriceTableObject *self, ccpy_state *st, PyObject *cls_o, PyObject *inputs) {
+    const char *cls;
+    if (ccpy_str(st, cls_o, "node_class", &cls) < 0) return NULL;
+    if (!cls) return ccpy_invalid(st, "node_class", "node_class must be a string");
+    cc_price_result r;
+    cc_error e;
+    cc_rc rc;
+    int plain = 1;
+    size_t bound = 0;
+    cJSON *tree = NULL;
+    if (inputs && inputs != Py_None) {
+        if (PyDict_CheckExact(inputs)) {
+            tree = to_tree(inputs, 0, &bound, &plain);
+            if (!tree && plain) return NULL; /* out of memory */
+        } else {
+            plain = 0;
+        }
+    }
+    if (plain) {
+        rc = cc_price_estimate_tree(self->t, cls, tree, &r, &e);
+        cJSON_Delete(tree);
+    } else { /* the text path, exactly as estimate() */
+        PyObject *js = ccpy_inputs_json(st, inputs);
+        if (!js) return NULL;
+        rc = cc_price_estimate(self->t, cls, PyBytes_AS_STRING(js), (size_t)PyBytes_GET_SIZE(js), &r, &e);
+        Py_DECREF(js);
+    }
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    return price_dict(&r);
+}
+
+static PyObject *P_estimate_many(PriceTableObject *self, PyObject *items) {
+    ccpy_state *st = pstate(self);
+    PyObject *seq = PySequence_Fast(items, "items must be a sequence of (node_class, inputs) pairs");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyList_New(n);
+    if (!out) { Py_DECREF(seq); return NULL; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *it = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(it) || PyTuple_GET_SIZE(it) != 2) {
+            Py_DECREF(seq);
+            Py_DECREF(out);
+            return ccpy_invalid(st, "items", "each item must be a (node_class, inputs) tuple");
+        }
+        Py_INCREF(it); /* json.dumps on the text path may run code that changes the list */
+        PyObject *r = estimate_one(self, st, PyTuple_GET_ITEM(it, 0), PyTuple_GET_ITEM(it, 1));
+        Py_DECREF(it);
+        if (!r && take_error(st, &r) < 0) {
+            Py_DECREF(seq);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, r);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
 static PyObject *P_names(PriceTableObject *self, PyObject *Py_UNUSED(ignored)) {
     int n = cc_price_table_count(self->t);
     PyObject *l = PyList_New(n);
@@ -204,6 +390,9 @@ static PyObject *P_getattro(PriceTableObject *self, PyObject *name) {
 #define FN(f) (PyCFunction)(void (*)(void))(f)
 static PyMethodDef P_methods[] = {
     {"estimate", FN(P_estimate), KW, "estimate(node_class, inputs) -> worst-case price for a hold"},
+    {"estimate_many", FN(P_estimate_many), METH_O,
+     "estimate_many([(node_class, inputs), ...]) -> one item per node, in order: estimate()'s dict, or the "
+     "exception estimate() would raise (returned, not raised) when that node cannot be priced"},
     {"actual", FN(P_actual), KW, "actual(node_class, inputs, usage, hold_micro) -> price from usage"},
     {"names", FN(P_names), METH_NOARGS, "node classes that have a rule"},
     {"family", FN(P_family), METH_O, "family(node_class) -> display family, '' if unknown"},

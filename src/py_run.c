@@ -203,10 +203,12 @@ static PyObject *R_keepalive(RunsObject *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *R_reserve(RunsObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"prompt_id", "account_id", "micro", NULL};
+    static char *kwlist[] = {"prompt_id", "account_id", "micro", "wait", NULL};
     ccpy_state *st = rstate((PyObject *)self);
     PyObject *pid_o, *acct_o, *micro_o;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO:reserve", kwlist, &pid_o, &acct_o, &micro_o)) return NULL;
+    int wait = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|$p:reserve", kwlist, &pid_o, &acct_o, &micro_o, &wait))
+        return NULL;
     if (ensure(self) < 0) return NULL;
     const char *pid;
     int64_t acct, micro;
@@ -215,13 +217,20 @@ static PyObject *R_reserve(RunsObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_runs_reserve(self->r, pid, acct, micro, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    int busy = 0;
+    if (wait) {
+        self->busy++;
+        Py_BEGIN_ALLOW_THREADS
+        rc = cc_runs_reserve(self->r, pid, acct, micro, &e);
+        Py_END_ALLOW_THREADS
+        self->busy--;
+    } else {
+        /* never waits: keeps the GIL (a release would cost a GIL hand-off, up to the switch interval) */
+        rc = cc_runs_reserve_nowait(self->r, pid, acct, micro, &busy, &e);
+        if (busy) Py_RETURN_FALSE;
+    }
     if (rc != CC_OK) return ccpy_raise(st, &e);
-    Py_RETURN_NONE;
+    Py_RETURN_TRUE;
 }
 
 static PyObject *R_release(RunsObject *self, PyObject *arg) {
@@ -292,7 +301,9 @@ static PyMethodDef R_methods[] = {
     {"finish", FN(R_finish), KW,
      "finish(run_id, outcome) -> result: 'succeeded' | 'failed' | 'interrupted'; once, a repeat returns the first"},
     {"keepalive", FN(R_keepalive), METH_NOARGS, "keepalive() -> holds extended"},
-    {"reserve", FN(R_reserve), KW, "reserve(prompt_id, account_id, micro): credits for an admitted prompt"},
+    {"reserve", FN(R_reserve), KW,
+     "reserve(prompt_id, account_id, micro, *, wait=True) -> True: credits for an admitted prompt. wait=False never "
+     "waits (nor releases the GIL): False when it would have to, and nothing is reserved"},
     {"release", FN(R_release), METH_O, "release(prompt_id) -> what was left of its reservation"},
     {"reserved", FN(R_reserved), METH_O, "reserved(account_id) -> credits its queued prompts reserve"},
     {"reservation", FN(R_reservation), METH_O, "reservation(prompt_id) -> what is left, or None"},

@@ -5,6 +5,16 @@
 ** sections, never held across a ledger call); `place_mu` serialises the
 ** check-then-hold of reservations and run holds so that what queued prompts
 ** reserve is never handed to another hold in between.
+**
+** place_mu is never held across a ledger write: a hold being placed (its
+** commit, an fsync, in flight) is counted as "placing" for its account
+** until the commit returns, so admission (cc_runs_reserve, on ComfyUI's
+** event loop) never waits for a disk. A placement that has already
+** committed may be counted twice for a moment (in the ledger's held and as
+** placing): that can only make an answer smaller, so a check that would
+** refuse while the account has placements in flight waits for them and
+** looks again; answers are exactly those of checking after every earlier
+** placement committed.
 */
 #include "run.h"
 #include "i64map.h"
@@ -50,6 +60,8 @@ struct cc_runs {
     int closed_head, closed_count;
     i64map resvs;               /* hash(prompt id) -> resv */
     i64map acct_reserved;       /* account id -> int64_t total reserved */
+    i64map acct_placing;        /* account id -> int64_t total of holds being committed */
+    cc_cond_t placed_cv;        /* a placement ended */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -113,6 +125,12 @@ static void acct_sub(cc_runs *r, int64_t account_id, int64_t v) {
     if (*t == 0) free(i64map_remove(&r->acct_reserved, account_id));
 }
 
+/* Holds of an account being committed now (mu held). */
+static int64_t placing_of(cc_runs *r, int64_t account_id) {
+    int64_t *t = i64map_get(&r->acct_placing, account_id);
+    return t ? *t : 0;
+}
+
 static resv *resv_get(cc_runs *r, const char *prompt_id) {
     if (!prompt_id || !*prompt_id) return NULL;
     resv *v = i64map_get(&r->resvs, prompt_hash(prompt_id));
@@ -145,16 +163,19 @@ cc_rc cc_runs_open(cc_ledger *ledger, const cc_price_table *prices, const cc_run
     if (rc != CC_OK) { free(r); return rc; }
     if (i64map_init(&r->runs, CC_RUNS_OPEN_MAX + CC_RUNS_CLOSED_KEPT_MAX) != 0 ||
         i64map_init(&r->resvs, CC_RUNS_RESERVATIONS_MAX) != 0 ||
-        i64map_init(&r->acct_reserved, CC_RUNS_RESERVATIONS_MAX) != 0) {
+        i64map_init(&r->acct_reserved, CC_RUNS_RESERVATIONS_MAX) != 0 ||
+        i64map_init(&r->acct_placing, CC_RUNS_PLACING_ACCOUNTS_MAX) != 0) {
         i64map_destroy(&r->runs, NULL);
         i64map_destroy(&r->resvs, NULL);
         i64map_destroy(&r->acct_reserved, NULL);
+        i64map_destroy(&r->acct_placing, NULL);
         free(r);
         return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     }
     cc_mutex_init(&r->mu);
     cc_mutex_init(&r->place_mu);
     cc_cond_init(&r->cv); /* monotonic timed waits (cc_platform.h) */
+    cc_cond_init(&r->placed_cv);
     *out = r;
     return CC_OK;
 }
@@ -164,7 +185,9 @@ void cc_runs_close(cc_runs *r) {
     i64map_destroy(&r->runs, run_free);
     i64map_destroy(&r->resvs, free);
     i64map_destroy(&r->acct_reserved, free);
+    i64map_destroy(&r->acct_placing, free);
     cc_cond_destroy(&r->cv);
+    cc_cond_destroy(&r->placed_cv);
     cc_mutex_destroy(&r->mu);
     cc_mutex_destroy(&r->place_mu);
     memset(r->key.secret, 0, sizeof r->key.secret);
@@ -174,34 +197,87 @@ void cc_runs_close(cc_runs *r) {
 /* ------------------------------------------------------------ reservations */
 
 /* Unreserved credits of an account: balance - held (- TEST credits when they
-** may not pay) - what its queued prompts reserve (mu not held). */
-static cc_rc unreserved(cc_runs *r, int64_t account_id, int64_t *avail, int64_t *balance, cc_error *err) {
+** may not pay) - what its queued prompts reserve - holds being placed
+** (place_mu held, mu not). The reserved and placing totals are read before
+** the ledger: none can grow meanwhile (they grow under place_mu), and a
+** placement committing meanwhile is at worst counted twice. *placing is
+** what was counted as placing. */
+static cc_rc unreserved(cc_runs *r, int64_t account_id, int64_t *avail, int64_t *balance, int64_t *placing,
+                        cc_error *err) {
+    cc_mutex_lock(&r->mu);
+    int64_t *t = acct_total(r, account_id, 0);
+    int64_t res = t ? *t : 0;
+    *placing = placing_of(r, account_id);
+    cc_mutex_unlock(&r->mu);
     cc_account a;
     cc_rc rc = cc_ledger_account(r->ledger, account_id, &a, err);
     if (rc != CC_OK) return rc;
     if (!a.active) return cc_fail(err, CC_ERR_STATE, "account_id", "account %lld is disabled", (long long)a.id);
-    cc_mutex_lock(&r->mu);
-    int64_t *t = acct_total(r, account_id, 0);
-    int64_t res = t ? *t : 0;
-    cc_mutex_unlock(&r->mu);
     int64_t usable = a.balance - a.held;
     if (!cc_ledger_test_spendable(r->ledger)) /* TEST credits never pay a real upstream (ledger.h) */
         usable = usable > a.test_balance ? usable - a.test_balance : 0;
-    *avail = usable - res;
+    *avail = usable - res - *placing;
     *balance = a.balance;
     return CC_OK;
 }
 
-cc_rc cc_runs_reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int64_t micro, cc_error *err) {
+/* unreserved(), exact when it matters: while `need` does not fit and the
+** account has holds being placed (maybe counted twice), waits for those
+** placements to end and looks again (place_mu held; placements end without
+** it). With wait = 0 it returns CC_ERR_STATE with field "busy" instead of
+** waiting. */
+static cc_rc unreserved_for(cc_runs *r, int64_t account_id, int64_t need, int wait, int64_t *avail,
+                            int64_t *balance, cc_error *err) {
+    const int64_t until_ms = cc_monotonic_ms() + CC_RUN_PLACING_WAIT_MS_MAX;
+    for (;;) {
+        int64_t placing = 0;
+        cc_rc rc = unreserved(r, account_id, avail, balance, &placing, err);
+        if (rc != CC_OK || placing == 0 || (*balance > 0 && *avail >= need)) return rc;
+        if (!wait) return cc_fail(err, CC_ERR_STATE, "busy", "a hold of this account is being placed");
+        cc_mutex_lock(&r->mu);
+        int timed_out = 0;
+        while (placing_of(r, account_id) > 0 && !timed_out)
+            timed_out = cc_cond_timedwait_ms(&r->placed_cv, &r->mu, until_ms - cc_monotonic_ms());
+        cc_mutex_unlock(&r->mu);
+        if (timed_out) return unreserved(r, account_id, avail, balance, &placing, err); /* conservative */
+    }
+}
+
+/* Starts (+micro) or ends (-micro) a placement (mu held). */
+static int placing_add(cc_runs *r, int64_t account_id, int64_t micro) {
+    int64_t *t = i64map_get(&r->acct_placing, account_id);
+    if (!t) {
+        CC_ASSERT(micro > 0);
+        if (!(t = calloc(1, sizeof *t))) return -1;
+        if (i64map_put(&r->acct_placing, account_id, t) != 0) {
+            free(t);
+            return -1;
+        }
+    }
+    *t += micro;
+    CC_ASSERT(*t >= 0);
+    if (*t == 0) {
+        free(i64map_remove(&r->acct_placing, account_id));
+        cc_cond_broadcast(&r->placed_cv);
+    }
+    return 0;
+}
+
+static cc_rc reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int64_t micro, int wait,
+                     cc_error *err) {
     size_t n = prompt_id ? strnlen(prompt_id, CC_CTX_ID_BYTES_MAX + 1) : 0;
     if (n == 0 || n > CC_CTX_ID_BYTES_MAX)
         return cc_fail(err, CC_ERR_INVALID, "prompt_id", "prompt_id must be 1..%d bytes", CC_CTX_ID_BYTES_MAX);
     if (account_id <= 0) return cc_fail(err, CC_ERR_INVALID, "account_id", "account_id must be positive");
     if (micro < 0 || micro > CC_AMOUNT_MAX)
         return cc_fail(err, CC_ERR_INVALID, "micro", "a reservation must be 0..%lld", (long long)CC_AMOUNT_MAX);
-    cc_mutex_lock(&r->place_mu);
+    if (wait) {
+        cc_mutex_lock(&r->place_mu);
+    } else if (!cc_mutex_trylock(&r->place_mu)) {
+        return cc_fail(err, CC_ERR_STATE, "busy", "another reservation or hold is being checked");
+    }
     int64_t avail = 0, balance = 0;
-    cc_rc rc = unreserved(r, account_id, &avail, &balance, err);
+    cc_rc rc = unreserved_for(r, account_id, micro, wait, &avail, &balance, err);
     if (rc == CC_OK && (balance <= 0 || avail < micro)) {
         char need[32], have[32];
         fmt_credits(need, sizeof need, micro);
@@ -234,6 +310,17 @@ cc_rc cc_runs_reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int
         cc_mutex_unlock(&r->mu);
     }
     cc_mutex_unlock(&r->place_mu);
+    return rc;
+}
+
+cc_rc cc_runs_reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int64_t micro, cc_error *err) {
+    return reserve(r, prompt_id, account_id, micro, 1, err);
+}
+
+cc_rc cc_runs_reserve_nowait(cc_runs *r, const char *prompt_id, int64_t account_id, int64_t micro, int *busy,
+                             cc_error *err) {
+    cc_rc rc = reserve(r, prompt_id, account_id, micro, 0, err);
+    *busy = rc == CC_ERR_STATE && strcmp(err->field, "busy") == 0;
     return rc;
 }
 
@@ -328,7 +415,7 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
     } else if (covered < w) {
         /* Beyond the prompt's reservation: only credits nobody reserved. */
         int64_t avail = 0, balance = 0;
-        rc = unreserved(r, a->account_id, &avail, &balance, err);
+        rc = unreserved_for(r, a->account_id, w - covered, 1, &avail, &balance, err);
         if (rc == CC_OK && (balance <= 0 || avail < w - covered)) {
             char need[32], have[32];
             fmt_credits(need, sizeof need, w);
@@ -340,8 +427,25 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
                          need, per, have);
         }
     }
+    if (rc == CC_OK) {
+        /* Counted as placing, and the covered part taken from the reservation, before
+        ** place_mu is let go: the commit below runs without it. */
+        cc_mutex_lock(&r->mu);
+        v = resv_get(r, a->prompt_id);
+        if (covered > 0 && (!v || v->account_id != a->account_id)) covered = 0; /* released meanwhile */
+        if (placing_add(r, a->account_id, w) != 0) {
+            rc = cc_fail(err, CC_ERR_LIMIT, "", "more than %d accounts are placing holds at once",
+                         CC_RUNS_PLACING_ACCOUNTS_MAX);
+        } else if (covered > 0) {
+            v->left -= covered;
+            acct_sub(r, v->account_id, covered);
+        }
+        cc_mutex_unlock(&r->mu);
+    }
+    cc_mutex_unlock(&r->place_mu);
     cc_result hr;
     memset(&hr, 0, sizeof hr);
+    int placed = rc == CC_OK;
     if (rc == CC_OK) {
         cc_op op;
         cc_op_init(&op, CC_OP_HOLD);
@@ -357,19 +461,21 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
         if (rc != CC_OK) *err = hr.err;
         else if (hr.replayed) rc = cc_fail(err, CC_ERR_CONFLICT, "key", "hold key '%.64s' was used before", a->key);
     }
-    if (rc == CC_OK && covered > 0) {
+    if (placed) {
         cc_mutex_lock(&r->mu);
-        v = resv_get(r, a->prompt_id);
-        if (v) {
-            int64_t take = v->left < covered ? v->left : covered;
-            v->left -= take;
-            acct_sub(r, v->account_id, take);
-        } else {
-            covered = 0; /* released meanwhile */
+        int prc = placing_add(r, a->account_id, -w); /* the entry exists: never fails */
+        CC_ASSERT(prc == 0);
+        if (rc != CC_OK && covered > 0) {
+            /* no hold: what it took goes back to the prompt, unless the prompt ended meanwhile */
+            v = resv_get(r, a->prompt_id);
+            int64_t *t = v ? acct_total(r, v->account_id, 1) : NULL;
+            if (v && t) {
+                v->left += covered;
+                *t += covered;
+            }
         }
         cc_mutex_unlock(&r->mu);
     }
-    cc_mutex_unlock(&r->place_mu);
     if (rc != CC_OK) {
         free(x);
         free(icopy);

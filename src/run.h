@@ -60,6 +60,8 @@
 #define CC_RUNS_OPEN_MAX 65536
 #define CC_RUNS_CLOSED_KEPT_MAX 4096
 #define CC_RUNS_RESERVATIONS_MAX 65536
+#define CC_RUNS_PLACING_ACCOUNTS_MAX 4096   /* accounts with a hold being committed at once */
+#define CC_RUN_PLACING_WAIT_MS_MAX 30000    /* a check waits this long at most for holds being committed */
 #define CC_RUN_CREATING_CALLS_MAX 8         /* a one-call node's creating calls incl. the client's retries */
 #define CC_RUN_PREFIXES_BYTES_MAX 1024      /* '\n'-separated path prefixes */
 #define CC_RUN_FINISH_WAIT_MS_MAX (3600 * 1000)
@@ -85,6 +87,13 @@ void cc_runs_close(cc_runs *r);
 ** account's balance minus its holds minus what its other prompts reserve
 ** does not cover it. CC_ERR_EXISTS when the prompt already has one. */
 cc_rc cc_runs_reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int64_t micro, cc_error *err);
+/* cc_runs_reserve for a caller that may not wait (the queue gate on the
+** event loop, holding Python's GIL): never waits for a lock held by another
+** check or for a hold being committed; then *busy = 1 and nothing is
+** reserved (call cc_runs_reserve from a thread that may wait). Otherwise
+** *busy = 0 and the answer is cc_runs_reserve's. */
+cc_rc cc_runs_reserve_nowait(cc_runs *r, const char *prompt_id, int64_t account_id, int64_t micro, int *busy,
+                             cc_error *err);
 /* Drops what is left of a prompt's reservation; returns that amount (0 if none). */
 int64_t cc_runs_release(cc_runs *r, const char *prompt_id);
 /* Credits an account's queued prompts still reserve. */

@@ -178,3 +178,143 @@ def test_shared_between_threads(shipped):
     for th in threads:
         th.join()
     assert errors == []
+
+
+# ---- estimate_many (the queue gate prices a whole prompt in one call) must be estimate(), node by node
+
+def _outcome(fn):
+    """estimate()'s answer, or its exception as (type, message, code, field)."""
+    try:
+        return fn()
+    except _core.CreditsError as exc:
+        return (type(exc).__name__, str(exc), exc.code, exc.field)
+
+
+def _many_outcome(r):
+    if isinstance(r, BaseException):
+        assert isinstance(r, _core.CreditsError), r
+        return (type(r).__name__, str(r), r.code, r.field)
+    return r
+
+
+def _rule_inputs(rule):
+    """Input names and literal values the rule looks at (conditions, multipliers, defaults, tokens)."""
+    vals = {}
+
+    def add(name, v):
+        vals.setdefault(name, []).append(v)
+    for e in (rule.get("table") or {}).get("entries", []):
+        for k, v in e["when"].items():
+            add(k, v)
+        for m in e.get("multiply", []):
+            add(m["input"], m["max"])
+    for m in rule.get("multiply", []):
+        add(m["input"], m["max"])
+        add(m["input"], m.get("min", 1))
+    for k, v in (rule.get("defaults") or {}).items():
+        add(k, v)
+    tok = rule.get("tokens") or {}
+    for k in tok.get("input_text", []):
+        add(k, "a prompt")
+    for k in tok.get("input_present", {}):
+        add(k, LINK)
+    if tok.get("max_output_input"):
+        add(tok["max_output_input"], 77)
+    if rule.get("model_input"):
+        for m in rule.get("units_by_model", {}):
+            add(rule["model_input"], m)
+    return vals
+
+
+ODD_VALUES = [
+    None, True, False, 0, -1, 1, 2, 3, 5, 10, 2**53 + 1, -(2**63), 2**63 - 1, 2**63, 10**30, -10**30,
+    1.0, 2.5, -0.0, 1e300, 5.000000000000001, float("nan"), float("inf"), float("-inf"),
+    "", "5", "-3", "true", "1e3", " 5", "h\u00e9llo", "\U0001F98A fox", "\ud800", "a\x00b", "\u2028",
+    "x" * 1000, LINK, ["1", 0, 2], [1, 0], ["1", 0.5], [], {}, {"a": [1, {"b": None}]}, ("5", 0), [[[[["deep"]]]]],
+]
+
+
+def _random_inputs(rng, names_vals):
+    inputs = {}
+    for name, vals in names_vals.items():
+        roll = rng.random()
+        if roll < 0.15:
+            continue                              # absent
+        if roll < 0.6:
+            inputs[name] = rng.choice(vals)       # a value the rule knows
+        else:
+            inputs[name] = rng.choice(ODD_VALUES)
+    if rng.random() < 0.3:
+        inputs[rng.choice(["seed", "prompt", "extra", "\u00e9t\u00e9"])] = rng.choice(ODD_VALUES)
+    return inputs
+
+
+def test_estimate_many_is_estimate_node_by_node(shipped):
+    import random
+    rng = random.Random(14)
+    with open(SHIPPED, encoding="utf-8") as f:
+        rules = json.load(f)["nodes"]
+    items = []
+    for name, rule in sorted(rules.items()):
+        nv = _rule_inputs(rule)
+        items.append((name, {}))
+        items.append((name, None))
+        for _ in range(40):
+            items.append((name, _random_inputs(rng, nv)))
+    for _ in range(20):
+        items.append(("SomeFutureApiNode", _random_inputs(rng, {"x": [1]})))
+    got = shipped.estimate_many(items)
+    assert len(got) == len(items)
+    mismatches = [(c, i) for (c, i), g in zip(items, got)
+                  if _many_outcome(g) != _outcome(lambda: shipped.estimate(c, i))]
+    assert mismatches == []
+    errors = sum(isinstance(g, BaseException) for g in got)
+    assert 0 < errors < len(items) // 2  # the corpus does reach both answers
+
+
+def test_estimate_many_edge_cases_take_estimates_own_path(shipped):
+    """Inputs the one-pass tree does not build itself (big ints, NaN, lone surrogates, NUL,
+    non-dict containers, subclasses, non-str keys, deep nesting, texts near the 1 MiB limit)
+    still get exactly estimate()'s answer."""
+    from collections import OrderedDict
+
+    class Str(str):
+        pass
+    deep = "x"
+    for _ in range(70):
+        deep = [deep]
+    limit = 1024 * 1024
+    cases = [
+        ("OpenAIDalle2", {"n": 10**30}),
+        ("OpenAIDalle2", {"n": float("nan")}),
+        ("OpenAIDalle2", {"size": "\ud800"}),
+        ("OpenAIDalle2", {"size": "1024\x00x1024"}),
+        ("OpenAIDalle2", OrderedDict(n=2, size="256x256")),
+        ("OpenAIDalle2", {"n": (2,)}),
+        ("OpenAIDalle2", {Str("n"): 2}),
+        ("OpenAIDalle2", {1: 2, "n": 3}),
+        ("OpenAIDalle2", {"n": deep}),
+        ("OpenAIDalle2", '{"n": 3}'),
+        ("OpenAIDalle2", "[1]"),
+        ("OpenAIDalle2", "{not json"),
+        ("OpenAIDalle2", 42),
+        ("OpenAIDalle2", {"n": object()}),
+        (42, {}),
+        ("", {}),
+        ("OpenAIChatNode", {"model": "gpt-5", "prompt": "p" * (limit - 40)}),   # text just under the limit
+        ("OpenAIChatNode", {"model": "gpt-5", "prompt": "p" * (limit - 20)}),   # just over
+        ("OpenAIChatNode", {"model": "gpt-5", "prompt": "\u00e9" * 170_000}),   # 1,020,000 chars of \u00e9
+        ("OpenAIChatNode", {"model": "gpt-5", "prompt": "\u00e9" * 180_000}),   # over once escaped
+        ("OpenAIChatNode", {"model": "gpt-5", "prompt": "\U0001F98A" * 80_000}),
+    ]
+    got = shipped.estimate_many(cases)
+    for (c, i), g in zip(cases, got):
+        want = _outcome(lambda: shipped.estimate(c, i))
+        assert _many_outcome(g) == want, (c, str(i)[:80])
+    # both sides of the size limit are reached
+    assert isinstance(got[16], dict) and isinstance(got[17], _core.InvalidArgument)
+    with pytest.raises(_core.InvalidArgument):
+        shipped.estimate_many([("OpenAIDalle2", {}, 3)])
+    with pytest.raises(TypeError):
+        shipped.estimate_many(5)
+    assert shipped.estimate_many([]) == []

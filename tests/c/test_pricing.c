@@ -4,6 +4,7 @@
 #include "ctest.h"
 #include "pricing.h"
 
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 
 static cc_price_table *parse_str(const char *json, cc_error *e) {
@@ -648,8 +649,55 @@ static void test_batch_calls(void) {
     cc_price_table_free(t);
 }
 
+/* cc_price_estimate_tree() on the parsed inputs gives exactly what
+** cc_price_estimate() gives on their text: every shipped case, linked and
+** odd inputs, an unknown class, and its own errors. */
+static int same_result(const cc_price_result *a, const cc_price_result *b) {
+    return a->micro == b->micro && a->used_default == b->used_default && a->from_usage == b->from_usage &&
+           !strcmp(a->rule, b->rule) && !strcmp(a->family, b->family) && !strcmp(a->model, b->model) &&
+           !strcmp(a->warning, b->warning) && a->calls == b->calls;
+}
+
+static void tree_vs_text(const cc_price_table *t, const char *cls, const char *inputs) {
+    cc_price_result a, b;
+    cc_error ea, eb;
+    cc_rc ra = cc_price_estimate(t, cls, inputs, strlen(inputs), &a, &ea);
+    cJSON *root = cJSON_Parse(inputs);
+    CHECK(root != NULL);
+    cc_rc rb = cc_price_estimate_tree(t, cls, root, &b, &eb);
+    cJSON_Delete(root);
+    if (ra != rb || (ra == CC_OK && !same_result(&a, &b)) || (ra != CC_OK && strcmp(ea.message, eb.message)))
+        fprintf(stderr, "  tree vs text %s %s: %lld/%lld '%s'/'%s'\n", cls, inputs, (long long)a.micro,
+                (long long)b.micro, ra == CC_OK ? "" : ea.message, rb == CC_OK ? "" : eb.message);
+    CHECK(ra == rb);
+    if (ra == CC_OK) CHECK(same_result(&a, &b));
+    else CHECK_STR(ea.message, eb.message);
+}
+
+static void test_estimate_tree(void) {
+    cc_price_table *t = load_shipped();
+    if (!t) return;
+    for (size_t i = 0; i < sizeof SHIPPED / sizeof SHIPPED[0]; i++) tree_vs_text(t, SHIPPED[i].cls, SHIPPED[i].inputs);
+    tree_vs_text(t, "SomeFutureApiNode", "{}");
+    tree_vs_text(t, "OpenAIDalle3", "{\"size\":[\"1\",0],\"quality\":[\"2\",0]}");
+    tree_vs_text(t, "OpenAIDalle2", "{\"n\":2000000}");               /* error: above any multiplier */
+    tree_vs_text(t, "OpenAIDalle2", "{\"n\":{\"a\":[1,2]},\"size\":true}");
+    tree_vs_text(t, "OpenAIChatNode", "{\"model\":\"gpt-5\",\"prompt\":\"h\\u00e9llo\",\"max_output_tokens\":1.0}");
+    cc_price_result r;
+    cc_error e;
+    cJSON *arr = cJSON_Parse("[1]");
+    CHECK(cc_price_estimate_tree(t, "OpenAIDalle2", arr, &r, &e) == CC_ERR_INVALID);
+    CHECK_STR(e.message, "inputs must be a JSON object");
+    cJSON_Delete(arr);
+    CHECK(cc_price_estimate_tree(t, "", NULL, &r, &e) == CC_ERR_INVALID);
+    CHECK(cc_price_estimate_tree(t, "OpenAIDalle3", NULL, &r, &e) == CC_OK);
+    CHECK_EQ_I64(r.micro, est(t, "OpenAIDalle3", "{}", NULL));
+    cc_price_table_free(t);
+}
+
 void suite_pricing(void) {
     RUN(test_batch_calls);
+    RUN(test_estimate_tree);
     RUN(test_parse_errors);
     RUN(test_parse_ok_and_lookup);
     RUN(test_default_rule);

@@ -4,7 +4,9 @@
 #include "run.h"
 
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define C(x) ((int64_t)(x) * CC_MICRO)
@@ -432,6 +434,103 @@ static void reservations(void) {
     env_close(&v);
 }
 
+/* ---- admission never waits for a hold's commit (issue #14) */
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+typedef struct slow_begin {
+    env *v;
+    cc_rc rc;
+    cc_run_info info;
+} slow_begin;
+
+static void *slow_begin_main(void *p) {
+    slow_begin *b = p;
+    b->rc = begin(b->v, "Flat", "P", &b->info);
+    return NULL;
+}
+
+typedef struct unlock_later {
+    sqlite3 *db;
+    int ms;
+} unlock_later;
+
+static void *unlock_later_main(void *p) {
+    unlock_later *u = p;
+    usleep((useconds_t)u->ms * 1000);
+    CHECK(sqlite3_exec(u->db, "ROLLBACK", 0, 0, 0) == SQLITE_OK);
+    return NULL;
+}
+
+static void admission_does_not_wait_for_a_hold_commit(void) {
+    env v;
+    env_open(&v, C(10), 60000, 1000, 1);
+    char path[300];
+    snprintf(path, sizeof path, "%s/r%d.db", dir, seq - 1);
+    /* Another connection holds SQLite's write lock: the run's hold commit waits for it. */
+    sqlite3 *db;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0) == SQLITE_OK);
+    slow_begin b = {.v = &v};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, slow_begin_main, &b) == 0);
+    usleep(150 * 1000); /* the begin has checked and is committing (8.44 being placed) */
+    cc_error e;
+    int busy = -1;
+    /* 10 - 8.44 being placed = 1.56: 1 credit is admitted at once, without waiting for the commit */
+    double t = now_ms();
+    CHECK(cc_runs_reserve_nowait(v.r, "Q", v.acct, C(1), &busy, &e) == CC_OK);
+    CHECK_EQ_I64(busy, 0);
+    CHECK(cc_runs_release(v.r, "Q") == C(1));
+    CHECK(cc_runs_reserve(v.r, "Q2", v.acct, C(1), &e) == CC_OK); /* the waiting variant does not wait either */
+    CHECK(now_ms() - t < 100);
+    CHECK(cc_runs_release(v.r, "Q2") == C(1));
+    /* 2 credits do not fit while 8.44 is counted as placing: not decided without waiting */
+    CHECK(cc_runs_reserve_nowait(v.r, "R", v.acct, C(2), &busy, &e) == CC_ERR_STATE);
+    CHECK_EQ_I64(busy, 1);
+    CHECK_EQ_I64(cc_runs_reservation(v.r, "R"), -1);
+    /* waiting, the answer is exact once the hold committed: 1.56 available */
+    unlock_later u = {db, 200};
+    pthread_t ut;
+    CHECK(pthread_create(&ut, NULL, unlock_later_main, &u) == 0);
+    t = now_ms();
+    CHECK(cc_runs_reserve(v.r, "R", v.acct, C(2), &e) == CC_ERR_INSUFFICIENT);
+    CHECK(now_ms() - t >= 100);
+    CHECK(strstr(e.message, "available 1.56") != NULL);
+    CHECK(cc_runs_reserve(v.r, "R", v.acct, C(1), &e) == CC_OK); /* and what fits still fits */
+    pthread_join(ut, NULL);
+    pthread_join(th, NULL);
+    CHECK(b.rc == CC_OK);
+    CHECK_EQ_I64(account_of(&v).held, FLAT);
+    sqlite3_close(db);
+    cc_runs_release(v.r, "R");
+    finish(&v, &b.info, CC_RUN_FAILED);
+    env_close(&v);
+}
+
+/* A hold that is not placed gives back what it took from its prompt's reservation. */
+static void failed_hold_returns_its_reservation(void) {
+    env v;
+    env_open(&v, C(100), 60000, 1000, 1);
+    cc_error e;
+    CHECK(cc_runs_reserve(v.r, "P", v.acct, 2 * FLAT, &e) == CC_OK);
+    cc_run_begin_args a = {.key = "run:P:same", .account_id = v.acct, .prompt_id = "P", .node_id = "1",
+                           .node_class = "Flat", .inputs_json = "{}", .inputs_len = 2, .prefixes = "/proxy/openai/"};
+    cc_run_info i, j;
+    CHECK(cc_run_begin(v.r, &a, &i, &e) == CC_OK);
+    CHECK_EQ_I64(cc_runs_reservation(v.r, "P"), FLAT);
+    CHECK(cc_run_begin(v.r, &a, &j, &e) == CC_ERR_CONFLICT); /* the same hold key: no second hold */
+    CHECK_EQ_I64(cc_runs_reservation(v.r, "P"), FLAT);
+    CHECK_EQ_I64(cc_runs_reserved(v.r, v.acct), FLAT);
+    finish(&v, &i, CC_RUN_FAILED);
+    CHECK_EQ_I64(cc_runs_release(v.r, "P"), FLAT);
+    env_close(&v);
+}
+
 static void bad_input(void) {
     env v;
     env_open(&v, C(10), 60000, 1000, 1);
@@ -513,5 +612,7 @@ void suite_run(void) {
     RUN(operator_may_not_charge_interrupted_runs);
     RUN(long_run_keeps_its_hold);
     RUN(reservations);
+    RUN(admission_does_not_wait_for_a_hold_commit);
+    RUN(failed_hold_returns_its_reservation);
     RUN(bad_input);
 }
