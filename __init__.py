@@ -14,6 +14,9 @@ If anything here fails, the pack fails CLOSED and VISIBLY:
 """
 import logging
 import sys as _sys
+import time as _time
+
+_STARTED = (_time.perf_counter(), _time.thread_time())  # the pack's own start-up cost, logged when ready
 
 log = logging.getLogger("comfy_credits")
 
@@ -63,7 +66,7 @@ if _IN_COMFYUI:
     try:
         from .comfy_credits_ext import pack as _pack
 
-        _pack.install()
+        _pack.install(started=_STARTED)
     except Exception as _exc:  # noqa: BLE001 - any failure must close the gate, loudly, then fail the import
         _reason = getattr(_exc, "reason", None) or f"{type(_exc).__name__}: {_exc}"
         _fix = getattr(_exc, "fix", None) or ("fix the cause above, or reinstall comfy-credits with "

@@ -1,6 +1,9 @@
 /* Request bodies: a prompt's node inputs (client JSON) priced against the
-** shipped price table. Input: node class 0xff inputs JSON. */
+** shipped price table. Input: node class 0xff inputs JSON.
+** Property: pricing the parsed tree (cc_price_estimate_tree, how the queue gate
+** prices a whole prompt in one call) gives exactly what pricing the text gives. */
 #include <stdio.h>
+#include <cjson/cJSON.h>
 #include "fuzz_util.h"
 #include "pricing.h"
 
@@ -43,8 +46,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
     /* Every shipped rule with these inputs. */
     int count = cc_price_table_count(table);
     const char *name = cc_price_table_name(table, (int)(n % (size_t)count));
-    if (cc_price_estimate(table, name, inputs, strlen(inputs), &r, &e) == CC_OK)
-        FZ_CHECK(r.micro >= 0 && r.calls >= 1 && r.micro % r.calls == 0);
+    cc_rc rc = cc_price_estimate(table, name, inputs, strlen(inputs), &r, &e);
+    if (rc == CC_OK) FZ_CHECK(r.micro >= 0 && r.calls >= 1 && r.micro % r.calls == 0);
+    /* parsed the way pricing.c parses text: nothing but JSON whitespace after the value */
+    const char *end = NULL;
+    cJSON *tree = cJSON_ParseWithOpts(inputs, &end, 0);
+    for (const char *q = end; tree && q && *q; q++)
+        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
+            cJSON_Delete(tree);
+            tree = NULL;
+        }
+    if (tree && strlen(inputs) <= CC_PRICE_INPUTS_BYTES_MAX) {
+        cc_price_result t;
+        cc_error te;
+        cc_rc trc = cc_price_estimate_tree(table, name, tree, &t, &te);
+        FZ_CHECK(trc == rc);
+        if (rc == CC_OK)
+            FZ_CHECK(t.micro == r.micro && t.used_default == r.used_default && !strcmp(t.rule, r.rule) &&
+                     !strcmp(t.model, r.model) && !strcmp(t.warning, r.warning) && t.calls == r.calls);
+        else
+            FZ_CHECK(!strcmp(te.message, e.message));
+    }
+    cJSON_Delete(tree);
     free(cls);
     free(inputs);
     return 0;
