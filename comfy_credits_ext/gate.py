@@ -25,6 +25,12 @@ from the queue (install_queue_hook: PromptServer.queue_updated, which
 ComfyUI calls on every put/get/task_done/wipe/delete, execution.py
 PromptQueue). The account of a run is the one bound to that server-chosen
 id: a client can never pick the id of someone else's prompt.
+
+Admission stays on the event loop (issue #14): the whole prompt is priced
+in one call into C (PriceTable.estimate_many), and the credential check and
+the reservation run inline through calls that never wait (no GIL release,
+no thread hop); only when one would have to wait (every ledger reader busy,
+a hold of the account being committed) does it go to a thread.
 """
 from __future__ import annotations
 
@@ -181,7 +187,11 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
                                "details": WHERE_TO_SIGN_IN, "extra_info": {}}],
                    "dependent_outputs": [], "class_type": cls} for nid, cls, _ in api_nodes})
     try:
-        who = await asyncio.to_thread(rt.ledger.check_credential, token)
+        # Inline: a short read that never waits (no thread hop); in a thread only when every
+        # reader connection is busy.
+        who = rt.ledger.check_credential(token, wait=False)
+        if who is None:
+            who = await asyncio.to_thread(rt.ledger.check_credential, token)
     except (_core.NotFound, _core.InvalidState, _core.InvalidArgument) as exc:
         if not api_nodes:
             return None  # a stale cookie must not block workflows that cost nothing

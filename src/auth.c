@@ -350,15 +350,30 @@ cc_rc cc_ledger_set_password(cc_ledger *l, int64_t account_id, const char *passw
 
 /* ---------------------------------------------------------------- 4. reads */
 
-cc_rc cc_ledger_account(cc_ledger *l, int64_t id, cc_account *out, cc_error *err) {
+static cc_rc busy_fail(int *busy, cc_error *err) {
+    *busy = 1;
+    return cc_fail(err, CC_ERR_STATE, "busy", "every reader connection is in use");
+}
+
+static cc_rc account_read(cc_ledger *l, int64_t id, cc_account *out, int *busy, cc_error *err) {
+    if (busy) *busy = 0;
     if (id <= 0) return cc_fail(err, CC_ERR_INVALID, "account_id", "account_id must be a positive id");
     int slot;
-    cc_conn *c = ledger_reader_take(l, &slot);
+    cc_conn *c = busy ? ledger_reader_try_take(l, &slot) : ledger_reader_take(l, &slot);
+    if (!c) return busy_fail(busy, err);
     cc_rc rc = c->v->account_get(c, id, out, err);
     ledger_reader_give(l, slot);
     if (rc == CC_ERR_NOT_FOUND)
         cc_fail(err, rc, "account_id", "no account with id %lld", (long long)id);
     return rc;
+}
+
+cc_rc cc_ledger_account(cc_ledger *l, int64_t id, cc_account *out, cc_error *err) {
+    return account_read(l, id, out, NULL, err);
+}
+
+cc_rc cc_ledger_account_nowait(cc_ledger *l, int64_t id, cc_account *out, int *busy, cc_error *err) {
+    return account_read(l, id, out, busy, err);
 }
 
 cc_rc cc_ledger_account_by_email(cc_ledger *l, const char *email, cc_account *out, cc_error *err) {
@@ -384,15 +399,17 @@ cc_rc cc_ledger_accounts(cc_ledger *l, int64_t after_id, int limit, cc_account *
     return rc;
 }
 
-cc_rc cc_ledger_credential_check(cc_ledger *l, const char *token, cc_credential *cred, cc_account *acct,
-                                 cc_error *err) {
+static cc_rc credential_check(cc_ledger *l, const char *token, cc_credential *cred, cc_account *acct, int *busy,
+                              cc_error *err) {
+    if (busy) *busy = 0;
     size_t n = token ? strnlen(token, CC_CRED_TOKEN_BYTES + 1) : 0;
     if (n != CC_CRED_TOKEN_BYTES || (strncmp(token, "ccs_", 4) && strncmp(token, "cck_", 4)))
         return cc_fail(err, CC_ERR_NOT_FOUND, "token", "not a valid session or API key");
     unsigned char hash[CC_CRED_HASH_BYTES];
     sha256(token, n, hash);
     int slot;
-    cc_conn *c = ledger_reader_take(l, &slot);
+    cc_conn *c = busy ? ledger_reader_try_take(l, &slot) : ledger_reader_take(l, &slot);
+    if (!c) return busy_fail(busy, err);
     cc_rc rc = c->v->cred_by_hash(c, hash, cred, err);
     if (rc == CC_OK) rc = c->v->account_get(c, cred->account_id, acct, err);
     ledger_reader_give(l, slot);
@@ -407,6 +424,16 @@ cc_rc cc_ledger_credential_check(cc_ledger *l, const char *token, cc_credential 
         return cc_fail(err, CC_ERR_NOT_FOUND, "expired", "this session has expired");
     if (!acct->active) return cc_fail(err, CC_ERR_STATE, "account_id", "this account is disabled");
     return CC_OK;
+}
+
+cc_rc cc_ledger_credential_check(cc_ledger *l, const char *token, cc_credential *cred, cc_account *acct,
+                                 cc_error *err) {
+    return credential_check(l, token, cred, acct, NULL, err);
+}
+
+cc_rc cc_ledger_credential_check_nowait(cc_ledger *l, const char *token, cc_credential *cred, cc_account *acct,
+                                        int *busy, cc_error *err) {
+    return credential_check(l, token, cred, acct, busy, err);
 }
 
 cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_credential *out, int cap, int *n_out,

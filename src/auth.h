@@ -59,6 +59,12 @@ cc_rc cc_ledger_account_create(cc_ledger *l, const cc_account_new *a, int64_t *i
 cc_rc cc_ledger_account_update(cc_ledger *l, const cc_account_change *ch, cc_error *err);
 
 cc_rc cc_ledger_account(cc_ledger *l, int64_t id, cc_account *out, cc_error *err);
+/* cc_ledger_account for a caller that may not wait (the queue gate, on the
+** event loop): when every reader connection is taken it returns at once
+** with *busy = 1 (CC_ERR_STATE, field "busy"); otherwise *busy = 0 and the
+** answer is cc_ledger_account's. It still reads SQLite (WAL: readers do not
+** wait for the writer). */
+cc_rc cc_ledger_account_nowait(cc_ledger *l, int64_t id, cc_account *out, int *busy, cc_error *err);
 cc_rc cc_ledger_account_by_email(cc_ledger *l, const char *email, cc_account *out,
                                  cc_error *err);
 cc_rc cc_ledger_accounts(cc_ledger *l, int64_t after_id, int limit, cc_account *out,
@@ -76,6 +82,9 @@ cc_rc cc_ledger_credential_revoke(cc_ledger *l, int64_t account_id, int kind, in
 ** secrets, CC_ERR_STATE for a disabled account. */
 cc_rc cc_ledger_credential_check(cc_ledger *l, const char *token, cc_credential *cred, cc_account *acct,
                                  cc_error *err);
+/* The same without waiting for a reader connection (see cc_ledger_account_nowait). */
+cc_rc cc_ledger_credential_check_nowait(cc_ledger *l, const char *token, cc_credential *cred, cc_account *acct,
+                                        int *busy, cc_error *err);
 cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_credential *out, int cap,
                                 int *n_out, cc_error *err);
 

@@ -50,6 +50,8 @@ struct cc_ledger {
 
 /* A reader connection for one thread; blocks until one is free. */
 cc_conn *ledger_reader_take(cc_ledger *l, int *slot);
+/* The same without waiting: NULL when every reader is taken. */
+cc_conn *ledger_reader_try_take(cc_ledger *l, int *slot);
 void ledger_reader_give(cc_ledger *l, int slot);
 
 /* Validation shared by money and auth operations (messages name `field`). */

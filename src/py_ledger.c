@@ -626,20 +626,31 @@ static PyObject *L_create_credential(LedgerObject *self, PyObject *args, PyObjec
     return d;
 }
 
-static PyObject *L_check_credential(LedgerObject *self, PyObject *arg) {
+static PyObject *L_check_credential(LedgerObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"token", "wait", NULL};
     ccpy_state *st = lstate(self);
+    PyObject *tok_o;
+    int wait = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$p:check_credential", kwlist, &tok_o, &wait)) return NULL;
     const char *tok;
-    if (ensure_open(self) < 0 || ccpy_str(st, arg, "token", &tok) < 0) return NULL;
+    if (ensure_open(self) < 0 || ccpy_str(st, tok_o, "token", &tok) < 0) return NULL;
     if (!tok) return ccpy_invalid(st, "token", "token must be a string");
     cc_credential c;
     cc_account a;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_credential_check(self->l, tok, &c, &a, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    if (wait) {
+        self->busy++;
+        Py_BEGIN_ALLOW_THREADS
+        rc = cc_ledger_credential_check(self->l, tok, &c, &a, &e);
+        Py_END_ALLOW_THREADS
+        self->busy--;
+    } else {
+        /* keeps the GIL: a short read, and a release would cost a GIL hand-off (up to the switch interval) */
+        int busy = 0;
+        rc = cc_ledger_credential_check_nowait(self->l, tok, &c, &a, &busy, &e);
+        if (busy) Py_RETURN_NONE;
+    }
     if (rc != CC_OK) return ccpy_raise(st, &e);
     return Py_BuildValue("{sNsN}", "credential", cred_dict(&c), "account", account_dict(&a));
 }
@@ -958,7 +969,9 @@ static PyMethodDef L_methods[] = {
     {"verify", FN(L_verify), KW, "verify(max_problems=100) -> report of every invariant"},
     {"create_credential", FN(L_create_credential), KW,
      "create_credential(account_id, kind, label='', ttl_ms=0) -> {token (shown once), id, hint, expires_ms}"},
-    {"check_credential", FN(L_check_credential), METH_O, "check_credential(token) -> {credential, account}"},
+    {"check_credential", FN(L_check_credential), KW,
+     "check_credential(token, *, wait=True) -> {credential, account}. wait=False never waits for a reader "
+     "connection (nor releases the GIL): None when it would have to"},
     {"revoke_credential", FN(L_revoke_credential), KW, "revoke_credential(account_id, kind, id=0) -> count"},
     {"list_credentials", FN(L_list_credentials), KW, "list_credentials(account_id, kind) -> active ones"},
     {"usage", FN(L_usage), KW, "usage(account_id, since_ms, until_ms) -> [{day, node_class, charged, runs}]"},

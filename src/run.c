@@ -202,15 +202,17 @@ void cc_runs_close(cc_runs *r) {
 ** the ledger: none can grow meanwhile (they grow under place_mu), and a
 ** placement committing meanwhile is at worst counted twice. *placing is
 ** what was counted as placing. */
-static cc_rc unreserved(cc_runs *r, int64_t account_id, int64_t *avail, int64_t *balance, int64_t *placing,
-                        cc_error *err) {
+static cc_rc unreserved(cc_runs *r, int64_t account_id, int wait, int64_t *avail, int64_t *balance,
+                        int64_t *placing, cc_error *err) {
     cc_mutex_lock(&r->mu);
     int64_t *t = acct_total(r, account_id, 0);
     int64_t res = t ? *t : 0;
     *placing = placing_of(r, account_id);
     cc_mutex_unlock(&r->mu);
     cc_account a;
-    cc_rc rc = cc_ledger_account(r->ledger, account_id, &a, err);
+    int busy = 0;
+    cc_rc rc = wait ? cc_ledger_account(r->ledger, account_id, &a, err)
+                    : cc_ledger_account_nowait(r->ledger, account_id, &a, &busy, err); /* busy: field "busy" */
     if (rc != CC_OK) return rc;
     if (!a.active) return cc_fail(err, CC_ERR_STATE, "account_id", "account %lld is disabled", (long long)a.id);
     int64_t usable = a.balance - a.held;
@@ -231,7 +233,7 @@ static cc_rc unreserved_for(cc_runs *r, int64_t account_id, int64_t need, int wa
     const int64_t until_ms = cc_monotonic_ms() + CC_RUN_PLACING_WAIT_MS_MAX;
     for (;;) {
         int64_t placing = 0;
-        cc_rc rc = unreserved(r, account_id, avail, balance, &placing, err);
+        cc_rc rc = unreserved(r, account_id, wait, avail, balance, &placing, err);
         if (rc != CC_OK || placing == 0 || (*balance > 0 && *avail >= need)) return rc;
         if (!wait) return cc_fail(err, CC_ERR_STATE, "busy", "a hold of this account is being placed");
         cc_mutex_lock(&r->mu);
@@ -239,7 +241,7 @@ static cc_rc unreserved_for(cc_runs *r, int64_t account_id, int64_t need, int wa
         while (placing_of(r, account_id) > 0 && !timed_out)
             timed_out = cc_cond_timedwait_ms(&r->placed_cv, &r->mu, until_ms - cc_monotonic_ms());
         cc_mutex_unlock(&r->mu);
-        if (timed_out) return unreserved(r, account_id, avail, balance, &placing, err); /* conservative */
+        if (timed_out) return unreserved(r, account_id, wait, avail, balance, &placing, err); /* conservative */
     }
 }
 

@@ -89,7 +89,9 @@ void cc_runs_close(cc_runs *r);
 cc_rc cc_runs_reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int64_t micro, cc_error *err);
 /* cc_runs_reserve for a caller that may not wait (the queue gate on the
 ** event loop, holding Python's GIL): never waits for a lock held by another
-** check or for a hold being committed; then *busy = 1 and nothing is
+** check, a hold being committed or a free reader connection of the ledger
+** (it still reads SQLite, which in WAL mode does not wait for the writer);
+** then *busy = 1 and nothing is
 ** reserved (call cc_runs_reserve from a thread that may wait). Otherwise
 ** *busy = 0 and the answer is cc_runs_reserve's. */
 cc_rc cc_runs_reserve_nowait(cc_runs *r, const char *prompt_id, int64_t account_id, int64_t micro, int *busy,

@@ -187,3 +187,36 @@ def test_admission_while_a_hold_is_being_committed(rt, tmp_path):
         gate.asyncio.to_thread = orig
         lock.close()
     rt.runs.finish(began["info"]["run_id"], "failed")
+
+
+def test_credential_check_without_waiting_answers_as_the_waiting_one(rt):
+    acct, _ = account(rt, 1)
+    key = rt.ledger.create_credential(acct, "api_key")["token"]
+    sess = rt.ledger.create_credential(acct, "session", "browser", 60_000)["token"]
+    assert rt.ledger.check_credential(key, wait=False) == rt.ledger.check_credential(key)
+    assert rt.ledger.check_credential(sess, wait=False) == rt.ledger.check_credential(sess)
+    rt.ledger.revoke_credential(acct, "api_key")
+    for tok in (key, "cck_" + "0" * 60, "ccs_nope", "x"):
+        errs = []
+        for wait in (False, True):
+            try:
+                rt.ledger.check_credential(tok, wait=wait)
+            except _core.CreditsError as exc:
+                errs.append((type(exc), str(exc), exc.field))
+        assert len(errs) == 2 and errs[0] == errs[1], tok
+    with pytest.raises(_core.InvalidArgument):
+        rt.ledger.check_credential(None, wait=False)
+
+
+def test_admission_makes_no_thread_hop_when_nothing_waits(rt, monkeypatch):
+    _, req = account(rt, 10**12)
+    hops = []
+    orig = asyncio.to_thread
+
+    async def spy(f, *a, **k):
+        hops.append(getattr(f, "__name__", f))
+        return await orig(f, *a, **k)
+    monkeypatch.setattr(gate.asyncio, "to_thread", spy)
+    adm = admit(rt, req, prompt(50))
+    assert adm.reserved and len(adm.nodes) == 50
+    assert hops == []

@@ -2,6 +2,7 @@
 ** tokens bound to their run and paths, reservations, keep-alive. */
 #include "ctest.h"
 #include "run.h"
+#include "ledger_int.h" /* to take the ledger's reader connections from the test */
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -23,11 +24,12 @@ typedef struct env {
     cc_price_table *t;
     cc_runs *r;
     int64_t acct;
+    char path[CT_PATH_BYTES_MAX];
 } env;
 
 static void env_open(env *v, int64_t credits, int64_t ttl_ms, int64_t wait_ms, int charge_interrupted) {
     cc_error e;
-    v->l = ct_ledger(2, NULL, 0);
+    v->l = ct_ledger(2, v->path, sizeof v->path);
     CHECK(cc_price_table_parse(TABLE, strlen(TABLE), &v->t, &e) == CC_OK);
     cc_runs_config cfg = {.hold_ttl_ms = ttl_ms, .finish_wait_ms = wait_ms, .charge_interrupted = charge_interrupted};
     CHECK(cc_runs_open(v->l, v->t, &cfg, &v->r, &e) == CC_OK);
@@ -469,8 +471,7 @@ static void *unlock_later_main(void *p) {
 static void admission_does_not_wait_for_a_hold_commit(void) {
     env v;
     env_open(&v, C(10), 60000, 1000, 1);
-    char path[300];
-    snprintf(path, sizeof path, "%s/r%d.db", dir, seq - 1);
+    const char *path = v.path;
     /* Another connection holds SQLite's write lock: the run's hold commit waits for it. */
     sqlite3 *db;
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
@@ -509,6 +510,52 @@ static void admission_does_not_wait_for_a_hold_commit(void) {
     sqlite3_close(db);
     cc_runs_release(v.r, "R");
     finish(&v, &b.info, CC_RUN_FAILED);
+    env_close(&v);
+}
+
+/* The no-wait reads (the queue gate calls them on the event loop): with every
+** reader connection taken they answer "busy" at once; otherwise exactly what
+** the waiting calls answer. */
+static void nowait_reads_never_wait_for_a_reader(void) {
+    env v;
+    env_open(&v, C(10), 60000, 1000, 1);
+    cc_error e;
+    char tok[CC_CRED_TOKEN_BYTES + 1];
+    cc_credential cred, cred2;
+    cc_account a, a2;
+    CHECK(cc_ledger_credential_create(v.l, v.acct, CC_CRED_API_KEY, "k", 0, tok, sizeof tok, &cred, &e) == CC_OK);
+    int s1, s2, busy = -1;
+    CHECK(ledger_reader_take(v.l, &s1) != NULL); /* env_open made two readers: take both */
+    CHECK(ledger_reader_take(v.l, &s2) != NULL);
+    double t = now_ms();
+    CHECK(cc_ledger_credential_check_nowait(v.l, tok, &cred, &a, &busy, &e) == CC_ERR_STATE);
+    CHECK_EQ_I64(busy, 1);
+    CHECK_STR(e.field, "busy");
+    busy = -1;
+    CHECK(cc_ledger_account_nowait(v.l, v.acct, &a, &busy, &e) == CC_ERR_STATE);
+    CHECK_EQ_I64(busy, 1);
+    busy = -1;
+    CHECK(cc_runs_reserve_nowait(v.r, "P", v.acct, C(1), &busy, &e) == CC_ERR_STATE);
+    CHECK_EQ_I64(busy, 1);
+    CHECK_EQ_I64(cc_runs_reservation(v.r, "P"), -1);
+    CHECK(now_ms() - t < 100);
+    ledger_reader_give(v.l, s1);
+    ledger_reader_give(v.l, s2);
+    CHECK(cc_ledger_credential_check_nowait(v.l, tok, &cred, &a, &busy, &e) == CC_OK);
+    CHECK_EQ_I64(busy, 0);
+    CHECK(cc_ledger_credential_check(v.l, tok, &cred2, &a2, &e) == CC_OK);
+    CHECK_EQ_I64(cred.id, cred2.id);
+    CHECK_EQ_I64(a.id, v.acct);
+    CHECK_EQ_I64(a.balance, a2.balance);
+    CHECK(cc_ledger_credential_check_nowait(v.l, "cck_nope", &cred, &a, &busy, &e) == CC_ERR_NOT_FOUND);
+    CHECK_EQ_I64(busy, 0);
+    CHECK(cc_ledger_account_nowait(v.l, 999, &a, &busy, &e) == CC_ERR_NOT_FOUND);
+    CHECK_EQ_I64(busy, 0);
+    CHECK(cc_runs_reserve_nowait(v.r, "P", v.acct, C(1), &busy, &e) == CC_OK);
+    CHECK_EQ_I64(busy, 0);
+    CHECK(cc_runs_reserve_nowait(v.r, "Q", v.acct, C(10), &busy, &e) == CC_ERR_INSUFFICIENT);
+    CHECK_EQ_I64(busy, 0);
+    cc_runs_release(v.r, "P");
     env_close(&v);
 }
 
@@ -614,5 +661,6 @@ void suite_run(void) {
     RUN(reservations);
     RUN(admission_does_not_wait_for_a_hold_commit);
     RUN(failed_hold_returns_its_reservation);
+    RUN(nowait_reads_never_wait_for_a_reader);
     RUN(bad_input);
 }
