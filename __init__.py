@@ -16,7 +16,18 @@ import logging
 import sys as _sys
 import time as _time
 
-_STARTED = (_time.perf_counter(), _time.thread_time())  # the pack's own start-up cost, logged when ready
+
+
+def _runqueue_wait_s():
+    """Seconds this thread has waited for a CPU (Linux /proc/thread-self/schedstat), else 0."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+_STARTED = (_time.perf_counter(), _time.thread_time(), _runqueue_wait_s())  # the pack's start-up cost, logged
 
 log = logging.getLogger("comfy_credits")
 
@@ -66,7 +77,7 @@ if _IN_COMFYUI:
     try:
         from .comfy_credits_ext import pack as _pack
 
-        _pack.install(started=_STARTED)
+        _pack.install(started=_STARTED, runqueue_wait=_runqueue_wait_s)
     except Exception as _exc:  # noqa: BLE001 - any failure must close the gate, loudly, then fail the import
         _reason = getattr(_exc, "reason", None) or f"{type(_exc).__name__}: {_exc}"
         _fix = getattr(_exc, "fix", None) or ("fix the cause above, or reinstall comfy-credits with "

@@ -37,8 +37,9 @@ def self_base(args) -> str:
     return f"{scheme}://{host}:{int(getattr(args, 'port', 8188))}"
 
 
-def install(started: tuple[float, float] | None = None) -> Runtime:
-    """started: (perf_counter, thread_time) when the pack's import began, for the start-up cost line."""
+def install(started: tuple[float, float, float] | None = None, runqueue_wait=None) -> Runtime:
+    """started: (perf_counter, thread_time, runqueue_wait()) when the pack's import began, for the
+    start-up cost line; runqueue_wait() is the seconds the thread has waited for a CPU so far."""
     from server import PromptServer  # ComfyUI modules: present only inside ComfyUI
     import folder_paths
     import nodes
@@ -87,17 +88,19 @@ def install(started: tuple[float, float] | None = None) -> Runtime:
     async def on_cleanup(app):
         await site.stop()
 
-    installed = (time.perf_counter(), time.thread_time())
+    def now():
+        return time.perf_counter(), time.thread_time(), runqueue_wait() if runqueue_wait else 0.0
+    installed = now()
 
     async def on_startup_timed(app):
-        t = (time.perf_counter(), time.thread_time())
+        t = now()
         await on_startup(app)
         if started:  # what the pack itself adds to ComfyUI's start (bench/bench_startup.py reads it)
-            own = (installed[0] - started[0]) + (time.perf_counter() - t[0])
-            cpu = (installed[1] - started[1]) + (time.thread_time() - t[1])
+            end = now()
+            own, cpu, queued = ((installed[i] - started[i]) + (end[i] - t[i]) for i in range(3))
             log.info("comfy-credits: start-up cost %.0f ms (import and install %.0f ms, metering at start %.0f ms), "
-                     "CPU %.0f ms", own * 1000, (installed[0] - started[0]) * 1000,
-                     (time.perf_counter() - t[0]) * 1000, cpu * 1000)
+                     "CPU %.0f ms, waiting for a CPU %.0f ms", own * 1000, (installed[0] - started[0]) * 1000,
+                     (end[0] - t[0]) * 1000, cpu * 1000, queued * 1000)
 
     server.app.on_startup.append(on_startup_timed)
     server.app.on_cleanup.append(on_cleanup)
