@@ -154,7 +154,17 @@ def test_admission_while_a_hold_is_being_committed(rt, tmp_path):
                                       {"size": "1024x1024", "quality": "hd"}, "/proxy/openai/")
     th = threading.Thread(target=run_begin)
     th.start()
-    time.sleep(0.3)
+    # Until the run's hold is being placed, all of the account's credits can be reserved; once it is,
+    # that is no longer decided without waiting.
+    deadline, streak = time.monotonic() + 20, 0
+    while streak < 2:  # twice in a row, 20 ms apart: not just the begin's own check holding the lock
+        if rt.runs.reserve("probe", acct, dalle + 3_000_000, wait=False):
+            rt.runs.release("probe")
+            streak = 0
+        else:
+            streak += 1
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     assert th.is_alive()  # its commit is waiting
     small = {"prompt": {"1": {"class_type": "OpenAIDalle2", "inputs": {"size": "256x256", "n": 1}}}}  # 3.376
     tiny = {"prompt": {"1": {"class_type": "OpenAIDalle2", "inputs": {"size": "256x256", "n": 1}}}}

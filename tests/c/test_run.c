@@ -479,16 +479,25 @@ static void admission_does_not_wait_for_a_hold_commit(void) {
     slow_begin b = {.v = &v};
     pthread_t th;
     CHECK(pthread_create(&th, NULL, slow_begin_main, &b) == 0);
-    usleep(150 * 1000); /* the begin has checked and is committing (8.44 being placed) */
     cc_error e;
     int busy = -1;
+    /* Wait until the begin has checked and is committing (8.44 being placed): until then all
+    ** 10 credits can be reserved; once it is placing, 10 is "busy" (not decided without waiting). */
+    int streak = 0; /* twice in a row, 20 ms apart: not just the begin's own check holding the lock */
+    for (int i = 0; i < 2000 && streak < 2; i++) {
+        cc_rc prc = cc_runs_reserve_nowait(v.r, "probe", v.acct, C(10), &busy, &e);
+        if (prc == CC_OK) cc_runs_release(v.r, "probe");
+        streak = busy ? streak + 1 : 0;
+        usleep(20 * 1000);
+    }
+    CHECK_EQ_I64(streak, 2);
     /* 10 - 8.44 being placed = 1.56: 1 credit is admitted at once, without waiting for the commit */
     double t = now_ms();
     CHECK(cc_runs_reserve_nowait(v.r, "Q", v.acct, C(1), &busy, &e) == CC_OK);
     CHECK_EQ_I64(busy, 0);
     CHECK(cc_runs_release(v.r, "Q") == C(1));
     CHECK(cc_runs_reserve(v.r, "Q2", v.acct, C(1), &e) == CC_OK); /* the waiting variant does not wait either */
-    CHECK(now_ms() - t < 100);
+    CHECK(now_ms() - t < 2000); /* the commit waits up to 5 s for the lock */
     CHECK(cc_runs_release(v.r, "Q2") == C(1));
     /* 2 credits do not fit while 8.44 is counted as placing: not decided without waiting */
     CHECK(cc_runs_reserve_nowait(v.r, "R", v.acct, C(2), &busy, &e) == CC_ERR_STATE);
@@ -538,7 +547,7 @@ static void nowait_reads_never_wait_for_a_reader(void) {
     CHECK(cc_runs_reserve_nowait(v.r, "P", v.acct, C(1), &busy, &e) == CC_ERR_STATE);
     CHECK_EQ_I64(busy, 1);
     CHECK_EQ_I64(cc_runs_reservation(v.r, "P"), -1);
-    CHECK(now_ms() - t < 100);
+    CHECK(now_ms() - t < 2000); /* the commit waits up to 5 s for the lock */
     ledger_reader_give(v.l, s1);
     ledger_reader_give(v.l, s2);
     CHECK(cc_ledger_credential_check_nowait(v.l, tok, &cred, &a, &busy, &e) == CC_OK);
