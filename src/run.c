@@ -344,7 +344,7 @@ int64_t cc_runs_release(cc_runs *r, const char *prompt_id) {
 int64_t cc_runs_reserved(cc_runs *r, int64_t account_id) {
     cc_mutex_lock(&r->mu);
     int64_t *t = acct_total(r, account_id, 0);
-    int64_t v = t ? *t : 0;
+    int64_t v = (t ? *t : 0) + placing_of(r, account_id); /* a hold being committed stays reserved until it is */
     cc_mutex_unlock(&r->mu);
     return v;
 }

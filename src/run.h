@@ -98,7 +98,8 @@ cc_rc cc_runs_reserve_nowait(cc_runs *r, const char *prompt_id, int64_t account_
                              cc_error *err);
 /* Drops what is left of a prompt's reservation; returns that amount (0 if none). */
 int64_t cc_runs_release(cc_runs *r, const char *prompt_id);
-/* Credits an account's queued prompts still reserve. */
+/* Credits an account's queued prompts still reserve, with the holds of its
+** runs being committed right now (reserved until the ledger holds them). */
 int64_t cc_runs_reserved(cc_runs *r, int64_t account_id);
 /* What is left of one prompt's reservation (-1 when it has none). */
 int64_t cc_runs_reservation(cc_runs *r, const char *prompt_id);

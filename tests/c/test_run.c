@@ -499,6 +499,9 @@ static void admission_does_not_wait_for_a_hold_commit(void) {
     CHECK(cc_runs_reserve(v.r, "Q2", v.acct, C(1), &e) == CC_OK); /* the waiting variant does not wait either */
     CHECK(now_ms() - t < 2000); /* the commit waits up to 5 s for the lock */
     CHECK(cc_runs_release(v.r, "Q2") == C(1));
+    /* the hold being committed is shown as reserved until the ledger holds it */
+    CHECK_EQ_I64(cc_runs_reserved(v.r, v.acct), FLAT);
+    CHECK_EQ_I64(account_of(&v).held, 0);
     /* 2 credits do not fit while 8.44 is counted as placing: not decided without waiting */
     CHECK(cc_runs_reserve_nowait(v.r, "R", v.acct, C(2), &busy, &e) == CC_ERR_STATE);
     CHECK_EQ_I64(busy, 1);
@@ -516,6 +519,7 @@ static void admission_does_not_wait_for_a_hold_commit(void) {
     pthread_join(th, NULL);
     CHECK(b.rc == CC_OK);
     CHECK_EQ_I64(account_of(&v).held, FLAT);
+    CHECK_EQ_I64(cc_runs_reserved(v.r, v.acct), C(1)); /* R's 1 credit; the hold is the ledger's now */
     sqlite3_close(db);
     cc_runs_release(v.r, "R");
     finish(&v, &b.info, CC_RUN_FAILED);
