@@ -242,6 +242,10 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
     except _core.InvalidState:
         return prompt_error("credits_account_disabled", "This Credits account is disabled",
                             "Ask the operator of this server to enable it.", status=403)
+    try:  # the account as it is now: the one read with the credential can be older than the refusal
+        account = await asyncio.to_thread(rt.ledger.account, adm.account_id)
+    except _core.CreditsError:
+        pass
     reserved = rt.runs.reserved(adm.account_id)
     available = account["balance"] - account["held"] - reserved
     parts = ", ".join(f"{n['class_type']} (#{n['node_id']}) up to {credits(n['micro'])}" for n in adm.nodes)

@@ -183,7 +183,10 @@ def test_admission_while_a_hold_is_being_committed(rt, tmp_path):
         assert "reserve_prompt" in hops
         assert resp.status == 400
         import json
-        assert json.loads(resp.body)["error"]["type"] == "insufficient_credits"
+        err = json.loads(resp.body)["error"]
+        assert err["type"] == "insufficient_credits"
+        # the refusal shows the account as it is now, the run's hold included (not as read with the key)
+        assert err["extra_info"]["available_micro"] == 3_000_000
         assert rt.runs.reserved(acct) == 0
         assert time.perf_counter() - t >= 0.25
         th.join()
