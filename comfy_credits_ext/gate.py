@@ -30,7 +30,8 @@ Admission stays on the event loop (issue #14): the whole prompt is priced
 in one call into C (PriceTable.estimate_many), and the credential check and
 the reservation run inline through calls that never wait (no GIL release,
 no thread hop); only when one would have to wait (every ledger reader busy,
-a hold of the account being committed) does it go to a thread.
+a hold of the account being committed) does it go to a thread. In farm mode
+(a shared PostgreSQL ledger) both stay in a thread: a network round trip.
 """
 from __future__ import annotations
 
@@ -186,11 +187,12 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
             {nid: {"errors": [{"type": "credits_sign_in_required", "message": "Sign in to run this API node",
                                "details": WHERE_TO_SIGN_IN, "extra_info": {}}],
                    "dependent_outputs": [], "class_type": cls} for nid, cls, _ in api_nodes})
+    # Inline only on a local SQLite ledger (a short read that never waits: no thread hop); a shared
+    # PostgreSQL (farm mode) is a network round trip, never made on the event loop.
+    inline = not getattr(rt.cfg, "farm", False)
     try:
-        # Inline: a short read that never waits (no thread hop); in a thread only when every
-        # reader connection is busy.
-        who = rt.ledger.check_credential(token, wait=False)
-        if who is None:
+        who = rt.ledger.check_credential(token, wait=False) if inline else None
+        if who is None:  # farm mode, or every reader connection is busy
             who = await asyncio.to_thread(rt.ledger.check_credential, token)
     except (_core.NotFound, _core.InvalidState, _core.InvalidArgument) as exc:
         if not api_nodes:
@@ -233,7 +235,7 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
     adm.hold_micro = total
     try:
         # Inline when it cannot wait (no thread hop); else in a thread (src/run.h cc_runs_reserve_nowait).
-        if not rt.reserve_prompt(adm.prompt_id, adm.account_id, total, wait=False):
+        if not (inline and rt.reserve_prompt(adm.prompt_id, adm.account_id, total, wait=False)):
             await asyncio.to_thread(rt.reserve_prompt, adm.prompt_id, adm.account_id, total)
         adm.reserved = True
         return adm

@@ -233,3 +233,22 @@ def test_admission_makes_no_thread_hop_when_nothing_waits(rt, monkeypatch):
     adm = admit(rt, req, prompt(50))
     assert adm.reserved and len(adm.nodes) == 50
     assert hops == []
+
+
+def test_farm_mode_keeps_ledger_calls_off_the_event_loop(rt, monkeypatch):
+    """With a shared PostgreSQL ledger a read is a network round trip: the credential check
+    and the reservation go to a thread, never inline on the event loop."""
+    import dataclasses
+    _, req = account(rt, 10**12)
+    monkeypatch.setattr(rt, "cfg", dataclasses.replace(rt.cfg, database="postgresql://u@h/db"))
+    assert rt.cfg.farm
+    hops = []
+    orig = asyncio.to_thread
+
+    async def spy(f, *a, **k):
+        hops.append(getattr(f, "__name__", f))
+        return await orig(f, *a, **k)
+    monkeypatch.setattr(gate.asyncio, "to_thread", spy)
+    adm = admit(rt, req, prompt(5))
+    assert adm.reserved
+    assert hops == ["check_credential", "reserve_prompt"]
