@@ -7,7 +7,7 @@
 
 struct cc_audit {
     sqlite3 *db;
-    pthread_mutex_t mu;
+    cc_mutex_t mu;
 };
 
 static const char *SCHEMA =
@@ -48,7 +48,7 @@ cc_rc cc_audit_open(const char *path, cc_audit **out, cc_error *err) {
         free(a);
         return rc;
     }
-    pthread_mutex_init(&a->mu, NULL);
+    cc_mutex_init(&a->mu);
     *out = a;
     return CC_OK;
 }
@@ -56,7 +56,7 @@ cc_rc cc_audit_open(const char *path, cc_audit **out, cc_error *err) {
 void cc_audit_close(cc_audit *a) {
     if (!a) return;
     sqlite3_close(a->db);
-    pthread_mutex_destroy(&a->mu);
+    cc_mutex_destroy(&a->mu);
     free(a);
 }
 
@@ -114,7 +114,7 @@ cc_rc cc_audit_append(cc_audit *a, const cc_audit_record *in, cc_audit_record *o
         return rc;
     if (in->actor_id < 0) return cc_fail(err, CC_ERR_INVALID, "actor_id", "actor_id must be >= 0");
     cc_audit_record r = *in;
-    pthread_mutex_lock(&a->mu);
+    cc_mutex_lock(&a->mu);
     sqlite3_stmt *s = NULL;
     char prev[CC_AUDIT_HASH_HEX_BYTES + 1] = "";
     if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
@@ -159,7 +159,7 @@ fail:
     sqlite3_finalize(s);
     sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 out:
-    pthread_mutex_unlock(&a->mu);
+    cc_mutex_unlock(&a->mu);
     return rc;
 }
 
@@ -170,7 +170,7 @@ cc_rc cc_audit_list(cc_audit *a, int64_t before_id, int limit, cc_audit_record *
     if (limit < 1 || limit > CC_AUDIT_PAGE_MAX)
         return cc_fail(err, CC_ERR_INVALID, "limit", "limit must be between 1 and %d", CC_AUDIT_PAGE_MAX);
     if (before_id < 0) return cc_fail(err, CC_ERR_INVALID, "cursor", "the cursor must be positive");
-    pthread_mutex_lock(&a->mu);
+    cc_mutex_lock(&a->mu);
     sqlite3_stmt *s = NULL;
     cc_rc rc = CC_OK;
     if (sqlite3_prepare_v2(a->db, "SELECT " COLS " FROM audit WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2",
@@ -192,14 +192,14 @@ cc_rc cc_audit_list(cc_audit *a, int64_t before_id, int limit, cc_audit_record *
     else *n_out = n;
 out:
     sqlite3_finalize(s);
-    pthread_mutex_unlock(&a->mu);
+    cc_mutex_unlock(&a->mu);
     return rc;
 }
 
 cc_rc cc_audit_verify(cc_audit *a, int64_t *records, int64_t *first_bad, cc_error *err) {
     *records = 0;
     *first_bad = 0;
-    pthread_mutex_lock(&a->mu);
+    cc_mutex_lock(&a->mu);
     sqlite3_stmt *s = NULL;
     cc_rc rc = CC_OK;
     cc_audit_record *r = malloc(sizeof *r);
@@ -226,6 +226,6 @@ cc_rc cc_audit_verify(cc_audit *a, int64_t *records, int64_t *first_bad, cc_erro
 out:
     sqlite3_finalize(s);
     free(r);
-    pthread_mutex_unlock(&a->mu);
+    cc_mutex_unlock(&a->mu);
     return rc;
 }

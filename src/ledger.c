@@ -89,16 +89,16 @@ cc_conn *ledger_reader_take(cc_ledger *l, int *slot) {
 }
 
 cc_conn *ledger_reader_try_take(cc_ledger *l, int *slot) {
-    pthread_mutex_lock(&l->rmu);
+    cc_mutex_lock(&l->rmu);
     for (int i = 0; i < l->nreaders; i++) {
         if (l->reader_free[i]) {
             l->reader_free[i] = 0;
-            pthread_mutex_unlock(&l->rmu);
+            cc_mutex_unlock(&l->rmu);
             *slot = i;
             return l->readers[i];
         }
     }
-    pthread_mutex_unlock(&l->rmu);
+    cc_mutex_unlock(&l->rmu);
     return NULL;
 }
 
