@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import Extension
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKGS = ["libcjson", "sqlite3", "libcurl", "openssl"]
@@ -115,6 +114,9 @@ def extension(module_name, relative_to, src_dir=None, ver=None):
         if os.environ.get("COMFY_CREDITS_SANITIZE"):
             compile_args += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
             link_args += ["-fsanitize=address,undefined"]
+    from setuptools import Extension  # only here: install.py imports this module for version(), and a
+    # ComfyUI Python (a 3.12 venv) may have no setuptools at all
+
     return Extension(
         module_name,
         sources=sources,
