@@ -32,6 +32,20 @@ DAY_MS = 86_400_000
 OPENAPI_PATH = __import__("pathlib").Path(__file__).with_name("openapi.json")
 
 
+
+def page_args(q) -> tuple:
+    """`limit` (1..200, default 50) and `cursor` (a positive entry id) of a history page, or a 400."""
+    try:
+        limit = int(q.get("limit", "50"))
+        cursor = int(q["cursor"]) if q.get("cursor") else None
+    except ValueError:
+        return None, None, error(400, "invalid_argument", "limit and cursor must be integers.")
+    if not 1 <= limit <= 200:
+        return None, None, error(400, "invalid_argument", "limit must be between 1 and 200.", "limit")
+    if cursor is not None and cursor <= 0:
+        return None, None, error(400, "invalid_argument", "cursor must be a positive integer.", "cursor")
+    return limit, cursor, None
+
 def error(status: int, kind: str, message: str, field: str | None = None) -> web.Response:
     body = {"error": {"type": kind, "message": message}}
     if field:
@@ -401,15 +415,9 @@ def register(routes, rt):
         if err:
             return err
         q = request.query
-        try:
-            limit = int(q.get("limit", "50"))
-            cursor = int(q["cursor"]) if q.get("cursor") else None
-        except ValueError:
-            return error(400, "invalid_argument", "limit and cursor must be integers.")
-        if not 1 <= limit <= 200:
-            return error(400, "invalid_argument", "limit must be between 1 and 200.", "limit")
-        if cursor is not None and cursor <= 0:
-            return error(400, "invalid_argument", "cursor must be a positive integer.", "cursor")
+        limit, cursor, err = page_args(q)
+        if err:
+            return err
         kinds = [k for k in q.get("kinds", "").split(",") if k] or None
         if kinds and any(k not in HISTORY_KINDS for k in kinds):
             return error(400, "invalid_argument", f"kinds are {', '.join(HISTORY_KINDS)}.", "kinds")
@@ -451,15 +459,9 @@ def register(routes, rt):
         if err:
             return err
         q = request.query
-        try:
-            limit = int(q.get("limit", "50"))
-            cursor = int(q["cursor"]) if q.get("cursor") else None
-        except ValueError:
-            return error(400, "invalid_argument", "limit and cursor must be integers.")
-        if not 1 <= limit <= 200:
-            return error(400, "invalid_argument", "limit must be between 1 and 200.", "limit")
-        if cursor is not None and cursor <= 0:
-            return error(400, "invalid_argument", "cursor must be a positive integer.", "cursor")
+        limit, cursor, err = page_args(q)
+        if err:
+            return err
         show = [f for f in q.get("filter", "").split(",") if f] or None
         if show and any(f not in HISTORY_FILTERS for f in show):
             return error(400, "invalid_argument", f"filter is any of {', '.join(HISTORY_FILTERS)}.", "filter")
