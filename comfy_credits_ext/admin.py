@@ -48,11 +48,55 @@ def credits(micro: int) -> str:
     return _core.format_credits(micro)
 
 
+def caps_view(c: dict) -> dict:
+    """An account's spending caps (src/caps.c) in micro-credits (None = no cap) and credits."""
+    out = {f"{k}_micro": c[k] for k in ("daily", "monthly", "own_daily", "own_monthly", "daily_left",
+                                           "monthly_left", "daily_used", "monthly_used")}
+    out.update({k: (None if c[k] is None else credits(c[k])) for k in ("daily", "monthly", "own_daily",
+                                                                        "own_monthly")})
+    out.update({"daily_resets_ms": c["daily_resets_ms"], "monthly_resets_ms": c["monthly_resets_ms"]})
+    return out
+
+
 def account_row(a: dict) -> dict:
     out = public_account(a)
     out.update({"active": bool(a["active"]), "status": "active" if a["active"] else "disabled",
-                "uncollected_micro": a["uncollected_total"], "created_ms": a["created_ms"]})
+                "uncollected_micro": a["uncollected_total"], "created_ms": a["created_ms"],
+                "caps": caps_view(a["caps"])})
     return out
+
+
+def parse_cap(v, field: str):
+    """A cap as sent: null/"" = no cap, else credits >= 0 ("50", "12.5", 50). ValueError names the field."""
+    if v is None or v == "":
+        return None
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        raise ValueError(f"{field}: a cap is an amount of credits such as \"50\", or null for no cap")
+    try:
+        micro = _core.parse_credits(str(v).strip())
+    except _core.InvalidArgument:
+        raise ValueError(f"{field}: '{v}' is not an amount of credits") from None
+    if micro < 0:
+        raise ValueError(f"{field}: a cap must not be negative")
+    return micro
+
+
+async def set_caps(rt, account_id: int, who: str, body: dict):
+    """(account, None) or (None, 4xx): nothing changes on any error (the ledger checks the rest)."""
+    unknown = set(body) - {"daily", "monthly"}
+    if unknown:
+        return None, error(400, "invalid_argument", f"Unknown field {sorted(unknown)[0]}; send daily and monthly.",
+                           sorted(unknown)[0])
+    try:
+        daily, monthly = parse_cap(body.get("daily"), "daily"), parse_cap(body.get("monthly"), "monthly")
+    except ValueError as exc:
+        return None, error(400, "invalid_argument", str(exc), str(exc).split(":", 1)[0])
+    try:
+        return await asyncio.to_thread(_core.set_caps, rt.ledger, account_id, who, daily, monthly), None
+    except _core.InvalidArgument as exc:
+        return None, error(400, "invalid_argument", str(exc), exc.field)
+    except _core.NotFound:
+        return None, error(404, "not_found", f"No account {account_id}.", "account_id")
 
 
 # ---- reconciliation report (shared with the CLI)
@@ -287,6 +331,47 @@ def register(routes, rt, whoami):
         a = await asyncio.to_thread(rt.ledger.update_account, a["id"], active=active)
         await record(request, who, "enable" if active else "disable", a, {"active": active})
         return web.json_response({"account": account_row(a), "changed": True})
+
+    @routes.post("/credits/admin/accounts/{account_id}/caps")
+    async def caps(request):
+        who, body, err = await admin(request, write=True, body=True)
+        if err:
+            return err
+        a, err = await target_account(request)
+        if err:
+            return err
+        before = caps_view(a["caps"])
+        a, err = await set_caps(rt, a["id"], "admin", body)
+        if err:
+            return err
+        after = caps_view(a["caps"])
+        await record(request, who, "caps", a, {"daily": after["daily"], "monthly": after["monthly"],
+                                               "was": {"daily": before["daily"], "monthly": before["monthly"]}})
+        return web.json_response({"account": account_row(a)})
+
+    @routes.get("/credits/caps")
+    async def own_caps(request):
+        """The signed-in person's caps (the operator's and their own lower ones)."""
+        who, err = await whoami(request)
+        if err:
+            return err
+        return web.json_response(caps_view(who["account"]["caps"]))
+
+    @routes.post("/credits/caps")
+    async def set_own_caps(request):
+        """A person may set caps on their own account, never above the operator's."""
+        if not same_origin(request, rt.cfg.public_url):
+            return error(403, "bad_origin", "Cross-site requests are not accepted.")
+        who, err = await whoami(request)
+        if err:
+            return err
+        body = await read_json(request)
+        if body is None:
+            return error(400, "bad_json", "Send a JSON object (Content-Type: application/json).")
+        a, err = await set_caps(rt, who["account"]["id"], "own", body)
+        if err:
+            return err
+        return web.json_response(caps_view(a["caps"]))
 
     @routes.get("/credits/admin/accounts/{account_id}/history")
     async def history(request):

@@ -149,6 +149,8 @@ class Metered:
             info = self.rt.runs.begin(key, account_id, str(prompt_id)[:64], str(node_id)[:64],
                                       self.node_class[:128], inputs, self.prefixes)
         except _core.InsufficientCredits as exc:
+            if (exc.field or "").startswith("cap_"):  # a spending cap (src/caps.c): its own words
+                raise CreditsRefused(f"Spending cap reached for {self.node_class}: {exc}") from None
             raise CreditsRefused(f"Not enough credits to run {self.node_class}: {exc}. "
                                  "Buy credits in Settings → Credits.") from None
         except _core.InvalidState as exc:

@@ -392,6 +392,38 @@ def cmd_purchases(led, args, cfg):
     return EXIT_OK
 
 
+def cmd_caps(led, args, cfg):
+    """Shows or sets an account's spending caps (src/caps.c); changes are audited."""
+    from .admin import caps_view, parse_cap
+    a = resolve_account(led, args.account)
+    if args.daily is not None or args.monthly is not None:
+        cur = a["caps"]
+        try:
+            daily = cur["daily"] if args.daily is None else parse_cap(None if args.daily == "none" else args.daily,
+                                                                       "--daily")
+            monthly = cur["monthly"] if args.monthly is None else parse_cap(
+                None if args.monthly == "none" else args.monthly, "--monthly")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        before = caps_view(cur)
+        a = _core.set_caps(led, a["id"], "admin", daily, monthly)
+        after = caps_view(a["caps"])
+        audit(cfg, "caps", a, {"daily": after["daily"], "monthly": after["monthly"],
+                               "was": {"daily": before["daily"], "monthly": before["monthly"]}})
+    c = caps_view(a["caps"])
+    if args.json:
+        print_json(c)
+        return EXIT_OK
+    def show(v):
+        return "none" if v is None else f"{v} credits"
+    print(f"{a['email']}: daily cap {show(c['daily'])}, monthly cap {show(c['monthly'])}"
+          + (f"; their own: daily {show(c['own_daily'])}, monthly {show(c['own_monthly'])}"
+             if c["own_daily"] is not None or c["own_monthly"] is not None else ""))
+    print(f"  used today {credits(c['daily_used_micro'])}, this month {credits(c['monthly_used_micro'])} "
+          "(holds placed in the window + what they were charged)")
+    return EXIT_OK
+
+
 def cmd_report(led, args, cfg):
     """Reconciliation per day: what the upstream billed, what people were charged, uncollected, margin."""
     from .admin import report_csv, report_json, report_range
@@ -630,6 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
     rfmt.add_argument("--json", action="store_true")
     rfmt.add_argument("--csv", action="store_true")
 
+    cp = sub.add_parser("caps", help="show or set an account's daily/monthly spending caps (audited)")
+    cp.add_argument("account", help="account id or email")
+    cp.add_argument("--daily", help="credits per UTC day, or 'none'")
+    cp.add_argument("--monthly", help="credits per UTC month, or 'none'")
+    cp.add_argument("--json", action="store_true")
+
     au = sub.add_parser("audit", help="the audit log of admin actions (who, what, when, from where)")
     au.add_argument("--limit", type=int, default=50, help="records (1..1000)")
     au.add_argument("--cursor", type=int, help="continue from this cursor")
@@ -664,7 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 LEDGER_COMMANDS = {"key": cmd_key, "grant": cmd_grant, "balance": cmd_balance, "history": cmd_history, "expire": cmd_expire,
-                   "verify": cmd_verify, "purchases": cmd_purchases, "report": cmd_report, "audit": cmd_audit}
+                   "verify": cmd_verify, "purchases": cmd_purchases, "report": cmd_report, "audit": cmd_audit,
+                   "caps": cmd_caps}
 USER_COMMANDS = {"add": cmd_user_add, "list": cmd_user_list, "password": cmd_user_password, "signout": cmd_user_signout, "disable": cmd_user_status,
                  "enable": cmd_user_status, "promote": cmd_user_status}
 

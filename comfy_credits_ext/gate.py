@@ -155,6 +155,20 @@ def credits(micro: int) -> str:
     return _core.format_credits(micro, 2)
 
 
+async def cap_refusal(rt, adm, total: int) -> web.Response | None:
+    """A spending cap (src/caps.c) refuses the prompt before anything runs, in the words the ledger
+    uses at hold time: which cap, its window, when it resets. Queued prompts' reservations count."""
+    try:
+        await asyncio.to_thread(_core.cap_check, rt.ledger, adm.account_id, total + rt.runs.reserved(adm.account_id))
+        return None
+    except _core.InsufficientCredits as exc:
+        node_errors = {n["node_id"]: {"errors": [{"type": "credits_cap_reached", "message": "Spending cap reached",
+                                                  "details": str(exc), "extra_info": {"cap": exc.field}}],
+                                      "dependent_outputs": [], "class_type": n["class_type"]} for n in adm.nodes}
+        return prompt_error("credits_cap_reached", "Spending cap reached", str(exc), node_errors,
+                            extra={"cap": exc.field, "needed_micro": total})
+
+
 def find_api_nodes(prompt: dict, node_classes: dict) -> list[tuple[str, str, dict]]:
     found = []
     for node_id, node in prompt.items():
@@ -233,6 +247,9 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
         return prompt_error("credits_price_error", "Cannot price the API nodes in this workflow",
                             "See the nodes marked in red.", node_errors)
     adm.hold_micro = total
+    capped = await cap_refusal(rt, adm, total)
+    if capped:
+        return capped
     try:
         # Inline when it cannot wait (no thread hop); else in a thread (src/run.h cc_runs_reserve_nowait).
         if not (inline and rt.reserve_prompt(adm.prompt_id, adm.account_id, total, wait=False)):

@@ -8,6 +8,7 @@
 **   3. the public writes: accounts, credentials, passwords
 **   4. the reads: accounts, credentials, sign-in
 */
+#include "caps.h"
 #include "commit.h"
 #include "password.h"
 
@@ -155,6 +156,7 @@ static cc_rc load_account(cc_ledger *l, cc_conn *c, int64_t id, cc_acct_slot **s
 static cc_rc apply_account_create(cc_conn *c, const cc_account_new *in, int64_t now, auth_result *r) {
     cc_account a;
     memset(&a, 0, sizeof a);
+    cc_caps_init(&a);
     ledger_set_text(a.email, sizeof a.email, in->email);
     ledger_set_text(a.display_name, sizeof a.display_name, in->display_name);
     a.active = 1;

@@ -9,6 +9,7 @@
 */
 #include "py_util.h"
 #include "ledger.h"
+#include "caps.h"
 #include "fulfil.h"
 
 typedef struct {
@@ -280,9 +281,28 @@ static int role_from(ccpy_state *st, PyObject *o, int *out) {
     return 0;
 }
 
-static PyObject *account_dict(const cc_account *a) {
+static PyObject *cap_value(int64_t v) { return v == CC_CAP_NONE ? Py_NewRef(Py_None) : PyLong_FromLongLong(v); }
+
+/* The account's spending caps (caps.h) and what is left of them now. */
+static PyObject *caps_dict(const cc_account *a) {
+    int64_t now = cc_now_ms(), dleft, mleft;
+    cc_caps_room(a, now, &dleft, &mleft);
+    int same_day = a->cap_day == cc_caps_day(now), same_month = a->cap_month == cc_caps_month(now);
+    return Py_BuildValue("{s:N,s:N,s:N,s:N,s:N,s:N,s:L,s:L,s:L,s:L}", "daily", cap_value(a->cap_daily), "monthly",
+                         cap_value(a->cap_monthly), "own_daily", cap_value(a->own_cap_daily), "own_monthly",
+                         cap_value(a->own_cap_monthly), "daily_left", cap_value(dleft), "monthly_left",
+                         cap_value(mleft), "daily_used", (long long)(same_day ? a->cap_day_used : 0), "monthly_used",
+                         (long long)(same_month ? a->cap_month_used : 0), "daily_resets_ms",
+                         (long long)((cc_caps_day(now) + 1) * 86400000LL), "monthly_resets_ms",
+                         (long long)cc_caps_month_start_ms(cc_caps_month(now) + 1));
+}
+
+PyObject *ccpy_account_dict(const cc_account *a) {
     PyObject *d = PyDict_New();
     if (!d) return NULL;
+    PyObject *caps = caps_dict(a);
+    if (!caps || PyDict_SetItemString(d, "caps", caps) < 0) { Py_XDECREF(caps); Py_DECREF(d); return NULL; }
+    Py_DECREF(caps);
     int bad = ccpy_set_i64(d, "id", a->id) | ccpy_set_str(d, "email", a->email) |
               ccpy_set_str(d, "display_name", a->display_name) | ccpy_set_bool(d, "active", a->active) |
               ccpy_set_str(d, "role", role_name(a->role)) | ccpy_set_i64(d, "created_ms", a->created_ms) |
@@ -307,7 +327,7 @@ static PyObject *fetch_account(LedgerObject *self, int64_t id) {
     Py_END_ALLOW_THREADS
     self->busy--;
     if (rc != CC_OK) return ccpy_raise(lstate(self), &e);
-    return account_dict(&a);
+    return ccpy_account_dict(&a);
 }
 
 static PyObject *L_create_account(LedgerObject *self, PyObject *args, PyObject *kw) {
@@ -381,7 +401,7 @@ static PyObject *L_account_by_email(LedgerObject *self, PyObject *arg) {
     Py_END_ALLOW_THREADS
     self->busy--;
     if (rc != CC_OK) return ccpy_raise(st, &e);
-    return account_dict(&a);
+    return ccpy_account_dict(&a);
 }
 
 static PyObject *L_accounts(LedgerObject *self, PyObject *args, PyObject *kw) {
@@ -406,7 +426,7 @@ static PyObject *L_accounts(LedgerObject *self, PyObject *args, PyObject *kw) {
     if (rc != CC_OK) ccpy_raise(st, &e);
     else if ((out = PyList_New(n))) {
         for (int i = 0; i < n; i++) {
-            PyObject *d = account_dict(&buf[i]);
+            PyObject *d = ccpy_account_dict(&buf[i]);
             if (!d) { Py_CLEAR(out); break; }
             PyList_SET_ITEM(out, i, d);
         }
@@ -652,7 +672,7 @@ static PyObject *L_check_credential(LedgerObject *self, PyObject *args, PyObject
         if (busy) Py_RETURN_NONE;
     }
     if (rc != CC_OK) return ccpy_raise(st, &e);
-    return Py_BuildValue("{sNsN}", "credential", cred_dict(&c), "account", account_dict(&a));
+    return Py_BuildValue("{sNsN}", "credential", cred_dict(&c), "account", ccpy_account_dict(&a));
 }
 
 static PyObject *L_revoke_credential(LedgerObject *self, PyObject *args, PyObject *kw) {
@@ -777,7 +797,7 @@ static PyObject *L_sign_in(LedgerObject *self, PyObject *args, PyObject *kw) {
     Py_END_ALLOW_THREADS
     self->busy--;
     if (rc != CC_OK) return ccpy_raise(st, &e);
-    return account_dict(&a);
+    return ccpy_account_dict(&a);
 }
 
 static PyObject *L_fulfil_checkout(LedgerObject *self, PyObject *args, PyObject *kw) {

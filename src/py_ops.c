@@ -5,6 +5,8 @@
 */
 #include "py_util.h"
 #include "audit.h"
+#include "auth.h"
+#include "caps.h"
 #include "report.h"
 
 /* ------------------------------------------------------------------ report */
@@ -116,6 +118,62 @@ static PyObject *M_report_check(PyObject *module, PyObject *args, PyObject *kw) 
     PyObject *total = totals_dict(&t);
     if (!total) { Py_DECREF(list); return NULL; }
     return Py_BuildValue("{s:N,s:N}", "problems", list, "total", total);
+}
+
+/* ------------------------------------------------------------------ caps */
+
+static int cap_arg(ccpy_state *st, PyObject *o, const char *field, int64_t *out) {
+    if (o == Py_None) { *out = CC_CAP_NONE; return 0; }
+    if (ccpy_i64(st, o, field, out) < 0) return -1;
+    if (*out < 0) { ccpy_invalid(st, field, "a cap must not be negative (None = no cap)"); return -1; }
+    return 0;
+}
+
+static PyObject *M_set_caps(PyObject *module, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"ledger", "account_id", "who", "daily", "monthly", NULL};
+    ccpy_state *st = ccpy_get_state(module);
+    PyObject *lo, *ido, *dov, *mov;
+    const char *who;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOsOO:set_caps", kwlist, &lo, &ido, &who, &dov, &mov)) return NULL;
+    int64_t id, daily, monthly;
+    if (ccpy_i64(st, ido, "account_id", &id) < 0 || cap_arg(st, dov, "daily", &daily) < 0 ||
+        cap_arg(st, mov, "monthly", &monthly) < 0)
+        return NULL;
+    int w = !strcmp(who, "admin") ? CC_CAPS_ADMIN : !strcmp(who, "own") ? CC_CAPS_OWN : -1;
+    if (w < 0) return ccpy_invalid(st, "who", "who is 'admin' or 'own'");
+    cc_ledger *l = ccpy_ledger_pin(st, lo);
+    if (!l) return NULL;
+    cc_account a;
+    cc_error e;
+    cc_rc rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_ledger_set_caps(l, id, (cc_caps_who)w, daily, monthly, &a, &e);
+    Py_END_ALLOW_THREADS
+    ccpy_ledger_unpin(lo);
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    return ccpy_account_dict(&a);
+}
+
+static PyObject *M_cap_check(PyObject *module, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"ledger", "account_id", "micro", NULL};
+    ccpy_state *st = ccpy_get_state(module);
+    PyObject *lo, *ido, *mo;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO:cap_check", kwlist, &lo, &ido, &mo)) return NULL;
+    int64_t id, micro;
+    if (ccpy_i64(st, ido, "account_id", &id) < 0 || ccpy_i64(st, mo, "micro", &micro) < 0) return NULL;
+    if (micro < 0) return ccpy_invalid(st, "micro", "micro must not be negative");
+    cc_ledger *l = ccpy_ledger_pin(st, lo);
+    if (!l) return NULL;
+    cc_account a;
+    cc_error e;
+    cc_rc rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_ledger_account(l, id, &a, &e);
+    if (rc == CC_OK) rc = cc_caps_check(&a, micro, cc_now_ms(), &e);
+    Py_END_ALLOW_THREADS
+    ccpy_ledger_unpin(lo);
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------ AuditLog */
@@ -296,6 +354,12 @@ static PyType_Spec A_spec = {
 };
 
 static PyMethodDef M_functions[] = {
+    {"set_caps", FN(M_set_caps), KW,
+     "set_caps(ledger, account_id, who, daily, monthly) -> account: who 'admin' sets the caps, 'own' the "
+     "person's lower ones; micro-credits or None"},
+    {"cap_check", FN(M_cap_check), KW,
+     "cap_check(ledger, account_id, micro): raises InsufficientCredits (field cap_daily/cap_monthly) when "
+     "`micro` more would pass a spending cap now (the queue-time check; holds are checked by the ledger)"},
     {"report", FN(M_report), KW,
      "report(ledger, since_ms, until_ms) -> reconciliation: per day billed/charged/uncollected, spend by node and "
      "model, accounts"},

@@ -33,6 +33,10 @@ void ccpy_ledger_unpin(PyObject *o);
 const struct cc_price_table *ccpy_prices_pin(ccpy_state *st, PyObject *o);
 void ccpy_prices_unpin(PyObject *o);
 
+/* An account as the Ledger returns it (py_ledger.c), caps included. */
+struct cc_account;
+PyObject *ccpy_account_dict(const struct cc_account *a);
+
 /* A node's inputs (dict or JSON text) as UTF-8 JSON bytes (new reference). */
 PyObject *ccpy_inputs_json(ccpy_state *st, PyObject *inputs);
 

@@ -13,6 +13,7 @@
 ** transaction untouched; only storage and memory failures roll the commit
 ** back (commit.h).
 */
+#include "caps.h"
 #include "commit.h"
 
 #include <stdio.h>
@@ -284,6 +285,7 @@ static cc_rc insert_entry(cc_conn *c, const cc_op *op, cc_entry *e, cc_result *r
 
 typedef struct hold_slot {
     cc_hold h;
+    int64_t placed_ms;         /* when the hold was placed: its spending-cap windows (caps.h) */
     char prompt_id[CC_CTX_ID_BYTES_MAX + 1];
     char node_id[CC_CTX_ID_BYTES_MAX + 1];
     char node_class[CC_CLASS_BYTES_MAX + 1];
@@ -306,6 +308,7 @@ static cc_rc hold_load(cc_ledger *l, cc_conn *c, int64_t id, hold_slot *out, int
         memcpy(out->node_id, he->node_id, sizeof out->node_id);
         memcpy(out->node_class, he->node_class, sizeof out->node_class);
         memcpy(out->model, he->model, sizeof out->model);
+        out->placed_ms = he->created_ms;
     } else if (rc == CC_ERR_NOT_FOUND) {
         rc = cc_fail(err, CC_ERR_STORAGE, "", "hold %lld has no entry", (long long)id);
     }
@@ -417,6 +420,8 @@ static cc_rc apply_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, 
                 (long long)(available / CC_MICRO), (long long)(available % CC_MICRO));
         return refuse(c, op, r);
     }
+    /* Spending caps, in the same transaction as the balance check (caps.h). */
+    if (cc_caps_admit(&a, op->amount, now, &r->err) != CC_OK) return refuse(c, op, r);
     cc_entry e;
     entry_base(&e, CC_KIND_HOLD, op, a.id, now);
     e.amount = op->amount;
@@ -438,6 +443,7 @@ static cc_rc apply_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, 
     hold_slot *hs = malloc(sizeof *hs);
     if (hs) {
         hs->h = h;
+        hs->placed_ms = now;
         memcpy(hs->prompt_id, e.prompt_id, sizeof hs->prompt_id);
         memcpy(hs->node_id, e.node_id, sizeof hs->node_id);
         memcpy(hs->node_class, e.node_class, sizeof hs->node_class);
@@ -476,6 +482,7 @@ static cc_rc resolve_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int kind, i
     memcpy(e.node_class, hs.node_class, sizeof e.node_class);
     memcpy(e.model, hs.model, sizeof e.model);
     int state;
+    int64_t charged = 0;
     if (kind == CC_KIND_SETTLE) {
         int spend_test = test_spendable(l);
         /* "Up to" means up to: never more than the hold the person was shown. */
@@ -502,6 +509,7 @@ static cc_rc resolve_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int kind, i
         if (spend_test) a.test_balance = a.test_balance > charge ? a.test_balance - charge : 0;
         if (a.test_balance > a.balance) a.test_balance = a.balance; /* holds placed while TEST was spendable */
         a.uncollected_total = unc_total;
+        charged = charge;
         state = CC_HOLD_SETTLED;
     } else {
         e.amount = hs.h.amount;
@@ -509,6 +517,7 @@ static cc_rc resolve_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int kind, i
         state = kind == CC_KIND_VOID ? CC_HOLD_VOIDED : CC_HOLD_EXPIRED;
     }
     a.held -= hs.h.amount;
+    cc_caps_release(&a, hs.placed_ms, hs.h.amount - charged, now); /* what it did not charge returns to its window */
     a.updated_ms = now;
     entry_after(&e, &a);
     int replayed;

@@ -63,6 +63,11 @@ typedef struct cc_account {
     int64_t spent_total;        /* all charged (settled) credits ever */
     int64_t uncollected_total;  /* settle costs that exceeded what was there */
     int64_t test_balance;       /* TEST credits still in balance, 0 <= test_balance <= balance */
+    /* Spending caps (caps.h): micro-credits, -1 = none; and the windows' counters. */
+    int64_t cap_daily, cap_monthly;         /* set by an admin */
+    int64_t own_cap_daily, own_cap_monthly; /* set by the person, never above the admin's */
+    int64_t cap_day, cap_day_used;          /* UTC day of the counter; holds + charges placed that day */
+    int64_t cap_month, cap_month_used;      /* year*12+month-1 of the counter; same for the month */
 } cc_account;
 
 typedef struct cc_entry {
@@ -226,8 +231,8 @@ struct cc_store {
 /* The schema this build writes. Opening a ledger whose meta.schema_version is
 ** larger (written by a newer comfy-credits) is refused with a clear message,
 ** before anything is written to it. */
-#define CC_SCHEMA_VERSION 2          /* 1: first; 2: TEST credits columns (migrated in place) */
-#define CC_SCHEMA_VERSION_TEXT "2"
+#define CC_SCHEMA_VERSION 3          /* 1: first; 2: TEST credits columns; 3: spending caps (migrated in place) */
+#define CC_SCHEMA_VERSION_TEXT "3"
 cc_rc cc_store_sqlite_open(const char *path, int busy_timeout_ms, cc_store **out,
                            cc_error *err);
 

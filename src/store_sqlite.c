@@ -28,6 +28,10 @@ static const char *const SCHEMA_SQL =
     " paid_total INTEGER NOT NULL, granted_total INTEGER NOT NULL,"
     " spent_total INTEGER NOT NULL, uncollected_total INTEGER NOT NULL,"
     " test_balance INTEGER NOT NULL DEFAULT 0,"
+    " cap_daily INTEGER NOT NULL DEFAULT -1, cap_monthly INTEGER NOT NULL DEFAULT -1,"
+    " own_cap_daily INTEGER NOT NULL DEFAULT -1, own_cap_monthly INTEGER NOT NULL DEFAULT -1,"
+    " cap_day INTEGER NOT NULL DEFAULT 0, cap_day_used INTEGER NOT NULL DEFAULT 0,"
+    " cap_month INTEGER NOT NULL DEFAULT 0, cap_month_used INTEGER NOT NULL DEFAULT 0,"
     " CHECK (balance >= 0 AND held >= 0 AND held <= balance));"
     "CREATE TABLE IF NOT EXISTS entries("
     " id INTEGER PRIMARY KEY,"
@@ -64,7 +68,8 @@ static const char *const SCHEMA_SQL =
 
 #define ACCOUNT_COLS                                                           \
     "id, email, display_name, active, role, created_ms, updated_ms, balance, " \
-    "held, paid_total, granted_total, spent_total, uncollected_total, test_balance"
+    "held, paid_total, granted_total, spent_total, uncollected_total, test_balance, cap_daily, cap_monthly, " \
+    "own_cap_daily, own_cap_monthly, cap_day, cap_day_used, cap_month, cap_month_used"
 #define ENTRY_COLS                                                             \
     "id, op_key, kind, account_id, amount, delta, held_delta, uncollected, "   \
     "balance_after, held_after, hold_id, ttl_ms, created_ms, prompt_id, "      \
@@ -93,13 +98,16 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_DATA_VERSION] = "PRAGMA data_version",
     [ST_ACC_INSERT] =
         "INSERT INTO accounts(email, display_name, active, role, created_ms, updated_ms,"
-        " balance, held, paid_total, granted_total, spent_total, uncollected_total, test_balance)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " balance, held, paid_total, granted_total, spent_total, uncollected_total, test_balance, cap_daily,"
+        " cap_monthly, own_cap_daily, own_cap_monthly, cap_day, cap_day_used, cap_month, cap_month_used)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [ST_ACC_GET] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ?",
     [ST_ACC_BY_EMAIL] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE email = ?",
     [ST_ACC_UPDATE] =
         "UPDATE accounts SET display_name=?, active=?, role=?, updated_ms=?, balance=?, held=?,"
-        " paid_total=?, granted_total=?, spent_total=?, uncollected_total=?, test_balance=? WHERE id=?",
+        " paid_total=?, granted_total=?, spent_total=?, uncollected_total=?, test_balance=?, cap_daily=?,"
+        " cap_monthly=?, own_cap_daily=?, own_cap_monthly=?, cap_day=?, cap_day_used=?, cap_month=?,"
+        " cap_month_used=? WHERE id=?",
     [ST_ACC_LIST] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id > ? ORDER BY id LIMIT ?",
     [ST_ENT_BY_KEY] = "SELECT " ENTRY_COLS " FROM entries WHERE op_key = ?",
     [ST_ENT_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE id = ?",
@@ -194,6 +202,15 @@ static void read_account(sqlite3_stmt *s, cc_account *a) {
     a->spent_total = sqlite3_column_int64(s, 11);
     a->uncollected_total = sqlite3_column_int64(s, 12);
     a->test_balance = sqlite3_column_int64(s, 13);
+    int64_t *caps[] = {&a->cap_daily, &a->cap_monthly, &a->own_cap_daily, &a->own_cap_monthly,
+                       &a->cap_day, &a->cap_day_used, &a->cap_month, &a->cap_month_used};
+    for (int i = 0; i < 8; i++) *caps[i] = sqlite3_column_int64(s, 14 + i);
+}
+
+static void bind_caps(sqlite3_stmt *s, int first, const cc_account *a) {
+    const int64_t caps[] = {a->cap_daily, a->cap_monthly, a->own_cap_daily, a->own_cap_monthly,
+                            a->cap_day, a->cap_day_used, a->cap_month, a->cap_month_used};
+    for (int i = 0; i < 8; i++) sqlite3_bind_int64(s, first + i, caps[i]);
 }
 
 static void read_entry(sqlite3_stmt *s, cc_entry *e) {
@@ -300,6 +317,7 @@ static cc_rc sq_account_insert(cc_conn *b, cc_account *a, cc_error *err) {
     sqlite3_bind_int64(s, 11, a->spent_total);
     sqlite3_bind_int64(s, 12, a->uncollected_total);
     sqlite3_bind_int64(s, 13, a->test_balance);
+    bind_caps(s, 14, a);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -351,7 +369,8 @@ static cc_rc sq_account_update(cc_conn *b, const cc_account *a, cc_error *err) {
     sqlite3_bind_int64(s, 9, a->spent_total);
     sqlite3_bind_int64(s, 10, a->uncollected_total);
     sqlite3_bind_int64(s, 11, a->test_balance);
-    sqlite3_bind_int64(s, 12, a->id);
+    bind_caps(s, 12, a);
+    sqlite3_bind_int64(s, 20, a->id);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -779,6 +798,14 @@ static int sq_migrate(sqlite3 *db, char **msg) {
     static const char *const add[][3] = {
         {"accounts", "test_balance", "ALTER TABLE accounts ADD COLUMN test_balance INTEGER NOT NULL DEFAULT 0"},
         {"entries", "test_after", "ALTER TABLE entries ADD COLUMN test_after INTEGER NOT NULL DEFAULT 0"},
+        {"accounts", "cap_daily", "ALTER TABLE accounts ADD COLUMN cap_daily INTEGER NOT NULL DEFAULT -1"},
+        {"accounts", "cap_monthly", "ALTER TABLE accounts ADD COLUMN cap_monthly INTEGER NOT NULL DEFAULT -1"},
+        {"accounts", "own_cap_daily", "ALTER TABLE accounts ADD COLUMN own_cap_daily INTEGER NOT NULL DEFAULT -1"},
+        {"accounts", "own_cap_monthly", "ALTER TABLE accounts ADD COLUMN own_cap_monthly INTEGER NOT NULL DEFAULT -1"},
+        {"accounts", "cap_day", "ALTER TABLE accounts ADD COLUMN cap_day INTEGER NOT NULL DEFAULT 0"},
+        {"accounts", "cap_day_used", "ALTER TABLE accounts ADD COLUMN cap_day_used INTEGER NOT NULL DEFAULT 0"},
+        {"accounts", "cap_month", "ALTER TABLE accounts ADD COLUMN cap_month INTEGER NOT NULL DEFAULT 0"},
+        {"accounts", "cap_month_used", "ALTER TABLE accounts ADD COLUMN cap_month_used INTEGER NOT NULL DEFAULT 0"},
     };
     for (size_t i = 0; i < sizeof add / sizeof add[0]; i++) {
         int h = has_column(db, add[i][0], add[i][1]);

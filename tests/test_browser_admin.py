@@ -123,3 +123,51 @@ def test_admin_signs_in_sees_the_dashboard_and_grants(ui):
         close_settings(ui)
     finally:
         page.close()
+
+
+def test_admin_sets_a_cap_and_the_capped_user_is_refused_with_the_cap_message(ui):
+    from test_browser import dalle, open_workflow, run_button
+    page = new_page(ui)
+    try:
+        dialog = sign_in_with_the_form(ui, "boss@example.com", "boss-password")
+        dialog.get_by_text("Credits admin", exact=True).first.click()
+        panel = page.locator("[data-testid=cca-panel]")
+        panel.locator("[data-testid=cca-open-account]", has_text="pat@example.com").click()
+        panel.locator("[data-testid=cca-cap-daily]").fill("5")
+        panel.locator("[data-testid=cca-set-caps]").click()
+        page.wait_for_function("document.querySelector('[data-testid=cca-msg]').textContent.includes('Caps of')")
+        with ui.ledger() as led:
+            assert led.account(ui.user)["caps"]["daily"] == 5_000_000
+        # a bad cap is refused with the server's words and changes nothing
+        panel.locator("[data-testid=cca-cap-daily]").fill("-2")
+        panel.locator("[data-testid=cca-set-caps]").click()
+        page.wait_for_function("document.querySelector('[data-testid=cca-msg]').textContent.includes('negative')")
+        with ui.ledger() as led:
+            assert led.account(ui.user)["caps"]["daily"] == 5_000_000
+        shot(ui, "4-cap-set")
+        close_settings(ui)
+    finally:
+        page.close()
+    # the capped person runs a DALL-E 3 node (8.44 credits, more than the 5-credit daily cap)
+    page = new_page(ui)
+    try:
+        page.goto(f"http://127.0.0.1:{ui.port}/")
+        st = page.evaluate("""async () => (await fetch('/api/credits/session', {method: 'POST',
+            headers: {'Content-Type': 'application/json'},
+            body: JSON.stringify({email: 'pat@example.com', password: 'pat-password'})})).status""")
+        assert st == 200
+        load_app(ui)
+        page.wait_for_selector(".cc-topchip", timeout=60_000)
+        with ui.ledger() as led:
+            before = led.account(ui.user)["balance"]
+        open_workflow(ui, "capped", dalle(909))
+        run_button(ui).click()
+        refused = page.locator("[data-testid=cc-refused]")
+        refused.wait_for(timeout=20_000)
+        text = refused.inner_text()
+        assert "Spending cap reached" in text and "daily spending cap reached" in text and "resets at" in text, text
+        shot(ui, "5-capped-user-refused")
+        with ui.ledger() as led:
+            assert led.account(ui.user)["balance"] == before and led.account(ui.user)["held"] == 0
+    finally:
+        page.close()

@@ -768,8 +768,9 @@ function refusalDialog({ type, title, details, nodeErrors, extra }) {
 }
 
 // ---------------------------------------------------------------- refused runs
-const OUR_TYPES = ["insufficient_credits", "credits_sign_in_required", "credits_account_disabled", "credits_unavailable"];
-const OUR_TITLES = ["Not enough credits", "Sign in to run API nodes", "Your Credits session has expired",
+const OUR_TYPES = ["insufficient_credits", "credits_sign_in_required", "credits_account_disabled", "credits_unavailable",
+                   "credits_cap_reached"];  // a spending cap (#13): its message says which, its window and reset
+const OUR_TITLES = ["Not enough credits", "Sign in to run API nodes", "Your Credits session has expired", "Spending cap reached",
                     "This Credits account is disabled", "Paid API nodes are disabled on this server",
                     "Credits are unavailable on this server"];
 

@@ -81,5 +81,6 @@ void suite_auth(void);
 void suite_history(void);
 void suite_invite(void);
 void suite_report(void);
+void suite_caps(void);
 
 #endif

@@ -54,6 +54,7 @@ int main(void) {
     suite_history();
     suite_invite();
     suite_report();
+    suite_caps();
     if (ct_dir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", ct_dir);
