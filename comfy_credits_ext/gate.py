@@ -155,9 +155,17 @@ def credits(micro: int) -> str:
     return _core.format_credits(micro, 2)
 
 
-async def cap_refusal(rt, adm, total: int) -> web.Response | None:
+CAP_KEYS = ("daily", "monthly", "own_daily", "own_monthly")
+
+
+async def cap_refusal(rt, adm, account: dict, total: int) -> web.Response | None:
     """A spending cap (src/caps.c) refuses the prompt before anything runs, in the words the ledger
-    uses at hold time: which cap, its window, when it resets. Queued prompts' reservations count."""
+    uses at hold time: which cap, its window, when it resets. Queued prompts' reservations count.
+    An account without any cap (as read with its credential) costs no extra read: the ledger still
+    checks every hold against the caps stored then."""
+    caps = account.get("caps") or {}
+    if all(caps.get(k) is None for k in CAP_KEYS):
+        return None
     try:
         await asyncio.to_thread(_core.cap_check, rt.ledger, adm.account_id, total + rt.runs.reserved(adm.account_id))
         return None
@@ -247,7 +255,7 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
         return prompt_error("credits_price_error", "Cannot price the API nodes in this workflow",
                             "See the nodes marked in red.", node_errors)
     adm.hold_micro = total
-    capped = await cap_refusal(rt, adm, total)
+    capped = await cap_refusal(rt, adm, account, total)
     if capped:
         return capped
     try:

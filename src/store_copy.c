@@ -46,8 +46,9 @@ typedef struct table_copy {
 static const table_copy TABLES[] = {
     {"accounts",
      "id, email, display_name, active, role, created_ms, updated_ms, balance, held, paid_total, granted_total, "
-     "spent_total, uncollected_total, test_balance",
-     14, -1},
+     "spent_total, uncollected_total, test_balance, cap_daily, cap_monthly, own_cap_daily, own_cap_monthly, "
+     "cap_day, cap_day_used, cap_month, cap_month_used",
+     22, -1},
     {"entries",
      "id, op_key, kind, account_id, amount, delta, held_delta, uncollected, balance_after, held_after, hold_id, "
      "ttl_ms, created_ms, prompt_id, node_id, node_class, model, tokens_in, tokens_out, images, seconds_ms, "
@@ -63,8 +64,9 @@ static const table_copy TABLES[] = {
 static const char *const ACCOUNT_SUMS_SQL =
     "SELECT a.id, a.balance, a.held, a.paid_total, a.granted_total, a.spent_total, a.uncollected_total, "
     "a.test_balance, (SELECT count(*) FROM entries e WHERE e.account_id = a.id), "
-    "(SELECT COALESCE(sum(e.delta), 0) FROM entries e WHERE e.account_id = a.id) FROM accounts a ORDER BY a.id";
-#define SUM_COLS 10
+    "(SELECT COALESCE(sum(e.delta), 0) FROM entries e WHERE e.account_id = a.id), a.cap_daily, a.cap_monthly, "
+    "a.own_cap_daily, a.own_cap_monthly, a.cap_day_used, a.cap_month_used FROM accounts a ORDER BY a.id";
+#define SUM_COLS 16
 
 static cc_rc pq_fail(PGconn *pg, PGresult *r, cc_error *err, const char *what) {
     const char *m = r ? PQresultErrorMessage(r) : NULL;
@@ -150,7 +152,9 @@ static cc_rc compare_accounts(sqlite3 *db, PGconn *pg, cc_copy_stats *st, cc_err
     }
     static const char *const NAMES[SUM_COLS] = {"id", "balance", "held", "paid_total", "granted_total",
                                                 "spent_total", "uncollected_total", "test_balance",
-                                                "entries", "sum of deltas"};
+                                                "entries", "sum of deltas", "cap_daily", "cap_monthly",
+                                                "own_cap_daily", "own_cap_monthly", "cap_day_used",
+                                                "cap_month_used"};
     int n = PQntuples(r), row = 0, step;
     cc_rc rc = CC_OK;
     while (rc == CC_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
@@ -182,6 +186,24 @@ static cc_rc compare_accounts(sqlite3 *db, PGconn *pg, cc_copy_stats *st, cc_err
     return rc;
 }
 
+/* The source must have this build's schema (every column copied): opening it
+** with cc_store_sqlite_open once migrates it in place. Copying an older file
+** would leave out columns such as the caps. */
+static cc_rc check_source_schema(sqlite3 *db, const char *path, cc_error *err) {
+    sqlite3_stmt *s = NULL;
+    long long v = -1;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (v == CC_SCHEMA_VERSION) return CC_OK;
+    if (v < 0) return cc_fail(err, CC_ERR_STORAGE, "path", "'%s' is not a comfy-credits ledger (no schema version)", path);
+    return cc_fail(err, CC_ERR_STATE, "path",
+                   "the SQLite ledger '%s' has schema version %lld, this version copies %d: open it once with this "
+                   "version (e.g. `verify`) to bring it up to date, then copy (nothing was copied)",
+                   path, v, CC_SCHEMA_VERSION);
+}
+
 cc_rc cc_store_copy_sqlite_to_pg(const char *sqlite_path, const char *uri, cc_copy_stats *stats, cc_error *err) {
     memset(stats, 0, sizeof *stats);
     cc_store *target = NULL;
@@ -201,6 +223,11 @@ cc_rc cc_store_copy_sqlite_to_pg(const char *sqlite_path, const char *uri, cc_co
         return rc;
     }
     sqlite3_busy_timeout(db, 10000);
+    rc = check_source_schema(db, sqlite_path, err);
+    if (rc != CC_OK) {
+        sqlite3_close(db);
+        return rc;
+    }
     PGconn *pg = PQconnectdb(uri);
     if (PQstatus(pg) != CONNECTION_OK) {
         rc = pq_fail(pg, NULL, err, "connect");

@@ -147,12 +147,21 @@ static const migration MIGRATIONS[] = {
     {2, "TEST credits (accounts.test_balance, entries.test_after)",
      "ALTER TABLE accounts ADD COLUMN test_balance BIGINT NOT NULL DEFAULT 0;"
      "ALTER TABLE entries ADD COLUMN test_after BIGINT NOT NULL DEFAULT 0;"},
+    /* Caps: -1 = no cap (caps.h), so every account that existed before is uncapped. */
+    {3, "spending caps (accounts.cap_* and their windows' counters)",
+     "ALTER TABLE accounts ADD COLUMN cap_daily BIGINT NOT NULL DEFAULT -1,"
+     " ADD COLUMN cap_monthly BIGINT NOT NULL DEFAULT -1,"
+     " ADD COLUMN own_cap_daily BIGINT NOT NULL DEFAULT -1,"
+     " ADD COLUMN own_cap_monthly BIGINT NOT NULL DEFAULT -1,"
+     " ADD COLUMN cap_day BIGINT NOT NULL DEFAULT 0, ADD COLUMN cap_day_used BIGINT NOT NULL DEFAULT 0,"
+     " ADD COLUMN cap_month BIGINT NOT NULL DEFAULT 0, ADD COLUMN cap_month_used BIGINT NOT NULL DEFAULT 0;"},
 };
 #define MIGRATIONS_N ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 #define ACCOUNT_COLS                                                           \
     "id, email, display_name, active, role, created_ms, updated_ms, balance, " \
-    "held, paid_total, granted_total, spent_total, uncollected_total, test_balance"
+    "held, paid_total, granted_total, spent_total, uncollected_total, test_balance, cap_daily, cap_monthly, " \
+    "own_cap_daily, own_cap_monthly, cap_day, cap_day_used, cap_month, cap_month_used"
 #define ENTRY_COLS                                                             \
     "id, op_key, kind, account_id, amount, delta, held_delta, uncollected, "   \
     "balance_after, held_after, hold_id, ttl_ms, created_ms, prompt_id, "      \
@@ -174,13 +183,17 @@ enum {
 static const char *const STMT_SQL[ST_COUNT] = {
     [ST_ACC_INSERT] =
         "INSERT INTO accounts(email, display_name, active, role, created_ms, updated_ms,"
-        " balance, held, paid_total, granted_total, spent_total, uncollected_total, test_balance)"
-        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT ((lower(email))) DO NOTHING RETURNING id",
+        " balance, held, paid_total, granted_total, spent_total, uncollected_total, test_balance, cap_daily,"
+        " cap_monthly, own_cap_daily, own_cap_monthly, cap_day, cap_day_used, cap_month, cap_month_used)"
+        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)"
+        " ON CONFLICT ((lower(email))) DO NOTHING RETURNING id",
     [ST_ACC_GET] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = $1",
     [ST_ACC_BY_EMAIL] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE lower(email) = lower($1)",
     [ST_ACC_UPDATE] =
         "UPDATE accounts SET display_name=$1, active=$2, role=$3, updated_ms=$4, balance=$5, held=$6,"
-        " paid_total=$7, granted_total=$8, spent_total=$9, uncollected_total=$10, test_balance=$11 WHERE id=$12",
+        " paid_total=$7, granted_total=$8, spent_total=$9, uncollected_total=$10, test_balance=$11, cap_daily=$12,"
+        " cap_monthly=$13, own_cap_daily=$14, own_cap_monthly=$15, cap_day=$16, cap_day_used=$17, cap_month=$18,"
+        " cap_month_used=$19 WHERE id=$20",
     [ST_ACC_LIST] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id > $1 ORDER BY id LIMIT $2",
     [ST_ENT_BY_KEY] = "SELECT " ENTRY_COLS " FROM entries WHERE op_key = $1",
     [ST_ENT_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE id = $1",
@@ -571,6 +584,16 @@ static void read_account(const PGresult *r, int i, cc_account *a) {
     a->spent_total = gi(r, i, 11);
     a->uncollected_total = gi(r, i, 12);
     a->test_balance = gi(r, i, 13);
+    int64_t *caps[] = {&a->cap_daily, &a->cap_monthly, &a->own_cap_daily, &a->own_cap_monthly,
+                       &a->cap_day, &a->cap_day_used, &a->cap_month, &a->cap_month_used};
+    for (int k = 0; k < 8; k++) *caps[k] = gi(r, i, 14 + k);
+}
+
+/* The spending caps of an account (caps.h) as parameters, in ACCOUNT_COLS order. */
+static void p_caps(prm *p, const cc_account *a) {
+    const int64_t caps[] = {a->cap_daily, a->cap_monthly, a->own_cap_daily, a->own_cap_monthly,
+                            a->cap_day, a->cap_day_used, a->cap_month, a->cap_month_used};
+    for (int k = 0; k < 8; k++) p_i64(p, caps[k]);
 }
 
 static void read_entry(const PGresult *r, int i, cc_entry *e) {
@@ -758,6 +781,7 @@ static cc_rc pg_account_insert(cc_conn *b, cc_account *a, cc_error *err) {
     p_i64(&p, a->spent_total);
     p_i64(&p, a->uncollected_total);
     p_i64(&p, a->test_balance);
+    p_caps(&p, a);
     PGresult *r = run(c, ST_ACC_INSERT, &p, "insert account", err);
     if (!r) return CC_ERR_STORAGE;
     cc_rc rc = CC_OK;
@@ -805,6 +829,7 @@ static cc_rc pg_account_update(cc_conn *b, const cc_account *a, cc_error *err) {
     p_i64(&p, a->spent_total);
     p_i64(&p, a->uncollected_total);
     p_i64(&p, a->test_balance);
+    p_caps(&p, a);
     p_i64(&p, a->id);
     /* The ledger updates only accounts it read in this transaction (under
     ** the writer lock): a missing row is a storage fault, found at the latest at COMMIT. */

@@ -1,9 +1,11 @@
 """Spending caps (issue #13, src/caps.c): enforced by the ledger at hold time,
 atomically with the balance check, across threads and processes; the
 queue-time gate refuses the same way; bad caps are clear 4xx / CLI errors."""
+import json
 import multiprocessing
 import os
 import sys
+import time
 
 import pytest
 
@@ -151,3 +153,91 @@ def test_cli_caps(tmp_path, capsys):
     assert cli.main(["--db", db, "caps", "a@example.com", "--daily", "none", "--json"]) == 0
     assert cli.main(["--db", db, "audit"]) == 0
     assert capsys.readouterr().out.count(" caps ") == 2
+
+
+# ---------------------------------------------------------------- farm mode (PostgreSQL, src/store_pg.c)
+
+
+def test_farm_four_processes_exactly_fifty_of_a_thousand_one_credit_holds_pass(pg_uri):
+    from test_farm import worker
+    with _core.Ledger(pg_uri) as led:
+        a = led.create_account("farmcap@example.com")["id"]
+        led.grant("g", a, 1000 * M)
+        _core.set_caps(led, a, "admin", 50 * M, None)
+    start = time.time() + 1.5  # every process connected before the first hold
+    procs = [worker("race", pg_uri, a, 250, start) for _ in range(4)]
+    got = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        got.append(int(out.split()[1]))
+    assert sum(got) == 50, got
+    with _core.Ledger(pg_uri) as led:
+        acct = led.account(a)
+        assert acct["held"] == 50 * M and acct["caps"]["daily_used"] == 50 * M and acct["caps"]["daily_left"] == 0
+        with pytest.raises(_core.InsufficientCredits) as e:
+            led.hold("one-more", a, M, 60_000)
+        assert e.value.field == "cap_daily" and "50.00 credits per UTC day" in str(e.value)
+        assert led.verify()["ok"]
+
+
+def test_farm_accounts_made_before_caps_are_uncapped_and_caps_survive_migrate_to(tmp_path, pg_uri):
+    from test_farm import run_cli
+    src = str(tmp_path / "ledger.db")
+    with _core.Ledger(src) as led:
+        a = led.create_account("moved@example.com")["id"]
+        b = led.create_account("free@example.com")["id"]
+        led.grant("g", a, 100 * M)
+        led.grant("g2", b, 100 * M)
+        _core.set_caps(led, a, "admin", 10 * M, 40 * M)
+        _core.set_caps(led, a, "own", 8 * M, None)
+        led.hold("h", a, 5 * M, 600_000)
+    code, out, err = run_cli("--db", src, "migrate", "--to", pg_uri)
+    assert code == 0 and "ok: the PostgreSQL ledger matches" in out, out + err
+    with _core.Ledger(pg_uri) as led, _core.Ledger(src) as old:
+        assert led.account(a)["caps"] == old.account(a)["caps"]
+        caps = led.account(a)["caps"]
+        assert (caps["daily"], caps["monthly"], caps["own_daily"], caps["daily_used"]) == (10 * M, 40 * M, 8 * M, 5 * M)
+        with pytest.raises(_core.InsufficientCredits) as e:
+            led.hold("h2", a, 4 * M, 600_000)   # 5 + 4 > the person's own 8
+        assert "your own daily cap is 8.00" in str(e.value)
+        led.hold("h3", a, 3 * M, 600_000)
+        assert led.account(b)["caps"]["daily"] is None
+        led.hold("hb", b, 100 * M, 600_000)     # uncapped: the whole balance
+        assert led.verify()["ok"]
+
+
+def test_farm_two_comfyui_servers_refuse_past_the_cap_at_queue_time(tmp_path, pg_uri):
+    """One cap, two servers: a run on A uses it up; B refuses the next prompt before anything runs."""
+    from test_farm import http
+    from test_integration import Comfy, dalle
+    conf = tmp_path / "farm.json"
+    conf.write_text(json.dumps({"database": pg_uri}))
+    with _core.Ledger(pg_uri) as led:
+        acct = led.create_account("capped@example.com")["id"]
+        led.grant("g", acct, 100 * M)
+        tok = led.create_credential(acct, "api_key", label="farm")["token"]
+    auth = {"Authorization": f"Bearer {tok}"}
+    servers = []
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            servers.append(Comfy(tmp_path / name, pack_env={"COMFY_CREDITS_CONFIG": str(conf)}))
+        a, b = servers
+        st, body, _ = http(a.port, "POST", "/prompt", {"prompt": dalle(), "client_id": "t"}, auth)
+        assert st == 200, body
+        assert a.wait(body["prompt_id"])["status"]["status_str"] == "success"
+        with _core.Ledger(pg_uri) as led:
+            spent = led.account(acct)["spent_total"]
+            assert spent > 0
+            _core.set_caps(led, acct, "admin", spent + spent // 2, None)  # room for half a run more
+        st, body, _ = http(b.port, "POST", "/prompt", {"prompt": dalle("again"), "client_id": "t"}, auth)
+        assert st == 400 and body["error"]["type"] == "credits_cap_reached", body
+        assert "daily spending cap reached: the operator's daily cap is" in body["error"]["details"], body
+        assert "It resets at" in body["error"]["details"]
+        with _core.Ledger(pg_uri) as led:
+            acc = led.account(acct)
+            assert acc["spent_total"] == spent and acc["held"] == 0 and led.verify()["ok"]
+    finally:
+        for s in servers:
+            s.close()

@@ -2,6 +2,7 @@
 #include "ctest.h"
 #include "auth.h"
 #include "caps.h"
+#include "pg_helper.h"
 
 #include <pthread.h>
 
@@ -62,8 +63,30 @@ static void *race(void *arg) {
     return NULL;
 }
 
-static void test_threads_hold_exactly_the_cap(void) {
-    cc_ledger *l = ct_ledger(4, NULL, 0);
+/* A fresh ledger on SQLite, or on a new PostgreSQL database (its URI in uri). */
+static cc_ledger *open_backend(int pg, char *uri, size_t cap) {
+    if (!pg) return ct_ledger(4, NULL, 0);
+    cc_store *s;
+    cc_ledger *l = NULL;
+    cc_error e;
+    if (!uri[0] && ct_pg_new_db(uri, cap) != 0) return NULL;
+    if (cc_store_pg_open(uri, 10000, &s, &e) != CC_OK || cc_ledger_open(s, 4, &l, &e) != CC_OK) {
+        fprintf(stderr, "pg: %s\n", e.message);
+        return NULL;
+    }
+    return l;
+}
+
+/* 8 threads, a daily cap of 37 one-credit holds. On PostgreSQL the threads are
+** split between two ledgers on one database (two servers of a farm). */
+static void threads_hold_exactly_the_cap(int pg) {
+    char uri[200] = "";
+    cc_ledger *l = open_backend(pg, uri, sizeof uri);
+    CHECK(l != NULL);
+    if (!l) return;
+    cc_ledger *l2 = pg ? open_backend(pg, uri, sizeof uri) : l;
+    CHECK(l2 != NULL);
+    if (!l2) { cc_ledger_close(l); return; }
     cc_account_new an = {.email = "t@example.com", .display_name = NULL, .role = -1};
     int64_t id = 0;
     cc_error e;
@@ -82,7 +105,7 @@ static void test_threads_hold_exactly_the_cap(void) {
     racer r[8];
     pthread_t th[8];
     for (int i = 0; i < 8; i++) {
-        r[i] = (racer){l, id, i * 100, 0};
+        r[i] = (racer){i % 2 ? l2 : l, id, i * 100, 0};
         pthread_create(&th[i], NULL, race, &r[i]);
     }
     int total = 0;
@@ -94,6 +117,72 @@ static void test_threads_hold_exactly_the_cap(void) {
     CHECK(cc_ledger_account(l, id, &a, &e) == CC_OK);
     CHECK_EQ_I64(a.held, C(37));
     CHECK_EQ_I64(a.cap_day_used, C(37));
+    /* What a hold did not charge returns to the window, seen by the other server too. */
+    cc_op_init(&op, CC_OP_VOID);
+    op.key = "v";
+    op.hold_id = 0;
+    cc_history_query q = {.account_id = id, .kinds_mask = 1u << CC_KIND_HOLD, .limit = 1};
+    cc_entry last;
+    int n = 0;
+    int64_t next = 0;
+    CHECK(cc_ledger_history(l, &q, &last, &n, &next, &e) == CC_OK && n == 1);
+    op.hold_id = last.id;
+    op.account_id = id;
+    CHECK(cc_ledger_execute1(l, &op, &res) == CC_OK);
+    CHECK(cc_ledger_account(l2, id, &a, &e) == CC_OK);
+    CHECK_EQ_I64(a.cap_day_used, C(36));
+    CHECK_EQ_I64(a.cap_daily, C(37));
+    CHECK_EQ_I64(a.cap_monthly, CC_CAP_NONE);
+    if (l2 != l) cc_ledger_close(l2);
+    cc_ledger_close(l);
+}
+
+static void test_threads_hold_exactly_the_cap(void) { threads_hold_exactly_the_cap(0); }
+
+/* Farm mode: the caps live in PostgreSQL's accounts rows. */
+static void test_pg_two_servers_hold_exactly_the_cap(void) { threads_hold_exactly_the_cap(1); }
+
+/* A PostgreSQL ledger of schema 2 (before caps) is migrated in place: every
+** account is uncapped (-1), never "a cap of 0"; the version is recorded once. */
+static void test_pg_schema_2_is_migrated_uncapped(void) {
+    char uri[200] = "";
+    cc_ledger *l = open_backend(1, uri, sizeof uri);
+    CHECK(l != NULL);
+    if (!l) return;
+    int64_t id = ct_account(l, "old@example.com");
+    cc_op op;
+    cc_result res;
+    cc_op_init(&op, CC_OP_GRANT);
+    op.key = "g";
+    op.account_id = id;
+    op.amount = C(10);
+    CHECK(cc_ledger_execute1(l, &op, &res) == CC_OK);
+    cc_ledger_close(l);
+    CHECK(ct_pg_exec(uri, "DELETE FROM cc_migrations WHERE version = 3; ALTER TABLE accounts DROP COLUMN cap_daily,"
+                          " DROP COLUMN cap_monthly, DROP COLUMN own_cap_daily, DROP COLUMN own_cap_monthly,"
+                          " DROP COLUMN cap_day, DROP COLUMN cap_day_used, DROP COLUMN cap_month,"
+                          " DROP COLUMN cap_month_used") == 0);
+    l = open_backend(1, uri, sizeof uri);
+    CHECK(l != NULL);
+    if (!l) return;
+    cc_account a;
+    cc_error e;
+    CHECK(cc_ledger_account(l, id, &a, &e) == CC_OK);
+    CHECK_EQ_I64(a.cap_daily, CC_CAP_NONE);
+    CHECK_EQ_I64(a.own_cap_monthly, CC_CAP_NONE);
+    CHECK_EQ_I64(a.cap_day_used, 0);
+    cc_op_init(&op, CC_OP_HOLD);
+    op.key = "h";
+    op.account_id = id;
+    op.amount = C(10);
+    op.ttl_ms = 60000;
+    CHECK(cc_ledger_execute1(l, &op, &res) == CC_OK);
+    /* Recorded once: a second server opening the same database migrates nothing. */
+    cc_ledger *l2 = open_backend(1, uri, sizeof uri);
+    CHECK(l2 != NULL);
+    if (l2) cc_ledger_close(l2);
+    CHECK(ct_pg_exec(uri, "DO $$ BEGIN IF (SELECT count(*) FROM cc_migrations WHERE version = 3) <> 1 THEN"
+                          " RAISE EXCEPTION 'migration 3 recorded more than once'; END IF; END $$") == 0);
     cc_ledger_close(l);
 }
 
@@ -101,4 +190,8 @@ void suite_caps(void) {
     RUN(test_calendar);
     RUN(test_rule_windows_and_release);
     RUN(test_threads_hold_exactly_the_cap);
+    if (ct_pg_available()) {
+        RUN(test_pg_two_servers_hold_exactly_the_cap);
+        RUN(test_pg_schema_2_is_migrated_uncapped);
+    }
 }

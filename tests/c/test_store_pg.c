@@ -235,7 +235,10 @@ static void schema_versions(void) {
     CHECK(op_simple(l, CC_OP_GRANT, "g", acct, 0, C(3), &r) == CC_OK);
     cc_ledger_close(l);
     /* A ledger of schema 1 (before TEST credits) is migrated in place. */
-    CHECK(ct_pg_exec(uri, "DELETE FROM cc_migrations WHERE version = 2; ALTER TABLE accounts DROP COLUMN test_balance;"
+    CHECK(ct_pg_exec(uri, "DELETE FROM cc_migrations WHERE version >= 2; ALTER TABLE accounts DROP COLUMN test_balance,"
+                          " DROP COLUMN cap_daily, DROP COLUMN cap_monthly, DROP COLUMN own_cap_daily,"
+                          " DROP COLUMN own_cap_monthly, DROP COLUMN cap_day, DROP COLUMN cap_day_used,"
+                          " DROP COLUMN cap_month, DROP COLUMN cap_month_used;"
                           " ALTER TABLE entries DROP COLUMN test_after") == 0);
     l = server(uri);
     if (!l) return;
