@@ -26,9 +26,7 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
-#include <pthread.h>
 #include <string.h>
-#include <time.h>
 
 #define GW_BUF_FIRST_BYTES (32 * 1024)
 #define GW_SCAN_MS_MAX 250 /* idle scans at least this often */
@@ -78,9 +76,9 @@ struct cc_gateway {
     void (*notify)(void *);
     void *notify_ud;
     CURLM *multi;
-    pthread_t io;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    cc_thread_t io;
+    cc_mutex_t mu;
+    cc_cond_t cv;
     /* --- under mu */
     int stop;
     int live;                   /* transfers holding a slot */
@@ -99,7 +97,7 @@ struct cc_gateway {
     cc_gw_stream *touched;
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static cc_once_t curl_once = CC_ONCE_INIT;
 static CURLcode curl_init_rc;
 static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
@@ -108,7 +106,7 @@ static void *io_main(void *arg);
 cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void *notify_ud, cc_gateway **out,
                       cc_error *err) {
     *out = NULL;
-    pthread_once(&curl_once, curl_init);
+    cc_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK) return cc_fail(err, CC_ERR_STORAGE, "", "libcurl failed to initialise");
     if (!cfg->upstream_base || (strncmp(cfg->upstream_base, "http://", 7) && strncmp(cfg->upstream_base, "https://", 8)))
         return cc_fail(err, CC_ERR_INVALID, "upstream_base", "upstream base must be an http:// or https:// URL");
@@ -158,11 +156,11 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
     snprintf(g->key_header, kl, "X-API-KEY: %s", key);
     g->cfg.upstream_base = g->base;
     g->cfg.upstream_key = NULL; /* only key_header keeps it */
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, NULL);
-    if (pthread_create(&g->io, NULL, io_main, g) != 0) {
-        pthread_mutex_destroy(&g->mu);
-        pthread_cond_destroy(&g->cv);
+    cc_mutex_init(&g->mu);
+    cc_cond_init(&g->cv);
+    if (cc_thread_create(&g->io, io_main, g) != 0) {
+        cc_mutex_destroy(&g->mu);
+        cc_cond_destroy(&g->cv);
         curl_multi_cleanup(g->multi);
         free(g->base);
         free(g->key_header);
@@ -175,39 +173,39 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
 
 void cc_gateway_close(cc_gateway *g) {
     if (!g) return;
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     CC_ASSERT(g->open_streams == 0); /* every stream was closed */
     g->stop = 1;
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
     curl_multi_wakeup(g->multi);
-    pthread_join(g->io, NULL);
+    cc_thread_join(g->io, NULL);
     CC_ASSERT(g->live == 0 && g->active == NULL && g->pending == NULL);
     for (int i = 0; i < g->nidle; i++) curl_easy_cleanup(g->idle[i]);
     curl_multi_cleanup(g->multi);
     memset(g->key_header, 0, strlen(g->key_header));
     free(g->key_header);
     free(g->base);
-    pthread_mutex_destroy(&g->mu);
-    pthread_cond_destroy(&g->cv);
+    cc_mutex_destroy(&g->mu);
+    cc_cond_destroy(&g->cv);
     free(g);
 }
 
 void cc_gateway_set_notify(cc_gateway *g, void (*notify)(void *), void *notify_ud) {
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     g->notify = notify;
     g->notify_ud = notify_ud;
     g->notified = 0; /* the next news notifies the new receiver */
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
 }
 
 void cc_gateway_stats(cc_gateway *g, cc_gw_stats *out) {
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     out->in_flight = g->live;
     out->handles_max = g->cfg.handles_max;
     out->started = g->started;
     out->refused_busy = g->refused_busy;
     out->aborted_idle = g->aborted_idle;
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
 }
 
 static void stream_free(cc_gw_stream *s) {
@@ -248,7 +246,7 @@ static void deliver_touched(cc_gateway *g) {
     if (!g->touched) return;
     cc_gw_stream *dead = NULL;
     int need = 0;
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     cc_gw_stream *s = g->touched;
     g->touched = NULL;
     while (s) {
@@ -261,10 +259,10 @@ static void deliver_touched(cc_gateway *g) {
         }
         s = n;
     }
-    if (g->blocking) pthread_cond_broadcast(&g->cv);
+    if (g->blocking) cc_cond_broadcast(&g->cv);
     /* Under mu, so cc_gateway_set_notify() is a barrier: no call after it returns. */
     if (need && g->notify) g->notify(g->notify_ud);
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
     while (dead) {
         cc_gw_stream *n = dead->t_next;
         stream_free(dead);
@@ -277,7 +275,7 @@ static void end_transfer(cc_gateway *g, cc_gw_stream *s, CURLcode result) {
     CURL *e = s->easy;
     if (s->attached) curl_multi_remove_handle(g->multi, e);
     curl_easy_reset(e);
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     if (s->attached) {
         if (s->a_prev) s->a_prev->a_next = s->a_next;
         else g->active = s->a_next;
@@ -307,7 +305,7 @@ static void end_transfer(cc_gateway *g, cc_gw_stream *s, CURLcode result) {
     }
     touch(s);
     s->refs--; /* the I/O thread's; touch() holds one until delivered */
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
     if (e) curl_easy_cleanup(e);
 }
 
@@ -342,12 +340,12 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
         long code = 0;
         curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
         if (code >= 200) {
-            pthread_mutex_lock(&s->g->mu);
+            cc_mutex_lock(&s->g->mu);
             s->status = code;
             s->headers_done = 1;
             s->capturing = s->json;
             touch(s);
-            pthread_mutex_unlock(&s->g->mu);
+            cc_mutex_unlock(&s->g->mu);
         }
         return n;
     }
@@ -407,7 +405,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
     cc_gw_stream *s = ud;
     cc_gateway *g = s->g;
     size_t n = size * nmemb;
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     if (!s->headers_done) {
         long code = 0;
         curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
@@ -417,7 +415,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
     }
     if (s->body_bytes + (int64_t)n > g->cfg.response_bytes_max) {
         s->too_big = 1;
-        pthread_mutex_unlock(&g->mu);
+        cc_mutex_unlock(&g->mu);
         return 0; /* aborts with CURLE_WRITE_ERROR */
     }
     if (!(s->detached || s->cancel)) {
@@ -433,7 +431,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
             if (nc > CC_GW_BUFFER_BYTES_MAX) nc = CC_GW_BUFFER_BYTES_MAX;
             char *nb = realloc(s->buf, nc);
             if (!nb) {
-                pthread_mutex_unlock(&g->mu);
+                cc_mutex_unlock(&g->mu);
                 return 0; /* out of memory: abort */
             }
             s->buf = nb;
@@ -441,12 +439,12 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
         }
         if (s->len + n > s->buf_cap) {
             if (s->len == 0) { /* a single delivery larger than the buffer: cannot happen with libcurl's sizes */
-                pthread_mutex_unlock(&g->mu);
+                cc_mutex_unlock(&g->mu);
                 return 0;
             }
             s->paused = 1;
             s->paused_since_ms = cc_now_ms();
-            pthread_mutex_unlock(&g->mu);
+            cc_mutex_unlock(&g->mu);
             return CURL_WRITEFUNC_PAUSE;
         }
         memcpy(s->buf + s->len, data, n);
@@ -455,7 +453,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
     }
     s->body_bytes += (int64_t)n;
     capture(s, data, n);
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
     return n;
 }
 
@@ -463,20 +461,20 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
 
 /* Adds the transfers callers submitted; cancels and resumes what they asked. */
 static void io_take_work(cc_gateway *g, int *stop) {
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     *stop = g->stop;
     cc_gw_stream *pend = g->pending;
     g->pending = g->pending_tail = NULL;
     cc_gw_stream *ctl = g->ctl;
     g->ctl = NULL;
     for (cc_gw_stream *s = ctl; s; s = s->c_next) s->in_ctl = 0;
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
     while (pend) {
         cc_gw_stream *s = pend;
         pend = s->p_next;
-        pthread_mutex_lock(&g->mu);
+        cc_mutex_lock(&g->mu);
         int cancel = s->cancel || *stop;
-        pthread_mutex_unlock(&g->mu);
+        cc_mutex_unlock(&g->mu);
         if (cancel) {
             end_transfer(g, s, CURLE_ABORTED_BY_CALLBACK); /* never sent */
             continue;
@@ -487,22 +485,22 @@ static void io_take_work(cc_gateway *g, int *stop) {
             end_transfer(g, s, CURLE_FAILED_INIT);
             continue;
         }
-        pthread_mutex_lock(&g->mu);
+        cc_mutex_lock(&g->mu);
         s->attached = 1;
         s->a_prev = NULL;
         s->a_next = g->active;
         if (g->active) g->active->a_prev = s;
         g->active = s;
-        pthread_mutex_unlock(&g->mu);
+        cc_mutex_unlock(&g->mu);
     }
     while (ctl) {
         cc_gw_stream *s = ctl;
         ctl = s->c_next;
-        pthread_mutex_lock(&g->mu);
+        cc_mutex_lock(&g->mu);
         int cancel = s->cancel, cont = s->want_cont && s->paused, live = s->io_owned && s->attached;
         s->want_cont = 0;
         if (cont) s->paused = 0;
-        pthread_mutex_unlock(&g->mu);
+        cc_mutex_unlock(&g->mu);
         if (!live) continue;
         if (cancel) end_transfer(g, s, CURLE_ABORTED_BY_CALLBACK);
         else if (cont) curl_easy_pause(s->easy, CURLPAUSE_CONT); /* may call write_cb at once */
@@ -525,7 +523,7 @@ static void io_reap(cc_gateway *g) {
 static void io_scan_idle(cc_gateway *g) {
     int64_t now = cc_now_ms();
     cc_gw_stream *victims = NULL;
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     for (cc_gw_stream *s = g->active; s; s = s->a_next)
         if (s->paused && !s->detached && !s->cancel && now - s->paused_since_ms >= g->cfg.reader_idle_ms) {
             s->aborted_idle = 1;
@@ -533,7 +531,7 @@ static void io_scan_idle(cc_gateway *g) {
             s->p_next = victims; /* reused: an attached stream is off the pending list */
             victims = s;
         }
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
     while (victims) {
         cc_gw_stream *s = victims;
         victims = s->p_next;
@@ -566,9 +564,9 @@ static void *io_main(void *arg) {
     }
     /* Stopping: every caller closed its streams; end what is left (cancelled). */
     for (;;) {
-        pthread_mutex_lock(&g->mu);
+        cc_mutex_lock(&g->mu);
         cc_gw_stream *s = g->active;
-        pthread_mutex_unlock(&g->mu);
+        cc_mutex_unlock(&g->mu);
         if (!s) break;
         end_transfer(g, s, CURLE_ABORTED_BY_CALLBACK);
     }
@@ -607,14 +605,14 @@ static cc_rc add_line(cc_gw_stream *s, const char *line, cc_error *err) {
 static void submit_undo(cc_gateway *g, cc_gw_stream *s) {
     CURL *e = s->easy;
     s->easy = NULL;
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     g->live--;
     if (e && g->nidle < GW_IDLE_EASY_MAX) {
         curl_easy_reset(e);
         g->idle[g->nidle++] = e;
         e = NULL;
     }
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
     if (e) curl_easy_cleanup(e);
     stream_free(s);
 }
@@ -649,30 +647,30 @@ cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, 
 
     /* A slot, at once or never: a saturated gateway refuses, it does not queue. */
     CURL *e = NULL;
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     if (g->stop) {
-        pthread_mutex_unlock(&g->mu);
+        cc_mutex_unlock(&g->mu);
         return cc_fail(err, CC_ERR_STATE, "", "the gateway is closing");
     }
     if (g->live >= g->cfg.handles_max) {
         g->refused_busy++;
         int live = g->live;
-        pthread_mutex_unlock(&g->mu);
+        cc_mutex_unlock(&g->mu);
         return cc_fail(err, CC_ERR_LIMIT, "busy", "the gateway is saturated: %d upstream calls in flight", live);
     }
     g->live++;
     if (g->nidle > 0) e = g->idle[--g->nidle];
     uint64_t id = ++g->next_id;
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
 
     cc_gw_stream *s = calloc(1, sizeof *s);
     if (!e) e = curl_easy_init();
     if (!s || !e) {
         if (e) curl_easy_cleanup(e);
         free(s);
-        pthread_mutex_lock(&g->mu);
+        cc_mutex_lock(&g->mu);
         g->live--;
-        pthread_mutex_unlock(&g->mu);
+        cc_mutex_unlock(&g->mu);
         return cc_fail(err, CC_ERR_NOMEM, "", "cannot create a libcurl handle");
     }
     s->g = g;
@@ -726,7 +724,7 @@ cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, 
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->req_body ? s->req_body : "");
         if (mi != 1) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, methods[mi]);
     }
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     s->refs = 2; /* the caller's and the I/O thread's */
     s->consumer_open = 1;
     s->io_owned = 1;
@@ -735,7 +733,7 @@ cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, 
     if (g->pending_tail) g->pending_tail->p_next = s;
     else g->pending = s;
     g->pending_tail = s;
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
     curl_multi_wakeup(g->multi);
     *out = s;
     return CC_OK;
@@ -766,13 +764,13 @@ static cc_rc fail_from(cc_gw_stream *s, cc_error *err) {
 cc_rc cc_gw_headers_ready(cc_gw_stream *s, int *ready, cc_error *err) {
     cc_rc rc = CC_OK;
     *ready = 0;
-    pthread_mutex_lock(&s->g->mu);
+    cc_mutex_lock(&s->g->mu);
     if (s->headers_done) *ready = 1;
     else if (s->done && s->result == CURLE_OK)
         rc = cc_fail(err, CC_ERR_STORAGE, "upstream", "upstream closed the connection without a response");
     else if (s->done) rc = fail_from(s, err);
     else s->waiting = 1;
-    pthread_mutex_unlock(&s->g->mu);
+    cc_mutex_unlock(&s->g->mu);
     return rc;
 }
 
@@ -801,7 +799,7 @@ static cc_rc take(cc_gw_stream *s, void *buf, size_t cap, size_t *n, int *again,
     if (cap == 0) return cc_fail(err, CC_ERR_INVALID, "size", "read size must be positive");
     cc_rc rc = CC_OK;
     int wake = 0;
-    pthread_mutex_lock(&s->g->mu);
+    cc_mutex_lock(&s->g->mu);
     if (s->len > s->off) wake = take_locked(s, buf, cap, n);
     else if (s->done && s->result != CURLE_OK) rc = fail_from(s, err);
     else if (!s->done || !s->headers_done) {
@@ -811,7 +809,7 @@ static cc_rc take(cc_gw_stream *s, void *buf, size_t cap, size_t *n, int *again,
             if (mark_waiting) s->waiting = 1;
         }
     }
-    pthread_mutex_unlock(&s->g->mu);
+    cc_mutex_unlock(&s->g->mu);
     if (wake) curl_multi_wakeup(s->g->multi);
     return rc;
 }
@@ -822,7 +820,7 @@ cc_rc cc_gw_take(cc_gw_stream *s, void *buf, size_t cap, size_t *n, int *again, 
 
 size_t cc_gw_ready(cc_gateway *g, uint64_t *ids, size_t cap) {
     size_t k = 0;
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     while (g->ready && k < cap) {
         cc_gw_stream *s = g->ready;
         g->ready = s->r_next;
@@ -833,24 +831,21 @@ size_t cc_gw_ready(cc_gateway *g, uint64_t *ids, size_t cap) {
         g->ready_tail = NULL;
         g->notified = 0;
     }
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
     return k;
 }
 
 /* Waits (bounded) until pred holds or the transfer ended. */
 static void wait_for(cc_gw_stream *s, int (*pred)(const cc_gw_stream *)) {
     cc_gateway *g = s->g;
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     g->blocking++;
     while (!pred(s) && !s->done) {
         /* curl's own timeouts end every transfer; the timed wait only guards against a lost wake-up. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+        cc_cond_timedwait_ms(&g->cv, &g->mu, 1000);
     }
     g->blocking--;
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
 }
 
 static int have_headers(const cc_gw_stream *s) { return s->headers_done; }
@@ -865,9 +860,9 @@ cc_rc cc_gw_start(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, c
     rc = cc_gw_headers_ready(s, &ready, err);
     if (rc == CC_OK && !ready) rc = cc_fail(err, CC_ERR_STORAGE, "upstream", "no response"); /* unreachable */
     if (rc != CC_OK) {
-        pthread_mutex_lock(&g->mu);
+        cc_mutex_lock(&g->mu);
         s->waiting = 0;
-        pthread_mutex_unlock(&g->mu);
+        cc_mutex_unlock(&g->mu);
         cc_gw_close(s);
         return rc;
     }
@@ -891,43 +886,43 @@ const char *cc_gw_header(const cc_gw_stream *s, int i) {
 }
 
 int64_t cc_gw_body_bytes(cc_gw_stream *s) {
-    pthread_mutex_lock(&s->g->mu);
+    cc_mutex_lock(&s->g->mu);
     int64_t b = s->body_bytes;
-    pthread_mutex_unlock(&s->g->mu);
+    cc_mutex_unlock(&s->g->mu);
     return b;
 }
 
 int cc_gw_finished(cc_gw_stream *s) {
-    pthread_mutex_lock(&s->g->mu);
+    cc_mutex_lock(&s->g->mu);
     int f = s->done && s->result == CURLE_OK && s->off == s->len;
-    pthread_mutex_unlock(&s->g->mu);
+    cc_mutex_unlock(&s->g->mu);
     return f;
 }
 
 int cc_gw_ended(cc_gw_stream *s, int *timed_out) {
-    pthread_mutex_lock(&s->g->mu);
+    cc_mutex_lock(&s->g->mu);
     int d = s->done;
     if (timed_out) *timed_out = d && s->result == CURLE_OPERATION_TIMEDOUT;
     if (d) s->waiting = 0;
     else s->waiting = 1; /* its end will come out of cc_gw_ready */
-    pthread_mutex_unlock(&s->g->mu);
+    cc_mutex_unlock(&s->g->mu);
     return d;
 }
 
 void cc_gw_usage(cc_gw_stream *s, cc_usage *out) {
     cc_usage_init(out);
-    pthread_mutex_lock(&s->g->mu);
+    cc_mutex_lock(&s->g->mu);
     if (s->headers_done) {
         if (s->capturing && s->cap && s->done && s->result == CURLE_OK) cc_usage_from_json(s->cap, s->cap_len, out);
         out->credits_used_micro = s->credits_used_micro;
     }
-    pthread_mutex_unlock(&s->g->mu);
+    cc_mutex_unlock(&s->g->mu);
 }
 
 void cc_gw_detach(cc_gw_stream *s) {
     cc_gateway *g = s->g;
     int wake = 0;
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     s->detached = 1;
     s->off = s->len = 0;
     if (s->paused && s->io_owned && !s->in_ctl) {
@@ -937,7 +932,7 @@ void cc_gw_detach(cc_gw_stream *s) {
         g->ctl = s;
         wake = 1;
     }
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
     if (wake) curl_multi_wakeup(g->multi);
 }
 
@@ -945,7 +940,7 @@ void cc_gw_close(cc_gw_stream *s) {
     if (!s) return;
     cc_gateway *g = s->g;
     int wake = 0, free_now = 0;
-    pthread_mutex_lock(&g->mu);
+    cc_mutex_lock(&g->mu);
     CC_ASSERT(s->consumer_open);
     s->consumer_open = 0;
     s->waiting = 0;
@@ -971,7 +966,7 @@ void cc_gw_close(cc_gw_stream *s) {
         wake = 1;
     }
     free_now = --s->refs == 0;
-    pthread_mutex_unlock(&g->mu);
+    cc_mutex_unlock(&g->mu);
     if (wake) curl_multi_wakeup(g->multi);
     if (free_now) stream_free(s);
 }
