@@ -443,7 +443,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
                 return 0;
             }
             s->paused = 1;
-            s->paused_since_ms = cc_now_ms();
+            s->paused_since_ms = cc_monotonic_ms();
             cc_mutex_unlock(&g->mu);
             return CURL_WRITEFUNC_PAUSE;
         }
@@ -521,7 +521,7 @@ static void io_reap(cc_gateway *g) {
 
 /* Aborts transfers whose reader left a full buffer untouched too long. */
 static void io_scan_idle(cc_gateway *g) {
-    int64_t now = cc_now_ms();
+    int64_t now = cc_monotonic_ms();
     cc_gw_stream *victims = NULL;
     cc_mutex_lock(&g->mu);
     for (cc_gw_stream *s = g->active; s; s = s->a_next)
@@ -544,7 +544,7 @@ static void *io_main(void *arg) {
     int scan_ms = g->cfg.reader_idle_ms / 4;
     if (scan_ms > GW_SCAN_MS_MAX) scan_ms = GW_SCAN_MS_MAX;
     if (scan_ms < 1) scan_ms = 1;
-    int64_t next_scan = cc_now_ms() + scan_ms;
+    int64_t next_scan = cc_monotonic_ms() + scan_ms;
     for (;;) {
         int stop;
         io_take_work(g, &stop);
@@ -552,7 +552,7 @@ static void *io_main(void *arg) {
         int running = 0;
         curl_multi_perform(g->multi, &running);
         io_reap(g);
-        int64_t now = cc_now_ms();
+        int64_t now = cc_monotonic_ms();
         if (now >= next_scan) {
             io_scan_idle(g);
             next_scan = now + scan_ms;
