@@ -357,13 +357,18 @@ class PrivateSite:
     authenticates people; ComfyUI 0.3.64 listens only on TCP (no unix socket).
     The gateway therefore never goes through ComfyUI's own listener: this one
     serves only the gateway route (no other route, no ComfyUI middleware) and
-    every call still needs a run token."""
+    every call still needs a run token. With the sandbox checkout (TEST MODE)
+    it also serves the Stripe webhook route, to which the sandbox posts its
+    signed events for the same reasons (it verifies the signature first)."""
 
     HOSTS = (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6))
 
-    def __init__(self, rt, request_bytes_max: int):
+    def __init__(self, rt, request_bytes_max: int, extra_routes=()):
+        """extra_routes: (method, path, handler) served beside the gateway; only the
+        sandbox checkout's webhook uses it (payments.make_webhook: signed events only)."""
         self.rt = rt
         self.request_bytes_max = request_bytes_max
+        self.extra_routes = tuple(extra_routes)
         self.runner = None
         self.base = None
 
@@ -371,6 +376,8 @@ class PrivateSite:
         app = web.Application(client_max_size=self.request_bytes_max)
         routes = web.RouteTableDef()
         register(routes, self.rt)
+        for method, path, handler in self.extra_routes:
+            routes.route(method, path)(handler)
         app.add_routes(routes)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()

@@ -22,21 +22,6 @@ log = logging.getLogger("comfy_credits")
 STATE: dict = {}
 
 
-def self_base(args) -> str:
-    """How this process reaches its own ComfyUI server (loopback)."""
-    listen = str(getattr(args, "listen", "127.0.0.1") or "127.0.0.1").split(",")[0].strip()
-    if listen in ("", "0.0.0.0", "localhost"):
-        host = "127.0.0.1"
-    elif listen == "::":
-        host = "[::1]"
-    elif ":" in listen and not listen.startswith("["):
-        host = f"[{listen}]"
-    else:
-        host = listen
-    scheme = "https" if getattr(args, "tls_keyfile", None) and getattr(args, "tls_certfile", None) else "http"
-    return f"{scheme}://{host}:{int(getattr(args, 'port', 8188))}"
-
-
 def install(started: tuple[float, float, float] | None = None, runqueue_wait=None) -> Runtime:
     """started: (perf_counter, thread_time, runqueue_wait()) when the pack's import began, for the
     start-up cost line; runqueue_wait() is the seconds the thread has waited for a CPU so far."""
@@ -57,7 +42,7 @@ def install(started: tuple[float, float, float] | None = None, runqueue_wait=Non
     gate.install_queue_hook(server, rt)
     whoami = routes.register(server.routes, rt)
     gateway_route.register(server.routes, rt)
-    pay = payments.Payments(rt, self_base(args))
+    pay = payments.Payments(rt)  # the sandbox's webhook goes to the private listener (on_startup)
     payments.register(server.routes, rt, pay, whoami)
     admin.register(server.routes, rt, whoami)
     receipts.register(server.routes, rt, pay, whoami)
@@ -69,14 +54,18 @@ def install(started: tuple[float, float, float] | None = None, runqueue_wait=Non
         from aiohttp import web
         return web.json_response({"available": True, "version": __version__})
 
-    site = gateway_route.PrivateSite(rt, gateway_route.REQUEST_BYTES_MAX)
+    extra = [("POST", "/credits/stripe/webhook", payments.make_webhook(rt, pay))] if pay.sandbox else []
+    site = gateway_route.PrivateSite(rt, gateway_route.REQUEST_BYTES_MAX, extra)
 
     async def on_startup(app):
         wrapped = api_nodes.wrap_all(rt, nodes.NODE_CLASS_MAPPINGS)
         # The gateway on its own loopback listener: reachable however ComfyUI listens (TLS,
         # --listen elsewhere or on several addresses, behind a proxy); see PrivateSite.
-        base = await site.start() + gateway_route.PREFIX
+        private = await site.start()
+        base = private + gateway_route.PREFIX
         args.comfy_api_base = base
+        if pay.sandbox:
+            pay.sandbox.self_base = private
         rt.start_expiry()
         # Only now does every API node run on a hold: say so to the frontend.
         feature_flags.announce_self_metering()

@@ -65,8 +65,11 @@ class RequestReused(Exception):
 class Sandbox:
     """An in-process stand-in for Stripe Checkout (TEST MODE only)."""
 
-    def __init__(self, self_base: str):
-        self.self_base = self_base.rstrip("/")
+    def __init__(self, self_base: str | None):
+        # Where deliver() posts the signed event: the pack's private plain-HTTP loopback listener
+        # (pack.py sets it at start-up), never ComfyUI's own listener, whose TLS certificate (if any)
+        # names another host than the loopback address this process would use.
+        self.self_base = self_base.rstrip("/") if self_base else None
         self.webhook_secret = "whsec_sandbox_" + secrets.token_hex(24)
         self.sessions: OrderedDict[str, dict] = OrderedDict()
         self.by_key: OrderedDict[str, tuple] = OrderedDict()
@@ -120,16 +123,23 @@ class Sandbox:
         return body, f"t={t},v1={mac}"
 
     async def deliver(self, s: dict, kind: str) -> dict:
+        """Posts the signed event to our webhook route; {"status": 0, "error": ...} when it cannot be
+        delivered (the buyer's return to ComfyUI still credits the session, as with Stripe)."""
+        if not self.self_base:
+            return {"status": 0, "error": "the webhook listener is not started"}
         body, sig = self.signed_event(s, kind)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-            async with http.post(f"{self.self_base}/credits/stripe/webhook", data=body,
-                                 headers={"Stripe-Signature": sig, "Content-Type": "application/json"}) as r:
-                self.events_sent += 1
-                return {"status": r.status, "body": await r.json(content_type=None)}
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+                async with http.post(f"{self.self_base}/credits/stripe/webhook", data=body,
+                                     headers={"Stripe-Signature": sig, "Content-Type": "application/json"}) as r:
+                    self.events_sent += 1
+                    return {"status": r.status, "body": await r.json(content_type=None)}
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            return {"status": 0, "error": f"{type(exc).__name__}: {exc}"}
 
 
 class Payments:
-    def __init__(self, rt, self_base: str):
+    def __init__(self, rt, self_base: str | None = None):
         self.rt = rt
         cfg = rt.cfg
         self.stripe = None
@@ -332,7 +342,15 @@ def register(routes, rt, payments: Payments, whoami) -> None:
             out["message"] = REVIEW_MESSAGE
         return web.json_response(out)
 
-    @routes.post("/credits/stripe/webhook")
+    routes.post("/credits/stripe/webhook")(make_webhook(rt, payments))
+    if payments.sandbox:
+        register_sandbox(routes, rt, payments)
+
+
+def make_webhook(rt, payments: Payments):
+    """The Stripe webhook route's handler. ComfyUI's server serves it (Stripe posts there); with the
+    sandbox checkout the pack's private loopback listener serves it too (Sandbox.deliver posts there)."""
+
     async def webhook(request):
         try:
             body = await read_body(request)
@@ -378,8 +396,7 @@ def register(routes, rt, payments: Payments, whoami) -> None:
             log.info("comfy-credits: a delayed payment failed; nothing is credited")
         return web.json_response({"received": True, "state": "ignored"})
 
-    if payments.sandbox:
-        register_sandbox(routes, rt, payments)
+    return webhook
 
 
 def _stripe_shape(s: dict) -> dict:
@@ -433,7 +450,7 @@ def register_sandbox(routes, rt, payments: Payments) -> None:
                                                  "payment_method_details": {"type": method}}}
         result = await sandbox.deliver(s, "checkout.session.completed")
         if result["status"] != 200:
-            log.error("comfy-credits: sandbox webhook was refused: %s", result)
+            log.error("comfy-credits: sandbox webhook was not delivered: %s (the buyer's return credits it)", result)
         raise web.HTTPSeeOther(s["success_url"].replace("{CHECKOUT_SESSION_ID}", s["id"]))
 
 

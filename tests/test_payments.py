@@ -54,6 +54,19 @@ def test_sandbox_purchase_end_to_end(srv):
     assert srv.rt.ledger.verify()["ok"]
 
 
+def test_undeliverable_sandbox_webhook_still_redirects_and_the_return_credits(srv):
+    """When the sandbox cannot post its webhook (here: a closed port), the buyer is still sent back (no 500)
+    and their return credits the session, as with Stripe when a webhook is late."""
+    from appserver import free_port
+    srv.pay.sandbox.self_base = f"http://127.0.0.1:{free_port()}"
+    st, co, _ = srv.call("POST", "/credits/checkout", {"amount_minor": 1000, "currency": "usd"})
+    st, _, _ = srv.call("POST", co["checkout_url"][len(srv.base):], redirects=False,
+                        form={"action": "pay", "method": "card"})
+    assert st == 303 and balance(srv) == 0
+    st, s, _ = srv.call("GET", f"/credits/checkout/{co['session_id']}")
+    assert s["state"] == "credited" and balance(srv) == 2110 * C, s
+
+
 def test_cancel_adds_nothing(srv):
     st, co, _ = srv.call("POST", "/credits/checkout", {"amount_minor": 500, "currency": "usd"})
     st, _, url = srv.call("POST", co["checkout_url"][len(srv.base):], redirects=False, form={"action": "cancel"})

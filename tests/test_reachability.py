@@ -12,7 +12,11 @@ import asyncio
 import re
 import socket
 import subprocess
+import ssl
 import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import aiohttp
 import pytest
@@ -61,8 +65,36 @@ def test_comfyui_with_its_own_tls(tmp_path, cert):
         # (whose certificate names comfy.example.org: every API node failed there).
         base = gateway_base(comfy)
         assert base.startswith("http://127.0.0.1:") and f":{comfy.port}/" not in base
+        sandbox_purchase_is_credited_by_its_webhook(comfy, "tls-buyer@example.com")
     finally:
         comfy.close()
+
+
+def sandbox_purchase_is_credited_by_its_webhook(comfy, email):
+    """The sandbox checkout (TEST MODE, on with the simulated upstream) posts a signed webhook to the pack
+    itself when the buyer pays. It used to post to https://127.0.0.1:<port> under ComfyUI's own TLS, whose
+    certificate names another host: the delivery raised and the buyer's "Pay" got a 500."""
+    acct, key = user(comfy, email)
+    st, co = comfy.http("POST", "/credits/checkout", {"amount_minor": 1000, "currency": "usd"}, key)
+    assert st == 200 and co["test_mode"], co
+    path = urllib.parse.urlsplit(co["checkout_url"]).path
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **kw):
+            return None
+    ctx = ssl._create_unverified_context() if comfy.base.startswith("https:") else None
+    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=ctx))
+    req = urllib.request.Request(comfy.base + path, method="POST",
+                                 data=urllib.parse.urlencode({"action": "pay", "method": "card"}).encode())
+    try:
+        opener.open(req, timeout=60)
+        raise AssertionError("no redirect after paying")
+    except urllib.error.HTTPError as e:
+        assert e.code == 303, (e.code, e.read()[:500])
+    # Credited by the signed webhook before the redirect (the buyer has not come back yet).
+    with comfy.ledger() as led:
+        a = led.account(acct)
+    assert a["balance"] == 2110 * C and a["test_balance"] == 2110 * C, a
 
 
 def ipv6_loopback():
