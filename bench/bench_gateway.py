@@ -237,7 +237,7 @@ def bench_admission(rounds: int) -> None:
         return times
     times = asyncio.run(run())
     print(f"admission check, 50 API nodes: p50 {statistics.median(times):.3f} ms  p99 {pct(times, 99):.3f} ms "
-          f"(target p99 < 1 ms; {rounds} rounds)")
+          f"(target p99 < 1 ms; {rounds} rounds; load average {os.getloadavg()[0]:.1f})")
     rt.close()
 
 
@@ -253,24 +253,34 @@ def fmt_over(ms: float) -> str:
     return f"{ms:+.3f} ms" if ms > 0 else f"< noise ({ms:+.3f})"
 
 
-def compare(targets: dict, pids: dict, requests: int, conc: int, rounds: int, slow: dict | None = None) -> None:
+def compare(targets: dict, pids: dict, requests: int, conc: int, rounds: int, slow: dict | None = None,
+            up_pid: int | None = None) -> None:
     """slow: fewer requests for a target that is an order of magnitude slower (LiteLLM), so a round
     stays short; rates and percentiles are per request either way."""
     slow = slow or {}
     names = list(targets)
-    res = {k: {"tput": [], "p50": [], "p99": [], "cpu_us": [], "over50": [], "over99": [], "ratio": []} for k in names}
+    res = {k: {"tput": [], "p50": [], "p99": [], "cpu_us": [], "over50": [], "over99": [], "ratio": [],
+               "rest_us": []} for k in names}
+    loads = []
     for r in range(rounds):
+        loads.append(os.getloadavg()[0])
         order = names[r % len(names):] + names[:r % len(names)]
         got = {}
         for k in order:
             url, hdr, body = targets[k]
             c0 = cpu_seconds(pids[k]) if k in pids else None
+            u0, t0 = (cpu_seconds(up_pid) if up_pid else 0.0), os.times()
             n = slow.get(k, requests)
             lat, wall = asyncio.run(load(url, hdr, body, n, conc))
             cpu = (cpu_seconds(pids[k]) - c0) / n * 1e6 if k in pids else float("nan")
-            got[k] = (n / wall, statistics.median(lat), pct(lat, 99), cpu)
+            t1 = os.times()
+            # The rest of the path's CPU: the load generator (this process, warm-up included) + the upstream.
+            rest = ((t1.user + t1.system - t0.user - t0.system) +
+                    ((cpu_seconds(up_pid) - u0) if up_pid else 0.0)) / n * 1e6
+            got[k] = (n / wall, statistics.median(lat), pct(lat, 99), cpu, rest)
         for k in names:
-            t, p50, p99, cpu = got[k]
+            t, p50, p99, cpu, rest = got[k]
+            res[k]["rest_us"].append(rest)
             res[k]["tput"].append(t)
             res[k]["p50"].append(p50)
             res[k]["p99"].append(p99)
@@ -280,14 +290,24 @@ def compare(targets: dict, pids: dict, requests: int, conc: int, rounds: int, sl
             res[k]["ratio"].append(t / got["direct"][0])
     mm = lambda xs, f="{:.0f}": f"{f.format(min(xs))} / {f.format(statistics.median(xs))}"
     extra = "".join(f", {slow[k]} for {k}" for k in slow if k in targets)
+    loads.append(os.getloadavg()[0])
     print(f"\n{conc} concurrent client(s), {requests} requests per target per round{extra}, {rounds} interleaved "
-          "rounds (min / median over rounds):")
-    print(f"  {'target':9} {'req/s':>13} {'x direct':>11} {'p50 ms':>15} {'p99 ms':>15} {'proxy CPU/call':>17}")
+          f"rounds (min / median over rounds); load average (1 min) {min(loads):.1f}-{max(loads):.1f} on "
+          f"{os.cpu_count()} CPUs during them:")
+    print(f"  {'target':9} {'req/s':>13} {'x direct':>11} {'p50 ms':>15} {'p99 ms':>15} {'proxy CPU/call':>17} "
+          f"{'client+upstream CPU/call':>25}")
     for k in names:
         x = res[k]
         cpu = "-" if k not in pids else mm(x["cpu_us"], "{:.0f}") + " us"
         print(f"  {k:9} {mm(x['tput']):>13} {mm(x['ratio'], '{:.2f}'):>11} {mm(x['p50'], '{:.3f}'):>15} "
-              f"{mm(x['p99'], '{:.3f}'):>15} {cpu:>17}")
+              f"{mm(x['p99'], '{:.3f}'):>15} {cpu:>17} {mm(x['rest_us'], '{:.0f}') + ' us':>25}")
+    if conc > 1 and "gateway" in res:
+        # When every process of the path shares the same CPUs and they are the limit, a proxy that
+        # costs g per call on top of r (client + upstream) can reach at most r / (r + g) of direct.
+        g = statistics.median(res["gateway"]["cpu_us"])
+        r = statistics.median(res["direct"]["rest_us"])
+        print(f"  CPU-bound ceiling for the gateway on this machine: r / (r + g) = {r:.0f} / ({r:.0f} + {g:.0f}) "
+              f"= {r / (r + g):.2f}x direct (medians); 0.8x needs g <= {r / 4:.0f} us per call")
     for k in names[1:]:
         x = res[k]
         print(f"  {k} overhead vs direct (same round): p50 min {fmt_over(min(x['over50']))}, median "
@@ -352,9 +372,10 @@ def main():
             except RuntimeError:
                 print("litellm: skipped (its proxy did not start within 180 s)")
         slow = {"litellm": args.litellm_requests}
-        compare(targets, pids, args.requests, args.concurrency, args.rounds, slow)
+        compare(targets, pids, args.requests, args.concurrency, args.rounds, slow, procs["upstream"].pid)
         compare(targets, pids, args.single_requests, 1, args.rounds, {"litellm": min(args.litellm_requests,
-                                                                                       args.single_requests)})
+                                                                                       args.single_requests)},
+                procs["upstream"].pid)
         before = json.load(urllib.request.urlopen(f"http://127.0.0.1:{gw}/_info"))
         t = time.perf_counter()
         n = asyncio.run(stream_big(f"http://127.0.0.1:{gw}/credits/gateway/proxy/bench/big?mb={args.mb}", hdr))
@@ -363,7 +384,7 @@ def main():
         grow = (after["hwm_kb"] - before["hwm_kb"]) / 1024
         print(f"\nstreamed {n / 2**20:.0f} MiB through the gateway in {secs:.2f} s ({n / 2**20 / secs:.0f} MiB/s); "
               f"gateway peak RSS {before['hwm_kb'] / 1024:.1f} -> {after['hwm_kb'] / 1024:.1f} MiB "
-              f"(growth {grow:.1f} MiB; target: flat)")
+              f"(growth {grow:.1f} MiB; target: flat); load average {os.getloadavg()[0]:.1f}")
     finally:
         for p in procs.values():
             p.terminate()
