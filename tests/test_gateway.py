@@ -435,7 +435,11 @@ def test_a_reader_that_stops_reading_loses_its_slot(ledger, account):
             while env.rt.gateway.stats()["in_flight"] and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert env.rt.gateway.stats()["in_flight"] == 0
-            assert env.rt.gateway.stats()["aborted_idle"] == 1
+            # Two guards race here, both at reader_idle_ms: the I/O thread aborts the paused transfer
+            # (aborted_idle; tests/c/test_gateway.c tests it alone), or the route's watchdog closes the
+            # client's connection first and the detached transfer is read out. Under load either wins;
+            # the slot is free and the connection closed both ways.
+            assert env.rt.gateway.stats()["aborted_idle"] in (0, 1)
             async with s.get(f"{base}/credits/gateway/proxy/task/1", headers={"X-API-KEY": env.token}) as r3:
                 assert r3.status == 200
             with pytest.raises((aiohttp.ClientError, ConnectionError)):
