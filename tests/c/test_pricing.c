@@ -87,6 +87,16 @@ static void test_parse_errors(void) {
     CHECK(strstr(e.message, "mutliply") != NULL);
     CHECK(strstr(e.message, "unknown key") != NULL);
     refuse(HDR "{\"X\":{\"usd\":\"1\",\"usd\":\"2\"}}}");         /* duplicate key */
+    /* the field is named with its whole path (formatted only on an error) */
+    e = refuse(HDR "{\"X\":{\"table\":{\"entries\":[{\"when\":{\"a\":\"b\"},\"usd\":\"1\",\"usd\":\"2\"}]}}}}");
+    CHECK_STR(e.field, "table.entries[0].usd");
+    CHECK(strstr(e.message, "'X', field 'table.entries[0].usd': duplicate key") != NULL);
+    e = refuse(HDR "{\"X\":{\"table\":{\"entries\":[{\"when\":{\"a\":\"b\"},\"usd\":\"1\",\"mutliply\":[]}]}}}}");
+    CHECK_STR(e.field, "table.entries[0].mutliply");
+    CHECK(strstr(e.message, "unknown key (allowed: when, usd, credits, multiply, source)") != NULL);
+    e = refuse("{\"format\":1,\"credits_per_usd\":211,\"default\":{\"usd\":\"1\"},\"nodes\":{},\"nodes\":{}}");
+    CHECK_STR(e.field, "nodes");
+    CHECK(strstr(e.message, "duplicate key") != NULL);
     refuse(HDR "{\"X\":{\"usd\":\"1\"},\"X\":{\"usd\":\"2\"}}}"); /* duplicate class */
     refuse(HDR "{\"X\":{\"usd\":\"1\",\"table\":{\"entries\":[{\"when\":{},\"usd\":\"1\"}]}}}}");
     refuse(HDR "{\"X\":{\"table\":{\"entries\":[]}}}}");
