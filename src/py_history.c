@@ -6,11 +6,6 @@
 #include "py_util.h"
 #include "history.h"
 
-static int set_counter(PyObject *d, const char *k, int64_t v) {
-    if (v < 0) return PyDict_SetItemString(d, k, Py_None);
-    return ccpy_set_i64(d, k, v);
-}
-
 static PyObject *row_dict(const cc_history_row *r) {
     const cc_entry *e = &r->entry;
     PyObject *d = PyDict_New();
@@ -22,15 +17,15 @@ static PyObject *row_dict(const cc_history_row *r) {
               ccpy_set_i64(d, "held", r->held) | ccpy_set_i64(d, "billed", r->billed) |
               ccpy_set_i64(d, "charged", r->charged) | ccpy_set_i64(d, "uncollected", r->uncollected) |
               ccpy_set_i64(d, "credits", r->credits) | ccpy_set_i64(d, "balance_after", r->balance_after) |
-              ccpy_set_str(d, "reason", r->reason) | ccpy_set_str(d, "prompt_id", e->prompt_id) |
-              ccpy_set_str(d, "node_id", e->node_id) | ccpy_set_str(d, "node_class", e->node_class) |
-              ccpy_set_str(d, "model", e->model) | set_counter(d, "tokens_in", e->tokens_in) |
-              set_counter(d, "tokens_out", e->tokens_out) | set_counter(d, "images", e->images) |
-              set_counter(d, "seconds_ms", e->seconds_ms) | ccpy_set_str(d, "currency", e->currency) |
-              ccpy_set_i64(d, "amount_minor", e->amount_minor) | ccpy_set_str(d, "method", e->method) |
+              ccpy_set_str(d, "reason", r->reason) | ccpy_set_entry_run(d, e) |
               ccpy_set_str(d, "note", e->kind == CC_KIND_GRANT ? e->note : "");
     if (bad) { Py_DECREF(d); return NULL; }
     return d;
+}
+
+static unsigned filter_bit(const char *name) {
+    return !strcmp(name, "runs") ? CC_HROWS_RUNS : !strcmp(name, "purchases") ? CC_HROWS_PURCHASES
+         : !strcmp(name, "grants") ? CC_HROWS_GRANTS : 0;
 }
 
 static PyObject *history_rows(PyObject *module, PyObject *args, PyObject *kw) {
@@ -48,23 +43,10 @@ static PyObject *history_rows(PyObject *module, PyObject *args, PyObject *kw) {
         return NULL;
     if (limit < 1 || limit > CC_HISTORY_ROWS_MAX) return ccpy_invalid(st, "limit", "limit must be 1..200");
     q.limit = (int)limit;
-    if (filter_o && filter_o != Py_None) {
-        PyObject *seq = PySequence_Fast(filter_o, "filter must be a list");
-        if (!seq) { PyErr_Clear(); return ccpy_invalid(st, "filter", "filter is a list of runs, purchases, grants"); }
-        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-            const char *name;
-            if (ccpy_str(st, PySequence_Fast_GET_ITEM(seq, i), "filter", &name) < 0 || !name) {
-                Py_DECREF(seq);
-                if (!PyErr_Occurred()) ccpy_invalid(st, "filter", "filter is a list of runs, purchases, grants");
-                return NULL;
-            }
-            unsigned bit = !strcmp(name, "runs") ? CC_HROWS_RUNS : !strcmp(name, "purchases") ? CC_HROWS_PURCHASES
-                         : !strcmp(name, "grants") ? CC_HROWS_GRANTS : 0;
-            if (!bit) { Py_DECREF(seq); return ccpy_invalid(st, "filter", "filter is a list of runs, purchases, grants"); }
-            q.filter |= bit;
-        }
-        Py_DECREF(seq);
-    }
+    if (filter_o && filter_o != Py_None &&
+        ccpy_names_mask(st, filter_o, "filter", "filter is a list of runs, purchases, grants",
+                        "filter is a list of runs, purchases, grants", filter_bit, &q.filter) < 0)
+        return NULL;
     cc_ledger *l = ccpy_ledger_pin(st, lo);
     if (!l) return NULL;
     cc_history_row *buf = PyMem_Malloc(sizeof *buf * (size_t)q.limit);
@@ -77,19 +59,16 @@ static PyObject *history_rows(PyObject *module, PyObject *args, PyObject *kw) {
     rc = cc_history_rows(l, &q, buf, &n, &next, &e);
     Py_END_ALLOW_THREADS
     ccpy_ledger_unpin(lo);
-    PyObject *out = NULL, *list = NULL;
-    if (rc != CC_OK) { ccpy_raise(st, &e); goto done; }
-    if (!(list = PyList_New(n))) goto done;
-    for (int i = 0; i < n; i++) {
-        PyObject *d = row_dict(&buf[i]);
-        if (!d) goto done;
-        PyList_SET_ITEM(list, i, d);
-    }
-    out = Py_BuildValue("{sOsN}", "rows", list, "next_cursor", next ? PyLong_FromLongLong(next) : Py_NewRef(Py_None));
-done:
-    Py_XDECREF(list);
+    PyObject *list = NULL;
+    if (rc != CC_OK) ccpy_raise(st, &e);
+    else if ((list = PyList_New(n)))
+        for (int i = 0; i < n; i++) {
+            PyObject *d = row_dict(&buf[i]);
+            if (!d) { Py_CLEAR(list); break; }
+            PyList_SET_ITEM(list, i, d);
+        }
     PyMem_Free(buf);
-    return out;
+    return ccpy_page("rows", list, next);
 }
 
 static PyMethodDef history_functions[] = {

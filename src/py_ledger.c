@@ -437,9 +437,49 @@ static PyObject *L_accounts(LedgerObject *self, PyObject *args, PyObject *kw) {
 
 /* ------------------------------------------------------------ reads */
 
-static int set_counter(PyObject *d, const char *k, int64_t v) {
+int ccpy_set_counter(PyObject *d, const char *k, int64_t v) {
     if (v < 0) return PyDict_SetItemString(d, k, Py_None);
     return ccpy_set_i64(d, k, v);
+}
+
+int ccpy_set_entry_run(PyObject *d, const cc_entry *e) {
+    return ccpy_set_str(d, "prompt_id", e->prompt_id) | ccpy_set_str(d, "node_id", e->node_id) |
+           ccpy_set_str(d, "node_class", e->node_class) | ccpy_set_str(d, "model", e->model) |
+           ccpy_set_counter(d, "tokens_in", e->tokens_in) | ccpy_set_counter(d, "tokens_out", e->tokens_out) |
+           ccpy_set_counter(d, "images", e->images) | ccpy_set_counter(d, "seconds_ms", e->seconds_ms) |
+           ccpy_set_str(d, "currency", e->currency) | ccpy_set_i64(d, "amount_minor", e->amount_minor) |
+           ccpy_set_str(d, "method", e->method);
+}
+
+int ccpy_names_mask(ccpy_state *st, PyObject *o, const char *field, const char *list_msg, const char *bad_msg,
+                    unsigned (*bit)(const char *name), unsigned *mask) {
+    PyObject *seq = PySequence_Fast(o, list_msg);
+    if (!seq) {
+        PyErr_Clear();
+        ccpy_invalid(st, field, list_msg);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        const char *name;
+        if (ccpy_str(st, PySequence_Fast_GET_ITEM(seq, i), field, &name) < 0) { Py_DECREF(seq); return -1; }
+        unsigned b = name ? bit(name) : 0;
+        if (!b) {
+            Py_DECREF(seq);
+            ccpy_invalid(st, field, bad_msg);
+            return -1;
+        }
+        *mask |= b;
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+PyObject *ccpy_page(const char *key, PyObject *list, int64_t next) {
+    if (!list) return NULL;
+    PyObject *nc = next ? PyLong_FromLongLong(next) : Py_NewRef(Py_None);
+    if (!nc) { Py_DECREF(list); return NULL; }
+    /* "N" hands both references to the dict (and drops them on failure). */
+    return Py_BuildValue("{sNsN}", key, list, "next_cursor", nc);
 }
 
 static PyObject *entry_dict(const cc_entry *e) {
@@ -452,15 +492,15 @@ static PyObject *entry_dict(const cc_entry *e) {
               ccpy_set_i64(d, "balance_after", e->balance_after) | ccpy_set_i64(d, "held_after", e->held_after) |
               ccpy_set_i64(d, "hold_id", e->kind == CC_KIND_HOLD ? e->id : e->hold_id) |
               ccpy_set_i64(d, "ttl_ms", e->ttl_ms) | ccpy_set_i64(d, "created_ms", e->created_ms) |
-              ccpy_set_str(d, "prompt_id", e->prompt_id) | ccpy_set_str(d, "node_id", e->node_id) |
-              ccpy_set_str(d, "node_class", e->node_class) | ccpy_set_str(d, "model", e->model) |
-              set_counter(d, "tokens_in", e->tokens_in) | set_counter(d, "tokens_out", e->tokens_out) |
-              set_counter(d, "images", e->images) | set_counter(d, "seconds_ms", e->seconds_ms) |
-              ccpy_set_str(d, "currency", e->currency) | ccpy_set_i64(d, "amount_minor", e->amount_minor) |
-              ccpy_set_str(d, "method", e->method) | ccpy_set_str(d, "external_ref", e->external_ref) |
+              ccpy_set_entry_run(d, e) | ccpy_set_str(d, "external_ref", e->external_ref) |
               ccpy_set_str(d, "note", e->note) | ccpy_set_i64(d, "test_after", e->test_after);
     if (bad) { Py_DECREF(d); return NULL; }
     return d;
+}
+
+static unsigned kind_bit(const char *name) {
+    int k = cc_kind_from_name(name);
+    return k ? 1u << k : 0;
 }
 
 static PyObject *L_history(LedgerObject *self, PyObject *args, PyObject *kw) {
@@ -481,21 +521,10 @@ static PyObject *L_history(LedgerObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     if (limit < 1 || limit > CC_HISTORY_PAGE_MAX) return ccpy_invalid(st, "limit", "limit must be 1..1000");
     q.limit = (int)limit;
-    if (kinds_o && kinds_o != Py_None) {
-        PyObject *seq = PySequence_Fast(kinds_o, "kinds must be a list of kind names");
-        if (!seq) { PyErr_Clear(); return ccpy_invalid(st, "kinds", "kinds must be a list of kind names"); }
-        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-            const char *kn;
-            if (ccpy_str(st, PySequence_Fast_GET_ITEM(seq, i), "kinds", &kn) < 0) { Py_DECREF(seq); return NULL; }
-            int k = cc_kind_from_name(kn);
-            if (!k) {
-                Py_DECREF(seq);
-                return ccpy_invalid(st, "kinds", "kinds are grant, purchase, hold, settle, void, expire");
-            }
-            q.kinds_mask |= 1u << k;
-        }
-        Py_DECREF(seq);
-    }
+    if (kinds_o && kinds_o != Py_None &&
+        ccpy_names_mask(st, kinds_o, "kinds", "kinds must be a list of kind names",
+                        "kinds are grant, purchase, hold, settle, void, expire, test", kind_bit, &q.kinds_mask) < 0)
+        return NULL;
     cc_entry *buf = PyMem_Malloc(sizeof(cc_entry) * (size_t)q.limit);
     if (!buf) return PyErr_NoMemory();
     int n = 0;
@@ -507,21 +536,16 @@ static PyObject *L_history(LedgerObject *self, PyObject *args, PyObject *kw) {
     rc = cc_ledger_history(self->l, &q, buf, &n, &next, &e);
     Py_END_ALLOW_THREADS
     self->busy--;
-    PyObject *out = NULL, *list = NULL;
-    if (rc != CC_OK) { ccpy_raise(st, &e); goto done; }
-    if (!(list = PyList_New(n))) goto done;
-    for (int i = 0; i < n; i++) {
-        PyObject *d = entry_dict(&buf[i]);
-        if (!d) goto done;
-        PyList_SET_ITEM(list, i, d);
-    }
-    /* "N" hands the new cursor reference to the dict. */
-    out = Py_BuildValue("{sOsN}", "entries", list, "next_cursor",
-                        next ? PyLong_FromLongLong(next) : Py_NewRef(Py_None));
-done:
-    Py_XDECREF(list);
+    PyObject *list = NULL;
+    if (rc != CC_OK) ccpy_raise(st, &e);
+    else if ((list = PyList_New(n)))
+        for (int i = 0; i < n; i++) {
+            PyObject *d = entry_dict(&buf[i]);
+            if (!d) { Py_CLEAR(list); break; }
+            PyList_SET_ITEM(list, i, d);
+        }
     PyMem_Free(buf);
-    return out;
+    return ccpy_page("entries", list, next);
 }
 
 static PyObject *L_entry(LedgerObject *self, PyObject *arg) {

@@ -287,10 +287,7 @@ static PyObject *A_list(AuditObject *self, PyObject *args, PyObject *kw) {
     for (int i = 0; i < n && list; i++)
         if (append_steal(list, record_dict(&page[i])) < 0) Py_CLEAR(list);
     free(page);
-    if (!list) return NULL;
-    PyObject *nc = next ? PyLong_FromLongLong(next) : Py_NewRef(Py_None);
-    if (!nc) { Py_DECREF(list); return NULL; }
-    return Py_BuildValue("{s:N,s:N}", "records", list, "next_cursor", nc);
+    return ccpy_page("records", list, next);
 }
 
 static PyObject *A_verify(AuditObject *self, PyObject *Py_UNUSED(ignored)) {

@@ -18,6 +18,22 @@ int ccpy_set_i64(PyObject *d, const char *k, int64_t v);
 int ccpy_set_str(PyObject *d, const char *k, const char *v);
 int ccpy_set_bool(PyObject *d, const char *k, int v);
 
+/* Shared by the readers of the ledger (py_ledger.c defines them):
+** ccpy_set_counter: a usage counter, None when not reported (< 0);
+** ccpy_set_entry_run: an entry's run and payment fields (prompt_id, node_id,
+**   node_class, model, tokens_in/out, images, seconds_ms, currency,
+**   amount_minor, method), as the ledger's history shows them;
+** ccpy_names_mask: a list of names -> OR of bit(name) (0 = unknown name:
+**   InvalidArgument with bad_msg; not a list: list_msg);
+** ccpy_page: {key: list, "next_cursor": next or None}, stealing list (NULL
+**   passes through, for an error already set). */
+struct cc_entry;
+int ccpy_set_counter(PyObject *d, const char *k, int64_t v);
+int ccpy_set_entry_run(PyObject *d, const struct cc_entry *e);
+int ccpy_names_mask(ccpy_state *st, PyObject *o, const char *field, const char *list_msg, const char *bad_msg,
+                    unsigned (*bit)(const char *name), unsigned *mask);
+PyObject *ccpy_page(const char *key, PyObject *list, int64_t next);
+
 /* Usage counters (pricing.h cc_usage) from/to a dict; absent = not reported. */
 struct cc_usage;
 int ccpy_usage_from_dict(ccpy_state *st, PyObject *d, struct cc_usage *u);

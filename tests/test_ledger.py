@@ -28,6 +28,50 @@ def test_grant_hold_settle_history(ledger, account):
     assert page["next_cursor"] is None
 
 
+RUN_FIELDS = ("prompt_id", "node_id", "node_class", "model", "tokens_in", "tokens_out", "images", "seconds_ms",
+              "currency", "amount_minor", "method")
+
+
+def test_history_and_history_rows_show_the_same_run_fields(ledger, account):
+    """Both readers build a run's fields with one function (py_ledger.c ccpy_set_entry_run)."""
+    ledger.grant("g1", account, 10 * C)
+    h = ledger.hold("h1", account, 4 * C, 60_000, prompt_id="p1", node_id="3",
+                    node_class="OpenAIGPTImage1", model="gpt-image-1")
+    ledger.settle("s1", h["hold_id"], 1_234_567, tokens_in=120, tokens_out=4160, images=1)
+    entry = ledger.history(account, kinds=["settle"])["entries"][0]
+    row = _core.history_rows(ledger, account, filter=["runs"])["rows"][0]
+    assert {k: entry[k] for k in RUN_FIELDS} == {k: row[k] for k in RUN_FIELDS} == {
+        "prompt_id": "p1", "node_id": "3", "node_class": "OpenAIGPTImage1", "model": "gpt-image-1",
+        "tokens_in": 120, "tokens_out": 4160, "images": 1, "seconds_ms": None, "currency": "",
+        "amount_minor": 0, "method": ""}
+    assert row["state"] == "charged" and row["charged"] == 1_234_567
+    assert "key" not in row and "external_ref" not in row  # rows carry only what the history UI shows
+    page = ledger.history(account, limit=1)
+    assert page["next_cursor"] == page["entries"][0]["id"]
+    assert ledger.history(account, cursor=page["next_cursor"], limit=5)["next_cursor"] is None
+    rows = _core.history_rows(ledger, account, limit=1)
+    assert rows["next_cursor"] is not None and len(rows["rows"]) == 1
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["nope"], "kinds are grant, purchase, hold, settle, void, expire, test"),
+    ([None], "kinds are grant"),
+    (5, "kinds must be a list of kind names"),
+    ([1], "kinds must be a string"),
+])
+def test_history_kinds_are_checked(ledger, account, bad, message):
+    with pytest.raises(_core.InvalidArgument, match=message) as e:
+        ledger.history(account, kinds=bad)
+    assert e.value.field == "kinds"
+    assert ledger.history(account, kinds=["test", "grant"])["entries"] == []
+
+
+@pytest.mark.parametrize("bad", [["nope"], [None], 5, ["runs", "refunds"]])
+def test_history_rows_filter_is_checked(ledger, account, bad):
+    with pytest.raises(_core.InvalidArgument, match="filter is a list of runs, purchases, grants") as e:
+        _core.history_rows(ledger, account, filter=bad)
+    assert e.value.field == "filter"
+
 def test_idempotency_semantics(ledger, account):
     first = ledger.grant("k", account, 5 * C, note="n")
     again = ledger.grant("k", account, 5 * C, note="n")
