@@ -29,7 +29,7 @@ import time
 
 from aiohttp import web
 
-from . import _core
+from . import _core, gate
 
 log = logging.getLogger("comfy_credits")
 
@@ -240,7 +240,11 @@ def make_handler(rt):
                              gw.handles_max, request.method, path)
             return refuse(503, "credits_gateway_busy", "comfy-credits: the gateway is saturated; retry shortly. "
                           "Nothing was charged.", {"Retry-After": str(RETRY_AFTER_S)})
-        body = await request.read()
+        try:
+            body = await gate.read_body(request)  # within gate.BODY_READ_TIMEOUT_S (#9.7: a trickled body is cut off)
+        except gate.BodyTimeout:
+            return refuse(408, "request_timeout", f"comfy-credits: send the whole body within "
+                                                  f"{gate.BODY_READ_TIMEOUT_S} s. Nothing was charged.")
         headers = request.headers
         try:
             # Token check and admission: in memory (it may extend the hold in the ledger, GIL released).

@@ -77,3 +77,44 @@ def test_a_slow_body_is_timed_out(srv, monkeypatch):
     monkeypatch.setattr(gate, "BODY_READ_TIMEOUT_S", 1)
     line, took = slow_post(srv.port, "/credits/session")
     assert line is not None and " 408 " in line and took < 3, (line, took)
+
+
+def test_a_slow_body_to_the_gateway_is_timed_out(ledger, account, monkeypatch):
+    """The gateway route reads its body within the same limit: a token-shaped header and a
+    body trickled in never hold the connection, and nothing reaches the upstream."""
+    from test_gateway import make_env
+    monkeypatch.setattr(gate, "BODY_READ_TIMEOUT_S", 1)
+    gen = make_env(ledger, account, timeout_ms=1000)
+    env = next(gen)
+    try:
+        async def trickle():
+            reader, writer = await asyncio.open_connection("127.0.0.1", env.port)
+            writer.write((f"POST /credits/gateway/proxy/openai/images/generations HTTP/1.1\r\n"
+                          f"Host: 127.0.0.1:{env.port}\r\nX-API-KEY: {env.token}\r\n"
+                          "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n").encode())
+            t0 = time.monotonic()
+            line = b""
+            while time.monotonic() - t0 < 6 and not line:
+                try:
+                    writer.write(b" ")
+                    await writer.drain()
+                except OSError:
+                    break
+                try:
+                    line = await asyncio.wait_for(reader.readline(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+            took = time.monotonic() - t0
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+            return line.decode(), took
+        line, took = env.loop.run_until_complete(trickle())
+        env.loop.run_until_complete(asyncio.sleep(0.2))  # the server sees the connection close
+        assert " 408 " in line and took < 4, (line, took)
+        assert env.up.requests == []
+        assert env.rt.runs.finish(env.hold["hold_id"], "succeeded")["calls"] == 0
+    finally:
+        next(gen, None)  # make_env's teardown
