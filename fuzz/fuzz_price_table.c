@@ -23,8 +23,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
             u.output_tokens = 500;
             if (cc_price_actual(t, name, inputs, strlen(inputs), &u, 1000000, &r, &e) == CC_OK) FZ_CHECK(r.micro >= 0);
         }
+        /* A class without a rule is priced by "default" (the table may name a rule "NoSuchNode":
+        ** the fuzzer found that one, kept as seed nosuchnode-rule). */
         cc_price_result r;
-        if (cc_price_estimate(t, "NoSuchNode", inputs, strlen(inputs), &r, &e) == CC_OK) FZ_CHECK(r.used_default);
+        if (!cc_price_table_has(t, "NoSuchNode") &&
+            cc_price_estimate(t, "NoSuchNode", inputs, strlen(inputs), &r, &e) == CC_OK)
+            FZ_CHECK(r.used_default);
         cc_price_table_free(t);
     }
     free(table);
