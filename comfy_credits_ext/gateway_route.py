@@ -233,6 +233,13 @@ def make_handler(rt):
         path = raw_tail(request)
         if path is None:
             return refuse(400, "credits_gateway_bad_request", "comfy-credits: only API-node calls go through the gateway")
+        try:
+            # Within gate.BODY_READ_TIMEOUT_S (#9.7: a trickled body is cut off), and before the
+            # saturation check: from that check to submit() nothing awaits, so no other call slips in.
+            body = await gate.read_body(request)
+        except gate.BodyTimeout:
+            return refuse(408, "request_timeout", f"comfy-credits: send the whole body within "
+                                                  f"{gate.BODY_READ_TIMEOUT_S} s. Nothing was charged.")
         gw = rt.gateway
         if gw.stats()["in_flight"] >= gw.handles_max:
             # Refused before the call is admitted: a 503 costs the run none of its creating calls.
@@ -240,11 +247,6 @@ def make_handler(rt):
                              gw.handles_max, request.method, path)
             return refuse(503, "credits_gateway_busy", "comfy-credits: the gateway is saturated; retry shortly. "
                           "Nothing was charged.", {"Retry-After": str(RETRY_AFTER_S)})
-        try:
-            body = await gate.read_body(request)  # within gate.BODY_READ_TIMEOUT_S (#9.7: a trickled body is cut off)
-        except gate.BodyTimeout:
-            return refuse(408, "request_timeout", f"comfy-credits: send the whole body within "
-                                                  f"{gate.BODY_READ_TIMEOUT_S} s. Nothing was charged.")
         headers = request.headers
         try:
             # Token check and admission: in memory (it may extend the hold in the ledger, GIL released).
