@@ -71,8 +71,9 @@ def install(started: tuple[float, float, float] | None = None, runqueue_wait=Non
         feature_flags.announce_self_metering()
         STATE["ready"] = True
         key = "set" if cfg.upstream_key else "NOT SET (upstream calls will be refused upstream)"
+        shown = cfg.database_shown + ("" if rt.ledger_reachable else " (unreachable: API-node runs refused until it answers)")
         log.info("comfy-credits: ready; %d API node classes metered; ledger %s; gateway %s -> %s; operator key %s",
-                 len(wrapped), cfg.database_shown, base, cfg.upstream_base, key)
+                 len(wrapped), shown, base, cfg.upstream_base, key)
 
     async def on_cleanup(app):
         await site.stop()

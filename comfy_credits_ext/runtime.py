@@ -24,6 +24,7 @@ PROMPTS_REMEMBERED_MAX = 100_000  # prompt -> account entries kept (oldest dropp
 RESERVATION_UNSEEN_S_MAX = 60.0   # a reservation whose prompt never reached the queue is dropped after this
 FINISH_THREADS_MAX = 8            # runs being resolved at once (each may wait for a call in flight)
 EXPIRY_INTERVAL_S_MAX = 60.0
+RETRY_S_MIN, RETRY_S_MAX = 0.5, 15.0  # farm mode: ledger unreachable, tried again after this, doubling
 
 
 class Runtime:
@@ -31,7 +32,12 @@ class Runtime:
         self.cfg = cfg
         if not cfg.farm:
             cfg.database.parent.mkdir(parents=True, exist_ok=True)
-        self.ledger = _core.Ledger(str(cfg.database))
+        # Farm mode: servers may start before PostgreSQL. The ledger then opens unconnected and
+        # refuses every call (API-node runs get 503 credits_unavailable) until PostgreSQL answers;
+        # the expiry thread keeps trying with a backoff (start_expiry). Bad URIs, a wrong password or
+        # a missing database still stop the pack at start-up with one line.
+        self.ledger = _core.Ledger(str(cfg.database), wait_for_database=cfg.farm)
+        self.ledger_reachable = True
         # TEST credits (sandbox purchases) never pay for a real upstream.
         self.ledger.set_test_spendable(cfg.upstream_simulated)
         self.prices = _core.PriceTable(cfg.price_table_text())
@@ -148,18 +154,34 @@ class Runtime:
     # ---- housekeeping
 
     def start_expiry(self, interval_s: float = 60.0) -> None:
-        """Releases holds left behind by crashes: at start-up, then periodically."""
-        n = self.ledger.expire()
-        if n:
-            log.info("comfy-credits: released %d expired hold(s) at start-up", n)
+        """Releases holds left behind by crashes: at start-up, then periodically.
+        While the ledger's database is unreachable it retries sooner, with a doubling backoff."""
+        try:
+            n = self.ledger.expire()
+            if n:
+                log.info("comfy-credits: released %d expired hold(s) at start-up", n)
+        except _core.StorageError as exc:
+            if not self.cfg.farm:
+                raise
+            self.ledger_reachable = False
+            log.error("comfy-credits: %s; API-node runs are refused until it answers (retrying)", exc)
 
         interval_s = min(interval_s, EXPIRY_INTERVAL_S_MAX, max(0.5, self.cfg.hold_ttl_ms / 4000))
 
         def loop():
-            while not self._stop.wait(interval_s):
+            retry_s = RETRY_S_MIN
+            while not self._stop.wait(interval_s if self.ledger_reachable else retry_s):
                 try:
                     self.runs.keepalive()  # a run still going never loses its hold
                     self.ledger.expire()
+                    if not self.ledger_reachable:
+                        log.info("comfy-credits: ledger %s reachable again; API-node runs accepted",
+                                 self.cfg.database_shown)
+                    self.ledger_reachable, retry_s = True, RETRY_S_MIN
+                except _core.StorageError as exc:
+                    if self.ledger_reachable:
+                        log.error("comfy-credits: expiring holds failed: %s", exc)
+                    self.ledger_reachable, retry_s = False, min(retry_s * 2, RETRY_S_MAX)
                 except _core.CreditsError as exc:  # keep running; say why
                     log.error("comfy-credits: expiring holds failed: %s", exc)
 

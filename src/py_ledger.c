@@ -918,12 +918,12 @@ static PyObject *L_exit(LedgerObject *self, PyObject *Py_UNUSED(args)) {
 }
 
 static int L_init(LedgerObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"path", "readers", "busy_timeout_ms", NULL};
+    static char *kwlist[] = {"path", "readers", "busy_timeout_ms", "wait_for_database", NULL};
     ccpy_state *st = lstate(self);
     PyObject *path_o;
-    int readers = 4, busy = CC_BUSY_TIMEOUT_MS_DEFAULT;
+    int readers = 4, busy = CC_BUSY_TIMEOUT_MS_DEFAULT, wait = 0;
     if (self->l) { ccpy_invalid(st, "self", "Ledger is already open"); return -1; }
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$ii:Ledger", kwlist, &path_o, &readers, &busy)) return -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$iip:Ledger", kwlist, &path_o, &readers, &busy, &wait)) return -1;
     PyObject *fs = NULL;
     if (!PyUnicode_FSConverter(path_o, &fs)) {
         PyErr_Clear();
@@ -947,6 +947,9 @@ static int L_init(LedgerObject *self, PyObject *args, PyObject *kw) {
     if (pg) cc_store_pg_describe(path, shown, sizeof shown);
     Py_BEGIN_ALLOW_THREADS
     rc = pg ? cc_store_pg_open(path, busy, &store, &e) : cc_store_sqlite_open(path, busy, &store, &e);
+    /* wait_for_database (PostgreSQL only): opened even while the server is
+    ** unreachable; every call fails with StorageError until it answers. */
+    if (rc == CC_OK && pg && wait) cc_store_pg_wait_for_server(store, 1);
     if (rc == CC_OK) rc = cc_ledger_open(store, readers, &l, &e);
     Py_END_ALLOW_THREADS
     if (rc != CC_OK) {
@@ -1040,8 +1043,10 @@ static PyGetSetDef L_getset[] = {
 };
 
 static PyType_Slot L_slots[] = {
-    {Py_tp_doc, "Ledger(path, *, readers=4, busy_timeout_ms=10000): the credits ledger on SQLite (a file path) or "
-                           "PostgreSQL (a postgresql:// URI; busy_timeout_ms bounds every statement)."},
+    {Py_tp_doc, "Ledger(path, *, readers=4, busy_timeout_ms=10000, wait_for_database=False): the credits ledger on SQLite "
+                           "(a file path) or PostgreSQL (a postgresql:// URI; busy_timeout_ms bounds every statement; "
+                           "wait_for_database: open even while PostgreSQL is unreachable, every call failing with "
+                           "StorageError until it answers)."},
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_init, L_init},
     {Py_tp_dealloc, L_dealloc},

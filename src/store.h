@@ -243,6 +243,13 @@ cc_rc cc_store_sqlite_open(const char *path, int busy_timeout_ms, cc_store **out
 ** cc_migrations) on the first writer connection. */
 int cc_store_is_pg_uri(const char *s);  /* "postgresql://..." or "postgres://..." */
 cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out, cc_error *err);
+/* Start-up while PostgreSQL is down (the servers of a farm may start first):
+** with on = 1, a connection that finds PostgreSQL unreachable (refused,
+** timed out, starting up; not a wrong password or a missing database) is
+** still returned. It fails every call with CC_ERR_STORAGE (fail closed)
+** and re-tries connecting on use, at most after a doubling backoff
+** (250 ms .. 15 s); the first writer connection to succeed migrates the schema. */
+void cc_store_pg_wait_for_server(cc_store *s, int on);
 /* The URI without its password or options, for messages: postgresql://user@host:port/db. */
 cc_rc cc_store_pg_describe(const char *uri, char *out, size_t out_bytes);
 

@@ -67,6 +67,11 @@ cc_rc cc_store_pg_describe(const char *uri, char *out, size_t out_bytes) {
     return CC_OK;
 }
 
+void cc_store_pg_wait_for_server(cc_store *s, int on) {
+    (void)s;
+    (void)on;
+}
+
 cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out, cc_error *err) {
     (void)uri;
     (void)statement_timeout_ms;
@@ -85,6 +90,8 @@ cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out
 #define CC_PG_PARAMS_MAX 32
 #define CC_PG_PENDING_MAX 256  /* deferred statements before their results are read */
 #define CC_PG_CONNECT_TIMEOUT_S "5"
+#define CC_PG_RETRY_MS_MIN 250     /* wait_for_server: first retry after this ... */
+#define CC_PG_RETRY_MS_MAX 15000   /* ... doubling up to this */
 
 /* ---------------------------------------------------------------- schema */
 
@@ -236,6 +243,7 @@ typedef struct pg_store {
     char *uri;                  /* with the password, if the operator put one there: never printed */
     char where[300];            /* postgresql://user@host:port/db, for messages */
     int timeout_ms;
+    int wait_for_server;        /* unreachable at connect: keep retrying (cc_store_pg_wait_for_server) */
 } pg_store;
 
 typedef struct pg_conn {
@@ -247,6 +255,12 @@ typedef struct pg_conn {
     int ready;                  /* session settings applied, statements prepared */
     int64_t writes_seen;        /* cc_writes.n after this connection's last write; -1 = never */
     int64_t writes_now;         /* cc_writes.n read by the current begin_write */
+    /* Opened while PostgreSQL was unreachable (wait_for_server): never connected
+    ** yet, so the writer still has to check and migrate the schema; attempts
+    ** are spaced by a doubling backoff so requests fail fast meanwhile. */
+    int never_connected;
+    int64_t retry_at_ms;
+    int backoff_ms;
     /* Inside a write transaction the connection is in libpq's pipeline mode:
     ** statements whose answer the ledger does not wait for (hold rows,
     ** resolutions, account rows) are sent without waiting; their results are
@@ -345,6 +359,19 @@ static cc_rc session_setup(pg_conn *c, cc_error *err) {
     return rc;
 }
 
+/* PostgreSQL is down or not reachable (as opposed to a wrong password, a
+** missing database or user: mistakes that waiting does not fix). */
+static int unreachable(const char *msg) {
+    static const char *const down[] = {"Connection refused", "timeout expired", "could not translate",
+                                       "No such file or directory", "the database system is starting up",
+                                       "the database system is shutting down", "the database system is in recovery",
+                                       "Network is unreachable", "No route to host", "server closed the connection",
+                                       NULL};
+    for (int i = 0; msg && down[i]; i++)
+        if (strstr(msg, down[i])) return 1;
+    return 0;
+}
+
 static cc_rc conn_fail(pg_conn *c, cc_error *err) {
     char msg[300];
     one_line(PQerrorMessage(c->pg), msg, sizeof msg);
@@ -380,16 +407,33 @@ static int reopen(pg_conn *c) {
     return PQstatus(c->pg) == CONNECTION_OK;
 }
 
+static cc_rc migrate(pg_conn *c, cc_error *err);
+static cc_rc exec_sql(pg_conn *c, const char *sql, const char *what, cc_error *err);
+
 /* A broken connection is re-opened here, at its next use. */
 static cc_rc ensure(pg_conn *c, cc_error *err) {
     if (c->pg && PQstatus(c->pg) == CONNECTION_OK && c->ready) return CC_OK;
     /* Inside a transaction a new connection would run the rest outside it
     ** (and outside the writer lock): the transaction fails instead. */
     if (c->in_tx) return pg_fail(c, err, "transaction interrupted", NULL);
-    if (c->pg && PQstatus(c->pg) != CONNECTION_OK && !reopen(c)) return conn_fail(c, err);
-    cc_rc rc = session_setup(c, err);
+    if (c->never_connected && cc_now_ms() < c->retry_at_ms)
+        return cc_fail(err, CC_ERR_STORAGE, "database",
+                       "PostgreSQL %s is unreachable (not reached since start-up; next attempt in %lld ms)",
+                       c->st->where, (long long)(c->retry_at_ms - cc_now_ms()));
+    if (c->pg && PQstatus(c->pg) != CONNECTION_OK && !reopen(c)) {
+        if (c->never_connected) {
+            c->backoff_ms = c->backoff_ms * 2 > CC_PG_RETRY_MS_MAX ? CC_PG_RETRY_MS_MAX : c->backoff_ms * 2;
+            c->retry_at_ms = cc_now_ms() + c->backoff_ms;
+        }
+        return conn_fail(c, err);
+    }
+    /* A connection that failed half-way through preparing keeps what it prepared. */
+    cc_rc rc = exec_sql(c, "DEALLOCATE ALL", "session reset", err);
+    if (rc == CC_OK) rc = session_setup(c, err);
+    if (rc == CC_OK && c->never_connected && c->writer) rc = migrate(c, err);
     if (rc == CC_OK) rc = prepare_all(c, err);
     if (rc != CC_OK) return rc;
+    c->never_connected = 0;
     c->ready = 1;
     c->writes_seen = -1; /* someone may have written meanwhile */
     return CC_OK;
@@ -1338,6 +1382,15 @@ static cc_rc pg_connect(cc_store *base, int writer, cc_conn **out, cc_error *err
         return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     }
     if (PQstatus(c->pg) != CONNECTION_OK) {
+        if (st->wait_for_server && unreachable(PQerrorMessage(c->pg))) {
+            /* Fail closed but keep trying: every use fails with CC_ERR_STORAGE
+            ** until PostgreSQL answers; ensure() then migrates and prepares. */
+            c->never_connected = 1;
+            c->backoff_ms = CC_PG_RETRY_MS_MIN;
+            c->retry_at_ms = cc_now_ms() + c->backoff_ms;
+            *out = &c->base;
+            return CC_OK;
+        }
         cc_rc rc = conn_fail(c, err);
         pg_close(&c->base);
         return rc;
@@ -1365,6 +1418,8 @@ static void pg_store_close(cc_store *base) {
 }
 
 static const cc_store_vtab PG_STORE_VTAB = {.connect = pg_connect, .close = pg_store_close};
+
+void cc_store_pg_wait_for_server(cc_store *s, int on) { ((pg_store *)s)->wait_for_server = on != 0; }
 
 cc_rc cc_store_pg_describe(const char *uri, char *out, size_t out_bytes) {
     char *msg = NULL;
