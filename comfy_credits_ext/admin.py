@@ -33,8 +33,8 @@ REPORT_COLUMNS = ["day", "runs", "free_runs", "expired_holds", "billed", "charge
 
 
 def audit_path(cfg) -> str:
-    """The audit log lives beside the ledger, in its own file (farm mode: beside the local
-    needs-attention file, as the ledger is then a PostgreSQL URI)."""
+    """The audit log lives beside the ledger, in its own file (farm mode: a local file in the
+    configuration's folder, as the ledger is then a PostgreSQL URI)."""
     from pathlib import Path
     db = Path(cfg.attention_path)
     return str(db.with_name(db.stem + ".audit.db"))
@@ -479,13 +479,8 @@ def register(routes, rt, whoami):
         if everything not in ("true", "false"):
             return error(400, "invalid_argument", "all must be true or false.", "all")
 
-        def rows():
-            st = Attention(str(rt.cfg.attention_path))
-            try:
-                return st.list(include_resolved=everything == "true")
-            finally:
-                st.close()
-        return web.json_response({"purchases": await asyncio.to_thread(rows)})
+        rows = await asyncio.to_thread(Attention(rt.ledger).list, include_resolved=everything == "true")
+        return web.json_response({"purchases": rows})
 
     @routes.get("/credits/admin/audit")
     async def audit_log(request):

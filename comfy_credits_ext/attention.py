@@ -1,73 +1,77 @@
 """Paid Stripe sessions that could not be credited ("needs attention").
 
 The C fulfilment (src/fulfil.c) decides; this keeps its verdict for the
-operator, durably, in a table of the ledger's own SQLite file, so that a paid
-session is never answered "rejected" and forgotten. The operator lists them
+operator, durably, in the ledger's own store (src/attention.h: a table of the
+SQLite file, or of the PostgreSQL database in farm mode, so every server and
+the operator see one list), so that a paid session is never answered
+"rejected" and forgotten. The operator lists them
 (`python -m comfy_credits_ext purchases attention`), settles each by hand
 (e.g. `grant`), and marks it resolved with a note. Nothing here moves credits.
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
-import threading
-import time
+from pathlib import Path
 
-SCHEMA = """CREATE TABLE IF NOT EXISTS purchase_attention(
-  session_id TEXT PRIMARY KEY, account_id INTEGER NOT NULL, currency TEXT NOT NULL,
-  amount_minor INTEGER NOT NULL, credits_micro INTEGER NOT NULL, method TEXT NOT NULL,
-  reason TEXT NOT NULL, first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, reports INTEGER NOT NULL,
-  resolved_ms INTEGER NOT NULL DEFAULT 0, resolution TEXT NOT NULL DEFAULT '')"""
+from . import _core
+
+log = logging.getLogger("comfy_credits")
+
 LIST_MAX = 10_000
 TEXT_BYTES_MAX = 500
 
 
 class Attention:
-    def __init__(self, db_path: str):
-        self._db = sqlite3.connect(db_path, timeout=10, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(SCHEMA)
+    def __init__(self, ledger):
+        self._ledger = ledger
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Nothing to close: the ledger owns the storage."""
 
     def record(self, res: dict) -> dict:
         """Keeps (or refreshes) a needs-attention verdict from Ledger.fulfil_checkout."""
-        now = int(time.time() * 1000)
-        row = (res["session_id"], int(res.get("account_id") or 0), res.get("currency") or "",
-               int(res.get("amount_total") or 0), int(res.get("credits_micro") or 0),
-               res.get("method_used") or "", (res.get("reason") or "unknown")[:TEXT_BYTES_MAX], now, now)
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO purchase_attention(session_id, account_id, currency, amount_minor, credits_micro, method,"
-                " reason, first_ms, last_ms, reports) VALUES (?,?,?,?,?,?,?,?,?,1)"
-                " ON CONFLICT(session_id) DO UPDATE SET reason=excluded.reason, last_ms=excluded.last_ms,"
-                " reports=reports+1", row)
-        return self.get(res["session_id"])
+        return _core.attention_record(
+            self._ledger, res["session_id"], account_id=max(int(res.get("account_id") or 0), 0),
+            currency=res.get("currency") or "", amount_minor=int(res.get("amount_total") or 0),
+            credits_micro=int(res.get("credits_micro") or 0), method=res.get("method_used") or "",
+            reason=res.get("reason") or "unknown")
 
     def get(self, session_id: str) -> dict | None:
-        with self._lock:
-            cur = self._db.execute("SELECT * FROM purchase_attention WHERE session_id=?", (session_id,))
-            r = cur.fetchone()
-            return dict(zip([d[0] for d in cur.description], r)) if r else None
+        return _core.attention_get(self._ledger, session_id)
 
     def list(self, include_resolved: bool = False, limit: int = LIST_MAX) -> list[dict]:
-        q = "SELECT * FROM purchase_attention" + ("" if include_resolved else " WHERE resolved_ms=0")
-        with self._lock:
-            cur = self._db.execute(q + " ORDER BY first_ms LIMIT ?", (min(max(limit, 1), LIST_MAX),))
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r)) for r in cur.fetchall()]
+        return _core.attention_list(self._ledger, include_resolved=include_resolved,
+                                    limit=min(max(limit, 1), LIST_MAX))
 
     def resolve(self, session_id: str, note: str) -> dict:
-        if not note.strip() or len(note.encode()) > TEXT_BYTES_MAX:
+        """ValueError for an empty or too long note; LookupError unless the session is open."""
+        note = note.strip()
+        if not note or len(note.encode()) > TEXT_BYTES_MAX:
             raise ValueError(f"say how it was settled (1..{TEXT_BYTES_MAX} bytes)")
-        with self._lock:
-            cur = self._db.execute("UPDATE purchase_attention SET resolved_ms=?, resolution=? WHERE session_id=?"
-                                   " AND resolved_ms=0", (int(time.time() * 1000), note.strip(), session_id))
-            changed = cur.rowcount
-        if not changed:
-            raise LookupError(f"no open needs-attention purchase {session_id}")
-        return self.get(session_id)
+        return _core.attention_resolve(self._ledger, session_id, note)
+
+
+def import_local_file(ledger, path: Path) -> int:
+    """Farm mode used to keep this list in a local SQLite file per server: its open rows move into
+    the shared ledger once (the file is then renamed *.imported, never deleted). Returns how many."""
+    if not path.is_file():
+        return 0
+    db = sqlite3.connect(str(path), timeout=10)
+    try:
+        cur = db.execute("SELECT session_id, account_id, currency, amount_minor, credits_micro, method, reason"
+                         " FROM purchase_attention WHERE resolved_ms = 0")
+        rows = cur.fetchall()
+    except sqlite3.DatabaseError:
+        return 0  # not one of ours
+    finally:
+        db.close()
+    store = Attention(ledger)
+    for sid, acct, cur_, minor, micro, method, reason in rows:
+        store.record({"session_id": sid, "account_id": acct, "currency": cur_, "amount_total": minor,
+                      "credits_micro": micro, "method_used": method, "reason": reason})
+    path.rename(path.with_name(path.name + ".imported"))
+    if rows:
+        log.warning("comfy-credits: moved %d open needs-attention purchase(s) from %s into the shared ledger",
+                    len(rows), path)
+    return len(rows)

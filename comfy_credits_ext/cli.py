@@ -343,7 +343,7 @@ def cmd_verify(led, args, cfg):
 def cmd_purchases(led, args, cfg):
     """Paid Stripe sessions that could not be credited (see attention.py)."""
     from .attention import Attention
-    store = Attention(str(cfg.attention_path))
+    store = Attention(led)
     try:
         if args.command_purchases == "resolve":
             row = store.get(args.session_id)

@@ -69,8 +69,9 @@ CONFIG_FILE_NAME = "config.json"
 DB_FILE_NAME = "ledger.db"
 # Farm mode: several ComfyUI servers share one PostgreSQL ledger (src/store_pg.c).
 PG_SCHEMES = ("postgresql://", "postgres://")
-# The needs-attention list of purchases (attention.py) stays a local SQLite
-# file per server in farm mode: it is operator notes, not money.
+# Farm mode: the name of the local file the needs-attention list of purchases used to live in
+# (attention.py now keeps it in the ledger and moves this file's open rows there once); the
+# audit log (admin.py) is a local file named after it.
 ATTENTION_FILE_NAME = "purchase-attention.db"
 DATA_DIR_NAME = "comfy_credits"  # inside ComfyUI's user directory
 

@@ -38,13 +38,14 @@ import re
 import uuid
 from collections import OrderedDict
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
 from . import _core
-from .attention import Attention
+from .attention import Attention, import_local_file
 from .gate import BodyTimeout, read_body
 from .routes import error, read_json, same_origin, signed_in_write
 
@@ -162,7 +163,12 @@ class Payments:
         self.test_credits = cfg.test_credits_sold
         self.min_micro = _core.convert("usd", cfg.purchase_min_usd_cents, cfg.rates_micro)
         self.max_micro = _core.convert("usd", cfg.purchase_max_usd_cents, cfg.rates_micro)
-        self.attention = Attention(str(cfg.attention_path))
+        self.attention = Attention(rt.ledger)
+        if cfg.farm:  # the list used to be a local file per server
+            try:
+                import_local_file(rt.ledger, Path(cfg.attention_path))
+            except _core.CreditsError as exc:  # the ledger is unreachable now: the file stays for next time
+                log.error("comfy-credits: could not move the local needs-attention list: %s", exc)
 
     @property
     def enabled(self) -> bool:

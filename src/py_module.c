@@ -362,6 +362,7 @@ static int module_exec(PyObject *m) {
     if (ccpy_history_init(m, st) < 0) return -1;
     if (ccpy_invite_init(m, st) < 0) return -1;
     if (ccpy_ops_init(m, st) < 0) return -1;
+    if (ccpy_attention_init(m, st) < 0) return -1;
     return 0;
 }
 

@@ -61,5 +61,6 @@ int ccpy_run_init(PyObject *module, ccpy_state *st);
 int ccpy_history_init(PyObject *module, ccpy_state *st);
 int ccpy_invite_init(PyObject *module, ccpy_state *st);
 int ccpy_ops_init(PyObject *module, ccpy_state *st);
+int ccpy_attention_init(PyObject *module, ccpy_state *st);
 
 #endif

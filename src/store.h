@@ -143,6 +143,24 @@ typedef struct cc_usage_row {
 } cc_usage_row;
 #define CC_USAGE_ROWS_MAX 5000
 
+/* A paid checkout that could not be credited ("needs attention", attention.h):
+** kept for the operator in the ledger's own store, so every server of a farm
+** and the operator see one list. Nothing here moves credits. */
+#define CC_ATTENTION_TEXT_BYTES_MAX 2000 /* reason, resolution (500 characters of UTF-8) */
+#define CC_ATTENTION_WORD_BYTES_MAX 32   /* currency, method as the checkout named them */
+#define CC_ATTENTION_LIST_MAX 10000
+typedef struct cc_attention {
+    char session_id[CC_REF_BYTES_MAX + 1];
+    int64_t account_id;         /* 0 when the checkout named none */
+    char currency[CC_ATTENTION_WORD_BYTES_MAX + 1];
+    int64_t amount_minor, credits_micro;
+    char method[CC_ATTENTION_WORD_BYTES_MAX + 1];
+    char reason[CC_ATTENTION_TEXT_BYTES_MAX + 1];
+    int64_t first_ms, last_ms, reports;
+    int64_t resolved_ms;        /* 0 while open */
+    char resolution[CC_ATTENTION_TEXT_BYTES_MAX + 1];
+} cc_attention;
+
 typedef struct cc_store cc_store;
 typedef struct cc_conn cc_conn;
 
@@ -204,6 +222,17 @@ typedef struct cc_conn_vtab {
     /* Password hashes (encoded strings) live beside the accounts. */
     cc_rc (*password_set)(cc_conn *c, int64_t account_id, const char *encoded, int64_t now_ms, cc_error *err);
     cc_rc (*password_get)(cc_conn *c, int64_t account_id, char *out, size_t out_bytes, cc_error *err);
+
+    /* Needs-attention purchases. record: inserts (reports 1, first_ms = last_ms
+    ** = a->last_ms) or, for a known session, refreshes reason and last_ms and
+    ** counts the report. resolve: *changed = 0 unless the session was open. */
+    cc_rc (*attention_record)(cc_conn *c, const cc_attention *a, cc_error *err);
+    cc_rc (*attention_get)(cc_conn *c, const char *session_id, cc_attention *out, cc_error *err);
+    /* Oldest first (first_ms, session_id); open ones only unless include_resolved. */
+    cc_rc (*attention_list)(cc_conn *c, int include_resolved, cc_attention *out, int cap, int *n_out,
+                            cc_error *err);
+    cc_rc (*attention_resolve)(cc_conn *c, const char *session_id, const char *note, int64_t now_ms, int *changed,
+                               cc_error *err);
 
     cc_rc (*scan_accounts)(cc_conn *c, cc_account_cb cb, void *ctx, cc_error *err);
     /* Ordered by (account_id, id). */

@@ -162,8 +162,18 @@ static const migration MIGRATIONS[] = {
      " ADD COLUMN own_cap_monthly BIGINT NOT NULL DEFAULT -1,"
      " ADD COLUMN cap_day BIGINT NOT NULL DEFAULT 0, ADD COLUMN cap_day_used BIGINT NOT NULL DEFAULT 0,"
      " ADD COLUMN cap_month BIGINT NOT NULL DEFAULT 0, ADD COLUMN cap_month_used BIGINT NOT NULL DEFAULT 0;"},
+    /* 4 is [caps]'s API-key caps (landing separately): migrations apply by number. */
+    {5, "needs-attention purchases (purchase_attention), shared by every server",
+     "CREATE TABLE purchase_attention("
+     " session_id TEXT PRIMARY KEY, account_id BIGINT NOT NULL, currency TEXT NOT NULL,"
+     " amount_minor BIGINT NOT NULL, credits_micro BIGINT NOT NULL, method TEXT NOT NULL,"
+     " reason TEXT NOT NULL, first_ms BIGINT NOT NULL, last_ms BIGINT NOT NULL, reports BIGINT NOT NULL,"
+     " resolved_ms BIGINT NOT NULL DEFAULT 0, resolution TEXT NOT NULL DEFAULT '');"},
 };
 #define MIGRATIONS_N ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
+/* The newest version this build knows. PostgreSQL numbers its own migrations
+** (SQLite adds tables in place); a database with a larger one is refused. */
+#define PG_SCHEMA_VERSION (MIGRATIONS[MIGRATIONS_N - 1].version)
 
 #define ACCOUNT_COLS                                                           \
     "id, email, display_name, active, role, created_ms, updated_ms, balance, " \
@@ -176,6 +186,9 @@ static const migration MIGRATIONS[] = {
     "currency, amount_minor, method, external_ref, note, test_after"
 #define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by"
 #define CRED_COLS "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms"
+#define ATT_COLS                                                                                       \
+    "session_id, account_id, currency, amount_minor, credits_micro, method, reason, first_ms, last_ms, " \
+    "reports, resolved_ms, resolution"
 
 enum {
     ST_ACC_INSERT, ST_ACC_GET, ST_ACC_BY_EMAIL, ST_ACC_UPDATE, ST_ACC_LIST,
@@ -184,6 +197,7 @@ enum {
     ST_SCAN_ACC, ST_SCAN_ENT, ST_SCAN_HOLD,
     ST_CRED_INSERT, ST_CRED_BY_HASH, ST_CRED_REVOKE_ONE, ST_CRED_REVOKE_ALL, ST_CRED_LIST,
     ST_PW_SET, ST_PW_GET, ST_USAGE,
+    ST_ATT_RECORD, ST_ATT_GET, ST_ATT_LIST, ST_ATT_RESOLVE,
     ST_COUNT
 };
 
@@ -234,6 +248,15 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_USAGE] = "SELECT created_ms / 86400000 AS day, node_class, -SUM(delta), COUNT(*) FROM entries"
                  " WHERE account_id = $1 AND kind = 4 AND created_ms >= $2 AND created_ms < $3"
                  " GROUP BY day, node_class ORDER BY day, node_class LIMIT $4",
+    [ST_ATT_RECORD] = "INSERT INTO purchase_attention(session_id, account_id, currency, amount_minor, credits_micro,"
+                      " method, reason, first_ms, last_ms, reports) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8,1)"
+                      " ON CONFLICT (session_id) DO UPDATE SET reason = EXCLUDED.reason, last_ms = EXCLUDED.last_ms,"
+                      " reports = purchase_attention.reports + 1",
+    [ST_ATT_GET] = "SELECT " ATT_COLS " FROM purchase_attention WHERE session_id = $1",
+    [ST_ATT_LIST] = "SELECT " ATT_COLS " FROM purchase_attention WHERE $1 OR resolved_ms = 0"
+                    " ORDER BY first_ms, session_id LIMIT $2",
+    [ST_ATT_RESOLVE] = "UPDATE purchase_attention SET resolved_ms = $1, resolution = $2 WHERE session_id = $3"
+                       " AND resolved_ms = 0",
 };
 
 /* ---------------------------------------------------------------- types */
@@ -1240,6 +1263,76 @@ static cc_rc pg_usage_summary(cc_conn *b, int64_t account_id, int64_t since_ms, 
     return CC_OK;
 }
 
+/* ---------------------------------------------------------------- needs-attention purchases */
+
+static void read_attention(const PGresult *r, int i, cc_attention *a) {
+    gt(a->session_id, sizeof a->session_id, r, i, 0);
+    a->account_id = gi(r, i, 1);
+    gt(a->currency, sizeof a->currency, r, i, 2);
+    a->amount_minor = gi(r, i, 3);
+    a->credits_micro = gi(r, i, 4);
+    gt(a->method, sizeof a->method, r, i, 5);
+    gt(a->reason, sizeof a->reason, r, i, 6);
+    a->first_ms = gi(r, i, 7);
+    a->last_ms = gi(r, i, 8);
+    a->reports = gi(r, i, 9);
+    a->resolved_ms = gi(r, i, 10);
+    gt(a->resolution, sizeof a->resolution, r, i, 11);
+}
+
+static cc_rc pg_attention_record(cc_conn *b, const cc_attention *a, cc_error *err) {
+    prm p = {.n = 0};
+    p_txt(&p, a->session_id);
+    p_i64(&p, a->account_id);
+    p_txt(&p, a->currency);
+    p_i64(&p, a->amount_minor);
+    p_i64(&p, a->credits_micro);
+    p_txt(&p, a->method);
+    p_txt(&p, a->reason);
+    p_i64(&p, a->last_ms);
+    return defer((pg_conn *)b, ST_ATT_RECORD, &p, 1, 0, "record needs-attention purchase", err);
+}
+
+static cc_rc pg_attention_get(cc_conn *b, const char *session_id, cc_attention *out, cc_error *err) {
+    prm p = {.n = 0};
+    p_txt(&p, session_id);
+    PGresult *r = run((pg_conn *)b, ST_ATT_GET, &p, "get needs-attention purchase", err);
+    if (!r) return CC_ERR_STORAGE;
+    cc_rc rc = CC_OK;
+    if (PQntuples(r) == 1) read_attention(r, 0, out);
+    else rc = cc_fail(err, CC_ERR_NOT_FOUND, "session_id", "no needs-attention purchase %.80s", session_id);
+    PQclear(r);
+    return rc;
+}
+
+static cc_rc pg_attention_list(cc_conn *b, int include_resolved, cc_attention *out, int cap, int *n_out,
+                               cc_error *err) {
+    prm p = {.n = 0};
+    p_txt(&p, include_resolved ? "true" : "false");
+    p_i64(&p, cap);
+    PGresult *r = run((pg_conn *)b, ST_ATT_LIST, &p, "list needs-attention purchases", err);
+    if (!r) return CC_ERR_STORAGE;
+    int n = PQntuples(r);
+    if (n > cap) n = cap;
+    for (int i = 0; i < n; i++) read_attention(r, i, &out[i]);
+    *n_out = n;
+    PQclear(r);
+    return CC_OK;
+}
+
+static cc_rc pg_attention_resolve(cc_conn *b, const char *session_id, const char *note, int64_t now_ms, int *changed,
+                                  cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, now_ms);
+    p_txt(&p, note);
+    p_txt(&p, session_id);
+    PGresult *r = run((pg_conn *)b, ST_ATT_RESOLVE, &p, "resolve needs-attention purchase", err);
+    if (!r) return CC_ERR_STORAGE;
+    *changed = atoi(PQcmdTuples(r));
+    PQclear(r);
+    return CC_OK;
+}
+
 static const cc_conn_vtab PG_CONN_VTAB = {
     .close = pg_close,
     .begin_write = pg_begin_write,
@@ -1269,6 +1362,10 @@ static const cc_conn_vtab PG_CONN_VTAB = {
     .usage_summary = pg_usage_summary,
     .password_set = pg_password_set,
     .password_get = pg_password_get,
+    .attention_record = pg_attention_record,
+    .attention_get = pg_attention_get,
+    .attention_list = pg_attention_list,
+    .attention_resolve = pg_attention_resolve,
     .scan_accounts = pg_scan_accounts,
     .scan_entries = pg_scan_entries,
     .scan_holds = pg_scan_holds,
@@ -1303,7 +1400,8 @@ static cc_rc migrate(pg_conn *c, cc_error *err) {
     int have_mig = PQgetvalue(r, 0, 0)[0] == 't', have_acc = PQgetvalue(r, 0, 1)[0] == 't';
     PQclear(r);
     r = NULL;
-    int version = 0;
+    int version = 0, applied[MIGRATIONS_N];
+    memset(applied, 0, sizeof applied);
     if (!have_mig && have_acc) {
         rc = cc_fail(err, CC_ERR_STORAGE, "database",
                      "PostgreSQL database %s already has an 'accounts' table that comfy-credits did not create; "
@@ -1321,25 +1419,30 @@ static cc_rc migrate(pg_conn *c, cc_error *err) {
         PQclear(r);
         r = NULL;
     } else {
-        r = PQexec(c->pg, "SELECT COALESCE(max(version), 0) FROM cc_migrations");
+        r = PQexec(c->pg, "SELECT version FROM cc_migrations ORDER BY version");
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             rc = schema_fail(c, err, "read the schema version", r);
             goto out;
         }
-        version = (int)gi(r, 0, 0);
+        for (int i = 0; i < PQntuples(r); i++) {
+            int v = (int)gi(r, i, 0);
+            if (v > version) version = v;
+            for (int k = 0; k < MIGRATIONS_N; k++)
+                if (MIGRATIONS[k].version == v) applied[k] = 1;
+        }
         PQclear(r);
         r = NULL;
     }
-    if (version > CC_SCHEMA_VERSION) {
+    if (version > PG_SCHEMA_VERSION) {
         rc = cc_fail(err, CC_ERR_STORAGE, "database",
                      "PostgreSQL ledger %s was written by a newer comfy-credits (schema version %d; this version "
                      "understands up to %d). Upgrade comfy-credits; the ledger was not changed.",
-                     c->st->where, version, CC_SCHEMA_VERSION);
+                     c->st->where, version, PG_SCHEMA_VERSION);
         goto out;
     }
     for (int i = 0; i < MIGRATIONS_N; i++) {
         const migration *m = &MIGRATIONS[i];
-        if (m->version <= version) continue;
+        if (applied[i]) continue; /* each one by its number: they may land out of order */
         r = PQexec(c->pg, m->sql);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             char what[80];

@@ -64,6 +64,13 @@ static const char *const SCHEMA_SQL =
     "CREATE INDEX IF NOT EXISTS credentials_by_account ON credentials(account_id, kind, id);"
     "CREATE TABLE IF NOT EXISTS passwords(account_id INTEGER PRIMARY KEY REFERENCES accounts(id),"
     " hash TEXT NOT NULL, updated_ms INTEGER NOT NULL);"
+    /* Needs-attention purchases (attention.h); the same table comfy_credits_ext/attention.py kept
+    ** in this file before, so a ledger that has one keeps its rows. */
+    "CREATE TABLE IF NOT EXISTS purchase_attention("
+    " session_id TEXT PRIMARY KEY, account_id INTEGER NOT NULL, currency TEXT NOT NULL,"
+    " amount_minor INTEGER NOT NULL, credits_micro INTEGER NOT NULL, method TEXT NOT NULL,"
+    " reason TEXT NOT NULL, first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, reports INTEGER NOT NULL,"
+    " resolved_ms INTEGER NOT NULL DEFAULT 0, resolution TEXT NOT NULL DEFAULT '');"
     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '" CC_SCHEMA_VERSION_TEXT "');";
 
 #define ACCOUNT_COLS                                                           \
@@ -77,6 +84,9 @@ static const char *const SCHEMA_SQL =
     "currency, amount_minor, method, external_ref, note, test_after"
 #define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by"
 #define CRED_COLS "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms"
+#define ATT_COLS                                                                                       \
+    "session_id, account_id, currency, amount_minor, credits_micro, method, reason, first_ms, last_ms, " \
+    "reports, resolved_ms, resolution"
 
 enum {
     ST_BEGIN_W, ST_COMMIT, ST_ROLLBACK, ST_BEGIN_R, ST_END_R, ST_DATA_VERSION,
@@ -86,6 +96,7 @@ enum {
     ST_SCAN_ACC, ST_SCAN_ENT, ST_SCAN_HOLD,
     ST_CRED_INSERT, ST_CRED_BY_HASH, ST_CRED_REVOKE_ONE, ST_CRED_REVOKE_ALL, ST_CRED_LIST,
     ST_PW_SET, ST_PW_GET, ST_USAGE,
+    ST_ATT_RECORD, ST_ATT_GET, ST_ATT_LIST_OPEN, ST_ATT_LIST_ALL, ST_ATT_RESOLVE,
     ST_COUNT
 };
 
@@ -140,6 +151,16 @@ static const char *const STMT_SQL[ST_COUNT] = {
                            " AND revoked_ms = 0",
     [ST_CRED_LIST] = "SELECT " CRED_COLS " FROM credentials WHERE account_id = ? AND kind = ? AND revoked_ms = 0"
                      " AND (expires_ms = 0 OR expires_ms > ?) ORDER BY id DESC LIMIT ?",
+    [ST_ATT_RECORD] = "INSERT INTO purchase_attention(session_id, account_id, currency, amount_minor, credits_micro,"
+                      " method, reason, first_ms, last_ms, reports) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?8,1)"
+                      " ON CONFLICT(session_id) DO UPDATE SET reason = excluded.reason, last_ms = excluded.last_ms,"
+                      " reports = reports + 1",
+    [ST_ATT_GET] = "SELECT " ATT_COLS " FROM purchase_attention WHERE session_id = ?",
+    [ST_ATT_LIST_OPEN] = "SELECT " ATT_COLS " FROM purchase_attention WHERE resolved_ms = 0"
+                         " ORDER BY first_ms, session_id LIMIT ?",
+    [ST_ATT_LIST_ALL] = "SELECT " ATT_COLS " FROM purchase_attention ORDER BY first_ms, session_id LIMIT ?",
+    [ST_ATT_RESOLVE] = "UPDATE purchase_attention SET resolved_ms = ?, resolution = ? WHERE session_id = ?"
+                       " AND resolved_ms = 0",
 };
 
 typedef struct sq_store {
@@ -749,6 +770,93 @@ static cc_rc sq_usage_summary(cc_conn *b, int64_t account_id, int64_t since_ms, 
     return CC_OK;
 }
 
+/* ---- needs-attention purchases */
+
+/* Rows written by attention.py before this table moved behind store.h may be
+** longer than attention.c now allows: operator notes, shown cut, never asserted on. */
+static void copy_cut(char *dst, size_t cap, sqlite3_stmt *s, int col) {
+    const unsigned char *t = sqlite3_column_text(s, col);
+    size_t n = t ? (size_t)sqlite3_column_bytes(s, col) : 0;
+    if (n >= cap) n = cap - 1;
+    if (n) memcpy(dst, t, n);
+    dst[n] = 0;
+}
+
+static void read_attention(sqlite3_stmt *s, cc_attention *a) {
+    copy_cut(a->session_id, sizeof a->session_id, s, 0);
+    a->account_id = sqlite3_column_int64(s, 1);
+    copy_cut(a->currency, sizeof a->currency, s, 2);
+    a->amount_minor = sqlite3_column_int64(s, 3);
+    a->credits_micro = sqlite3_column_int64(s, 4);
+    copy_cut(a->method, sizeof a->method, s, 5);
+    copy_cut(a->reason, sizeof a->reason, s, 6);
+    a->first_ms = sqlite3_column_int64(s, 7);
+    a->last_ms = sqlite3_column_int64(s, 8);
+    a->reports = sqlite3_column_int64(s, 9);
+    a->resolved_ms = sqlite3_column_int64(s, 10);
+    copy_cut(a->resolution, sizeof a->resolution, s, 11);
+}
+
+static cc_rc sq_attention_record(cc_conn *b, const cc_attention *a, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_ATT_RECORD);
+    sqlite3_bind_text(s, 1, a->session_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, a->account_id);
+    sqlite3_bind_text(s, 3, a->currency, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, a->amount_minor);
+    sqlite3_bind_int64(s, 5, a->credits_micro);
+    sqlite3_bind_text(s, 6, a->method, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 7, a->reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 8, a->last_ms);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_DONE ? CC_OK : sq_err(c->db, err, "record needs-attention purchase");
+}
+
+static cc_rc sq_attention_get(cc_conn *b, const char *session_id, cc_attention *out, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_ATT_GET);
+    sqlite3_bind_text(s, 1, session_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    cc_rc r = CC_OK;
+    if (rc == SQLITE_ROW) read_attention(s, out);
+    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "session_id", "no needs-attention purchase %.80s",
+                                            session_id);
+    else r = sq_err(c->db, err, "get needs-attention purchase");
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return r;
+}
+
+static cc_rc sq_attention_list(cc_conn *b, int include_resolved, cc_attention *out, int cap, int *n_out,
+                               cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, include_resolved ? ST_ATT_LIST_ALL : ST_ATT_LIST_OPEN);
+    sqlite3_bind_int(s, 1, cap);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < cap) read_attention(s, &out[n++]);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sq_err(c->db, err, "list needs-attention purchases");
+    *n_out = n;
+    return CC_OK;
+}
+
+static cc_rc sq_attention_resolve(cc_conn *b, const char *session_id, const char *note, int64_t now_ms, int *changed,
+                                  cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_ATT_RESOLVE);
+    sqlite3_bind_int64(s, 1, now_ms);
+    sqlite3_bind_text(s, 2, note, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, session_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) return sq_err(c->db, err, "resolve needs-attention purchase");
+    *changed = sqlite3_changes(c->db);
+    return CC_OK;
+}
+
 static const cc_conn_vtab SQ_CONN_VTAB = {
     .close = sq_close,
     .begin_write = sq_begin_write,
@@ -778,6 +886,10 @@ static const cc_conn_vtab SQ_CONN_VTAB = {
     .usage_summary = sq_usage_summary,
     .password_set = sq_password_set,
     .password_get = sq_password_get,
+    .attention_record = sq_attention_record,
+    .attention_get = sq_attention_get,
+    .attention_list = sq_attention_list,
+    .attention_resolve = sq_attention_resolve,
     .scan_accounts = sq_scan_accounts,
     .scan_entries = sq_scan_entries,
     .scan_holds = sq_scan_holds,

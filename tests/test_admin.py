@@ -228,7 +228,7 @@ def test_cli_changes_are_audited_and_a_tampered_log_is_found(tmp_path, capsys):
 
 def test_attention_table_for_admins(srv):
     from comfy_credits_ext.attention import Attention
-    st = Attention(str(srv.rt.cfg.database))
+    st = Attention(srv.rt.ledger)
     st.record({"session_id": "cs_x", "account_id": srv.other, "currency": "usd", "amount_total": 500,
                "credits_micro": 1055 * M, "method_used": "card", "reason": "amount differs"})
     st.close()

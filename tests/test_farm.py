@@ -66,7 +66,7 @@ def test_config_json_env_and_cli_select_postgresql(tmp_path, pg_uri):
     conf.write_text(json.dumps({"database": pg_uri}))
     cfg = config.load(str(conf))
     assert cfg.farm and cfg.database == pg_uri
-    assert cfg.attention_path == tmp_path / config.ATTENTION_FILE_NAME  # operator notes stay local
+    assert cfg.attention_path == tmp_path / config.ATTENTION_FILE_NAME  # the old local list, imported once
     code, out, err = run_cli("--config", str(conf), "user", "add", "cfg@example.com")
     assert code == 0, err
     env = dict(os.environ, COMFY_CREDITS_DB=pg_uri)
@@ -382,3 +382,51 @@ def test_server_started_while_postgresql_is_down_refuses_then_becomes_ready_by_i
             assert 0 < acc["spent_total"] and acc["held"] == 0 and led.verify()["ok"]
     finally:
         srv.close()
+
+
+def test_needs_attention_list_is_one_list_for_every_server_and_the_operator(tmp_path, pg_uri):
+    """Recorded by one server (process), seen and resolved from another and by the CLI; a local list
+    left by an older version (farm mode kept one file per server) moves into the ledger once."""
+    import sqlite3
+    from comfy_credits_ext.attention import Attention, import_local_file
+    with _core.Ledger(pg_uri) as led:
+        acct = led.create_account("att@example.com")["id"]
+    verdict = {"session_id": "cs_shared", "account_id": acct, "currency": "usd", "amount_total": 500,
+               "credits_micro": 10 * M, "method_used": "card", "reason": "amount differs"}
+    code = ("import sys, json; from comfy_credits_ext import _core; from comfy_credits_ext.attention import Attention;"
+            "led = _core.Ledger(sys.argv[1]); print(json.dumps(Attention(led).record(json.loads(sys.argv[2]))))")
+    for _ in range(2):  # two servers report the same session: one row, two reports
+        out = subprocess.run([sys.executable, "-c", code, pg_uri, json.dumps(verdict)], capture_output=True, text=True,
+                             cwd=os.environ["COMFY_CREDITS_IMPORT_ROOT"], timeout=60,
+                             env=dict(os.environ, PYTHONPATH=os.environ["COMFY_CREDITS_IMPORT_ROOT"]))
+        assert out.returncode == 0, out.stderr
+    with _core.Ledger(pg_uri) as led:
+        rows = Attention(led).list()
+        assert [(r["session_id"], r["reports"], r["reason"]) for r in rows] == [("cs_shared", 2, "amount differs")]
+    code, out, err = run_cli("--db", pg_uri, "purchases", "attention")
+    assert code == 0 and "cs_shared" in out and "att@example.com" in out, out + err
+    code, out, err = run_cli("--db", pg_uri, "purchases", "resolve", "cs_shared", "--note", "refunded in Stripe")
+    assert code == 0, out + err
+    with _core.Ledger(pg_uri) as led:
+        st = Attention(led)
+        assert st.list() == [] and st.list(include_resolved=True)[0]["resolution"] == "refunded in Stripe"
+        with pytest.raises(LookupError):
+            st.resolve("cs_shared", "twice")
+        # the list an older version kept locally: its open rows move in, the file is kept renamed
+        old = tmp_path / config.ATTENTION_FILE_NAME
+        db = sqlite3.connect(old)
+        db.execute("CREATE TABLE purchase_attention(session_id TEXT PRIMARY KEY, account_id INTEGER NOT NULL,"
+                   " currency TEXT NOT NULL, amount_minor INTEGER NOT NULL, credits_micro INTEGER NOT NULL,"
+                   " method TEXT NOT NULL, reason TEXT NOT NULL, first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL,"
+                   " reports INTEGER NOT NULL, resolved_ms INTEGER NOT NULL DEFAULT 0,"
+                   " resolution TEXT NOT NULL DEFAULT '')")
+        db.execute("INSERT INTO purchase_attention VALUES ('cs_old', ?, 'usd', 900, 1, 'alipay', 'no account', 1, 1,"
+                   " 1, 0, '')", (acct,))
+        db.execute("INSERT INTO purchase_attention VALUES ('cs_done', ?, 'usd', 900, 1, 'card', 'x', 1, 1, 1, 5, 'ok')",
+                   (acct,))
+        db.commit()
+        db.close()
+        assert import_local_file(led, old) == 1
+        assert not old.exists() and (tmp_path / (config.ATTENTION_FILE_NAME + ".imported")).exists()
+        assert [r["session_id"] for r in st.list()] == ["cs_old"]
+        assert import_local_file(led, old) == 0

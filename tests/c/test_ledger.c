@@ -1,6 +1,7 @@
 /* test_ledger.c — the ledger's rules, idempotency, concurrency and verify. */
 #include "ctest.h"
 #include "ledger.h"
+#include "attention.h"
 #include "i64map.h"
 #include "pg_helper.h"
 
@@ -656,8 +657,56 @@ static void totals_overflow(void) {
     cc_ledger_close(l);
 }
 
+/* Needs-attention purchases (attention.h): one row per session, reports
+** counted, resolved once with a note, listed oldest first. */
+static void attention(void) {
+    cc_ledger *l = fresh();
+    if (!l) return;
+    cc_attention a, out;
+    memset(&a, 0, sizeof a);
+    cc_error e;
+    snprintf(a.session_id, sizeof a.session_id, "cs_1");
+    a.account_id = 7;
+    snprintf(a.currency, sizeof a.currency, "usd");
+    a.amount_minor = 500;
+    a.credits_micro = C(10);
+    snprintf(a.method, sizeof a.method, "card");
+    snprintf(a.reason, sizeof a.reason, "amount differs");
+    CHECK(cc_ledger_attention_record(l, &a, &out, &e) == CC_OK);
+    CHECK_EQ_I64(out.reports, 1);
+    CHECK(out.first_ms > 0 && out.first_ms == out.last_ms && out.resolved_ms == 0);
+    snprintf(a.reason, sizeof a.reason, "still differs");
+    CHECK(cc_ledger_attention_record(l, &a, &out, &e) == CC_OK);
+    CHECK_EQ_I64(out.reports, 2);
+    CHECK(strcmp(out.reason, "still differs") == 0 && out.amount_minor == 500 && out.account_id == 7);
+    snprintf(a.session_id, sizeof a.session_id, "cs_2");
+    memset(a.reason, 0, sizeof a.reason);
+    memset(a.method, 'm', sizeof a.method - 1); /* the longest kept */
+    CHECK(cc_ledger_attention_record(l, &a, &out, &e) == CC_OK);
+    CHECK(strcmp(out.reason, "unknown") == 0 && strlen(out.method) == CC_ATTENTION_WORD_BYTES_MAX);
+    cc_attention rows[4];
+    int n = 0;
+    CHECK(cc_ledger_attention_list(l, 0, rows, 4, &n, &e) == CC_OK);
+    CHECK(n == 2 && strcmp(rows[0].session_id, "cs_1") == 0);
+    CHECK(cc_ledger_attention_resolve(l, "cs_1", "   ", &out, &e) == CC_ERR_INVALID);
+    CHECK(cc_ledger_attention_resolve(l, "cs_1", "granted by hand", &out, &e) == CC_OK);
+    CHECK(out.resolved_ms > 0 && strcmp(out.resolution, "granted by hand") == 0);
+    CHECK(cc_ledger_attention_resolve(l, "cs_1", "again", &out, &e) == CC_ERR_NOT_FOUND);
+    CHECK(cc_ledger_attention_resolve(l, "cs_none", "x", &out, &e) == CC_ERR_NOT_FOUND);
+    CHECK(cc_ledger_attention_list(l, 0, rows, 4, &n, &e) == CC_OK);
+    CHECK(n == 1 && strcmp(rows[0].session_id, "cs_2") == 0);
+    CHECK(cc_ledger_attention_list(l, 1, rows, 4, &n, &e) == CC_OK);
+    CHECK(n == 2);
+    CHECK(cc_ledger_attention_get(l, "cs_none", &out, &e) == CC_ERR_NOT_FOUND);
+    memset(a.session_id, 0, sizeof a.session_id);
+    CHECK(cc_ledger_attention_record(l, &a, &out, &e) == CC_ERR_INVALID);
+    CHECK(cc_ledger_attention_list(l, 0, rows, 0, &n, &e) == CC_ERR_INVALID);
+    cc_ledger_close(l);
+}
+
 /* The ledger's rules, the same on every backend (store.h). */
 static void backend_neutral(void) {
+    RUN(attention);
     RUN(hold_extend);
     RUN(reserved_keys);
     RUN(accounts);
