@@ -94,7 +94,16 @@ class Runtime:
     def release_prompt(self, prompt_id: str) -> int:
         with self._lock:
             self._reserved.pop(prompt_id, None)
-        return self.runs.release(prompt_id)
+        left = self.runs.release(prompt_id)
+        if self.cfg.farm:  # the row other servers count goes too, off this (maybe the event loop's) thread
+            self.finish_pool.submit(self._unshare, prompt_id)
+        return left
+
+    def _unshare(self, prompt_id: str) -> None:
+        try:
+            self.runs.unshare(prompt_id)
+        except _core.CreditsError as exc:  # the row expires by itself; it only ever makes answers smaller
+            log.warning("comfy-credits: could not drop the shared reservation of prompt %s: %s", prompt_id, exc)
 
     def reservations_of(self, account_id: int) -> list[dict]:
         """The account's queued prompts that still reserve credits, oldest first."""

@@ -239,6 +239,23 @@ static PyObject *R_release(RunsObject *self, PyObject *arg) {
     return PyLong_FromLongLong(cc_runs_release(self->r, pid));
 }
 
+static PyObject *R_unshare(RunsObject *self, PyObject *arg) {
+    ccpy_state *st = rstate((PyObject *)self);
+    const char *pid;
+    if (ensure(self) < 0 || ccpy_str(st, arg, "prompt_id", &pid) < 0) return NULL;
+    cc_error e;
+    cc_rc rc;
+    Py_INCREF(arg); /* pid is a view into it */
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_runs_unshare(self->r, pid, &e);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    Py_DECREF(arg);
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    Py_RETURN_NONE;
+}
+
 static PyObject *R_reserved(RunsObject *self, PyObject *arg) {
     int64_t acct;
     if (ensure(self) < 0 || ccpy_i64(rstate((PyObject *)self), arg, "account_id", &acct) < 0) return NULL;
@@ -305,6 +322,9 @@ static PyMethodDef R_methods[] = {
      "reserve(prompt_id, account_id, micro, *, wait=True) -> True: credits for an admitted prompt. wait=False never "
      "waits (nor releases the GIL): False when it would have to, and nothing is reserved"},
     {"release", FN(R_release), METH_O, "release(prompt_id) -> what was left of its reservation"},
+    {"unshare", FN(R_unshare), METH_O,
+     "unshare(prompt_id): farm mode, after release(): deletes the prompt's row among the reservations every server "
+     "sees (a network round trip: call it from a thread). Nothing otherwise"},
     {"reserved", FN(R_reserved), METH_O, "reserved(account_id) -> credits its queued prompts reserve"},
     {"reservation", FN(R_reservation), METH_O, "reservation(prompt_id) -> what is left, or None"},
     {"counts", FN(R_counts), METH_NOARGS, "counts() -> {open, closed, reservations}"},

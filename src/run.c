@@ -17,6 +17,7 @@
 ** placement committed.
 */
 #include "run.h"
+#include "farm_resv.h"
 #include "i64map.h"
 
 #include <errno.h>
@@ -62,6 +63,11 @@ struct cc_runs {
     i64map acct_reserved;       /* account id -> int64_t total reserved */
     i64map acct_placing;        /* account id -> int64_t total of holds being committed */
     cc_cond_t placed_cv;        /* a placement ended */
+    /* Farm mode (farm_resv.h): reservations are also rows of the shared
+    ** store under this server's random id, and every check subtracts what
+    ** the other servers reserve for the account. */
+    int shared;
+    char server[CC_SERVER_ID_BYTES + 1];
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -161,6 +167,15 @@ cc_rc cc_runs_open(cc_ledger *ledger, const cc_price_table *prices, const cc_run
     r->cfg.charge_interrupted = cfg->charge_interrupted ? 1 : 0;
     cc_rc rc = cc_token_key_random(&r->key, err);
     if (rc != CC_OK) { free(r); return rc; }
+    r->shared = cc_ledger_resv_shared(ledger);
+    if (r->shared) {
+        cc_token_key id;
+        rc = cc_token_key_random(&id, err);
+        if (rc != CC_OK) { free(r); return rc; }
+        CC_ASSERT(CC_SERVER_ID_BYTES / 2 <= CC_TOKEN_SECRET_BYTES);
+        cc_hex_encode(id.secret, CC_SERVER_ID_BYTES / 2, r->server);
+        r->server[CC_SERVER_ID_BYTES] = 0;
+    }
     if (i64map_init(&r->runs, CC_RUNS_OPEN_MAX + CC_RUNS_CLOSED_KEPT_MAX) != 0 ||
         i64map_init(&r->resvs, CC_RUNS_RESERVATIONS_MAX) != 0 ||
         i64map_init(&r->acct_reserved, CC_RUNS_RESERVATIONS_MAX) != 0 ||
@@ -211,14 +226,18 @@ static cc_rc unreserved(cc_runs *r, int64_t account_id, int wait, int64_t *avail
     cc_mutex_unlock(&r->mu);
     cc_account a;
     int busy = 0;
+    int64_t others = 0;
+    if (r->shared && !wait) /* a round trip to the shared store */
+        return cc_fail(err, CC_ERR_STATE, "busy", "the shared reservations are read over the network");
     cc_rc rc = wait ? cc_ledger_account(r->ledger, account_id, &a, err)
                     : cc_ledger_account_nowait(r->ledger, account_id, &a, &busy, err); /* busy: field "busy" */
+    if (rc == CC_OK && r->shared) rc = cc_ledger_resv_others(r->ledger, r->server, account_id, cc_now_ms(), &others, err);
     if (rc != CC_OK) return rc;
     if (!a.active) return cc_fail(err, CC_ERR_STATE, "account_id", "account %lld is disabled", (long long)a.id);
     int64_t usable = a.balance - a.held;
     if (!cc_ledger_test_spendable(r->ledger)) /* TEST credits never pay a real upstream (ledger.h) */
         usable = usable > a.test_balance ? usable - a.test_balance : 0;
-    *avail = usable - res - *placing;
+    *avail = usable - res - *placing - others;
     *balance = a.balance;
     return CC_OK;
 }
@@ -279,7 +298,15 @@ static cc_rc reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int6
         return cc_fail(err, CC_ERR_STATE, "busy", "another reservation or hold is being checked");
     }
     int64_t avail = 0, balance = 0;
-    cc_rc rc = unreserved_for(r, account_id, micro, wait, &avail, &balance, err);
+    cc_rc rc = CC_OK;
+    /* Farm mode: the row first, then the check. Two servers reserving for one
+    ** account at once each check after their own row is visible, so the
+    ** later check sees the other's row: at worst both refuse, never both
+    ** admit beyond the balance. */
+    if (r->shared && wait)
+        rc = cc_ledger_resv_put(r->ledger, r->server, prompt_id, account_id, micro,
+                                cc_now_ms() + r->cfg.hold_ttl_ms, err);
+    if (rc == CC_OK) rc = unreserved_for(r, account_id, micro, wait, &avail, &balance, err);
     if (rc == CC_OK && (balance <= 0 || avail < micro)) {
         char need[32], have[32];
         fmt_credits(need, sizeof need, micro);
@@ -311,6 +338,10 @@ static cc_rc reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int6
         }
         cc_mutex_unlock(&r->mu);
     }
+    if (rc != CC_OK && r->shared && wait && !(rc == CC_ERR_EXISTS && strcmp(err->field, "prompt_id") == 0)) {
+        cc_error ignored; /* if this fails the row expires: it only ever makes answers smaller */
+        cc_ledger_resv_drop(r->ledger, r->server, prompt_id, &ignored);
+    }
     cc_mutex_unlock(&r->place_mu);
     return rc;
 }
@@ -339,6 +370,30 @@ int64_t cc_runs_release(cc_runs *r, const char *prompt_id) {
     }
     cc_mutex_unlock(&r->mu);
     return left;
+}
+
+cc_rc cc_runs_unshare(cc_runs *r, const char *prompt_id, cc_error *err) {
+    if (!r->shared || !prompt_id || !*prompt_id) return CC_OK;
+    cc_mutex_lock(&r->mu);
+    int mine = resv_get(r, prompt_id) != NULL;
+    cc_mutex_unlock(&r->mu);
+    if (mine) return CC_OK; /* still reserved here (not released) */
+    return cc_ledger_resv_drop(r->ledger, r->server, prompt_id, err);
+}
+
+/* After a run took from (or gave back to) a prompt's reservation: the shared
+** row says what is left, once the hold it went to is committed (before, the
+** row would count less than the ledger holds). Failures leave the row larger
+** than what is left: answers only get smaller, until the prompt ends. */
+static void share_left(cc_runs *r, const char *prompt_id) {
+    if (!r->shared || !prompt_id || !*prompt_id) return;
+    cc_mutex_lock(&r->mu);
+    resv *v = resv_get(r, prompt_id);
+    int64_t left = v ? v->left : -1, acct = v ? v->account_id : 0;
+    cc_mutex_unlock(&r->mu);
+    cc_error ignored;
+    if (left >= 0)
+        cc_ledger_resv_put(r->ledger, r->server, prompt_id, acct, left, cc_now_ms() + r->cfg.hold_ttl_ms, &ignored);
 }
 
 int64_t cc_runs_reserved(cc_runs *r, int64_t account_id) {
@@ -477,6 +532,7 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
             }
         }
         cc_mutex_unlock(&r->mu);
+        if (covered > 0) share_left(r, a->prompt_id);
     }
     if (rc != CC_OK) {
         free(x);
@@ -801,6 +857,10 @@ int cc_runs_keepalive(cc_runs *r) {
     cc_mutex_unlock(&r->mu);
     for (int i = 0; i < n; i++) extend_hold(r, ids[i]);
     free(ids);
+    if (r->shared) { /* this server's shared reservations live on; dead servers' ones go */
+        cc_error ignored;
+        cc_ledger_resv_renew(r->ledger, r->server, now, now + r->cfg.hold_ttl_ms, &ignored);
+    }
     return n;
 }
 

@@ -96,8 +96,13 @@ cc_rc cc_runs_reserve(cc_runs *r, const char *prompt_id, int64_t account_id, int
 ** *busy = 0 and the answer is cc_runs_reserve's. */
 cc_rc cc_runs_reserve_nowait(cc_runs *r, const char *prompt_id, int64_t account_id, int64_t micro, int *busy,
                              cc_error *err);
-/* Drops what is left of a prompt's reservation; returns that amount (0 if none). */
+/* Drops what is left of a prompt's reservation; returns that amount (0 if none).
+** Never waits for the network: in farm mode the shared row (farm_resv.h) stays
+** until cc_runs_unshare, or its expiry. */
 int64_t cc_runs_release(cc_runs *r, const char *prompt_id);
+/* Farm mode: deletes the shared row of a released prompt (a round trip; call
+** it from a thread that may wait). CC_OK and nothing done otherwise. */
+cc_rc cc_runs_unshare(cc_runs *r, const char *prompt_id, cc_error *err);
 /* Credits an account's queued prompts still reserve, with the holds of its
 ** runs being committed right now (reserved until the ledger holds them). */
 int64_t cc_runs_reserved(cc_runs *r, int64_t account_id);

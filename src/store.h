@@ -234,6 +234,20 @@ typedef struct cc_conn_vtab {
     cc_rc (*attention_resolve)(cc_conn *c, const char *session_id, const char *note, int64_t now_ms, int *changed,
                                cc_error *err);
 
+    /* Prompt reservations shared by the servers of a farm (run.c), each row
+    ** (server, prompt) with what is left and an expiry; a server that stops
+    ** renewing its rows (crashed) stops counting at their expiry. NULL in a
+    ** store only one server uses (SQLite): reservations then stay in memory.
+    ** put: insert or replace; others: Σ left of live rows of the account
+    ** kept by any other server; renew: sets the expiry of every row of the
+    ** server and deletes every row expired before now_ms. */
+    cc_rc (*resv_put)(cc_conn *c, const char *server, const char *prompt_id, int64_t account_id, int64_t left,
+                      int64_t expires_ms, cc_error *err);
+    cc_rc (*resv_drop)(cc_conn *c, const char *server, const char *prompt_id, cc_error *err);
+    cc_rc (*resv_others)(cc_conn *c, const char *server, int64_t account_id, int64_t now_ms, int64_t *sum,
+                         cc_error *err);
+    cc_rc (*resv_renew)(cc_conn *c, const char *server, int64_t now_ms, int64_t expires_ms, cc_error *err);
+
     cc_rc (*scan_accounts)(cc_conn *c, cc_account_cb cb, void *ctx, cc_error *err);
     /* Ordered by (account_id, id). */
     cc_rc (*scan_entries)(cc_conn *c, cc_entry_cb cb, void *ctx, cc_error *err);

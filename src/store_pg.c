@@ -169,6 +169,11 @@ static const migration MIGRATIONS[] = {
      " amount_minor BIGINT NOT NULL, credits_micro BIGINT NOT NULL, method TEXT NOT NULL,"
      " reason TEXT NOT NULL, first_ms BIGINT NOT NULL, last_ms BIGINT NOT NULL, reports BIGINT NOT NULL,"
      " resolved_ms BIGINT NOT NULL DEFAULT 0, resolution TEXT NOT NULL DEFAULT '');"},
+    {4, "prompt reservations shared by the servers (cc_reservations)",
+     "CREATE TABLE cc_reservations("
+     " server TEXT NOT NULL, prompt_id TEXT NOT NULL, account_id BIGINT NOT NULL, left_micro BIGINT NOT NULL,"
+     " expires_ms BIGINT NOT NULL, PRIMARY KEY (server, prompt_id));"
+     "CREATE INDEX cc_reservations_by_account ON cc_reservations(account_id);"},
 };
 #define MIGRATIONS_N ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 /* The newest version this build knows. PostgreSQL numbers its own migrations
@@ -198,6 +203,7 @@ enum {
     ST_CRED_INSERT, ST_CRED_BY_HASH, ST_CRED_REVOKE_ONE, ST_CRED_REVOKE_ALL, ST_CRED_LIST,
     ST_PW_SET, ST_PW_GET, ST_USAGE,
     ST_ATT_RECORD, ST_ATT_GET, ST_ATT_LIST, ST_ATT_RESOLVE,
+    ST_RESV_PUT, ST_RESV_DROP, ST_RESV_OTHERS, ST_RESV_RENEW, ST_RESV_SWEEP,
     ST_COUNT
 };
 
@@ -257,6 +263,14 @@ static const char *const STMT_SQL[ST_COUNT] = {
                     " ORDER BY first_ms, session_id LIMIT $2",
     [ST_ATT_RESOLVE] = "UPDATE purchase_attention SET resolved_ms = $1, resolution = $2 WHERE session_id = $3"
                        " AND resolved_ms = 0",
+    [ST_RESV_PUT] = "INSERT INTO cc_reservations(server, prompt_id, account_id, left_micro, expires_ms)"
+                    " VALUES ($1,$2,$3,$4,$5) ON CONFLICT (server, prompt_id) DO UPDATE SET"
+                    " account_id = EXCLUDED.account_id, left_micro = EXCLUDED.left_micro, expires_ms = EXCLUDED.expires_ms",
+    [ST_RESV_DROP] = "DELETE FROM cc_reservations WHERE server = $1 AND prompt_id = $2",
+    [ST_RESV_OTHERS] = "SELECT COALESCE(SUM(left_micro), 0) FROM cc_reservations WHERE account_id = $1"
+                       " AND server <> $2 AND expires_ms > $3",
+    [ST_RESV_RENEW] = "UPDATE cc_reservations SET expires_ms = $2 WHERE server = $1",
+    [ST_RESV_SWEEP] = "DELETE FROM cc_reservations WHERE expires_ms < $1",
 };
 
 /* ---------------------------------------------------------------- types */
@@ -371,10 +385,15 @@ static cc_rc session_setup(pg_conn *c, cc_error *err) {
     char sql[200];
     /* A session that stops talking inside a transaction (a frozen or lost
     ** server) would keep the writer lock: PostgreSQL ends it. */
+    /* Reader connections write only shared prompt reservations: soft state
+    ** with an expiry, visible to the other servers at commit, which need no
+    ** fsync to be waited for (synchronous_commit = off; money is written by
+    ** the writer connection only, always durably). */
     snprintf(sql, sizeof sql,
              "SET statement_timeout = %d; SET idle_in_transaction_session_timeout = %d;"
-             " SET client_min_messages = warning",
-             c->st->timeout_ms, c->st->timeout_ms > 0 ? c->st->timeout_ms : 60000);
+             " SET client_min_messages = warning%s",
+             c->st->timeout_ms, c->st->timeout_ms > 0 ? c->st->timeout_ms : 60000,
+             c->writer ? "" : "; SET synchronous_commit = off");
     PGresult *r = PQexec(c->pg, sql);
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     cc_rc rc = ok ? CC_OK : pg_fail(c, err, "session settings", r);
@@ -1333,6 +1352,58 @@ static cc_rc pg_attention_resolve(cc_conn *b, const char *session_id, const char
     return CC_OK;
 }
 
+/* ---------------------------------------------------------------- shared prompt reservations */
+
+/* A statement run for its effect only, outside the ledger's transactions. */
+static cc_rc run_effect(pg_conn *c, int st, const prm *p, const char *what, cc_error *err) {
+    PGresult *r = run(c, st, p, what, err);
+    if (!r) return CC_ERR_STORAGE;
+    PQclear(r);
+    return CC_OK;
+}
+
+static cc_rc pg_resv_put(cc_conn *b, const char *server, const char *prompt_id, int64_t account_id, int64_t left,
+                         int64_t expires_ms, cc_error *err) {
+    prm p = {.n = 0};
+    p_txt(&p, server);
+    p_txt(&p, prompt_id);
+    p_i64(&p, account_id);
+    p_i64(&p, left);
+    p_i64(&p, expires_ms);
+    return run_effect((pg_conn *)b, ST_RESV_PUT, &p, "keep a prompt's reservation", err);
+}
+
+static cc_rc pg_resv_drop(cc_conn *b, const char *server, const char *prompt_id, cc_error *err) {
+    prm p = {.n = 0};
+    p_txt(&p, server);
+    p_txt(&p, prompt_id);
+    return run_effect((pg_conn *)b, ST_RESV_DROP, &p, "drop a prompt's reservation", err);
+}
+
+static cc_rc pg_resv_others(cc_conn *b, const char *server, int64_t account_id, int64_t now_ms, int64_t *sum,
+                            cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, account_id);
+    p_txt(&p, server);
+    p_i64(&p, now_ms);
+    PGresult *r = run((pg_conn *)b, ST_RESV_OTHERS, &p, "reservations of other servers", err);
+    if (!r) return CC_ERR_STORAGE;
+    *sum = gi(r, 0, 0);
+    PQclear(r);
+    return CC_OK;
+}
+
+static cc_rc pg_resv_renew(cc_conn *b, const char *server, int64_t now_ms, int64_t expires_ms, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    prm p = {.n = 0};
+    p_txt(&p, server);
+    p_i64(&p, expires_ms);
+    cc_rc rc = run_effect(c, ST_RESV_RENEW, &p, "renew reservations", err);
+    prm q = {.n = 0};
+    p_i64(&q, now_ms);
+    return rc == CC_OK ? run_effect(c, ST_RESV_SWEEP, &q, "drop expired reservations", err) : rc;
+}
+
 static const cc_conn_vtab PG_CONN_VTAB = {
     .close = pg_close,
     .begin_write = pg_begin_write,
@@ -1366,6 +1437,10 @@ static const cc_conn_vtab PG_CONN_VTAB = {
     .attention_get = pg_attention_get,
     .attention_list = pg_attention_list,
     .attention_resolve = pg_attention_resolve,
+    .resv_put = pg_resv_put,
+    .resv_drop = pg_resv_drop,
+    .resv_others = pg_resv_others,
+    .resv_renew = pg_resv_renew,
     .scan_accounts = pg_scan_accounts,
     .scan_entries = pg_scan_entries,
     .scan_holds = pg_scan_holds,
