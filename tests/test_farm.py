@@ -356,14 +356,27 @@ def test_server_started_while_postgresql_is_down_refuses_then_becomes_ready_by_i
     """PostgreSQL unreachable at start-up: the pack loads fail-closed (API-node runs 503, free workflows
     run) and keeps retrying with a backoff; when PostgreSQL answers it migrates the (empty) database
     and runs are accepted, without restarting ComfyUI."""
-    from comfy_credits_ext.gate import SESSION_COOKIE
-    from test_integration import Comfy, dalle, wait_line
+    from test_integration import Comfy
     conf = tmp_path / "farm.json"
     conf.write_text(json.dumps({"database": pg_uri}))
     pg_cluster.stop_server()
     srv = None
     try:
-        srv = Comfy(tmp_path, pack_env={"COMFY_CREDITS_CONFIG": str(conf)})
+        try:
+            srv = Comfy(tmp_path, pack_env={"COMFY_CREDITS_CONFIG": str(conf)})
+        except BaseException:
+            pg_cluster.start_server()
+            raise
+        _started_while_down(srv, pg_cluster, pg_uri)
+    finally:
+        if srv:
+            srv.close()
+
+
+def _started_while_down(srv, pg_cluster, pg_uri):
+    from comfy_credits_ext.gate import SESSION_COOKIE
+    from test_integration import dalle, wait_line
+    try:
         assert "comfy-credits: ready" in srv.boot_log and "(unreachable: API-node runs refused" in srv.boot_log, \
             srv.boot_log
         assert "is unreachable" in srv.boot_log and "retrying" in srv.boot_log
@@ -378,22 +391,19 @@ def test_server_started_while_postgresql_is_down_refuses_then_becomes_ready_by_i
         time.sleep(3)  # a few retries fail meanwhile (the backoff grows)
     finally:
         pg_cluster.start_server()
-    try:
-        wait_line(srv.proc, "reachable again", timeout=60)
-        with _core.Ledger(pg_uri) as led:  # the server's own writer created the schema
-            acct = led.create_account("late@example.com")["id"]
-            led.grant("g", acct, 100 * M)
-            tok = led.create_credential(acct, "session", "late", 3_600_000)["token"]
-        st, body = srv.http("POST", "/prompt", {"prompt": dalle("late"), "client_id": "t"},
-                            headers={"Cookie": f"{SESSION_COOKIE}={tok}"})
-        assert st == 200, body
-        h = srv.wait(body["prompt_id"])
-        assert h["status"]["status_str"] == "success", h["status"]
-        with _core.Ledger(pg_uri) as led:
-            acc = led.account(acct)
-            assert 0 < acc["spent_total"] and acc["held"] == 0 and led.verify()["ok"]
-    finally:
-        srv.close()
+    wait_line(srv.proc, "reachable again", timeout=60)
+    with _core.Ledger(pg_uri) as led:  # the server's own writer created the schema
+        acct = led.create_account("late@example.com")["id"]
+        led.grant("g", acct, 100 * M)
+        tok = led.create_credential(acct, "session", "late", 3_600_000)["token"]
+    st, body = srv.http("POST", "/prompt", {"prompt": dalle("late"), "client_id": "t"},
+                        headers={"Cookie": f"{SESSION_COOKIE}={tok}"})
+    assert st == 200, body
+    h = srv.wait(body["prompt_id"])
+    assert h["status"]["status_str"] == "success", h["status"]
+    with _core.Ledger(pg_uri) as led:
+        acc = led.account(acct)
+        assert 0 < acc["spent_total"] and acc["held"] == 0 and led.verify()["ok"]
 
 
 def test_needs_attention_list_is_one_list_for_every_server_and_the_operator(tmp_path, pg_uri):
