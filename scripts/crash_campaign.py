@@ -10,7 +10,13 @@ operation is present, every acknowledged purchase was credited once with its
 amount. At the end every hold still open is expired (its ttl passed) and the
 ledger verifies with no open hold left.
 
-  python3 scripts/crash_campaign.py [KILLS] [DB]   (default 200 kill points)
+With survivor=True (farm mode, `--survivor`) a second writer process, the
+other server, runs on the same database through the whole campaign, on the
+same account: its holds, purchases and expiries race the writer being killed
+(it releases the dead writer's expired holds while the next one runs), and
+everything it acknowledged is checked the same way.
+
+  python3 scripts/crash_campaign.py [KILLS] [DB] [--survivor]   (default 200 kill points)
 
 Prints one figures line; exits non-zero on any problem. tests/test_campaigns.py
 runs a short version."""
@@ -41,7 +47,7 @@ def session_json(sid, account, cents):
                        "created": 1700000000}).encode()
 
 
-def writer(path, account, round_no, threads=4):
+def writer(path, account, round_no, threads=4, pause_s=0.0):
     led = _core.Ledger(path)
     out = threading.Lock()
 
@@ -83,13 +89,22 @@ def writer(path, account, round_no, threads=4):
             else:
                 led.expire()
             i += 1
+            if pause_s:
+                time.sleep(pause_s)
 
     for t in range(threads):
         threading.Thread(target=work, args=(t,), daemon=True).start()
     threading.Event().wait()
 
 
-def campaign(kills=200, path=None, seed=7):
+def read_acks(lines, acked):
+    for line in lines:
+        p = line.split()
+        if len(p) >= 3 and p[0] == "ACK" and line.endswith("\n"):
+            acked[p[2]] = (p[1], p[3:] if len(p) > 3 else [])
+
+
+def campaign(kills=200, path=None, seed=7, survivor=False):
     rnd = random.Random(seed)
     own = path is None
     tmp = tempfile.mkdtemp() if own else None
@@ -98,10 +113,18 @@ def campaign(kills=200, path=None, seed=7):
         account = led.create_account("crash@example.com")["id"]
         led.grant("seed", account, 10**9 * C)
     acked = {}  # key -> (kind, extra)
+    checked = set()
     problems = []
     t0 = time.monotonic()
+    env = dict(os.environ, COMFY_CREDITS_IMPORT_ROOT=IMPORT_ROOT)
+    other, other_lines = None, []
+    if survivor:  # the other server: round -1, alive during every kill
+        other = subprocess.Popen([sys.executable, __file__, "--writer", path, str(account), "-1", "0.01"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        threading.Thread(target=lambda: other_lines.extend(iter(other.stdout.readline, "")), daemon=True).start()
+        while not other_lines and other.poll() is None:
+            time.sleep(0.01)
     for round_no in range(kills):
-        env = dict(os.environ, COMFY_CREDITS_IMPORT_ROOT=IMPORT_ROOT)
         proc = subprocess.Popen([sys.executable, __file__, "--writer", path, str(account), str(round_no)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         # Let it start, then kill it at a random point of its work.
@@ -114,15 +137,21 @@ def campaign(kills=200, path=None, seed=7):
         err = proc.stderr.read()
         if proc.returncode != -signal.SIGKILL:
             problems.append(f"round {round_no}: writer ended with {proc.returncode}: {err[-300:]}")
-        for line in lines:
-            p = line.split()
-            if len(p) >= 3 and p[0] == "ACK" and line.endswith("\n"):
-                acked[p[2]] = (p[1], p[3:] if len(p) > 3 else [])
+        read_acks(lines, acked)
+        if other is not None:
+            if other.poll() is not None:
+                problems.append(f"round {round_no}: the other server ended with {other.returncode}: "
+                                f"{other.stderr.read()[-300:]}")
+                break
+            read_acks(list(other_lines), acked)
         with _core.Ledger(path) as led:
             rep = led.verify()
             if not rep["ok"]:
                 problems.append(f"round {round_no}: verify: {rep['problems'][:3]}")
-            for key, (kind, extra) in acked.items():
+            # entries are immutable (a trigger refuses changes): each acknowledged one is looked up
+            # after the round it was acknowledged in, and all of them again at the end
+            for key, (kind, extra) in [(k, v) for k, v in acked.items() if k not in checked]:
+                checked.add(key)
                 try:
                     e = led.entry(key)
                 except _core.NotFound:
@@ -132,7 +161,19 @@ def campaign(kills=200, path=None, seed=7):
                     problems.append(f"round {round_no}: purchase {key} credited {e['amount']}, not {extra[0]}")
         if len(problems) > 20:
             break
+    other_acked = 0
+    if other is not None:
+        other.send_signal(signal.SIGKILL)
+        other.wait()
+        time.sleep(0.1)  # its reader thread reads what was written before the kill
+        read_acks(list(other_lines), acked)
+        other_acked = sum(1 for k in acked if "r-1-t" in k)
     with _core.Ledger(path) as led:
+        for key, (kind, extra) in acked.items():  # the other server's last ones too
+            try:
+                led.entry(key)
+            except _core.NotFound:
+                problems.append(f"at the end: acknowledged {kind} {key} is missing")
         far = int(time.time() * 1000) + 8 * 24 * 3600 * 1000  # past every hold's ttl
         expired = 0
         while True:
@@ -148,6 +189,7 @@ def campaign(kills=200, path=None, seed=7):
     for kind, _ in acked.values():
         kinds[kind] = kinds.get(kind, 0) + 1
     res = {"kill_points": round_no + 1, "acknowledged": len(acked), **{f"acked_{k}": v for k, v in sorted(kinds.items())},
+           "acked_by_the_other_server": other_acked,
            "entries": stats["entries"], "holds_expired_at_end": expired, "open_holds_after": stats["open_holds"],
            "problems": len(problems),
            "seconds": round(time.monotonic() - t0, 1)}
@@ -156,9 +198,10 @@ def campaign(kills=200, path=None, seed=7):
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--writer":
-        writer(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        writer(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), pause_s=float(sys.argv[5]) if len(sys.argv) > 5 else 0.0)
     kills = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    res, problems = campaign(kills, sys.argv[2] if len(sys.argv) > 2 else None)
+    res, problems = campaign(kills, sys.argv[2] if len(sys.argv) > 2 else None,
+                             survivor=len(sys.argv) > 3 and sys.argv[3] == "--survivor")
     for p in problems[:20]:
         print("PROBLEM", p)
     print("crash campaign: " + ", ".join(f"{k}={v}" for k, v in res.items()))
