@@ -445,54 +445,6 @@ void suite_store_pg(void) {
 
 #else
 
-/* Opened with cc_store_pg_wait_for_server while PostgreSQL is down: every
-** call fails fast (backoff) with CC_ERR_STORAGE; once it answers, the writer
-** migrates the empty database and the ledger works, nothing reopened. A
-** mistake that waiting does not fix (a missing database) still fails at once. */
-static void wait_for_server_at_start(void) {
-    char uri[200], missing[240];
-    if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
-    snprintf(missing, sizeof missing, "%.*s/no_such_db_here", (int)(strrchr(uri, '/') - uri), uri);
-    cc_store *s = NULL;
-    cc_ledger *l = NULL;
-    cc_error e;
-    CHECK(cc_store_pg_open(missing, 10000, &s, &e) == CC_OK);
-    cc_store_pg_wait_for_server(s, 1);
-    CHECK(cc_ledger_open(s, 2, &l, &e) == CC_ERR_STORAGE);
-    CHECK(strstr(e.message, "does not exist") != NULL);
-    CHECK(ct_pg_ctl("-m fast -w stop") == 0);
-    CHECK(cc_store_pg_open(uri, 10000, &s, &e) == CC_OK);
-    CHECK(cc_ledger_open(s, 2, &l, &e) == CC_ERR_STORAGE); /* by default: refused at once */
-    CHECK(cc_store_pg_open(uri, 10000, &s, &e) == CC_OK);
-    cc_store_pg_wait_for_server(s, 1);
-    CHECK(cc_ledger_open(s, 2, &l, &e) == CC_OK);
-    if (!l) return;
-    cc_result r;
-    for (int i = 0; i < 3; i++) {
-        int64_t t0 = cc_now_ms();
-        CHECK(op_simple(l, CC_OP_GRANT, "g", 1, 0, C(1), &r) == CC_ERR_STORAGE);
-        CHECK(strstr(r.err.message, "unreachable") != NULL || strstr(r.err.message, "cannot connect") != NULL);
-        CHECK(cc_now_ms() - t0 < 3000);
-    }
-    cc_account ac;
-    CHECK(cc_ledger_account(l, 1, &ac, &e) == CC_ERR_STORAGE);
-    char args[200];
-    snprintf(args, sizeof args, "-w -t 30 -o \"-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=''\" start",
-             ct_pg_port());
-    CHECK(ct_pg_ctl(args) == 0);
-    int64_t acct = 0;
-    for (int i = 0; i < 100 && acct <= 0; i++) { /* the backoff may still be running: at most 15 s */
-        cc_account_new a = {.email = "late@example.com", .display_name = "", .role = -1};
-        if (cc_ledger_account_create(l, &a, &acct, &e) != CC_OK) usleep(200 * 1000);
-    }
-    CHECK(acct > 0);
-    CHECK(op_simple(l, CC_OP_GRANT, "g", acct, 0, C(3), &r) == CC_OK);
-    CHECK(cc_ledger_account(l, acct, &ac, &e) == CC_OK); /* a reader connected too */
-    CHECK_EQ_I64(ac.balance, C(3));
-    CHECK(verify_clean(l));
-    cc_ledger_close(l);
-}
-
 void suite_store_pg(void) { ct_pg_available(); }
 
 #endif
