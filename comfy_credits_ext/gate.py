@@ -273,7 +273,10 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
         account = await asyncio.to_thread(rt.ledger.account, adm.account_id)
     except _core.CreditsError:
         pass
-    reserved = rt.runs.reserved(adm.account_id)
+    try:
+        reserved = await rt.reserved_now(adm.account_id)
+    except _core.CreditsError:
+        reserved = rt.runs.reserved(adm.account_id)
     available = account["balance"] - account["held"] - reserved
     parts = ", ".join(f"{n['class_type']} (#{n['node_id']}) up to {credits(n['micro'])}" for n in adm.nodes)
     queued = f" ({credits(reserved)} are reserved by your queued prompts)" if reserved else ""

@@ -402,7 +402,7 @@ def register(routes, rt):
             return err
         acc = public_account(who["account"])
         # Credits queued prompts reserve for their API nodes (src/run.c) are not available to new runs.
-        reserved = rt.runs.reserved(acc["id"])
+        reserved = await rt.reserved_now(acc["id"])
         acc["reserved_micro"] = reserved
         acc["reserved"] = _core.format_credits(reserved)
         acc["available_micro"] = max(0, acc["available_micro"] - reserved)

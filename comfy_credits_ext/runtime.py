@@ -7,6 +7,7 @@ calls into `_core` release the GIL; async callers use `asyncio.to_thread`.
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import hashlib
 import logging
@@ -104,6 +105,14 @@ class Runtime:
             self.runs.unshare(prompt_id)
         except _core.CreditsError as exc:  # the row expires by itself; it only ever makes answers smaller
             log.warning("comfy-credits: could not drop the shared reservation of prompt %s: %s", prompt_id, exc)
+
+    async def reserved_now(self, account_id: int) -> int:
+        """What the account's queued prompts reserve: here, and in farm mode on every other server too
+        (read over the network, off the event loop)."""
+        if not self.cfg.farm:
+            return self.runs.reserved(account_id)
+        elsewhere = await asyncio.to_thread(self.runs.reserved_elsewhere, account_id)
+        return self.runs.reserved(account_id) + elsewhere
 
     def reservations_of(self, account_id: int) -> list[dict]:
         """The account's queued prompts that still reserve credits, oldest first."""

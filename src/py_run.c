@@ -256,6 +256,21 @@ static PyObject *R_unshare(RunsObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *R_reserved_elsewhere(RunsObject *self, PyObject *arg) {
+    ccpy_state *st = rstate((PyObject *)self);
+    int64_t acct, sum = 0;
+    if (ensure(self) < 0 || ccpy_i64(st, arg, "account_id", &acct) < 0) return NULL;
+    cc_error e;
+    cc_rc rc;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_runs_reserved_elsewhere(self->r, acct, &sum, &e);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    return PyLong_FromLongLong(sum);
+}
+
 static PyObject *R_reserved(RunsObject *self, PyObject *arg) {
     int64_t acct;
     if (ensure(self) < 0 || ccpy_i64(rstate((PyObject *)self), arg, "account_id", &acct) < 0) return NULL;
@@ -326,6 +341,9 @@ static PyMethodDef R_methods[] = {
      "unshare(prompt_id): farm mode, after release(): deletes the prompt's row among the reservations every server "
      "sees (a network round trip: call it from a thread). Nothing otherwise"},
     {"reserved", FN(R_reserved), METH_O, "reserved(account_id) -> credits its queued prompts reserve"},
+    {"reserved_elsewhere", FN(R_reserved_elsewhere), METH_O,
+     "reserved_elsewhere(account_id) -> farm mode: what other servers' queued prompts reserve (a network round "
+     "trip); 0 otherwise"},
     {"reservation", FN(R_reservation), METH_O, "reservation(prompt_id) -> what is left, or None"},
     {"counts", FN(R_counts), METH_NOARGS, "counts() -> {open, closed, reservations}"},
     {"close", FN(R_close), METH_NOARGS, "close(): forget every run (the ledger keeps the holds)"},

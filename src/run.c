@@ -396,6 +396,12 @@ static void share_left(cc_runs *r, const char *prompt_id) {
         cc_ledger_resv_put(r->ledger, r->server, prompt_id, acct, left, cc_now_ms() + r->cfg.hold_ttl_ms, &ignored);
 }
 
+cc_rc cc_runs_reserved_elsewhere(cc_runs *r, int64_t account_id, int64_t *out, cc_error *err) {
+    *out = 0;
+    if (!r->shared) return CC_OK;
+    return cc_ledger_resv_others(r->ledger, r->server, account_id, cc_now_ms(), out, err);
+}
+
 int64_t cc_runs_reserved(cc_runs *r, int64_t account_id) {
     cc_mutex_lock(&r->mu);
     int64_t *t = acct_total(r, account_id, 0);

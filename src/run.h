@@ -106,6 +106,9 @@ cc_rc cc_runs_unshare(cc_runs *r, const char *prompt_id, cc_error *err);
 /* Credits an account's queued prompts still reserve, with the holds of its
 ** runs being committed right now (reserved until the ledger holds them). */
 int64_t cc_runs_reserved(cc_runs *r, int64_t account_id);
+/* Farm mode: what the other servers' queued prompts reserve for the account
+** (a round trip; *out = 0 and CC_OK when reservations are not shared). */
+cc_rc cc_runs_reserved_elsewhere(cc_runs *r, int64_t account_id, int64_t *out, cc_error *err);
 /* What is left of one prompt's reservation (-1 when it has none). */
 int64_t cc_runs_reservation(cc_runs *r, const char *prompt_id);
 

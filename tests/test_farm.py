@@ -477,6 +477,7 @@ def test_prompt_reservations_are_seen_by_every_server_and_expire_with_a_dead_one
     (la, _, a), (lb, _, b) = servers
     try:
         assert a.reserve("pa1", acct, 60 * M)
+        assert b.reserved_elsewhere(acct) == 60 * M and a.reserved_elsewhere(acct) == 0 and b.reserved(acct) == 0
         with pytest.raises(_core.InsufficientCredits, match="available 40.00"):
             b.reserve("pb1", acct, 50 * M)
         assert not a.reserve("pa2", acct, M, wait=False)  # farm mode: never answered without the network
