@@ -541,7 +541,8 @@ def cmd_migrate(args, cfg):
     same = all(before[k] == after[k] for k in ("accounts", "entries", "holds", "open_holds", "balance_total",
                                                "held_total"))
     rows = (f"{copied['accounts']} accounts, {copied['entries']} entries, {copied['holds']} holds, "
-            f"{copied['credentials']} sessions/keys, {copied['passwords']} passwords")
+            f"{copied['credentials']} sessions/keys, {copied['passwords']} passwords, "
+            f"{copied['attention']} needs-attention purchases")
     if args.json:
         print_json({"copied": copied, "before": before, "after": after, "ok": same and after["ok"]})
     else:

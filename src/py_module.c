@@ -279,7 +279,8 @@ static PyObject *py_copy_to_pg(PyObject *m, PyObject *args) {
     rc = cc_store_copy_sqlite_to_pg(path, uri, &s, &e);
     Py_END_ALLOW_THREADS
     if (rc != CC_OK) return ccpy_raise(st, &e);
-    return Py_BuildValue("{sLsLsLsLsLsLsLsLsL}", "accounts", (long long)s.accounts, "entries", (long long)s.entries,
+    return Py_BuildValue("{sLsLsLsLsLsLsLsLsLsL}", "accounts", (long long)s.accounts, "entries", (long long)s.entries,
+                         "attention", (long long)s.attention,
                          "holds", (long long)s.holds, "credentials", (long long)s.credentials, "passwords",
                          (long long)s.passwords, "accounts_checked", (long long)s.accounts_checked, "balance_total",
                          (long long)s.balance_total, "held_total", (long long)s.held_total, "delta_total",

@@ -301,6 +301,7 @@ cc_rc cc_store_pg_describe(const char *uri, char *out, size_t out_bytes);
 ** held, totals, entry count and Σ deltas match the source (store_copy.c). */
 typedef struct cc_copy_stats {
     int64_t accounts, entries, holds, credentials, passwords; /* rows copied */
+    int64_t attention;                                        /* needs-attention purchases copied */
     int64_t accounts_checked;                                 /* accounts compared, source vs target */
     int64_t balance_total, held_total, delta_total;           /* Σ over the source's accounts (= the target's) */
 } cc_copy_stats;

@@ -6,7 +6,7 @@
 ** snapshot; stop the ComfyUI servers writing to it first); the target must be
 ** a comfy-credits PostgreSQL ledger (schema created by cc_store_pg_open's
 ** writer) with no accounts. Every row of accounts, entries, holds, credentials
-** and passwords is copied with its id, in one PostgreSQL transaction holding
+** and passwords (and needs-attention purchases, if the source has any) is copied with its id, in one PostgreSQL transaction holding
 ** the writer lock. Before COMMIT, every account is compared between source
 ** and target — its balance, held, totals, number of entries and the sum of
 ** their deltas — and the copy is rolled back on any difference. Nothing is
@@ -41,6 +41,7 @@ typedef struct table_copy {
     const char *cols;
     int ncols;
     int blob_col; /* index of a BLOB column (bytea), or -1 */
+    int optional; /* a ledger never opened by a version that has it lacks it: 0 rows */
 } table_copy;
 
 static const table_copy TABLES[] = {
@@ -48,15 +49,19 @@ static const table_copy TABLES[] = {
      "id, email, display_name, active, role, created_ms, updated_ms, balance, held, paid_total, granted_total, "
      "spent_total, uncollected_total, test_balance, cap_daily, cap_monthly, own_cap_daily, own_cap_monthly, "
      "cap_day, cap_day_used, cap_month, cap_month_used",
-     22, -1},
+     22, -1, 0},
     {"entries",
      "id, op_key, kind, account_id, amount, delta, held_delta, uncollected, balance_after, held_after, hold_id, "
      "ttl_ms, created_ms, prompt_id, node_id, node_class, model, tokens_in, tokens_out, images, seconds_ms, "
      "currency, amount_minor, method, external_ref, note, test_after",
-     27, -1},
-    {"holds", "id, account_id, amount, state, expires_ms, resolved_by", 6, -1},
-    {"credentials", "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms", 9, 3},
-    {"passwords", "account_id, hash, updated_ms", 3, -1},
+     27, -1, 0},
+    {"holds", "id, account_id, amount, state, expires_ms, resolved_by", 6, -1, 0},
+    {"credentials", "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms", 9, 3, 0},
+    {"passwords", "account_id, hash, updated_ms", 3, -1, 0},
+    {"purchase_attention",
+     "session_id, account_id, currency, amount_minor, credits_micro, method, reason, first_ms, last_ms, reports, "
+     "resolved_ms, resolution",
+     12, -1, 1},
 };
 #define TABLES_N ((int)(sizeof TABLES / sizeof TABLES[0]))
 
@@ -91,9 +96,12 @@ static cc_rc copy_table(sqlite3 *db, PGconn *pg, const table_copy *t, int64_t *r
     for (int i = 0; i < t->ncols; i++) off += snprintf(ph + off, sizeof ph - (size_t)off, "%s$%d", i ? "," : "", i + 1);
     snprintf(ins, sizeof ins, "INSERT INTO %s(%s) VALUES (%s)", t->table, t->cols, ph);
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+    *rows = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+        if (t->optional && strstr(sqlite3_errmsg(db), "no such table")) return CC_OK;
         return cc_fail(err, CC_ERR_STORAGE, "path", "the SQLite ledger cannot be read (%s): %s", t->table,
                        sqlite3_errmsg(db));
+    }
     PGresult *pr = PQprepare(pg, t->table, ins, 0, NULL);
     if (!pq_ok(pr)) {
         cc_rc rc = pq_fail(pg, pr, err, "prepare");
@@ -252,7 +260,7 @@ cc_rc cc_store_copy_sqlite_to_pg(const char *sqlite_path, const char *uri, cc_co
     }
     PQclear(r);
     int64_t *counts[TABLES_N] = {&stats->accounts, &stats->entries, &stats->holds, &stats->credentials,
-                                 &stats->passwords};
+                                 &stats->passwords, &stats->attention};
     for (int i = 0; rc == CC_OK && i < TABLES_N; i++) rc = copy_table(db, pg, &TABLES[i], counts[i], err);
     if (rc != CC_OK) goto out;
     r = PQexec(pg, "SELECT setval(pg_get_serial_sequence('accounts', 'id'), GREATEST((SELECT max(id) FROM accounts), 1));"

@@ -169,7 +169,7 @@ static const migration MIGRATIONS[] = {
      " amount_minor BIGINT NOT NULL, credits_micro BIGINT NOT NULL, method TEXT NOT NULL,"
      " reason TEXT NOT NULL, first_ms BIGINT NOT NULL, last_ms BIGINT NOT NULL, reports BIGINT NOT NULL,"
      " resolved_ms BIGINT NOT NULL DEFAULT 0, resolution TEXT NOT NULL DEFAULT '');"},
-    {4, "prompt reservations shared by the servers (cc_reservations)",
+    {6, "prompt reservations shared by the servers (cc_reservations)",
      "CREATE TABLE cc_reservations("
      " server TEXT NOT NULL, prompt_id TEXT NOT NULL, account_id BIGINT NOT NULL, left_micro BIGINT NOT NULL,"
      " expires_ms BIGINT NOT NULL, PRIMARY KEY (server, prompt_id));"

@@ -206,10 +206,14 @@ def test_migrate_copies_a_sqlite_ledger_with_verified_counts_and_sums(tmp_path, 
             if i % 2:
                 led.settle(f"s{i}", h["hold_id"], M + i)
         led.test_purchase("t1", accts[2], 5 * M, "usd", 237, "card", "cs_test_1")
+        from comfy_credits_ext.attention import Attention
+        Attention(led).record({"session_id": "cs_att", "account_id": accts[3], "currency": "usd", "amount_total": 9,
+                               "credits_micro": 1, "method_used": "card", "reason": "no account"})
         before = led.verify()
     code, out, err = run_cli("--db", src, "migrate", "--to", pg_uri)
     assert code == 0, out + err
-    assert "copied 5 accounts, 13 entries, 5 holds, 1 sessions/keys, 1 passwords" in out, out
+    assert "copied 5 accounts, 13 entries, 5 holds, 1 sessions/keys, 1 passwords, 1 needs-attention purchases" \
+        in out, out
     assert "ok: the PostgreSQL ledger matches" in out
     with _core.Ledger(pg_uri) as led:
         after = led.verify()
@@ -220,6 +224,7 @@ def test_migrate_copies_a_sqlite_ledger_with_verified_counts_and_sums(tmp_path, 
                 assert led.account(a) == old.account(a)
         # everything a user has came along: password, key, history; new ids continue after the copied ones
         assert led.sign_in("m0@example.com", "correct horse battery")["id"] == accts[0]
+        assert [r["session_id"] for r in Attention(led).list()] == ["cs_att"]  # the operator's list came along
         assert led.check_credential(key)["account"]["id"] == accts[1]
         assert len(led.history(accts[1])["entries"]) == 3
         n = led.create_account("new@example.com")["id"]
