@@ -17,26 +17,17 @@ import asyncio
 import datetime as dt
 import html
 import logging
-import re
 from collections import OrderedDict
 
 from aiohttp import web
 
 from . import _core
-from .routes import error
+from .routes import SESSION_ID, error
 
 log = logging.getLogger("comfy_credits")
 
-SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
 CACHE_MAX = 10_000  # receipt urls remembered (they never change once a charge exists)
 METHOD_NAMES = {"card": "Card", "wechat_pay": "WeChat Pay", "alipay": "Alipay"}
-
-
-def receipt_link(entry: dict) -> str | None:
-    """Where a history row's receipt is, for purchases made through a checkout."""
-    if entry.get("kind") in ("purchase", "test") and SESSION_ID.match(entry.get("external_ref") or ""):
-        return f"/credits/receipt/{entry['external_ref']}"
-    return None
 
 
 def render_test_receipt(e: dict, account: dict) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -70,13 +71,24 @@ def public_account(a: dict) -> dict:
     }
 
 
+SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")  # a Checkout Session id (receipts.py)
+
+
+def receipt_link(entry: dict) -> str | None:
+    """Where a purchase's receipt is (receipts.py), for an entry or a history row bought through a checkout."""
+    if entry.get("kind") in ("purchase", "test") and SESSION_ID.match(entry.get("external_ref") or ""):
+        return f"/credits/receipt/{entry['external_ref']}"
+    return None
+
+
 def public_entry(e: dict) -> dict:
     keep = ("id", "kind", "amount", "delta", "uncollected", "balance_after", "held_after", "hold_id", "created_ms",
             "prompt_id", "node_id", "node_class", "model", "tokens_in", "tokens_out", "images", "seconds_ms",
             "currency", "amount_minor", "method", "note")
     out = {k: e[k] for k in keep}
-    if e["kind"] in ("purchase", "test") and (e.get("external_ref") or "").startswith("cs_"):
-        out["receipt_url"] = f"/credits/receipt/{e['external_ref']}"  # receipts.py
+    link = receipt_link(e)
+    if link:
+        out["receipt_url"] = link
     if e["kind"] == "test":
         out["label"] = "TEST"  # a sandbox purchase: no money was paid
     return out
@@ -471,6 +483,11 @@ def register(routes, rt):
                                            filter=show)
         except _core.InvalidArgument as exc:
             return error(400, "invalid_argument", str(exc), exc.field)
+        for row in page["rows"]:  # a purchase links its receipt; the Stripe session id itself stays inside
+            link = receipt_link(row)
+            if link:
+                row["receipt_url"] = link
+            row.pop("external_ref", None)
         reserved = rt.reservations_of(account_id)
         return web.json_response({
             "rows": page["rows"], "next_cursor": page["next_cursor"],

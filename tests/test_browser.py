@@ -400,6 +400,20 @@ def test_sandbox_purchase_from_the_panel(ui):
     row = panel.locator("[data-testid=cc-history] tbody tr").first
     row.filter(has_text="WeChat Pay").wait_for()                 # the method used, in the history
     assert "TEST credits bought" in row.inner_text() and "offered" not in row.inner_text()
+    # Its receipt, linked from the row: a local page marked TEST MODE (a Stripe purchase links Stripe's).
+    link = row.locator("[data-testid=cc-receipt]")
+    assert link.inner_text() == "Receipt (TEST MODE)"
+    assert link.get_attribute("href") == f"/credits/receipt/{purchase['external_ref']}"
+    with page.expect_popup() as popup:
+        link.click()
+    receipt = popup.value
+    receipt.wait_for_load_state()
+    body = receipt.content()
+    assert "TEST MODE" in body and "WeChat Pay" in body and "10.00 USD" in body, body
+    receipt.close()
+    # Grants and runs have no receipt.
+    assert panel.locator("[data-testid=cc-receipt]").count() == \
+        panel.locator("[data-testid=cc-history] tbody tr[data-kind=test], [data-testid=cc-history] tbody tr[data-kind=purchase]").count()
     # Cancel adds nothing.
     panel.locator("[data-testid=cc-buy]").click()
     page.wait_for_url("**/credits/sandbox/checkout/**")
@@ -714,3 +728,70 @@ def test_invite_link_opens_sign_up_with_the_email_once(ui):
     assert "not valid" in err.inner_text()
     shot(ui, "22-invite-not-valid")
     close_settings(ui)
+
+
+def test_own_spending_caps_in_the_credits_panel(ui):
+    """Settings → Credits shows the operator's cap and the person's own per UTC day and month; the person sets a
+    lower one there (bad values say why, nothing changes), and a run past it is refused with the cap's words."""
+    from comfy_credits_ext import _core
+    page = ui.page
+    with ui.ledger() as led:
+        used = led.account(ui.account)["caps"]["daily_used"]  # earlier tests' runs today count
+        _core.set_caps(led, ui.account, "admin", used + 20 * C, None)
+    try:
+        sign_in_api(ui)
+        open_settings(ui, "Credits")
+        caps = page.locator("[data-testid=cc-caps]")
+        daily = caps.locator("[data-testid=cc-cap-daily]")
+        daily.wait_for()
+        assert f"operator's cap {(used + 20 * C) / 1e6:,.2f}" in daily.inner_text()
+        assert "no cap of your own" in daily.inner_text() and "resets" in daily.inner_text()
+        assert "no operator cap" in caps.locator("[data-testid=cc-cap-monthly]").inner_text()
+        own, save = caps.locator("[data-testid=cc-own-daily]"), caps.locator("[data-testid=cc-caps-save]")
+        err = caps.locator("[data-testid=cc-caps-error]")
+        # Malformed: said before sending; above the operator's: the server's words. Nothing changes.
+        own.fill("abc")
+        save.click()
+        assert "enter an amount of credits" in err.inner_text() and own.get_attribute("aria-invalid") == "true"
+        own.fill(f"{(used + 30 * C) / 1e6:.2f}")
+        own.press("Enter")
+        page.wait_for_function("document.querySelector('[data-testid=cc-caps-error]').textContent.includes('operator')")
+        assert "may not be above the operator's" in err.inner_text()
+        with ui.ledger() as led:
+            assert led.account(ui.account)["caps"]["own_daily"] is None
+        shot(ui, "23-caps-refused-value")
+        # A lower cap of their own, 5 credits above what today already used: less than one DALL·E run.
+        own.fill(f"{(used + 5 * C) / 1e6:.2f}")
+        save.click()
+        page.wait_for_function("document.querySelector('[data-testid=cc-cap-daily]').textContent.includes('your cap')")
+        assert f"your cap {(used + 5 * C) / 1e6:,.2f}" in daily.inner_text() and "5.00 left" in daily.inner_text()
+        with ui.ledger() as led:
+            assert led.account(ui.account)["caps"]["own_daily"] == used + 5 * C
+        shot(ui, "24-own-cap-set")
+        close_settings(ui)
+        bal = balance(ui)
+        open_workflow(ui, "capped", dalle(2401))
+        run_button(ui).click()
+        dialog = page.locator("[data-testid=cc-refused]")
+        dialog.wait_for()
+        text = dialog.inner_text()
+        assert "Spending cap reached" in text and "your own daily cap" in text and "resets at" in text, text
+        assert dialog.locator("[data-testid=cc-dialog-buy]").count() == 0  # buying would not help
+        page.wait_for_timeout(500)
+        assert app_error_dialogs(ui) == 0
+        shot(ui, "25-cap-refused")
+        dialog.locator("[data-testid=cc-dialog-caps]").click()  # leads to the caps
+        page.locator("[data-testid=cc-caps-form]").wait_for()
+        assert balance(ui) == bal  # nothing charged
+        # Cleared again from the panel: empty = no cap of their own.
+        own = page.locator("[data-testid=cc-own-daily]")
+        own.fill("")
+        page.locator("[data-testid=cc-caps-save]").click()
+        page.wait_for_function("document.querySelector('[data-testid=cc-cap-daily]').textContent.includes('no cap of your own')")
+        with ui.ledger() as led:
+            assert led.account(ui.account)["caps"]["own_daily"] is None
+        close_settings(ui)
+    finally:
+        with ui.ledger() as led:
+            _core.set_caps(led, ui.account, "own", None, None)
+            _core.set_caps(led, ui.account, "admin", None, None)

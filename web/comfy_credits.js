@@ -373,9 +373,11 @@ function renderPanel() {
   const history = h("div", { class: "cc-history" });
   const chart = h("div", { class: "cc-chart" });
   const keys = h("div", { class: "cc-keys" });
-  root.append(balance, buySection(), h("h3", {}, "Usage, last 30 days"), chart, h("h3", {}, "History"), history,
-              h("h3", {}, "API keys"), keys);
+  const caps = h("div", { class: "cc-caps", "data-testid": "cc-caps" });
+  root.append(balance, buySection(), h("h3", {}, "Spending caps"), caps, h("h3", {}, "Usage, last 30 days"), chart,
+              h("h3", {}, "History"), history, h("h3", {}, "API keys"), keys);
   drawBalance(balance);
+  drawCaps(caps);
   drawHistory(history, 0);
   drawChart(chart);
   drawKeys(keys);
@@ -493,6 +495,66 @@ function buySection() {
   return box;
 }
 
+// Spending caps (GET/POST /credits/caps, src/caps.c): the operator's cap and the person's own lower one per
+// UTC day and month, what is used or held in the window, and when it resets. A person may set, lower, raise
+// (up to the operator's) or clear their own; the server checks every value and its words are shown.
+const CAP_WINDOWS = [["daily", "Today (UTC day)", "day"], ["monthly", "This month (UTC)", "month"]];
+
+function capLine(c, w, label) {
+  const op = c[w], own = c[`own_${w}`], left = c[`${w}_left_micro`];
+  const bits = [op == null ? "no operator cap" : `operator's cap ${fmtCredits(c[`${w}_micro`])}`,
+                own == null ? "no cap of your own" : `your cap ${fmtCredits(c[`own_${w}_micro`])}`,
+                `used or held ${fmtCredits(c[`${w}_used_micro`])}`];
+  if (left != null) bits.push(`${fmtCredits(left)} left`);
+  return h("li", { "data-testid": `cc-cap-${w}`, "data-left": left ?? "" },
+    h("strong", {}, `${label}: `), bits.join(" · "),
+    left != null ? h("span", { class: "cc-muted" }, ` — resets ${fmtTime(c[`${w}_resets_ms`])}`) : null);
+}
+
+async function drawCaps(el) {
+  let c;
+  try { c = await call("GET", "/credits/caps"); } catch (e) { el.replaceChildren(h("p", { class: "cc-error" }, e.message)); return; }
+  const msg = h("p", { class: "cc-error", role: "alert", "data-testid": "cc-caps-error" });
+  const inputs = Object.fromEntries(CAP_WINDOWS.map(([w, , unit]) => [w, h("input", {
+    type: "text", inputmode: "decimal", placeholder: "none", size: 10, value: c[`own_${w}`] ?? "",
+    "data-testid": `cc-own-${w}`, "aria-label": `Your ${w} cap in credits (empty = none)`,
+    title: c[w] == null ? `Credits per UTC ${unit}; empty = no cap of your own`
+                        : `Credits per UTC ${unit}, at most the operator's ${c[w]}; empty = the operator's applies` })]));
+  const save = h("button", { class: "cc-btn", type: "submit", "data-testid": "cc-caps-save" }, "Save my caps");
+  const form = h("form", { class: "cc-form", "data-testid": "cc-caps-form", novalidate: true, onsubmit: async (ev) => {
+    ev.preventDefault();
+    const body = {};
+    for (const [w] of CAP_WINDOWS) {
+      const v = inputs[w].value.trim();
+      if (v && !(/^\d+(\.\d{1,6})?$/.test(v))) {   // never guessed or clamped: the person fixes it
+        msg.textContent = `Your ${w} cap: enter an amount of credits such as 50 or 12.5, or leave it empty.`;
+        inputs[w].setAttribute("aria-invalid", "true");
+        inputs[w].focus();
+        return;
+      }
+      inputs[w].setAttribute("aria-invalid", "false");
+      body[w] = v || null;
+    }
+    msg.textContent = "";
+    save.disabled = true;
+    try {
+      await call("POST", "/credits/caps", body);
+      toast("success", "Spending caps saved", "They apply to the next run.");
+      await drawCaps(el);
+    } catch (e) {
+      msg.textContent = e.message;
+      save.disabled = false;
+    }
+  } },
+    ...CAP_WINDOWS.map(([w, , unit]) => h("label", { class: "cc-field" }, h("span", {}, `Your ${w} cap (per UTC ${unit})`), inputs[w])),
+    save);
+  el.replaceChildren(
+    h("ul", { class: "cc-caps-list" }, CAP_WINDOWS.map(([w, label]) => capLine(c, w, label))),
+    h("p", { class: "cc-muted" }, "A run is refused before it starts when its worst case would pass a cap. ",
+      "You can set lower caps of your own; only the operator can raise theirs."),
+    form, msg);
+}
+
 const BOUGHT = ["purchase", "test"];  // paid and TEST (sandbox / Stripe test mode) purchases
 const METHOD_LABEL = { card: "Card", wechat_pay: "WeChat Pay", alipay: "Alipay" };
 // History as a person reads it (GET /credits/history/rows, src/history.c):
@@ -527,9 +589,15 @@ function historyRow(r) {
       : `${r.kind === "test" ? "TEST credits bought" : "Credits bought"}${r.method ? ` · ${METHOD_LABEL[r.method] || r.method}` : ""}`;
     amount = `+${fmtCredits(r.credits)}`;
   }
+  // A purchase's receipt (receipts.py): Stripe's receipt page, or a local one marked TEST MODE.
+  const receipt = r.receipt_url && BOUGHT.includes(r.kind)
+    ? h("a", { class: "cc-receipt", href: r.receipt_url, target: "_blank", rel: "noopener", "data-testid": "cc-receipt" },
+        r.kind === "test" ? "Receipt (TEST MODE)" : "Receipt")
+    : null;
   return h("tr", { "data-testid": "cc-history-row", "data-kind": r.kind, "data-state": r.state || "" },
     h("td", {}, fmtTime(r.kind === "run" && r.state !== "running" ? r.ended_ms : r.started_ms)),
-    h("td", {}, h("div", {}, what), detail ? h("div", { class: "cc-muted cc-detail", "data-testid": "cc-run-detail" }, detail) : null),
+    h("td", {}, h("div", {}, what), detail ? h("div", { class: "cc-muted cc-detail", "data-testid": "cc-run-detail" }, detail) : null,
+      receipt ? h("div", { class: "cc-detail" }, receipt) : null),
     h("td", {}, state), h("td", {}, tokens), h("td", { class: "cc-num" }, amount),
     h("td", { class: "cc-num" }, fmtCredits(r.balance_after)));
 }
@@ -757,6 +825,9 @@ function refusalDialog({ type, title, details, nodeErrors, extra }) {
     if (needsSignIn) {
       actions.push(Object.assign(h("button", { class: "cc-btn", "data-testid": "cc-dialog-buy", onclick: () => openSignIn() },
                                    "Sign in"), { onclickNavigates: true }));
+    } else if (type === "credits_cap_reached" && state.account) {
+      actions.push(Object.assign(h("button", { class: "cc-btn", "data-testid": "cc-dialog-caps", onclick: () => openCreditsPanel() },
+                                   "See my caps"), { onclickNavigates: true }));
     } else if (canBuy) {
       actions.push(Object.assign(h("button", { class: "cc-btn", "data-testid": "cc-dialog-buy", onclick: () => openCreditsPanel() },
                                    "Buy credits"), { onclickNavigates: true }));
@@ -815,6 +886,12 @@ api.queuePrompt = async function (...args) {
 // Comfy.org's top-up dialog cannot open for them.
 api.addEventListener("execution_error", (ev) => {
   const m = ev.detail?.exception_message || "";
+  if (m.startsWith("Spending cap reached for ")) {  // api_nodes.py: a cap refused the hold when the node ran
+    ev.stopImmediatePropagation?.();
+    refusalDialog({ type: "credits_cap_reached", title: "Spending cap reached",
+                    details: m.split("\n")[0].replace(/^Spending cap reached for [^:]*:\s*/, "") });
+    return;
+  }
   if (m.includes("Not enough credits to run") || m.includes("signed-in Credits account")) {
     ev.stopImmediatePropagation?.();
     refusalDialog({ type: m.includes("signed-in") ? "credits_sign_in_required" : "insufficient_credits",
