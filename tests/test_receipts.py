@@ -58,6 +58,11 @@ def test_the_client_sends_expand_latest_charge_and_reads_the_receipt(fake, shop,
     st, h, _ = shop.call("GET", "/credits/history?kinds=purchase")
     link = h["entries"][0]["receipt_url"]
     assert link == f"/credits/receipt/{sid}"
+    # and so does its row in the history the panel shows (one row per run or purchase), without the raw session id
+    st, rows, _ = shop.call("GET", "/credits/history/rows?filter=purchases")
+    assert st == 200 and rows["rows"][0]["receipt_url"] == link and "external_ref" not in rows["rows"][0]
+    st, rows, _ = shop.call("GET", "/credits/history/rows?filter=grants,runs")
+    assert all("receipt_url" not in r and "external_ref" not in r for r in rows["rows"])
     st, page, url = shop.call("GET", link)
     assert st == 200 and url == r["receipt_url"] and "Receipt" in page
 
