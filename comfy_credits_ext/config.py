@@ -226,6 +226,14 @@ def _parse_rates(raw: object) -> dict[str, int]:
     return rates
 
 
+def local_dir() -> Path:
+    """Farm mode's local files when neither ComfyUI's user directory nor a config file is known (e.g. the CLI
+    with --db postgresql://...): $XDG_CONFIG_HOME/comfy-credits (~/.config/comfy-credits; %APPDATA% on Windows)."""
+    if os.name == "nt" and os.environ.get("APPDATA"):
+        return Path(os.environ["APPDATA"]) / "comfy-credits"
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "comfy-credits"
+
+
 def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLike | None = None,
          comfyui_user_dir: str | os.PathLike | None = None) -> Config:
     """Builds the configuration. `comfyui_user_dir` is ComfyUI's user directory
@@ -259,7 +267,14 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
     if not isinstance(db, (str, os.PathLike)) or not str(db):
         raise ConfigError("database: expected a file path or a postgresql:// URI")
     if is_pg_uri(db):
-        cfg = Config(database=db, source=source, attention_db=(data_dir or base) / ATTENTION_FILE_NAME)
+        # The server's own files (needs-attention table, audit log) cannot sit beside a URI: they go to ComfyUI's
+        # user directory, else beside the config file, else the user's config folder; never the working directory.
+        local = data_dir or (source.parent.resolve() if source else local_dir())
+        cfg = Config(database=db, source=source, attention_db=local / ATTENTION_FILE_NAME)
+        try:
+            local.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # said when a file there is first opened, naming the path
         in_data_dir = data_dir is not None
     elif isinstance(db, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", db):
         raise ConfigError(f"database: '{db.split('://', 1)[0]}://' is not supported; use a file path or a "

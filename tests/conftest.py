@@ -1,6 +1,9 @@
 """Shared fixtures. The compiled module must be built first (`make build`)."""
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -13,6 +16,12 @@ if IMPORT_ROOT not in sys.path:
     sys.path.insert(0, IMPORT_ROOT)
 
 from comfy_credits_ext import _core  # noqa: E402  (fails loudly if not built)
+
+# Farm mode's local files without a config file go to $XDG_CONFIG_HOME/comfy-credits (config.local_dir): the
+# tests' own folder, never the home of whoever runs them (subprocesses inherit it).
+_XDG = tempfile.mkdtemp(prefix="cc-xdg-")
+os.environ["XDG_CONFIG_HOME"] = _XDG
+atexit.register(shutil.rmtree, _XDG, True)
 
 # The sanitizer run must really test the sanitizer build.
 assert os.path.realpath(_core.__file__).startswith(os.path.realpath(IMPORT_ROOT)), (_core.__file__, IMPORT_ROOT)

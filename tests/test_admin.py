@@ -4,6 +4,7 @@ Every admin route refuses a normal account (403) and a stranger (401); writes
 refuse cross-site requests; bad input changes nothing (balance, audit log)."""
 import datetime as dt
 import json
+import os
 import re
 import sqlite3
 import time
@@ -236,3 +237,34 @@ def test_attention_table_for_admins(srv):
     assert code == 200 and [p["session_id"] for p in data["purchases"]] == ["cs_x"]
     code, data, _ = as_admin(srv, "GET", "/credits/admin/attention?all=maybe")
     assert code == 400
+
+
+def test_farm_mode_local_files_never_land_in_the_working_directory(tmp_path, pg_uri):
+    """With a PostgreSQL ledger the audit log and the needs-attention table are local files: ComfyUI's user
+    directory, else beside the config file, else $XDG_CONFIG_HOME/comfy-credits; never the cwd."""
+    import subprocess
+    import sys
+    from comfy_credits_ext import config
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = dict(os.environ, PYTHONPATH=os.environ["COMFY_CREDITS_IMPORT_ROOT"])
+    env.pop("COMFY_CREDITS_CONFIG", None)
+
+    def cli(*args):
+        p = subprocess.run([sys.executable, "-m", "comfy_credits_ext", "--db", pg_uri, *args], cwd=cwd, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+    cli("user", "add", "farmaudit@example.com")
+    cli("grant", "farmaudit@example.com", "5", "--note", "audited")
+    assert " grant " in cli("audit")
+    assert not list(cwd.iterdir())                       # nothing in the working directory
+    local = config.local_dir()
+    assert str(local).startswith(os.environ["XDG_CONFIG_HOME"]) and (local / "purchase-attention.audit.db").is_file()
+    # beside the config file when there is one, whatever the cwd
+    conf = tmp_path / "conf" / "config.json"
+    conf.parent.mkdir()
+    conf.write_text(json.dumps({"database": pg_uri}))
+    assert config.load(str(conf)).attention_path == conf.parent / config.ATTENTION_FILE_NAME
+    cli("--config", str(conf), "grant", "farmaudit@example.com", "1", "--note", "again")
+    assert (conf.parent / "purchase-attention.audit.db").is_file() and not list(cwd.iterdir())
