@@ -21,7 +21,7 @@ from aiohttp import web
 
 from . import _core
 from .attention import Attention
-from .routes import error, public_account, public_entry, read_json, same_origin
+from .routes import error, key_view, public_account, public_entry, read_json, same_origin
 from .throttle import client_address
 
 DAY_MS = 86_400_000
@@ -97,6 +97,53 @@ async def set_caps(rt, account_id: int, who: str, body: dict):
         return None, error(400, "invalid_argument", str(exc), exc.field)
     except _core.NotFound:
         return None, error(404, "not_found", f"No account {account_id}.", "account_id")
+
+
+def parse_expiry(v, field: str = "expires"):
+    """An API key's expiry as sent: null/"" = never, else "YYYY-MM-DD" (the key works through that UTC day).
+    Returns epoch ms of the end of that day, or None. ValueError names the field."""
+    if v is None or v == "":
+        return None
+    if not isinstance(v, str):
+        raise ValueError(f"{field}: an expiry is a date such as \"2027-01-31\", or null for never")
+    try:
+        d = dt.date.fromisoformat(v.strip())
+    except ValueError:
+        raise ValueError(f"{field}: '{v}' is not a date (YYYY-MM-DD)") from None
+    end = dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+    return int(end.timestamp() * 1000)
+
+
+async def set_key_limits(rt, key_id: int, owner_id: int | None, body: dict):
+    """(key, None) or (None, 4xx): a personal API key's cap (credits over its life, null = none) and expiry
+    (YYYY-MM-DD, null = never); both fields are set, a missing one means none/never. Nothing changes on error."""
+    unknown = set(body) - {"cap", "expires"}
+    if unknown:
+        return None, error(400, "invalid_argument", f"Unknown field {sorted(unknown)[0]}; send cap and expires.",
+                           sorted(unknown)[0])
+    try:
+        cap, expires = parse_cap(body.get("cap"), "cap"), parse_expiry(body.get("expires"))
+    except ValueError as exc:
+        return None, error(400, "invalid_argument", str(exc), str(exc).split(":", 1)[0])
+    try:
+        k = await asyncio.to_thread(rt.ledger.key_limits, key_id, cap, expires, owner_id=owner_id)
+    except _core.InvalidArgument as exc:
+        return None, error(400, "invalid_argument", str(exc), exc.field)
+    except _core.NotFound:
+        return None, error(404, "not_found", "No such active API key" + (" on your account." if owner_id else "."),
+                           "key_id")
+    return key_view(k), None
+
+
+def key_id_of(request):
+    """(id, None) or (None, 400) from the path's {key_id}."""
+    try:
+        kid = int(request.match_info["key_id"])
+    except ValueError:
+        return None, error(400, "invalid_argument", "The key id must be an integer.", "key_id")
+    if kid <= 0:
+        return None, error(400, "invalid_argument", "The key id must be positive.", "key_id")
+    return kid, None
 
 
 # ---- reconciliation report (shared with the CLI)
@@ -372,6 +419,54 @@ def register(routes, rt, whoami):
         if err:
             return err
         return web.json_response(caps_view(a["caps"]))
+
+    @routes.get("/credits/admin/accounts/{account_id}/keys")
+    async def account_keys(request):
+        _, _, err = await admin(request)
+        if err:
+            return err
+        a, err = await target_account(request)
+        if err:
+            return err
+        keys = await asyncio.to_thread(rt.ledger.list_credentials, a["id"], "api_key")
+        return web.json_response({"keys": [key_view(k) for k in keys]})
+
+    @routes.post("/credits/admin/keys/{key_id}/limits")
+    async def admin_key_limits(request):
+        who, body, err = await admin(request, write=True, body=True)
+        if err:
+            return err
+        kid, err = key_id_of(request)
+        if err:
+            return err
+        k, err = await set_key_limits(rt, kid, None, body)
+        if err:
+            return err
+        owner = await asyncio.to_thread(rt.ledger.account, k["account_id"])
+        await record(request, who, "key limits", owner, {"key_id": kid, "hint": k["hint"], "cap": k["cap"],
+                                                          "expires_ms": k["expires_ms"]})
+        return web.json_response({"key": k})
+
+    @routes.post("/credits/keys/{key_id}/limits")
+    async def own_key_limits(request):
+        """A person sets the cap and expiry of their own key, signed in: a key cannot raise its own cap."""
+        if not same_origin(request, rt.cfg.public_url):
+            return error(403, "bad_origin", "Cross-site requests are not accepted.")
+        who, err = await whoami(request)
+        if err:
+            return err
+        if (who.get("credential") or {}).get("kind") == "api_key":
+            return error(403, "session_required", "Sign in to change a key's limits; an API key cannot change them.")
+        kid, err = key_id_of(request)
+        if err:
+            return err
+        body = await read_json(request)
+        if body is None:
+            return error(400, "bad_json", "Send a JSON object (Content-Type: application/json).")
+        k, err = await set_key_limits(rt, kid, who["account"]["id"], body)
+        if err:
+            return err
+        return web.json_response({"key": k})
 
     @routes.get("/credits/admin/accounts/{account_id}/history")
     async def history(request):

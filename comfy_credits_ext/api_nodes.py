@@ -147,13 +147,17 @@ class Metered:
         key = f"run:{prompt_id}:{node_id}:{uuid.uuid4().hex}"
         try:
             info = self.rt.runs.begin(key, account_id, str(prompt_id)[:64], str(node_id)[:64],
-                                      self.node_class[:128], inputs, self.prefixes)
+                                      self.node_class[:128], inputs, self.prefixes,
+                                      key_id=self.rt.prompt_key(str(prompt_id)))
         except _core.InsufficientCredits as exc:
-            if (exc.field or "").startswith("cap_"):  # a spending cap (src/caps.c): its own words
+            if (exc.field or "").startswith("cap_") or exc.field == "key_cap":  # a spending cap: its own words
                 raise CreditsRefused(f"Spending cap reached for {self.node_class}: {exc}") from None
             raise CreditsRefused(f"Not enough credits to run {self.node_class}: {exc}. "
                                  "Buy credits in Settings → Credits.") from None
         except _core.InvalidState as exc:
+            if exc.field == "key":  # the prompt's API key expired or was revoked since it was queued
+                raise CreditsRefused(f"{self.node_class} was refused: {exc}. Create a new key under "
+                                     "Settings → Credits.") from None
             raise CreditsRefused(f"This Credits account cannot run API nodes: {exc}") from None
         except _core.InvalidArgument as exc:  # e.g. a batch larger than any hold covers (src/pricing.h)
             raise CreditsRefused(f"{self.node_class} cannot run with these inputs: {exc}") from None

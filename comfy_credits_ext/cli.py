@@ -284,7 +284,38 @@ def cmd_history(led, args, cfg):
     return EXIT_OK
 
 
+def key_line(k: dict) -> str:
+    cap = "no cap" if k["cap_micro"] is None else (f"cap {credits(k['cap_micro'])} credits, "
+                                                   f"{credits(k['cap_used'])} used or held")
+    last = dt.datetime.fromtimestamp((k["expires_ms"] - 1) / 1000, dt.timezone.utc).date() if k["expires_ms"] else None
+    exp = f"works through {last.isoformat()} (UTC)" if last else "never expires"
+    return f"{k['id']:>5}  {k['hint']}…  {k['label'] or '-':<24} created {fmt_time(k['created_ms'])}; {cap}; {exp}"
+
+
+def cmd_key_limits(led, args, cfg):
+    """A key's spending cap (credits over its life) and expiry (a UTC day); both are set, audited."""
+    from .admin import parse_cap, parse_expiry
+    try:
+        cap = parse_cap(None if args.cap in (None, "none") else args.cap, "--cap")
+        expires = parse_expiry(None if args.expires in (None, "never") else args.expires, "--expires")
+        k = led.key_limits(args.key_id, cap, expires)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except _core.InvalidArgument as exc:
+        raise UsageError(f"--{exc.field}: {exc}") from None
+    owner = led.account(k["account_id"])
+    audit(cfg, "key limits", owner, {"key_id": k["id"], "hint": k["hint"],
+                                     "cap": None if cap is None else credits(cap), "expires_ms": k["expires_ms"]})
+    if args.json:
+        print_json(k)
+    else:
+        print(f"{owner['email']}: {key_line(k)}")
+    return EXIT_OK
+
+
 def cmd_key(led, args, cfg):
+    if args.command_key == "limits":
+        return cmd_key_limits(led, args, cfg)
     a = resolve_account(led, args.account)
     if args.command_key == "create":
         k = led.create_credential(a["id"], "api_key", label=args.label or "")
@@ -299,7 +330,7 @@ def cmd_key(led, args, cfg):
             print_json(keys)
         else:
             for k in keys:
-                print(f"{k['id']:>5}  {k['hint']}…  {k['label'] or '-':<24} created {fmt_time(k['created_ms'])}")
+                print(key_line(k))
             if not keys:
                 print(f"{a['email']} has no API keys")
     else:
@@ -651,6 +682,11 @@ def build_parser() -> argparse.ArgumentParser:
     kr = ksub.add_parser("revoke", help="revoke one key (--id) or all keys")
     kr.add_argument("account", help="account id or email")
     kr.add_argument("--id", type=int, help="the key's id from `key list`; without it, every key")
+    kk = ksub.add_parser("limits", help="set a key's spending cap and expiry (both; audited)")
+    kk.add_argument("key_id", type=int, help="the key's id from `key list`")
+    kk.add_argument("--cap", help="credits the key may spend in all (held or charged), or none (default)")
+    kk.add_argument("--expires", help="last UTC day the key works, YYYY-MM-DD, or never (default)")
+    kk.add_argument("--json", action="store_true")
 
     sub.add_parser("expire", help="release holds whose lifetime has passed")
     v = sub.add_parser("verify", help="recompute every ledger invariant")

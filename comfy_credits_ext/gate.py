@@ -63,6 +63,7 @@ class Admission:
     nodes: list = field(default_factory=list)
     prompt_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # chosen by the server, never the client
     reserved: bool = False
+    key_id: int | None = None  # the personal API key it came with: its cap is checked with every hold
 
 
 _admission: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("comfy_credits_admission",
@@ -177,6 +178,26 @@ async def cap_refusal(rt, adm, account: dict, total: int) -> web.Response | None
                             extra={"cap": exc.field, "needed_micro": total})
 
 
+def key_cap_refusal(adm, cred: dict, total: int) -> web.Response | None:
+    """A personal API key's own cap (auth.h cc_ledger_key_limits), as the key was read with the request: the
+    prompt is refused before anything runs when its worst case does not fit what the key has left. The ledger
+    checks every hold against the key again."""
+    cap = cred.get("cap_micro")
+    if cap is None or cred.get("kind") != "api_key":
+        return None
+    left = max(0, cap - cred.get("cap_used", 0))
+    if total <= left:
+        return None
+    details = (f"API key spending cap reached: this key ({cred.get('hint', '')}…) may spend {credits(cap)} credits "
+               f"in all; {credits(left)} are left and this workflow needs up to {credits(total)}. Raise its cap "
+               "under Settings → Credits → API keys, or use another key.")
+    node_errors = {n["node_id"]: {"errors": [{"type": "credits_cap_reached", "message": "Spending cap reached",
+                                              "details": details, "extra_info": {"cap": "key_cap"}}],
+                                  "dependent_outputs": [], "class_type": n["class_type"]} for n in adm.nodes}
+    return prompt_error("credits_cap_reached", "Spending cap reached", details, node_errors,
+                        extra={"cap": "key_cap", "needed_micro": total, "key_left_micro": left})
+
+
 def find_api_nodes(prompt: dict, node_classes: dict) -> list[tuple[str, str, dict]]:
     found = []
     for node_id, node in prompt.items():
@@ -226,7 +247,10 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
             if exc.field == "revoked" and token.startswith("cck_"):
                 return prompt_error("credits_key_revoked", "This personal API key was revoked",
                                     "Create a new key under Settings → Credits.", status=401)
-            if token.startswith("cck_") and exc.field != "expired":
+            if token.startswith("cck_") and exc.field == "expired":
+                return prompt_error("credits_key_expired", "This personal API key has expired",
+                                    "Create a new key, or extend this one, under Settings → Credits.", status=401)
+            if token.startswith("cck_"):
                 return prompt_error("credits_bad_credential", "This personal API key is not valid",
                                     "Check the key, or create a new one under Settings → Credits.", status=401)
             return prompt_error("credits_sign_in_required", "Your Credits session has expired",
@@ -234,7 +258,8 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
         return prompt_error("credits_account_disabled", "This Credits account is disabled",
                             "Ask the operator of this server to enable it.", status=403)
     account = who["account"]
-    adm = Admission(account_id=account["id"])
+    cred = who.get("credential") or {}
+    adm = Admission(account_id=account["id"], key_id=cred["id"] if cred.get("kind") == "api_key" else None)
     if not api_nodes:
         return adm
     node_errors = {}
@@ -255,7 +280,7 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
         return prompt_error("credits_price_error", "Cannot price the API nodes in this workflow",
                             "See the nodes marked in red.", node_errors)
     adm.hold_micro = total
-    capped = await cap_refusal(rt, adm, account, total)
+    capped = await cap_refusal(rt, adm, account, total) or key_cap_refusal(adm, cred, total)
     if capped:
         return capped
     try:
@@ -358,7 +383,7 @@ def make_on_prompt(rt):
             extra = json_data["extra_data"] = {}
         # GET /queue and /history are public: an opaque per-server pseudonym, never the account number.
         extra["comfy_credits_run_by"] = rt.account_pseudonym(adm.account_id)
-        rt.remember_prompt(prompt_id, adm.account_id)
+        rt.remember_prompt(prompt_id, adm.account_id, adm.key_id)
         return json_data
     return comfy_credits_on_prompt
 

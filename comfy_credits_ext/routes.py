@@ -81,6 +81,15 @@ def receipt_link(entry: dict) -> str | None:
     return None
 
 
+def key_view(k: dict) -> dict:
+    """A personal API key as the panel and the dashboard show it: never the secret."""
+    out = {f: k[f] for f in ("id", "account_id", "label", "hint", "created_ms", "cap_micro", "cap_used")}
+    out["cap"] = None if k["cap_micro"] is None else _core.format_credits(k["cap_micro"])
+    out["left_micro"] = None if k["cap_micro"] is None else max(0, k["cap_micro"] - k["cap_used"])
+    out["expires_ms"] = k["expires_ms"] or None
+    return out
+
+
 def public_entry(e: dict) -> dict:
     keep = ("id", "kind", "amount", "delta", "uncollected", "balance_after", "held_after", "hold_id", "created_ms",
             "prompt_id", "node_id", "node_class", "model", "tokens_in", "tokens_out", "images", "seconds_ms",
@@ -527,7 +536,7 @@ def register(routes, rt):
         if err:
             return err
         keys = await asyncio.to_thread(rt.ledger.list_credentials, who["account"]["id"], "api_key")
-        return web.json_response({"keys": [{k: x[k] for k in ("id", "label", "hint", "created_ms")} for x in keys]})
+        return web.json_response({"keys": [key_view(x) for x in keys]})
 
     @routes.post("/credits/keys")
     async def create_key(request: web.Request):

@@ -49,6 +49,7 @@ class Runtime:
         self.finish_pool = concurrent.futures.ThreadPoolExecutor(max_workers=FINISH_THREADS_MAX,
                                                                  thread_name_prefix="comfy-credits-finish")
         self._prompts: OrderedDict[str, int] = OrderedDict()
+        self._prompt_keys: dict[str, int] = {}  # prompt id -> the personal API key it came with (its cap)
         self._pseudonym_key = secrets.token_bytes(32)
         self._reserved: dict[str, list] = {}  # prompt id -> [reserved at (monotonic s), seen in the queue]
         self._lock = threading.Lock()
@@ -62,12 +63,21 @@ class Runtime:
         with self._lock:
             return prompt_id in self._prompts
 
-    def remember_prompt(self, prompt_id: str, account_id: int) -> None:
+    def remember_prompt(self, prompt_id: str, account_id: int, key_id: int | None = None) -> None:
         with self._lock:
             self._prompts[prompt_id] = account_id
             self._prompts.move_to_end(prompt_id)
+            if key_id:
+                self._prompt_keys[prompt_id] = key_id
             while len(self._prompts) > PROMPTS_REMEMBERED_MAX:
-                self._prompts.popitem(last=False)
+                self._prompt_keys.pop(self._prompts.popitem(last=False)[0], None)
+
+    def prompt_key(self, prompt_id: str | None) -> int | None:
+        """The personal API key a prompt was queued with (its runs' holds count against its cap), or None."""
+        if not prompt_id:
+            return None
+        with self._lock:
+            return self._prompt_keys.get(prompt_id)
 
     def account_pseudonym(self, account_id: int) -> str:
         """A stable, opaque name for an account (keyed per process): says "same person"

@@ -25,6 +25,7 @@ typedef enum auth_kind {
     AUTH_CRED_CREATE,
     AUTH_CRED_REVOKE,
     AUTH_PASSWORD_SET,
+    AUTH_KEY_LIMITS,
 } auth_kind;
 
 /* A new session or API key: the secret itself never reaches the commit. */
@@ -43,6 +44,13 @@ typedef struct cred_revoke {
     int64_t id;                                /* one credential, or 0 for all of the kind */
 } cred_revoke;
 
+typedef struct key_limits {
+    int64_t owner_id;                          /* the person's own key only; 0 = any (an admin) */
+    int64_t id;
+    int64_t cap_micro;                         /* -1 = none */
+    int64_t expires_ms;                        /* 0 = never */
+} key_limits;
+
 typedef struct password_set {
     int64_t account_id;
     const char *hash;                          /* encoded scrypt hash (password.h) */
@@ -56,6 +64,7 @@ typedef struct auth_op {
         const cred_new *cred;
         const cred_revoke *revoke;
         const password_set *password;
+        const key_limits *limits;
     } u;
 } auth_op;
 
@@ -131,6 +140,19 @@ static cc_rc validate(const auth_op *op, cc_error *err) {
         TRY(ledger_check_id(rv->account_id, "account_id", err));
         TRY(check_cred_kind(rv->kind, err));
         if (rv->id < 0) return cc_fail(err, CC_ERR_INVALID, "id", "id must not be negative");
+        return CC_OK;
+    }
+    case AUTH_KEY_LIMITS: {
+        const key_limits *k = op->u.limits;
+        TRY(ledger_check_id(k->id, "id", err));
+        if (k->owner_id < 0) return cc_fail(err, CC_ERR_INVALID, "account_id", "account_id must not be negative");
+        if (k->cap_micro < -1 || k->cap_micro > CC_AMOUNT_MAX)
+            return cc_fail(err, CC_ERR_INVALID, "cap", "a key's cap must be 0..%lld micro-credits, or none",
+                           (long long)CC_AMOUNT_MAX);
+        int64_t now = cc_now_ms();
+        if (k->expires_ms != 0 && (k->expires_ms <= now || k->expires_ms - now > CC_API_KEY_TTL_MS_MAX))
+            return cc_fail(err, CC_ERR_INVALID, "expires", "a key's expiry must be in the future, at most 10 years "
+                           "ahead, or never");
         return CC_OK;
     }
     case AUTH_PASSWORD_SET: {
@@ -214,6 +236,7 @@ static cc_rc apply_cred_create(cc_ledger *l, cc_conn *c, const cred_new *in, int
     ledger_set_text(cr->hint, sizeof cr->hint, in->hint);
     cr->created_ms = now;
     cr->expires_ms = in->ttl_ms ? now + in->ttl_ms : 0;
+    cr->cap_micro = -1; /* no cap until one is set (cc_ledger_key_limits) */
     if ((rc = c->v->cred_insert(c, cr, &r->err)) != CC_OK) return rc;
     r->account_id = cr->account_id;
     return CC_OK;
@@ -228,6 +251,21 @@ static cc_rc apply_cred_revoke(cc_conn *c, const cred_revoke *in, int64_t now, a
     r->account_id = in->account_id;
     r->count = n;
     return CC_OK;
+}
+
+static cc_rc apply_key_limits(cc_conn *c, const key_limits *in, auth_result *r) {
+    cc_credential *k = &r->cred;
+    cc_rc rc = c->v->cred_get(c, in->id, k, &r->err);
+    if (rc == CC_OK && (k->kind != CC_CRED_API_KEY || k->revoked_ms || (in->owner_id && k->account_id != in->owner_id)))
+        rc = CC_ERR_NOT_FOUND;
+    if (rc == CC_ERR_NOT_FOUND)
+        return cc_fail(&r->err, rc, "id", "no active API key %lld%s", (long long)in->id,
+                       in->owner_id ? " on this account" : "");
+    if (rc != CC_OK) return rc;
+    k->cap_micro = in->cap_micro;
+    k->expires_ms = in->expires_ms;
+    r->account_id = k->account_id;
+    return c->v->cred_update(c, k, &r->err);
 }
 
 static cc_rc apply_password_set(cc_ledger *l, cc_conn *c, const password_set *in, int64_t now, auth_result *r) {
@@ -254,6 +292,7 @@ static cc_rc auth_apply(cc_ledger *l, cc_conn *w, void *arg, int64_t now, int64_
     case AUTH_CRED_CREATE: rc = apply_cred_create(l, w, op->u.cred, now, r); break;
     case AUTH_CRED_REVOKE: rc = apply_cred_revoke(w, op->u.revoke, now, r); break;
     case AUTH_PASSWORD_SET: rc = apply_password_set(l, w, op->u.password, now, r); break;
+    case AUTH_KEY_LIMITS: rc = apply_key_limits(w, op->u.limits, r); break;
     }
     return ledger_outcome(rc, &r->rc, &r->err, why);
 }
@@ -340,6 +379,16 @@ cc_rc cc_ledger_credential_revoke(cc_ledger *l, int64_t account_id, int kind, in
     return rc;
 }
 
+cc_rc cc_ledger_key_limits(cc_ledger *l, int64_t owner_id, int64_t key_id, int64_t cap_micro, int64_t expires_ms,
+                           cc_credential *out, cc_error *err) {
+    key_limits k = {.owner_id = owner_id, .id = key_id, .cap_micro = cap_micro, .expires_ms = expires_ms};
+    auth_op op = {.kind = AUTH_KEY_LIMITS, .u.limits = &k};
+    auth_result r;
+    cc_rc rc = auth_run(l, &op, &r, err);
+    if (rc == CC_OK && out) *out = r.cred;
+    return rc;
+}
+
 cc_rc cc_ledger_set_password(cc_ledger *l, int64_t account_id, const char *password, cc_error *err) {
     char enc[CC_PASSWORD_HASH_BYTES_MAX + 1];
     cc_rc rc = cc_password_hash(password, CC_SCRYPT_LOG2N_DEFAULT, enc, sizeof enc, err);
@@ -423,7 +472,8 @@ static cc_rc credential_check(cc_ledger *l, const char *token, cc_credential *cr
         return cc_fail(err, CC_ERR_NOT_FOUND, "revoked", "this %s was revoked",
                        cred->kind == CC_CRED_API_KEY ? "API key" : "session");
     if (cred->expires_ms && cred->expires_ms <= now)
-        return cc_fail(err, CC_ERR_NOT_FOUND, "expired", "this session has expired");
+        return cc_fail(err, CC_ERR_NOT_FOUND, "expired", "this %s has expired",
+                       cred->kind == CC_CRED_API_KEY ? "API key" : "session");
     if (!acct->active) return cc_fail(err, CC_ERR_STATE, "account_id", "this account is disabled");
     return CC_OK;
 }

@@ -88,6 +88,16 @@ cc_rc cc_ledger_credential_check_nowait(cc_ledger *l, const char *token, cc_cred
 cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_credential *out, int cap,
                                 int *n_out, cc_error *err);
 
+/* A personal API key's spending cap (over its life, micro-credits 0..CC_AMOUNT_MAX, or -1 = none) and
+** expiry (epoch ms, later than now and at most CC_API_KEY_TTL_MS_MAX ahead, or 0 = never). owner_id > 0:
+** only that account's key (the person; CC_ERR_NOT_FOUND otherwise); owner_id == 0: any key (an admin).
+** Revoked keys and sessions are CC_ERR_NOT_FOUND. A hold placed with the key (cc_op.credential_id) is
+** refused when the key is revoked or expired, or when cap_used + the hold > cap (CC_ERR_INSUFFICIENT,
+** field "key_cap"), in the hold's own transaction; cap_used counts what runs of the key hold or were
+** charged (what a hold did not charge comes back). Lowering the cap below cap_used only stops new holds. */
+cc_rc cc_ledger_key_limits(cc_ledger *l, int64_t owner_id, int64_t key_id, int64_t cap_micro, int64_t expires_ms,
+                           cc_credential *out, cc_error *err);
+
 cc_rc cc_ledger_set_password(cc_ledger *l, int64_t account_id, const char *password, cc_error *err);
 cc_rc cc_ledger_sign_in(cc_ledger *l, const char *email, const char *password, cc_account *out, cc_error *err);
 

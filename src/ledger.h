@@ -98,6 +98,7 @@ typedef struct cc_op {
     int64_t now_ms;           /* expire: the clock to compare with (0 = now) */
     int limit;                /* expire: at most this many (0 = max) */
     int64_t charge_max;       /* settle: charge at most this (-1 = the hold) */
+    int64_t credential_id;    /* hold: the personal API key the run came with (its cap and expiry), 0 = none */
 } cc_op;
 
 void cc_op_init(cc_op *op, cc_op_kind kind); /* zero, usage -1, charge_max -1 */

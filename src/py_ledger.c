@@ -635,10 +635,13 @@ static int cred_kind_from(ccpy_state *st, PyObject *o, int *out) {
 }
 
 static PyObject *cred_dict(const cc_credential *c) {
-    return Py_BuildValue("{sLsssLsssssLsL}", "id", (long long)c->id, "kind",
+    /* An API key's cap: micro-credits or None; cap_used = what its runs hold or were charged. */
+    return Py_BuildValue("{sLsssLsssssLsLsNsL}", "id", (long long)c->id, "kind",
                          c->kind == CC_CRED_SESSION ? "session" : "api_key", "account_id", (long long)c->account_id,
                          "label", c->label, "hint", c->hint, "created_ms", (long long)c->created_ms,
-                         "expires_ms", (long long)c->expires_ms);
+                         "expires_ms", (long long)c->expires_ms, "cap_micro",
+                         c->cap_micro < 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(c->cap_micro), "cap_used",
+                         (long long)c->cap_used);
 }
 
 static PyObject *L_create_credential(LedgerObject *self, PyObject *args, PyObject *kw) {
@@ -719,6 +722,31 @@ static PyObject *L_revoke_credential(LedgerObject *self, PyObject *args, PyObjec
     self->busy--;
     if (rc != CC_OK) return ccpy_raise(st, &e);
     return PyLong_FromLong(count);
+}
+
+static PyObject *L_key_limits(LedgerObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"key_id", "cap_micro", "expires_ms", "owner_id", NULL};
+    ccpy_state *st = lstate(self);
+    PyObject *id_o, *cap_o, *exp_o, *own_o = NULL;
+    if (ensure_open(self) < 0) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|$O:key_limits", kwlist, &id_o, &cap_o, &exp_o, &own_o)) return NULL;
+    int64_t id, cap = -1, exp = 0, owner;
+    if (ccpy_i64(st, id_o, "id", &id) < 0 || (cap_o != Py_None && ccpy_i64(st, cap_o, "cap", &cap) < 0) ||
+        (exp_o != Py_None && ccpy_i64(st, exp_o, "expires", &exp) < 0) ||
+        ccpy_opt_i64(st, own_o == Py_None ? NULL : own_o, "account_id", 0, &owner) < 0)
+        return NULL;
+    if (cap_o != Py_None && cap < 0) return ccpy_invalid(st, "cap", "a cap must not be negative (None = no cap)");
+    if (exp_o != Py_None && exp <= 0) return ccpy_invalid(st, "expires", "an expiry is a time in ms (None = never)");
+    cc_credential c;
+    cc_error e;
+    cc_rc rc;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_ledger_key_limits(self->l, owner, id, cap, exp, &c, &e);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    if (rc != CC_OK) return ccpy_raise(st, &e);
+    return cred_dict(&c);
 }
 
 static PyObject *L_list_credentials(LedgerObject *self, PyObject *args, PyObject *kw) {
@@ -1021,6 +1049,9 @@ static PyMethodDef L_methods[] = {
      "connection (nor releases the GIL): None when it would have to"},
     {"revoke_credential", FN(L_revoke_credential), KW, "revoke_credential(account_id, kind, id=0) -> count"},
     {"list_credentials", FN(L_list_credentials), KW, "list_credentials(account_id, kind) -> active ones"},
+    {"key_limits", FN(L_key_limits), KW,
+     "key_limits(key_id, cap_micro, expires_ms, *, owner_id=None) -> the key: its spending cap (micro-credits over "
+     "its life, None = none) and expiry (epoch ms, None = never); owner_id: only that account's key"},
     {"usage", FN(L_usage), KW, "usage(account_id, since_ms, until_ms) -> [{day, node_class, charged, runs}]"},
     {"set_password", FN(L_set_password), KW, "set_password(account_id, password): scrypt-hashed"},
     {"sign_in", FN(L_sign_in), KW, "sign_in(email, password) -> account; NotFound for wrong email or password"},

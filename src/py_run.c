@@ -66,19 +66,22 @@ static int R_init(RunsObject *self, PyObject *args, PyObject *kw) {
 }
 
 static PyObject *R_begin(RunsObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"key", "account_id", "prompt_id", "node_id", "node_class", "inputs", "prefixes", NULL};
+    static char *kwlist[] = {"key", "account_id", "prompt_id", "node_id", "node_class", "inputs", "prefixes",
+                             "key_id", NULL};
     ccpy_state *st = rstate((PyObject *)self);
-    PyObject *key_o, *acct_o, *pid_o, *nid_o, *cls_o, *inputs_o, *pre_o;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOO:begin", kwlist, &key_o, &acct_o, &pid_o, &nid_o, &cls_o,
-                                     &inputs_o, &pre_o))
+    PyObject *key_o, *acct_o, *pid_o, *nid_o, *cls_o, *inputs_o, *pre_o, *kid_o = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOO|$O:begin", kwlist, &key_o, &acct_o, &pid_o, &nid_o, &cls_o,
+                                     &inputs_o, &pre_o, &kid_o))
         return NULL;
     if (ensure(self) < 0) return NULL;
     cc_run_begin_args a;
     memset(&a, 0, sizeof a);
     if (ccpy_str(st, key_o, "key", &a.key) < 0 || ccpy_i64(st, acct_o, "account_id", &a.account_id) < 0 ||
         ccpy_str(st, pid_o, "prompt_id", &a.prompt_id) < 0 || ccpy_str(st, nid_o, "node_id", &a.node_id) < 0 ||
-        ccpy_str(st, cls_o, "node_class", &a.node_class) < 0 || ccpy_str(st, pre_o, "prefixes", &a.prefixes) < 0)
+        ccpy_str(st, cls_o, "node_class", &a.node_class) < 0 || ccpy_str(st, pre_o, "prefixes", &a.prefixes) < 0 ||
+        ccpy_opt_i64(st, kid_o == Py_None ? NULL : kid_o, "key_id", 0, &a.credential_id) < 0)
         return NULL;
+    if (a.credential_id < 0) return ccpy_invalid(st, "key_id", "key_id must be a key's id, or None");
     PyObject *js = ccpy_inputs_json(st, inputs_o);
     if (!js) return NULL;
     a.inputs_json = PyBytes_AS_STRING(js);
@@ -323,8 +326,9 @@ static void R_dealloc(RunsObject *self) {
 
 static PyMethodDef R_methods[] = {
     {"begin", FN(R_begin), KW,
-     "begin(key, account_id, prompt_id, node_id, node_class, inputs, prefixes) -> {run_id, hold_micro, "
-     "from_reservation, calls, used_default, model, token}: hold + run + token, all or nothing"},
+     "begin(key, account_id, prompt_id, node_id, node_class, inputs, prefixes, *, key_id=None) -> {run_id, "
+     "hold_micro, from_reservation, calls, used_default, model, token}: hold + run + token, all or nothing; key_id: "
+     "the personal API key the prompt came with (its cap and expiry are checked with the hold)"},
     {"call_begin", FN(R_call_begin), KW, "call_begin(token, method, path) -> (run_id, kind)"},
     {"call_headers", FN(R_call_headers), METH_VARARGS,
      "call_headers(run_id, kind, status, credits_used_micro): the answer's headers arrived (-1: no credits header)"},

@@ -390,6 +390,37 @@ static cc_rc apply_credit(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now
     return CC_OK;
 }
 
+/* A hold placed with a personal API key: the key belongs to the account, is
+** neither revoked nor expired, and its cap (over its life) covers the hold,
+** which is then counted in key->cap_used (written with the hold). Refusals
+** are CC_ERR_STATE (field "key") or CC_ERR_INSUFFICIENT (field "key_cap"). */
+static cc_rc key_admit(cc_conn *c, const cc_op *op, int64_t account_id, int64_t now, cc_credential *key,
+                       cc_result *r) {
+    cc_rc rc = c->v->cred_get(c, op->credential_id, key, &r->err);
+    if (rc == CC_OK && (key->account_id != account_id || key->kind != CC_CRED_API_KEY))
+        rc = CC_ERR_NOT_FOUND;
+    if (rc == CC_ERR_NOT_FOUND)
+        return cc_fail(&r->err, CC_ERR_STATE, "key", "API key %lld is not one of this account's keys",
+                       (long long)op->credential_id);
+    if (rc != CC_OK) return rc;
+    if (key->revoked_ms) return cc_fail(&r->err, CC_ERR_STATE, "key", "this API key was revoked");
+    if (key->expires_ms && key->expires_ms <= now)
+        return cc_fail(&r->err, CC_ERR_STATE, "key", "this API key has expired");
+    int64_t after;
+    if (key->cap_micro >= 0 && (cc_add_i64(key->cap_used, op->amount, &after) || after > key->cap_micro)) {
+        int64_t left = key->cap_micro > key->cap_used ? key->cap_micro - key->cap_used : 0;
+        return cc_fail(&r->err, CC_ERR_INSUFFICIENT, "key_cap",
+                       "API key spending cap reached: this key (%s…) may spend %lld.%02lld credits in all; "
+                       "%lld.%02lld are left and this run needs up to %lld.%02lld. Raise its cap under Settings → "
+                       "Credits → API keys, or use another key.",
+                       key->hint, (long long)(key->cap_micro / CC_MICRO), (long long)(key->cap_micro % CC_MICRO / 10000),
+                       (long long)(left / CC_MICRO), (long long)(left % CC_MICRO / 10000),
+                       (long long)(op->amount / CC_MICRO), (long long)(op->amount % CC_MICRO / 10000));
+    }
+    key->cap_used = cc_add_i64(key->cap_used, op->amount, &after) ? INT64_MAX : after;
+    return CC_OK;
+}
+
 static cc_rc apply_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
     cc_acct_slot *s = NULL;
     cc_rc rc = ledger_acct_load(l, c, op->account_id, &s, &r->err);
@@ -422,6 +453,12 @@ static cc_rc apply_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, 
     }
     /* Spending caps, in the same transaction as the balance check (caps.h). */
     if (cc_caps_admit(&a, op->amount, now, &r->err) != CC_OK) return refuse(c, op, r);
+    /* The API key the run came with: still valid, and within its own cap (auth.h). */
+    cc_credential key;
+    if (op->credential_id > 0) {
+        rc = key_admit(c, op, a.id, now, &key, r);
+        if (rc != CC_OK) return rc == CC_ERR_INSUFFICIENT || rc == CC_ERR_STATE ? refuse(c, op, r) : rc;
+    }
     cc_entry e;
     entry_base(&e, CC_KIND_HOLD, op, a.id, now);
     e.amount = op->amount;
@@ -437,8 +474,9 @@ static cc_rc apply_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, 
     int replayed;
     if ((rc = insert_entry(c, op, &e, r, &replayed)) != CC_OK || replayed) return rc;
     cc_hold h = {.id = e.id, .account_id = a.id, .amount = op->amount, .state = CC_HOLD_OPEN,
-                 .expires_ms = now + op->ttl_ms, .resolved_by = 0};
+                 .expires_ms = now + op->ttl_ms, .resolved_by = 0, .credential_id = op->credential_id};
     if ((rc = c->v->hold_insert(c, &h, &r->err)) != CC_OK) return rc;
+    if (op->credential_id > 0 && (rc = c->v->cred_update(c, &key, &r->err)) != CC_OK) return rc;
     ledger_acct_store(l, s, &a);
     hold_slot *hs = malloc(sizeof *hs);
     if (hs) {
@@ -524,6 +562,13 @@ static cc_rc resolve_hold(cc_ledger *l, cc_conn *c, const cc_op *op, int kind, i
     if ((rc = insert_entry(c, op, &e, r, &replayed)) != CC_OK || replayed) return rc;
     if ((rc = c->v->hold_resolve(c, hs.h.id, state, e.id, &r->err)) != CC_OK)
         return rc == CC_ERR_STATE ? cc_fail(&r->err, CC_ERR_STORAGE, "", "hold changed underneath") : rc;
+    if (hs.h.credential_id > 0) { /* what it did not charge returns to the cap of the key it was placed with */
+        cc_credential key;
+        if ((rc = c->v->cred_get(c, hs.h.credential_id, &key, &r->err)) != CC_OK) return rc;
+        int64_t back = hs.h.amount - charged;
+        key.cap_used = key.cap_used > back ? key.cap_used - back : 0;
+        if ((rc = c->v->cred_update(c, &key, &r->err)) != CC_OK) return rc;
+    }
     ledger_acct_store(l, s, &a);
     if (cached) free(i64map_remove(&l->hold_cache, hs.h.id));
     result_from_entry(r, &e, 0);

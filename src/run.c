@@ -520,6 +520,7 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
         op.ctx.node_id = a->node_id;
         op.ctx.node_class = a->node_class;
         op.ctx.model = est.model;
+        op.credential_id = a->credential_id;
         rc = cc_ledger_execute1(r->ledger, &op, &hr);
         if (rc != CC_OK) *err = hr.err;
         else if (hr.replayed) rc = cc_fail(err, CC_ERR_CONFLICT, "key", "hold key '%.64s' was used before", a->key);

@@ -121,6 +121,7 @@ typedef struct cc_run_begin_args {
     const char *inputs_json;    /* the node's actual inputs (pricing.h) */
     size_t inputs_len;
     const char *prefixes;       /* '\n'-separated path prefixes the token may reach */
+    int64_t credential_id;      /* the personal API key the prompt came with (its cap, auth.h), 0 = none */
 } cc_run_begin_args;
 
 typedef struct cc_run_info {

@@ -104,6 +104,7 @@ typedef struct cc_hold {
     int state;                  /* cc_hold_state */
     int64_t expires_ms;
     int64_t resolved_by;        /* entry id that resolved it, 0 while open */
+    int64_t credential_id;      /* the personal API key it was placed with (its spending cap), 0 = none */
 } cc_hold;
 
 typedef enum cc_cred_kind { CC_CRED_SESSION = 1, CC_CRED_API_KEY = 2 } cc_cred_kind;
@@ -121,6 +122,10 @@ typedef struct cc_credential {
     int64_t created_ms;
     int64_t expires_ms;         /* 0 = never */
     int64_t revoked_ms;         /* 0 = active */
+    /* API keys: a spending cap over the key's life (micro-credits, -1 = none) and what runs placed
+    ** with it were charged or still hold (auth.h cc_ledger_key_limits, checked with each hold). */
+    int64_t cap_micro;
+    int64_t cap_used;
 } cc_credential;
 #define CC_CRED_LIST_MAX 200
 
@@ -208,6 +213,9 @@ typedef struct cc_conn_vtab {
 
     cc_rc (*cred_insert)(cc_conn *c, cc_credential *cr, cc_error *err);  /* sets cr->id */
     cc_rc (*cred_by_hash)(cc_conn *c, const unsigned char *hash, cc_credential *out, cc_error *err);
+    cc_rc (*cred_get)(cc_conn *c, int64_t id, cc_credential *out, cc_error *err);   /* CC_ERR_NOT_FOUND */
+    /* Writes a credential's expires_ms, cap_micro and cap_used (the row must exist). */
+    cc_rc (*cred_update)(cc_conn *c, const cc_credential *cr, cc_error *err);
     /* Revokes active credentials: one by id (id > 0, of account_id), or all
     ** of account_id of `kind` (id == 0). *count = how many. */
     cc_rc (*cred_revoke)(cc_conn *c, int64_t id, int64_t account_id, int kind, int64_t now_ms, int *count,
@@ -274,8 +282,9 @@ struct cc_store {
 /* The schema this build writes. Opening a ledger whose meta.schema_version is
 ** larger (written by a newer comfy-credits) is refused with a clear message,
 ** before anything is written to it. */
-#define CC_SCHEMA_VERSION 3          /* 1: first; 2: TEST credits columns; 3: spending caps (migrated in place) */
-#define CC_SCHEMA_VERSION_TEXT "3"
+#define CC_SCHEMA_VERSION 4          /* 1: first; 2: TEST credits columns; 3: spending caps; 4: API key caps
+                                        (holds.credential_id, credentials.cap_micro/cap_used); migrated in place */
+#define CC_SCHEMA_VERSION_TEXT "4"
 cc_rc cc_store_sqlite_open(const char *path, int busy_timeout_ms, cc_store **out,
                            cc_error *err);
 

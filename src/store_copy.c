@@ -55,8 +55,9 @@ static const table_copy TABLES[] = {
      "ttl_ms, created_ms, prompt_id, node_id, node_class, model, tokens_in, tokens_out, images, seconds_ms, "
      "currency, amount_minor, method, external_ref, note, test_after",
      27, -1, 0},
-    {"holds", "id, account_id, amount, state, expires_ms, resolved_by", 6, -1, 0},
-    {"credentials", "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms", 9, 3, 0},
+    {"holds", "id, account_id, amount, state, expires_ms, resolved_by, credential_id", 7, -1, 0},
+    {"credentials", "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms, cap_micro, cap_used",
+     11, 3, 0},
     {"passwords", "account_id, hash, updated_ms", 3, -1, 0},
     {"purchase_attention",
      "session_id, account_id, currency, amount_minor, credits_micro, method, reason, first_ms, last_ms, reports, "

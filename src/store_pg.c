@@ -162,7 +162,11 @@ static const migration MIGRATIONS[] = {
      " ADD COLUMN own_cap_monthly BIGINT NOT NULL DEFAULT -1,"
      " ADD COLUMN cap_day BIGINT NOT NULL DEFAULT 0, ADD COLUMN cap_day_used BIGINT NOT NULL DEFAULT 0,"
      " ADD COLUMN cap_month BIGINT NOT NULL DEFAULT 0, ADD COLUMN cap_month_used BIGINT NOT NULL DEFAULT 0;"},
-    /* 4 is [caps]'s API-key caps (landing separately): migrations apply by number. */
+    /* API key caps: -1 = none; holds placed before remember no key (0). */
+    {4, "API key spending caps (credentials.cap_micro, cap_used; holds.credential_id)",
+     "ALTER TABLE credentials ADD COLUMN cap_micro BIGINT NOT NULL DEFAULT -1,"
+     " ADD COLUMN cap_used BIGINT NOT NULL DEFAULT 0;"
+     "ALTER TABLE holds ADD COLUMN credential_id BIGINT NOT NULL DEFAULT 0;"},
     {5, "needs-attention purchases (purchase_attention), shared by every server",
      "CREATE TABLE purchase_attention("
      " session_id TEXT PRIMARY KEY, account_id BIGINT NOT NULL, currency TEXT NOT NULL,"
@@ -189,8 +193,8 @@ static const migration MIGRATIONS[] = {
     "balance_after, held_after, hold_id, ttl_ms, created_ms, prompt_id, "      \
     "node_id, node_class, model, tokens_in, tokens_out, images, seconds_ms, "  \
     "currency, amount_minor, method, external_ref, note, test_after"
-#define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by"
-#define CRED_COLS "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms"
+#define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by, credential_id"
+#define CRED_COLS "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms, cap_micro, cap_used"
 #define ATT_COLS                                                                                       \
     "session_id, account_id, currency, amount_minor, credits_micro, method, reason, first_ms, last_ms, " \
     "reports, resolved_ms, resolution"
@@ -200,7 +204,7 @@ enum {
     ST_ENT_BY_KEY, ST_ENT_GET, ST_ENT_INSERT,
     ST_HOLD_GET, ST_HOLD_INSERT, ST_HOLD_RESOLVE, ST_HOLD_EXTEND, ST_HOLDS_DUE,
     ST_SCAN_ACC, ST_SCAN_ENT, ST_SCAN_HOLD,
-    ST_CRED_INSERT, ST_CRED_BY_HASH, ST_CRED_REVOKE_ONE, ST_CRED_REVOKE_ALL, ST_CRED_LIST,
+    ST_CRED_INSERT, ST_CRED_BY_HASH, ST_CRED_GET, ST_CRED_UPDATE, ST_CRED_REVOKE_ONE, ST_CRED_REVOKE_ALL, ST_CRED_LIST,
     ST_PW_SET, ST_PW_GET, ST_USAGE,
     ST_ATT_RECORD, ST_ATT_GET, ST_ATT_LIST, ST_ATT_RESOLVE,
     ST_RESV_PUT, ST_RESV_DROP, ST_RESV_OTHERS, ST_RESV_RENEW, ST_RESV_SWEEP,
@@ -231,7 +235,7 @@ static const char *const STMT_SQL[ST_COUNT] = {
         " external_ref, note, test_after) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,"
         "$17,$18,$19,$20,$21,$22,$23,$24,$25,$26) ON CONFLICT (op_key) DO NOTHING RETURNING id",
     [ST_HOLD_GET] = "SELECT " HOLD_COLS " FROM holds WHERE id = $1",
-    [ST_HOLD_INSERT] = "INSERT INTO holds(" HOLD_COLS ") VALUES ($1,$2,$3,$4,$5,$6)",
+    [ST_HOLD_INSERT] = "INSERT INTO holds(" HOLD_COLS ") VALUES ($1,$2,$3,$4,$5,$6,$7)",
     [ST_HOLD_RESOLVE] = "UPDATE holds SET state = $1, resolved_by = $2 WHERE id = $3 AND state = 0",
     [ST_HOLD_EXTEND] = "UPDATE holds SET expires_ms = $1 WHERE id = $2 AND state = 0 AND expires_ms < $1",
     [ST_HOLDS_DUE] =
@@ -242,6 +246,8 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_CRED_INSERT] = "INSERT INTO credentials(kind, account_id, hash, label, hint, created_ms, expires_ms,"
                        " revoked_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,0) RETURNING id",
     [ST_CRED_BY_HASH] = "SELECT " CRED_COLS " FROM credentials WHERE hash = $1",
+    [ST_CRED_GET] = "SELECT " CRED_COLS " FROM credentials WHERE id = $1",
+    [ST_CRED_UPDATE] = "UPDATE credentials SET expires_ms = $1, cap_micro = $2, cap_used = $3 WHERE id = $4",
     [ST_CRED_REVOKE_ONE] = "UPDATE credentials SET revoked_ms = $1 WHERE id = $2 AND account_id = $3"
                            " AND kind = $4 AND revoked_ms = 0",
     [ST_CRED_REVOKE_ALL] = "UPDATE credentials SET revoked_ms = $1 WHERE account_id = $2 AND kind = $3"
@@ -719,6 +725,7 @@ static void read_hold(const PGresult *r, int i, cc_hold *h) {
     h->state = (int)gi(r, i, 3);
     h->expires_ms = gi(r, i, 4);
     h->resolved_by = gi(r, i, 5);
+    h->credential_id = gi(r, i, 6);
 }
 
 static int hexval(char ch) {
@@ -744,6 +751,8 @@ static void read_cred(const PGresult *r, int i, cc_credential *c) {
     c->created_ms = gi(r, i, 6);
     c->expires_ms = gi(r, i, 7);
     c->revoked_ms = gi(r, i, 8);
+    c->cap_micro = gi(r, i, 9);
+    c->cap_used = gi(r, i, 10);
 }
 
 /* ---------------------------------------------------------------- transactions */
@@ -1069,6 +1078,7 @@ static cc_rc pg_hold_insert(cc_conn *b, const cc_hold *h, cc_error *err) {
     p_i64(&p, h->state);
     p_i64(&p, h->expires_ms);
     p_i64(&p, h->resolved_by);
+    p_i64(&p, h->credential_id);
     return defer((pg_conn *)b, ST_HOLD_INSERT, &p, 0, h->id, "insert hold", err);
 }
 
@@ -1196,6 +1206,28 @@ static cc_rc pg_cred_by_hash(cc_conn *b, const unsigned char *hash, cc_credentia
     else rc = cc_fail(err, CC_ERR_NOT_FOUND, "token", "unknown credential");
     PQclear(r);
     return rc;
+}
+
+static cc_rc pg_cred_get(cc_conn *b, int64_t id, cc_credential *out, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, id);
+    PGresult *r = run((pg_conn *)b, ST_CRED_GET, &p, "get credential", err);
+    if (!r) return CC_ERR_STORAGE;
+    cc_rc rc = CC_OK;
+    if (PQntuples(r) == 1) read_cred(r, 0, out);
+    else rc = cc_fail(err, CC_ERR_NOT_FOUND, "id", "no credential with id %lld", (long long)id);
+    PQclear(r);
+    return rc;
+}
+
+static cc_rc pg_cred_update(cc_conn *b, const cc_credential *cr, cc_error *err) {
+    prm p = {.n = 0};
+    p_i64(&p, cr->expires_ms);
+    p_i64(&p, cr->cap_micro);
+    p_i64(&p, cr->cap_used);
+    p_i64(&p, cr->id);
+    /* Only credentials read in this transaction are updated: a missing row is a storage fault. */
+    return defer((pg_conn *)b, ST_CRED_UPDATE, &p, 1, cr->id, "update credential", err);
 }
 
 static cc_rc pg_cred_revoke(cc_conn *b, int64_t id, int64_t account_id, int kind, int64_t now_ms, int *count,
@@ -1428,6 +1460,8 @@ static const cc_conn_vtab PG_CONN_VTAB = {
     .holds_due = pg_holds_due,
     .cred_insert = pg_cred_insert,
     .cred_by_hash = pg_cred_by_hash,
+    .cred_get = pg_cred_get,
+    .cred_update = pg_cred_update,
     .cred_revoke = pg_cred_revoke,
     .cred_list = pg_cred_list,
     .usage_summary = pg_usage_summary,

@@ -49,7 +49,8 @@ static const char *const SCHEMA_SQL =
     "CREATE INDEX IF NOT EXISTS entries_by_account ON entries(account_id, id);"
     "CREATE TABLE IF NOT EXISTS holds("
     " id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, amount INTEGER NOT NULL,"
-    " state INTEGER NOT NULL, expires_ms INTEGER NOT NULL, resolved_by INTEGER NOT NULL);"
+    " state INTEGER NOT NULL, expires_ms INTEGER NOT NULL, resolved_by INTEGER NOT NULL,"
+    " credential_id INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS holds_open_by_expiry ON holds(expires_ms) WHERE state = 0;"
     "CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries"
     " BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;"
@@ -60,7 +61,8 @@ static const char *const SCHEMA_SQL =
     "CREATE TABLE IF NOT EXISTS credentials("
     " id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, account_id INTEGER NOT NULL REFERENCES accounts(id),"
     " hash BLOB NOT NULL UNIQUE, label TEXT NOT NULL, hint TEXT NOT NULL,"
-    " created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL);"
+    " created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL,"
+    " cap_micro INTEGER NOT NULL DEFAULT -1, cap_used INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS credentials_by_account ON credentials(account_id, kind, id);"
     "CREATE TABLE IF NOT EXISTS passwords(account_id INTEGER PRIMARY KEY REFERENCES accounts(id),"
     " hash TEXT NOT NULL, updated_ms INTEGER NOT NULL);"
@@ -82,8 +84,8 @@ static const char *const SCHEMA_SQL =
     "balance_after, held_after, hold_id, ttl_ms, created_ms, prompt_id, "      \
     "node_id, node_class, model, tokens_in, tokens_out, images, seconds_ms, "  \
     "currency, amount_minor, method, external_ref, note, test_after"
-#define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by"
-#define CRED_COLS "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms"
+#define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by, credential_id"
+#define CRED_COLS "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms, cap_micro, cap_used"
 #define ATT_COLS                                                                                       \
     "session_id, account_id, currency, amount_minor, credits_micro, method, reason, first_ms, last_ms, " \
     "reports, resolved_ms, resolution"
@@ -94,7 +96,7 @@ enum {
     ST_ENT_BY_KEY, ST_ENT_GET, ST_ENT_INSERT,
     ST_HOLD_GET, ST_HOLD_INSERT, ST_HOLD_RESOLVE, ST_HOLD_EXTEND, ST_HOLDS_DUE,
     ST_SCAN_ACC, ST_SCAN_ENT, ST_SCAN_HOLD,
-    ST_CRED_INSERT, ST_CRED_BY_HASH, ST_CRED_REVOKE_ONE, ST_CRED_REVOKE_ALL, ST_CRED_LIST,
+    ST_CRED_INSERT, ST_CRED_BY_HASH, ST_CRED_GET, ST_CRED_UPDATE, ST_CRED_REVOKE_ONE, ST_CRED_REVOKE_ALL, ST_CRED_LIST,
     ST_PW_SET, ST_PW_GET, ST_USAGE,
     ST_ATT_RECORD, ST_ATT_GET, ST_ATT_LIST_OPEN, ST_ATT_LIST_ALL, ST_ATT_RESOLVE,
     ST_COUNT
@@ -128,7 +130,7 @@ static const char *const STMT_SQL[ST_COUNT] = {
         " model, tokens_in, tokens_out, images, seconds_ms, currency, amount_minor, method,"
         " external_ref, note, test_after) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [ST_HOLD_GET] = "SELECT " HOLD_COLS " FROM holds WHERE id = ?",
-    [ST_HOLD_INSERT] = "INSERT INTO holds(" HOLD_COLS ") VALUES (?,?,?,?,?,?)",
+    [ST_HOLD_INSERT] = "INSERT INTO holds(" HOLD_COLS ") VALUES (?,?,?,?,?,?,?)",
     [ST_HOLD_RESOLVE] = "UPDATE holds SET state = ?, resolved_by = ? WHERE id = ? AND state = 0",
     [ST_HOLD_EXTEND] = "UPDATE holds SET expires_ms = ? WHERE id = ? AND state = 0 AND expires_ms < ?",
     [ST_HOLDS_DUE] =
@@ -145,6 +147,8 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_CRED_INSERT] = "INSERT INTO credentials(kind, account_id, hash, label, hint, created_ms, expires_ms,"
                        " revoked_ms) VALUES (?,?,?,?,?,?,?,0)",
     [ST_CRED_BY_HASH] = "SELECT " CRED_COLS " FROM credentials WHERE hash = ?",
+    [ST_CRED_GET] = "SELECT " CRED_COLS " FROM credentials WHERE id = ?",
+    [ST_CRED_UPDATE] = "UPDATE credentials SET expires_ms = ?, cap_micro = ?, cap_used = ? WHERE id = ?",
     [ST_CRED_REVOKE_ONE] = "UPDATE credentials SET revoked_ms = ?1 WHERE id = ?2 AND account_id = ?3"
                            " AND kind = ?4 AND revoked_ms = 0",
     [ST_CRED_REVOKE_ALL] = "UPDATE credentials SET revoked_ms = ?1 WHERE account_id = ?3 AND kind = ?4"
@@ -271,6 +275,7 @@ static void read_hold(sqlite3_stmt *s, cc_hold *h) {
     h->state = sqlite3_column_int(s, 3);
     h->expires_ms = sqlite3_column_int64(s, 4);
     h->resolved_by = sqlite3_column_int64(s, 5);
+    h->credential_id = sqlite3_column_int64(s, 6);
 }
 
 static void sq_close(cc_conn *base) {
@@ -547,6 +552,7 @@ static cc_rc sq_hold_insert(cc_conn *b, const cc_hold *h, cc_error *err) {
     sqlite3_bind_int(s, 4, h->state);
     sqlite3_bind_int64(s, 5, h->expires_ms);
     sqlite3_bind_int64(s, 6, h->resolved_by);
+    sqlite3_bind_int64(s, 7, h->credential_id);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) return sq_err(c->db, err, "insert hold");
@@ -647,6 +653,8 @@ static void read_cred(sqlite3_stmt *s, cc_credential *c) {
     c->created_ms = sqlite3_column_int64(s, 6);
     c->expires_ms = sqlite3_column_int64(s, 7);
     c->revoked_ms = sqlite3_column_int64(s, 8);
+    c->cap_micro = sqlite3_column_int64(s, 9);
+    c->cap_used = sqlite3_column_int64(s, 10);
 }
 
 static cc_rc sq_cred_insert(cc_conn *b, cc_credential *cr, cc_error *err) {
@@ -679,6 +687,34 @@ static cc_rc sq_cred_by_hash(cc_conn *b, const unsigned char *hash, cc_credentia
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     return r;
+}
+
+static cc_rc sq_cred_get(cc_conn *b, int64_t id, cc_credential *out, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_CRED_GET);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    cc_rc r = CC_OK;
+    if (rc == SQLITE_ROW) read_cred(s, out);
+    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "id", "no credential with id %lld", (long long)id);
+    else r = sq_err(c->db, err, "get credential");
+    sqlite3_reset(s);
+    return r;
+}
+
+static cc_rc sq_cred_update(cc_conn *b, const cc_credential *cr, cc_error *err) {
+    sq_conn *c = (sq_conn *)b;
+    sqlite3_stmt *s = stmt(c, ST_CRED_UPDATE);
+    sqlite3_bind_int64(s, 1, cr->expires_ms);
+    sqlite3_bind_int64(s, 2, cr->cap_micro);
+    sqlite3_bind_int64(s, 3, cr->cap_used);
+    sqlite3_bind_int64(s, 4, cr->id);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return sq_err(c->db, err, "update credential");
+    if (sqlite3_changes(c->db) != 1)
+        return cc_fail(err, CC_ERR_STORAGE, "id", "credential %lld vanished while updating it", (long long)cr->id);
+    return CC_OK;
 }
 
 static cc_rc sq_cred_revoke(cc_conn *b, int64_t id, int64_t account_id, int kind, int64_t now_ms, int *count,
@@ -881,6 +917,8 @@ static const cc_conn_vtab SQ_CONN_VTAB = {
     .holds_due = sq_holds_due,
     .cred_insert = sq_cred_insert,
     .cred_by_hash = sq_cred_by_hash,
+    .cred_get = sq_cred_get,
+    .cred_update = sq_cred_update,
     .cred_revoke = sq_cred_revoke,
     .cred_list = sq_cred_list,
     .usage_summary = sq_usage_summary,
@@ -918,6 +956,9 @@ static int sq_migrate(sqlite3 *db, char **msg) {
         {"accounts", "cap_day_used", "ALTER TABLE accounts ADD COLUMN cap_day_used INTEGER NOT NULL DEFAULT 0"},
         {"accounts", "cap_month", "ALTER TABLE accounts ADD COLUMN cap_month INTEGER NOT NULL DEFAULT 0"},
         {"accounts", "cap_month_used", "ALTER TABLE accounts ADD COLUMN cap_month_used INTEGER NOT NULL DEFAULT 0"},
+        {"holds", "credential_id", "ALTER TABLE holds ADD COLUMN credential_id INTEGER NOT NULL DEFAULT 0"},
+        {"credentials", "cap_micro", "ALTER TABLE credentials ADD COLUMN cap_micro INTEGER NOT NULL DEFAULT -1"},
+        {"credentials", "cap_used", "ALTER TABLE credentials ADD COLUMN cap_used INTEGER NOT NULL DEFAULT 0"},
     };
     for (size_t i = 0; i < sizeof add / sizeof add[0]; i++) {
         int h = has_column(db, add[i][0], add[i][1]);

@@ -795,3 +795,44 @@ def test_own_spending_caps_in_the_credits_panel(ui):
         with ui.ledger() as led:
             _core.set_caps(led, ui.account, "own", None, None)
             _core.set_caps(led, ui.account, "admin", None, None)
+
+
+def test_api_key_cap_and_expiry_from_the_credits_panel(ui):
+    """Settings → Credits → API keys: a key made there gets a cap and a last day; bad values say why."""
+    page = ui.page
+    sign_in_api(ui)
+    open_settings(ui, "Credits")
+    panel = page.locator("[data-testid=cc-panel]")
+    create = panel.locator("[data-testid=cc-key-create]")
+    create.wait_for()
+    before = len(panel.locator("[data-testid=cc-key]").all())
+    create.click()
+    panel.locator(".cc-secret code").wait_for()
+    with ui.ledger() as led:
+        key = led.list_credentials(ui.account, "api_key")[0]  # the newest
+    row = panel.locator(f"[data-testid=cc-key][data-key-id='{key['id']}']")
+    assert len(panel.locator("[data-testid=cc-key]").all()) == before + 1
+    assert "no cap" in row.locator("[data-testid=cc-key-limits]").inner_text()
+    cap, expires = row.locator("[data-testid=cc-key-cap]"), row.locator("[data-testid=cc-key-expires]")
+    err = row.locator("[data-testid=cc-key-error]")
+    cap.fill("lots")
+    row.locator("[data-testid=cc-key-save]").click()
+    assert "an amount of credits" in err.inner_text()
+    cap.fill("5")
+    expires.fill("2001-01-01")  # past: the server says so
+    row.locator("[data-testid=cc-key-save]").click()
+    page.wait_for_function(f"document.querySelector(\"[data-key-id='{key['id']}'] [data-testid=cc-key-error]\")"
+                           ".textContent.includes('future')")
+    with ui.ledger() as led:
+        assert led.list_credentials(ui.account, "api_key")[0]["cap_micro"] is None  # nothing changed
+    expires.fill("2031-05-01")
+    row.locator("[data-testid=cc-key-save]").click()
+    page.wait_for_function(f"document.querySelector(\"[data-key-id='{key['id']}'] [data-testid=cc-key-limits]\")"
+                           ".textContent.includes('cap 5.00')")
+    text = panel.locator(f"[data-testid=cc-key][data-key-id='{key['id']}'] [data-testid=cc-key-limits]").inner_text()
+    assert "cap 5.00" in text and "5.00 left" in text and "works through 2031-05-01 (UTC)" in text, text
+    with ui.ledger() as led:
+        k = led.list_credentials(ui.account, "api_key")[0]
+        assert k["cap_micro"] == 5 * C and k["expires_ms"] == 1935446400000  # the end of 2031-05-01 UTC
+    shot(ui, "26-key-limits")
+    close_settings(ui)

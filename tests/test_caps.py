@@ -241,3 +241,108 @@ def test_farm_two_comfyui_servers_refuse_past_the_cap_at_queue_time(tmp_path, pg
     finally:
         for s in servers:
             s.close()
+
+
+# ---------------------------------------------------------------- personal API keys: a cap and an expiry
+
+
+def test_key_limits_routes_person_and_admin_bad_input_changes_nothing(srv):
+    led = srv.rt.ledger
+    session = led.create_credential(srv.account, "session", "t", 3_600_000)["token"]
+    me = {"Authorization": f"Bearer {session}"}
+    key = led.list_credentials(srv.account, "api_key")[0]
+    path = f"/credits/keys/{key['id']}/limits"
+    for body, field in (({"cap": "-5"}, "cap"), ({"cap": "abc"}, "cap"), ({"cap": True}, "cap"),
+                        ({"cap": "2000000000"}, "cap"), ({"expires": "2020-01-01"}, "expires"),
+                        ({"expires": "soon"}, "expires"), ({"expires": 5}, "expires"), ({"daily": "5"}, "daily")):
+        st, data, _ = srv.call("POST", path, body, headers=me)
+        assert st == 400 and data["error"]["field"] == field, (body, data)
+    assert led.list_credentials(srv.account, "api_key")[0]["cap_micro"] is None
+    # a key cannot change its own limits (a leaked key must not lift its cap); cross-site: refused
+    st, data, _ = srv.call("POST", path, {"cap": "100"})
+    assert st == 403 and data["error"]["type"] == "session_required"
+    st, data, _ = srv.call("POST", path, {"cap": "1"}, headers={**me, "Origin": "https://evil.example.com"})
+    assert st == 403
+    st, data, _ = srv.call("POST", path, {"cap": "10", "expires": "2030-01-31"}, headers=me)
+    assert st == 200 and data["key"]["cap"] == "10.00" and data["key"]["left_micro"] == 10 * M
+    assert data["key"]["expires_ms"] == 1896134400000  # the end of 2030-01-31 UTC
+    st, data, _ = srv.call("GET", "/credits/keys", headers=me)
+    assert data["keys"][0]["cap_micro"] == 10 * M and data["keys"][0]["cap_used"] == 0
+    assert "token" not in data["keys"][0]
+    # someone else's key: not found, unchanged
+    other = led.create_account("o@example.com")["id"]
+    okey = led.create_credential(other, "api_key")
+    st, data, _ = srv.call("POST", f"/credits/keys/{okey['id']}/limits", {"cap": "1"}, headers=me)
+    assert st == 404 and led.list_credentials(other, "api_key")[0]["cap_micro"] is None
+    # an admin sets any key's limits (audited); a normal account gets 403 there
+    st, data, _ = srv.call("POST", f"/credits/admin/keys/{okey['id']}/limits", {"cap": "3"}, headers=me)
+    assert st == 403
+    st, data, _ = boss(srv, "POST", f"/credits/admin/keys/{okey['id']}/limits", {"cap": "3", "expires": None})
+    assert st == 200 and data["key"]["cap"] == "3.00" and data["key"]["expires_ms"] is None
+    st, data, _ = boss(srv, "GET", f"/credits/admin/accounts/{other}/keys")
+    assert st == 200 and data["keys"][0]["cap_micro"] == 3 * M
+    rec = srv.rt.audit.list()["records"][0]
+    assert rec["action"] == "key limits" and "o@example.com" in rec["target"] and '"cap": "3.00"' in rec["detail"]
+
+
+def test_key_cap_and_expiry_on_a_comfyui_server(tmp_path):
+    """Queue time refuses what the key has no room for; the ledger refuses it at hold time too (two prompts
+    admitted at once with room for one: one runs, the other's node is refused); an expired key is refused."""
+    from test_integration import Comfy, dalle
+    c = Comfy(tmp_path)
+    try:
+        with c.ledger() as led:
+            a = led.create_account("keys@example.com")["id"]
+            led.grant("g", a, 100 * M)
+            k = led.create_credential(a, "api_key", "ci")
+            led.key_limits(k["id"], 10 * M, None, owner_id=a)   # room for one DALL·E 3 run (8.44)
+        st, body = c.queue(dalle("one"), k["token"])
+        assert st == 200, body
+        assert c.wait(body["prompt_id"])["status"]["status_str"] == "success"
+        with c.ledger() as led:
+            used = led.list_credentials(a, "api_key")[0]["cap_used"]
+            assert used == led.account(a)["spent_total"] > 0
+        st, body = c.queue(dalle("two"), k["token"])
+        assert st == 400 and body["error"]["type"] == "credits_cap_reached", body
+        assert "API key spending cap reached" in body["error"]["details"] and "needs up to 8.44" in body["error"]["details"]
+        # the ledger's own check: raise the cap to one more run, queue two at once; one runs, one is refused
+        with c.ledger() as led:
+            led.key_limits(k["id"], used + 10 * M, None, owner_id=a)
+            spent = led.account(a)["spent_total"]
+        answers = [c.queue(dalle(f"race {i}"), k["token"]) for i in range(2)]
+        assert all(st == 200 for st, _ in answers), answers
+        outcomes = sorted(c.wait(b["prompt_id"])["status"]["status_str"] for _, b in answers)
+        assert outcomes == ["error", "success"], outcomes
+        with c.ledger() as led:
+            acct = led.account(a)
+            assert acct["spent_total"] == 2 * spent and acct["held"] == 0
+            assert led.list_credentials(a, "api_key")[0]["cap_used"] == 2 * spent
+            assert led.verify()["ok"]
+            # an expiry already passed: set a near one and wait it out
+            import time as _t
+            led.key_limits(k["id"], None, int(_t.time() * 1000) + 300, owner_id=a)
+        time.sleep(0.5)
+        st, body = c.queue(dalle("late"), k["token"])
+        assert st == 401 and body["error"]["type"] == "credits_key_expired", body
+    finally:
+        c.close()
+
+
+def test_cli_key_limits(tmp_path, capsys):
+    db = str(tmp_path / "l.db")
+    assert cli.main(["--db", db, "user", "add", "k@example.com"]) == 0
+    assert cli.main(["--db", db, "key", "create", "k@example.com", "--label", "ci"]) == 0
+    led = _core.Ledger(db)
+    kid = led.list_credentials(led.account_by_email("k@example.com")["id"], "api_key")[0]["id"]
+    led.close()
+    capsys.readouterr()
+    assert cli.main(["--db", db, "key", "limits", str(kid), "--cap", "25", "--expires", "2031-05-01"]) == 0
+    out = capsys.readouterr().out
+    assert "cap 25.00 credits" in out and "2031-05-01" in out
+    for bad in (["--cap", "-1"], ["--cap", "x"], ["--expires", "yesterday"], ["--expires", "2001-01-01"]):
+        assert cli.main(["--db", db, "key", "limits", str(kid), *bad]) == 2, bad
+    assert cli.main(["--db", db, "key", "limits", "999", "--cap", "1"]) == 1
+    assert cli.main(["--db", db, "key", "list", "k@example.com"]) == 0
+    assert "cap 25.00" in capsys.readouterr().out
+    assert cli.main(["--db", db, "audit"]) == 0
+    assert " key limits " in capsys.readouterr().out

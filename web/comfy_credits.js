@@ -680,16 +680,55 @@ async function drawChart(el) {
                       : "No API runs in the last 30 days."));
 }
 
+// A key's limits (POST /credits/keys/<id>/limits): a cap on what it may spend in all (held or charged) and
+// the last UTC day it works. Both are sent; empty means no cap / never. The server's words say what is wrong.
+const utcDay = (ms) => new Date(ms - 1).toISOString().slice(0, 10);  // the last day a key works
+
+function keyLimits(k) {
+  const bits = [k.cap == null ? "no cap" : `cap ${fmtCredits(k.cap_micro)} · used or held ${fmtCredits(k.cap_used)} · ` +
+                                           `${fmtCredits(k.left_micro)} left`,
+                k.expires_ms ? `works through ${utcDay(k.expires_ms)} (UTC)` : "never expires"];
+  return bits.join(" · ");
+}
+
+function keyLimitsForm(k, redraw) {
+  const cap = h("input", { type: "text", inputmode: "decimal", placeholder: "no cap", size: 9, value: k.cap ?? "",
+                           "data-testid": "cc-key-cap", "aria-label": `Cap for key ${k.hint} in credits (empty = none)` });
+  const expires = h("input", { type: "date", value: k.expires_ms ? utcDay(k.expires_ms) : "",
+                               "data-testid": "cc-key-expires", "aria-label": `Last day key ${k.hint} works (UTC; empty = never)` });
+  const msg = h("span", { class: "cc-error", role: "alert", "data-testid": "cc-key-error" });
+  const save = h("button", { class: "cc-btn cc-secondary", type: "submit", "data-testid": "cc-key-save" }, "Save limits");
+  return h("form", { class: "cc-form cc-key-limits", novalidate: true, onsubmit: async (ev) => {
+    ev.preventDefault();
+    const c = cap.value.trim();
+    if (c && !/^\d+(\.\d{1,6})?$/.test(c)) { msg.textContent = "Cap: an amount of credits such as 50, or empty for none."; cap.focus(); return; }
+    msg.textContent = "";
+    save.disabled = true;
+    try {
+      await call("POST", `/credits/keys/${k.id}/limits`, { cap: c || null, expires: expires.value || null });
+      toast("success", "Key limits saved", `${k.hint}…`);
+      await redraw();
+    } catch (e) { msg.textContent = e.message; save.disabled = false; }
+  } },
+    h("label", { class: "cc-field" }, h("span", {}, "Cap (credits)"), cap),
+    h("label", { class: "cc-field" }, h("span", {}, "Last day (UTC)"), expires), save, msg);
+}
+
 async function drawKeys(el) {
   let d;
   try { d = await call("GET", "/credits/keys"); } catch (e) { el.textContent = e.message; return; }
   const label = h("input", { placeholder: "What is it for?", maxlength: 100 });
   const shown = h("p", { class: "cc-secret" });
+  const redraw = () => drawKeys(el);
   el.replaceChildren(
-    h("p", { class: "cc-muted" }, "For headless runs: send the key as extra_data.api_key_comfy_org or 'Authorization: Bearer <key>' on /prompt."),
-    h("ul", {}, d.keys.map((k) => h("li", {}, `${k.hint}…  ${k.label || ""}  `,
-      h("button", { class: "cc-btn cc-secondary", onclick: async () => { await call("DELETE", `/credits/keys/${k.id}`); drawKeys(el); } }, "Revoke")))),
-    h("div", { class: "cc-row" }, label, h("button", { class: "cc-btn cc-secondary", onclick: async () => {
+    h("p", { class: "cc-muted" }, "For headless runs: send the key as extra_data.api_key_comfy_org or 'Authorization: Bearer <key>' on /prompt. ",
+      "A key can have its own cap on what it may spend and a last day; a run past either is refused."),
+    h("ul", { class: "cc-keys-list" }, d.keys.map((k) => h("li", { "data-testid": "cc-key", "data-key-id": k.id },
+      h("div", { class: "cc-row" }, h("code", {}, `${k.hint}…`), k.label || "",
+        h("span", { class: "cc-muted", "data-testid": "cc-key-limits" }, keyLimits(k)),
+        h("button", { class: "cc-btn cc-secondary", onclick: async () => { await call("DELETE", `/credits/keys/${k.id}`); redraw(); } }, "Revoke")),
+      keyLimitsForm(k, redraw)))),
+    h("div", { class: "cc-row" }, label, h("button", { class: "cc-btn cc-secondary", "data-testid": "cc-key-create", onclick: async () => {
       const k = await call("POST", "/credits/keys", { label: label.value });
       await drawKeys(el);
       el.append(h("p", { class: "cc-secret" }, "Copy it now, it is shown once: ", h("code", {}, k.key)));

@@ -5,6 +5,7 @@
 #include "pg_helper.h"
 
 #include <pthread.h>
+#include <time.h>
 
 #define C(n) ((int64_t)(n) * CC_MICRO)
 #define DAY INT64_C(86400000)
@@ -43,7 +44,7 @@ static void test_rule_windows_and_release(void) {
     CHECK(cc_caps_check(&a, 0, t + DAY, &e) == CC_OK);
 }
 
-typedef struct racer { cc_ledger *l; int64_t account, first; int ok; } racer;
+typedef struct racer { cc_ledger *l; int64_t account, first; int ok; int64_t key; } racer;
 
 static void *race(void *arg) {
     racer *r = arg;
@@ -57,8 +58,9 @@ static void *race(void *arg) {
         op.account_id = r->account;
         op.amount = C(1);
         op.ttl_ms = 60000;
+        op.credential_id = r->key;
         if (cc_ledger_execute1(r->l, &op, &res) == CC_OK) r->ok++;
-        else CHECK_STR(res.err.field, "cap_daily");
+        else CHECK_STR(res.err.field, r->key ? "key_cap" : "cap_daily");
     }
     return NULL;
 }
@@ -105,7 +107,7 @@ static void threads_hold_exactly_the_cap(int pg) {
     racer r[8];
     pthread_t th[8];
     for (int i = 0; i < 8; i++) {
-        r[i] = (racer){i % 2 ? l2 : l, id, i * 100, 0};
+        r[i] = (racer){i % 2 ? l2 : l, id, i * 100, 0, 0};
         pthread_create(&th[i], NULL, race, &r[i]);
     }
     int total = 0;
@@ -142,6 +144,136 @@ static void test_threads_hold_exactly_the_cap(void) { threads_hold_exactly_the_c
 /* Farm mode: the caps live in PostgreSQL's accounts rows. */
 static void test_pg_two_servers_hold_exactly_the_cap(void) { threads_hold_exactly_the_cap(1); }
 
+/* ---- personal API keys: a cap over the key's life and an expiry, checked with each hold */
+
+static cc_rc key_hold(cc_ledger *l, const char *key, int64_t acct, int64_t cred, int64_t amount, cc_result *r) {
+    cc_op op;
+    cc_op_init(&op, CC_OP_HOLD);
+    op.key = key;
+    op.account_id = acct;
+    op.amount = amount;
+    op.ttl_ms = 60000;
+    op.credential_id = cred;
+    return cc_ledger_execute1(l, &op, r);
+}
+
+static int64_t key_used(cc_ledger *l, int64_t acct, int64_t cred) {
+    cc_credential k[8];
+    int n = 0;
+    cc_error e;
+    CHECK(cc_ledger_credential_list(l, acct, CC_CRED_API_KEY, k, 8, &n, &e) == CC_OK);
+    for (int i = 0; i < n; i++)
+        if (k[i].id == cred) return k[i].cap_used;
+    return -1;
+}
+
+static void key_caps(int pg) {
+    char uri[200] = "";
+    cc_ledger *l = open_backend(pg, uri, sizeof uri);
+    CHECK(l != NULL);
+    if (!l) return;
+    int64_t a = ct_account(l, "k@example.com"), b = ct_account(l, "other@example.com");
+    cc_op op;
+    cc_result r;
+    cc_op_init(&op, CC_OP_GRANT);
+    op.key = "g";
+    op.account_id = a;
+    op.amount = C(1000);
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    char tok[CC_CRED_TOKEN_BYTES + 1];
+    cc_credential k, kb;
+    cc_error e;
+    CHECK(cc_ledger_credential_create(l, a, CC_CRED_API_KEY, "ci", 0, tok, sizeof tok, &k, &e) == CC_OK);
+    CHECK_EQ_I64(k.cap_micro, -1);
+    CHECK(cc_ledger_credential_create(l, b, CC_CRED_API_KEY, "b", 0, tok, sizeof tok, &kb, &e) == CC_OK);
+    /* bad limits: nothing changes */
+    CHECK(cc_ledger_key_limits(l, a, k.id, -2, 0, NULL, &e) == CC_ERR_INVALID);
+    CHECK_STR(e.field, "cap");
+    CHECK(cc_ledger_key_limits(l, a, k.id, C(10), cc_now_ms() - 1000, NULL, &e) == CC_ERR_INVALID);
+    CHECK_STR(e.field, "expires");
+    CHECK(cc_ledger_key_limits(l, b, k.id, C(10), 0, NULL, &e) == CC_ERR_NOT_FOUND); /* not b's key */
+    CHECK(cc_ledger_key_limits(l, a, k.id, C(10), 0, &k, &e) == CC_OK);
+    CHECK_EQ_I64(k.cap_micro, C(10));
+    /* the cap binds holds placed with the key, never other holds of the account */
+    CHECK(key_hold(l, "k1", a, k.id, C(6), &r) == CC_OK);
+    int64_t h1 = r.hold_id;
+    CHECK(key_hold(l, "k2", a, k.id, C(6), &r) == CC_ERR_INSUFFICIENT);
+    CHECK_STR(r.err.field, "key_cap");
+    CHECK(strstr(r.err.message, "4.00 are left") != NULL && strstr(r.err.message, "needs up to 6.00") != NULL);
+    CHECK(key_hold(l, "n1", a, 0, C(6), &r) == CC_OK);
+    CHECK_EQ_I64(key_used(l, a, k.id), C(6));
+    /* what a hold did not charge comes back: settle 2 of 6 */
+    cc_op_init(&op, CC_OP_SETTLE);
+    op.key = "s1";
+    op.hold_id = h1;
+    op.amount = C(2);
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    CHECK_EQ_I64(key_used(l, a, k.id), C(2));
+    CHECK(key_hold(l, "k3", a, k.id, C(8), &r) == CC_OK);
+    CHECK(key_hold(l, "k4", a, k.id, 1, &r) == CC_ERR_INSUFFICIENT);
+    /* someone else's key, an expired key, a revoked key: refused, nothing held */
+    cc_account before;
+    CHECK(cc_ledger_account(l, a, &before, &e) == CC_OK);
+    CHECK(key_hold(l, "x1", a, kb.id, C(1), &r) == CC_ERR_STATE);
+    CHECK_STR(r.err.field, "key");
+    CHECK(cc_ledger_key_limits(l, 0, k.id, CC_CAP_NONE, cc_now_ms() + 150, &k, &e) == CC_OK); /* an admin: owner 0 */
+    CHECK(key_hold(l, "k5", a, k.id, C(1), &r) == CC_OK);
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    CHECK(key_hold(l, "k6", a, k.id, C(1), &r) == CC_ERR_STATE);
+    CHECK(strstr(r.err.message, "expired") != NULL);
+    int n = 0;
+    CHECK(cc_ledger_credential_revoke(l, b, CC_CRED_API_KEY, kb.id, &n, &e) == CC_OK);
+    CHECK(cc_ledger_key_limits(l, 0, kb.id, C(1), 0, NULL, &e) == CC_ERR_NOT_FOUND);
+    cc_account after;
+    CHECK(cc_ledger_account(l, a, &after, &e) == CC_OK);
+    CHECK_EQ_I64(after.held, before.held + C(1)); /* only k5 */
+    cc_ledger_close(l);
+}
+
+static void test_key_caps(void) { key_caps(0); }
+static void test_pg_key_caps(void) { key_caps(1); }
+
+/* 8 threads (two servers on PostgreSQL) race one-credit holds on a key with a cap of 37. */
+static void key_race(int pg) {
+    char uri[200] = "";
+    cc_ledger *l = open_backend(pg, uri, sizeof uri);
+    CHECK(l != NULL);
+    if (!l) return;
+    cc_ledger *l2 = pg ? open_backend(pg, uri, sizeof uri) : l;
+    int64_t id = ct_account(l, "race@example.com");
+    cc_op op;
+    cc_result res;
+    cc_op_init(&op, CC_OP_GRANT);
+    op.key = "g";
+    op.account_id = id;
+    op.amount = C(1000);
+    CHECK(cc_ledger_execute1(l, &op, &res) == CC_OK);
+    char tok[CC_CRED_TOKEN_BYTES + 1];
+    cc_credential k;
+    cc_error e;
+    CHECK(cc_ledger_credential_create(l, id, CC_CRED_API_KEY, "race", 0, tok, sizeof tok, &k, &e) == CC_OK);
+    CHECK(cc_ledger_key_limits(l, id, k.id, C(37), 0, &k, &e) == CC_OK);
+    racer r[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        r[i] = (racer){i % 2 && l2 ? l2 : l, id, i * 100, 0, k.id};
+        pthread_create(&th[i], NULL, race, &r[i]);
+    }
+    int total = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        total += r[i].ok;
+    }
+    CHECK_EQ_I64(total, 37);
+    CHECK_EQ_I64(key_used(l, id, k.id), C(37));
+    if (l2 && l2 != l) cc_ledger_close(l2);
+    cc_ledger_close(l);
+}
+
+static void test_key_race(void) { key_race(0); }
+static void test_pg_key_race(void) { key_race(1); }
+
 /* A PostgreSQL ledger of schema 2 (before caps) is migrated in place: every
 ** account is uncapped (-1), never "a cap of 0"; the version is recorded once. */
 static void test_pg_schema_2_is_migrated_uncapped(void) {
@@ -158,7 +290,9 @@ static void test_pg_schema_2_is_migrated_uncapped(void) {
     op.amount = C(10);
     CHECK(cc_ledger_execute1(l, &op, &res) == CC_OK);
     cc_ledger_close(l);
-    CHECK(ct_pg_exec(uri, "DELETE FROM cc_migrations WHERE version = 3; ALTER TABLE accounts DROP COLUMN cap_daily,"
+    CHECK(ct_pg_exec(uri, "DELETE FROM cc_migrations WHERE version IN (3, 4); ALTER TABLE holds DROP COLUMN credential_id;"
+                          " ALTER TABLE credentials DROP COLUMN cap_micro, DROP COLUMN cap_used;"
+                          " ALTER TABLE accounts DROP COLUMN cap_daily,"
                           " DROP COLUMN cap_monthly, DROP COLUMN own_cap_daily, DROP COLUMN own_cap_monthly,"
                           " DROP COLUMN cap_day, DROP COLUMN cap_day_used, DROP COLUMN cap_month,"
                           " DROP COLUMN cap_month_used") == 0);
@@ -190,8 +324,12 @@ void suite_caps(void) {
     RUN(test_calendar);
     RUN(test_rule_windows_and_release);
     RUN(test_threads_hold_exactly_the_cap);
+    RUN(test_key_caps);
+    RUN(test_key_race);
     if (ct_pg_available()) {
         RUN(test_pg_two_servers_hold_exactly_the_cap);
         RUN(test_pg_schema_2_is_migrated_uncapped);
+        RUN(test_pg_key_caps);
+        RUN(test_pg_key_race);
     }
 }

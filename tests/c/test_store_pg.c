@@ -239,7 +239,9 @@ static void schema_versions(void) {
                           " DROP COLUMN cap_daily, DROP COLUMN cap_monthly, DROP COLUMN own_cap_daily,"
                           " DROP COLUMN own_cap_monthly, DROP COLUMN cap_day, DROP COLUMN cap_day_used,"
                           " DROP COLUMN cap_month, DROP COLUMN cap_month_used;"
-                          " ALTER TABLE entries DROP COLUMN test_after; DROP TABLE purchase_attention, cc_reservations") == 0);
+                          " ALTER TABLE entries DROP COLUMN test_after; ALTER TABLE holds DROP COLUMN credential_id;"
+                          " ALTER TABLE credentials DROP COLUMN cap_micro, DROP COLUMN cap_used;"
+                          " DROP TABLE purchase_attention, cc_reservations") == 0);
     l = server(uri);
     if (!l) return;
     cc_account ac;
