@@ -21,12 +21,13 @@ from aiohttp import web
 
 from . import _core
 from .attention import Attention
-from .routes import error, key_view, public_account, public_entry, read_json, same_origin
+from .routes import error, key_view, page_args, public_account, public_entry, read_json, same_origin, signed_in_write
 from .throttle import client_address
 
 DAY_MS = 86_400_000
 ACCOUNTS_PAGE_MAX = 500
 OPEN_HOLDS_MAX = 500
+AUDIT_PAGE_MAX = 1000
 REQUEST_ID_BYTES_MAX = 64
 REPORT_COLUMNS = ["day", "runs", "free_runs", "expired_holds", "billed", "charged", "uncollected", "margin",
                   "purchases", "purchased", "test_purchased", "granted"]
@@ -407,14 +408,9 @@ def register(routes, rt, whoami):
     @routes.post("/credits/caps")
     async def set_own_caps(request):
         """A person may set caps on their own account, never above the operator's."""
-        if not same_origin(request, rt.cfg.public_url):
-            return error(403, "bad_origin", "Cross-site requests are not accepted.")
-        who, err = await whoami(request)
+        who, body, err = await signed_in_write(request, whoami, with_body=True)
         if err:
             return err
-        body = await read_json(request)
-        if body is None:
-            return error(400, "bad_json", "Send a JSON object (Content-Type: application/json).")
         a, err = await set_caps(rt, who["account"]["id"], "own", body)
         if err:
             return err
@@ -450,9 +446,7 @@ def register(routes, rt, whoami):
     @routes.post("/credits/keys/{key_id}/limits")
     async def own_key_limits(request):
         """A person sets the cap and expiry of their own key, signed in: a key cannot raise its own cap."""
-        if not same_origin(request, rt.cfg.public_url):
-            return error(403, "bad_origin", "Cross-site requests are not accepted.")
-        who, err = await whoami(request)
+        who, body, err = await signed_in_write(request, whoami, with_body=True)
         if err:
             return err
         if (who.get("credential") or {}).get("kind") == "api_key":
@@ -460,9 +454,6 @@ def register(routes, rt, whoami):
         kid, err = key_id_of(request)
         if err:
             return err
-        body = await read_json(request)
-        if body is None:
-            return error(400, "bad_json", "Send a JSON object (Content-Type: application/json).")
         k, err = await set_key_limits(rt, kid, who["account"]["id"], body)
         if err:
             return err
@@ -476,15 +467,9 @@ def register(routes, rt, whoami):
         a, err = await target_account(request)
         if err:
             return err
-        try:
-            limit = int(request.query.get("limit", "50"))
-            cursor = int(request.query["cursor"]) if request.query.get("cursor") else None
-        except ValueError:
-            return error(400, "invalid_argument", "limit and cursor must be integers.")
-        if not 1 <= limit <= 200:
-            return error(400, "invalid_argument", "limit must be between 1 and 200.", "limit")
-        if cursor is not None and cursor <= 0:
-            return error(400, "invalid_argument", "cursor must be a positive integer.", "cursor")
+        limit, cursor, err = page_args(request.query)
+        if err:
+            return err
         page = await asyncio.to_thread(rt.ledger.history, a["id"], limit=limit, cursor=cursor)
         return web.json_response({"account": account_row(a), "entries": [public_entry(e) for e in page["entries"]],
                                   "next_cursor": page["next_cursor"]})
@@ -582,15 +567,9 @@ def register(routes, rt, whoami):
         _, _, err = await admin(request)
         if err:
             return err
-        try:
-            limit = int(request.query.get("limit", "50"))
-            cursor = int(request.query["cursor"]) if request.query.get("cursor") else None
-        except ValueError:
-            return error(400, "invalid_argument", "limit and cursor must be integers.")
-        if not 1 <= limit <= 1000:
-            return error(400, "invalid_argument", "limit must be between 1 and 1000.", "limit")
-        if cursor is not None and cursor <= 0:
-            return error(400, "invalid_argument", "cursor must be a positive integer.", "cursor")
+        limit, cursor, err = page_args(request.query, limit_max=AUDIT_PAGE_MAX)
+        if err:
+            return err
         return web.json_response(await asyncio.to_thread(audit.list, limit, cursor))
 
     return admin

@@ -34,15 +34,15 @@ OPENAPI_PATH = __import__("pathlib").Path(__file__).with_name("openapi.json")
 
 
 
-def page_args(q) -> tuple:
-    """`limit` (1..200, default 50) and `cursor` (a positive entry id) of a history page, or a 400."""
+def page_args(q, limit_max: int = 200) -> tuple:
+    """`limit` (1..limit_max, default 50) and `cursor` (a positive id) of a page (history, audit log), or a 400."""
     try:
         limit = int(q.get("limit", "50"))
         cursor = int(q["cursor"]) if q.get("cursor") else None
     except ValueError:
         return None, None, error(400, "invalid_argument", "limit and cursor must be integers.")
-    if not 1 <= limit <= 200:
-        return None, None, error(400, "invalid_argument", "limit must be between 1 and 200.", "limit")
+    if not 1 <= limit <= limit_max:
+        return None, None, error(400, "invalid_argument", f"limit must be between 1 and {limit_max}.", "limit")
     if cursor is not None and cursor <= 0:
         return None, None, error(400, "invalid_argument", "cursor must be a positive integer.", "cursor")
     return limit, cursor, None

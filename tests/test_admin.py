@@ -39,7 +39,7 @@ def admin_routes(s):
         info = r.resource.get_info() if r.resource else {}
         path = info.get("path") or info.get("formatter")
         if path and path.startswith("/credits/admin") and r.method != "HEAD":
-            out.append((r.method, path.replace("{account_id}", str(s.other))))
+            out.append((r.method, path.replace("{account_id}", str(s.other)).replace("{key_id}", "1")))
     return out
 
 

@@ -31,18 +31,20 @@ css.rel = "stylesheet";
 css.href = new URL("./comfy_credits.css", import.meta.url).href;
 document.head.appendChild(css);
 
-function h(tag, attrs = {}, ...kids) {
+// h() and call() are also the admin dashboard's (web/credits_admin.js imports them: both files are served
+// from the pack's web directory and imported by URL, so this module is evaluated once).
+export function h(tag, attrs = {}, ...kids) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else if (k === "class") el.className = v;
     else if (v !== undefined && v !== null && v !== false) el.setAttribute(k, v === true ? "" : v);
   }
-  for (const kid of kids.flat()) if (kid !== null && kid !== undefined) el.append(kid);
+  for (const kid of kids.flat()) if (kid !== null && kid !== undefined && kid !== false) el.append(kid);
   return el;
 }
 
-async function call(method, path, body) {
+export async function call(method, path, body) {
   const res = await api.fetchApi(path, {
     method, credentials: "same-origin",
     headers: body ? { "Content-Type": "application/json" } : {},

@@ -11,6 +11,9 @@
 // through api.fetchApi (feature-detected), and recheck the role then.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+// The element builder and the JSON fetch of the main module (the same file URL the frontend imports, so one
+// instance): GET /extensions lists both files of the pack's web directory, served under /extensions/<pack>/.
+import { call, h } from "./comfy_credits.js";
 
 const SETTING_ID = "ComfyCredits.Admin";
 const CATEGORY = ["Credits admin", "Credits admin", "Dashboard"];
@@ -21,33 +24,7 @@ css.rel = "stylesheet";
 css.href = new URL("./credits_admin.css", import.meta.url).href;
 document.head.appendChild(css);
 
-function h(tag, attrs = {}, ...kids) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "class") el.className = v;
-    else if (v !== undefined && v !== null && v !== false) el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const kid of kids.flat()) if (kid !== null && kid !== undefined && kid !== false) el.append(kid);
-  return el;
-}
-
-const rawFetch = api.fetchApi.bind(api);
-async function call(method, path, body) {
-  const res = await rawFetch(path, {
-    method, credentials: "same-origin",
-    headers: body ? { "Content-Type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  let data = null;
-  try { data = await res.json(); } catch { /* empty body */ }
-  if (!res.ok) {
-    const err = new Error(data?.error?.message || `HTTP ${res.status}`);
-    err.status = res.status;
-    throw err;
-  }
-  return data;
-}
+const rawFetch = api.fetchApi.bind(api);  // the frontend's own, wrapped below to notice sign-in and sign-out
 
 const cr = (m) => (Number(m) / 1e6).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const when = (ms) => (ms ? new Date(ms).toLocaleString() : "");

@@ -44,6 +44,17 @@ static void test_rule_windows_and_release(void) {
     CHECK(cc_caps_check(&a, 0, t + DAY, &e) == CC_OK);
 }
 
+/* Grants `amount` to an account (key "g"). */
+static void grant(cc_ledger *l, int64_t account, int64_t amount) {
+    cc_op op;
+    cc_result r;
+    cc_op_init(&op, CC_OP_GRANT);
+    op.key = "g";
+    op.account_id = account;
+    op.amount = amount;
+    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+}
+
 typedef struct racer { cc_ledger *l; int64_t account, first; int ok; int64_t key; } racer;
 
 static void *race(void *arg) {
@@ -95,11 +106,7 @@ static void threads_hold_exactly_the_cap(int pg) {
     CHECK(cc_ledger_account_create(l, &an, &id, &e) == CC_OK);
     cc_op op;
     cc_result res;
-    cc_op_init(&op, CC_OP_GRANT);
-    op.key = "g";
-    op.account_id = id;
-    op.amount = C(1000);
-    CHECK(cc_ledger_execute1(l, &op, &res) == CC_OK);
+    grant(l, id, C(1000));
     cc_account a;
     CHECK(cc_ledger_set_caps(l, id, CC_CAPS_ADMIN, C(37), CC_CAP_NONE, &a, &e) == CC_OK);
     CHECK(cc_ledger_set_caps(l, id, CC_CAPS_ADMIN, -2, CC_CAP_NONE, &a, &e) == CC_ERR_INVALID);
@@ -175,11 +182,7 @@ static void key_caps(int pg) {
     int64_t a = ct_account(l, "k@example.com"), b = ct_account(l, "other@example.com");
     cc_op op;
     cc_result r;
-    cc_op_init(&op, CC_OP_GRANT);
-    op.key = "g";
-    op.account_id = a;
-    op.amount = C(1000);
-    CHECK(cc_ledger_execute1(l, &op, &r) == CC_OK);
+    grant(l, a, C(1000));
     char tok[CC_CRED_TOKEN_BYTES + 1];
     cc_credential k, kb;
     cc_error e;
@@ -242,13 +245,7 @@ static void key_race(int pg) {
     if (!l) return;
     cc_ledger *l2 = pg ? open_backend(pg, uri, sizeof uri) : l;
     int64_t id = ct_account(l, "race@example.com");
-    cc_op op;
-    cc_result res;
-    cc_op_init(&op, CC_OP_GRANT);
-    op.key = "g";
-    op.account_id = id;
-    op.amount = C(1000);
-    CHECK(cc_ledger_execute1(l, &op, &res) == CC_OK);
+    grant(l, id, C(1000));
     char tok[CC_CRED_TOKEN_BYTES + 1];
     cc_credential k;
     cc_error e;
@@ -284,11 +281,7 @@ static void test_pg_schema_2_is_migrated_uncapped(void) {
     int64_t id = ct_account(l, "old@example.com");
     cc_op op;
     cc_result res;
-    cc_op_init(&op, CC_OP_GRANT);
-    op.key = "g";
-    op.account_id = id;
-    op.amount = C(10);
-    CHECK(cc_ledger_execute1(l, &op, &res) == CC_OK);
+    grant(l, id, C(10));
     cc_ledger_close(l);
     CHECK(ct_pg_exec(uri, "DELETE FROM cc_migrations WHERE version IN (3, 4); ALTER TABLE holds DROP COLUMN credential_id;"
                           " ALTER TABLE credentials DROP COLUMN cap_micro, DROP COLUMN cap_used;"
