@@ -33,7 +33,8 @@ def rt(ledger, account):
     prices = _core.PriceTable(PRICES)
     pool = concurrent.futures.ThreadPoolExecutor(2)
     r = types.SimpleNamespace(ledger=ledger, prices=prices, runs=_core.Runs(ledger, prices, 60_000, 1_000),
-                              finish_pool=pool, prompt_account=lambda pid: account if pid else None)
+                              finish_pool=pool, prompt_account=lambda pid: account if pid else None,
+                              prompt_key=lambda pid: None)
     yield r
     pool.shutdown()
     r.runs.close()
