@@ -19,7 +19,9 @@ static PyObject *row_dict(const cc_history_row *r) {
               ccpy_set_i64(d, "credits", r->credits) | ccpy_set_i64(d, "balance_after", r->balance_after) |
               ccpy_set_str(d, "reason", r->reason) | ccpy_set_entry_run(d, e) |
               ccpy_set_str(d, "note", e->kind == CC_KIND_GRANT ? e->note : "") |
-              ccpy_set_str(d, "external_ref", r->kind == CC_HROW_RUN ? "" : e->external_ref);
+              /* a purchase's checkout session: the route turns it into the receipt link (routes.receipt_link) */
+              ((r->kind == CC_HROW_PURCHASE || r->kind == CC_HROW_TEST) ? ccpy_set_str(d, "external_ref", e->external_ref)
+                                                                         : 0);
     if (bad) { Py_DECREF(d); return NULL; }
     return d;
 }
