@@ -62,10 +62,17 @@ def shot(ui, name):
 
 def open_settings(ui, entry):
     page = ui.page
-    if not page.locator("[role=dialog]").filter(has_text="Settings").count():
-        page.keyboard.press("Control+,")
     dialog = page.locator("[role=dialog]").filter(has_text="Settings").first
-    dialog.wait_for()
+    for attempt in range(3):
+        if dialog.count() and dialog.is_visible():
+            break
+        page.keyboard.press("Control+,")
+        try:
+            dialog.wait_for(timeout=10_000)
+            break
+        except Exception:
+            if attempt == 2:  # three key presses without a dialog: the shortcut is really broken
+                raise
     page.wait_for_timeout(700)  # let the dialog's opening animation finish (its mask takes the clicks meanwhile)
     show = dialog.get_by_role("button", name="Show left panel")  # 1.5x in a small window: the nav is folded away
     if show.count() and show.first.is_visible():
@@ -89,7 +96,16 @@ def set_palette(ui, theme):
 
 def close_settings(ui):
     ui.page.keyboard.press("Escape")
-    ui.page.wait_for_timeout(300)
+    # Wait until the dialog is really gone: under load its closing animation outlasts a fixed pause, and a
+    # following open_settings() would then see the closing dialog, press nothing and wait for ever.
+    dialog = ui.page.locator("[role=dialog]").filter(has_text="Settings")
+    for _ in range(2):
+        try:
+            dialog.first.wait_for(state="hidden", timeout=5_000)
+            break
+        except Exception:
+            ui.page.keyboard.press("Escape")  # the first Escape closed an open dropdown inside the dialog
+    ui.page.wait_for_timeout(150)
 
 
 # Saved workflows in ComfyUI's API format, opened with Ctrl+O like any file.
