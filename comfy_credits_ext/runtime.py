@@ -107,7 +107,10 @@ class Runtime:
             self._reserved.pop(prompt_id, None)
         left = self.runs.release(prompt_id)
         if self.cfg.farm:  # the row other servers count goes too, off this (maybe the event loop's) thread
-            self.finish_pool.submit(self._unshare, prompt_id)
+            try:
+                self.finish_pool.submit(self._unshare, prompt_id)
+            except RuntimeError:  # the pool is shut down (server closing): the row expires by itself at hold_ttl_ms
+                log.info("comfy-credits: shutting down; the shared reservation of prompt %s expires by itself", prompt_id)
         return left
 
     def _unshare(self, prompt_id: str) -> None:

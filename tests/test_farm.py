@@ -536,3 +536,24 @@ def test_prompt_reservations_are_seen_by_every_server_and_expire_with_a_dead_one
                 led.close()
     with _core.Ledger(pg_uri) as led:
         assert led.verify()["ok"]
+
+
+def test_a_prompt_released_while_the_server_closes_does_not_raise(caplog):
+    """Runtime.release_prompt in farm mode hands the shared row's delete to the finish pool; a release that
+    arrives after close() shut the pool down must not raise into ComfyUI's queue (the row expires by itself)."""
+    import concurrent.futures
+    import logging
+    import threading
+    import types
+    from comfy_credits_ext.runtime import Runtime
+
+    released = []
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    pool.shutdown()
+    rt = types.SimpleNamespace(_lock=threading.Lock(), _reserved={"p1": 5}, cfg=types.SimpleNamespace(farm=True),
+                               runs=types.SimpleNamespace(release=lambda pid: released.append(pid) or 7),
+                               finish_pool=pool, _unshare=lambda pid: None)
+    with caplog.at_level(logging.INFO, logger="comfy_credits"):
+        assert Runtime.release_prompt(rt, "p1") == 7
+    assert released == ["p1"] and "p1" not in rt._reserved
+    assert "expires by itself" in caplog.text
