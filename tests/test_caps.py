@@ -310,9 +310,17 @@ def test_key_cap_and_expiry_on_a_comfyui_server(tmp_path):
             led.key_limits(k["id"], used + 10 * M, None, owner_id=a)
             spent = led.account(a)["spent_total"]
         answers = [c.queue(dalle(f"race {i}"), k["token"]) for i in range(2)]
-        assert all(st == 200 for st, _ in answers), answers
-        outcomes = sorted(c.wait(b["prompt_id"])["status"]["status_str"] for _, b in answers)
-        assert outcomes == ["error", "success"], outcomes
+        # Usually both are admitted (the first has no hold yet) and the ledger refuses the second's hold when its
+        # node runs; on a slow machine (ASan) the first already holds when the second arrives, and queue time
+        # refuses it. Either way exactly one runs and the key never pays for two (the hold-time race itself is
+        # tested in C: 8 threads against a key cap of 37).
+        assert answers[0][0] == 200, answers
+        if answers[1][0] == 200:
+            outcomes = sorted(c.wait(b["prompt_id"])["status"]["status_str"] for _, b in answers)
+            assert outcomes == ["error", "success"], outcomes
+        else:
+            assert answers[1][0] == 400 and answers[1][1]["error"]["type"] == "credits_cap_reached", answers
+            assert c.wait(answers[0][1]["prompt_id"])["status"]["status_str"] == "success"
         with c.ledger() as led:
             acct = led.account(a)
             assert acct["spent_total"] == 2 * spent and acct["held"] == 0
