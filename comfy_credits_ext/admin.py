@@ -21,7 +21,7 @@ from aiohttp import web
 
 from . import _core
 from .attention import Attention
-from .routes import error, key_view, page_args, public_account, public_entry, read_json, same_origin, signed_in_write
+from .routes import day_window, error, key_view, page_args, public_account, public_entry, read_json, same_origin, signed_in_write
 from .throttle import client_address
 
 DAY_MS = 86_400_000
@@ -525,14 +525,10 @@ def register(routes, rt, whoami):
         _, _, err = await admin(request)
         if err:
             return err
-        try:
-            days = int(request.query.get("days", "30"))
-        except ValueError:
-            return error(400, "invalid_argument", "days must be an integer.", "days")
-        if not 1 <= days <= 366:
-            return error(400, "invalid_argument", "days must be between 1 and 366.", "days")
-        until = (dt.datetime.now(dt.timezone.utc).timestamp() * 1000 // DAY_MS + 1) * DAY_MS
-        rep = await asyncio.to_thread(_core.report, rt.ledger, int(until - days * DAY_MS), int(until))
+        window, err = day_window(request.query)
+        if err:
+            return err
+        rep = await asyncio.to_thread(_core.report, rt.ledger, *window)
         by_node: dict[str, int] = {}
         by_model: dict[str, int] = {}
         for s in rep["spend"]:

@@ -34,6 +34,19 @@ OPENAPI_PATH = __import__("pathlib").Path(__file__).with_name("openapi.json")
 
 
 
+def day_window(q, days_max: int = 366) -> tuple:
+    """((since_ms, until_ms), None) or (None, 400) for the last `days` whole UTC days (today included), from a
+    query's `days` (default 30, 1..days_max). Shared by the person's usage chart and the admin charts."""
+    try:
+        days = int(q.get("days", "30"))
+    except ValueError:
+        return None, error(400, "invalid_argument", "days must be an integer.", "days")
+    if not 1 <= days <= days_max:
+        return None, error(400, "invalid_argument", f"days must be between 1 and {days_max}.", "days")
+    until = (int(time.time() * 1000) // DAY_MS + 1) * DAY_MS
+    return (until - days * DAY_MS, until), None
+
+
 def page_args(q, limit_max: int = 200) -> tuple:
     """`limit` (1..limit_max, default 50) and `cursor` (a positive id) of a page (history, audit log), or a 400."""
     try:
@@ -508,14 +521,11 @@ def register(routes, rt):
         who, err = await whoami(request)
         if err:
             return err
-        try:
-            days = int(request.query.get("days", "30"))
-        except ValueError:
-            return error(400, "invalid_argument", "days must be an integer.", "days")
-        if not 1 <= days <= 366:
-            return error(400, "invalid_argument", "days must be between 1 and 366.", "days")
-        until = (int(time.time() * 1000) // DAY_MS + 1) * DAY_MS
-        since = until - days * DAY_MS
+        window, err = day_window(request.query)
+        if err:
+            return err
+        since, until = window
+        days = (until - since) // DAY_MS
         rows = await asyncio.to_thread(rt.ledger.usage, who["account"]["id"], since, until)
         per_day: dict[int, int] = {}
         per_family: dict[str, dict] = {}
