@@ -60,6 +60,26 @@ def page_args(q, limit_max: int = 200) -> tuple:
         return None, None, error(400, "invalid_argument", "cursor must be a positive integer.", "cursor")
     return limit, cursor, None
 
+
+def page_and_names(q, key: str, allowed, says: str) -> tuple:
+    """page_args() plus `key`: a comma-separated list of names out of `allowed` (None when absent), or a 400."""
+    limit, cursor, err = page_args(q)
+    if err:
+        return None, None, None, err
+    names = [n for n in q.get(key, "").split(",") if n] or None
+    if names and any(n not in allowed for n in names):
+        return None, None, None, error(400, "invalid_argument", f"{says} {', '.join(allowed)}.", key)
+    return limit, cursor, names, None
+
+
+async def read_page(fn, *args, **kw) -> tuple:
+    """A page read from the ledger off the event loop: (page, None), or (None, 400) for what C refused."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kw), None
+    except _core.InvalidArgument as exc:
+        return None, error(400, "invalid_argument", str(exc), exc.field)
+
+
 def error(status: int, kind: str, message: str, field: str | None = None) -> web.Response:
     body = {"error": {"type": kind, "message": message}}
     if field:
@@ -448,18 +468,13 @@ def register(routes, rt):
         who, err = await whoami(request)
         if err:
             return err
-        q = request.query
-        limit, cursor, err = page_args(q)
+        limit, cursor, kinds, err = page_and_names(request.query, "kinds", HISTORY_KINDS, "kinds are")
         if err:
             return err
-        kinds = [k for k in q.get("kinds", "").split(",") if k] or None
-        if kinds and any(k not in HISTORY_KINDS for k in kinds):
-            return error(400, "invalid_argument", f"kinds are {', '.join(HISTORY_KINDS)}.", "kinds")
-        try:
-            page = await asyncio.to_thread(rt.ledger.history, who["account"]["id"], limit=limit, cursor=cursor,
-                                           kinds=kinds)
-        except _core.InvalidArgument as exc:
-            return error(400, "invalid_argument", str(exc), exc.field)
+        page, err = await read_page(rt.ledger.history, who["account"]["id"], limit=limit, cursor=cursor,
+                                    kinds=kinds)
+        if err:
+            return err
         return web.json_response({"entries": [public_entry(e) for e in page["entries"]],
                                   "next_cursor": page["next_cursor"]})
 
@@ -492,19 +507,14 @@ def register(routes, rt):
         who, err = await whoami(request)
         if err:
             return err
-        q = request.query
-        limit, cursor, err = page_args(q)
+        limit, cursor, show, err = page_and_names(request.query, "filter", HISTORY_FILTERS, "filter is any of")
         if err:
             return err
-        show = [f for f in q.get("filter", "").split(",") if f] or None
-        if show and any(f not in HISTORY_FILTERS for f in show):
-            return error(400, "invalid_argument", f"filter is any of {', '.join(HISTORY_FILTERS)}.", "filter")
         account_id = who["account"]["id"]
-        try:
-            page = await asyncio.to_thread(_core.history_rows, rt.ledger, account_id, limit=limit, cursor=cursor,
-                                           filter=show)
-        except _core.InvalidArgument as exc:
-            return error(400, "invalid_argument", str(exc), exc.field)
+        page, err = await read_page(_core.history_rows, rt.ledger, account_id, limit=limit, cursor=cursor,
+                                    filter=show)
+        if err:
+            return err
         for row in page["rows"]:  # a purchase links its receipt; the Stripe session id itself stays inside
             link = receipt_link(row)
             if link:
