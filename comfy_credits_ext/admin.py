@@ -79,6 +79,8 @@ def parse_cap(v, field: str):
         raise ValueError(f"{field}: '{v}' is not an amount of credits") from None
     if micro < 0:
         raise ValueError(f"{field}: a cap must not be negative")
+    if micro > _core.AMOUNT_MAX:
+        raise ValueError(f"{field}: a cap is at most {credits(_core.AMOUNT_MAX)} credits")
     return micro
 
 

@@ -171,3 +171,52 @@ def test_admin_sets_a_cap_and_the_capped_user_is_refused_with_the_cap_message(ui
             assert led.account(ui.user)["balance"] == before and led.account(ui.user)["held"] == 0
     finally:
         page.close()
+
+
+def test_admin_sees_and_sets_a_persons_api_key_limits(ui):
+    """Credits admin → an account → Personal API keys: each key's cap and last day, set through the form
+    (bad input said before sending or in the server's words, nothing changed), audited."""
+    with ui.ledger() as led:
+        kid = led.create_credential(ui.user, "api_key", "render farm")["id"]
+    page = new_page(ui)
+    try:
+        dialog = sign_in_with_the_form(ui, "boss@example.com", "boss-password")
+        dialog.get_by_text("Credits admin", exact=True).first.click()
+        panel = page.locator("[data-testid=cca-panel]")
+        panel.locator("[data-testid=cca-open-account]", has_text="pat@example.com").click()
+        row = panel.locator(f"[data-testid=cca-key][data-key-id='{kid}']")
+        row.wait_for()
+        assert "render farm" in row.inner_text()
+        assert row.locator("[data-testid=cca-key-limits]").inner_text() == "no cap · never expires"
+        cap, expires = row.locator("[data-testid=cc-key-cap]"), row.locator("[data-testid=cc-key-expires]")
+        error = row.locator("[data-testid=cc-key-error]")
+        cap.fill("x1")  # malformed: said before sending
+        row.locator("[data-testid=cc-key-save]").click()
+        assert "an amount of credits" in error.inner_text()
+        cap.fill("7.5")
+        expires.fill("2001-01-01")  # in the past: the server's words
+        row.locator("[data-testid=cc-key-save]").click()
+        page.wait_for_function("document.querySelector('[data-testid=cca-key] [data-testid=cc-key-error]')"
+                               ".textContent.includes('in the future')")
+        with ui.ledger() as led:
+            k = [x for x in led.list_credentials(ui.user, "api_key") if x["id"] == kid][0]
+            assert k["cap_micro"] is None and not k["expires_ms"]  # nothing changed
+        expires.fill("2031-05-01")
+        cap.press("Enter")  # the keyboard submits the form
+        page.wait_for_function("document.querySelector('[data-testid=cca-msg]').textContent.includes('Limits of key')")
+        with ui.ledger() as led:
+            k = [x for x in led.list_credentials(ui.user, "api_key") if x["id"] == kid][0]
+            assert k["cap_micro"] == 7_500_000 and k["expires_ms"] == 1935446400000  # the end of 2031-05-01 UTC
+        row = panel.locator(f"[data-testid=cca-key][data-key-id='{kid}']")
+        row.locator("[data-testid=cca-key-limits]", has_text="cap 7.50").wait_for()
+        assert "works through 2031-05-01 (UTC)" in row.inner_text()
+        assert row.locator("[data-testid=cc-key-cap]").input_value() == "7.50"
+        shot(ui, "6-key-limits")
+        panel.locator("[data-testid=cca-tab-audit]").click()
+        audit = panel.locator("[data-testid=cca-audit]")
+        audit.wait_for()
+        line = audit.locator("tr", has_text="key limits").first.inner_text()
+        assert "pat@example.com" in line and "7.50" in line, line
+        close_settings(ui)
+    finally:
+        page.close()

@@ -285,6 +285,42 @@ def test_key_limits_routes_person_and_admin_bad_input_changes_nothing(srv):
     assert rec["action"] == "key limits" and "o@example.com" in rec["target"] and '"cap": "3.00"' in rec["detail"]
 
 
+def test_admin_key_limits_bad_input_is_a_clear_400_and_changes_nothing(srv):
+    """The dashboard's key form posts to the admin route: every bad input is refused with the field named,
+    nothing changes and nothing is audited; a good one is audited with the owner as the target."""
+    led = srv.rt.ledger
+    key = led.list_credentials(srv.account, "api_key")[0]
+    path = f"/credits/admin/keys/{key['id']}/limits"
+    records = len(srv.rt.audit.list()["records"])
+    for body, field in (({"cap": "-5"}, "cap"), ({"cap": "x1"}, "cap"), ({"cap": 1.5}, "cap"),
+                        ({"cap": "2000000000"}, "cap"), ({"expires": "2001-01-01"}, "expires"),
+                        ({"expires": "31/01/2030"}, "expires"), ({"expires": "2999-01-01"}, "expires"),
+                        ({"cap": "5", "owner": 1}, "owner")):
+        st, data, _ = boss(srv, "POST", path, body)
+        assert st == 400 and data["error"]["field"] == field, (body, data)
+        msg = data["error"]["message"]
+        assert (field if field != "expires" else "expir") in msg and "micro-credits" not in msg, data  # in words
+    for bad_id, status in (("x", 400), ("0", 400), ("999999", 404)):
+        st, data, _ = boss(srv, "POST", f"/credits/admin/keys/{bad_id}/limits", {"cap": "5"})
+        assert st == status and data["error"]["field"] == "key_id", data
+    st, data, _ = srv.call("POST", path, raw=b"cap=5", headers={"Authorization": f"Bearer {srv.admin_key}",
+                                                               "Content-Type": "text/plain"})
+    assert st == 400 and data["error"]["type"] == "bad_json"
+    st, data, _ = srv.call("POST", path, {"cap": "5"}, headers={"Authorization": f"Bearer {srv.admin_key}",
+                                                               "Origin": "https://evil.example.com"})
+    assert st == 403 and data["error"]["type"] == "bad_origin"
+    k = led.list_credentials(srv.account, "api_key")[0]
+    assert k["cap_micro"] is None and not k["expires_ms"]
+    assert len(srv.rt.audit.list()["records"]) == records  # refusals are not audited
+    st, data, _ = boss(srv, "POST", path, {"cap": "7.5", "expires": "2030-01-31"})
+    assert st == 200 and data["key"]["cap"] == "7.50" and data["key"]["expires_ms"] == 1896134400000
+    st, data, _ = boss(srv, "GET", f"/credits/admin/accounts/{srv.account}/keys")
+    assert [(x["id"], x["cap_micro"]) for x in data["keys"]] == [(key["id"], 7_500_000)]
+    rec = srv.rt.audit.list()["records"][0]
+    assert rec["action"] == "key limits" and f"account {srv.account} " in rec["target"]
+    assert '"cap": "7.50"' in rec["detail"] and '"expires_ms": 1896134400000' in rec["detail"]
+
+
 def test_key_cap_and_expiry_on_a_comfyui_server(tmp_path):
     """Queue time refuses what the key has no room for; the ledger refuses it at hold time too (two prompts
     admitted at once with room for one: one runs, the other's node is refused); an expired key is refused."""

@@ -684,16 +684,20 @@ async function drawChart(el) {
 
 // A key's limits (POST /credits/keys/<id>/limits): a cap on what it may spend in all (held or charged) and
 // the last UTC day it works. Both are sent; empty means no cap / never. The server's words say what is wrong.
+// keyLimits() and keyLimitsForm() are also the admin dashboard's (web/credits_admin.js), which saves through
+// POST /credits/admin/keys/<id>/limits instead (options.path) and says so in its own message line (options.saved).
 const utcDay = (ms) => new Date(ms - 1).toISOString().slice(0, 10);  // the last day a key works
 
-function keyLimits(k) {
+export function keyLimits(k) {
   const bits = [k.cap == null ? "no cap" : `cap ${fmtCredits(k.cap_micro)} · used or held ${fmtCredits(k.cap_used)} · ` +
                                            `${fmtCredits(k.left_micro)} left`,
                 k.expires_ms ? `works through ${utcDay(k.expires_ms)} (UTC)` : "never expires"];
   return bits.join(" · ");
 }
 
-function keyLimitsForm(k, redraw) {
+export function keyLimitsForm(k, redraw, options = {}) {
+  const path = options.path || `/credits/keys/${k.id}/limits`;
+  const saved = options.saved || (() => toast("success", "Key limits saved", `${k.hint}…`));
   const cap = h("input", { type: "text", inputmode: "decimal", placeholder: "no cap", size: 9, value: k.cap ?? "",
                            "data-testid": "cc-key-cap", "aria-label": `Cap for key ${k.hint} in credits (empty = none)` });
   const expires = h("input", { type: "date", value: k.expires_ms ? utcDay(k.expires_ms) : "",
@@ -707,8 +711,8 @@ function keyLimitsForm(k, redraw) {
     msg.textContent = "";
     save.disabled = true;
     try {
-      await call("POST", `/credits/keys/${k.id}/limits`, { cap: c || null, expires: expires.value || null });
-      toast("success", "Key limits saved", `${k.hint}…`);
+      const r = await call("POST", path, { cap: c || null, expires: expires.value || null });
+      saved(r.key);
       await redraw();
     } catch (e) { msg.textContent = e.message; save.disabled = false; }
   } },

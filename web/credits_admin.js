@@ -13,7 +13,8 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 // The element builder and the JSON fetch of the main module (the same file URL the frontend imports, so one
 // instance): GET /extensions lists both files of the pack's web directory, served under /extensions/<pack>/.
-import { call, h } from "./comfy_credits.js";
+// The personal API key's limits line and form too (the person's panel shows the same ones).
+import { call, h, keyLimits, keyLimitsForm } from "./comfy_credits.js";
 
 const SETTING_ID = "ComfyCredits.Admin";
 const CATEGORY = ["Credits admin", "Credits admin", "Dashboard"];
@@ -159,8 +160,9 @@ function capsText(a) {
 }
 
 async function viewAccount(id) {
-  const [a, hist] = await Promise.all([call("GET", `/credits/admin/accounts/${id}`),
-                                       call("GET", `/credits/admin/accounts/${id}/history?limit=50`)]);
+  const [a, hist, keys] = await Promise.all([call("GET", `/credits/admin/accounts/${id}`),
+                                             call("GET", `/credits/admin/accounts/${id}/history?limit=50`),
+                                             call("GET", `/credits/admin/accounts/${id}/keys`)]);
   const amount = h("input", { inputmode: "decimal", placeholder: "credits", "data-testid": "cca-grant-amount",
                               "aria-label": "Credits to grant" });
   const note = h("input", { placeholder: "note (shown in their history)", "data-testid": "cca-grant-note",
@@ -206,11 +208,24 @@ async function viewAccount(id) {
         ? h("span", { class: "cca-muted" }, `their own lower caps: ${a.caps.user_daily_micro != null ? cr(a.caps.user_daily_micro) : "none"} / ${a.caps.user_monthly_micro != null ? cr(a.caps.user_monthly_micro) : "none"}`) : null),
     h("div", { class: "cca-row" }, h("button", { class: "cca-btn cca-secondary", "data-testid": "cca-toggle", onclick: toggle },
       a.active ? "Disable account" : "Enable account")),
+    h("h4", {}, "Personal API keys"), viewKeys(a, keys.keys),
     h("h4", {}, "History (read only)"),
     table([["Time", (e) => when(e.created_ms)], ["Event", (e) => e.label || e.kind],
            ["Credits", (e) => cr(["grant", "purchase", "settle", "test"].includes(e.kind) ? e.delta : e.amount), 1],
            ["Balance after", (e) => cr(e.balance_after), 1], ["Node / note", (e) => e.node_class || e.note || ""],
            ["Model", (e) => e.model || ""]], hist.entries, "cca-history"));
+}
+
+// A person's personal API keys with their limits: a cap on what the key may spend in all and its last day
+// (UTC). The admin sets them for any key (POST /credits/admin/keys/<id>/limits, audited); empty = none / never.
+function viewKeys(a, keys) {
+  if (!keys.length) return h("p", { class: "cca-muted", "data-testid": "cca-keys" }, `${a.email} has no personal API keys.`);
+  return h("ul", { class: "cc-keys-list", "data-testid": "cca-keys" }, keys.map((k) =>
+    h("li", { "data-testid": "cca-key", "data-key-id": k.id },
+      h("div", { class: "cca-row" }, h("code", {}, `${k.hint}…`), k.label || "",
+        h("span", { class: "cca-muted", "data-testid": "cca-key-limits" }, keyLimits(k))),
+      keyLimitsForm(k, draw, { path: `/credits/admin/keys/${k.id}/limits`,
+                               saved: () => setMsg(`Limits of key ${k.hint}… of ${a.email} saved.`, true) }))));
 }
 
 async function viewReport() {
