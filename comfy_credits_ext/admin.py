@@ -426,7 +426,7 @@ def register(routes, rt, whoami):
         a, err = await target_account(request)
         if err:
             return err
-        keys = await asyncio.to_thread(rt.ledger.list_credentials, a["id"], "api_key")
+        keys = await asyncio.to_thread(rt.ledger.list_credentials, a["id"], "api_key", expired=True)
         return web.json_response({"keys": [key_view(k) for k in keys]})
 
     @routes.post("/credits/admin/keys/{key_id}/limits")

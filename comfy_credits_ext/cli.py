@@ -15,6 +15,7 @@ import csv
 import datetime as dt
 import json
 import sys
+import time
 import uuid
 
 from . import _core, emails, invites
@@ -288,7 +289,10 @@ def key_line(k: dict) -> str:
     cap = "no cap" if k["cap_micro"] is None else (f"cap {credits(k['cap_micro'])} credits, "
                                                    f"{credits(k['cap_used'])} used or held")
     last = dt.datetime.fromtimestamp((k["expires_ms"] - 1) / 1000, dt.timezone.utc).date() if k["expires_ms"] else None
-    exp = f"works through {last.isoformat()} (UTC)" if last else "never expires"
+    if last and k["expires_ms"] <= time.time() * 1000:
+        exp = f"EXPIRED: its last day was {last.isoformat()} (UTC); it does not work (extend it with key limits)"
+    else:
+        exp = f"works through {last.isoformat()} (UTC)" if last else "never expires"
     return f"{k['id']:>5}  {k['hint']}…  {k['label'] or '-':<24} created {fmt_time(k['created_ms'])}; {cap}; {exp}"
 
 
@@ -325,7 +329,7 @@ def cmd_key(led, args, cfg):
             print(f"API key for {a['email']} (shown once, store it now):\n{k['token']}")
             print("Use it as extra_data.api_key_comfy_org or 'Authorization: Bearer <key>' on /prompt.")
     elif args.command_key == "list":
-        keys = led.list_credentials(a["id"], "api_key")
+        keys = led.list_credentials(a["id"], "api_key", expired=True)
         if args.json:
             print_json(keys)
         else:

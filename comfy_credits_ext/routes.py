@@ -120,6 +120,9 @@ def key_view(k: dict) -> dict:
     out["cap"] = None if k["cap_micro"] is None else _core.format_credits(k["cap_micro"])
     out["left_micro"] = None if k["cap_micro"] is None else max(0, k["cap_micro"] - k["cap_used"])
     out["expires_ms"] = k["expires_ms"] or None
+    # An expired key stays listed (list_credentials(expired=True)) so its owner and the admin see it, and may
+    # extend it; the ledger refuses it meanwhile (sign-in checks and holds).
+    out["expired"] = bool(k["expires_ms"]) and k["expires_ms"] <= int(time.time() * 1000)
     return out
 
 
@@ -555,7 +558,7 @@ def register(routes, rt):
         who, err = await whoami(request)
         if err:
             return err
-        keys = await asyncio.to_thread(rt.ledger.list_credentials, who["account"]["id"], "api_key")
+        keys = await asyncio.to_thread(rt.ledger.list_credentials, who["account"]["id"], "api_key", expired=True)
         return web.json_response({"keys": [key_view(x) for x in keys]})
 
     @routes.post("/credits/keys")

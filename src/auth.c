@@ -216,11 +216,12 @@ static cc_rc apply_cred_create(cc_ledger *l, cc_conn *c, const cred_new *in, int
         return cc_fail(&r->err, CC_ERR_STATE, "account_id", "account %lld is disabled", (long long)s->a.id);
     cc_rc rc;
     if (in->kind == CC_CRED_API_KEY) {
-        /* Bounded per account, so a leaked session cannot mint keys forever. */
+        /* Bounded per account, so a leaked session cannot mint keys forever. Expired keys count (as of 0
+        ** nothing has expired): they can be extended, so they are not a way round the bound. */
         cc_credential *tmp = malloc(sizeof *tmp * CC_API_KEYS_PER_ACCOUNT_MAX);
         if (!tmp) return cc_fail(&r->err, CC_ERR_NOMEM, "", "out of memory");
         int n = 0;
-        rc = c->v->cred_list(c, s->a.id, CC_CRED_API_KEY, now, tmp, CC_API_KEYS_PER_ACCOUNT_MAX, &n, &r->err);
+        rc = c->v->cred_list(c, s->a.id, CC_CRED_API_KEY, 0, tmp, CC_API_KEYS_PER_ACCOUNT_MAX, &n, &r->err);
         free(tmp);
         if (rc != CC_OK) return rc;
         if (n >= CC_API_KEYS_PER_ACCOUNT_MAX)
@@ -488,13 +489,14 @@ cc_rc cc_ledger_credential_check_nowait(cc_ledger *l, const char *token, cc_cred
     return credential_check(l, token, cred, acct, busy, err);
 }
 
-cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_credential *out, int cap, int *n_out,
-                                cc_error *err) {
+cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, int include_expired, cc_credential *out,
+                                int cap, int *n_out, cc_error *err) {
     if (account_id <= 0) return cc_fail(err, CC_ERR_INVALID, "account_id", "account_id must be a positive id");
     if (cap < 1 || cap > CC_CRED_LIST_MAX) return cc_fail(err, CC_ERR_INVALID, "limit", "limit is out of range");
     int slot;
     cc_conn *c = ledger_reader_take(l, &slot);
-    cc_rc rc = c->v->cred_list(c, account_id, kind, cc_now_ms(), out, cap, n_out, err);
+    /* The store lists what has not expired at now_ms: as of 0, nothing has. */
+    cc_rc rc = c->v->cred_list(c, account_id, kind, include_expired ? 0 : cc_now_ms(), out, cap, n_out, err);
     ledger_reader_give(l, slot);
     return rc;
 }

@@ -18,7 +18,8 @@
 **   - A session or API key secret ("ccs_..." / "cck_...", 32 random bytes)
 **     is returned once and stored only as its SHA-256. Sessions live
 **     1..CC_SESSION_TTL_MS_MAX; API keys (ttl 0) until revoked, at most
-**     CC_API_KEYS_PER_ACCOUNT_MAX live ones per account.
+**     CC_API_KEYS_PER_ACCOUNT_MAX unrevoked ones per account (expired keys
+**     count: they stay listed and can be extended, cc_ledger_key_limits).
 **   - Checking a secret answers CC_ERR_NOT_FOUND for unknown, revoked and
 **     expired secrets alike to anyone who does not hold it.
 **   - Thread-safe; every function may block on I/O (callers from Python
@@ -85,8 +86,11 @@ cc_rc cc_ledger_credential_check(cc_ledger *l, const char *token, cc_credential 
 /* The same without waiting for a reader connection (see cc_ledger_account_nowait). */
 cc_rc cc_ledger_credential_check_nowait(cc_ledger *l, const char *token, cc_credential *cred, cc_account *acct,
                                         int *busy, cc_error *err);
-cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, cc_credential *out, int cap,
-                                int *n_out, cc_error *err);
+/* An account's unrevoked credentials of one kind, newest first: only those that work now, or with
+** include_expired also the expired ones (an API key's owner and the admin see them, marked expired; they
+** still cannot be used: checks and holds refuse them). */
+cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, int include_expired, cc_credential *out,
+                                int cap, int *n_out, cc_error *err);
 
 /* A personal API key's spending cap (over its life, micro-credits 0..CC_AMOUNT_MAX, or -1 = none) and
 ** expiry (epoch ms, later than now and at most CC_API_KEY_TTL_MS_MAX ahead, or 0 = never). owner_id > 0:

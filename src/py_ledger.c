@@ -750,11 +750,13 @@ static PyObject *L_key_limits(LedgerObject *self, PyObject *args, PyObject *kw) 
 }
 
 static PyObject *L_list_credentials(LedgerObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"account_id", "kind", NULL};
+    static char *kwlist[] = {"account_id", "kind", "expired", NULL};
     ccpy_state *st = lstate(self);
     PyObject *a_o, *kind_o;
+    int expired = 0;
     if (ensure_open(self) < 0) return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:list_credentials", kwlist, &a_o, &kind_o)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$p:list_credentials", kwlist, &a_o, &kind_o, &expired))
+        return NULL;
     int64_t acct;
     int kind, n = 0;
     if (ccpy_i64(st, a_o, "account_id", &acct) < 0 || cred_kind_from(st, kind_o, &kind) < 0) return NULL;
@@ -764,7 +766,7 @@ static PyObject *L_list_credentials(LedgerObject *self, PyObject *args, PyObject
     cc_rc rc;
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_credential_list(self->l, acct, kind, buf, CC_CRED_LIST_MAX, &n, &e);
+    rc = cc_ledger_credential_list(self->l, acct, kind, expired, buf, CC_CRED_LIST_MAX, &n, &e);
     Py_END_ALLOW_THREADS
     self->busy--;
     PyObject *out = NULL;
@@ -1048,7 +1050,8 @@ static PyMethodDef L_methods[] = {
      "check_credential(token, *, wait=True) -> {credential, account}. wait=False never waits for a reader "
      "connection (nor releases the GIL): None when it would have to"},
     {"revoke_credential", FN(L_revoke_credential), KW, "revoke_credential(account_id, kind, id=0) -> count"},
-    {"list_credentials", FN(L_list_credentials), KW, "list_credentials(account_id, kind) -> active ones"},
+    {"list_credentials", FN(L_list_credentials), KW, "list_credentials(account_id, kind, *, expired=False) -> the unrevoked ones that work now "
+     "(expired=True: expired ones too, which still do not work)"},
     {"key_limits", FN(L_key_limits), KW,
      "key_limits(key_id, cap_micro, expires_ms, *, owner_id=None) -> the key: its spending cap (micro-credits over "
      "its life, None = none) and expiry (epoch ms, None = never); owner_id: only that account's key"},

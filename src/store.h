@@ -220,7 +220,7 @@ typedef struct cc_conn_vtab {
     ** of account_id of `kind` (id == 0). *count = how many. */
     cc_rc (*cred_revoke)(cc_conn *c, int64_t id, int64_t account_id, int kind, int64_t now_ms, int *count,
                          cc_error *err);
-    /* Active credentials of an account and kind, newest first. */
+    /* Unrevoked credentials of an account and kind not expired at now_ms (0: expired ones too), newest first. */
     cc_rc (*cred_list)(cc_conn *c, int64_t account_id, int kind, int64_t now_ms, cc_credential *out, int cap,
                        int *n_out, cc_error *err);
 

@@ -852,3 +852,44 @@ def test_api_key_cap_and_expiry_from_the_credits_panel(ui):
         assert k["cap_micro"] == 5 * C and k["expires_ms"] == 1935446400000  # the end of 2031-05-01 UTC
     shot(ui, "26-key-limits")
     close_settings(ui)
+
+
+def expired_key(ui, account_id, label):
+    """A personal API key of the account past its last day (set 1 s ahead, then waited out), which the ledger
+    refuses. Returns the key (with its token) and its last day (UTC, YYYY-MM-DD) as the panels show it."""
+    import datetime as dt
+    from comfy_credits_ext import _core
+    with ui.ledger() as led:
+        k = led.create_credential(account_id, "api_key", label)
+        k = led.key_limits(k["id"], None, int(time.time() * 1000) + 1000) | {"token": k["token"]}
+    time.sleep(1.2)
+    with ui.ledger() as led:
+        with pytest.raises(_core.NotFound):
+            led.check_credential(k["token"])  # it does not work
+    return k, dt.datetime.fromtimestamp((k["expires_ms"] - 1) / 1000, dt.timezone.utc).date().isoformat()
+
+
+def test_an_expired_api_key_stays_listed_as_expired_and_can_be_extended(ui):
+    """Settings → Credits → API keys: a key past its last day is still listed, marked expired with that day;
+    the ledger refuses it until a later last day is set from the same row."""
+    page = ui.page
+    k, last = expired_key(ui, ui.account, "old laptop")
+    sign_in_api(ui)
+    open_settings(ui, "Credits")
+    panel = page.locator("[data-testid=cc-panel]")
+    row = panel.locator(f"[data-testid=cc-key][data-key-id='{k['id']}']")
+    row.wait_for()
+    assert row.get_attribute("data-expired") == "true"
+    text = row.locator("[data-testid=cc-key-limits]").inner_text()
+    assert f"expired: its last day was {last} (UTC), it does not work" in text, text
+    assert "old laptop" in row.inner_text()
+    shot(ui, "27-key-expired")
+    row.locator("[data-testid=cc-key-expires]").fill("2031-05-01")
+    row.locator("[data-testid=cc-key-cap]").press("Enter")
+    page.wait_for_function(f"document.querySelector(\"[data-key-id='{k['id']}'] [data-testid=cc-key-limits]\")"
+                           ".textContent.includes('works through 2031-05-01')")
+    assert panel.locator(f"[data-testid=cc-key][data-key-id='{k['id']}']").get_attribute("data-expired") is None
+    with ui.ledger() as led:
+        assert led.check_credential(k["token"])["credential"]["id"] == k["id"]  # it works again
+        led.revoke_credential(ui.account, "api_key", id=k["id"])
+    close_settings(ui)

@@ -52,6 +52,16 @@ def sign_in_with_the_form(ui, email, password):
     return dialog
 
 
+def open_account_as_admin(ui, email):
+    """Signed in as the admin with the form: Credits admin → the account's page. Returns the panel."""
+    dialog = sign_in_with_the_form(ui, "boss@example.com", "boss-password")
+    dialog.get_by_text("Credits admin", exact=True).first.click()
+    panel = ui.page.locator("[data-testid=cca-panel]")
+    panel.locator("[data-testid=cca-open-account]", has_text=email).click()
+    panel.locator("[data-testid=cca-account]").wait_for()
+    return panel
+
+
 def shot(ui, name):
     ui.page.screenshot(path=os.path.join(ARTIFACTS, f"{ui.version}-admin-{name}.png"))
 
@@ -129,10 +139,7 @@ def test_admin_sets_a_cap_and_the_capped_user_is_refused_with_the_cap_message(ui
     from test_browser import dalle, open_workflow, run_button
     page = new_page(ui)
     try:
-        dialog = sign_in_with_the_form(ui, "boss@example.com", "boss-password")
-        dialog.get_by_text("Credits admin", exact=True).first.click()
-        panel = page.locator("[data-testid=cca-panel]")
-        panel.locator("[data-testid=cca-open-account]", has_text="pat@example.com").click()
+        panel = open_account_as_admin(ui, "pat@example.com")
         panel.locator("[data-testid=cca-cap-daily]").fill("5")
         panel.locator("[data-testid=cca-set-caps]").click()
         page.wait_for_function("document.querySelector('[data-testid=cca-msg]').textContent.includes('Caps of')")
@@ -180,10 +187,7 @@ def test_admin_sees_and_sets_a_persons_api_key_limits(ui):
         kid = led.create_credential(ui.user, "api_key", "render farm")["id"]
     page = new_page(ui)
     try:
-        dialog = sign_in_with_the_form(ui, "boss@example.com", "boss-password")
-        dialog.get_by_text("Credits admin", exact=True).first.click()
-        panel = page.locator("[data-testid=cca-panel]")
-        panel.locator("[data-testid=cca-open-account]", has_text="pat@example.com").click()
+        panel = open_account_as_admin(ui, "pat@example.com")
         row = panel.locator(f"[data-testid=cca-key][data-key-id='{kid}']")
         row.wait_for()
         assert "render farm" in row.inner_text()
@@ -220,3 +224,22 @@ def test_admin_sees_and_sets_a_persons_api_key_limits(ui):
         close_settings(ui)
     finally:
         page.close()
+
+
+def test_admin_sees_an_expired_key_marked_expired_with_its_last_day(ui):
+    from test_browser import expired_key
+    k, last = expired_key(ui, ui.user, "old laptop")
+    page = new_page(ui)
+    try:
+        panel = open_account_as_admin(ui, "pat@example.com")
+        row = panel.locator(f"[data-testid=cca-key][data-key-id='{k['id']}']")
+        row.wait_for()
+        assert row.get_attribute("data-expired") == "true" and "old laptop" in row.inner_text()
+        text = row.locator("[data-testid=cca-key-limits]").inner_text()
+        assert f"expired: its last day was {last} (UTC), it does not work" in text, text
+        shot(ui, "7-key-expired")
+        close_settings(ui)
+    finally:
+        page.close()
+        with ui.ledger() as led:
+            led.revoke_credential(ui.user, "api_key", id=k["id"])

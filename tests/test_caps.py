@@ -321,6 +321,36 @@ def test_admin_key_limits_bad_input_is_a_clear_400_and_changes_nothing(srv):
     assert '"cap": "7.50"' in rec["detail"] and '"expires_ms": 1896134400000' in rec["detail"]
 
 
+def test_an_expired_key_stays_listed_for_its_owner_and_the_admin_and_still_does_not_work(srv):
+    led = srv.rt.ledger
+    session = led.create_credential(srv.account, "session", "t", 3_600_000)["token"]
+    me = {"Authorization": f"Bearer {session}"}
+    k = led.create_credential(srv.account, "api_key", "nightly")
+    led.key_limits(k["id"], 5 * M, int(time.time() * 1000) + 300, owner_id=srv.account)
+    time.sleep(0.5)
+    # the owner's list and the admin's list show it, marked expired with its expiry
+    for st, data, _ in (srv.call("GET", "/credits/keys", headers=me),
+                        boss(srv, "GET", f"/credits/admin/accounts/{srv.account}/keys")):
+        assert st == 200, data
+        mine = [x for x in data["keys"] if x["id"] == k["id"]]
+        assert len(mine) == 1 and mine[0]["expired"] is True, data
+        assert 0 < mine[0]["expires_ms"] <= time.time() * 1000 and mine[0]["cap"] == "5.00"
+        assert [x["expired"] for x in data["keys"] if x["id"] != k["id"]] == [False]  # the fixture's key works
+    # it does not work: not for the routes, not for a prompt, not for a hold; it is not counted as working
+    st, data, _ = srv.call("GET", "/credits/balance", headers={"Authorization": f"Bearer {k['token']}"})
+    assert st == 401, data
+    with pytest.raises(_core.NotFound):
+        led.check_credential(k["token"])
+    assert k["id"] not in [x["id"] for x in led.list_credentials(srv.account, "api_key")]
+    st, data, _ = srv.call("DELETE", "/credits/sessions", headers=me)  # sign out everywhere: says what still works
+    assert st == 200 and data["api_keys"] == 1, data  # "1 personal API key still works": the fixture's, not this
+    # extended (here by the admin), it works again and is no longer marked
+    st, data, _ = boss(srv, "POST", f"/credits/admin/keys/{k['id']}/limits", {"cap": "5", "expires": "2030-01-31"})
+    assert st == 200 and data["key"]["expired"] is False
+    st, data, _ = srv.call("GET", "/credits/balance", headers={"Authorization": f"Bearer {k['token']}"})
+    assert st == 200, data
+
+
 def test_key_cap_and_expiry_on_a_comfyui_server(tmp_path):
     """Queue time refuses what the key has no room for; the ledger refuses it at hold time too (two prompts
     admitted at once with room for one: one runs, the other's node is refused); an expired key is refused."""
@@ -368,6 +398,9 @@ def test_key_cap_and_expiry_on_a_comfyui_server(tmp_path):
         time.sleep(0.5)
         st, body = c.queue(dalle("late"), k["token"])
         assert st == 401 and body["error"]["type"] == "credits_key_expired", body
+        with c.ledger() as led:  # refused, yet still listed (with expired ones) for its owner and the admin
+            assert [x["id"] for x in led.list_credentials(a, "api_key", expired=True)] == [k["id"]]
+            assert led.list_credentials(a, "api_key") == []
     finally:
         c.close()
 
@@ -390,3 +423,11 @@ def test_cli_key_limits(tmp_path, capsys):
     assert "cap 25.00" in capsys.readouterr().out
     assert cli.main(["--db", db, "audit"]) == 0
     assert " key limits " in capsys.readouterr().out
+    # an expired key is still listed, marked EXPIRED with its last day
+    led = _core.Ledger(db)
+    exp = led.key_limits(kid, None, int(time.time() * 1000) + 300)["expires_ms"]
+    led.close()
+    time.sleep(0.5)
+    assert cli.main(["--db", db, "key", "list", "k@example.com"]) == 0
+    last = time.strftime("%Y-%m-%d", time.gmtime((exp - 1) / 1000))
+    assert f"EXPIRED: its last day was {last} (UTC)" in capsys.readouterr().out

@@ -691,7 +691,10 @@ const utcDay = (ms) => new Date(ms - 1).toISOString().slice(0, 10);  // the last
 export function keyLimits(k) {
   const bits = [k.cap == null ? "no cap" : `cap ${fmtCredits(k.cap_micro)} · used or held ${fmtCredits(k.cap_used)} · ` +
                                            `${fmtCredits(k.left_micro)} left`,
-                k.expires_ms ? `works through ${utcDay(k.expires_ms)} (UTC)` : "never expires"];
+                // An expired key stays listed (marked, with its last day) until revoked; it does not work until
+                // someone sets a later last day below.
+                k.expired ? `expired: its last day was ${utcDay(k.expires_ms)} (UTC), it does not work`
+                  : k.expires_ms ? `works through ${utcDay(k.expires_ms)} (UTC)` : "never expires"];
   return bits.join(" · ");
 }
 
@@ -729,7 +732,8 @@ async function drawKeys(el) {
   el.replaceChildren(
     h("p", { class: "cc-muted" }, "For headless runs: send the key as extra_data.api_key_comfy_org or 'Authorization: Bearer <key>' on /prompt. ",
       "A key can have its own cap on what it may spend and a last day; a run past either is refused."),
-    h("ul", { class: "cc-keys-list" }, d.keys.map((k) => h("li", { "data-testid": "cc-key", "data-key-id": k.id },
+    h("ul", { class: "cc-keys-list" }, d.keys.map((k) => h("li", { "data-testid": "cc-key", "data-key-id": k.id,
+                                                                  "data-expired": k.expired ? "true" : null },
       h("div", { class: "cc-row" }, h("code", {}, `${k.hint}…`), k.label || "",
         h("span", { class: "cc-muted", "data-testid": "cc-key-limits" }, keyLimits(k)),
         h("button", { class: "cc-btn cc-secondary", onclick: async () => { await call("DELETE", `/credits/keys/${k.id}`); redraw(); } }, "Revoke")),

@@ -221,7 +221,7 @@ async function viewAccount(id) {
 function viewKeys(a, keys) {
   if (!keys.length) return h("p", { class: "cca-muted", "data-testid": "cca-keys" }, `${a.email} has no personal API keys.`);
   return h("ul", { class: "cc-keys-list", "data-testid": "cca-keys" }, keys.map((k) =>
-    h("li", { "data-testid": "cca-key", "data-key-id": k.id },
+    h("li", { "data-testid": "cca-key", "data-key-id": k.id, "data-expired": k.expired ? "true" : null },
       h("div", { class: "cca-row" }, h("code", {}, `${k.hint}…`), k.label || "",
         h("span", { class: "cca-muted", "data-testid": "cca-key-limits" }, keyLimits(k))),
       keyLimitsForm(k, draw, { path: `/credits/admin/keys/${k.id}/limits`,

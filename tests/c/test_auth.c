@@ -55,7 +55,7 @@ static void credentials(void) {
           CC_ERR_NOT_FOUND);
     cc_credential list[CC_CRED_LIST_MAX];
     int n = 0;
-    CHECK(cc_ledger_credential_list(l, a, CC_CRED_API_KEY, list, CC_CRED_LIST_MAX, &n, &e) == CC_OK);
+    CHECK(cc_ledger_credential_list(l, a, CC_CRED_API_KEY, 0, list, CC_CRED_LIST_MAX, &n, &e) == CC_OK);
     CHECK_EQ_I64(n, 1);
     /* Unknown and forged secrets get one answer. */
     char forged[CC_CRED_TOKEN_BYTES + 1];

@@ -168,10 +168,36 @@ static int64_t key_used(cc_ledger *l, int64_t acct, int64_t cred) {
     cc_credential k[8];
     int n = 0;
     cc_error e;
-    CHECK(cc_ledger_credential_list(l, acct, CC_CRED_API_KEY, k, 8, &n, &e) == CC_OK);
+    CHECK(cc_ledger_credential_list(l, acct, CC_CRED_API_KEY, 0, k, 8, &n, &e) == CC_OK);
     for (int i = 0; i < n; i++)
         if (k[i].id == cred) return k[i].cap_used;
     return -1;
+}
+
+/* An expired key: listed only when asked for expired ones too, with its expiry; its secret does not work; it
+** counts against the per-account bound (it can be extended, so expiring keys is no way round the bound). */
+static void key_expired_listed(cc_ledger *l, int64_t a, cc_credential *k, const char *tok) {
+    cc_credential ks[8], seen;
+    cc_account acc;
+    cc_error e;
+    int n = -1;
+    CHECK(cc_ledger_credential_list(l, a, CC_CRED_API_KEY, 0, ks, 8, &n, &e) == CC_OK);
+    CHECK_EQ_I64(n, 0);
+    CHECK(cc_ledger_credential_list(l, a, CC_CRED_API_KEY, 1, ks, 8, &n, &e) == CC_OK);
+    CHECK_EQ_I64(n, 1);
+    CHECK(ks[0].id == k->id && ks[0].expires_ms == k->expires_ms && ks[0].expires_ms <= cc_now_ms());
+    CHECK(cc_ledger_credential_check(l, tok, &seen, &acc, &e) == CC_ERR_NOT_FOUND);
+    char t[CC_CRED_TOKEN_BYTES + 1];
+    cc_credential x;
+    for (int i = 1; i < CC_API_KEYS_PER_ACCOUNT_MAX; i++)
+        CHECK(cc_ledger_credential_create(l, a, CC_CRED_API_KEY, "more", 0, t, sizeof t, &x, &e) == CC_OK);
+    CHECK(cc_ledger_credential_create(l, a, CC_CRED_API_KEY, "one too many", 0, t, sizeof t, &x, &e) == CC_ERR_LIMIT);
+    int revoked = 0;
+    CHECK(cc_ledger_credential_revoke(l, a, CC_CRED_API_KEY, x.id, &revoked, &e) == CC_OK && revoked == 1);
+    /* extended, it works again */
+    CHECK(cc_ledger_key_limits(l, a, k->id, k->cap_micro, cc_now_ms() + 3600000, k, &e) == CC_OK);
+    CHECK(cc_ledger_credential_check(l, tok, &seen, &acc, &e) == CC_OK);
+    CHECK_EQ_I64(seen.id, k->id);
 }
 
 static void key_caps(int pg) {
@@ -183,12 +209,12 @@ static void key_caps(int pg) {
     cc_op op;
     cc_result r;
     grant(l, a, C(1000));
-    char tok[CC_CRED_TOKEN_BYTES + 1];
+    char tok[CC_CRED_TOKEN_BYTES + 1], tokb[CC_CRED_TOKEN_BYTES + 1];
     cc_credential k, kb;
     cc_error e;
     CHECK(cc_ledger_credential_create(l, a, CC_CRED_API_KEY, "ci", 0, tok, sizeof tok, &k, &e) == CC_OK);
     CHECK_EQ_I64(k.cap_micro, -1);
-    CHECK(cc_ledger_credential_create(l, b, CC_CRED_API_KEY, "b", 0, tok, sizeof tok, &kb, &e) == CC_OK);
+    CHECK(cc_ledger_credential_create(l, b, CC_CRED_API_KEY, "b", 0, tokb, sizeof tokb, &kb, &e) == CC_OK);
     /* bad limits: nothing changes */
     CHECK(cc_ledger_key_limits(l, a, k.id, -2, 0, NULL, &e) == CC_ERR_INVALID);
     CHECK_STR(e.field, "cap");
@@ -225,6 +251,7 @@ static void key_caps(int pg) {
     nanosleep(&ts, NULL);
     CHECK(key_hold(l, "k6", a, k.id, C(1), &r) == CC_ERR_STATE);
     CHECK(strstr(r.err.message, "expired") != NULL);
+    key_expired_listed(l, a, &k, tok);
     int n = 0;
     CHECK(cc_ledger_credential_revoke(l, b, CC_CRED_API_KEY, kb.id, &n, &e) == CC_OK);
     CHECK(cc_ledger_key_limits(l, 0, kb.id, C(1), 0, NULL, &e) == CC_ERR_NOT_FOUND);
