@@ -129,7 +129,10 @@ def test_race_four_processes_for_exactly_fifty_credits(pg_uri):
         assert rep["open_holds"] == 50
 
 
-def test_webhook_on_one_server_and_return_page_on_another_credit_once_100_times(pg_uri):
+def test_two_processes_fulfilling_the_same_100_sessions_at_once_credit_each_once(pg_uri):
+    """The ledger level (Ledger.fulfil_checkout from two processes, session by session at the same moment).
+    Through the real routes of two ComfyUI servers (Stripe's webhook on A, the return page on B):
+    test_farm_servers.py."""
     with _core.Ledger(pg_uri) as led:
         a = led.create_account("buyer@example.com")["id"]
     start = time.time() + 1.5
@@ -153,6 +156,8 @@ def test_webhook_on_one_server_and_return_page_on_another_credit_once_100_times(
 
 
 def test_crash_kill_9_at_20_random_points_with_the_other_server_running_loses_nothing(pg_uri):
+    """The ledger level: writer processes (scripts/crash_campaign.py --survivor). Two ComfyUI servers, one
+    killed -9 in the middle of API-node runs: test_farm_servers.py."""
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     try:
         import crash_campaign
@@ -294,40 +299,8 @@ def test_two_comfyui_servers_share_sign_in_credits_and_refuse_while_postgresql_i
             assert spent > 0 and led.verify()["ok"]
         st, bal_a, _ = http(a.port, "GET", "/credits/balance", headers={"Cookie": cookie})  # A sees B's charge
         assert st == 200 and bal_a["balance_micro"] == 100 * M - spent, bal_a
-        # One person queueing API-node prompts on both servers at once, credits for exactly 3 runs:
-        # exactly 3 run, the rest are refused at admission (reservations are shared, cc_reservations).
-        with _core.Ledger(pg_uri) as led:
-            racer = led.create_account("racer@example.com")["id"]
-            led.grant("g-race", racer, 3 * spent)
-            rtok = led.create_credential(racer, "session", "race", 3_600_000)["token"]
-        import concurrent.futures
-        rck = {"Cookie": f"{SESSION_COOKIE}={rtok}"}
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda i: (i, http((a, b)[i % 2].port, "POST", "/prompt",
-                                                       {"prompt": dalle(f"race {i}"), "client_id": "t"}, rck)),
-                                    range(8)))
-        ran = admitted = 0
-        for i, (st, body, _) in answers:
-            if st == 200:
-                admitted += 1
-                ran += (a, b)[i % 2].wait(body["prompt_id"])["status"]["status_str"] == "success"
-            else:
-                assert body["error"]["type"] == "insufficient_credits", body
-        # Admission counts the other server's reservations: every admitted prompt ran (none was
-        # refused at run time). Two admissions racing for the last credits may both refuse
-        # (never both admit); what they left is admitted next time.
-        assert ran == admitted <= 3, (ran, admitted)
-        for i in range(3 - admitted + 1):
-            st, body, _ = http((a, b)[i % 2].port, "POST", "/prompt", {"prompt": dalle(f"more {i}"),
-                                                                       "client_id": "t"}, rck)
-            if st != 200:
-                assert body["error"]["type"] == "insufficient_credits", body
-                break
-            ran += (a, b)[i % 2].wait(body["prompt_id"])["status"]["status_str"] == "success"
-        with _core.Ledger(pg_uri) as led:
-            acc = led.account(racer)
-            assert ran == 3 and acc["balance"] == 0 and acc["held"] == 0 and acc["spent_total"] == 3 * spent, (ran, acc)
-            assert led.verify()["ok"]
+        # One person's prompts queued on both servers at once for exactly N runs of credits: test_farm_servers.py
+        # (test_two_servers_queueing_one_persons_prompts_at_once_run_exactly_the_n_paid_for).
         # PostgreSQL down: API-node prompts refused with a clear message on both; free workflows still run
         pg_cluster.stop_server()
         try:

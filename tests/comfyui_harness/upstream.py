@@ -14,7 +14,9 @@ python tests/comfyui_harness/upstream.py --port N --key OPERATOR_KEY
   accepts the task, polls stay "Processing" for a prompt with "forever";
 - a prompt containing "fail" gets 400, "boom" 500 (the client retries),
   "slow" waits 10 s, "lag" 1.5 s; GET /_sim/requests lists what arrived (with
-  the keys, so tests can assert user tokens never do); POST /_sim/reset clears it.
+  the keys, so tests can assert user tokens never do; the body's "prompt" and
+  when it was answered, answered_t, so a kill -9 test can tell a call answered
+  before the kill from one still in flight); POST /_sim/reset clears it.
 """
 import argparse
 import asyncio
@@ -62,13 +64,22 @@ def make_app(key: str) -> web.Application:
     async def record(request, handler):
         if request.path.startswith("/_sim/"):
             return await handler(request)
-        requests.append({"method": request.method, "path": request.path, "t": time.time(),
-                         "x_api_key": request.headers.get("X-API-KEY"),
-                         "authorization": request.headers.get("Authorization"),
-                         "idempotency_key": request.headers.get("Idempotency-Key")})
+        prompt = None
+        if request.can_read_body:  # read once here; the handler's request.json() reads the same cached body
+            try:
+                body = json.loads(await request.read())
+                prompt = body.get("prompt") if isinstance(body, dict) else None
+            except ValueError:
+                pass
+        rec = {"method": request.method, "path": request.path, "t": time.time(),
+               "x_api_key": request.headers.get("X-API-KEY"), "authorization": request.headers.get("Authorization"),
+               "idempotency_key": request.headers.get("Idempotency-Key"), "prompt": prompt, "answered_t": None}
+        requests.append(rec)
         if request.headers.get("X-API-KEY") != key:
             return web.json_response({"error": {"message": "Invalid API key", "type": "unauthorized"}}, status=401)
-        return await handler(request)
+        resp = await handler(request)
+        rec["answered_t"] = time.time()  # when the answer was handed to aiohttp (tests compare it with a kill -9)
+        return resp
 
     async def behaviour(body):
         text = str(body.get("prompt", ""))
