@@ -375,8 +375,13 @@ def test_crash_kill_9_of_one_of_two_comfyui_servers_at_20_random_points_loses_no
                         problem(f"{when}: account {acct} balance {acc['balance']} held {acc['held']}")
                 return rep
 
-        workers = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(4)]
-        workers.append(threading.Thread(target=buyer, daemon=True))
+        def guarded(fn, *args):
+            try:
+                fn(*args)
+            except Exception as exc:  # a thread's surprise is a failure of the test, never a silent stop
+                problem(f"{fn.__name__}{args}: {exc!r}")
+        workers = [threading.Thread(target=guarded, args=(client, i), daemon=True) for i in range(4)]
+        workers.append(threading.Thread(target=guarded, args=(buyer,), daemon=True))
         for w in workers:
             w.start()
         delays = []

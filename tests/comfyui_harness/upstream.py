@@ -65,7 +65,7 @@ def make_app(key: str) -> web.Application:
         if request.path.startswith("/_sim/"):
             return await handler(request)
         prompt = None
-        if request.can_read_body:  # read once here; the handler's request.json() reads the same cached body
+        if request.can_read_body and request.content_type == "application/json":  # cached: the handler reads it again
             try:
                 body = json.loads(await request.read())
                 prompt = body.get("prompt") if isinstance(body, dict) else None
