@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import uuid
@@ -138,15 +139,16 @@ async def set_key_limits(rt, key_id: int, owner_id: int | None, body: dict):
     return key_view(k), None
 
 
-def key_id_of(request):
-    """(id, None) or (None, 400) from the path's {key_id}."""
+def path_id(request, name: str):
+    """(id, None) or (None, 400) from the path's {name} ("key_id", "account_id"): a positive integer."""
+    what = name.replace("_", " ")
     try:
-        kid = int(request.match_info["key_id"])
+        n = int(request.match_info[name])
     except ValueError:
-        return None, error(400, "invalid_argument", "The key id must be an integer.", "key_id")
-    if kid <= 0:
-        return None, error(400, "invalid_argument", "The key id must be positive.", "key_id")
-    return kid, None
+        return None, error(400, "invalid_argument", f"The {what} must be an integer.", name)
+    if n <= 0:
+        return None, error(400, "invalid_argument", f"The {what} must be positive.", name)
+    return n, None
 
 
 # ---- reconciliation report (shared with the CLI)
@@ -276,6 +278,26 @@ def register(routes, rt, whoami):
                 return None, None, error(400, "bad_json", "Send a JSON object (Content-Type: application/json).")
         return who, data, None
 
+    def admin_route(write=False, account=False):
+        """An admin route's prologue, the same for all of them: admin() (on writes same origin first and a JSON
+        body), then with account=True the path's {account_id} looked up (target_account); the first refusal is
+        the answer. The handler is called as handler(request, who, body) or handler(request, who, body, account)
+        (body is None on reads)."""
+        def wrap(handler):
+            @functools.wraps(handler)
+            async def route(request):
+                who, body, err = await admin(request, write=write, body=write)
+                if err:
+                    return err
+                if not account:
+                    return await handler(request, who, body)
+                a, err = await target_account(request)
+                if err:
+                    return err
+                return await handler(request, who, body, a)
+            return route
+        return wrap
+
     async def record(request, who, action: str, target: dict, detail: dict) -> dict:
         a = who["account"]
         tgt = f"account {target['id']} <{target['email']}>" if target else ""
@@ -284,22 +306,17 @@ def register(routes, rt, whoami):
                                        client_address(request, trusted)[:64])
 
     async def target_account(request):
-        try:
-            aid = int(request.match_info["account_id"])
-        except ValueError:
-            return None, error(400, "invalid_argument", "The account id must be an integer.", "account_id")
-        if aid <= 0:
-            return None, error(400, "invalid_argument", "The account id must be positive.", "account_id")
+        aid, err = path_id(request, "account_id")
+        if err:
+            return None, err
         try:
             return await asyncio.to_thread(rt.ledger.account, aid), None
         except _core.NotFound:
             return None, error(404, "not_found", f"No account {aid}.", "account_id")
 
     @routes.get("/credits/admin/accounts")
-    async def accounts(request):
-        _, _, err = await admin(request)
-        if err:
-            return err
+    @admin_route()
+    async def accounts(request, who, body):
         q = (request.query.get("q") or "").strip().casefold()
         status = request.query.get("status", "all")
         if status not in ("all", "active", "disabled"):
@@ -318,23 +335,13 @@ def register(routes, rt, whoami):
         return web.json_response({"accounts": [account_row(a) for a in rows[:limit]], "matched": len(rows)})
 
     @routes.get("/credits/admin/accounts/{account_id}")
-    async def account(request):
-        _, _, err = await admin(request)
-        if err:
-            return err
-        a, err = await target_account(request)
-        if err:
-            return err
+    @admin_route(account=True)
+    async def account(request, who, body, a):
         return web.json_response(account_row(a))
 
     @routes.post("/credits/admin/accounts/{account_id}/grant")
-    async def grant(request):
-        who, body, err = await admin(request, write=True, body=True)
-        if err:
-            return err
-        a, err = await target_account(request)
-        if err:
-            return err
+    @admin_route(write=True, account=True)
+    async def grant(request, who, body, a):
         amount, note, rid = body.get("credits"), body.get("note"), body.get("request_id")
         if not isinstance(amount, (str, int)) or isinstance(amount, bool):
             return error(400, "invalid_argument", "credits must be an amount such as \"500\" or \"12.5\".", "credits")
@@ -364,13 +371,8 @@ def register(routes, rt, whoami):
                                   "account": account_row(await asyncio.to_thread(rt.ledger.account, a["id"]))})
 
     @routes.post("/credits/admin/accounts/{account_id}/status")
-    async def status(request):
-        who, body, err = await admin(request, write=True, body=True)
-        if err:
-            return err
-        a, err = await target_account(request)
-        if err:
-            return err
+    @admin_route(write=True, account=True)
+    async def status(request, who, body, a):
         active = body.get("active")
         if not isinstance(active, bool):
             return error(400, "invalid_argument", "active must be true or false.", "active")
@@ -383,13 +385,8 @@ def register(routes, rt, whoami):
         return web.json_response({"account": account_row(a), "changed": True})
 
     @routes.post("/credits/admin/accounts/{account_id}/caps")
-    async def caps(request):
-        who, body, err = await admin(request, write=True, body=True)
-        if err:
-            return err
-        a, err = await target_account(request)
-        if err:
-            return err
+    @admin_route(write=True, account=True)
+    async def caps(request, who, body, a):
         before = caps_view(a["caps"])
         a, err = await set_caps(rt, a["id"], "admin", body)
         if err:
@@ -419,22 +416,15 @@ def register(routes, rt, whoami):
         return web.json_response(caps_view(a["caps"]))
 
     @routes.get("/credits/admin/accounts/{account_id}/keys")
-    async def account_keys(request):
-        _, _, err = await admin(request)
-        if err:
-            return err
-        a, err = await target_account(request)
-        if err:
-            return err
+    @admin_route(account=True)
+    async def account_keys(request, who, body, a):
         keys = await asyncio.to_thread(rt.ledger.list_credentials, a["id"], "api_key", expired=True)
         return web.json_response({"keys": [key_view(k) for k in keys]})
 
     @routes.post("/credits/admin/keys/{key_id}/limits")
-    async def admin_key_limits(request):
-        who, body, err = await admin(request, write=True, body=True)
-        if err:
-            return err
-        kid, err = key_id_of(request)
+    @admin_route(write=True)
+    async def admin_key_limits(request, who, body):
+        kid, err = path_id(request, "key_id")
         if err:
             return err
         k, err = await set_key_limits(rt, kid, None, body)
@@ -453,7 +443,7 @@ def register(routes, rt, whoami):
             return err
         if (who.get("credential") or {}).get("kind") == "api_key":
             return error(403, "session_required", "Sign in to change a key's limits; an API key cannot change them.")
-        kid, err = key_id_of(request)
+        kid, err = path_id(request, "key_id")
         if err:
             return err
         k, err = await set_key_limits(rt, kid, who["account"]["id"], body)
@@ -462,13 +452,8 @@ def register(routes, rt, whoami):
         return web.json_response({"key": k})
 
     @routes.get("/credits/admin/accounts/{account_id}/history")
-    async def history(request):
-        _, _, err = await admin(request)
-        if err:
-            return err
-        a, err = await target_account(request)
-        if err:
-            return err
+    @admin_route(account=True)
+    async def history(request, who, body, a):
         limit, cursor, err = page_args(request.query)
         if err:
             return err
@@ -477,10 +462,8 @@ def register(routes, rt, whoami):
                                   "next_cursor": page["next_cursor"]})
 
     @routes.get("/credits/admin/holds")
-    async def holds(request):
-        _, _, err = await admin(request)
-        if err:
-            return err
+    @admin_route()
+    async def holds(request, who, body):
 
         def collect():
             out = []
@@ -494,17 +477,13 @@ def register(routes, rt, whoami):
                                   "truncated": len(rows) >= OPEN_HOLDS_MAX})
 
     @routes.get("/credits/admin/verify")
-    async def verify(request):
-        _, _, err = await admin(request)
-        if err:
-            return err
+    @admin_route()
+    async def verify(request, who, body):
         return web.json_response(await asyncio.to_thread(verify_all, rt.ledger, audit))
 
     @routes.get("/credits/admin/report")
-    async def report(request):
-        _, _, err = await admin(request)
-        if err:
-            return err
+    @admin_route()
+    async def report(request, who, body):
         today = dt.datetime.now(dt.timezone.utc).date()
         frm = request.query.get("from") or (today - dt.timedelta(days=29)).isoformat()
         to = request.query.get("to") or today.isoformat()
@@ -523,10 +502,8 @@ def register(routes, rt, whoami):
         return web.json_response(report_json(rep))
 
     @routes.get("/credits/admin/charts")
-    async def charts(request):
-        _, _, err = await admin(request)
-        if err:
-            return err
+    @admin_route()
+    async def charts(request, who, body):
         window, err = day_window(request.query)
         if err:
             return err
@@ -549,10 +526,8 @@ def register(routes, rt, whoami):
             "top_accounts": rep["accounts"][:10]})
 
     @routes.get("/credits/admin/attention")
-    async def attention(request):
-        _, _, err = await admin(request)
-        if err:
-            return err
+    @admin_route()
+    async def attention(request, who, body):
         everything = request.query.get("all", "false")
         if everything not in ("true", "false"):
             return error(400, "invalid_argument", "all must be true or false.", "all")
@@ -561,10 +536,8 @@ def register(routes, rt, whoami):
         return web.json_response({"purchases": rows})
 
     @routes.get("/credits/admin/audit")
-    async def audit_log(request):
-        _, _, err = await admin(request)
-        if err:
-            return err
+    @admin_route()
+    async def audit_log(request, who, body):
         limit, cursor, err = page_args(request.query, limit_max=AUDIT_PAGE_MAX)
         if err:
             return err

@@ -68,6 +68,33 @@ def test_every_admin_route_refuses_a_normal_account_and_a_stranger(srv):
     assert audit_count(srv) == 0
 
 
+def test_every_account_route_answers_the_prologue_the_same(srv):
+    """Every /credits/admin/accounts/{account_id}... route (admin.admin_route): the same refusals, in the same
+    order: cross-site writes first (even from a stranger), then who asks, then a JSON body, then the account."""
+    routes = [(r.method, r.resource.get_info().get("formatter")) for r in srv.app.router.routes()
+              if r.resource and "{account_id}" in (r.resource.get_info().get("formatter") or "") and r.method != "HEAD"]
+    assert len(routes) >= 6, routes
+    for method, fmt in routes:
+        path = fmt.replace("{account_id}", str(srv.other))
+        body = {"credits": "5", "note": "x"} if method == "POST" else None
+        if method == "POST":
+            st, data, _ = srv.call(method, path, body, headers=CROSS, auth=False)
+            assert st == 403 and data["error"]["type"] == "bad_origin", (path, data)
+            st, data, _ = srv.call(method, path, raw="{}", headers={"Authorization": f"Bearer {srv.admin_key}",
+                                                                   "Content-Type": "text/plain"})
+            assert st == 400 and data["error"]["type"] == "bad_json", (path, data)
+        st, data, _ = srv.call(method, path, body, auth=False)
+        assert st == 401, (path, data)
+        st, data, _ = srv.call(method, path, body)
+        assert st == 403 and data["error"] == {"type": "admin_only", "message": "This needs an account with the admin "
+                                                                                "role."}, (path, data)
+        for bad, want in (("abc", (400, "The account id must be an integer.")),
+                          ("-1", (400, "The account id must be positive.")), ("999", (404, "No account 999."))):
+            st, data, _ = as_admin(srv, method, fmt.replace("{account_id}", bad), body)
+            assert (st, data["error"]["message"]) == want and data["error"]["field"] == "account_id", (fmt, bad, data)
+    assert srv.rt.ledger.account(srv.other)["balance"] == 0 and audit_count(srv) == 0
+
+
 def test_admin_grants_with_a_note_and_the_audit_log_says_who_what_when_where(srv):
     t0 = int(time.time() * 1000)
     st, data, _ = as_admin(srv, "POST", f"/credits/admin/accounts/{srv.other}/grant",
