@@ -9,6 +9,7 @@ artifacts, not committed).
 scripts/setup installs Chromium (Debian) and the two frontends into
 build/frontends/<version>; the tests skip with the reason when they are absent.
 """
+import contextlib
 import csv
 import io
 import json
@@ -32,28 +33,59 @@ def frontend_root(version):
     return os.path.join(ROOT, "build", "frontends", version, "comfyui_frontend_package", "static")
 
 
+@contextlib.contextmanager
+def comfy_in_chromium(version, tmp, seed, pack_env=None):
+    """A harness ComfyUI serving frontend `version` with this pack, and a headless Chromium (c.browser, c.version);
+    seed(ledger, c) makes the test's accounts first. Skips when the frontend or Chromium is not installed."""
+    root = frontend_root(version)
+    if not os.path.isfile(os.path.join(root, "index.html")) or not shutil.which(CHROMIUM):
+        pytest.skip(f"frontend {version} or Chromium not installed (run scripts/setup)")
+    c = Comfy(tmp, extra_args=["--front-end-root", root], pack_env=pack_env)
+    try:
+        with c.ledger() as led:
+            seed(led, c)
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            c.browser, c.version = browser, version
+            try:
+                yield c
+            finally:
+                browser.close()
+    finally:
+        c.close()
+
+
+ADMIN_EMAIL, ADMIN_PASSWORD = "boss@example.com", "boss-password"
+
+
+@contextlib.contextmanager
+def admin_ui(request, tmp_path_factory, name, seed):
+    """comfy_in_chromium for the frontend of request.param with an admin account too (c.boss, ADMIN_EMAIL /
+    ADMIN_PASSWORD, who signs in through the visible form or the session route like anyone)."""
+    def with_admin(led, c):
+        seed(led, c)
+        c.boss = led.create_account(ADMIN_EMAIL, display_name="Boss", role="admin")["id"]
+        led.set_password(c.boss, ADMIN_PASSWORD)
+    with comfy_in_chromium(request.param, tmp_path_factory.mktemp(f"{name}-{request.param}"), with_admin) as c:
+        yield c
+
+
 @pytest.fixture(scope="module", params=FRONTENDS)
 def ui(request, tmp_path_factory):
-    root = frontend_root(request.param)
-    if not os.path.isfile(os.path.join(root, "index.html")) or not shutil.which(CHROMIUM):
-        pytest.skip(f"frontend {request.param} or Chromium not installed (run scripts/setup)")
     tmp = tmp_path_factory.mktemp(f"ui-{request.param}")
     # Two currencies from the operator's config, so the currency choice and the wallet rule show.
     (tmp / "credits.json").write_text(json.dumps({"rates": {"usd": "211", "eur": "229.5"}}))
-    c = Comfy(tmp, extra_args=["--front-end-root", root], pack_env={"COMFY_CREDITS_CONFIG": str(tmp / "credits.json")})
-    with c.ledger() as led:
+
+    def seed(led, c):
         c.account = led.create_account("demo@example.com", display_name="Demo")["id"]
         led.set_password(c.account, "demo-password")
         led.grant("seed", c.account, 42 * C, note="welcome")
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    with comfy_in_chromium(request.param, tmp, seed, pack_env={"COMFY_CREDITS_CONFIG": str(tmp / "credits.json")}) as c:
+        page = c.browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
         page.on("pageerror", lambda e: print(f"[{request.param}] page error: {e}"))
-        c.page, c.version = page, request.param
+        c.page = page
         yield c
-        browser.close()
-    c.close()
 
 
 def shot(ui, name):

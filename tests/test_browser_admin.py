@@ -3,35 +3,24 @@ frontend eras, through the visible UI: an admin signs in with the form in
 Settings → User, sees the "Credits admin" entry, grants credits with a note and
 sees the grant in the audit log; a normal account never sees the entry."""
 import os
-import shutil
 
 import pytest
 
-from test_browser import ARTIFACTS, CHROMIUM, FRONTENDS, close_settings, frontend_root, load_app, open_settings
-from test_integration import C, Comfy
+from test_browser import (ADMIN_EMAIL, ADMIN_PASSWORD, ARTIFACTS, FRONTENDS, admin_ui, close_settings, load_app,
+                          open_settings)
+from test_integration import C
 
 playwright = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module", params=FRONTENDS)
 def ui(request, tmp_path_factory):
-    root = frontend_root(request.param)
-    if not os.path.isfile(os.path.join(root, "index.html")) or not shutil.which(CHROMIUM):
-        pytest.skip(f"frontend {request.param} or Chromium not installed (run scripts/setup)")
-    c = Comfy(tmp_path_factory.mktemp(f"admin-ui-{request.param}"), extra_args=["--front-end-root", root])
-    with c.ledger() as led:
+    def seed(led, c):
         c.user = led.create_account("pat@example.com", display_name="Pat")["id"]
         led.set_password(c.user, "pat-password")
         led.grant("seed", c.user, 10 * C, note="welcome")
-        c.boss = led.create_account("boss@example.com", display_name="Boss", role="admin")["id"]
-        led.set_password(c.boss, "boss-password")
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        c.browser, c.version = browser, request.param
+    with admin_ui(request, tmp_path_factory, "admin-ui", seed) as c:
         yield c
-        browser.close()
-    c.close()
 
 
 def new_page(ui):
@@ -54,7 +43,7 @@ def sign_in_with_the_form(ui, email, password):
 
 def open_account_as_admin(ui, email):
     """Signed in as the admin with the form: Credits admin → the account's page. Returns the panel."""
-    dialog = sign_in_with_the_form(ui, "boss@example.com", "boss-password")
+    dialog = sign_in_with_the_form(ui, ADMIN_EMAIL, ADMIN_PASSWORD)
     dialog.get_by_text("Credits admin", exact=True).first.click()
     panel = ui.page.locator("[data-testid=cca-panel]")
     panel.locator("[data-testid=cca-open-account]", has_text=email).click()
@@ -88,7 +77,7 @@ def test_a_normal_account_never_sees_the_admin_entry(ui):
 def test_admin_signs_in_sees_the_dashboard_and_grants(ui):
     page = new_page(ui)
     try:
-        dialog = sign_in_with_the_form(ui, "boss@example.com", "boss-password")
+        dialog = sign_in_with_the_form(ui, ADMIN_EMAIL, ADMIN_PASSWORD)
         entry = dialog.get_by_text("Credits admin", exact=True).first
         entry.wait_for(timeout=15_000)  # appears as soon as the admin signs in, without a reload
         entry.click()

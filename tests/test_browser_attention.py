@@ -7,12 +7,11 @@ The case is made the way it happens for real, through the visible sandbox
 checkout: the buyer's balance is at the ledger's cap (CC_BALANCE_MAX), so the
 paid session cannot be credited (src/fulfil.c: "balance would exceed")."""
 import os
-import shutil
 
 import pytest
 
-from test_browser import ARTIFACTS, CHROMIUM, FRONTENDS, close_settings, frontend_root, load_app, open_settings
-from test_integration import Comfy
+from test_browser import (ADMIN_EMAIL, ADMIN_PASSWORD, ARTIFACTS, FRONTENDS, admin_ui, close_settings, load_app,
+                          open_settings)
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -22,25 +21,14 @@ BALANCE_MAX = 1000 * AMOUNT_MAX  # CC_BALANCE_MAX
 
 @pytest.fixture(scope="module", params=FRONTENDS)
 def ui(request, tmp_path_factory):
-    root = frontend_root(request.param)
-    if not os.path.isfile(os.path.join(root, "index.html")) or not shutil.which(CHROMIUM):
-        pytest.skip(f"frontend {request.param} or Chromium not installed (run scripts/setup)")
-    c = Comfy(tmp_path_factory.mktemp(f"attention-ui-{request.param}"), extra_args=["--front-end-root", root])
-    with c.ledger() as led:
+    def seed(led, c):
         c.buyer = led.create_account("full@example.com", display_name="Full")["id"]
         led.set_password(c.buyer, "full-password")
         for i in range(BALANCE_MAX // AMOUNT_MAX):
             led.grant(f"to-the-cap-{i}", c.buyer, AMOUNT_MAX)
         assert led.account(c.buyer)["balance"] == BALANCE_MAX
-        c.boss = led.create_account("boss@example.com", display_name="Boss", role="admin")["id"]
-        led.set_password(c.boss, "boss-password")
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        c.browser, c.version = browser, request.param
+    with admin_ui(request, tmp_path_factory, "attention-ui", seed) as c:
         yield c
-        browser.close()
-    c.close()
 
 
 def signed_in_page(ui, email, password):
@@ -78,7 +66,7 @@ def test_a_purchase_that_cannot_be_credited_is_under_review_for_the_buyer_and_li
     finally:
         page.context.close()
 
-    page = signed_in_page(ui, "boss@example.com", "boss-password")
+    page = signed_in_page(ui, ADMIN_EMAIL, ADMIN_PASSWORD)
     try:
         dialog = open_settings(ui, "User")
         dialog.get_by_text("Credits admin", exact=True).first.click()
