@@ -110,7 +110,7 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_END_R] = "COMMIT",
     [ST_DATA_VERSION] = "PRAGMA data_version",
     [ST_ACC_INSERT] =
-        "INSERT INTO accounts(email, display_name, active, role, created_ms, updated_ms,"
+        "INSERT INTO accounts(email, created_ms, display_name, active, role, updated_ms,"
         " balance, held, paid_total, granted_total, spent_total, uncollected_total, test_balance, cap_daily,"
         " cap_monthly, own_cap_daily, own_cap_monthly, cap_day, cap_day_used, cap_month, cap_month_used)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -232,10 +232,16 @@ static void read_account(sqlite3_stmt *s, cc_account *a) {
     for (int i = 0; i < 8; i++) *caps[i] = sqlite3_column_int64(s, 14 + i);
 }
 
-static void bind_caps(sqlite3_stmt *s, int first, const cc_account *a) {
-    const int64_t caps[] = {a->cap_daily, a->cap_monthly, a->own_cap_daily, a->own_cap_monthly,
-                            a->cap_day, a->cap_day_used, a->cap_month, a->cap_month_used};
-    for (int i = 0; i < 8; i++) sqlite3_bind_int64(s, first + i, caps[i]);
+/* The account row's changeable columns, display_name .. cap_month_used (19 parameters from `first`), in the
+** order ST_ACC_INSERT (after email, created_ms) and ST_ACC_UPDATE (before id) name them. */
+static void bind_account_row(sqlite3_stmt *s, int first, const cc_account *a) {
+    sqlite3_bind_text(s, first, a->display_name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, first + 1, a->active);
+    sqlite3_bind_int(s, first + 2, a->role);
+    const int64_t v[] = {a->updated_ms, a->balance, a->held, a->paid_total, a->granted_total, a->spent_total,
+                         a->uncollected_total, a->test_balance, a->cap_daily, a->cap_monthly, a->own_cap_daily,
+                         a->own_cap_monthly, a->cap_day, a->cap_day_used, a->cap_month, a->cap_month_used};
+    for (int i = 0; i < 16; i++) sqlite3_bind_int64(s, first + 3 + i, v[i]);
 }
 
 static void read_entry(sqlite3_stmt *s, cc_entry *e) {
@@ -268,7 +274,8 @@ static void read_entry(sqlite3_stmt *s, cc_entry *e) {
     e->test_after = sqlite3_column_int64(s, 26);
 }
 
-static void read_hold(sqlite3_stmt *s, cc_hold *h) {
+static void read_hold(sqlite3_stmt *s, void *out) {
+    cc_hold *h = out;
     h->id = sqlite3_column_int64(s, 0);
     h->account_id = sqlite3_column_int64(s, 1);
     h->amount = sqlite3_column_int64(s, 2);
@@ -276,6 +283,21 @@ static void read_hold(sqlite3_stmt *s, cc_hold *h) {
     h->expires_ms = sqlite3_column_int64(s, 4);
     h->resolved_by = sqlite3_column_int64(s, 5);
     h->credential_id = sqlite3_column_int64(s, 6);
+}
+
+/* The row of statement i whose ?1 is id, read into out by read; CC_ERR_NOT_FOUND "no <noun> with id N" on
+** field when there is none. */
+static cc_rc row_by_id(sq_conn *c, int i, int64_t id, void (*read)(sqlite3_stmt *, void *), void *out,
+                       const char *field, const char *noun, cc_error *err) {
+    sqlite3_stmt *s = stmt(c, i);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    cc_rc r = CC_OK;
+    if (rc == SQLITE_ROW) read(s, out);
+    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, field, "no %s with id %lld", noun, (long long)id);
+    else r = cc_fail(err, CC_ERR_STORAGE, "", "sqlite: get %s: %s", noun, sqlite3_errmsg(c->db));
+    sqlite3_reset(s);
+    return r;
 }
 
 static void sq_close(cc_conn *base) {
@@ -331,19 +353,8 @@ static cc_rc sq_account_insert(cc_conn *b, cc_account *a, cc_error *err) {
     sq_conn *c = (sq_conn *)b;
     sqlite3_stmt *s = stmt(c, ST_ACC_INSERT);
     sqlite3_bind_text(s, 1, a->email, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, a->display_name, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 3, a->active);
-    sqlite3_bind_int(s, 4, a->role);
-    sqlite3_bind_int64(s, 5, a->created_ms);
-    sqlite3_bind_int64(s, 6, a->updated_ms);
-    sqlite3_bind_int64(s, 7, a->balance);
-    sqlite3_bind_int64(s, 8, a->held);
-    sqlite3_bind_int64(s, 9, a->paid_total);
-    sqlite3_bind_int64(s, 10, a->granted_total);
-    sqlite3_bind_int64(s, 11, a->spent_total);
-    sqlite3_bind_int64(s, 12, a->uncollected_total);
-    sqlite3_bind_int64(s, 13, a->test_balance);
-    bind_caps(s, 14, a);
+    sqlite3_bind_int64(s, 2, a->created_ms);
+    bind_account_row(s, 3, a);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -384,18 +395,7 @@ static cc_rc sq_account_by_email(cc_conn *b, const char *email, cc_account *out,
 static cc_rc sq_account_update(cc_conn *b, const cc_account *a, cc_error *err) {
     sq_conn *c = (sq_conn *)b;
     sqlite3_stmt *s = stmt(c, ST_ACC_UPDATE);
-    sqlite3_bind_text(s, 1, a->display_name, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, a->active);
-    sqlite3_bind_int(s, 3, a->role);
-    sqlite3_bind_int64(s, 4, a->updated_ms);
-    sqlite3_bind_int64(s, 5, a->balance);
-    sqlite3_bind_int64(s, 6, a->held);
-    sqlite3_bind_int64(s, 7, a->paid_total);
-    sqlite3_bind_int64(s, 8, a->granted_total);
-    sqlite3_bind_int64(s, 9, a->spent_total);
-    sqlite3_bind_int64(s, 10, a->uncollected_total);
-    sqlite3_bind_int64(s, 11, a->test_balance);
-    bind_caps(s, 12, a);
+    bind_account_row(s, 1, a);
     sqlite3_bind_int64(s, 20, a->id);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
@@ -531,16 +531,7 @@ static cc_rc sq_history(cc_conn *b, const cc_history_query *q, cc_entry *out, in
 }
 
 static cc_rc sq_hold_get(cc_conn *b, int64_t id, cc_hold *out, cc_error *err) {
-    sq_conn *c = (sq_conn *)b;
-    sqlite3_stmt *s = stmt(c, ST_HOLD_GET);
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    cc_rc r = CC_OK;
-    if (rc == SQLITE_ROW) read_hold(s, out);
-    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "hold_id", "no hold with id %lld", (long long)id);
-    else r = sq_err(c->db, err, "get hold");
-    sqlite3_reset(s);
-    return r;
+    return row_by_id((sq_conn *)b, ST_HOLD_GET, id, read_hold, out, "hold_id", "hold", err);
 }
 
 static cc_rc sq_hold_insert(cc_conn *b, const cc_hold *h, cc_error *err) {
@@ -641,7 +632,8 @@ static cc_rc sq_scan_holds(cc_conn *b, cc_hold_cb cb, void *ctx, cc_error *err) 
     return rc == SQLITE_DONE ? CC_OK : sq_err(c->db, err, "scan holds");
 }
 
-static void read_cred(sqlite3_stmt *s, cc_credential *c) {
+static void read_cred(sqlite3_stmt *s, void *out) {
+    cc_credential *c = out;
     c->id = sqlite3_column_int64(s, 0);
     c->kind = sqlite3_column_int(s, 1);
     c->account_id = sqlite3_column_int64(s, 2);
@@ -690,16 +682,7 @@ static cc_rc sq_cred_by_hash(cc_conn *b, const unsigned char *hash, cc_credentia
 }
 
 static cc_rc sq_cred_get(cc_conn *b, int64_t id, cc_credential *out, cc_error *err) {
-    sq_conn *c = (sq_conn *)b;
-    sqlite3_stmt *s = stmt(c, ST_CRED_GET);
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    cc_rc r = CC_OK;
-    if (rc == SQLITE_ROW) read_cred(s, out);
-    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "id", "no credential with id %lld", (long long)id);
-    else r = sq_err(c->db, err, "get credential");
-    sqlite3_reset(s);
-    return r;
+    return row_by_id((sq_conn *)b, ST_CRED_GET, id, read_cred, out, "id", "credential", err);
 }
 
 static cc_rc sq_cred_update(cc_conn *b, const cc_credential *cr, cc_error *err) {
