@@ -18,6 +18,9 @@ import { call, h, keyLimits, keyLimitsForm } from "./comfy_credits.js";
 
 const SETTING_ID = "ComfyCredits.Admin";
 const CATEGORY = ["Credits admin", "Credits admin", "Dashboard"];
+// The row's label, hidden once mounted (render). Not empty: with an empty name ComfyUI 0.3.64's own 1.27.10
+// shows the translation key (settings.ComfyCredits_Admin.name) as the label, which then kept half the width.
+const NAME = "Credits admin";
 const st = { admin: null, view: "accounts", q: "", selected: null, msg: "", report: null };
 
 const css = document.createElement("link");
@@ -39,7 +42,7 @@ function showEntry() {
   const l = lookup();
   if (!l) return;
   if (SETTING_ID in l) l[SETTING_ID].type = render;
-  else app.ui.settings.addSetting({ id: SETTING_ID, category: CATEGORY, name: "", type: render, defaultValue: null });
+  else app.ui.settings.addSetting({ id: SETTING_ID, category: CATEGORY, name: NAME, type: render, defaultValue: null });
 }
 
 function hideEntry() {
@@ -72,14 +75,15 @@ function render() {
   const el = h("div", { class: "cca-panel", "data-testid": "cca-panel" });
   root = el;
   // The row is "label | input" (FormItem.vue, both eras): once mounted, hide
-  // our row's empty label and give the whole row to the panel.
+  // our row's label and give the whole row to the panel.
   let tries = 0;
   const widen = () => {
     if (!el.isConnected) return tries++ < 60 && requestAnimationFrame(widen);
     let cell = el.parentElement;
     for (let depth = 0; cell && depth < 5; depth++, cell = cell.parentElement) {
       const row = cell.parentElement;
-      const label = row && [...row.children].find((c) => c !== cell && !c.contains(el) && c.textContent.trim() === "");
+      const label = row && [...row.children].find((c) => c !== cell && !c.contains(el) &&
+                                                      [NAME, ""].includes(c.textContent.trim()));
       if (label) {
         label.style.display = "none";
         cell.style.setProperty("flex", "1");
