@@ -93,19 +93,19 @@ def test_admin_signs_in_sees_the_dashboard_and_grants(ui):
         panel.locator("[data-testid=cca-search]").press("Enter")
         panel.locator("[data-testid=cca-open-account]", has_text="pat@example.com").click()
         panel.locator("[data-testid=cca-account]").wait_for()
-        panel.locator("[data-testid=cca-grant-amount]").fill("2.5")
-        panel.locator("[data-testid=cca-grant-note]").fill("late fee waived")
-        panel.locator("[data-testid=cca-grant]").click()
-        page.wait_for_function("document.querySelector('[data-testid=cca-msg]').textContent.startsWith('Granted 2.50')")
+
+        def grant(amount, note, says):
+            panel.locator("[data-testid=cca-grant-amount]").fill(amount)
+            panel.locator("[data-testid=cca-grant-note]").fill(note)
+            panel.locator("[data-testid=cca-grant]").click()
+            page.wait_for_function(f"document.querySelector('[data-testid=cca-msg]').textContent.includes({says!r})")
+        grant("2.5", "late fee waived", "Granted 2.50")
         with ui.ledger() as led:
             assert led.account(ui.user)["balance"] == 12_500_000
             assert led.history(ui.user)["entries"][0]["note"] == "late fee waived"
         assert "12.50" in panel.locator("[data-testid=cca-account-balance]").inner_text()
         # a bad amount is refused with the server's words, and changes nothing
-        panel.locator("[data-testid=cca-grant-amount]").fill("-3")
-        panel.locator("[data-testid=cca-grant-note]").fill("oops")
-        panel.locator("[data-testid=cca-grant]").click()
-        page.wait_for_function("document.querySelector('[data-testid=cca-msg]').textContent.includes('positive')")
+        grant("-3", "oops", "positive")
         with ui.ledger() as led:
             assert led.account(ui.user)["balance"] == 12_500_000
         shot(ui, "2-granted")
