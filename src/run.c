@@ -229,9 +229,18 @@ static cc_rc unreserved(cc_runs *r, int64_t account_id, int wait, int64_t *avail
     int64_t others = 0;
     if (r->shared && !wait) /* a round trip to the shared store */
         return cc_fail(err, CC_ERR_STATE, "busy", "the shared reservations are read over the network");
-    cc_rc rc = wait ? cc_ledger_account(r->ledger, account_id, &a, err)
-                    : cc_ledger_account_nowait(r->ledger, account_id, &a, &busy, err); /* busy: field "busy" */
-    if (rc == CC_OK && r->shared) rc = cc_ledger_resv_others(r->ledger, r->server, account_id, cc_now_ms(), &others, err);
+    /* Farm mode: the other servers' reservations are read BEFORE the account.
+    ** A server lowers a prompt's row only after the hold it went to committed
+    ** (share_left), so a row read already lowered means that hold is in the
+    ** account read after it: at worst counted twice, never missed. In the
+    ** other order a hold committed and its row lowered between the two reads
+    ** was counted nowhere, and both servers admitted a prompt beyond the
+    ** balance (seen once in the two-server race test: 4 admitted for 3). */
+    cc_rc rc = CC_OK;
+    if (r->shared) rc = cc_ledger_resv_others(r->ledger, r->server, account_id, cc_now_ms(), &others, err);
+    if (rc == CC_OK)
+        rc = wait ? cc_ledger_account(r->ledger, account_id, &a, err)
+                  : cc_ledger_account_nowait(r->ledger, account_id, &a, &busy, err); /* busy: field "busy" */
     if (rc != CC_OK) return rc;
     if (!a.active) return cc_fail(err, CC_ERR_STATE, "account_id", "account %lld is disabled", (long long)a.id);
     int64_t usable = a.balance - a.held;
