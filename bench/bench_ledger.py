@@ -526,7 +526,11 @@ def farm_run(uri, impl, mode, procs, seconds, run_no):
     return total / longest
 
 
-def farm_main(uri, seconds, reps, procs_list, modes=("per-op", "batched")):
+def loadavg():
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def farm_main(uri, seconds, reps, procs_list, modes=("per-op", "batched"), fsync_dir=None):
     import psycopg
     with psycopg.connect(uri, autocommit=True) as db:
         db.execute(PG_SCHEMA)
@@ -534,8 +538,16 @@ def farm_main(uri, seconds, reps, procs_list, modes=("per-op", "batched")):
     with _core.Ledger(uri) as led:  # creates the C ledger's schema
         shown = led.path
     print(f"farm mode: durable hold+settle pairs/s on {shown} (fsync={durable[0]}, synchronous_commit={durable[1]}); "
-          f"{seconds:g} s per run, {reps} interleaved reps; each process = one server")
-    print(f"{'mode':<8} {'procs':>5} {'C min':>9} {'C med':>9} {'Py min':>9} {'Py med':>9} {'ratio med':>9}")
+          f"{seconds:g} s per run, {reps} interleaved reps (C, psycopg, C, ...); each process = one server; "
+          f"load average {loadavg()}")
+    fsync_dir = fsync_dir or tempfile.gettempdir()
+    ceiling = fsync_rate(fsync_dir, 2.0)
+    print(f"raw fsync rate here ({fsync_dir}): {ceiling:,.0f} fdatasync/s. A durable commit waits for one; commits "
+          f"that do not share a flush allow at most {ceiling / 2:,.0f} per-op pairs/s (two commits a pair), for "
+          f"all processes together if their commits are serialised; batching ({BATCH_PAIRS} pairs a commit) and "
+          f"flushes shared by concurrent commits go above it")
+    print(f"{'mode':<8} {'procs':>5} {'C min':>9} {'C med':>9} {'Py min':>9} {'Py med':>9} {'ratio med':>9} "
+          f"{'ratio min':>9}  load avg")
     run_no = 0
     best_c4 = 0.0
     ratios = []
@@ -548,12 +560,14 @@ def farm_main(uri, seconds, reps, procs_list, modes=("per-op", "batched")):
                     run_no += 1
             cm, pm = statistics.median(c), statistics.median(p)
             ratios.append(cm / pm if pm else float("inf"))
+            rmin = min(c) / min(p) if min(p) else float("inf")
             if procs == max(procs_list):
                 best_c4 = max(best_c4, cm)
-            print(f"{mode:<8} {procs:>5} {min(c):>9,.0f} {cm:>9,.0f} {min(p):>9,.0f} {pm:>9,.0f} {ratios[-1]:>8.1f}x",
-                  flush=True)
+            print(f"{mode:<8} {procs:>5} {min(c):>9,.0f} {cm:>9,.0f} {min(p):>9,.0f} {pm:>9,.0f} {ratios[-1]:>8.1f}x "
+                  f"{rmin:>8.1f}x  {loadavg()}", flush=True)
     print(f"best median from {max(procs_list)} processes: {best_c4:,.0f} pairs/s (target >= 10,000); C vs psycopg "
-          f"like for like: min {min(ratios):.1f}x, median {statistics.median(ratios):.1f}x")
+          f"like for like (median/median per row): from {min(ratios):.1f}x to {max(ratios):.1f}x; "
+          f"load average {loadavg()}")
     with _core.Ledger(uri) as led:
         rep = led.verify()
     print(f"verify after the runs: {'ok' if rep['ok'] else rep['problems'][:3]} ({rep['entries']:,} entries)")
@@ -623,7 +637,8 @@ def main():
     ap.add_argument("--entries", type=int, default=1_000_000, help="ledger size for the history benchmark "
                                                                   "(0: skip it)")
     ap.add_argument("--db", default=None, help="farm mode: a postgresql:// URI (see above); default: SQLite files")
-    ap.add_argument("--dir", default=None, help="where to put the SQLite databases (default: a temp dir)")
+    ap.add_argument("--dir", default=None, help="where to put the SQLite databases (default: a temp dir); farm "
+                                                "mode: where to measure the raw fsync rate (put it on PostgreSQL's disk)")
     ap.add_argument("--procs", default="1,4", help="farm mode: process counts")
     if len(sys.argv) > 1 and sys.argv[1] == "--farm-worker":
         impl, mode, uri, seconds, start_at, prefix, acct = sys.argv[2:9]
@@ -634,7 +649,7 @@ def main():
         if not args.db.startswith(("postgresql://", "postgres://")):
             ap.error("--db must be a postgresql:// URI (the SQLite figures need no --db)")
         farm_main(args.db, args.seconds, args.reps, [int(x) for x in args.procs.split(",")],
-                  tuple(args.modes.split(",")))
+                  tuple(args.modes.split(",")), args.dir)
         return
     threads = [int(x) for x in args.threads.split(",")]
     modes = {"per-op": (c_per_op, py_per_op), "batched": (c_batched, py_batched)}

@@ -79,6 +79,19 @@ static int64_t run_batch(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end)
     }
     if (changed) caches_clear(l);
     CC_ASSERT(l->ndirty == 0);
+    if (w->v->prefetch && !l->prefetch) l->prefetch = malloc(sizeof *l->prefetch); /* none: no hints */
+    if (w->v->prefetch && l->prefetch) {
+        /* What the jobs will look up, read in one go (PostgreSQL: one round
+        ** trip per commit instead of one per operation). */
+        cc_prefetch *pf = l->prefetch;
+        pf->nkeys = pf->nholds = pf->naccounts = 0;
+        for (cc_commit_job *j = batch; j != end; j = j->next)
+            if (j->hint) j->hint(l, j->arg, pf);
+        if ((pf->nkeys || pf->nholds || pf->naccounts) && w->v->prefetch(w, pf, &err) != CC_OK) {
+            abort_batch(l, batch, end, &err);
+            return 0;
+        }
+    }
     int64_t now = cc_now_ms();
     for (cc_commit_job *j = batch; j != end; j = j->next) {
         int64_t n = 0;
@@ -167,6 +180,7 @@ void ledger_commit_destroy(cc_ledger *l) {
     i64map_destroy(&l->acct_cache, free);
     i64map_destroy(&l->hold_cache, free);
     free(l->dirty);
+    free(l->prefetch);
     cc_mutex_destroy(&l->mu);
     cc_cond_destroy(&l->cv);
 }

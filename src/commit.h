@@ -32,6 +32,9 @@ typedef struct cc_commit_job {
     cc_rc (*apply)(cc_ledger *l, cc_conn *w, void *arg, int64_t now, int64_t *nops, cc_error *why);
     /* The commit rolled back: mark every result of the job failed with `why`. */
     void (*fail)(void *arg, const cc_error *why);
+    /* Optional: adds what apply() will look up to *pf (store.h cc_prefetch),
+    ** before the commit's first apply(). Leader only, like apply(). */
+    void (*hint)(cc_ledger *l, void *arg, cc_prefetch *pf);
     void *arg;
     int nops;                  /* operations it counts toward CC_BATCH_OPS_MAX, >= 1 */
     int done;                  /* owned by commit.c */

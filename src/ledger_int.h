@@ -38,6 +38,7 @@ struct cc_ledger {
     i64map hold_cache;         /* open hold id -> the rules' hold slot (rules.c) */
     int64_t *dirty;            /* ids of accounts changed in this batch */
     int ndirty;
+    cc_prefetch *prefetch;     /* what a batch will look up (commit.c; stores with a prefetch only) */
 
     cc_mutex_t rmu;       /* guards the reader pool */
     cc_cond_t rcv;

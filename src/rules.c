@@ -601,6 +601,40 @@ static cc_rc apply_resolve(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t no
     return resolve_hold(l, c, op, op->kind == CC_OP_SETTLE ? CC_KIND_SETTLE : CC_KIND_VOID, op->hold_id, now, r);
 }
 
+/* ---- what a batch will look up (commit.h hint, store.h prefetch) */
+
+static void hint_key(cc_prefetch *pf, const char *key) {
+    if (key && pf->nkeys < CC_PREFETCH_ITEMS_MAX) pf->keys[pf->nkeys++] = key;
+}
+
+static void hint_hold(cc_ledger *l, cc_prefetch *pf, int64_t id) {
+    if (!i64map_get(&l->hold_cache, id) && pf->nholds < CC_PREFETCH_ITEMS_MAX) pf->hold_ids[pf->nholds++] = id;
+}
+
+static void hint_account(cc_ledger *l, cc_prefetch *pf, int64_t id) {
+    if (!i64map_get(&l->acct_cache, id) && pf->naccounts < CC_PREFETCH_ITEMS_MAX)
+        pf->account_ids[pf->naccounts++] = id;
+}
+
+/* The holds an expire found due: their keys and rows in one go. */
+static cc_rc expire_prefetch(cc_ledger *l, cc_conn *c, const int64_t *ids, int n, cc_error *err) {
+    if (!c->v->prefetch || !l->prefetch) return CC_OK;
+    enum { KEY_BYTES = 32 };
+    if (n > CC_PREFETCH_ITEMS_MAX) n = CC_PREFETCH_ITEMS_MAX;
+    char *keys = malloc((size_t)n * KEY_BYTES);
+    if (!keys) return CC_OK; /* only a hint */
+    cc_prefetch *pf = l->prefetch;
+    pf->nkeys = pf->nholds = pf->naccounts = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(keys + (size_t)i * KEY_BYTES, KEY_BYTES, "expire:%lld", (long long)ids[i]);
+        hint_key(pf, keys + (size_t)i * KEY_BYTES);
+        hint_hold(l, pf, ids[i]);
+    }
+    cc_rc rc = c->v->prefetch(c, pf, err);
+    free(keys);
+    return rc;
+}
+
 static cc_rc apply_expire(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now, cc_result *r) {
     int limit = op->limit ? op->limit : CC_EXPIRE_PER_CALL_MAX;
     int64_t at = op->now_ms ? op->now_ms : now;
@@ -608,6 +642,7 @@ static cc_rc apply_expire(cc_ledger *l, cc_conn *c, const cc_op *op, int64_t now
     if (!ids) return cc_fail(&r->err, CC_ERR_NOMEM, "", "out of memory");
     int n = 0;
     cc_rc rc = c->v->holds_due(c, at, limit, ids, &n, &r->err);
+    if (rc == CC_OK && n > 0) rc = expire_prefetch(l, c, ids, n, &r->err);
     for (int i = 0; rc == CC_OK && i < n; i++) {
         char key[40];
         snprintf(key, sizeof key, "expire:%lld", (long long)ids[i]);
@@ -665,6 +700,30 @@ static cc_rc money_apply(cc_ledger *l, cc_conn *w, void *arg, int64_t now, int64
     return CC_OK;
 }
 
+static void money_hint(cc_ledger *l, void *arg, cc_prefetch *pf) {
+    money_job *j = arg;
+    for (int i = 0; i < j->n; i++) {
+        const cc_op *op = &j->ops[i];
+        if (invalid(&j->res[i])) continue;
+        switch (op->kind) {
+        case CC_OP_GRANT:
+        case CC_OP_PURCHASE:
+        case CC_OP_TEST_PURCHASE:
+        case CC_OP_HOLD:
+            hint_key(pf, op->key);
+            hint_account(l, pf, op->account_id);
+            break;
+        case CC_OP_SETTLE:
+        case CC_OP_VOID:
+            hint_key(pf, op->key);
+            hint_hold(l, pf, op->hold_id);
+            break;
+        case CC_OP_HOLD_EXTEND: hint_hold(l, pf, op->hold_id); break;
+        case CC_OP_EXPIRE: break; /* its holds are known once found due (expire_prefetch) */
+        }
+    }
+}
+
 static void money_fail(void *arg, const cc_error *why) {
     money_job *j = arg;
     for (int i = 0; i < j->n; i++) {
@@ -692,7 +751,7 @@ cc_rc cc_ledger_execute(cc_ledger *l, const cc_op *ops, int n, cc_result *result
     }
     if (runnable == 0) return CC_OK;
     money_job mj = {.ops = ops, .res = results, .n = n};
-    cc_commit_job job = {.apply = money_apply, .fail = money_fail, .arg = &mj, .nops = n};
+    cc_commit_job job = {.apply = money_apply, .fail = money_fail, .hint = money_hint, .arg = &mj, .nops = n};
     ledger_commit(l, &job);
     for (int i = 0; i < n; i++)
         if (results[i].entry_id == -1 && results[i].rc != CC_OK) results[i].entry_id = 0;

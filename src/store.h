@@ -166,6 +166,18 @@ typedef struct cc_attention {
     char resolution[CC_ATTENTION_TEXT_BYTES_MAX + 1];
 } cc_attention;
 
+/* What the operations of one commit will look up (commit.c gathers it from
+** the jobs before applying them; a store may read it all at once). A hint,
+** not a promise: an operation may look up more, and a full list is simply
+** not extended. The keys are read during the prefetch call only. */
+#define CC_PREFETCH_ITEMS_MAX 8192
+typedef struct cc_prefetch {
+    const char *keys[CC_PREFETCH_ITEMS_MAX];   /* idempotency keys the operations will insert */
+    int64_t hold_ids[CC_PREFETCH_ITEMS_MAX];   /* holds they will resolve or extend (not in the ledger's cache) */
+    int64_t account_ids[CC_PREFETCH_ITEMS_MAX]; /* accounts they will read (not in the ledger's cache) */
+    int nkeys, nholds, naccounts;
+} cc_prefetch;
+
 typedef struct cc_store cc_store;
 typedef struct cc_conn cc_conn;
 
@@ -183,6 +195,13 @@ typedef struct cc_conn_vtab {
     ** process) committed since this connection last asked. The ledger drops
     ** its caches then. */
     cc_rc (*data_changed)(cc_conn *c, int *changed, cc_error *err);
+    /* Optional (NULL: every call answers from the database as it comes, as
+    ** SQLite's in-process reads do). Inside a write transaction, before a
+    ** batch: reads what `pf` names at once, so that entry_by_key,
+    ** entry_insert's duplicate check, entry_get, hold_get and account_get of
+    ** those rows answer from memory until commit/rollback. It changes no
+    ** answer, only how many round trips they take. */
+    cc_rc (*prefetch)(cc_conn *c, const cc_prefetch *pf, cc_error *err);
     /* Consistent snapshot for multi-query reads (verify). */
     cc_rc (*begin_read)(cc_conn *c, cc_error *err);
     void (*end_read)(cc_conn *c);
@@ -302,6 +321,10 @@ cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out
 ** and re-tries connecting on use, at most after a doubling backoff
 ** (250 ms .. 15 s); the first writer connection to succeed migrates the schema. */
 void cc_store_pg_wait_for_server(cc_store *s, int on);
+/* Round trips the store's writer connections have waited for so far (a
+** write transaction costs O(1) of them per batch, not O(operations);
+** tests check it). Read it while the ledger is idle. -1 without libpq. */
+int64_t cc_store_pg_writer_round_trips(cc_store *s);
 /* The URI without its password or options, for messages: postgresql://user@host:port/db. */
 cc_rc cc_store_pg_describe(const char *uri, char *out, size_t out_bytes);
 

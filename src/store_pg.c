@@ -22,6 +22,18 @@
 **   commit. A single writer lock costs nothing per operation (one statement
 **   per commit), and group commit amortises it: throughput comes from batch
 **   size, not from parallel writers (see bench/bench_ledger.py).
+**   What the lock is held for is therefore what limits a farm: every round
+**   trip inside it serialises all servers. So a write transaction costs O(1)
+**   round trips per batch, not O(operations) ("the writer's batch" below):
+**   the lock, the write counter and the last entry id in one; what the batch
+**   will look up (its keys, holds, accounts: commit.c asks the jobs) in one
+**   (`op_key = ANY($1)` ...); its rows buffered and sent as one multi-row
+**   statement per table (unnest of arrays) in the pipeline with the COMMIT.
+**   Entry ids are numbered by the writer (max + 1 under the lock), so no
+**   INSERT has to answer before the next operation runs. A batch of 256
+**   settles + 256 holds now takes 3 round trips (test_store_pg.c
+**   batch_round_trips checks <= 4); it took ~514, and ~1,030 when another
+**   server had written in between (holds and their entries re-read one by one).
 **   Cache coherence: cc_writes.n counts write transactions; begin_write
 **   increments it under the lock and data_changed() reports whether anyone
 **   else committed since this connection's last write (the ledger then drops
@@ -72,6 +84,11 @@ void cc_store_pg_wait_for_server(cc_store *s, int on) {
     (void)on;
 }
 
+int64_t cc_store_pg_writer_round_trips(cc_store *s) {
+    (void)s;
+    return -1;
+}
+
 cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out, cc_error *err) {
     (void)uri;
     (void)statement_timeout_ms;
@@ -84,6 +101,9 @@ cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out
 #else
 
 #include <libpq-fe.h>
+#include <stddef.h>
+
+#include "i64map.h"
 
 #define CC_PG_WRITE_LOCK INT64_C(7236833297138283)   /* advisory lock: one writer at a time */
 #define CC_PG_MIGRATE_LOCK INT64_C(7236833297138284) /* advisory lock: one migrator */
@@ -208,6 +228,8 @@ enum {
     ST_PW_SET, ST_PW_GET, ST_USAGE,
     ST_ATT_RECORD, ST_ATT_GET, ST_ATT_LIST, ST_ATT_RESOLVE,
     ST_RESV_PUT, ST_RESV_DROP, ST_RESV_OTHERS, ST_RESV_RENEW, ST_RESV_SWEEP,
+    ST_WB_ENTRIES, ST_WB_HOLDS, ST_WB_RESOLVES, ST_WB_ACCOUNTS, ST_WB_SEQ,
+    ST_PF_KEYS, ST_PF_HOLDS, ST_PF_ENTRIES, ST_PF_ACCOUNTS,
     ST_COUNT
 };
 
@@ -277,6 +299,35 @@ static const char *const STMT_SQL[ST_COUNT] = {
                        " AND server <> $2 AND expires_ms > $3",
     [ST_RESV_RENEW] = "UPDATE cc_reservations SET expires_ms = $2 WHERE server = $1",
     [ST_RESV_SWEEP] = "DELETE FROM cc_reservations WHERE expires_ms < $1",
+    /* A write transaction's buffered rows, one statement per kind (see "the writer's batch" below). */
+    [ST_WB_ENTRIES] =
+        "INSERT INTO entries(" ENTRY_COLS ") SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[],"
+        " $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],"
+        " $12::bigint[], $13::bigint[], $14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[],"
+        " $19::bigint[], $20::bigint[], $21::bigint[], $22::text[], $23::bigint[], $24::text[], $25::text[],"
+        " $26::text[], $27::bigint[])",
+    [ST_WB_HOLDS] = "INSERT INTO holds(" HOLD_COLS ") SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
+                    " $4::int[], $5::bigint[], $6::bigint[], $7::bigint[])",
+    [ST_WB_RESOLVES] = "UPDATE holds h SET state = u.state, resolved_by = u.by_entry"
+                       " FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS u(id, state, by_entry)"
+                       " WHERE h.id = u.id AND h.state = 0",
+    [ST_WB_ACCOUNTS] =
+        "UPDATE accounts a SET display_name = u.dn, active = u.act, role = u.rl, updated_ms = u.upd, balance = u.bal,"
+        " held = u.hd, paid_total = u.pt, granted_total = u.gt, spent_total = u.st, uncollected_total = u.ut,"
+        " test_balance = u.tb, cap_daily = u.cd, cap_monthly = u.cm, own_cap_daily = u.ocd, own_cap_monthly = u.ocm,"
+        " cap_day = u.cday, cap_day_used = u.cdu, cap_month = u.cmon, cap_month_used = u.cmu"
+        " FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::bigint[], $6::bigint[], $7::bigint[],"
+        " $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],"
+        " $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[])"
+        " AS u(id, dn, act, rl, upd, bal, hd, pt, gt, st, ut, tb, cd, cm, ocd, ocm, cday, cdu, cmon, cmu)"
+        " WHERE a.id = u.id",
+    [ST_WB_SEQ] = "SELECT setval(pg_get_serial_sequence('entries', 'id'), $1)",
+    /* prefetch: what a batch will look up, in one round trip */
+    [ST_PF_KEYS] = "SELECT " ENTRY_COLS " FROM entries WHERE op_key = ANY($1::text[])",
+    [ST_PF_HOLDS] = "SELECT " HOLD_COLS " FROM holds WHERE id = ANY($1::bigint[])",
+    [ST_PF_ENTRIES] = "SELECT " ENTRY_COLS " FROM entries WHERE id = ANY($1::bigint[])",
+    [ST_PF_ACCOUNTS] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ANY($1::bigint[]"
+                       " || ARRAY(SELECT account_id FROM holds WHERE id = ANY($2::bigint[])))",
 };
 
 /* ---------------------------------------------------------------- types */
@@ -287,7 +338,10 @@ typedef struct pg_store {
     char where[300];            /* postgresql://user@host:port/db, for messages */
     int timeout_ms;
     int wait_for_server;        /* unreachable at connect: keep retrying (cc_store_pg_wait_for_server) */
+    int64_t writer_waits;       /* round trips the writer connections waited for (cc_store_pg_writer_round_trips) */
 } pg_store;
+
+typedef struct wtx wtx;
 
 typedef struct pg_conn {
     cc_conn base;
@@ -310,8 +364,9 @@ typedef struct pg_conn {
     ** read, and checked, before the next statement that answers, and at COMMIT. */
     int pipe;
     int pending;
+    wtx *tx;                    /* writer only: the batch's ids, buffered rows and read cache */
     struct {
-        int one_row;            /* the statement must change exactly one row */
+        int64_t expect;         /* rows the statement must change; -1: any */
         int64_t id;
         const char *what;
     } pend[CC_PG_PENDING_MAX];
@@ -456,6 +511,7 @@ static int reopen(pg_conn *c) {
 }
 
 static cc_rc migrate(pg_conn *c, cc_error *err);
+static cc_rc wb_send(pg_conn *c, cc_error *err);
 static cc_rc exec_sql(pg_conn *c, const char *sql, const char *what, cc_error *err);
 
 /* A broken connection is re-opened here, at its next use. */
@@ -538,11 +594,11 @@ static cc_rc pipe_drain(pg_conn *c, cc_error *err) {
             rc = pg_fail(c, err, c->pend[k].what, NULL);
             break;
         }
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
             rc = pg_fail(c, err, c->pend[k].what, r);
-        else if (c->pend[k].one_row && strcmp(PQcmdTuples(r), "1") != 0)
-            rc = cc_fail(err, CC_ERR_STORAGE, "database", "postgresql: %s %lld changed %s rows, not 1",
-                         c->pend[k].what, (long long)c->pend[k].id, PQcmdTuples(r));
+        else if (c->pend[k].expect >= 0 && strtoll(PQcmdTuples(r), NULL, 10) != c->pend[k].expect)
+            rc = cc_fail(err, CC_ERR_STORAGE, "database", "postgresql: %s %lld changed %s rows, not %lld",
+                         c->pend[k].what, (long long)c->pend[k].id, PQcmdTuples(r), (long long)c->pend[k].expect);
         PQclear(r);
         PGresult *end = PQgetResult(c->pg); /* NULL: the end of this statement's results */
         if (end) PQclear(end);
@@ -590,11 +646,20 @@ static PGresult *run_in_pipe(pg_conn *c, const char *name, const prm *p, const c
 
 /* Runs prepared statement i. Returns the result (caller clears) or NULL
 ** with err filled. */
+/* One more round trip waited for by a writer connection (used by one thread at a time). */
+static void waited(pg_conn *c) {
+    if (c->writer) c->st->writer_waits++;
+}
+
 static PGresult *run(pg_conn *c, int i, const prm *p, const char *what, cc_error *err) {
     if (ensure(c, err) != CC_OK) return NULL;
+    waited(c);
     char name[16];
     snprintf(name, sizeof name, "cc%d", i);
-    if (c->pipe) return run_in_pipe(c, name, p, what, err);
+    if (c->pipe) {
+        if (wb_send(c, err) != CC_OK) return NULL; /* the statement must see the batch's writes */
+        return run_in_pipe(c, name, p, what, err);
+    }
     for (int attempt = 0;; attempt++) {
         PGresult *r = PQexecPrepared(c->pg, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
                                      p ? p->fmt : NULL, 0);
@@ -610,31 +675,42 @@ static PGresult *run(pg_conn *c, int i, const prm *p, const char *what, cc_error
     }
 }
 
-/* A statement whose answer nobody waits for: inside a write transaction it
-** is sent now and checked later (pipe_drain); else it runs at once. */
-static cc_rc defer(pg_conn *c, int i, const prm *p, int one_row, int64_t id, const char *what, cc_error *err) {
-    if (!c->pipe) {
-        PGresult *r = run(c, i, p, what, err);
-        if (!r) return CC_ERR_STORAGE;
-        cc_rc rc = (!one_row || strcmp(PQcmdTuples(r), "1") == 0)
-                       ? CC_OK
-                       : cc_fail(err, CC_ERR_STORAGE, "database", "postgresql: %s %lld changed %s rows, not 1", what,
-                                 (long long)id, PQcmdTuples(r));
-        PQclear(r);
-        return rc;
-    }
+/* Sends a statement inside a write transaction without waiting for its
+** answer (checked by pipe_drain: its status and, unless expect < 0, the rows
+** it changed). */
+static cc_rc defer_raw(pg_conn *c, int i, const prm *p, int64_t expect, int64_t id, const char *what,
+                       cc_error *err) {
     if (c->pending == CC_PG_PENDING_MAX) {
+        waited(c);
         cc_rc rc = pipe_drain(c, err);
         if (rc != CC_OK) return rc;
     }
     char name[16];
     snprintf(name, sizeof name, "cc%d", i);
     if (!PQsendQueryPrepared(c->pg, name, p->n, p->v, p->len, p->fmt, 0)) return pg_fail(c, err, what, NULL);
-    c->pend[c->pending].one_row = one_row;
+    c->pend[c->pending].expect = expect;
     c->pend[c->pending].id = id;
     c->pend[c->pending].what = what;
     c->pending++;
     return CC_OK;
+}
+
+/* A statement whose answer nobody waits for: inside a write transaction it
+** is sent now, after what the batch buffered, and checked later (pipe_drain);
+** else it runs at once. expect: the rows it must change (-1: any). */
+static cc_rc defer(pg_conn *c, int i, const prm *p, int64_t expect, int64_t id, const char *what, cc_error *err) {
+    if (!c->pipe) {
+        PGresult *r = run(c, i, p, what, err);
+        if (!r) return CC_ERR_STORAGE;
+        cc_rc rc = (expect < 0 || strtoll(PQcmdTuples(r), NULL, 10) == expect)
+                       ? CC_OK
+                       : cc_fail(err, CC_ERR_STORAGE, "database", "postgresql: %s %lld changed %s rows, not %lld", what,
+                                 (long long)id, PQcmdTuples(r), (long long)expect);
+        PQclear(r);
+        return rc;
+    }
+    cc_rc rc = wb_send(c, err);
+    return rc == CC_OK ? defer_raw(c, i, p, expect, id, what, err) : rc;
 }
 
 static cc_rc exec_sql(pg_conn *c, const char *sql, const char *what, cc_error *err) {
@@ -755,12 +831,490 @@ static void read_cred(const PGresult *r, int i, cc_credential *c) {
     c->cap_used = gi(r, i, 10);
 }
 
+/* ---------------------------------------------------------------- the writer's batch
+**
+** Inside a write transaction nobody else writes (the writer lock), so the
+** writer connection may keep the transaction's state in memory and talk to
+** PostgreSQL once per kind of row rather than once per operation:
+**   - Entry ids are assigned here: max(id) + 1, read together with the lock
+**     (begin_write); the sequence is moved to the last one before COMMIT (for
+**     anything that still takes ids from it: an older build, the copy tool).
+**   - Entry rows, hold rows, hold resolutions and account rows are buffered
+**     and sent as ONE multi-row statement per kind (unnest of arrays), in the
+**     pipeline, right before the next statement that must see them and at
+**     COMMIT. Each statement's row count is checked (a resolution must find
+**     its hold open: WHERE state = 0). A batch's writes thus ride with its COMMIT.
+**   - prefetch() reads what a batch will look up (its keys: taken or free;
+**     holds; their entries; accounts) in one round trip; those lookups are
+**     then answered from memory, kept current by the transaction's own writes.
+**     Anything else is read from the database after the buffered rows were
+**     sent (run()), so every read sees every write before it.
+** Nothing of it outlives the transaction: commit and rollback drop it all. */
+
+#define CC_PG_WB_ROWS_MAX 4096    /* buffered rows of one kind before they are sent */
+#define CC_PG_TX_KEYS_MAX 16384   /* idempotency keys known (taken or free) in one transaction */
+#define CC_PG_TX_ROWS_MAX 8192    /* entries, holds and accounts each cached in one transaction */
+#define CC_PG_TX_ROWS_MIN 64      /* first allocation of each cache (grows by doubling) */
+
+enum { WB_ENT_COLS = 27, WB_HOLD_COLS = 7, WB_RES_COLS = 3, WB_ACC_COLS = 20, WB_COLS_MAX = 27 };
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+} sbuf;
+
+typedef struct wb_table {
+    sbuf col[WB_COLS_MAX];      /* one array literal per column: {v1,v2,...} */
+    int ncols, rows;
+} wb_table;
+
+enum { KEY_FREE = 1, KEY_TAKEN = 2 };
+typedef struct key_slot {
+    uint32_t gen;               /* != wtx.gen: empty */
+    uint32_t hash;
+    uint32_t off;               /* the key in wtx.arena */
+    int32_t ent;                /* KEY_TAKEN: its row in wtx.ents, or -1 (not cached) */
+    int state;
+} key_slot;
+
+typedef struct row_cache {
+    void *rows;                 /* cc_entry[], cc_hold[] or cc_account[] */
+    size_t row_bytes;
+    int n, cap;
+    i64map by_id;               /* id -> index + 1 */
+} row_cache;
+
+struct wtx {
+    int64_t next_id;            /* the next entry id this transaction assigns */
+    int64_t first_id;           /* next_id when the lock was taken */
+    wb_table ent, hold, res, acc;
+    i64map acc_buffered;        /* accounts with a buffered row (one row per account per statement) */
+    int oom;
+    key_slot *keys;             /* 2 * CC_PG_TX_KEYS_MAX slots */
+    uint32_t gen;
+    int nkeys;
+    sbuf arena;                 /* the keys' text */
+    sbuf scratch[2];            /* prefetch parameters */
+    row_cache ents, holds, accs;
+};
+
+static int sb_reserve(wtx *t, sbuf *b, size_t more) {
+    if (b->n + more + 1 <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + more + 1) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        t->oom = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void sb_put(wtx *t, sbuf *b, const char *s, size_t n) {
+    if (sb_reserve(t, b, n) != 0) return;
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+/* An array element: integers as they are, text quoted (array literal syntax). */
+static void sb_elem_i64(wtx *t, sbuf *b, int first, int64_t v) {
+    char num[24];
+    int n = snprintf(num, sizeof num, "%c%lld", first ? '{' : ',', (long long)v);
+    sb_put(t, b, num, (size_t)n);
+}
+
+static void sb_elem_txt(wtx *t, sbuf *b, int first, const char *s) {
+    size_t n = s ? strlen(s) : 0;
+    if (sb_reserve(t, b, 2 * n + 3) != 0) return;
+    char *o = b->p + b->n;
+    *o++ = first ? '{' : ',';
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\') *o++ = '\\';
+        *o++ = s[i];
+    }
+    *o++ = '"';
+    b->n = (size_t)(o - b->p);
+    b->p[b->n] = 0;
+}
+
+static void wb_i64(wtx *t, wb_table *w, int col, int64_t v) { sb_elem_i64(t, &w->col[col], w->rows == 0, v); }
+static void wb_txt(wtx *t, wb_table *w, int col, const char *s) { sb_elem_txt(t, &w->col[col], w->rows == 0, s); }
+
+static void wb_clear(wb_table *w) {
+    for (int k = 0; k < w->ncols; k++) w->col[k].n = 0;
+    w->rows = 0;
+}
+
+static void rc_clear(row_cache *rc) {
+    if (rc->by_id.count) i64map_clear(&rc->by_id, NULL);
+    rc->n = 0;
+}
+
+static void *rc_get(const row_cache *rc, int64_t id) {
+    if (id <= 0 || !rc->rows) return NULL;
+    intptr_t k = (intptr_t)i64map_get(&rc->by_id, id);
+    return k ? (char *)rc->rows + (size_t)(k - 1) * rc->row_bytes : NULL;
+}
+
+/* A slot for row `id` (the cached one if any); NULL when the cache is full. */
+static void *rc_slot(row_cache *rc, int64_t id) {
+    void *have = rc_get(rc, id);
+    if (have) return have;
+    if (id <= 0 || rc->n >= CC_PG_TX_ROWS_MAX) return NULL;
+    if (rc->n == rc->cap) {
+        int cap = rc->cap ? rc->cap * 2 : CC_PG_TX_ROWS_MIN;
+        void *rows = realloc(rc->rows, (size_t)cap * rc->row_bytes);
+        if (!rows) return NULL;
+        rc->rows = rows;
+        rc->cap = cap;
+    }
+    if (i64map_put(&rc->by_id, id, (void *)(intptr_t)(rc->n + 1)) != 0) return NULL;
+    return (char *)rc->rows + (size_t)rc->n++ * rc->row_bytes;
+}
+
+static void rc_free(row_cache *rc) {
+    i64map_destroy(&rc->by_id, NULL);
+    free(rc->rows);
+}
+
+static void wtx_free(wtx *t) {
+    if (!t) return;
+    wb_table *ws[] = {&t->ent, &t->hold, &t->res, &t->acc};
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < WB_COLS_MAX; k++) free(ws[i]->col[k].p);
+    i64map_destroy(&t->acc_buffered, NULL);
+    free(t->keys);
+    free(t->arena.p);
+    free(t->scratch[0].p);
+    free(t->scratch[1].p);
+    rc_free(&t->ents);
+    rc_free(&t->holds);
+    rc_free(&t->accs);
+    free(t);
+}
+
+static wtx *wtx_new(void) {
+    wtx *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->ent.ncols = WB_ENT_COLS;
+    t->hold.ncols = WB_HOLD_COLS;
+    t->res.ncols = WB_RES_COLS;
+    t->acc.ncols = WB_ACC_COLS;
+    t->ents.row_bytes = sizeof(cc_entry);
+    t->holds.row_bytes = sizeof(cc_hold);
+    t->accs.row_bytes = sizeof(cc_account);
+    t->keys = calloc(2 * CC_PG_TX_KEYS_MAX, sizeof *t->keys);
+    if (!t->keys || i64map_init(&t->acc_buffered, CC_PG_WB_ROWS_MAX) != 0 ||
+        i64map_init(&t->ents.by_id, CC_PG_TX_ROWS_MAX) != 0 || i64map_init(&t->holds.by_id, CC_PG_TX_ROWS_MAX) != 0 ||
+        i64map_init(&t->accs.by_id, CC_PG_TX_ROWS_MAX) != 0) {
+        wtx_free(t);
+        return NULL;
+    }
+    t->gen = 1;
+    return t;
+}
+
+/* Forgets the cache (the buffered rows must have been sent or dropped). */
+static void wtx_forget(wtx *t) {
+    t->gen++;
+    if (t->gen == 0) { /* wrapped: really empty every slot */
+        memset(t->keys, 0, 2 * CC_PG_TX_KEYS_MAX * sizeof *t->keys);
+        t->gen = 1;
+    }
+    t->nkeys = 0;
+    t->arena.n = 0;
+    rc_clear(&t->ents);
+    rc_clear(&t->holds);
+    rc_clear(&t->accs);
+}
+
+/* Drops everything of the transaction: buffered rows and cache. */
+static void wtx_reset(wtx *t) {
+    if (!t) return;
+    wb_clear(&t->ent);
+    wb_clear(&t->hold);
+    wb_clear(&t->res);
+    wb_clear(&t->acc);
+    if (t->acc_buffered.count) i64map_clear(&t->acc_buffered, NULL);
+    t->oom = 0;
+    wtx_forget(t);
+}
+
+static uint32_t key_hash(const char *k) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *k; k++) h = (h ^ (unsigned char)*k) * 16777619u;
+    return h;
+}
+
+/* The key's slot: the known one, or (add = 1) a new empty one; NULL if absent / full. */
+static key_slot *key_find(wtx *t, const char *k, int add) {
+    uint32_t h = key_hash(k);
+    size_t mask = 2 * CC_PG_TX_KEYS_MAX - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        key_slot *s = &t->keys[i];
+        if (s->gen != t->gen) {
+            if (!add || t->nkeys >= CC_PG_TX_KEYS_MAX) return NULL;
+            size_t n = strlen(k);
+            uint32_t off = (uint32_t)t->arena.n;
+            sb_put(t, &t->arena, k, n + 1); /* with its NUL */
+            if (t->oom) return NULL;
+            s->gen = t->gen;
+            s->hash = h;
+            s->off = off;
+            s->ent = -1;
+            s->state = 0;
+            t->nkeys++;
+            return s;
+        }
+        if (s->hash == h && strcmp(t->arena.p + s->off, k) == 0) return s;
+    }
+}
+
+/* Records what the database said about a key: its row (e NULL: free). */
+static void key_learn(wtx *t, const char *k, const cc_entry *e) {
+    key_slot *s = key_find(t, k, 1);
+    if (!s) return;
+    s->state = e ? KEY_TAKEN : KEY_FREE;
+    s->ent = -1;
+    if (e) {
+        cc_entry *slot = rc_slot(&t->ents, e->id);
+        if (slot) {
+            *slot = *e;
+            s->ent = (int32_t)(((char *)slot - (char *)t->ents.rows) / (ptrdiff_t)sizeof(cc_entry));
+        }
+    }
+}
+
+static int wb_any(const wtx *t) { return t && (t->ent.rows || t->hold.rows || t->res.rows || t->acc.rows); }
+
+static cc_rc wb_send_table(pg_conn *c, int st, wb_table *w, const char *what, cc_error *err) {
+    wtx *t = c->tx;
+    if (!w->rows) return CC_OK;
+    prm p = {.n = 0};
+    for (int k = 0; k < w->ncols; k++) {
+        sb_put(t, &w->col[k], "}", 1);
+        p_txt(&p, w->col[k].p);
+    }
+    if (t->oom) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    cc_rc rc = defer_raw(c, st, &p, w->rows, 0, what, err); /* libpq copied the parameters */
+    wb_clear(w);
+    return rc;
+}
+
+/* Sends the buffered rows (entries first: nothing refers to a later kind). */
+static cc_rc wb_send(pg_conn *c, cc_error *err) {
+    wtx *t = c->tx;
+    if (!c->pipe || !wb_any(t)) return CC_OK;
+    if (t->oom) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    cc_rc rc = wb_send_table(c, ST_WB_ENTRIES, &t->ent, "insert entries", err);
+    if (rc == CC_OK) rc = wb_send_table(c, ST_WB_HOLDS, &t->hold, "insert holds", err);
+    if (rc == CC_OK) rc = wb_send_table(c, ST_WB_RESOLVES, &t->res, "resolve holds", err);
+    if (rc == CC_OK) rc = wb_send_table(c, ST_WB_ACCOUNTS, &t->acc, "update accounts", err);
+    if (t->acc_buffered.count) i64map_clear(&t->acc_buffered, NULL);
+    return rc;
+}
+
+static cc_rc wb_full(pg_conn *c, const wb_table *w, cc_error *err) {
+    if (c->tx->oom) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    return w->rows >= CC_PG_WB_ROWS_MAX ? wb_send(c, err) : CC_OK;
+}
+
+static cc_rc wb_entry(pg_conn *c, const cc_entry *e, cc_error *err) {
+    wtx *t = c->tx;
+    wb_table *w = &t->ent;
+    const int64_t ints[] = {e->kind, e->account_id, e->amount, e->delta, e->held_delta, e->uncollected,
+                            e->balance_after, e->held_after, e->hold_id, e->ttl_ms, e->created_ms};
+    wb_i64(t, w, 0, e->id);
+    wb_txt(t, w, 1, e->key);
+    for (int k = 0; k < 11; k++) wb_i64(t, w, 2 + k, ints[k]);
+    wb_txt(t, w, 13, e->prompt_id);
+    wb_txt(t, w, 14, e->node_id);
+    wb_txt(t, w, 15, e->node_class);
+    wb_txt(t, w, 16, e->model);
+    wb_i64(t, w, 17, e->tokens_in);
+    wb_i64(t, w, 18, e->tokens_out);
+    wb_i64(t, w, 19, e->images);
+    wb_i64(t, w, 20, e->seconds_ms);
+    wb_txt(t, w, 21, e->currency);
+    wb_i64(t, w, 22, e->amount_minor);
+    wb_txt(t, w, 23, e->method);
+    wb_txt(t, w, 24, e->external_ref);
+    wb_txt(t, w, 25, e->note);
+    wb_i64(t, w, 26, e->test_after);
+    w->rows++;
+    return wb_full(c, w, err);
+}
+
+static cc_rc wb_hold(pg_conn *c, const cc_hold *h, cc_error *err) {
+    wtx *t = c->tx;
+    const int64_t v[WB_HOLD_COLS] = {h->id, h->account_id, h->amount, h->state, h->expires_ms, h->resolved_by,
+                                     h->credential_id};
+    for (int k = 0; k < WB_HOLD_COLS; k++) wb_i64(t, &t->hold, k, v[k]);
+    t->hold.rows++;
+    cc_hold *slot = rc_slot(&t->holds, h->id);
+    if (slot) *slot = *h;
+    return wb_full(c, &t->hold, err);
+}
+
+static cc_rc wb_resolve(pg_conn *c, int64_t id, int state, int64_t by_entry, cc_error *err) {
+    wtx *t = c->tx;
+    wb_i64(t, &t->res, 0, id);
+    wb_i64(t, &t->res, 1, state);
+    wb_i64(t, &t->res, 2, by_entry);
+    t->res.rows++;
+    cc_hold *h = rc_get(&t->holds, id);
+    if (h) {
+        h->state = state;
+        h->resolved_by = by_entry;
+    }
+    return wb_full(c, &t->res, err);
+}
+
+static cc_rc wb_account(pg_conn *c, const cc_account *a, cc_error *err) {
+    wtx *t = c->tx;
+    if (i64map_get(&t->acc_buffered, a->id)) { /* one row per account in one statement */
+        cc_rc rc = wb_send(c, err);
+        if (rc != CC_OK) return rc;
+    }
+    wb_table *w = &t->acc;
+    const int64_t v[] = {a->updated_ms, a->balance, a->held, a->paid_total, a->granted_total, a->spent_total,
+                         a->uncollected_total, a->test_balance, a->cap_daily, a->cap_monthly, a->own_cap_daily,
+                         a->own_cap_monthly, a->cap_day, a->cap_day_used, a->cap_month, a->cap_month_used};
+    wb_i64(t, w, 0, a->id);
+    wb_txt(t, w, 1, a->display_name);
+    wb_i64(t, w, 2, a->active);
+    wb_i64(t, w, 3, a->role);
+    for (int k = 0; k < 16; k++) wb_i64(t, w, 4 + k, v[k]);
+    w->rows++;
+    if (i64map_put(&t->acc_buffered, a->id, (void *)1) != 0) t->oom = 1; /* cannot happen: sent at WB_ROWS_MAX */
+    cc_account *slot = rc_get(&t->accs, a->id);
+    if (slot) *slot = *a;
+    return wb_full(c, w, err);
+}
+
+/* Reads the results of `n` statements sent after the pending ones. */
+static cc_rc pf_results(pg_conn *c, PGresult **res, int n, cc_error *err) {
+    cc_rc rc = pipe_drain(c, err);
+    for (int i = 0; i < n; i++) {
+        PGresult *r = rc == CC_OK ? PQgetResult(c->pg) : NULL;
+        if (rc == CC_OK && PQresultStatus(r) != PGRES_TUPLES_OK) rc = pg_fail(c, err, "prefetch", r);
+        if (r) {
+            PGresult *end = PQgetResult(c->pg);
+            if (end) PQclear(end);
+        }
+        if (rc == CC_OK) res[i] = r;
+        else if (r) PQclear(r);
+    }
+    return rc;
+}
+
+static cc_rc pg_prefetch(cc_conn *b, const cc_prefetch *pf, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    wtx *t = c->tx;
+    if (!c->pipe || !t) return CC_OK; /* only a write transaction keeps what it read */
+    cc_rc rc = wb_send(c, err);
+    if (rc != CC_OK) return rc;
+    /* Keys not known yet: first assumed free, then the rows found say taken. */
+    sbuf *keys = &t->scratch[0], *ids = &t->scratch[1];
+    keys->n = ids->n = 0;
+    int nk = 0;
+    for (int i = 0; i < pf->nkeys; i++) {
+        key_slot *s = key_find(t, pf->keys[i], 1);
+        if (!s || s->state) continue;
+        s->state = KEY_FREE;
+        sb_elem_txt(t, keys, nk++ == 0, pf->keys[i]);
+    }
+    int nh = 0;
+    for (int i = 0; i < pf->nholds; i++)
+        if (!rc_get(&t->holds, pf->hold_ids[i])) sb_elem_i64(t, ids, nh++ == 0, pf->hold_ids[i]);
+    sbuf acc = {0};
+    int na = 0;
+    for (int i = 0; i < pf->naccounts; i++)
+        if (!rc_get(&t->accs, pf->account_ids[i])) sb_elem_i64(t, &acc, na++ == 0, pf->account_ids[i]);
+    sb_put(t, keys, nk ? "}" : "{}", nk ? 1 : 2);
+    sb_put(t, ids, nh ? "}" : "{}", nh ? 1 : 2);
+    sb_put(t, &acc, na ? "}" : "{}", na ? 1 : 2);
+    if (t->oom) {
+        free(acc.p);
+        wtx_forget(t); /* keys marked free were never checked */
+        return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    }
+    /* Up to 4 statements, one round trip. */
+    int sts[4], n = 0;
+    prm ps[4];
+    if (nk) {
+        sts[n] = ST_PF_KEYS;
+        ps[n].n = 0;
+        p_txt(&ps[n++], keys->p);
+    }
+    if (nh) {
+        sts[n] = ST_PF_HOLDS;
+        ps[n].n = 0;
+        p_txt(&ps[n++], ids->p);
+        sts[n] = ST_PF_ENTRIES;
+        ps[n].n = 0;
+        p_txt(&ps[n++], ids->p);
+    }
+    if (na || nh) {
+        sts[n] = ST_PF_ACCOUNTS;
+        ps[n].n = 0;
+        p_txt(&ps[n], acc.p);
+        p_txt(&ps[n++], ids->p);
+    }
+    for (int i = 0; rc == CC_OK && i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "cc%d", sts[i]);
+        if (!PQsendQueryPrepared(c->pg, name, ps[i].n, ps[i].v, ps[i].len, ps[i].fmt, 0))
+            rc = pg_fail(c, err, "prefetch", NULL);
+    }
+    if (rc == CC_OK && (!PQsendFlushRequest(c->pg) || PQflush(c->pg) != 0)) rc = pg_fail(c, err, "prefetch", NULL);
+    free(acc.p);
+    PGresult *res[4] = {NULL, NULL, NULL, NULL};
+    waited(c);
+    if (rc == CC_OK) rc = pf_results(c, res, n, err);
+    if (rc != CC_OK) {
+        wtx_forget(t);
+        return rc; /* the rollback reads what is left */
+    }
+    cc_entry *e = malloc(sizeof *e);
+    for (int i = 0; i < n && e; i++) {
+        PGresult *r = res[i];
+        for (int row = 0; row < PQntuples(r); row++) {
+            if (sts[i] == ST_PF_KEYS) {
+                read_entry(r, row, e);
+                key_learn(t, e->key, e);
+            } else if (sts[i] == ST_PF_ENTRIES) {
+                cc_entry *slot = rc_slot(&t->ents, gi(r, row, 0));
+                if (slot) read_entry(r, row, slot);
+            } else if (sts[i] == ST_PF_HOLDS) {
+                cc_hold *slot = rc_slot(&t->holds, gi(r, row, 0));
+                if (slot) read_hold(r, row, slot);
+            } else {
+                cc_account *slot = rc_slot(&t->accs, gi(r, row, 0));
+                if (slot) read_account(r, row, slot);
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) PQclear(res[i]);
+    if (!e) {
+        wtx_forget(t);
+        return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    }
+    free(e);
+    return CC_OK;
+}
+
 /* ---------------------------------------------------------------- transactions */
 
 static void pg_close(cc_conn *b) {
     pg_conn *c = (pg_conn *)b;
     if (!c) return;
     if (c->pg) PQfinish(c->pg);
+    wtx_free(c->tx);
     free(c);
 }
 
@@ -768,10 +1322,16 @@ static cc_rc pg_begin_write(cc_conn *b, cc_error *err) {
     pg_conn *c = (pg_conn *)b;
     cc_rc rc = ensure(c, err);
     if (rc != CC_OK) return rc;
-    char sql[200];
+    if (!c->tx && !(c->tx = wtx_new())) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    wtx_reset(c->tx);
+    char sql[300];
+    /* The lock, the write counter and the last entry id in one round trip
+    ** (entries are written under the lock only: the batch numbers its own). */
     snprintf(sql, sizeof sql,
-             "BEGIN; SELECT pg_advisory_xact_lock(%lld); UPDATE cc_writes SET n = n + 1 WHERE id = 1 RETURNING n",
+             "BEGIN; SELECT pg_advisory_xact_lock(%lld); UPDATE cc_writes SET n = n + 1 WHERE id = 1"
+             " RETURNING n, (SELECT COALESCE(max(id), 0) FROM entries)",
              (long long)CC_PG_WRITE_LOCK);
+    waited(c);
     PGresult *r = PQexec(c->pg, sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK && retry_on_new_connection(c, r)) {
         PQclear(r);
@@ -783,6 +1343,7 @@ static cc_rc pg_begin_write(cc_conn *b, cc_error *err) {
         return rc;
     }
     c->writes_now = gi(r, 0, 0);
+    c->tx->next_id = c->tx->first_id = gi(r, 0, 1) + 1;
     PQclear(r);
     c->in_tx = 1;
     if (!PQenterPipelineMode(c->pg)) return pg_fail(c, err, "pipeline mode", NULL);
@@ -796,12 +1357,21 @@ static cc_rc pg_commit(cc_conn *b, cc_error *err) {
     c->in_tx = 0;
     cc_rc rc = CC_OK;
     PGresult *r = NULL;
+    waited(c);
     if (c->pipe) {
-        int sent = PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c->pg);
-        if (!sent) rc = pg_fail(c, err, "commit", NULL);
+        rc = wb_send(c, err);
+        if (rc == CC_OK && c->tx->next_id > c->tx->first_id) { /* the sequence past the ids the batch used */
+            prm p = {.n = 0};
+            p_i64(&p, c->tx->next_id - 1);
+            rc = defer_raw(c, ST_WB_SEQ, &p, -1, 0, "entry id sequence", err);
+        }
+        int sent = rc == CC_OK && PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+                   PQpipelineSync(c->pg);
+        if (!sent && rc == CC_OK) rc = pg_fail(c, err, "commit", NULL);
         if (rc == CC_OK) rc = pipe_drain(c, err);
         if (rc == CC_OK) r = PQgetResult(c->pg);
         pipe_end(c, sent);
+        wtx_reset(c->tx);
     } else {
         r = PQexec(c->pg, "COMMIT");
     }
@@ -821,6 +1391,7 @@ static void pg_rollback(cc_conn *b) {
     pg_conn *c = (pg_conn *)b;
     c->in_tx = 0;
     if (c->pg) pipe_end(c, 0);
+    wtx_reset(c->tx);
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) == PQTRANS_IDLE) return;
     PGresult *r = PQexec(c->pg, "ROLLBACK");
     PQclear(r);
@@ -898,7 +1469,16 @@ static cc_rc account_one(pg_conn *c, int st, prm *p, cc_account *out, const char
     return rc;
 }
 
+/* Inside a write transaction: the batch's own rows and what prefetch read. */
+static int in_batch(const pg_conn *c) { return c->pipe && c->tx; }
+
 static cc_rc pg_account_get(cc_conn *b, int64_t id, cc_account *out, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    const cc_account *have = in_batch(c) ? rc_get(&c->tx->accs, id) : NULL;
+    if (have) {
+        *out = *have;
+        return CC_OK;
+    }
     prm p = {.n = 0};
     p_i64(&p, id);
     return account_one((pg_conn *)b, ST_ACC_GET, &p, out, "get account", err);
@@ -928,6 +1508,7 @@ static cc_rc pg_account_update(cc_conn *b, const cc_account *a, cc_error *err) {
     p_i64(&p, a->id);
     /* The ledger updates only accounts it read in this transaction (under
     ** the writer lock): a missing row is a storage fault, found at the latest at COMMIT. */
+    if (in_batch(c)) return wb_account(c, a, err);
     return defer(c, ST_ACC_UPDATE, &p, 1, a->id, "update account", err);
 }
 
@@ -959,21 +1540,63 @@ static cc_rc entry_one(pg_conn *c, int st, prm *p, cc_entry *out, const char *wh
 }
 
 static cc_rc pg_entry_by_key(cc_conn *b, const char *key, cc_entry *out, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    key_slot *s = in_batch(c) ? key_find(c->tx, key, 0) : NULL;
+    if (s && s->state == KEY_FREE) return cc_fail(err, CC_ERR_NOT_FOUND, "key", "no entry with that key");
+    if (s && s->state == KEY_TAKEN && s->ent >= 0) {
+        *out = ((const cc_entry *)c->tx->ents.rows)[s->ent];
+        return CC_OK;
+    }
     prm p = {.n = 0};
     p_txt(&p, key);
-    return entry_one((pg_conn *)b, ST_ENT_BY_KEY, &p, out, "find entry", err, CC_ERR_NOT_FOUND, "key",
-                     "no entry with that key");
+    cc_rc rc = entry_one(c, ST_ENT_BY_KEY, &p, out, "find entry", err, CC_ERR_NOT_FOUND, "key",
+                         "no entry with that key");
+    if (in_batch(c) && (rc == CC_OK || rc == CC_ERR_NOT_FOUND)) key_learn(c->tx, key, rc == CC_OK ? out : NULL);
+    return rc;
 }
 
 static cc_rc pg_entry_get(cc_conn *b, int64_t id, cc_entry *out, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    const cc_entry *have = in_batch(c) ? rc_get(&c->tx->ents, id) : NULL;
+    if (have) {
+        *out = *have;
+        return CC_OK;
+    }
     prm p = {.n = 0};
     p_i64(&p, id);
     return entry_one((pg_conn *)b, ST_ENT_GET, &p, out, "get entry", err, CC_ERR_NOT_FOUND, "entry_id",
                      "no such entry");
 }
 
+/* In a batch: a key known taken is refused at once; a free one gets the
+** next id and its row is buffered (a key not known yet is looked up first). */
+static cc_rc entry_insert_batch(pg_conn *c, cc_entry *e, cc_error *err) {
+    wtx *t = c->tx;
+    key_slot *s = key_find(t, e->key, 0);
+    if (!s || !s->state) {
+        cc_entry *seen = malloc(sizeof *seen);
+        if (!seen) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+        cc_rc rc = pg_entry_by_key(&c->base, e->key, seen, err);
+        free(seen);
+        if (rc == CC_OK) return cc_fail(err, CC_ERR_EXISTS, "key", "idempotency key '%.64s' is taken", e->key);
+        if (rc != CC_ERR_NOT_FOUND) return rc;
+        cc_error_clear(err);
+        s = key_find(t, e->key, 0); /* NULL when the cache is full: the key is free all the same */
+    } else if (s->state == KEY_TAKEN) {
+        return cc_fail(err, CC_ERR_EXISTS, "key", "idempotency key '%.64s' is taken", e->key);
+    }
+    CC_ASSERT(t->next_id > 0);
+    e->id = t->next_id++;
+    if (s) {
+        s->state = KEY_TAKEN;
+        s->ent = -1; /* its row is read back from the database if asked for */
+    }
+    return wb_entry(c, e, err);
+}
+
 static cc_rc pg_entry_insert(cc_conn *b, cc_entry *e, cc_error *err) {
     pg_conn *c = (pg_conn *)b;
+    if (in_batch(c)) return entry_insert_batch(c, e, err);
     prm p = {.n = 0};
     p_txt(&p, e->key);
     p_i64(&p, e->kind);
@@ -1059,6 +1682,12 @@ static cc_rc pg_history(cc_conn *b, const cc_history_query *q, cc_entry *out, in
 /* ---------------------------------------------------------------- holds */
 
 static cc_rc pg_hold_get(cc_conn *b, int64_t id, cc_hold *out, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    const cc_hold *have = in_batch(c) ? rc_get(&c->tx->holds, id) : NULL;
+    if (have) {
+        *out = *have;
+        return CC_OK;
+    }
     prm p = {.n = 0};
     p_i64(&p, id);
     PGresult *r = run((pg_conn *)b, ST_HOLD_GET, &p, "get hold", err);
@@ -1071,6 +1700,7 @@ static cc_rc pg_hold_get(cc_conn *b, int64_t id, cc_hold *out, cc_error *err) {
 }
 
 static cc_rc pg_hold_insert(cc_conn *b, const cc_hold *h, cc_error *err) {
+    if (in_batch((pg_conn *)b)) return wb_hold((pg_conn *)b, h, err);
     prm p = {.n = 0};
     p_i64(&p, h->id);
     p_i64(&p, h->account_id);
@@ -1079,7 +1709,7 @@ static cc_rc pg_hold_insert(cc_conn *b, const cc_hold *h, cc_error *err) {
     p_i64(&p, h->expires_ms);
     p_i64(&p, h->resolved_by);
     p_i64(&p, h->credential_id);
-    return defer((pg_conn *)b, ST_HOLD_INSERT, &p, 0, h->id, "insert hold", err);
+    return defer((pg_conn *)b, ST_HOLD_INSERT, &p, -1, h->id, "insert hold", err);
 }
 
 static cc_rc pg_hold_resolve(cc_conn *b, int64_t id, int state, int64_t by_entry, cc_error *err) {
@@ -1100,14 +1730,17 @@ static cc_rc pg_hold_resolve(cc_conn *b, int64_t id, int state, int64_t by_entry
         PQclear(r);
         return rc;
     }
-    return defer(c, ST_HOLD_RESOLVE, &p, 1, id, "resolve hold", err);
+    return wb_resolve(c, id, state, by_entry, err);
 }
 
 static cc_rc pg_hold_extend(cc_conn *b, int64_t id, int64_t expires_ms, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    cc_hold *have = in_batch(c) ? rc_get(&c->tx->holds, id) : NULL;
+    if (have && have->state == CC_HOLD_OPEN && have->expires_ms < expires_ms) have->expires_ms = expires_ms;
     prm p = {.n = 0};
     p_i64(&p, expires_ms);
     p_i64(&p, id);
-    return defer((pg_conn *)b, ST_HOLD_EXTEND, &p, 0, id, "extend hold", err);
+    return defer((pg_conn *)b, ST_HOLD_EXTEND, &p, -1, id, "extend hold", err);
 }
 
 static cc_rc pg_holds_due(cc_conn *b, int64_t now_ms, int limit, int64_t *ids, int *n_out, cc_error *err) {
@@ -1442,6 +2075,7 @@ static const cc_conn_vtab PG_CONN_VTAB = {
     .commit = pg_commit,
     .rollback = pg_rollback,
     .data_changed = pg_data_changed,
+    .prefetch = pg_prefetch,
     .begin_read = pg_begin_read,
     .end_read = pg_end_read,
     .account_insert = pg_account_insert,
@@ -1632,6 +2266,8 @@ static void pg_store_close(cc_store *base) {
 static const cc_store_vtab PG_STORE_VTAB = {.connect = pg_connect, .close = pg_store_close};
 
 void cc_store_pg_wait_for_server(cc_store *s, int on) { ((pg_store *)s)->wait_for_server = on != 0; }
+
+int64_t cc_store_pg_writer_round_trips(cc_store *s) { return ((pg_store *)s)->writer_waits; }
 
 cc_rc cc_store_pg_describe(const char *uri, char *out, size_t out_bytes) {
     char *msg = NULL;

@@ -471,6 +471,66 @@ static void batch_semantics(void) {
     cc_ledger_close(l);
 }
 
+/* One commit that places, extends, settles and voids holds, repeats keys and
+** is refused once: each operation sees every one before it in the same commit
+** (PostgreSQL buffers a commit's rows and sends them together, store_pg.c:
+** the order must hold all the same). Entry ids are max + 1 on both backends,
+** so the holds this batch places can be named in it. */
+static void batch_one_commit(void) {
+    cc_ledger *l = fresh();
+    int64_t a = mkacct(l, "one-commit@example.com");
+    cc_result r, old;
+    cc_error e;
+    CHECK(grant(l, "oc-g", a, C(20), &r) == CC_OK);
+    CHECK(hold(l, "oc-old", a, C(4), &old) == CC_OK); /* placed in an earlier commit */
+    int64_t n = old.entry_id + 1;                      /* the first id of the next commit */
+    enum { OPS = 11 };
+    cc_op ops[OPS];
+    cc_result res[OPS];
+    for (int i = 0; i < OPS; i++) cc_op_init(&ops[i], CC_OP_HOLD);
+    ops[0].key = "oc-h1"; ops[0].account_id = a; ops[0].amount = C(5); ops[0].ttl_ms = 1000;       /* id n */
+    cc_op_init(&ops[1], CC_OP_HOLD_EXTEND); ops[1].hold_id = n; ops[1].ttl_ms = 3600000;
+    cc_op_init(&ops[2], CC_OP_SETTLE); ops[2].key = "oc-s1"; ops[2].hold_id = n; ops[2].amount = C(2); /* n + 1 */
+    ops[2].usage.tokens_in = 10; ops[2].usage.tokens_out = 20; /* as settle() sends them */
+    ops[3] = ops[2];                                                                                /* replay */
+    cc_op_init(&ops[4], CC_OP_SETTLE); ops[4].key = "oc-s-old"; ops[4].hold_id = old.hold_id; ops[4].amount = C(1); /* n + 2 */
+    ops[5].key = "oc-h2"; ops[5].account_id = a; ops[5].amount = C(3); ops[5].ttl_ms = 1000;       /* n + 3 */
+    cc_op_init(&ops[6], CC_OP_VOID); ops[6].key = "oc-v2"; ops[6].hold_id = n + 3; ops[6].note = "cancelled";  /* n + 4 */
+    ops[7].key = "oc-old"; ops[7].account_id = a; ops[7].amount = C(4); ops[7].ttl_ms = 60000;      /* replay */
+    ops[7].ctx.prompt_id = "p1"; ops[7].ctx.node_id = "7"; ops[7].ctx.node_class = "OpenAIDalle3";
+    ops[7].ctx.model = "dall-e-3";
+    ops[8].key = "oc-h3"; ops[8].account_id = a; ops[8].amount = C(100); ops[8].ttl_ms = 1000;     /* refused */
+    ops[9].key = "oc-h4"; ops[9].account_id = a; ops[9].amount = C(1); ops[9].ttl_ms = 1000;       /* n + 5 */
+    cc_op_init(&ops[10], CC_OP_HOLD_EXTEND); ops[10].hold_id = n + 5; ops[10].ttl_ms = 3600000;
+    int64_t t0 = cc_now_ms();
+    CHECK(cc_ledger_execute(l, ops, OPS, res, &e) == CC_OK);
+    CHECK(res[0].rc == CC_OK && res[0].hold_id == n);
+    CHECK(res[1].rc == CC_OK && res[1].expires_ms >= t0 + 3600000);
+    CHECK(res[2].rc == CC_OK && !res[2].replayed && res[2].entry_id == n + 1 && res[2].delta == -C(2));
+    CHECK(res[3].rc == CC_OK && res[3].replayed && res[3].entry_id == n + 1);
+    CHECK(res[4].rc == CC_OK && res[4].delta == -C(1));
+    CHECK(res[5].rc == CC_OK && res[5].hold_id == n + 3);
+    CHECK(res[6].rc == CC_OK && res[6].hold_id == n + 3 && res[6].delta == 0);
+    CHECK(res[7].rc == CC_OK && res[7].replayed && res[7].entry_id == old.entry_id);
+    CHECK(res[8].rc == CC_ERR_INSUFFICIENT);
+    CHECK(res[9].rc == CC_OK && res[9].hold_id == n + 5);
+    CHECK(res[10].rc == CC_OK && res[10].expires_ms >= t0 + 3600000);
+    cc_hold h;
+    CHECK(cc_ledger_hold(l, n, &h, &e) == CC_OK && h.state == CC_HOLD_SETTLED && h.resolved_by == n + 1);
+    CHECK(cc_ledger_hold(l, n + 3, &h, &e) == CC_OK && h.state == CC_HOLD_VOIDED && h.resolved_by == n + 4);
+    CHECK(cc_ledger_hold(l, old.hold_id, &h, &e) == CC_OK && h.state == CC_HOLD_SETTLED && h.resolved_by == n + 2);
+    CHECK(cc_ledger_hold(l, n + 5, &h, &e) == CC_OK && h.state == CC_HOLD_OPEN && h.expires_ms >= t0 + 3600000);
+    cc_account ac;
+    CHECK(cc_ledger_account(l, a, &ac, &e) == CC_OK);
+    CHECK_EQ_I64(ac.balance, C(17));
+    CHECK_EQ_I64(ac.held, C(1));
+    /* The same keys again in a later commit: the original results. */
+    CHECK(settle(l, "oc-s1", n, C(2), &r) == CC_OK && r.replayed && r.entry_id == n + 1);
+    CHECK(voidh(l, "oc-v2", n + 3, &r) == CC_OK && r.replayed && r.entry_id == n + 4);
+    CHECK(verify_ok(l));
+    cc_ledger_close(l);
+}
+
 /* Tampering with the file is caught by verify. */
 static void verify_detects(void) {
     cc_ledger *l = fresh();
@@ -717,6 +777,7 @@ static void backend_neutral(void) {
     RUN(history);
     RUN(race_exact);
     RUN(batch_semantics);
+    RUN(batch_one_commit);
 }
 
 void suite_ledger(void) {
