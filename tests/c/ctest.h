@@ -76,6 +76,7 @@ void suite_stripe(void);
 void suite_fulfil(void);
 void suite_password(void);
 void suite_gwpath(void);
+void suite_http1(void); /* also in the Windows .exe */
 void suite_gateway(void);
 void suite_run(void);
 void suite_auth(void);

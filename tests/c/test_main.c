@@ -49,6 +49,7 @@ int main(void) {
     suite_fulfil();
     suite_password();
     suite_gwpath();
+    suite_http1();
     suite_gateway();
     suite_run();
     suite_auth();

@@ -11,6 +11,7 @@ int main(void) {
     suite_platform();
     suite_money();
     suite_gwpath();
+    suite_http1();
     printf("%d passed, %d failed\n", ct_passed, ct_failed);
     return ct_failed ? 1 : 0;
 }
