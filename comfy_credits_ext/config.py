@@ -22,8 +22,15 @@ Config file (JSON, every key optional):
       "stripe_api_version": "2026-10-28.endive",
       "public_url": "https://comfy.example.com",
       "allow_signup": false,
-      "trusted_proxies": ["127.0.0.1"]
+      "trusted_proxies": ["127.0.0.1"],
+      "gateway_listener": "native"
     }
+
+`gateway_listener` (or COMFY_CREDITS_GATEWAY_LISTENER): who serves the private
+loopback listener ComfyUI's API-node client calls: "native" (default; the C
+listener on the gateway's I/O thread, src/listener.c) or "aiohttp" (the Python
+route, gateway_route.py: the fallback, also used when the native one cannot
+start).
 
 `public_url` decides every absolute link handed out (Stripe return URLs,
 the sandbox page); without it only a loopback Host or one of `allowed_hosts`
@@ -78,13 +85,15 @@ DATA_DIR_NAME = "comfy_credits"  # inside ComfyUI's user directory
 KNOWN_KEYS = {"database", "price_table", "rates", "hold_ttl_ms", "upstream_base", "upstream_timeout_ms",
               "charge_interrupted_runs", "charge_failed_runs", "session_ttl_ms", "purchase_min_usd",
               "purchase_max_usd", "sandbox_checkout", "stripe_api_base", "stripe_api_version", "public_url",
-              "allow_signup", "trusted_proxies", "allowed_hosts"}
+              "allow_signup", "trusted_proxies", "allowed_hosts", "gateway_listener"}
 ENV_STRIPE_KEY = "STRIPE_SECRET_KEY"
 ENV_STRIPE_WEBHOOK_SECRET = "STRIPE_WEBHOOK_SECRET"
 ENV_STRIPE_API_BASE = "COMFY_CREDITS_STRIPE_API_BASE"
 ENV_STRIPE_API_VERSION = "COMFY_CREDITS_STRIPE_API_VERSION"
 ENV_UPSTREAM_KEY = "COMFY_CREDITS_UPSTREAM_KEY"
 ENV_UPSTREAM_BASE = "COMFY_CREDITS_UPSTREAM_BASE"
+ENV_GATEWAY_LISTENER = "COMFY_CREDITS_GATEWAY_LISTENER"
+GATEWAY_LISTENERS = ("native", "aiohttp")
 UPSTREAM_BASE_DEFAULT = "https://api.comfy.org"
 SESSION_TTL_MS_DEFAULT = 30 * 24 * 3600 * 1000
 HOLD_TTL_MS_DEFAULT = 60 * 60 * 1000  # one hour: longer than any API node's own timeout
@@ -138,6 +147,7 @@ class Config:
     public_url: str | None = None            # how browsers reach ComfyUI (for Stripe's return URLs)
     allow_signup: bool = False               # False: only the operator creates accounts
     trusted_proxies: list = field(default_factory=list)  # ip_network objects (see the module doc)
+    gateway_listener: str = "native"         # "native" (C, src/listener.c) or "aiohttp" (gateway_route.py)
     allowed_hosts: list = field(default_factory=list)    # Host names links may use when public_url is unset
     source: Path | None = None  # the file it came from, if any
     attention_db: Path | None = None  # farm mode: the local needs-attention file
@@ -358,6 +368,11 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
         raise ConfigError("charge_failed_runs is gone: every run now pays what the upstream billed for requests it "
                           "accepted (see README, 'What a run costs'); use charge_interrupted_runs to not charge "
                           "interrupted runs")
+    gl = os.environ.get(ENV_GATEWAY_LISTENER) or raw.get("gateway_listener")
+    if gl is not None:
+        if gl not in GATEWAY_LISTENERS:
+            raise ConfigError('gateway_listener: expected "native" or "aiohttp"')
+        cfg.gateway_listener = gl
     if "charge_interrupted_runs" in raw:
         if not isinstance(raw["charge_interrupted_runs"], bool):
             raise ConfigError("charge_interrupted_runs: expected true or false")

@@ -369,10 +369,12 @@ class PrivateSite:
 
     HOSTS = (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6))
 
-    def __init__(self, rt, request_bytes_max: int, extra_routes=()):
+    def __init__(self, rt, request_bytes_max: int, extra_routes=(), gateway: bool = True):
         """extra_routes: (method, path, handler) served beside the gateway; only the
-        sandbox checkout's webhook uses it (payments.make_webhook: signed events only)."""
+        sandbox checkout's webhook uses it (payments.make_webhook: signed events only).
+        gateway=False: only the extra routes (the C listener, NativeSite, serves the gateway)."""
         self.rt = rt
+        self.gateway = gateway
         self.request_bytes_max = request_bytes_max
         self.extra_routes = tuple(extra_routes)
         self.runner = None
@@ -381,7 +383,8 @@ class PrivateSite:
     async def start(self) -> str:
         app = web.Application(client_max_size=self.request_bytes_max)
         routes = web.RouteTableDef()
-        register(routes, self.rt)
+        if self.gateway:
+            register(routes, self.rt)
         for method, path, handler in self.extra_routes:
             routes.route(method, path)(handler)
         app.add_routes(routes)
@@ -409,3 +412,63 @@ class PrivateSite:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+
+
+class NativeSite:
+    """The gateway on the C listener (src/listener.c, _core.GatewayListener): a
+    loopback port served on the gateway's own I/O thread, where each call is
+    parsed, admitted (run token, src/run.c), forwarded and streamed back
+    without Python, with the same answers, refusals and metering as the route
+    above (tests/test_gateway.py runs every case against both). Python only
+    starts and stops it and forwards its log lines to this module's logger.
+    The same reasons as PrivateSite's make it a loopback port of its own."""
+
+    LOG_EVERY_S = 0.5
+
+    def __init__(self, rt):
+        self.rt = rt
+        self.listener = None
+        self.base = None
+        self._drain = None
+
+    async def start(self) -> str:
+        last = None
+        for ipv6 in (False, True):  # e.g. no IPv4 loopback in this container
+            try:
+                self.listener = _core.GatewayListener(self.rt.gateway, self.rt.runs, ipv6=ipv6,
+                                                      upstream_configured=bool(self.rt.cfg.upstream_key))
+                break
+            except _core.CreditsError as exc:
+                last = exc
+        if self.listener is None:
+            raise OSError(f"comfy-credits: no loopback address to serve the gateway on: {last}")
+        self.rt.listener = self.listener  # Runtime.close() closes it before the runs and the gateway
+        host = self.listener.host
+        self.base = f"http://{host}:{self.listener.port}" if ":" not in host else f"http://[{host}]:{self.listener.port}"
+        loop = asyncio.get_running_loop()
+
+        def drain():
+            self.flush_logs()
+            self._drain = loop.call_later(self.LOG_EVERY_S, drain)
+        self._drain = loop.call_later(self.LOG_EVERY_S, drain)
+        return self.base
+
+    def flush_logs(self) -> None:
+        if self.listener is not None:
+            self.flush_logs_of(self.listener)
+
+    async def stop(self) -> None:
+        if self._drain is not None:
+            self._drain.cancel()
+            self._drain = None
+        if self.listener is not None:
+            listener, self.listener = self.listener, None
+            self.flush_logs_of(listener)
+            await asyncio.to_thread(listener.close)  # waits for the I/O thread to let go
+            if getattr(self.rt, "listener", None) is listener:
+                self.rt.listener = None
+
+    @staticmethod
+    def flush_logs_of(listener) -> None:
+        for line in listener.logs():
+            log.warning("%s", line)

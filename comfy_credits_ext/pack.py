@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
-from . import __version__, admin, api_nodes, config, feature_flags, gate, gateway_route, payments, receipts, routes
+from . import __version__, _core, admin, api_nodes, config, feature_flags, gate, gateway_route, payments, receipts, routes
 from .runtime import Runtime
 
 log = logging.getLogger("comfy_credits")
@@ -55,28 +55,47 @@ def install(started: tuple[float, float, float] | None = None, runqueue_wait=Non
         return web.json_response({"available": True, "version": __version__})
 
     extra = [("POST", "/credits/stripe/webhook", payments.make_webhook(rt, pay))] if pay.sandbox else []
+    native = gateway_route.NativeSite(rt) if cfg.gateway_listener == "native" else None
     site = gateway_route.PrivateSite(rt, gateway_route.REQUEST_BYTES_MAX, extra)
+    sites = []
 
     async def on_startup(app):
+        nonlocal native
         wrapped = api_nodes.wrap_all(rt, nodes.NODE_CLASS_MAPPINGS)
         # The gateway on its own loopback listener: reachable however ComfyUI listens (TLS,
-        # --listen elsewhere or on several addresses, behind a proxy); see PrivateSite.
-        private = await site.start()
-        base = private + gateway_route.PREFIX
+        # --listen elsewhere or on several addresses, behind a proxy); see PrivateSite. Served
+        # from C (NativeSite) unless configured otherwise or it cannot start (then aiohttp).
+        gw_base = None
+        if native is not None:
+            try:
+                gw_base = await native.start()
+                sites.append(native)
+            except (OSError, _core.CreditsError) as exc:
+                log.warning("comfy-credits: the native gateway listener did not start (%s); serving the gateway "
+                            "from aiohttp instead", exc)
+                native = None
+        if native is None or pay.sandbox:
+            site.gateway = native is None  # with the native listener, the aiohttp one only takes the webhook
+            private = await site.start()
+            sites.append(site)
+            gw_base = gw_base or private
+            if pay.sandbox:
+                pay.sandbox.self_base = private
+        base = gw_base + gateway_route.PREFIX
         args.comfy_api_base = base
-        if pay.sandbox:
-            pay.sandbox.self_base = private
         rt.start_expiry()
         # Only now does every API node run on a hold: say so to the frontend.
         feature_flags.announce_self_metering()
         STATE["ready"] = True
         key = "set" if cfg.upstream_key else "NOT SET (upstream calls will be refused upstream)"
         shown = cfg.database_shown + ("" if rt.ledger_reachable else " (unreachable: API-node runs refused until it answers)")
-        log.info("comfy-credits: ready; %d API node classes metered; ledger %s; gateway %s -> %s; operator key %s",
-                 len(wrapped), shown, base, cfg.upstream_base, key)
+        log.info("comfy-credits: ready; %d API node classes metered; ledger %s; gateway %s -> %s (%s listener); "
+                 "operator key %s", len(wrapped), shown, base, cfg.upstream_base,
+                 "native" if native is not None else "aiohttp", key)
 
     async def on_cleanup(app):
-        await site.stop()
+        for s in sites:
+            await s.stop()
 
     def now():
         return time.perf_counter(), time.thread_time(), runqueue_wait() if runqueue_wait else 0.0

@@ -43,6 +43,7 @@ class Runtime:
         self.ledger.set_test_spendable(cfg.upstream_simulated)
         self.prices = _core.PriceTable(cfg.price_table_text())
         self.gateway = _core.Gateway(cfg.upstream_base, cfg.upstream_key, timeout_ms=cfg.upstream_timeout_ms)
+        self.listener = None  # the C listener serving the gateway (gateway_route.NativeSite), if started
         # finish() waits for calls in flight at most as long as one upstream call may take.
         self.runs = _core.Runs(self.ledger, self.prices, cfg.hold_ttl_ms,
                                min(cfg.upstream_timeout_ms + 5_000, 3_600_000), cfg.charge_interrupted_runs)
@@ -224,6 +225,9 @@ class Runtime:
         if self._expirer:
             self._expirer.join(timeout=5)
         self.finish_pool.shutdown(wait=True)
+        if self.listener is not None:  # before the runs and the gateway it serves
+            self.listener.close()
+            self.listener = None
         self.runs.close()
         from .gateway_route import release_waiters  # the gateway's notify socket, if a route made one
         release_waiters(self.gateway)

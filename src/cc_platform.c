@@ -10,13 +10,22 @@
 #define _WIN32_WINNT 0x0603 /* Windows 8.1, CPython 3.10's minimum */
 #endif
 #define WIN32_LEAN_AND_MEAN
+#include <winsock2.h> /* before <windows.h> */
+#include <ws2tcpip.h>
 #include <windows.h>
 #include <process.h>
 #include <sys/stat.h>
 #else
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 #endif
 
 /* ------------------------------------------------------------ cc_i128p */
@@ -302,3 +311,164 @@ int cc_is_regular_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 #endif
+
+/* ------------------------------------------------------------ loopback sockets */
+
+#if defined(CC_OS_WINDOWS)
+static cc_once_t wsa_once = CC_ONCE_INIT;
+static int wsa_ok;
+static void wsa_start(void) {
+    WSADATA d;
+    wsa_ok = WSAStartup(MAKEWORD(2, 2), &d) == 0;
+}
+static int sock_ready(void) {
+    cc_once(&wsa_once, wsa_start);
+    return wsa_ok;
+}
+static int sock_errno(void) { return WSAGetLastError(); }
+static int would_block(int e) { return e == WSAEWOULDBLOCK || e == WSAEINTR; }
+static int set_nonblocking(cc_socket_t s) {
+    u_long on = 1;
+    return ioctlsocket((SOCKET)s, FIONBIO, &on) == 0 ? 0 : -1;
+}
+#define SEND_FLAGS 0
+#else
+static int sock_ready(void) { return 1; }
+static int sock_errno(void) { return errno; }
+static int would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == EINTR; }
+static int set_nonblocking(cc_socket_t s) {
+    int fl = fcntl(s, F_GETFL, 0);
+    if (fl < 0 || fcntl(s, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+    (void)fcntl(s, F_SETFD, FD_CLOEXEC);
+    return 0;
+}
+#if defined(MSG_NOSIGNAL)
+#define SEND_FLAGS MSG_NOSIGNAL
+#else
+#define SEND_FLAGS 0 /* macOS: SO_NOSIGPIPE is set on the socket instead */
+#endif
+#endif
+
+static void no_sigpipe(cc_socket_t s) {
+#if defined(SO_NOSIGPIPE)
+    int on = 1;
+    setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, (const void *)&on, sizeof on);
+#else
+    (void)s;
+#endif
+}
+
+void cc_sock_close(cc_socket_t s) {
+    if (s == CC_SOCKET_INVALID) return;
+#if defined(CC_OS_WINDOWS)
+    closesocket((SOCKET)s);
+#else
+    close(s);
+#endif
+}
+
+int cc_sock_listen_loopback(int ipv6, int backlog, cc_socket_t *out, int *port, int *err_no) {
+    *out = CC_SOCKET_INVALID;
+    *err_no = 0;
+    if (!sock_ready()) {
+        *err_no = -1;
+        return -1;
+    }
+    cc_socket_t s = (cc_socket_t)socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    if (s == CC_SOCKET_INVALID) {
+        *err_no = sock_errno();
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    if (ipv6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_addr = in6addr_loopback;
+        len = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        len = sizeof *a;
+    }
+    if (bind(s, (struct sockaddr *)&ss, len) != 0 || listen(s, backlog) != 0 ||
+        getsockname(s, (struct sockaddr *)&ss, &len) != 0 || set_nonblocking(s) != 0) {
+        *err_no = sock_errno();
+        cc_sock_close(s);
+        return -1;
+    }
+    *port = ipv6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    *out = s;
+    return 0;
+}
+
+int cc_sock_accept(cc_socket_t l, cc_socket_t *out) {
+    *out = CC_SOCKET_INVALID;
+    cc_socket_t s = (cc_socket_t)accept(l, NULL, NULL);
+    if (s == CC_SOCKET_INVALID) {
+        int e = sock_errno();
+#if defined(CC_OS_WINDOWS)
+        return would_block(e) || e == WSAECONNRESET ? 0 : -1;
+#else
+        return would_block(e) || e == ECONNABORTED ? 0 : -1;
+#endif
+    }
+    if (set_nonblocking(s) != 0) {
+        cc_sock_close(s);
+        return 0;
+    }
+    int on = 1;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, (const void *)&on, sizeof on);
+    no_sigpipe(s);
+    *out = s;
+    return 1;
+}
+
+int64_t cc_sock_recv(cc_socket_t s, void *buf, size_t n) {
+    if (n > (1u << 30)) n = 1u << 30;
+#if defined(CC_OS_WINDOWS)
+    int r = recv((SOCKET)s, (char *)buf, (int)n, 0);
+#else
+    ssize_t r = recv(s, buf, n, 0);
+#endif
+    if (r >= 0) return (int64_t)r;
+    return would_block(sock_errno()) ? CC_SOCK_AGAIN : -1;
+}
+
+int64_t cc_sock_send(cc_socket_t s, const void *buf, size_t n) {
+    if (n > (1u << 30)) n = 1u << 30;
+#if defined(CC_OS_WINDOWS)
+    int r = send((SOCKET)s, (const char *)buf, (int)n, SEND_FLAGS);
+#else
+    ssize_t r = send(s, buf, n, SEND_FLAGS);
+#endif
+    if (r >= 0) return (int64_t)r;
+    return would_block(sock_errno()) ? CC_SOCK_AGAIN : -1;
+}
+
+cc_socket_t cc_sock_connect_loopback(int port, int recv_timeout_ms) {
+    if (!sock_ready()) return CC_SOCKET_INVALID;
+    cc_socket_t s = (cc_socket_t)socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    if (s == CC_SOCKET_INVALID) return s;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((unsigned short)port);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) {
+        cc_sock_close(s);
+        return CC_SOCKET_INVALID;
+    }
+#if defined(CC_OS_WINDOWS)
+    DWORD tv = (DWORD)recv_timeout_ms;
+#else
+    struct timeval tv = {recv_timeout_ms / 1000, (recv_timeout_ms % 1000) * 1000};
+#endif
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, (const void *)&tv, sizeof tv);
+    int on = 1;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, (const void *)&on, sizeof on);
+    no_sigpipe(s);
+    return s;
+}

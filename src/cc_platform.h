@@ -30,6 +30,12 @@
 **   - clocks and sleep: cc_realtime_ms (Unix epoch), cc_monotonic_ms,
 **     cc_sleep_ms;
 **   - files: cc_is_regular_file (no S_ISREG on MSVC);
+**   - loopback TCP sockets for the gateway listener (listener.h): BSD
+**     sockets, or Winsock 2 on Windows (ws2_32, started once). Every socket
+**     made here is non-blocking with TCP_NODELAY (the test helper
+**     cc_sock_connect_loopback's is blocking), never raises SIGPIPE, and is
+**     a curl_socket_t as libcurl sees it (int / SOCKET), so the gateway's
+**     I/O thread can wait on it;
 **   - printf's %zu/%lld on mingw-w64: its C99 stdio (__USE_MINGW_ANSI_STDIO,
 **     set by the build) and format checks against that (CC_PRINTF_LIKE).
 ** Checked in CI: Linux gcc (every build; `make ctest-portable` forces the
@@ -189,5 +195,26 @@ int64_t cc_realtime_ms(void);  /* wall clock, ms since the Unix epoch */
 int64_t cc_monotonic_ms(void); /* never goes back; for timeouts */
 void cc_sleep_ms(int64_t ms);
 int cc_is_regular_file(const char *path); /* 1 if path names a regular file */
+
+/* ---- loopback TCP sockets */
+#if defined(CC_OS_WINDOWS)
+typedef uintptr_t cc_socket_t; /* SOCKET */
+#define CC_SOCKET_INVALID (~(uintptr_t)0)
+#else
+typedef int cc_socket_t;
+#define CC_SOCKET_INVALID (-1)
+#endif
+#define CC_SOCK_AGAIN (-2) /* would block */
+/* A listening socket on 127.0.0.1 (ipv6 = 0) or ::1 (ipv6 = 1), port picked by
+** the kernel (*port). 0 on success, else -1 and *err_no the OS error. */
+int cc_sock_listen_loopback(int ipv6, int backlog, cc_socket_t *out, int *port, int *err_no);
+/* 1: *out is a new connection (non-blocking, TCP_NODELAY); 0: none pending; -1: error. */
+int cc_sock_accept(cc_socket_t l, cc_socket_t *out);
+/* Bytes moved (> 0), 0 when the peer closed (recv), CC_SOCK_AGAIN, or -1 on an error. */
+int64_t cc_sock_recv(cc_socket_t s, void *buf, size_t n);
+int64_t cc_sock_send(cc_socket_t s, const void *buf, size_t n);
+void cc_sock_close(cc_socket_t s);
+/* Tests: a blocking connection to 127.0.0.1:port (CC_SOCKET_INVALID on failure), with a receive timeout. */
+cc_socket_t cc_sock_connect_loopback(int port, int recv_timeout_ms);
 
 #endif

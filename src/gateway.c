@@ -45,6 +45,7 @@ struct cc_gw_stream {
     int want_cont, in_ctl;
     int waiting, on_ready, touched;
     int detached;
+    void *local;                /* news to the hook (set at submit) */
     int headers_done, done, paused, too_big, aborted_idle;
     CURLcode result;
     int64_t paused_since_ms;
@@ -93,8 +94,14 @@ struct cc_gateway {
     cc_gw_stream *active;       /* attached transfers */
     CURL *idle[GW_IDLE_EASY_MAX];
     int nidle;
+    cc_gw_hook hook_next;       /* set_hook's request, applied by the I/O thread */
+    int hook_next_on, hook_change, io_done;
     /* --- I/O thread only */
     cc_gw_stream *touched;
+    cc_gw_hook hook;
+    int hook_on, nhfds;
+    cc_gw_waitfd hfds[CC_GW_HOOK_FDS_MAX];
+    struct curl_waitfd cfds[CC_GW_HOOK_FDS_MAX];
 };
 
 static cc_once_t curl_once = CC_ONCE_INIT;
@@ -173,6 +180,7 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
 
 void cc_gateway_close(cc_gateway *g) {
     if (!g) return;
+    cc_gateway_set_hook(g, NULL);
     cc_mutex_lock(&g->mu);
     CC_ASSERT(g->open_streams == 0); /* every stream was closed */
     g->stop = 1;
@@ -205,6 +213,8 @@ void cc_gateway_stats(cc_gateway *g, cc_gw_stats *out) {
     out->started = g->started;
     out->refused_busy = g->refused_busy;
     out->aborted_idle = g->aborted_idle;
+    out->reader_idle_ms = g->cfg.reader_idle_ms;
+    out->request_bytes_max = g->cfg.request_bytes_max;
     cc_mutex_unlock(&g->mu);
 }
 
@@ -244,7 +254,7 @@ static int deliver(cc_gateway *g, cc_gw_stream *s) {
 /* I/O thread: delivers every stream's news gathered this turn. */
 static void deliver_touched(cc_gateway *g) {
     if (!g->touched) return;
-    cc_gw_stream *dead = NULL;
+    cc_gw_stream *dead = NULL, *local = NULL;
     int need = 0;
     cc_mutex_lock(&g->mu);
     cc_gw_stream *s = g->touched;
@@ -252,6 +262,12 @@ static void deliver_touched(cc_gateway *g) {
     while (s) {
         cc_gw_stream *n = s->t_next;
         s->touched = 0;
+        if (s->local && s->consumer_open) { /* to the hook, below (keeps the touch's reference) */
+            s->t_next = local;
+            local = s;
+            s = n;
+            continue;
+        }
         need |= deliver(g, s);
         if (--s->refs == 0) {
             s->t_next = dead;
@@ -263,6 +279,18 @@ static void deliver_touched(cc_gateway *g) {
     /* Under mu, so cc_gateway_set_notify() is a barrier: no call after it returns. */
     if (need && g->notify) g->notify(g->notify_ud);
     cc_mutex_unlock(&g->mu);
+    while (local) {
+        cc_gw_stream *n = local->t_next;
+        if (g->hook_on && g->hook.news) g->hook.news(g->hook.ud, local, local->local);
+        cc_mutex_lock(&g->mu);
+        int last = --local->refs == 0;
+        cc_mutex_unlock(&g->mu);
+        if (last) {
+            local->t_next = dead;
+            dead = local;
+        }
+        local = n;
+    }
     while (dead) {
         cc_gw_stream *n = dead->t_next;
         stream_free(dead);
@@ -539,6 +567,64 @@ static void io_scan_idle(cc_gateway *g) {
     }
 }
 
+/* Installs or removes the hook set_hook asked for; the old one lets go here. */
+static void io_apply_hook(cc_gateway *g, int force_off) {
+    cc_mutex_lock(&g->mu);
+    int change = g->hook_change;
+    cc_gw_hook next = g->hook_next;
+    int on = g->hook_next_on && !force_off;
+    cc_mutex_unlock(&g->mu);
+    if (!change && !force_off) return;
+    if (g->hook_on && g->hook.detach) g->hook.detach(g->hook.ud);
+    g->hook_on = 0;
+    deliver_touched(g);
+    g->hook = next;
+    g->hook_on = on;
+    g->nhfds = 0;
+    cc_mutex_lock(&g->mu);
+    g->hook_change = 0;
+    cc_cond_broadcast(&g->cv);
+    cc_mutex_unlock(&g->mu);
+}
+
+void cc_gateway_set_hook(cc_gateway *g, const cc_gw_hook *hook) {
+    cc_mutex_lock(&g->mu);
+    while (g->hook_change && !g->io_done) cc_cond_timedwait_ms(&g->cv, &g->mu, 1000);
+    if (g->io_done) {
+        cc_mutex_unlock(&g->mu);
+        return;
+    }
+    if (hook) g->hook_next = *hook;
+    else memset(&g->hook_next, 0, sizeof g->hook_next);
+    g->hook_next_on = hook != NULL;
+    g->hook_change = 1;
+    cc_mutex_unlock(&g->mu);
+    curl_multi_wakeup(g->multi);
+    cc_mutex_lock(&g->mu);
+    while (g->hook_change && !g->io_done) cc_cond_timedwait_ms(&g->cv, &g->mu, 1000);
+    cc_mutex_unlock(&g->mu);
+}
+
+void cc_gateway_wake(cc_gateway *g) { curl_multi_wakeup(g->multi); }
+
+/* One wait on libcurl's sockets and the hook's. */
+static void io_wait(cc_gateway *g, int wait_ms) {
+    int n = 0;
+    if (g->hook_on && g->hook.turn) {
+        g->hook.turn(g->hook.ud, g->hfds, &g->nhfds, CC_GW_HOOK_FDS_MAX, &wait_ms);
+        CC_ASSERT(g->nhfds >= 0 && g->nhfds <= CC_GW_HOOK_FDS_MAX);
+        n = g->nhfds;
+        for (int i = 0; i < n; i++) {
+            g->cfds[i].fd = (curl_socket_t)g->hfds[i].fd;
+            g->cfds[i].events = g->hfds[i].events;
+            g->cfds[i].revents = 0;
+        }
+    }
+    if (wait_ms < 0) wait_ms = 0;
+    curl_multi_poll(g->multi, n ? g->cfds : NULL, (unsigned)n, wait_ms, NULL);
+    for (int i = 0; i < n; i++) g->hfds[i].revents = g->cfds[i].revents;
+}
+
 static void *io_main(void *arg) {
     cc_gateway *g = arg;
     int scan_ms = g->cfg.reader_idle_ms / 4;
@@ -547,6 +633,7 @@ static void *io_main(void *arg) {
     int64_t next_scan = cc_monotonic_ms() + scan_ms;
     for (;;) {
         int stop;
+        io_apply_hook(g, 0);
         io_take_work(g, &stop);
         if (stop) break;
         int running = 0;
@@ -558,10 +645,9 @@ static void *io_main(void *arg) {
             next_scan = now + scan_ms;
         }
         deliver_touched(g);
-        int wait_ms = (int)(next_scan - now);
-        if (wait_ms < 0) wait_ms = 0;
-        curl_multi_poll(g->multi, NULL, 0, wait_ms, NULL);
+        io_wait(g, (int)(next_scan - now));
     }
+    io_apply_hook(g, 1); /* a hook still installed lets go (cc_gateway_close removed it already) */
     /* Stopping: every caller closed its streams; end what is left (cancelled). */
     for (;;) {
         cc_mutex_lock(&g->mu);
@@ -571,6 +657,10 @@ static void *io_main(void *arg) {
         end_transfer(g, s, CURLE_ABORTED_BY_CALLBACK);
     }
     deliver_touched(g);
+    cc_mutex_lock(&g->mu);
+    g->io_done = 1;
+    cc_cond_broadcast(&g->cv);
+    cc_mutex_unlock(&g->mu);
     return NULL;
 }
 
@@ -676,6 +766,7 @@ cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, 
     s->g = g;
     s->easy = e;
     s->id = id;
+    s->local = req->local;
     s->credits_used_micro = -1;
     cc_rc rc = CC_OK;
     size_t ul = strlen(g->base) + strlen(path) + (req->query ? strlen(req->query) + 1 : 0) + 1;

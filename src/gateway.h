@@ -33,6 +33,11 @@
 **     the I/O thread reads the rest and discards it (still capturing usage)
 **     so the call can be counted when it ends; the stream reports its end on
 **     the ready list like any other, whatever the end (done, timeout, error).
+**   - Other work may share the I/O thread (cc_gateway_set_hook: the C
+**     listener, listener.h): the hook waits on its own sockets in the same
+**     poll as libcurl, runs once per loop turn, and gets the news of the
+**     streams it submitted with `local` set right there (no ready list, no
+**     notify, no thread hop). It must never block.
 **   - Thread-safe: any thread may submit; a stream is used by one thread at
 **     a time. Non-blocking calls only take a short mutex (never held around
 **     I/O), so a Python binding may keep the GIL for them.
@@ -80,6 +85,7 @@ typedef struct cc_gw_stats {
     int64_t in_flight;            /* transfers holding a slot now */
     int64_t handles_max;
     int64_t started, refused_busy, aborted_idle;
+    int64_t reader_idle_ms, request_bytes_max; /* the configuration's */
 } cc_gw_stats;
 void cc_gateway_stats(cc_gateway *g, cc_gw_stats *out);
 
@@ -92,6 +98,7 @@ typedef struct cc_gw_request {
     const char *job_id;           /* Comfy-Job-Id (the prompt id), or NULL */
     const void *body;
     size_t body_len;
+    void *local;                  /* non-NULL: news goes to the hook's news() (see cc_gateway_set_hook) */
 } cc_gw_request;
 
 /* Queues the request; never blocks. CC_ERR_LIMIT field "busy" when saturated. */
@@ -129,6 +136,33 @@ int cc_gw_ended(cc_gw_stream *s, int *timed_out);
 void cc_gw_detach(cc_gw_stream *s);
 /* Releases the stream; a transfer still running is cancelled. Never blocks. */
 void cc_gw_close(cc_gw_stream *s);
+
+/* ---- sharing the I/O thread */
+#define CC_GW_HOOK_FDS_MAX 2048
+#define CC_GW_WAIT_IN 1           /* = CURL_WAIT_POLLIN */
+#define CC_GW_WAIT_OUT 4          /* = CURL_WAIT_POLLOUT */
+typedef struct cc_gw_waitfd {
+    cc_socket_t fd;
+    short events, revents;
+} cc_gw_waitfd;
+typedef struct cc_gw_hook {
+    void *ud;
+    /* Every loop turn, after the streams' news: fds[0, *nfds) hold what the
+    ** last wait saw (revents); do the work, then put the sockets to wait on
+    ** next in fds (at most cap) and *nfds, and lower *timeout_ms if a timer
+    ** is due sooner. */
+    void (*turn)(void *ud, cc_gw_waitfd *fds, int *nfds, int cap, int *timeout_ms);
+    /* A stream submitted with `local` has news (headers, data, end); it may be taken from or closed here. */
+    void (*news)(void *ud, cc_gw_stream *s, void *local);
+    /* The hook is being removed: close every stream it owns and let go of everything. */
+    void (*detach)(void *ud);
+} cc_gw_hook;
+/* Installs (hook) or removes (NULL) the one hook; returns once the I/O thread
+** applied it (the old hook's detach() ran there). Not from the I/O thread.
+** cc_gateway_close removes it first. */
+void cc_gateway_set_hook(cc_gateway *g, const cc_gw_hook *hook);
+/* Makes the I/O thread run a turn soon (any thread). */
+void cc_gateway_wake(cc_gateway *g);
 
 /* Reads usage counters from a JSON body (OpenAI `usage`, Gemini
 ** `usageMetadata`, OpenAI image `data` count). Fields not present stay -1. */

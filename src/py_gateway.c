@@ -37,6 +37,24 @@ typedef struct {
 
 static ccpy_state *tstate(PyObject *self) { return ccpy_state_from_type(Py_TYPE(self)); }
 
+struct cc_gateway *ccpy_gateway_pin(ccpy_state *st, PyObject *o) {
+    if (!PyObject_TypeCheck(o, (PyTypeObject *)st->GatewayType)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Gateway");
+        return NULL;
+    }
+    GatewayObject *self = (GatewayObject *)o;
+    if (!self->g) {
+        cc_error e;
+        cc_fail(&e, CC_ERR_STATE, "", "the gateway is closed");
+        ccpy_raise(st, &e);
+        return NULL;
+    }
+    self->streams++; /* close() refuses while pinned */
+    return self->g;
+}
+
+void ccpy_gateway_unpin(PyObject *o) { ((GatewayObject *)o)->streams--; }
+
 static PyObject *state_error(ccpy_state *st, const char *msg) {
     cc_error e;
     cc_fail(&e, CC_ERR_STATE, "", "%s", msg);

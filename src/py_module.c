@@ -360,6 +360,7 @@ static int module_exec(PyObject *m) {
     if (ccpy_gateway_init(m, st) < 0) return -1;
     if (ccpy_stripe_init(m, st) < 0) return -1;
     if (ccpy_run_init(m, st) < 0) return -1;
+    if (ccpy_listener_init(m, st) < 0) return -1;
     if (ccpy_history_init(m, st) < 0) return -1;
     if (ccpy_invite_init(m, st) < 0) return -1;
     if (ccpy_ops_init(m, st) < 0) return -1;

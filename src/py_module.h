@@ -58,6 +58,13 @@ int ccpy_ledger_init(PyObject *module, ccpy_state *st);
 int ccpy_gateway_init(PyObject *module, ccpy_state *st);
 int ccpy_stripe_init(PyObject *module, ccpy_state *st);
 int ccpy_run_init(PyObject *module, ccpy_state *st);
+int ccpy_listener_init(PyObject *module, ccpy_state *st);
+/* The C objects behind a Gateway / Runs, kept open while pinned (close()
+** refuses meanwhile); NULL with an exception set when o is not one or closed. */
+struct cc_gateway *ccpy_gateway_pin(ccpy_state *st, PyObject *o);
+void ccpy_gateway_unpin(PyObject *o);
+struct cc_runs *ccpy_runs_pin(ccpy_state *st, PyObject *o);
+void ccpy_runs_unpin(PyObject *o);
 int ccpy_history_init(PyObject *module, ccpy_state *st);
 int ccpy_invite_init(PyObject *module, ccpy_state *st);
 int ccpy_ops_init(PyObject *module, ccpy_state *st);

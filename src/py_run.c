@@ -40,6 +40,19 @@ static void detach(RunsObject *self) {
     }
 }
 
+struct cc_runs *ccpy_runs_pin(ccpy_state *st, PyObject *o) {
+    if (!PyObject_TypeCheck(o, (PyTypeObject *)st->RunsType)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Runs");
+        return NULL;
+    }
+    RunsObject *self = (RunsObject *)o;
+    if (ensure(self) < 0) return NULL;
+    self->busy++; /* close() refuses while pinned */
+    return self->r;
+}
+
+void ccpy_runs_unpin(PyObject *o) { ((RunsObject *)o)->busy--; }
+
 static int R_init(RunsObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"ledger", "prices", "hold_ttl_ms", "finish_wait_ms", "charge_interrupted", NULL};
     ccpy_state *st = rstate((PyObject *)self);

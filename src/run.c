@@ -640,8 +640,9 @@ static void extend_hold(cc_runs *r, int64_t run_id) {
     cc_mutex_unlock(&r->mu);
 }
 
-cc_rc cc_run_call_begin(cc_runs *r, const char *token, const char *method, const char *path, int64_t *run_id,
-                        int *kind, cc_error *err) {
+static cc_rc call_begin(cc_runs *r, const char *token, const char *method, const char *path, int64_t *run_id,
+                        int *kind, int64_t *extend_id, cc_error *err) {
+    *extend_id = 0;
     if (!method || !path) return cc_fail(err, CC_ERR_INVALID, "path", "a call needs a method and a path");
     int64_t hold_id, account_id, expires_ms;
     int64_t now = cc_now_ms();
@@ -674,8 +675,25 @@ cc_rc cc_run_call_begin(cc_runs *r, const char *token, const char *method, const
         }
     }
     cc_mutex_unlock(&r->mu);
-    if (rc == CC_OK && extend) extend_hold(r, hold_id);
+    if (rc == CC_OK && extend) *extend_id = hold_id;
     return rc;
+}
+
+cc_rc cc_run_call_begin(cc_runs *r, const char *token, const char *method, const char *path, int64_t *run_id,
+                        int *kind, cc_error *err) {
+    int64_t extend_id;
+    cc_rc rc = call_begin(r, token, method, path, run_id, kind, &extend_id, err);
+    if (rc == CC_OK && extend_id) extend_hold(r, extend_id);
+    return rc;
+}
+
+cc_rc cc_run_call_begin_nowait(cc_runs *r, const char *token, const char *method, const char *path, int64_t *run_id,
+                               int *kind, int64_t *extend_id, cc_error *err) {
+    return call_begin(r, token, method, path, run_id, kind, extend_id, err);
+}
+
+void cc_run_extend(cc_runs *r, int64_t run_id) {
+    if (run_id > 0) extend_hold(r, run_id);
 }
 
 void cc_run_call_headers(cc_runs *r, int64_t run_id, int kind, int status, int64_t credits_used_micro) {

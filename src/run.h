@@ -145,6 +145,15 @@ typedef enum cc_call_kind {
 /* Verifies the token and admits one call. Fills run_id and kind. */
 cc_rc cc_run_call_begin(cc_runs *r, const char *token, const char *method, const char *path, int64_t *run_id,
                         int *kind, cc_error *err);
+/* cc_run_call_begin for a caller that may not block (the gateway's I/O
+** thread): it never touches the ledger. When the hold needs extending,
+** *extend_id is its run id (else 0) and the caller must call cc_run_extend
+** with it from a thread that may block (the call proceeds meanwhile, as it
+** does when an extension fails; the hold had up to half of hold_ttl_ms left,
+** and the runtime's periodic cc_runs_keepalive extends it as well). */
+cc_rc cc_run_call_begin_nowait(cc_runs *r, const char *token, const char *method, const char *path, int64_t *run_id,
+                               int *kind, int64_t *extend_id, cc_error *err);
+void cc_run_extend(cc_runs *r, int64_t run_id);
 /* The answer's headers arrived: status and X-Comfy-Credits-Used (-1 if absent). */
 void cc_run_call_headers(cc_runs *r, int64_t run_id, int kind, int status, int64_t credits_used_micro);
 /* The call ended. status 0: no answer (timed_out says whether it was a

@@ -1,4 +1,6 @@
-"""The metering gateway route against a loopback upstream (no ComfyUI needed)."""
+"""The metering gateway against a loopback upstream (no ComfyUI needed), served both ways: by the
+aiohttp route (gateway_route.py) and by the C listener on the gateway's I/O thread (src/listener.c,
+_core.GatewayListener). Every test of a call runs against both: they must answer alike."""
 import asyncio
 import json
 import time
@@ -79,7 +81,10 @@ def begin(rt, account, prefixes="/proxy/\n/customers/storage"):
     return rt.runs.begin(f"run:{time.time_ns()}", account, "p1", "1", "AnyNode", {}, prefixes)
 
 
-def make_env(ledger, account, **gw):
+SERVERS = ["aiohttp", "native"]
+
+
+def make_env(ledger, account, server="aiohttp", **gw):
     up = Upstream()
     up_port, gw_port = free_port(), free_port()
     loop = asyncio.new_event_loop()
@@ -108,18 +113,28 @@ def make_env(ledger, account, **gw):
         await web.TCPSite(r2, "127.0.0.1", gw_port).start()
         return r1, r2
     runners = loop.run_until_complete(start())
+    listener = _core.GatewayListener(rt.gateway, rt.runs) if server == "native" else None
+    gw_base = f"http://127.0.0.1:{listener.port if listener else gw_port}/credits/gateway"
+
+    def set_upstream_key(key):
+        rt.cfg.upstream_key = key
+        if listener:
+            listener.set_upstream_configured(bool(key))
 
     def call(method, path, headers=None, body=b"{}"):
         async def go():
             async with aiohttp.ClientSession() as s:
-                url = yarl.URL(f"http://127.0.0.1:{gw_port}/credits/gateway{path}", encoded=True)  # sent as written
+                url = yarl.URL(f"{gw_base}{path}", encoded=True)  # sent as written
                 async with s.request(method, url, data=body,
                                      headers=headers or {}) as r:
                     return r.status, dict(r.headers), await r.read()
         return loop.run_until_complete(go())
 
     yield types.SimpleNamespace(up=up, rt=rt, hold=hold, token=token, call=call, account=account, ledger=ledger,
-                                loop=loop, port=gw_port)
+                                loop=loop, port=gw_port, gw=gw_base, listener=listener,
+                                set_upstream_key=set_upstream_key)
+    if listener:
+        listener.close()
     for r in runners:
         loop.run_until_complete(r.cleanup())
     gateway_route.release_waiters(rt.gateway)
@@ -128,9 +143,9 @@ def make_env(ledger, account, **gw):
     loop.close()
 
 
-@pytest.fixture
-def env(ledger, account):
-    yield from make_env(ledger, account, timeout_ms=1000)
+@pytest.fixture(params=SERVERS)
+def env(ledger, account, request):
+    yield from make_env(ledger, account, request.param, timeout_ms=1000)
 
 
 def test_forwards_with_operator_key_and_meters_usage(env):
@@ -191,7 +206,7 @@ def test_credits_are_recorded_when_the_headers_arrive(env):
 
     async def go():
         async with aiohttp.ClientSession() as s:
-            async with s.post(f"http://127.0.0.1:{env.port}/credits/gateway/proxy/slowbody",
+            async with s.post(f"{env.gw}/proxy/slowbody",
                               headers={"X-API-KEY": env.token}) as r:
                 assert r.status == 200
                 await r.content.read(10)  # headers and the first bytes, then hang up
@@ -217,12 +232,15 @@ def test_upstream_timeout_is_504(env):
     assert env.rt.runs.finish(env.hold["hold_id"], "failed")["billable_calls"] == 1
 
 
-def test_upstream_unreachable_is_502(ledger, account):
+@pytest.mark.parametrize("server", SERVERS)
+def test_upstream_unreachable_is_502(ledger, account, server):
     rt = make_runtime(ledger, "http://127.0.0.1:9", connect_timeout_ms=500)
     ledger.grant("g", account, 50 * C)
     run = begin(rt, account)
     tok = run["token"]
     port = free_port()
+
+    listener = _core.GatewayListener(rt.gateway, rt.runs) if server == "native" else None
 
     async def go():
         app = web.Application()
@@ -234,12 +252,14 @@ def test_upstream_unreachable_is_502(ledger, account):
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
             async with aiohttp.ClientSession() as s:
-                async with s.post(f"http://127.0.0.1:{port}/credits/gateway/proxy/x",
+                async with s.post(f"http://127.0.0.1:{listener.port if listener else port}/credits/gateway/proxy/x",
                                   headers={"X-API-KEY": tok}) as r:
                     return r.status, await r.json()
         finally:
             await runner.cleanup()
     st, body = asyncio.run(go())
+    if listener:
+        listener.close()
     assert st == 502 and "cannot reach the upstream" in body["error"]["message"]
     assert rt.runs.finish(run["run_id"], "failed")["charged"] == 0  # nothing reached a provider
     rt.gateway.close()
@@ -274,7 +294,7 @@ def test_operator_account_endpoints_are_not_reachable(env):
 
 
 def test_no_upstream_key_is_a_clear_refusal(env):
-    env.rt.cfg.upstream_key = ""
+    env.set_upstream_key("")
     st, _, body = env.call("POST", "/proxy/openai/images/generations", {"X-API-KEY": env.token})
     assert st == 400 and b"COMFY_CREDITS_UPSTREAM_KEY" in body and b"Nothing was charged" in body
     assert env.up.requests == []
@@ -346,12 +366,13 @@ def test_creating_calls_per_run_are_bounded(env):
 
 # ---------------------------------------------------------------- bounded everything (issue #14)
 
-def test_200_slow_readers_of_large_answers_never_freeze_the_gateway(ledger, account):
+@pytest.mark.parametrize("server", SERVERS)
+def test_200_slow_readers_of_large_answers_never_freeze_the_gateway(ledger, account, server):
     """200 concurrent large answers, each read slowly, against 64 transfer slots: every call either
     gets its whole body or is refused at once with 503 + Retry-After (nothing sent upstream, nothing
     charged); the server's other routes stay responsive, and a small call (retrying on 503 as
     ComfyUI's client does) goes through while the storm runs."""
-    gen = make_env(ledger, account, timeout_ms=60_000, handles_max=64, reader_idle_ms=10_000)
+    gen = make_env(ledger, account, server, timeout_ms=60_000, handles_max=64, reader_idle_ms=10_000)
     env = next(gen)
     env.up.mode["/proxy/big"] = "big"
     size = 512 * 1024
@@ -361,7 +382,7 @@ def test_200_slow_readers_of_large_answers_never_freeze_the_gateway(ledger, acco
 
     async def slow_reader(s, run):
         t = time.monotonic()
-        async with s.get(f"{base}/credits/gateway/proxy/big?kb=512", headers={"X-API-KEY": run["token"]}) as r:
+        async with s.get(f"{env.gw}/proxy/big?kb=512", headers={"X-API-KEY": run["token"]}) as r:
             if r.status == 503:
                 await r.read()
                 return "refused", time.monotonic() - t, r.headers.get("Retry-After")
@@ -383,7 +404,7 @@ def test_200_slow_readers_of_large_answers_never_freeze_the_gateway(ledger, acco
             assert await r.text() == "pong"
         ping = time.monotonic() - ping
         for _ in range(60):
-            async with s.post(f"{base}/credits/gateway/proxy/openai/images/generations",
+            async with s.post(f"{env.gw}/proxy/openai/images/generations",
                               headers={"X-API-KEY": env.token}, data=b"{}") as r:
                 if r.status == 503:
                     await asyncio.sleep(float(r.headers["Retry-After"]) / 4)  # (ComfyUI backs off 1, 2, 4 s)
@@ -415,21 +436,22 @@ def test_200_slow_readers_of_large_answers_never_freeze_the_gateway(ledger, acco
     next(gen, None)
 
 
-def test_a_reader_that_stops_reading_loses_its_slot(ledger, account):
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_reader_that_stops_reading_loses_its_slot(ledger, account, server):
     """A client that takes no bytes while its answer is still coming cannot hold a transfer slot
     forever: after reader_idle_ms its transfer is aborted and its connection closed; the call is
     still counted, and the slot serves the next call."""
-    gen = make_env(ledger, account, timeout_ms=60_000, handles_max=1, reader_idle_ms=600)
+    gen = make_env(ledger, account, server, timeout_ms=60_000, handles_max=1, reader_idle_ms=600)
     env = next(gen)
     env.up.mode["/proxy/big"] = "big"
-    base = f"http://127.0.0.1:{env.port}"
+    base = env.gw
 
     async def go():
         async with aiohttp.ClientSession() as s:
-            r = await s.get(f"{base}/credits/gateway/proxy/big?kb=16384", headers={"X-API-KEY": env.token})
+            r = await s.get(f"{base}/proxy/big?kb=16384", headers={"X-API-KEY": env.token})
             assert r.status == 200
             # Read nothing: the gateway's buffer and the sockets fill up.
-            async with s.get(f"{base}/credits/gateway/proxy/task/1", headers={"X-API-KEY": env.token}) as r2:
+            async with s.get(f"{base}/proxy/task/1", headers={"X-API-KEY": env.token}) as r2:
                 assert r2.status == 503 and r2.headers["Retry-After"] == "1"
             deadline = time.monotonic() + 10
             while env.rt.gateway.stats()["in_flight"] and time.monotonic() < deadline:
@@ -440,7 +462,7 @@ def test_a_reader_that_stops_reading_loses_its_slot(ledger, account):
             # client's connection first and the detached transfer is read out. Under load either wins;
             # the slot is free and the connection closed both ways.
             assert env.rt.gateway.stats()["aborted_idle"] in (0, 1)
-            async with s.get(f"{base}/credits/gateway/proxy/task/1", headers={"X-API-KEY": env.token}) as r3:
+            async with s.get(f"{base}/proxy/task/1", headers={"X-API-KEY": env.token}) as r3:
                 assert r3.status == 200
             with pytest.raises((aiohttp.ClientError, ConnectionError)):
                 while await r.content.read(1 << 20):
@@ -453,20 +475,21 @@ def test_a_reader_that_stops_reading_loses_its_slot(ledger, account):
     next(gen, None)
 
 
+@pytest.mark.parametrize("server", SERVERS)
 @pytest.mark.parametrize("mode", ["hang", "slow"])
-def test_an_abandoned_stream_that_then_times_out_is_always_closed(ledger, account, mode):
+def test_an_abandoned_stream_that_then_times_out_is_always_closed(ledger, account, mode, server):
     """Last session's open question: a client goes away (after the headers, or before them), then the
     upstream times out. The gateway must still end the call (counted: the upstream may have taken it)
     and close the stream, so the gateway closes cleanly with nothing left open."""
-    gen = make_env(ledger, account, timeout_ms=800)
+    gen = make_env(ledger, account, server, timeout_ms=800)
     env = next(gen)
     env.up.mode["/proxy/x"] = mode
-    base = f"http://127.0.0.1:{env.port}"
+    base = env.gw
 
     async def go():
         async with aiohttp.ClientSession() as s:
             try:
-                async with s.post(f"{base}/credits/gateway/proxy/x", headers={"X-API-KEY": env.token},
+                async with s.post(f"{base}/proxy/x", headers={"X-API-KEY": env.token},
                                   timeout=aiohttp.ClientTimeout(total=0.3)) as r:
                     await r.content.read(10)  # "hang": the headers and first bytes, then hang up
             except asyncio.TimeoutError:
@@ -479,6 +502,8 @@ def test_an_abandoned_stream_that_then_times_out_is_always_closed(ledger, accoun
     assert res["calls"] == 1 and res["in_flight_at_deadline"] == 0
     assert res["billable_calls"] == 1  # headers 2xx ("hang") or a timeout after sending ("slow")
     assert res["charged"] == (2_500_000 if mode == "hang" else 10_000_000)
+    if env.listener:
+        env.listener.close()  # its calls all ended: nothing left to cancel
     env.rt.gateway.close()  # raises if any stream were still open
     next(gen, None)
 
@@ -496,3 +521,30 @@ def test_a_saturated_gateway_refuses_at_once():
     stream.close()
     gw.close()
     silent.close()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_client_gone_before_the_answer_still_pays_for_what_the_upstream_did(ledger, account, server):
+    """The client (an interrupted node) hangs up while the upstream is still working; the upstream then
+    answers 2xx with its credits. The call is counted with that answer's status (billable) and the
+    credits it reported, not as a call without an answer."""
+    gen = make_env(ledger, account, server, timeout_ms=10_000)
+    env = next(gen)
+    env.up.mode["/proxy/x"] = "slow"  # answers after 3 s
+
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(asyncio.TimeoutError):
+                async with s.post(f"{env.gw}/proxy/x", headers={"X-API-KEY": env.token},
+                                  timeout=aiohttp.ClientTimeout(total=0.3)):
+                    pass
+        await asyncio.sleep(3.5)  # the upstream answers meanwhile
+        deadline = time.monotonic() + 15
+        while env.rt.gateway.stats()["in_flight"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # the end is delivered after the transfer's slot is released
+    env.loop.run_until_complete(go())
+    res = env.loop.run_until_complete(asyncio.to_thread(env.rt.runs.finish, env.hold["hold_id"], "interrupted"))
+    assert res["calls"] == 1 and res["in_flight_at_deadline"] == 0
+    assert res["billable_calls"] == 1 and res["charged"] == 2_500_000  # X-Comfy-Credits-Used of the answer
+    next(gen, None)

@@ -56,10 +56,13 @@ def cert(tmp_path_factory):
     return str(crt), str(key)
 
 
-def test_comfyui_with_its_own_tls(tmp_path, cert):
-    comfy = Comfy(tmp_path, tls=cert)
+@pytest.mark.parametrize("listener", ["native", "aiohttp"])
+def test_comfyui_with_its_own_tls(tmp_path, cert, listener):
+    """Both listeners: the C one (the default) and the aiohttp route (configurable; the fallback)."""
+    comfy = Comfy(tmp_path, tls=cert, pack_env={"COMFY_CREDITS_GATEWAY_LISTENER": listener})
     try:
         assert f"To see the GUI go to: https://127.0.0.1:{comfy.port}" in comfy.boot_log
+        assert f"({listener} listener)" in comfy.boot_log
         runs_a_metered_api_node(comfy, "tls@example.com")
         # The API client's base is the private plain-HTTP loopback listener, not https://127.0.0.1:<port>
         # (whose certificate names comfy.example.org: every API node failed there).
@@ -116,7 +119,7 @@ def test_comfyui_listening_elsewhere(tmp_path, listen, connect):
         pytest.skip("no IPv6 loopback on this machine")
     comfy = Comfy(tmp_path, listen=listen, connect_host=connect)
     try:
-        assert gateway_base(comfy).startswith("http://127.0.0.1:")
+        assert gateway_base(comfy).startswith("http://127.0.0.1:") and "(native listener)" in comfy.boot_log
         runs_a_metered_api_node(comfy, "elsewhere@example.com")
     finally:
         comfy.close()

@@ -438,6 +438,42 @@ static void i64map_bounded_and_correct(void) {
     i64map_destroy(&m, NULL);
 }
 
+/* Loopback sockets: listen, connect, accept, both directions, non-blocking reads, the peer's close. */
+static void loopback_sockets(void) {
+    cc_socket_t l, c, a = CC_SOCKET_INVALID;
+    int port = 0, e = 0;
+    CHECK(cc_sock_listen_loopback(0, 16, &l, &port, &e) == 0 && port > 0);
+    char buf[64];
+    CHECK(cc_sock_accept(l, &a) == 0); /* nothing pending: at once, not blocking */
+    c = cc_sock_connect_loopback(port, 5000);
+    CHECK(c != CC_SOCKET_INVALID);
+    for (int i = 0; i < 500 && a == CC_SOCKET_INVALID; i++) {
+        if (cc_sock_accept(l, &a) == 1) break;
+        cc_sleep_ms(10);
+    }
+    CHECK(a != CC_SOCKET_INVALID);
+    CHECK(cc_sock_recv(a, buf, sizeof buf) == CC_SOCK_AGAIN); /* non-blocking */
+    CHECK(cc_sock_send(c, "ping", 4) == 4);
+    int64_t got = CC_SOCK_AGAIN;
+    for (int i = 0; i < 500 && got == CC_SOCK_AGAIN; i++) {
+        got = cc_sock_recv(a, buf, sizeof buf);
+        if (got == CC_SOCK_AGAIN) cc_sleep_ms(10);
+    }
+    CHECK(got == 4 && memcmp(buf, "ping", 4) == 0);
+    CHECK(cc_sock_send(a, "pong!", 5) == 5);
+    CHECK(cc_sock_recv(c, buf, sizeof buf) == 5 && memcmp(buf, "pong!", 5) == 0);
+    cc_sock_close(c);
+    got = CC_SOCK_AGAIN;
+    for (int i = 0; i < 500 && got == CC_SOCK_AGAIN; i++) {
+        got = cc_sock_recv(a, buf, sizeof buf);
+        if (got == CC_SOCK_AGAIN) cc_sleep_ms(10);
+    }
+    CHECK(got == 0 || got == -1); /* closed (or reset) by the peer */
+    cc_sock_close(a);
+    cc_sock_close(l);
+    CHECK(cc_sock_connect_loopback(port, 100) == CC_SOCKET_INVALID); /* nobody listens any more */
+}
+
 void suite_platform(void) {
     /* which implementations this build uses (scripts/check-portable reads it) */
     printf("platform: i128=%s overflow=%s threads=%s\n",
@@ -466,5 +502,6 @@ void suite_platform(void) {
     RUN(threads_mutex_cond_once);
     RUN(threads_timed_wait_and_clocks);
     RUN(files);
+    RUN(loopback_sockets);
     RUN(i64map_bounded_and_correct);
 }

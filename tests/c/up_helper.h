@@ -1,0 +1,43 @@
+/*
+** up_helper.h — a tiny HTTP/1.1 keep-alive upstream on loopback for the C
+** suites of the gateway (test_gateway.c) and its listener (test_listener.c).
+**
+** It answers by path:
+**   /proxy/t/small  200 JSON with usage and X-Comfy-Credits-Used: 1.25, and
+**                   echoes the X-API-KEY it got (X-Seen-Key), the body length
+**                   (X-Seen-Body) and whether Authorization came (X-Seen-Auth)
+**   /proxy/t/hang   reads the request and never answers (until it is stopped
+**                   or the client goes away)
+**   /proxy/t/big    200 with a BIG_BYTES body, written as fast as the client
+**                   takes it (usage JSON at its end)
+**   anything else   404
+** It counts the requests it received, so a test can show that a refused call
+** never reached it.
+*/
+#ifndef UP_HELPER_H
+#define UP_HELPER_H
+#include "ctest.h"
+#include "cc_platform.h"
+
+#define UP_CONNS_MAX 64
+#define BIG_BYTES (4 * 1024 * 1024)
+#define SMALL_JSON "{\"usage\":{\"input_tokens\":3,\"output_tokens\":5}}"
+#define BIG_TAIL "{\"usage\":{\"input_tokens\":1,\"output_tokens\":2}}"
+
+typedef struct upstream {
+    int lfd, port;
+    cc_thread_t acceptor;
+    cc_mutex_t mu;
+    int stop;                  /* under mu */
+    int requests;              /* under mu: requests fully read */
+    int open_conns;            /* under mu: connections not yet closed by either side */
+    int nconn;
+    cc_thread_t conn[UP_CONNS_MAX];
+    int fds[UP_CONNS_MAX];
+} upstream;
+
+int up_start(upstream *u);
+void up_stop(upstream *u);
+int up_requests(upstream *u);
+
+#endif
