@@ -7,8 +7,13 @@
    answer with usage and X-Comfy-Credits-Used) sent by the same load
    generator to
      direct    the (fake) upstream itself,
-     gateway   the metering gateway (token check, admission, forward from C
-               with libcurl on one I/O thread, stream back, meter usage),
+     native    the metering gateway as ComfyUI's API client reaches it by
+               default: the C listener on the gateway's I/O thread
+               (src/listener.c: parse, token check, admission, forward with
+               libcurl, stream back, meter usage; no Python on the call path),
+     gateway   the same gateway served by the aiohttp route
+               (gateway_route.py; the fallback, and the baseline before #14's
+               C listener),
      aioproxy  a plain aiohttp reverse proxy (forward + stream back, no
                metering): what "just proxy it in Python" costs,
      litellm   LiteLLM's proxy on the same upstream (an optional extra in its
@@ -91,10 +96,12 @@ led.grant("fund", acct, 10**15)
 # creating calls, so the per-run creating-call bound does not apply) through
 # the same admission, relay and metering path as any other call.
 token = rt.runs.begin("run:bench", acct, "bench", "1", "BenchNode", {}, "/proxy/bench/")["token"]
+listener = _core.GatewayListener(rt.gateway, rt.runs)  # the C listener, on the gateway's I/O thread
 async def info(req):
     with open("/proc/self/status") as f:
         st = dict(l.split(":", 1) for l in f if ":" in l)
-    return web.json_response({"token": token, "rss_kb": int(st["VmRSS"].split()[0]), "hwm_kb": int(st["VmHWM"].split()[0])})
+    return web.json_response({"token": token, "native_port": listener.port, "rss_kb": int(st["VmRSS"].split()[0]),
+                              "hwm_kb": int(st["VmHWM"].split()[0])})
 app = web.Application(client_max_size=100 << 20)
 routes = web.RouteTableDef()
 gateway_route.register(routes, rt)
@@ -301,12 +308,14 @@ def compare(targets: dict, pids: dict, requests: int, conc: int, rounds: int, sl
         cpu = "-" if k not in pids else mm(x["cpu_us"], "{:.0f}") + " us"
         print(f"  {k:9} {mm(x['tput']):>13} {mm(x['ratio'], '{:.2f}'):>11} {mm(x['p50'], '{:.3f}'):>15} "
               f"{mm(x['p99'], '{:.3f}'):>15} {cpu:>17} {mm(x['rest_us'], '{:.0f}') + ' us':>25}")
-    if conc > 1 and "gateway" in res:
+    for gname in ("native", "gateway"):
+        if conc == 1 or gname not in res:
+            continue
         # When every process of the path shares the same CPUs and they are the limit, a proxy that
         # costs g per call on top of r (client + upstream) can reach at most r / (r + g) of direct.
-        g = statistics.median(res["gateway"]["cpu_us"])
+        g = statistics.median(res[gname]["cpu_us"])
         r = statistics.median(res["direct"]["rest_us"])
-        print(f"  CPU-bound ceiling for the gateway on this machine: r / (r + g) = {r:.0f} / ({r:.0f} + {g:.0f}) "
+        print(f"  CPU-bound ceiling for {gname} on this machine: r / (r + g) = {r:.0f} / ({r:.0f} + {g:.0f}) "
               f"= {r / (r + g):.2f}x direct (medians); 0.8x needs g <= {r / 4:.0f} us per call")
     for k in names[1:]:
         x = res[k]
@@ -359,9 +368,11 @@ def main():
         path = "/proxy/bench/generate/poll"
         targets = {"direct": (f"http://127.0.0.1:{up}{path}", {"X-API-KEY": "operator-key",
                                                                "Content-Type": "application/json"}, body),
+                   "native": (f"http://127.0.0.1:{info['native_port']}/credits/gateway{path}", hdr, body),
                    "gateway": (f"http://127.0.0.1:{gw}/credits/gateway{path}", hdr, body),
                    "aioproxy": (f"http://127.0.0.1:{ap_port}{path}", {"Content-Type": "application/json"}, body)}
         pids = {k: procs[k].pid for k in ("gateway", "aioproxy")}
+        pids["native"] = procs["gateway"].pid  # the same process; its CPU is counted while each target runs
         if lbin:
             try:
                 wait_port(ll, timeout=180)
@@ -376,15 +387,17 @@ def main():
         compare(targets, pids, args.single_requests, 1, args.rounds, {"litellm": min(args.litellm_requests,
                                                                                        args.single_requests)},
                 procs["upstream"].pid)
-        before = json.load(urllib.request.urlopen(f"http://127.0.0.1:{gw}/_info"))
-        t = time.perf_counter()
-        n = asyncio.run(stream_big(f"http://127.0.0.1:{gw}/credits/gateway/proxy/bench/big?mb={args.mb}", hdr))
-        secs = time.perf_counter() - t
-        after = json.load(urllib.request.urlopen(f"http://127.0.0.1:{gw}/_info"))
-        grow = (after["hwm_kb"] - before["hwm_kb"]) / 1024
-        print(f"\nstreamed {n / 2**20:.0f} MiB through the gateway in {secs:.2f} s ({n / 2**20 / secs:.0f} MiB/s); "
-              f"gateway peak RSS {before['hwm_kb'] / 1024:.1f} -> {after['hwm_kb'] / 1024:.1f} MiB "
-              f"(growth {grow:.1f} MiB; target: flat); load average {os.getloadavg()[0]:.1f}")
+        print()
+        for name, port in (("native", info["native_port"]), ("gateway", gw)):
+            before = json.load(urllib.request.urlopen(f"http://127.0.0.1:{gw}/_info"))
+            t = time.perf_counter()
+            n = asyncio.run(stream_big(f"http://127.0.0.1:{port}/credits/gateway/proxy/bench/big?mb={args.mb}", hdr))
+            secs = time.perf_counter() - t
+            after = json.load(urllib.request.urlopen(f"http://127.0.0.1:{gw}/_info"))
+            grow = (after["hwm_kb"] - before["hwm_kb"]) / 1024
+            print(f"streamed {n / 2**20:.0f} MiB through {name} in {secs:.2f} s ({n / 2**20 / secs:.0f} MiB/s); "
+                  f"gateway process peak RSS {before['hwm_kb'] / 1024:.1f} -> {after['hwm_kb'] / 1024:.1f} MiB "
+                  f"(growth {grow:.1f} MiB; target: flat); load average {os.getloadavg()[0]:.1f}")
     finally:
         for p in procs.values():
             p.terminate()

@@ -707,6 +707,9 @@ static void serve(cc_listener *l, conn *c) {
     STAT_ADD(l, calls_open, 1);
     return; /* the gateway's news moves it on */
 next:
+    free(c->body); /* refused before the gateway took it */
+    c->body = NULL;
+    c->body_len = c->body_cap = 0;
     c->state = C_HEAD; /* answered at once: conn_progress goes on with the next request */
 }
 
@@ -768,7 +771,9 @@ static void conn_progress(cc_listener *l, conn *c) {
             c->has_idem = copy_value(&h, "idempotency-key", c->idem, sizeof c->idem, &c->too_long);
             c->has_job = copy_value(&h, "comfy-job-id", c->job, sizeof c->job, &c->too_long);
             c->in_off += h.head_bytes;
-            c->body_len = 0;
+            free(c->body);
+            c->body = NULL;
+            c->body_len = c->body_cap = 0;
             c->body_want = h.chunked ? -1 : (h.content_length > 0 ? h.content_length : 0);
             if (h.chunked) cc_h1_chunked_init(&c->ch, l->request_bytes_max);
             if (c->body_want > 0) {

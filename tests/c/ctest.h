@@ -78,6 +78,7 @@ void suite_password(void);
 void suite_gwpath(void);
 void suite_http1(void); /* also in the Windows .exe */
 void suite_gateway(void);
+void suite_listener(void);
 void suite_run(void);
 void suite_auth(void);
 void suite_history(void);

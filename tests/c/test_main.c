@@ -51,6 +51,7 @@ int main(void) {
     suite_gwpath();
     suite_http1();
     suite_gateway();
+    suite_listener();
     suite_run();
     suite_auth();
     suite_history();
