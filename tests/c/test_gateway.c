@@ -280,6 +280,7 @@ static void test_gateway_abandoned_streams_end_and_free_their_slot(void) {
     CHECK(n > 0);
     cc_gw_detach(s);
     int timed_out = 1, ended = cc_gw_ended(s, &timed_out); /* marks it waiting for its end */
+    int at_once = ended; /* on a loaded machine the 4 MiB may be read out before this line */
     uint64_t ids[8];
     int seen = 0;
     for (int64_t end = cc_monotonic_ms() + 10000; !ended && cc_monotonic_ms() < end;) {
@@ -289,7 +290,7 @@ static void test_gateway_abandoned_streams_end_and_free_their_slot(void) {
         else cc_sleep_ms(5);
     }
     CHECK(ended);
-    CHECK(seen);
+    CHECK(seen || at_once);
     CHECK(!timed_out);
     CHECK(cc_gw_finished(s)); /* the whole body arrived (and was discarded) */
     CHECK_EQ_I64(cc_gw_body_bytes(s), BIG_BYTES + (int64_t)strlen(BIG_TAIL));

@@ -398,18 +398,50 @@ static void a_reader_that_stops_reading_loses_its_connection(void) {
     char tok[CC_TOKEN_BYTES_MAX + 1], req[2048];
     run_for(&v, "run:l4", "/proxy/", tok);
     cc_socket_t s = dial(&v);
-    int small = 4096; /* so that the 4 MiB answer cannot all sit in the kernel's buffers */
+    int small = 4096;
     setsockopt(s, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    snprintf(req, sizeof req, "GET /credits/gateway/proxy/t/big HTTP/1.1\r\nX-API-KEY: %s\r\n\r\n", tok);
+    /* 64 MiB: more than the kernel's socket buffers can hold, so the answer cannot end unread. */
+    snprintf(req, sizeof req, "GET /credits/gateway/proxy/t/huge HTTP/1.1\r\nX-API-KEY: %s\r\n\r\n", tok);
     CHECK(send_all(s, req, strlen(req)) == 0);
     cc_listener_stats st;
     cc_gw_stats gs;
+    CHECK(WAIT_UNTIL((cc_listener_stats_get(v.ls, &st), st.calls_open == 1), 5000)); /* accepted, in flight */
     /* Reads nothing: after reader_idle_ms its connection is closed and the transfer freed. */
     CHECK(WAIT_UNTIL((cc_listener_stats_get(v.ls, &st), st.connections == 0), 5000));
     CHECK(WAIT_UNTIL((cc_gateway_stats(v.g, &gs), gs.in_flight == 0), 5000));
     CHECK(WAIT_UNTIL((cc_listener_stats_get(v.ls, &st), st.calls_open == 0), 5000));
     CHECK_EQ_I64(st.abandoned, 1);
     cc_sock_close(s);
+    lenv_close(&v);
+}
+
+/* The upstream fails mid-body: the client's connection is cut (it cannot get a whole answer) and
+** the call, whose transfer has already ended, is ended at once (no news will come for it any more),
+** with the credits its headers reported. */
+static void an_upstream_failing_mid_body_cuts_the_client_and_ends_the_call(void) {
+    lenv v;
+    lenv_open(&v, 4, 60000, 60000, 5000);
+    char tok[CC_TOKEN_BYTES_MAX + 1], req[2048];
+    int64_t run = run_for(&v, "run:l6", "/proxy/", tok);
+    cc_socket_t s = dial(&v);
+    snprintf(req, sizeof req, "POST /credits/gateway/proxy/t/cut HTTP/1.1\r\nX-API-KEY: %s\r\n\r\n", tok);
+    CHECK(send_all(s, req, strlen(req)) == 0);
+    rlen = 0;
+    resp r;
+    CHECK(read_resp(s, &r) != 0); /* a chunked answer that never ends: the connection is closed mid-body */
+    cc_listener_stats st;
+    CHECK(WAIT_UNTIL((cc_listener_stats_get(v.ls, &st), st.calls_open == 0), 5000));
+    CHECK_EQ_I64(st.abandoned, 1);
+    cc_sock_close(s);
+    cc_run_result res;
+    cc_error e;
+    int64_t t0 = cc_monotonic_ms();
+    CHECK(cc_run_finish(v.r, run, CC_RUN_INTERRUPTED, &res, &e) == CC_OK);
+    CHECK(cc_monotonic_ms() - t0 < 2000);
+    CHECK_EQ_I64(res.calls, 1);
+    CHECK_EQ_I64(res.in_flight_at_deadline, 0);
+    CHECK_EQ_I64(res.charged, 750000); /* what its headers reported */
+    rlen = 0;
     lenv_close(&v);
 }
 
@@ -452,5 +484,6 @@ void suite_listener(void) {
     RUN(malformed_requests_are_refused_and_closed);
     RUN(saturation_and_abandoned_calls);
     RUN(a_reader_that_stops_reading_loses_its_connection);
+    RUN(an_upstream_failing_mid_body_cuts_the_client_and_ends_the_call);
     RUN(closing_with_calls_in_flight);
 }

@@ -105,14 +105,22 @@ static void *up_conn(void *arg) {
                              "X-Seen-Key: %s\r\nX-Seen-Body: %zu\r\nX-Seen-Auth: %d\r\nContent-Length: %zu\r\n\r\n%s",
                              key, body_len, has_auth, strlen(SMALL_JSON), SMALL_JSON);
             if (up_send(u, fd, hdr, (size_t)n) != 0) goto out;
-        } else if (strcmp(path, "/proxy/t/big") == 0) {
+        } else if (strcmp(path, "/proxy/t/cut") == 0) { /* promises BIG_BYTES, sends CUT_BYTES, hangs up */
+            int n = snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                                              "X-Comfy-Credits-Used: 0.75\r\nContent-Length: %d\r\n\r\n", BIG_BYTES);
+            if (up_send(u, fd, hdr, (size_t)n) != 0) goto out;
+            for (int sent = 0; sent < CUT_BYTES; sent += (int)sizeof big_chunk)
+                if (up_send(u, fd, big_chunk, sizeof big_chunk) != 0) goto out;
+            goto out;
+        } else if (strcmp(path, "/proxy/t/big") == 0 || strcmp(path, "/proxy/t/huge") == 0) {
             const char *tail = BIG_TAIL;
-            size_t total = BIG_BYTES + strlen(tail);
+            size_t body = path[9] == 'h' ? HUGE_BYTES : BIG_BYTES;
+            size_t total = body + strlen(tail);
             int n = snprintf(hdr, sizeof hdr,
                              "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %zu\r\n\r\n",
                              total);
             if (up_send(u, fd, hdr, (size_t)n) != 0) goto out;
-            for (size_t sent = 0; sent < BIG_BYTES; sent += sizeof big_chunk)
+            for (size_t sent = 0; sent < body; sent += sizeof big_chunk)
                 if (up_send(u, fd, big_chunk, sizeof big_chunk) != 0) goto out;
             if (up_send(u, fd, tail, strlen(tail)) != 0) goto out;
         } else if (strcmp(path, "/proxy/t/hang") == 0) {

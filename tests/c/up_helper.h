@@ -10,6 +10,9 @@
 **                   or the client goes away)
 **   /proxy/t/big    200 with a BIG_BYTES body, written as fast as the client
 **                   takes it (usage JSON at its end)
+**   /proxy/t/huge   the same with HUGE_BYTES (more than any socket buffers hold)
+**   /proxy/t/cut    200 promising BIG_BYTES, then CUT_BYTES and the connection
+**                   closed (a transfer that fails mid-body)
 **   anything else   404
 ** It counts the requests it received, so a test can show that a refused call
 ** never reached it.
@@ -21,6 +24,8 @@
 
 #define UP_CONNS_MAX 64
 #define BIG_BYTES (4 * 1024 * 1024)
+#define CUT_BYTES (192 * 1024)
+#define HUGE_BYTES (64 * 1024 * 1024)
 #define SMALL_JSON "{\"usage\":{\"input_tokens\":3,\"output_tokens\":5}}"
 #define BIG_TAIL "{\"usage\":{\"input_tokens\":1,\"output_tokens\":2}}"
 
