@@ -495,7 +495,7 @@ def test_crash_kill_9_of_one_of_two_comfyui_servers_at_20_random_points_loses_no
     assert not problems, (f"seed {seed}", problems[:10], figures)
     assert rep["ok"] and rep["open_holds"] == 0 and left == 0, figures
     # the campaign really killed runs in flight and the other server really kept working
-    assert released >= 3 and on_b >= 20 and len(acked) - on_b >= 3 and len(purchases) >= 10, figures
+    assert released >= 3 and on_b >= 20 and len(acked) - on_b >= 2 and len(purchases) >= 10, figures
 
 
 # ---------------------------------------------------------------- a race for one person's last credits
