@@ -58,6 +58,16 @@ void ledger_acct_store(cc_ledger *l, cc_acct_slot *s, const cc_account *after) {
 
 /* ---------------------------------------------------------------- one commit */
 
+/* Gathers what the jobs will look up; all: name cached holds and accounts
+** too. Returns whether anything was named. */
+static int hints(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end, cc_prefetch *pf, int all) {
+    pf->nkeys = pf->nholds = pf->naccounts = 0;
+    pf->all = all;
+    for (cc_commit_job *j = batch; j != end; j = j->next)
+        if (j->hint) j->hint(l, j->arg, pf);
+    return pf->nkeys || pf->nholds || pf->naccounts;
+}
+
 static void abort_batch(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end, const cc_error *why) {
     l->writer->v->rollback(l->writer);
     caches_clear(l); /* they may hold state the rollback just undid */
@@ -73,25 +83,29 @@ static int64_t run_batch(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end)
     cc_error_clear(&err);
     int64_t nops = 0;
     int changed = 1;
+    /* What the jobs will look up, read in one go (PostgreSQL: with the
+    ** writer lock, in one round trip, instead of one per operation). Asked
+    ** before the caches are known to be current: when another process wrote
+    ** before the last commit, every hold and account is named (the caches
+    ** will likely be dropped); else only what they lack, and if they are
+    ** dropped after all, the rest is asked once more. */
+    if (w->v->prefetch && !l->prefetch) l->prefetch = malloc(sizeof *l->prefetch); /* none: no hints */
+    cc_prefetch *pf = w->v->prefetch ? l->prefetch : NULL;
+    if (pf && hints(l, batch, end, pf, l->others_wrote) && w->v->prefetch(w, pf, &err) != CC_OK) {
+        abort_batch(l, batch, end, &err);
+        return 0;
+    }
     if (w->v->begin_write(w, &err) != CC_OK || w->v->data_changed(w, &changed, &err) != CC_OK) {
         abort_batch(l, batch, end, &err);
         return 0;
     }
     if (changed) caches_clear(l);
-    CC_ASSERT(l->ndirty == 0);
-    if (w->v->prefetch && !l->prefetch) l->prefetch = malloc(sizeof *l->prefetch); /* none: no hints */
-    if (w->v->prefetch && l->prefetch) {
-        /* What the jobs will look up, read in one go (PostgreSQL: one round
-        ** trip per commit instead of one per operation). */
-        cc_prefetch *pf = l->prefetch;
-        pf->nkeys = pf->nholds = pf->naccounts = 0;
-        for (cc_commit_job *j = batch; j != end; j = j->next)
-            if (j->hint) j->hint(l, j->arg, pf);
-        if ((pf->nkeys || pf->nholds || pf->naccounts) && w->v->prefetch(w, pf, &err) != CC_OK) {
-            abort_batch(l, batch, end, &err);
-            return 0;
-        }
+    if (pf && changed && !l->others_wrote && hints(l, batch, end, pf, 1) && w->v->prefetch(w, pf, &err) != CC_OK) {
+        abort_batch(l, batch, end, &err);
+        return 0;
     }
+    l->others_wrote = changed;
+    CC_ASSERT(l->ndirty == 0);
     int64_t now = cc_now_ms();
     for (cc_commit_job *j = batch; j != end; j = j->next) {
         int64_t n = 0;

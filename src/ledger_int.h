@@ -39,6 +39,7 @@ struct cc_ledger {
     int64_t *dirty;            /* ids of accounts changed in this batch */
     int ndirty;
     cc_prefetch *prefetch;     /* what a batch will look up (commit.c; stores with a prefetch only) */
+    int others_wrote;          /* the last commit found another connection's commits (caches dropped) */
 
     cc_mutex_t rmu;       /* guards the reader pool */
     cc_cond_t rcv;

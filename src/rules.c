@@ -608,11 +608,12 @@ static void hint_key(cc_prefetch *pf, const char *key) {
 }
 
 static void hint_hold(cc_ledger *l, cc_prefetch *pf, int64_t id) {
-    if (!i64map_get(&l->hold_cache, id) && pf->nholds < CC_PREFETCH_ITEMS_MAX) pf->hold_ids[pf->nholds++] = id;
+    if ((pf->all || !i64map_get(&l->hold_cache, id)) && pf->nholds < CC_PREFETCH_ITEMS_MAX)
+        pf->hold_ids[pf->nholds++] = id;
 }
 
 static void hint_account(cc_ledger *l, cc_prefetch *pf, int64_t id) {
-    if (!i64map_get(&l->acct_cache, id) && pf->naccounts < CC_PREFETCH_ITEMS_MAX)
+    if ((pf->all || !i64map_get(&l->acct_cache, id)) && pf->naccounts < CC_PREFETCH_ITEMS_MAX)
         pf->account_ids[pf->naccounts++] = id;
 }
 
@@ -625,6 +626,7 @@ static cc_rc expire_prefetch(cc_ledger *l, cc_conn *c, const int64_t *ids, int n
     if (!keys) return CC_OK; /* only a hint */
     cc_prefetch *pf = l->prefetch;
     pf->nkeys = pf->nholds = pf->naccounts = 0;
+    pf->all = 0;
     for (int i = 0; i < n; i++) {
         snprintf(keys + (size_t)i * KEY_BYTES, KEY_BYTES, "expire:%lld", (long long)ids[i]);
         hint_key(pf, keys + (size_t)i * KEY_BYTES);

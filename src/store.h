@@ -169,13 +169,14 @@ typedef struct cc_attention {
 /* What the operations of one commit will look up (commit.c gathers it from
 ** the jobs before applying them; a store may read it all at once). A hint,
 ** not a promise: an operation may look up more, and a full list is simply
-** not extended. The keys are read during the prefetch call only. */
+** not extended. The keys are read until the prefetch is done (store.h prefetch). */
 #define CC_PREFETCH_ITEMS_MAX 8192
 typedef struct cc_prefetch {
     const char *keys[CC_PREFETCH_ITEMS_MAX];   /* idempotency keys the operations will insert */
-    int64_t hold_ids[CC_PREFETCH_ITEMS_MAX];   /* holds they will resolve or extend (not in the ledger's cache) */
-    int64_t account_ids[CC_PREFETCH_ITEMS_MAX]; /* accounts they will read (not in the ledger's cache) */
+    int64_t hold_ids[CC_PREFETCH_ITEMS_MAX];   /* holds they will resolve or extend (not cached, unless all) */
+    int64_t account_ids[CC_PREFETCH_ITEMS_MAX]; /* accounts they will read (not cached, unless all) */
     int nkeys, nholds, naccounts;
+    int all;                                   /* 1: name cached holds and accounts too */
 } cc_prefetch;
 
 typedef struct cc_store cc_store;
@@ -196,11 +197,13 @@ typedef struct cc_conn_vtab {
     ** its caches then. */
     cc_rc (*data_changed)(cc_conn *c, int *changed, cc_error *err);
     /* Optional (NULL: every call answers from the database as it comes, as
-    ** SQLite's in-process reads do). Inside a write transaction, before a
-    ** batch: reads what `pf` names at once, so that entry_by_key,
-    ** entry_insert's duplicate check, entry_get, hold_get and account_get of
-    ** those rows answer from memory until commit/rollback. It changes no
-    ** answer, only how many round trips they take. */
+    ** SQLite's in-process reads do). Reads what `pf` names at once, so that
+    ** entry_by_key, entry_insert's duplicate check, entry_get, hold_get and
+    ** account_get of those rows answer from memory until commit/rollback.
+    ** Called inside a write transaction, it reads them now; called just
+    ** before begin_write, it keeps `pf` (which must stay as it is until then)
+    ** and begin_write reads them under the writer lock, in its round trip.
+    ** It changes no answer, only how many round trips they take. */
     cc_rc (*prefetch)(cc_conn *c, const cc_prefetch *pf, cc_error *err);
     /* Consistent snapshot for multi-query reads (verify). */
     cc_rc (*begin_read)(cc_conn *c, cc_error *err);

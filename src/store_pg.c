@@ -25,15 +25,34 @@
 **   What the lock is held for is therefore what limits a farm: every round
 **   trip inside it serialises all servers. So a write transaction costs O(1)
 **   round trips per batch, not O(operations) ("the writer's batch" below):
-**   the lock, the write counter and the last entry id in one; what the batch
-**   will look up (its keys, holds, accounts: commit.c asks the jobs) in one
-**   (`op_key = ANY($1)` ...); its rows buffered and sent as one multi-row
-**   statement per table (unnest of arrays) in the pipeline with the COMMIT.
-**   Entry ids are numbered by the writer (max + 1 under the lock), so no
-**   INSERT has to answer before the next operation runs. A batch of 256
-**   settles + 256 holds now takes 3 round trips (test_store_pg.c
-**   batch_round_trips checks <= 4); it took ~514, and ~1,030 when another
-**   server had written in between (holds and their entries re-read one by one).
+**   one takes the lock, bumps the write counter, reads the last entry id
+**   and what the batch will look up (its keys: `op_key = ANY(...)`, holds,
+**   accounts; commit.c asks the jobs before beginning); the other sends the
+**   batch's rows, buffered as one multi-row statement per table (unnest of
+**   arrays), in the pipeline with the COMMIT. Entry ids are numbered by the
+**   writer (max + 1 under the lock), so no INSERT has to answer before the
+**   next operation runs. A batch of 256 settles + 256 holds takes 2 round
+**   trips, 3 when another server wrote unexpectedly (test_store_pg.c
+**   batch_round_trips checks <= 3); it took ~514, ~1,030 after another
+**   server wrote (holds and their entries re-read one by one).
+**
+** Durability, and the lock not held during the flush: the write transaction
+** commits with synchronous_commit = off, so PostgreSQL releases the writer
+** lock as soon as the commit record is in its WAL buffers; the same pipeline
+** then runs a one-statement transaction that writes a WAL record
+** (pg_logical_emit_message, transactional) and commits with the session's
+** synchronous_commit (on by default), which returns only once the WAL is
+** flushed past it, and so past our commit. Only then is the caller answered:
+** acknowledged still means durable (test_store_pg.c
+** acknowledged_survives_crash: PostgreSQL stopped with -m immediate right
+** after). While one server waits for its flush the next one already works
+** under the lock, and concurrent flushes share one fsync (PostgreSQL's WAL
+** group flush), which a lock held through the flush would serialise. Other
+** servers may see a batch some milliseconds before it is durable: whatever
+** they write on top of it comes later in the WAL, so it is durable only
+** with it, and nothing is acknowledged before it is durable. The same holds
+** with synchronous replication (the flush transaction waits for the standby
+** as configured).
 **   Cache coherence: cc_writes.n counts write transactions; begin_write
 **   increments it under the lock and data_changed() reports whether anyone
 **   else committed since this connection's last write (the ledger then drops
@@ -229,7 +248,7 @@ enum {
     ST_ATT_RECORD, ST_ATT_GET, ST_ATT_LIST, ST_ATT_RESOLVE,
     ST_RESV_PUT, ST_RESV_DROP, ST_RESV_OTHERS, ST_RESV_RENEW, ST_RESV_SWEEP,
     ST_WB_ENTRIES, ST_WB_HOLDS, ST_WB_RESOLVES, ST_WB_ACCOUNTS, ST_WB_SEQ,
-    ST_PF_KEYS, ST_PF_HOLDS, ST_PF_ENTRIES, ST_PF_ACCOUNTS,
+    ST_PF_KEYS, ST_PF_HOLDS, ST_PF_ENTRIES, ST_PF_ACCOUNTS, ST_FLUSH,
     ST_COUNT
 };
 
@@ -326,6 +345,10 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_PF_KEYS] = "SELECT " ENTRY_COLS " FROM entries WHERE op_key = ANY($1::text[])",
     [ST_PF_HOLDS] = "SELECT " HOLD_COLS " FROM holds WHERE id = ANY($1::bigint[])",
     [ST_PF_ENTRIES] = "SELECT " ENTRY_COLS " FROM entries WHERE id = ANY($1::bigint[])",
+    /* After a write transaction committed without waiting for its flush: a
+    ** transaction that writes one WAL record and commits with the session's
+    ** synchronous_commit, so it returns once the WAL is flushed past both. */
+    [ST_FLUSH] = "SELECT pg_logical_emit_message(true, 'comfy-credits', 'durable')",
     [ST_PF_ACCOUNTS] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ANY($1::bigint[]"
                        " || ARRAY(SELECT account_id FROM holds WHERE id = ANY($2::bigint[])))",
 };
@@ -365,6 +388,7 @@ typedef struct pg_conn {
     int pipe;
     int pending;
     wtx *tx;                    /* writer only: the batch's ids, buffered rows and read cache */
+    const cc_prefetch *pf_next; /* asked before begin_write: read with the lock (pg_begin_write) */
     struct {
         int64_t expect;         /* rows the statement must change; -1: any */
         int64_t id;
@@ -1212,13 +1236,18 @@ static cc_rc pf_results(pg_conn *c, PGresult **res, int n, cc_error *err) {
     return rc;
 }
 
-static cc_rc pg_prefetch(cc_conn *b, const cc_prefetch *pf, cc_error *err) {
-    pg_conn *c = (pg_conn *)b;
-    wtx *t = c->tx;
-    if (!c->pipe || !t) return CC_OK; /* only a write transaction keeps what it read */
-    cc_rc rc = wb_send(c, err);
-    if (rc != CC_OK) return rc;
-    /* Keys not known yet: first assumed free, then the rows found say taken. */
+/* What one prefetch asks: up to 4 statements and their parameters. */
+typedef struct pf_plan {
+    int sts[4], n;
+    prm ps[4];
+    sbuf acc;                   /* account ids (the key and hold lists live in wtx.scratch) */
+} pf_plan;
+
+/* Marks the keys asked for free (until a row read says taken) and builds
+** the statements: keys not known yet, holds (and their entries) and
+** accounts (and those of the holds) not cached yet. */
+static cc_rc pf_plan_build(wtx *t, const cc_prefetch *pf, pf_plan *pl, cc_error *err) {
+    memset(pl, 0, sizeof *pl);
     sbuf *keys = &t->scratch[0], *ids = &t->scratch[1];
     keys->n = ids->n = 0;
     int nk = 0;
@@ -1231,66 +1260,53 @@ static cc_rc pg_prefetch(cc_conn *b, const cc_prefetch *pf, cc_error *err) {
     int nh = 0;
     for (int i = 0; i < pf->nholds; i++)
         if (!rc_get(&t->holds, pf->hold_ids[i])) sb_elem_i64(t, ids, nh++ == 0, pf->hold_ids[i]);
-    sbuf acc = {0};
     int na = 0;
     for (int i = 0; i < pf->naccounts; i++)
-        if (!rc_get(&t->accs, pf->account_ids[i])) sb_elem_i64(t, &acc, na++ == 0, pf->account_ids[i]);
+        if (!rc_get(&t->accs, pf->account_ids[i])) sb_elem_i64(t, &pl->acc, na++ == 0, pf->account_ids[i]);
     sb_put(t, keys, nk ? "}" : "{}", nk ? 1 : 2);
     sb_put(t, ids, nh ? "}" : "{}", nh ? 1 : 2);
-    sb_put(t, &acc, na ? "}" : "{}", na ? 1 : 2);
+    sb_put(t, &pl->acc, na ? "}" : "{}", na ? 1 : 2);
     if (t->oom) {
-        free(acc.p);
+        free(pl->acc.p);
+        pl->acc.p = NULL;
         wtx_forget(t); /* keys marked free were never checked */
         return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     }
-    /* Up to 4 statements, one round trip. */
-    int sts[4], n = 0;
-    prm ps[4];
     if (nk) {
-        sts[n] = ST_PF_KEYS;
-        ps[n].n = 0;
-        p_txt(&ps[n++], keys->p);
+        pl->sts[pl->n] = ST_PF_KEYS;
+        p_txt(&pl->ps[pl->n++], keys->p);
     }
     if (nh) {
-        sts[n] = ST_PF_HOLDS;
-        ps[n].n = 0;
-        p_txt(&ps[n++], ids->p);
-        sts[n] = ST_PF_ENTRIES;
-        ps[n].n = 0;
-        p_txt(&ps[n++], ids->p);
+        pl->sts[pl->n] = ST_PF_HOLDS;
+        p_txt(&pl->ps[pl->n++], ids->p);
+        pl->sts[pl->n] = ST_PF_ENTRIES;
+        p_txt(&pl->ps[pl->n++], ids->p);
     }
     if (na || nh) {
-        sts[n] = ST_PF_ACCOUNTS;
-        ps[n].n = 0;
-        p_txt(&ps[n], acc.p);
-        p_txt(&ps[n++], ids->p);
+        pl->sts[pl->n] = ST_PF_ACCOUNTS;
+        p_txt(&pl->ps[pl->n], pl->acc.p);
+        p_txt(&pl->ps[pl->n++], ids->p);
     }
-    for (int i = 0; rc == CC_OK && i < n; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "cc%d", sts[i]);
-        if (!PQsendQueryPrepared(c->pg, name, ps[i].n, ps[i].v, ps[i].len, ps[i].fmt, 0))
-            rc = pg_fail(c, err, "prefetch", NULL);
-    }
-    if (rc == CC_OK && (!PQsendFlushRequest(c->pg) || PQflush(c->pg) != 0)) rc = pg_fail(c, err, "prefetch", NULL);
-    free(acc.p);
-    PGresult *res[4] = {NULL, NULL, NULL, NULL};
-    waited(c);
-    if (rc == CC_OK) rc = pf_results(c, res, n, err);
-    if (rc != CC_OK) {
-        wtx_forget(t);
-        return rc; /* the rollback reads what is left */
-    }
+    return CC_OK;
+}
+
+/* Keeps the rows the plan's statements returned. */
+static cc_rc pf_absorb(wtx *t, const pf_plan *pl, PGresult *const *res, cc_error *err) {
     cc_entry *e = malloc(sizeof *e);
-    for (int i = 0; i < n && e; i++) {
-        PGresult *r = res[i];
+    if (!e) {
+        wtx_forget(t);
+        return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    }
+    for (int i = 0; i < pl->n; i++) {
+        const PGresult *r = res[i];
         for (int row = 0; row < PQntuples(r); row++) {
-            if (sts[i] == ST_PF_KEYS) {
+            if (pl->sts[i] == ST_PF_KEYS) {
                 read_entry(r, row, e);
                 key_learn(t, e->key, e);
-            } else if (sts[i] == ST_PF_ENTRIES) {
+            } else if (pl->sts[i] == ST_PF_ENTRIES) {
                 cc_entry *slot = rc_slot(&t->ents, gi(r, row, 0));
                 if (slot) read_entry(r, row, slot);
-            } else if (sts[i] == ST_PF_HOLDS) {
+            } else if (pl->sts[i] == ST_PF_HOLDS) {
                 cc_hold *slot = rc_slot(&t->holds, gi(r, row, 0));
                 if (slot) read_hold(r, row, slot);
             } else {
@@ -1299,13 +1315,59 @@ static cc_rc pg_prefetch(cc_conn *b, const cc_prefetch *pf, cc_error *err) {
             }
         }
     }
-    for (int i = 0; i < n; i++) PQclear(res[i]);
-    if (!e) {
-        wtx_forget(t);
-        return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
-    }
     free(e);
     return CC_OK;
+}
+
+/* Before begin_write: kept, and read with the writer lock in its round trip
+** (pg_begin_write). Inside a write transaction: read now, one round trip. */
+static cc_rc pg_prefetch(cc_conn *b, const cc_prefetch *pf, cc_error *err) {
+    pg_conn *c = (pg_conn *)b;
+    if (!c->writer) return CC_OK;
+    if (!c->pipe) {
+        c->pf_next = pf;
+        return CC_OK;
+    }
+    wtx *t = c->tx;
+    cc_rc rc = wb_send(c, err);
+    if (rc != CC_OK) return rc;
+    pf_plan pl;
+    if ((rc = pf_plan_build(t, pf, &pl, err)) != CC_OK) return rc;
+    for (int i = 0; rc == CC_OK && i < pl.n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "cc%d", pl.sts[i]);
+        if (!PQsendQueryPrepared(c->pg, name, pl.ps[i].n, pl.ps[i].v, pl.ps[i].len, pl.ps[i].fmt, 0))
+            rc = pg_fail(c, err, "prefetch", NULL);
+    }
+    if (rc == CC_OK && (!PQsendFlushRequest(c->pg) || PQflush(c->pg) != 0)) rc = pg_fail(c, err, "prefetch", NULL);
+    PGresult *res[4] = {NULL, NULL, NULL, NULL};
+    waited(c);
+    if (rc == CC_OK) rc = pf_results(c, res, pl.n, err);
+    if (rc == CC_OK) rc = pf_absorb(t, &pl, res, err);
+    else wtx_forget(t); /* the rollback reads what is left */
+    for (int i = 0; i < pl.n; i++) PQclear(res[i]);
+    free(pl.acc.p);
+    return rc;
+}
+
+/* A prefetch statement as SQL text, its parameters inlined as literals
+** (it rides in the simple query that takes the writer lock). */
+static cc_rc pf_sql(pg_conn *c, wtx *t, int st, const prm *p, sbuf *out, cc_error *err) {
+    for (const char *q = STMT_SQL[st]; *q; q++) {
+        if (q[0] == '$' && q[1] >= '1' && q[1] <= '9') {
+            int k = q[1] - '1';
+            CC_ASSERT(k < p->n);
+            char *lit = PQescapeLiteral(c->pg, p->v[k], strlen(p->v[k]));
+            if (!lit) return pg_fail(c, err, "prefetch", NULL);
+            sb_put(t, out, lit, strlen(lit));
+            PQfreemem(lit);
+            q++;
+        } else {
+            sb_put(t, out, q, 1);
+        }
+    }
+    sb_put(t, out, ";", 1);
+    return t->oom ? cc_fail(err, CC_ERR_NOMEM, "", "out of memory") : CC_OK;
 }
 
 /* ---------------------------------------------------------------- transactions */
@@ -1318,33 +1380,79 @@ static void pg_close(cc_conn *b) {
     free(c);
 }
 
+/* Sends the simple query `sql` and reads its results: the lock's four,
+** then the plan's. *lost = 1 when the connection turned out to be gone. */
+static cc_rc begin_send(pg_conn *c, const char *sql, const pf_plan *pl, int *lost, cc_error *err) {
+    *lost = 0;
+    PGresult *res[4 + 4] = {NULL};
+    int want = 4 + pl->n, got = 0;
+    cc_rc rc = CC_OK;
+    waited(c);
+    if (!PQsendQuery(c->pg, sql)) {
+        if (retry_on_new_connection(c, NULL)) {
+            *lost = 1;
+            return CC_ERR_STORAGE;
+        }
+        return pg_fail(c, err, "begin write", NULL);
+    }
+    PGresult *r;
+    while ((r = PQgetResult(c->pg)) != NULL) {
+        ExecStatusType s = PQresultStatus(r);
+        if (rc == CC_OK && s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+            if (got == 0 && retry_on_new_connection(c, r)) *lost = 1;
+            rc = *lost ? CC_ERR_STORAGE : pg_fail(c, err, "begin write (waiting for the writer lock)", r);
+        }
+        if (rc == CC_OK && got < want) res[got++] = r;
+        else PQclear(r);
+        if (*lost) break; /* a new connection: nothing more to read on the old one */
+    }
+    if (rc == CC_OK && (got != want || PQntuples(res[3]) != 1)) rc = pg_fail(c, err, "begin write", NULL);
+    if (rc == CC_OK) {
+        c->writes_now = gi(res[3], 0, 0);
+        c->tx->next_id = c->tx->first_id = gi(res[3], 0, 1) + 1;
+        rc = pf_absorb(c->tx, pl, res + 4, err);
+    }
+    for (int i = 0; i < got; i++) PQclear(res[i]);
+    return rc;
+}
+
 static cc_rc pg_begin_write(cc_conn *b, cc_error *err) {
     pg_conn *c = (pg_conn *)b;
+    const cc_prefetch *pf = c->pf_next;
+    c->pf_next = NULL;
     cc_rc rc = ensure(c, err);
     if (rc != CC_OK) return rc;
     if (!c->tx && !(c->tx = wtx_new())) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
-    wtx_reset(c->tx);
-    char sql[300];
-    /* The lock, the write counter and the last entry id in one round trip
-    ** (entries are written under the lock only: the batch numbers its own). */
-    snprintf(sql, sizeof sql,
-             "BEGIN; SELECT pg_advisory_xact_lock(%lld); UPDATE cc_writes SET n = n + 1 WHERE id = 1"
-             " RETURNING n, (SELECT COALESCE(max(id), 0) FROM entries)",
-             (long long)CC_PG_WRITE_LOCK);
-    waited(c);
-    PGresult *r = PQexec(c->pg, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK && retry_on_new_connection(c, r)) {
-        PQclear(r);
-        r = PQexec(c->pg, sql);
-    }
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        rc = pg_fail(c, err, "begin write (waiting for the writer lock)", r);
-        PQclear(r);
+    wtx *t = c->tx;
+    wtx_reset(t);
+    /* One round trip: the lock, the write counter, the last entry id
+    ** (entries are written under the lock only: the batch numbers its own)
+    ** and what the batch will look up (prefetch, kept by pg_prefetch). The
+    ** transaction commits without waiting for its flush (pg_commit). */
+    pf_plan pl = {.n = 0};
+    if (pf && (rc = pf_plan_build(t, pf, &pl, err)) != CC_OK) return rc;
+    sbuf sql = {0};
+    char head[300];
+    int hn = snprintf(head, sizeof head,
+                      "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(%lld);"
+                      " UPDATE cc_writes SET n = n + 1 WHERE id = 1"
+                      " RETURNING n, (SELECT COALESCE(max(id), 0) FROM entries);",
+                      (long long)CC_PG_WRITE_LOCK);
+    sb_put(t, &sql, head, (size_t)hn);
+    for (int i = 0; rc == CC_OK && i < pl.n; i++) rc = pf_sql(c, t, pl.sts[i], &pl.ps[i], &sql, err);
+    if (rc == CC_OK && t->oom) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    int lost = 0;
+    if (rc == CC_OK) rc = begin_send(c, sql.p, &pl, &lost, err);
+    if (lost) rc = begin_send(c, sql.p, &pl, &lost, err); /* once, on the new connection */
+    if (lost) rc = pg_fail(c, err, "begin write", NULL);
+    free(sql.p);
+    free(pl.acc.p);
+    if (rc != CC_OK) {
+        wtx_reset(t);
+        if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+            PQclear(PQexec(c->pg, "ROLLBACK"));
         return rc;
     }
-    c->writes_now = gi(r, 0, 0);
-    c->tx->next_id = c->tx->first_id = gi(r, 0, 1) + 1;
-    PQclear(r);
     c->in_tx = 1;
     if (!PQenterPipelineMode(c->pg)) return pg_fail(c, err, "pipeline mode", NULL);
     c->pipe = 1;
@@ -1365,13 +1473,34 @@ static cc_rc pg_commit(cc_conn *b, cc_error *err) {
             p_i64(&p, c->tx->next_id - 1);
             rc = defer_raw(c, ST_WB_SEQ, &p, -1, 0, "entry id sequence", err);
         }
+        char flush[16];
+        snprintf(flush, sizeof flush, "cc%d", ST_FLUSH);
         int sent = rc == CC_OK && PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
-                   PQpipelineSync(c->pg);
+                   PQsendQueryPrepared(c->pg, flush, 0, NULL, NULL, NULL, 0) && PQpipelineSync(c->pg);
         if (!sent && rc == CC_OK) rc = pg_fail(c, err, "commit", NULL);
         if (rc == CC_OK) rc = pipe_drain(c, err);
-        if (rc == CC_OK) r = PQgetResult(c->pg);
+        if (rc == CC_OK) {
+            r = PQgetResult(c->pg);
+            PGresult *end = PQgetResult(c->pg);
+            if (end) PQclear(end);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(r), "COMMIT") != 0)
+                rc = pg_fail(c, err, "commit", r);
+            PQclear(r);
+            r = NULL;
+        }
+        if (rc == CC_OK) { /* committed and visible, the writer lock released: now durable */
+            PGresult *f = PQgetResult(c->pg);
+            if (PQresultStatus(f) != PGRES_TUPLES_OK) rc = pg_fail(c, err, "commit (waiting for the WAL flush)", f);
+            PQclear(f);
+            PGresult *end = PQgetResult(c->pg);
+            if (end) PQclear(end);
+        }
         pipe_end(c, sent);
         wtx_reset(c->tx);
+        if (rc == CC_OK) c->writes_seen = c->writes_now;
+        else if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+            PQclear(PQexec(c->pg, "ROLLBACK"));
+        return rc;
     } else {
         r = PQexec(c->pg, "COMMIT");
     }
