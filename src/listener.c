@@ -88,6 +88,8 @@ struct cc_listener {
     call *calls;
     char *scratch;              /* CC_LS_CHUNK_BYTES */
     int64_t busy_last_ms, busy_count;
+    int64_t body_bytes;         /* Σ body_cap of every connection, <= bodies_bytes_max */
+    int64_t bodies_bytes_max;   /* >= request_bytes_max: one largest request always fits */
     int detached;
     /* --- under mu */
     cc_mutex_t mu;
@@ -278,6 +280,32 @@ static const char *reason(int status) {
 
 static void call_abandon(call *k);
 
+/* Request bodies are buffered before the run token is checked (the call is
+** begun once the whole request is here), so what all connections buffer
+** together is bounded, not only each one: CC_LS_CONNECTIONS_MAX bodies of
+** request_bytes_max would be gigabytes for any local process to ask for. */
+static void body_free(cc_listener *l, conn *c) {
+    l->body_bytes -= (int64_t)c->body_cap;
+    CC_ASSERT(l->body_bytes >= 0);
+    free(c->body);
+    c->body = NULL;
+    c->body_len = c->body_cap = 0;
+}
+
+/* Grows (or allocates) the body buffer to cap bytes within the listener's
+** total; 0 when the total or the allocator says no (the buffer is unchanged). */
+static int body_grow(cc_listener *l, conn *c, size_t cap) {
+    CC_ASSERT(cap > c->body_cap);
+    int64_t more = (int64_t)(cap - c->body_cap);
+    if (l->body_bytes + more > l->bodies_bytes_max) return 0;
+    char *nb = realloc(c->body, cap);
+    if (!nb) return 0;
+    c->body = nb;
+    c->body_cap = cap;
+    l->body_bytes += more;
+    return 1;
+}
+
 static void conn_close(cc_listener *l, conn *c) {
     if (!c->live) return;
     if (c->call) {
@@ -290,7 +318,7 @@ static void conn_close(cc_listener *l, conn *c) {
     c->fd = CC_SOCKET_INVALID;
     free(c->in);
     free(c->target);
-    free(c->body);
+    body_free(l, c);
     free(c->out);
     uint32_t gen = c->gen + 1;
     memset(c, 0, sizeof *c);
@@ -674,9 +702,7 @@ static void serve(cc_listener *l, conn *c) {
                          .idempotency_key = c->has_idem ? c->idem : NULL, .job_id = c->has_job ? c->job : NULL,
                          .body = c->body, .body_len = c->body_len, .local = k};
     rc = cc_gw_submit(l->g, &req, &k->s, &e);
-    free(c->body);
-    c->body = NULL;
-    c->body_len = c->body_cap = 0;
+    body_free(l, c);
     if (rc != CC_OK) {
         free(k);
         cc_run_call_end(l->r, run_id, kind, 0, 0, NULL); /* nothing was sent */
@@ -707,9 +733,7 @@ static void serve(cc_listener *l, conn *c) {
     STAT_ADD(l, calls_open, 1);
     return; /* the gateway's news moves it on */
 next:
-    free(c->body); /* refused before the gateway took it */
-    c->body = NULL;
-    c->body_len = c->body_cap = 0;
+    body_free(l, c); /* refused before the gateway took it */
     c->state = C_HEAD; /* answered at once: conn_progress goes on with the next request */
 }
 
@@ -771,17 +795,14 @@ static void conn_progress(cc_listener *l, conn *c) {
             c->has_idem = copy_value(&h, "idempotency-key", c->idem, sizeof c->idem, &c->too_long);
             c->has_job = copy_value(&h, "comfy-job-id", c->job, sizeof c->job, &c->too_long);
             c->in_off += h.head_bytes;
-            free(c->body);
-            c->body = NULL;
-            c->body_len = c->body_cap = 0;
+            body_free(l, c);
             c->body_want = h.chunked ? -1 : (h.content_length > 0 ? h.content_length : 0);
             if (h.chunked) cc_h1_chunked_init(&c->ch, l->request_bytes_max);
             if (c->body_want > 0) {
-                c->body = malloc((size_t)c->body_want);
-                c->body_cap = (size_t)c->body_want;
-                if (!c->body) {
-                    refuse(l, c, 503, "credits_gateway_busy", "comfy-credits: out of memory; retry shortly.",
-                           CC_LS_RETRY_AFTER_S, 1);
+                if (!body_grow(l, c, (size_t)c->body_want)) {
+                    refuse(l, c, 503, "credits_gateway_busy",
+                           "comfy-credits: the gateway is buffering too many request bodies; retry shortly. "
+                           "Nothing was charged.", CC_LS_RETRY_AFTER_S, 1);
                     c->state = C_CLOSING;
                     conn_flush(l, c);
                     return;
@@ -825,16 +846,14 @@ static void conn_progress(cc_listener *l, conn *c) {
                         size_t nc = c->body_cap ? c->body_cap * 2 : 16384;
                         if ((int64_t)nc > l->request_bytes_max) nc = (size_t)l->request_bytes_max;
                         if (nc <= c->body_cap) nc = c->body_cap + 1; /* the decoder refuses past the limit */
-                        char *nb = realloc(c->body, nc);
-                        if (!nb) {
-                            refuse(l, c, 503, "credits_gateway_busy", "comfy-credits: out of memory; retry shortly.",
-                                   CC_LS_RETRY_AFTER_S, 1);
+                        if (!body_grow(l, c, nc)) {
+                            refuse(l, c, 503, "credits_gateway_busy",
+                                   "comfy-credits: the gateway is buffering too many request bodies; retry shortly. "
+                                   "Nothing was charged.", CC_LS_RETRY_AFTER_S, 1);
                             c->state = C_CLOSING;
                             conn_flush(l, c);
                             return;
                         }
-                        c->body = nb;
-                        c->body_cap = nc;
                         continue;
                     }
                     c->in_off = c->in_len = 0;
@@ -1041,6 +1060,8 @@ cc_rc cc_listener_open(cc_gateway *g, cc_runs *r, const cc_listener_config *cfg,
         return cc_fail(err, CC_ERR_INVALID, "body_timeout_ms", "body timeout must be 1..3600000 ms");
     if (cfg->keepalive_ms < 1 || cfg->keepalive_ms > 3600000)
         return cc_fail(err, CC_ERR_INVALID, "keepalive_ms", "keep-alive timeout must be 1..3600000 ms");
+    if (cfg->bodies_bytes_max < 0 || cfg->bodies_bytes_max > (INT64_C(1) << 34))
+        return cc_fail(err, CC_ERR_INVALID, "bodies_bytes_max", "bodies_bytes_max must be 0 (default)..16 GiB");
     cc_listener *l = calloc(1, sizeof *l);
     if (!l) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     l->g = g;
@@ -1051,6 +1072,8 @@ cc_rc cc_listener_open(cc_gateway *g, cc_runs *r, const cc_listener_config *cfg,
     cc_gateway_stats(g, &gs);
     l->reader_idle_ms = gs.reader_idle_ms;
     l->request_bytes_max = gs.request_bytes_max;
+    l->bodies_bytes_max = cfg->bodies_bytes_max ? cfg->bodies_bytes_max : CC_LS_BODY_BYTES_TOTAL_MAX;
+    if (l->bodies_bytes_max < l->request_bytes_max) l->bodies_bytes_max = l->request_bytes_max;
     l->conns = calloc((size_t)cfg->connections_max, sizeof *l->conns);
     l->scratch = malloc(CC_LS_CHUNK_BYTES);
     l->logs = calloc(CC_LS_LOG_LINES_MAX, CC_LS_LOG_LINE_BYTES);

@@ -60,6 +60,10 @@
 #define CC_LS_LOG_LINE_BYTES 480
 #define CC_LS_EXTEND_QUEUE_MAX 256
 #define CC_LS_RETRY_AFTER_S 1
+/* Request bodies buffered by all connections at once (bytes), by default:
+** beyond it a new body is refused with 503 + Retry-After (see listener.c
+** body_grow). At least request_bytes_max, so one largest request always fits. */
+#define CC_LS_BODY_BYTES_TOTAL_MAX (256 * 1024 * 1024)
 #define CC_LS_TOKEN_BYTES_MAX 1024
 #define CC_LS_VALUE_BYTES_MAX 1024
 
@@ -71,6 +75,8 @@ typedef struct cc_listener_config {
     int body_timeout_ms;        /* a request's head and body within this, 1..3600000 */
     int keepalive_ms;           /* idle keep-alive connections closed after this, 1..3600000 */
     int upstream_configured;    /* 0: every call is refused (the operator set no upstream key) */
+    int64_t bodies_bytes_max;   /* request bodies buffered by all connections at once; 0: the default
+                                ** CC_LS_BODY_BYTES_TOTAL_MAX; never below request_bytes_max */
 } cc_listener_config;
 
 typedef struct cc_listener_stats {

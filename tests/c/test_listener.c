@@ -29,6 +29,8 @@ typedef struct lenv {
     int64_t acct;
 } lenv;
 
+static int64_t lenv_bodies_bytes_max; /* 0: the listener's default */
+
 static void lenv_open(lenv *v, int handles_max, int reader_idle_ms, int timeout_ms, int body_timeout_ms) {
     cc_error e;
     memset(v, 0, sizeof *v);
@@ -53,7 +55,7 @@ static void lenv_open(lenv *v, int handles_max, int reader_idle_ms, int timeout_
                             .handles_max = handles_max};
     CHECK(cc_gateway_open(&gc, NULL, NULL, &v->g, &e) == CC_OK);
     cc_listener_config lc = {.connections_max = 64, .body_timeout_ms = body_timeout_ms, .keepalive_ms = 60000,
-                             .upstream_configured = 1};
+                             .upstream_configured = 1, .bodies_bytes_max = lenv_bodies_bytes_max};
     CHECK(cc_listener_open(v->g, v->r, &lc, &v->ls, &v->port, &e) == CC_OK);
 }
 
@@ -346,6 +348,63 @@ static void malformed_requests_are_refused_and_closed(void) {
     lenv_close(&v);
 }
 
+/* Bodies are buffered before the token is checked: all connections together
+** buffer at most bodies_bytes_max (here 2 MiB, two bodies of the 1 MiB
+** request_bytes_max); a body beyond it is refused at once with 503 and
+** Retry-After, nothing goes upstream, and the room comes back when a
+** connection goes. */
+static void request_bodies_buffered_at_once_are_bounded(void) {
+    lenv v;
+    lenv_bodies_bytes_max = 2 << 20;
+    lenv_open(&v, 8, 60000, 10000, 5000);
+    lenv_bodies_bytes_max = 0;
+    cc_listener_config bad = {.connections_max = 4, .body_timeout_ms = 1000, .keepalive_ms = 1000,
+                              .bodies_bytes_max = -1};
+    cc_listener *nl = NULL;
+    int port = 0;
+    cc_error e;
+    CHECK(cc_listener_open(v.g, v.r, &bad, &nl, &port, &e) == CC_ERR_INVALID);
+    CHECK_STR(e.field, "bodies_bytes_max");
+    const char *big = "POST /credits/gateway/proxy/t/small HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n{";
+    cc_socket_t a = dial(&v), b = dial(&v);
+    CHECK(send_all(a, big, strlen(big)) == 0);
+    CHECK(send_all(b, big, strlen(big)) == 0);
+    cc_sleep_ms(200); /* both heads read: 2 MiB reserved */
+    resp r;
+    cc_socket_t c = dial(&v);
+    rlen = 0;
+    CHECK(roundtrip(c, "POST /credits/gateway/proxy/t/small HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", &r) == 0);
+    CHECK_EQ_I64(r.status, 503);
+    CHECK_STR(hdr(&r, "Retry-After"), "1");
+    CHECK(strstr(r.body, "too many request bodies") != NULL);
+    CHECK(closed_by_server(c));
+    cc_sock_close(c);
+    /* a chunked body grows within the same bound */
+    c = dial(&v);
+    rlen = 0;
+    CHECK(roundtrip(c, "POST /credits/gateway/proxy/t/small HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "2\r\n{}\r\n", &r) == 0);
+    CHECK_EQ_I64(r.status, 503);
+    cc_sock_close(c);
+    /* one of the two goes: a body fits again (no token: refused after it was read, 402) */
+    cc_sock_close(a);
+    int64_t until = cc_monotonic_ms() + 5000;
+    int status = 0;
+    while (status != 402 && cc_monotonic_ms() < until) {
+        cc_sleep_ms(50);
+        c = dial(&v);
+        rlen = 0;
+        CHECK(roundtrip(c, "POST /credits/gateway/proxy/t/small HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", &r) == 0);
+        status = r.status;
+        cc_sock_close(c);
+    }
+    CHECK_EQ_I64(status, 402);
+    cc_sock_close(b);
+    CHECK_EQ_I64(up_requests(&v.u), 0);
+    rlen = 0;
+    lenv_close(&v);
+}
+
 static void saturation_and_abandoned_calls(void) {
     lenv v;
     lenv_open(&v, 1, 60000, 600, 5000);
@@ -482,6 +541,7 @@ void suite_listener(void) {
     RUN(calls_are_forwarded_metered_and_kept_alive);
     RUN(refusals_reach_nothing_upstream);
     RUN(malformed_requests_are_refused_and_closed);
+    RUN(request_bodies_buffered_at_once_are_bounded);
     RUN(saturation_and_abandoned_calls);
     RUN(a_reader_that_stops_reading_loses_its_connection);
     RUN(an_upstream_failing_mid_body_cuts_the_client_and_ends_the_call);
