@@ -446,6 +446,18 @@ static void call_abandon(call *k) {
 
 static void conn_next_request(cc_listener *l, conn *c);
 
+/* The whole answer is queued for the client: the call ends (counted now) and
+** the connection goes on with its next request once the output is written. */
+static void answer_written(cc_listener *l, conn *c, call *k) {
+    if (!c->keep_alive) c->close_after = 1;
+    STAT_ADD(l, requests, 1);
+    c->call = NULL;
+    k->c = NULL;
+    call_end(k, 0);
+    c->state = C_HEAD;
+    if (conn_flush(l, c)) conn_next_request(l, c);
+}
+
 static int add_upstream_headers(conn *c, cc_gw_stream *s) {
     int n = cc_gw_header_count(s);
     for (int i = 0; i < n; i++) {
@@ -503,13 +515,7 @@ static void call_pump(cc_listener *l, call *k) {
                     conn_close(l, c);
                     return;
                 }
-                if (!c->keep_alive) c->close_after = 1;
-                STAT_ADD(l, requests, 1);
-                c->call = NULL;
-                k->c = NULL;
-                call_end(k, 0);
-                c->state = C_HEAD;
-                if (conn_flush(l, c)) conn_next_request(l, c);
+                answer_written(l, c, k);
                 return;
             }
             k->chunked_out = c->minor == 1;
@@ -536,13 +542,7 @@ static void call_pump(cc_listener *l, call *k) {
                 conn_close(l, c);
                 return;
             }
-            if (!c->keep_alive) c->close_after = 1;
-            STAT_ADD(l, requests, 1);
-            c->call = NULL;
-            k->c = NULL;
-            call_end(k, 0);
-            c->state = C_HEAD;
-            if (conn_flush(l, c)) conn_next_request(l, c);
+            answer_written(l, c, k);
             return;
         }
         if (!conn_flush(l, c)) return;
