@@ -68,16 +68,31 @@ static int hints(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end, cc_pref
     return pf->nkeys || pf->nholds || pf->naccounts;
 }
 
-static void abort_batch(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end, const cc_error *why) {
-    l->writer->v->rollback(l->writer);
+/* Returns 0, or -1 when a shared transaction conflicted: then the jobs'
+** results are reset (fail()) and the batch is to run again under the
+** exclusive writer lock. */
+static int abort_batch(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end, const cc_error *why, int shared) {
+    cc_conn *w = l->writer;
+    int again = shared && w->v->conflicted && w->v->conflicted(w);
+    w->v->rollback(w);
     caches_clear(l); /* they may hold state the rollback just undid */
     for (cc_commit_job *j = batch; j != end; j = j->next) j->fail(j->arg, why);
+    return again ? -1 : 0;
+}
+
+/* Every job may run in a shared write transaction (store.h begin_write_shared). */
+static int shared_ok(cc_commit_job *batch, cc_commit_job *end) {
+    for (cc_commit_job *j = batch; j != end; j = j->next)
+        if (!j->shared_ok) return 0;
+    return 1;
 }
 
 /* Runs jobs [batch, end) in one write transaction. Called by the leader only,
 ** so the writer connection and the caches are used by one thread at a time.
-** Returns the operations applied (0 when the commit rolled back). */
-static int64_t run_batch(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end) {
+** Returns the operations applied (0 when the commit rolled back), or -1
+** when a shared transaction (shared = 1) conflicted and nothing was written:
+** the caller runs the batch again with shared = 0. */
+static int64_t run_batch(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end, int shared) {
     cc_conn *w = l->writer;
     cc_error err;
     cc_error_clear(&err);
@@ -91,18 +106,17 @@ static int64_t run_batch(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end)
     ** dropped after all, the rest is asked once more. */
     if (w->v->prefetch && !l->prefetch) l->prefetch = malloc(sizeof *l->prefetch); /* none: no hints */
     cc_prefetch *pf = w->v->prefetch ? l->prefetch : NULL;
-    if (pf && hints(l, batch, end, pf, l->others_wrote) && w->v->prefetch(w, pf, &err) != CC_OK) {
-        abort_batch(l, batch, end, &err);
-        return 0;
+    if (pf && hints(l, batch, end, pf, l->others_wrote || shared) && w->v->prefetch(w, pf, &err) != CC_OK) {
+        return abort_batch(l, batch, end, &err, shared);
     }
-    if (w->v->begin_write(w, &err) != CC_OK || w->v->data_changed(w, &changed, &err) != CC_OK) {
-        abort_batch(l, batch, end, &err);
-        return 0;
+    if ((shared ? w->v->begin_write_shared(w, &err) : w->v->begin_write(w, &err)) != CC_OK ||
+        w->v->data_changed(w, &changed, &err) != CC_OK) {
+        return abort_batch(l, batch, end, &err, shared);
     }
     if (changed) caches_clear(l);
-    if (pf && changed && !l->others_wrote && hints(l, batch, end, pf, 1) && w->v->prefetch(w, pf, &err) != CC_OK) {
-        abort_batch(l, batch, end, &err);
-        return 0;
+    if (pf && changed && !l->others_wrote && !shared && hints(l, batch, end, pf, 1) &&
+        w->v->prefetch(w, pf, &err) != CC_OK) {
+        return abort_batch(l, batch, end, &err, shared);
     }
     l->others_wrote = changed;
     CC_ASSERT(l->ndirty == 0);
@@ -114,13 +128,11 @@ static int64_t run_batch(cc_ledger *l, cc_commit_job *batch, cc_commit_job *end)
         if (rc != CC_OK) {
             CC_ASSERT(ledger_fatal(rc));
             cc_error why = err;
-            abort_batch(l, batch, end, &why);
-            return 0;
+            return abort_batch(l, batch, end, &why, shared);
         }
     }
     if (flush_dirty(l, w, &err) != CC_OK || w->v->commit(w, &err) != CC_OK) {
-        abort_batch(l, batch, end, &err);
-        return 0;
+        return abort_batch(l, batch, end, &err, shared);
     }
     return nops;
 }
@@ -152,7 +164,14 @@ void ledger_commit(cc_ledger *l, cc_commit_job *job) {
         if (!end) l->tail = NULL;
         cc_mutex_unlock(&l->mu);
 
-        int64_t nops = run_batch(l, batch, end);
+        /* While other servers write (PostgreSQL), a batch first runs in a
+        ** shared transaction that theirs may overlap; on a conflict it runs
+        ** again under the exclusive writer lock. */
+        cc_conn *w = l->writer;
+        int shared = w->v->begin_write_shared && w->v->others_write(w) && shared_ok(batch, end);
+        int64_t nops = run_batch(l, batch, end, shared);
+        if (nops < 0) nops = run_batch(l, batch, end, 0);
+        CC_ASSERT(nops >= 0);
 
         cc_mutex_lock(&l->mu);
         /* `next` is read before `done` is set: a finished job's owner may

@@ -20,6 +20,12 @@
 **     cache holds at most CC_ACCOUNT_CACHE_MAX accounts.
 **   - Only the leader calls apply(), so the writer connection and the caches
 **     are used by one thread at a time.
+**   - A store with begin_write_shared (PostgreSQL): while other connections
+**     write (the last commit found theirs), a batch whose jobs are all
+**     shared_ok first runs in a shared write transaction; when that
+**     conflicts (store.h conflicted), the jobs' results are reset through
+**     fail() and the batch runs again, once, under begin_write. apply() must
+**     therefore leave nothing behind but its results and the caches.
 */
 #ifndef CC_COMMIT_H
 #define CC_COMMIT_H
@@ -36,6 +42,7 @@ typedef struct cc_commit_job {
     ** before the commit's first apply(). Leader only, like apply(). */
     void (*hint)(cc_ledger *l, void *arg, cc_prefetch *pf);
     void *arg;
+    int shared_ok;             /* apply() may run in a shared write transaction (store.h begin_write_shared) */
     int nops;                  /* operations it counts toward CC_BATCH_OPS_MAX, >= 1 */
     int done;                  /* owned by commit.c */
     struct cc_commit_job *next;

@@ -753,7 +753,8 @@ cc_rc cc_ledger_execute(cc_ledger *l, const cc_op *ops, int n, cc_result *result
     }
     if (runnable == 0) return CC_OK;
     money_job mj = {.ops = ops, .res = results, .n = n};
-    cc_commit_job job = {.apply = money_apply, .fail = money_fail, .hint = money_hint, .arg = &mj, .nops = n};
+    cc_commit_job job = {.apply = money_apply, .fail = money_fail, .hint = money_hint, .arg = &mj, .nops = n,
+                         .shared_ok = 1};
     ledger_commit(l, &job);
     for (int i = 0; i < n; i++)
         if (results[i].entry_id == -1 && results[i].rc != CC_OK) results[i].entry_id = 0;

@@ -205,6 +205,25 @@ typedef struct cc_conn_vtab {
     ** and begin_write reads them under the writer lock, in its round trip.
     ** It changes no answer, only how many round trips they take. */
     cc_rc (*prefetch)(cc_conn *c, const cc_prefetch *pf, cc_error *err);
+    /* Optional (NULL: every write transaction is begin_write's). A write
+    ** transaction that other connections' shared ones may overlap: it takes
+    ** no exclusive writer lock; every row it changes is checked at commit
+    ** to be as it was read (an account not changed by anyone since, a hold
+    ** still open, a key still free), or the whole transaction rolls back
+    ** and conflicted() says so. Only entry_insert, hold_insert, hold_resolve
+    ** and account_update may write in it; any other write fails with
+    ** CC_ERR_STORAGE and conflicted() = 1 (the ledger then runs the batch
+    ** again under begin_write). begin_write transactions exclude shared
+    ** ones, and shared ones exclude them. */
+    cc_rc (*begin_write_shared)(cc_conn *c, cc_error *err);
+    /* Optional: 1 when the last failure in a shared write transaction was a
+    ** conflict (or a write it does not take): nothing was written, running
+    ** the same batch again under begin_write is safe. */
+    int (*conflicted)(cc_conn *c);
+    /* Optional: 1 when the last write transaction began after other
+    ** connections had written since this one's write before it (shared
+    ** transactions are then worth trying). */
+    int (*others_write)(cc_conn *c);
     /* Consistent snapshot for multi-query reads (verify). */
     cc_rc (*begin_read)(cc_conn *c, cc_error *err);
     void (*end_read)(cc_conn *c);
@@ -328,6 +347,9 @@ void cc_store_pg_wait_for_server(cc_store *s, int on);
 ** write transaction costs O(1) of them per batch, not O(operations);
 ** tests check it). Read it while the ledger is idle. -1 without libpq. */
 int64_t cc_store_pg_writer_round_trips(cc_store *s);
+/* Shared write transactions committed, and rolled back on a conflict
+** (store.h begin_write_shared), by every connection of the store (tests). */
+void cc_store_pg_shared_stats(cc_store *s, int64_t *commits, int64_t *conflicts);
 /* The URI without its password or options, for messages: postgresql://user@host:port/db. */
 cc_rc cc_store_pg_describe(const char *uri, char *out, size_t out_bytes);
 

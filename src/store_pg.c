@@ -14,14 +14,16 @@
 **   and released by PostgreSQL at COMMIT/ROLLBACK or when the session dies
 **   (kill -9 of a server, a lost machine: idle_in_transaction_session_timeout
 **   ends a session that stops talking inside a transaction).
-**   Why not row locks or SERIALIZABLE: the ledger batches many operations of
-**   many accounts into one commit (group commit), and its writer keeps
-**   accounts and open holds cached between commits. Row locks taken in batch
-**   order deadlock between servers and SERIALIZABLE aborts whole batches;
-**   both would need ledger.c to retry batches and to re-read every row per
-**   commit. A single writer lock costs nothing per operation (one statement
-**   per commit), and group commit amortises it: throughput comes from batch
-**   size, not from parallel writers (see bench/bench_ledger.py).
+**   Why not only row locks or SERIALIZABLE: the ledger batches many
+**   operations of many accounts into one commit (group commit), and its
+**   writer keeps accounts and open holds cached between commits. Row locks
+**   taken in batch order deadlock between servers and SERIALIZABLE aborts
+**   whole batches; both need the batch to run again and every row to be
+**   re-read per commit. A single writer lock costs nothing per operation
+**   (one statement per commit), and group commit amortises it. It stays the
+**   fallback that always succeeds; while several servers write, batches
+**   first try a shared transaction (below), which is that retry scheme with
+**   the lock as its last resort.
 **   What the lock is held for is therefore what limits a farm: every round
 **   trip inside it serialises all servers. So a write transaction costs O(1)
 **   round trips per batch, not O(operations) ("the writer's batch" below):
@@ -35,6 +37,55 @@
 **   trips, 3 when another server wrote unexpectedly (test_store_pg.c
 **   batch_round_trips checks <= 3); it took ~514, ~1,030 after another
 **   server wrote (holds and their entries re-read one by one).
+**
+** Shared write transactions (begin_write_shared), while other servers write:
+**   Under the single writer lock, one server's commits queue behind
+**   another's even when they touch different accounts, and the lock is held
+**   across a client round trip (the ledger computes between the begin and
+**   the commit): a farm of servers making one operation per commit was
+**   slower than the same servers with row locks (psycopg baseline). So once
+**   a server sees other servers writing (others_write), commit.c runs each
+**   money batch first as a shared transaction:
+**   - BEGIN ISOLATION LEVEL REPEATABLE READ, pg_advisory_xact_lock_shared
+**     on the same lock (shared holders overlap; the exclusive begin_write
+**     waits for all of them and they for it), and everything the batch
+**     reads comes from that one snapshot (prefetch in the same round trip;
+**     data_changed = 1, so the ledger's caches are never trusted in or after
+**     one): a hold and its account can never be seen at two moments.
+**   - Every row it changes is checked by PostgreSQL against that snapshot:
+**     an account or hold changed by another server since the snapshot makes
+**     the UPDATE fail (40001, "could not serialize access"), a key another
+**     server took meanwhile makes the INSERT fail (23505, the UNIQUE op_key),
+**     a deadlock between two batches is 40P01. Any of these rolls the whole
+**     transaction back, conflicted() says so, and commit.c runs the same
+**     batch again, once, under the exclusive lock (which always succeeds
+**     as before). So "no negative balance" (the available check read the
+**     row it then writes; CHECK constraint besides), "a hold resolves once"
+**     (WHERE state = 0 on a row no one changed since) and "one key, one
+**     operation" hold exactly as under the single lock.
+**   - Only entry, hold and account rows are written in one: any other write
+**     (credentials, key caps, hold extension, ...) answers need_lock and the
+**     batch runs under the exclusive lock. Account and credential jobs
+**     (auth.c) never run shared.
+**   - Entry ids come from the entries sequence (nextval, a list taken in the
+**     begin round trip, more in one round trip if the batch needs them), so
+**     shared transactions never collide. Per account they still grow in
+**     commit order: a transaction that writes an account read it after the
+**     last commit that changed it, and took its ids after that read.
+**     Across accounts the order of ids may differ from the order of commits.
+**   - The exclusive writer numbers its own ids (max + 1) as before: no
+**     shared transaction is open while it holds the lock, and it moves the
+**     sequence past them. A shared transaction counts itself in the
+**     sequence cc_shared_writes (a row counter would conflict between
+**     them); the exclusive writer reads it with cc_writes.n, so it drops its
+**     caches after anyone's write of either kind.
+**   - A shared transaction's snapshot is taken as it starts, before it
+**     waits for the shared lock: rows an exclusive writer changed meanwhile
+**     are conflicts (the batch runs again under the lock), never misread.
+**   The lock is thus held exclusively only by batches that need it; the
+**   others overlap with each other, hold no lock across a client round trip
+**   that another server waits for (row locks are taken by the UPDATEs in the
+**   commit pipeline and released at COMMIT), and share WAL flushes.
 **
 ** Durability, and the lock not held during the flush: the write transaction
 ** commits with synchronous_commit = off, so PostgreSQL releases the writer
@@ -106,6 +157,11 @@ void cc_store_pg_wait_for_server(cc_store *s, int on) {
 int64_t cc_store_pg_writer_round_trips(cc_store *s) {
     (void)s;
     return -1;
+}
+
+void cc_store_pg_shared_stats(cc_store *s, int64_t *commits, int64_t *conflicts) {
+    (void)s;
+    *commits = *conflicts = -1;
 }
 
 cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out, cc_error *err) {
@@ -217,6 +273,9 @@ static const migration MIGRATIONS[] = {
      " server TEXT NOT NULL, prompt_id TEXT NOT NULL, account_id BIGINT NOT NULL, left_micro BIGINT NOT NULL,"
      " expires_ms BIGINT NOT NULL, PRIMARY KEY (server, prompt_id));"
      "CREATE INDEX cc_reservations_by_account ON cc_reservations(account_id);"},
+    /* A sequence, not a row: shared write transactions (see "Shared write
+    ** transactions" above) count themselves without conflicting with each other. */
+    {7, "shared write transactions' counter (cc_shared_writes)", "CREATE SEQUENCE cc_shared_writes;"},
 };
 #define MIGRATIONS_N ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 /* The newest version this build knows. PostgreSQL numbers its own migrations
@@ -248,7 +307,7 @@ enum {
     ST_ATT_RECORD, ST_ATT_GET, ST_ATT_LIST, ST_ATT_RESOLVE,
     ST_RESV_PUT, ST_RESV_DROP, ST_RESV_OTHERS, ST_RESV_RENEW, ST_RESV_SWEEP,
     ST_WB_ENTRIES, ST_WB_HOLDS, ST_WB_RESOLVES, ST_WB_ACCOUNTS, ST_WB_SEQ,
-    ST_PF_KEYS, ST_PF_HOLDS, ST_PF_ENTRIES, ST_PF_ACCOUNTS, ST_FLUSH,
+    ST_PF_KEYS, ST_PF_HOLDS, ST_PF_ENTRIES, ST_PF_ACCOUNTS, ST_FLUSH, ST_SHARED_IDS, ST_SHARED_MARK,
     ST_COUNT
 };
 
@@ -351,6 +410,9 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_FLUSH] = "SELECT pg_logical_emit_message(true, 'comfy-credits', 'durable')",
     [ST_PF_ACCOUNTS] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ANY($1::bigint[]"
                        " || ARRAY(SELECT account_id FROM holds WHERE id = ANY($2::bigint[])))",
+    /* Shared write transactions: entry ids from the sequence, and the commit counted. */
+    [ST_SHARED_IDS] = "SELECT nextval(pg_get_serial_sequence('entries', 'id')) FROM generate_series(1, $1)",
+    [ST_SHARED_MARK] = "SELECT nextval('cc_shared_writes')",
 };
 
 /* ---------------------------------------------------------------- types */
@@ -362,6 +424,8 @@ typedef struct pg_store {
     int timeout_ms;
     int wait_for_server;        /* unreachable at connect: keep retrying (cc_store_pg_wait_for_server) */
     int64_t writer_waits;       /* round trips the writer connections waited for (cc_store_pg_writer_round_trips) */
+    int64_t shared_commits;     /* shared write transactions committed (cc_store_pg_shared_stats) */
+    int64_t shared_conflicts;   /* ... and rolled back on a conflict */
 } pg_store;
 
 typedef struct wtx wtx;
@@ -375,6 +439,12 @@ typedef struct pg_conn {
     int ready;                  /* session settings applied, statements prepared */
     int64_t writes_seen;        /* cc_writes.n after this connection's last write; -1 = never */
     int64_t writes_now;         /* cc_writes.n read by the current begin_write */
+    int64_t shared_seen;        /* cc_shared_writes after this connection's last write; -1 = never */
+    int64_t shared_now;         /* ... read by the current begin */
+    int shared;                 /* the current write transaction is shared (begin_write_shared) */
+    int conflict;               /* ... and failed on a conflict: conflicted() */
+    int last_shared;            /* the last write transaction was shared: the ledger's caches may be stale */
+    int others;                 /* other connections wrote before the current (or last) begin: others_write() */
     /* Opened while PostgreSQL was unreachable (wait_for_server): never connected
     ** yet, so the writer still has to check and migrate the schema; attempts
     ** are spaced by a doubling backoff so requests fail fast meanwhile. */
@@ -456,6 +526,12 @@ static cc_rc pg_fail(pg_conn *c, cc_error *err, const char *what, const PGresult
         return cc_fail(err, CC_ERR_STORAGE, "database", "PostgreSQL %s is unreachable (%s): %s", c->st->where, what,
                        msg);
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    /* In a shared write transaction: a row changed since the snapshot
+    ** (serialization failure), a deadlock, or a key another server just
+    ** took. Nothing was written; the batch runs again under the lock. */
+    if (c->shared && state &&
+        (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "23505") == 0))
+        c->conflict = 1;
     if (state && strcmp(state, "57014") == 0)
         return cc_fail(err, CC_ERR_STORAGE, "database", "postgresql: %s: statement timeout (%d ms) reached",
                        what, c->st->timeout_ms);
@@ -563,7 +639,7 @@ static cc_rc ensure(pg_conn *c, cc_error *err) {
     if (rc != CC_OK) return rc;
     c->never_connected = 0;
     c->ready = 1;
-    c->writes_seen = -1; /* someone may have written meanwhile */
+    c->writes_seen = c->shared_seen = -1; /* someone may have written meanwhile */
     return CC_OK;
 }
 
@@ -909,6 +985,8 @@ typedef struct row_cache {
 } row_cache;
 
 struct wtx {
+    int64_t *ids;               /* shared transaction: entry ids taken from the sequence ... */
+    int nids, ids_at, ids_cap;  /* ... how many, the next one to use */
     int64_t next_id;            /* the next entry id this transaction assigns */
     int64_t first_id;           /* next_id when the lock was taken */
     wb_table ent, hold, res, acc;
@@ -1018,6 +1096,7 @@ static void wtx_free(wtx *t) {
     rc_free(&t->ents);
     rc_free(&t->holds);
     rc_free(&t->accs);
+    free(t->ids);
     free(t);
 }
 
@@ -1065,6 +1144,7 @@ static void wtx_reset(wtx *t) {
     wb_clear(&t->acc);
     if (t->acc_buffered.count) i64map_clear(&t->acc_buffered, NULL);
     t->oom = 0;
+    t->nids = t->ids_at = 0;
     wtx_forget(t);
 }
 
@@ -1380,12 +1460,31 @@ static void pg_close(cc_conn *b) {
     free(c);
 }
 
-/* Sends the simple query `sql` and reads its results: the lock's four,
-** then the plan's. *lost = 1 when the connection turned out to be gone. */
-static cc_rc begin_send(pg_conn *c, const char *sql, const pf_plan *pl, int *lost, cc_error *err) {
+/* Appends the entry ids a statement returned (one per row) to the shared
+** transaction's list. */
+static int ids_take(wtx *t, const PGresult *r) {
+    int n = PQntuples(r);
+    if (t->nids + n > t->ids_cap) {
+        int cap = t->ids_cap ? t->ids_cap : 64;
+        while (cap < t->nids + n) cap *= 2;
+        int64_t *ids = realloc(t->ids, sizeof(int64_t) * (size_t)cap);
+        if (!ids) return -1;
+        t->ids = ids;
+        t->ids_cap = cap;
+    }
+    for (int i = 0; i < n; i++) t->ids[t->nids++] = gi(r, i, 0);
+    return 0;
+}
+
+/* Sends the simple query `sql` and reads its results: `nhead` of its own
+** (kept in head[], the caller clears them), then the plan's. *lost = 1 when
+** the connection turned out to be gone. */
+static cc_rc begin_send(pg_conn *c, const char *sql, const pf_plan *pl, int nhead, PGresult **head, int *lost,
+                        cc_error *err) {
     *lost = 0;
-    PGresult *res[4 + 4] = {NULL};
-    int want = 4 + pl->n, got = 0;
+    PGresult *res[5 + 4] = {NULL};
+    int want = nhead + pl->n, got = 0;
+    CC_ASSERT(nhead <= 5 && pl->n <= 4);
     cc_rc rc = CC_OK;
     waited(c);
     if (!PQsendQuery(c->pg, sql)) {
@@ -1406,47 +1505,80 @@ static cc_rc begin_send(pg_conn *c, const char *sql, const pf_plan *pl, int *los
         else PQclear(r);
         if (*lost) break; /* a new connection: nothing more to read on the old one */
     }
-    if (rc == CC_OK && (got != want || PQntuples(res[3]) != 1)) rc = pg_fail(c, err, "begin write", NULL);
-    if (rc == CC_OK) {
-        c->writes_now = gi(res[3], 0, 0);
-        c->tx->next_id = c->tx->first_id = gi(res[3], 0, 1) + 1;
-        rc = pf_absorb(c->tx, pl, res + 4, err);
+    if (rc == CC_OK && (got != want || PQntuples(res[nhead - 1]) < 1)) rc = pg_fail(c, err, "begin write", NULL);
+    if (rc == CC_OK) rc = pf_absorb(c->tx, pl, res + nhead, err);
+    for (int i = 0; i < got; i++) {
+        if (rc == CC_OK && i < nhead) head[i] = res[i];
+        else PQclear(res[i]);
     }
-    for (int i = 0; i < got; i++) PQclear(res[i]);
     return rc;
 }
 
-static cc_rc pg_begin_write(cc_conn *b, cc_error *err) {
-    pg_conn *c = (pg_conn *)b;
+/* Begins a write transaction in one round trip: the lock (exclusive, or
+** shared: see "Shared write transactions"), the write counters, the entry
+** ids (exclusive: the last one, the batch numbers its own; shared: taken
+** from the sequence) and what the batch will look up (prefetch, kept by
+** pg_prefetch). The transaction commits without waiting for its flush
+** (pg_commit). */
+static cc_rc begin_tx(pg_conn *c, int shared, cc_error *err) {
     const cc_prefetch *pf = c->pf_next;
     c->pf_next = NULL;
+    c->conflict = 0;
+    c->shared = 0;
     cc_rc rc = ensure(c, err);
     if (rc != CC_OK) return rc;
     if (!c->tx && !(c->tx = wtx_new())) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     wtx *t = c->tx;
     wtx_reset(t);
-    /* One round trip: the lock, the write counter, the last entry id
-    ** (entries are written under the lock only: the batch numbers its own)
-    ** and what the batch will look up (prefetch, kept by pg_prefetch). The
-    ** transaction commits without waiting for its flush (pg_commit). */
     pf_plan pl = {.n = 0};
     if (pf && (rc = pf_plan_build(t, pf, &pl, err)) != CC_OK) return rc;
     sbuf sql = {0};
-    char head[300];
-    int hn = snprintf(head, sizeof head,
+    char head[600];
+    int hn, nhead;
+    if (shared) {
+        /* Enough ids for every key the batch names (each operation writes at
+        ** most one entry); an expire that needs more asks again (next_id_shared). */
+        int want = (pf ? pf->nkeys : 0) + 4;
+        hn = snprintf(head, sizeof head,
+                      "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL synchronous_commit = off;"
+                      " SELECT pg_advisory_xact_lock_shared(%lld);"
+                      " SELECT n, (SELECT last_value FROM cc_shared_writes) FROM cc_writes WHERE id = 1;"
+                      " SELECT nextval(pg_get_serial_sequence('entries', 'id')) FROM generate_series(1, %d);",
+                      (long long)CC_PG_WRITE_LOCK, want);
+        nhead = 5;
+    } else {
+        hn = snprintf(head, sizeof head,
                       "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(%lld);"
                       " UPDATE cc_writes SET n = n + 1 WHERE id = 1"
-                      " RETURNING n, (SELECT COALESCE(max(id), 0) FROM entries);",
+                      " RETURNING n, (SELECT last_value FROM cc_shared_writes), (SELECT COALESCE(max(id), 0) FROM entries);",
                       (long long)CC_PG_WRITE_LOCK);
+        nhead = 4;
+    }
+    CC_ASSERT(hn > 0 && (size_t)hn < sizeof head);
     sb_put(t, &sql, head, (size_t)hn);
     for (int i = 0; rc == CC_OK && i < pl.n; i++) rc = pf_sql(c, t, pl.sts[i], &pl.ps[i], &sql, err);
     if (rc == CC_OK && t->oom) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     int lost = 0;
-    if (rc == CC_OK) rc = begin_send(c, sql.p, &pl, &lost, err);
-    if (lost) rc = begin_send(c, sql.p, &pl, &lost, err); /* once, on the new connection */
+    PGresult *res[5] = {NULL};
+    if (rc == CC_OK) rc = begin_send(c, sql.p, &pl, nhead, res, &lost, err);
+    if (lost) rc = begin_send(c, sql.p, &pl, nhead, res, &lost, err); /* once, on the new connection */
     if (lost) rc = pg_fail(c, err, "begin write", NULL);
     free(sql.p);
     free(pl.acc.p);
+    if (rc == CC_OK) {
+        const PGresult *w = res[3];
+        c->writes_now = gi(w, 0, 0);
+        c->shared_now = gi(w, 0, 1);
+        if (shared) {
+            /* Caches are dropped anyway (data_changed); others: anyone but us since our last write. */
+            c->others = c->writes_now != c->writes_seen || c->shared_now != c->shared_seen;
+            if (ids_take(t, res[4]) != 0) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+        } else {
+            c->others = c->writes_seen >= 0 && (c->writes_now != c->writes_seen + 1 || c->shared_now != c->shared_seen);
+            t->next_id = t->first_id = gi(w, 0, 2) + 1;
+        }
+    }
+    for (int i = 0; i < 5; i++) PQclear(res[i]);
     if (rc != CC_OK) {
         wtx_reset(t);
         if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
@@ -1454,10 +1586,30 @@ static cc_rc pg_begin_write(cc_conn *b, cc_error *err) {
         return rc;
     }
     c->in_tx = 1;
+    c->shared = shared;
     if (!PQenterPipelineMode(c->pg)) return pg_fail(c, err, "pipeline mode", NULL);
     c->pipe = 1;
     c->pending = 0;
     return CC_OK;
+}
+
+static cc_rc pg_begin_write(cc_conn *b, cc_error *err) { return begin_tx((pg_conn *)b, 0, err); }
+
+static cc_rc pg_begin_write_shared(cc_conn *b, cc_error *err) { return begin_tx((pg_conn *)b, 1, err); }
+
+static int pg_conflicted(cc_conn *b) {
+    pg_conn *c = (pg_conn *)b;
+    if (c->conflict) c->st->shared_conflicts++; /* asked once per failed shared transaction (commit.c) */
+    return c->conflict;
+}
+
+static int pg_others_write(cc_conn *b) { return ((pg_conn *)b)->others; }
+
+/* A write a shared transaction does not take (store.h begin_write_shared):
+** the batch runs again under the writer lock. */
+static cc_rc need_lock(pg_conn *c, const char *what, cc_error *err) {
+    c->conflict = 1;
+    return cc_fail(err, CC_ERR_STORAGE, "database", "postgresql: %s needs the writer lock", what);
 }
 
 static cc_rc pg_commit(cc_conn *b, cc_error *err) {
@@ -1467,18 +1619,31 @@ static cc_rc pg_commit(cc_conn *b, cc_error *err) {
     PGresult *r = NULL;
     waited(c);
     if (c->pipe) {
+        int shared = c->shared;
         rc = wb_send(c, err);
-        if (rc == CC_OK && c->tx->next_id > c->tx->first_id) { /* the sequence past the ids the batch used */
+        if (rc == CC_OK && !shared && c->tx->next_id > c->tx->first_id) { /* the sequence past the ids the batch used */
             prm p = {.n = 0};
             p_i64(&p, c->tx->next_id - 1);
             rc = defer_raw(c, ST_WB_SEQ, &p, -1, 0, "entry id sequence", err);
         }
-        char flush[16];
+        char flush[16], mark[16];
         snprintf(flush, sizeof flush, "cc%d", ST_FLUSH);
-        int sent = rc == CC_OK && PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+        snprintf(mark, sizeof mark, "cc%d", ST_SHARED_MARK);
+        int sent = rc == CC_OK && (!shared || PQsendQueryPrepared(c->pg, mark, 0, NULL, NULL, NULL, 0)) &&
+                   PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
                    PQsendQueryPrepared(c->pg, flush, 0, NULL, NULL, NULL, 0) && PQpipelineSync(c->pg);
         if (!sent && rc == CC_OK) rc = pg_fail(c, err, "commit", NULL);
         if (rc == CC_OK) rc = pipe_drain(c, err);
+        int64_t marked = -1;
+        if (rc == CC_OK && shared) { /* this transaction's number among the shared ones */
+            r = PQgetResult(c->pg);
+            PGresult *end = PQgetResult(c->pg);
+            if (end) PQclear(end);
+            if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) rc = pg_fail(c, err, "commit", r);
+            else marked = gi(r, 0, 0);
+            PQclear(r);
+            r = NULL;
+        }
         if (rc == CC_OK) {
             r = PQgetResult(c->pg);
             PGresult *end = PQgetResult(c->pg);
@@ -1497,8 +1662,14 @@ static cc_rc pg_commit(cc_conn *b, cc_error *err) {
         }
         pipe_end(c, sent);
         wtx_reset(c->tx);
-        if (rc == CC_OK) c->writes_seen = c->writes_now;
-        else if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        c->shared = 0;
+        if (rc == CC_OK) {
+            c->writes_seen = c->writes_now;
+            c->shared_seen = shared ? marked : c->shared_now;
+            c->last_shared = shared;
+            if (shared) c->st->shared_commits++;
+        }
+        if (rc != CC_OK && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
             PQclear(PQexec(c->pg, "ROLLBACK"));
         return rc;
     } else {
@@ -1519,6 +1690,7 @@ static cc_rc pg_commit(cc_conn *b, cc_error *err) {
 static void pg_rollback(cc_conn *b) {
     pg_conn *c = (pg_conn *)b;
     c->in_tx = 0;
+    c->shared = 0;
     if (c->pg) pipe_end(c, 0);
     wtx_reset(c->tx);
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK || PQtransactionStatus(c->pg) == PQTRANS_IDLE) return;
@@ -1529,8 +1701,12 @@ static void pg_rollback(cc_conn *b) {
 static cc_rc pg_data_changed(cc_conn *b, int *changed, cc_error *err) {
     (void)err;
     pg_conn *c = (pg_conn *)b;
-    /* Our own increment is the +1: anything else means another writer. */
-    *changed = c->writes_seen < 0 || c->writes_now != c->writes_seen + 1;
+    /* Our own increment is the +1: anything else means another writer. A
+    ** shared transaction does not increment cc_writes (it counts itself in
+    ** cc_shared_writes) and sees no one else's writes after its snapshot,
+    ** so after one (or during one) the ledger's caches are never trusted. */
+    *changed = c->shared || c->last_shared || c->writes_seen < 0 || c->writes_now != c->writes_seen + 1 ||
+               c->shared_now != c->shared_seen;
     return CC_OK;
 }
 
@@ -1562,6 +1738,7 @@ static void pg_end_read(cc_conn *b) { pg_rollback(b); }
 
 static cc_rc pg_account_insert(cc_conn *b, cc_account *a, cc_error *err) {
     pg_conn *c = (pg_conn *)b;
+    if (c->shared) return need_lock(c, "insert account", err);
     prm p = {.n = 0};
     p_txt(&p, a->email);
     p_txt(&p, a->display_name);
@@ -1714,8 +1891,21 @@ static cc_rc entry_insert_batch(pg_conn *c, cc_entry *e, cc_error *err) {
     } else if (s->state == KEY_TAKEN) {
         return cc_fail(err, CC_ERR_EXISTS, "key", "idempotency key '%.64s' is taken", e->key);
     }
-    CC_ASSERT(t->next_id > 0);
-    e->id = t->next_id++;
+    if (c->shared) {
+        if (t->ids_at == t->nids) { /* more entries than the batch named keys: one round trip for 64 more */
+            prm p = {.n = 0};
+            p_i64(&p, 64);
+            PGresult *r = run(c, ST_SHARED_IDS, &p, "entry ids", err);
+            if (!r) return CC_ERR_STORAGE;
+            int bad = PQntuples(r) != 64 || ids_take(t, r) != 0;
+            PQclear(r);
+            if (bad) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+        }
+        e->id = t->ids[t->ids_at++];
+    } else {
+        CC_ASSERT(t->next_id > 0);
+        e->id = t->next_id++;
+    }
     if (s) {
         s->state = KEY_TAKEN;
         s->ent = -1; /* its row is read back from the database if asked for */
@@ -1864,6 +2054,7 @@ static cc_rc pg_hold_resolve(cc_conn *b, int64_t id, int state, int64_t by_entry
 
 static cc_rc pg_hold_extend(cc_conn *b, int64_t id, int64_t expires_ms, cc_error *err) {
     pg_conn *c = (pg_conn *)b;
+    if (c->shared) return need_lock(c, "extend hold", err);
     cc_hold *have = in_batch(c) ? rc_get(&c->tx->holds, id) : NULL;
     if (have && have->state == CC_HOLD_OPEN && have->expires_ms < expires_ms) have->expires_ms = expires_ms;
     prm p = {.n = 0};
@@ -1943,6 +2134,7 @@ static cc_rc pg_scan_holds(cc_conn *b, cc_hold_cb cb, void *ctx, cc_error *err) 
 /* ---------------------------------------------------------------- credentials, passwords, usage */
 
 static cc_rc pg_cred_insert(cc_conn *b, cc_credential *cr, cc_error *err) {
+    if (((pg_conn *)b)->shared) return need_lock((pg_conn *)b, "insert credential", err);
     prm p = {.n = 0};
     p_i64(&p, cr->kind);
     p_i64(&p, cr->account_id);
@@ -1983,6 +2175,7 @@ static cc_rc pg_cred_get(cc_conn *b, int64_t id, cc_credential *out, cc_error *e
 }
 
 static cc_rc pg_cred_update(cc_conn *b, const cc_credential *cr, cc_error *err) {
+    if (((pg_conn *)b)->shared) return need_lock((pg_conn *)b, "update credential", err);
     prm p = {.n = 0};
     p_i64(&p, cr->expires_ms);
     p_i64(&p, cr->cap_micro);
@@ -1994,6 +2187,7 @@ static cc_rc pg_cred_update(cc_conn *b, const cc_credential *cr, cc_error *err) 
 
 static cc_rc pg_cred_revoke(cc_conn *b, int64_t id, int64_t account_id, int kind, int64_t now_ms, int *count,
                             cc_error *err) {
+    if (((pg_conn *)b)->shared) return need_lock((pg_conn *)b, "revoke credential", err);
     prm p = {.n = 0};
     p_i64(&p, now_ms);
     if (id > 0) p_i64(&p, id);
@@ -2024,6 +2218,7 @@ static cc_rc pg_cred_list(cc_conn *b, int64_t account_id, int kind, int64_t now_
 }
 
 static cc_rc pg_password_set(cc_conn *b, int64_t account_id, const char *encoded, int64_t now_ms, cc_error *err) {
+    if (((pg_conn *)b)->shared) return need_lock((pg_conn *)b, "set password", err);
     prm p = {.n = 0};
     p_i64(&p, account_id);
     p_txt(&p, encoded);
@@ -2094,6 +2289,7 @@ static void read_attention(const PGresult *r, int i, cc_attention *a) {
 }
 
 static cc_rc pg_attention_record(cc_conn *b, const cc_attention *a, cc_error *err) {
+    if (((pg_conn *)b)->shared) return need_lock((pg_conn *)b, "record attention", err);
     prm p = {.n = 0};
     p_txt(&p, a->session_id);
     p_i64(&p, a->account_id);
@@ -2135,6 +2331,7 @@ static cc_rc pg_attention_list(cc_conn *b, int include_resolved, cc_attention *o
 
 static cc_rc pg_attention_resolve(cc_conn *b, const char *session_id, const char *note, int64_t now_ms, int *changed,
                                   cc_error *err) {
+    if (((pg_conn *)b)->shared) return need_lock((pg_conn *)b, "resolve attention", err);
     prm p = {.n = 0};
     p_i64(&p, now_ms);
     p_txt(&p, note);
@@ -2158,6 +2355,7 @@ static cc_rc run_effect(pg_conn *c, int st, const prm *p, const char *what, cc_e
 
 static cc_rc pg_resv_put(cc_conn *b, const char *server, const char *prompt_id, int64_t account_id, int64_t left,
                          int64_t expires_ms, cc_error *err) {
+    if (((pg_conn *)b)->shared) return need_lock((pg_conn *)b, "put reservation", err);
     prm p = {.n = 0};
     p_txt(&p, server);
     p_txt(&p, prompt_id);
@@ -2168,6 +2366,7 @@ static cc_rc pg_resv_put(cc_conn *b, const char *server, const char *prompt_id, 
 }
 
 static cc_rc pg_resv_drop(cc_conn *b, const char *server, const char *prompt_id, cc_error *err) {
+    if (((pg_conn *)b)->shared) return need_lock((pg_conn *)b, "drop reservation", err);
     prm p = {.n = 0};
     p_txt(&p, server);
     p_txt(&p, prompt_id);
@@ -2188,6 +2387,7 @@ static cc_rc pg_resv_others(cc_conn *b, const char *server, int64_t account_id, 
 }
 
 static cc_rc pg_resv_renew(cc_conn *b, const char *server, int64_t now_ms, int64_t expires_ms, cc_error *err) {
+    if (((pg_conn *)b)->shared) return need_lock((pg_conn *)b, "renew reservations", err);
     pg_conn *c = (pg_conn *)b;
     prm p = {.n = 0};
     p_txt(&p, server);
@@ -2205,6 +2405,9 @@ static const cc_conn_vtab PG_CONN_VTAB = {
     .rollback = pg_rollback,
     .data_changed = pg_data_changed,
     .prefetch = pg_prefetch,
+    .begin_write_shared = pg_begin_write_shared,
+    .conflicted = pg_conflicted,
+    .others_write = pg_others_write,
     .begin_read = pg_begin_read,
     .end_read = pg_end_read,
     .account_insert = pg_account_insert,
@@ -2350,7 +2553,7 @@ static cc_rc pg_connect(cc_store *base, int writer, cc_conn **out, cc_error *err
     c->base.v = &PG_CONN_VTAB;
     c->st = st;
     c->writer = writer;
-    c->writes_seen = -1;
+    c->writes_seen = c->shared_seen = -1;
     c->pg = open_pg(st);
     if (!c->pg) {
         free(c);
@@ -2397,6 +2600,11 @@ static const cc_store_vtab PG_STORE_VTAB = {.connect = pg_connect, .close = pg_s
 void cc_store_pg_wait_for_server(cc_store *s, int on) { ((pg_store *)s)->wait_for_server = on != 0; }
 
 int64_t cc_store_pg_writer_round_trips(cc_store *s) { return ((pg_store *)s)->writer_waits; }
+
+void cc_store_pg_shared_stats(cc_store *s, int64_t *commits, int64_t *conflicts) {
+    *commits = ((pg_store *)s)->shared_commits;
+    *conflicts = ((pg_store *)s)->shared_conflicts;
+}
 
 cc_rc cc_store_pg_describe(const char *uri, char *out, size_t out_bytes) {
     char *msg = NULL;

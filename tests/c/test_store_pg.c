@@ -223,6 +223,165 @@ static void two_servers_expire(void) {
     cc_ledger_close(b);
 }
 
+/* ---- shared write transactions (store_pg.c "Shared write transactions") */
+
+static cc_conn *writer_conn(cc_store *st) {
+    cc_conn *c = NULL;
+    cc_error e;
+    CHECK(st->v->connect(st, 1, &c, &e) == CC_OK);
+    return c;
+}
+
+/* Renames account `id` inside the open transaction of `c` (display_name:
+** no money moves, so verify stays clean). */
+static cc_rc rename_in(cc_conn *c, int64_t id, const char *name, cc_error *e) {
+    cc_account a;
+    cc_rc rc = c->v->account_get(c, id, &a, e);
+    if (rc != CC_OK) return rc;
+    snprintf(a.display_name, sizeof a.display_name, "%s", name);
+    return c->v->account_update(c, &a, e);
+}
+
+static void shared_writes(void) {
+    char uri[200];
+    if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
+    cc_ledger *l = server(uri);
+    if (!l) return;
+    int64_t x = mkacct(l, "x@example.com"), y = mkacct(l, "y@example.com");
+    cc_store *st = NULL, *quick = NULL;
+    cc_error e;
+    /* c1 may stay idle in a transaction for 10 s; c2 and c3 wait for a lock 1.5 s at most. */
+    CHECK(cc_store_pg_open(uri, 10000, &st, &e) == CC_OK);
+    CHECK(cc_store_pg_open(uri, 1500, &quick, &e) == CC_OK);
+    cc_conn *c1 = writer_conn(st), *c2 = writer_conn(quick), *c3 = writer_conn(quick);
+    if (!c1 || !c2 || !c3) return;
+    CHECK(c1->v->begin_write_shared != NULL && c1->v->conflicted != NULL);
+    if (!c1->v->begin_write_shared) return;
+    /* Two shared transactions overlap (the exclusive writer lock would make
+    ** the second wait past the statement timeout) and both commit. */
+    CHECK(c1->v->begin_write_shared(c1, &e) == CC_OK);
+    CHECK(c2->v->begin_write_shared(c2, &e) == CC_OK);
+    CHECK(rename_in(c1, x, "x1", &e) == CC_OK);
+    CHECK(rename_in(c2, y, "y1", &e) == CC_OK);
+    CHECK(c2->v->commit(c2, &e) == CC_OK);
+    CHECK(c1->v->commit(c1, &e) == CC_OK);
+    cc_account ax, ay;
+    CHECK(cc_ledger_account(l, x, &ax, &e) == CC_OK && strcmp(ax.display_name, "x1") == 0);
+    CHECK(cc_ledger_account(l, y, &ay, &e) == CC_OK && strcmp(ay.display_name, "y1") == 0);
+    /* Both change the same account: the first commit wins, the second
+    ** rolls back whole and says it conflicted (the ledger then runs it again
+    ** under the lock); nothing of it is written. */
+    CHECK(c1->v->begin_write_shared(c1, &e) == CC_OK);
+    CHECK(c2->v->begin_write_shared(c2, &e) == CC_OK);
+    CHECK(rename_in(c1, x, "x2", &e) == CC_OK);
+    CHECK(rename_in(c2, y, "y2", &e) == CC_OK);
+    CHECK(rename_in(c2, x, "x-lost", &e) == CC_OK);
+    CHECK(c1->v->commit(c1, &e) == CC_OK);
+    CHECK(c2->v->commit(c2, &e) == CC_ERR_STORAGE);
+    CHECK(c2->v->conflicted(c2) == 1);
+    c2->v->rollback(c2);
+    CHECK(cc_ledger_account(l, x, &ax, &e) == CC_OK && strcmp(ax.display_name, "x2") == 0);
+    CHECK(cc_ledger_account(l, y, &ay, &e) == CC_OK && strcmp(ay.display_name, "y1") == 0);
+    /* A key another shared transaction took meanwhile: a conflict, not a second operation. */
+    CHECK(c1->v->begin_write_shared(c1, &e) == CC_OK);
+    CHECK(c2->v->begin_write_shared(c2, &e) == CC_OK);
+    cc_entry en[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&en[i], 0, sizeof en[i]);
+        snprintf(en[i].key, sizeof en[i].key, "same-key");
+        en[i].kind = CC_KIND_GRANT;
+        en[i].account_id = y;
+        en[i].amount = en[i].delta = C(1);
+        en[i].balance_after = C(1);
+    }
+    cc_account a1;
+    CHECK(c1->v->account_get(c1, y, &a1, &e) == CC_OK);
+    a1.balance += C(1);
+    a1.granted_total += C(1);
+    CHECK(c1->v->entry_insert(c1, &en[0], &e) == CC_OK);
+    CHECK(c1->v->account_update(c1, &a1, &e) == CC_OK);
+    CHECK(c2->v->entry_insert(c2, &en[1], &e) == CC_OK); /* free in its snapshot */
+    CHECK(c1->v->commit(c1, &e) == CC_OK);
+    CHECK(c2->v->commit(c2, &e) == CC_ERR_STORAGE);
+    CHECK(c2->v->conflicted(c2) == 1);
+    c2->v->rollback(c2);
+    /* A write a shared transaction does not take: refused, conflicted. */
+    CHECK(c1->v->begin_write_shared(c1, &e) == CC_OK);
+    CHECK(c1->v->hold_extend(c1, 1, 1, &e) == CC_ERR_STORAGE);
+    CHECK(c1->v->conflicted(c1) == 1);
+    c1->v->rollback(c1);
+    /* The exclusive writer and shared transactions exclude each other. */
+    CHECK(c1->v->begin_write(c1, &e) == CC_OK);
+    CHECK(c2->v->begin_write_shared(c2, &e) == CC_ERR_STORAGE && strstr(e.message, "timeout") != NULL);
+    c1->v->rollback(c1);
+    CHECK(c1->v->begin_write_shared(c1, &e) == CC_OK);
+    CHECK(c3->v->begin_write(c3, &e) == CC_ERR_STORAGE && strstr(e.message, "timeout") != NULL);
+    c1->v->rollback(c1);
+    c1->v->close(c1);
+    c2->v->close(c2);
+    c3->v->close(c3);
+    st->v->close(st);
+    quick->v->close(quick);
+    CHECK(verify_clean(l));
+    cc_ledger_close(l);
+}
+
+/* Two servers placing and settling holds on their own accounts, one
+** operation per commit: once each sees the other write, their commits are
+** shared transactions (they overlap instead of queueing on the lock). */
+typedef struct perop {
+    cc_ledger *l;
+    int64_t acct;
+    int tid, ok;
+} perop;
+
+static void *perop_main(void *arg) {
+    perop *p = arg;
+    for (int i = 0; i < 40; i++) {
+        char key[48];
+        cc_result h, s;
+        snprintf(key, sizeof key, "h-%d-%d", p->tid, i);
+        if (op_simple(p->l, CC_OP_HOLD, key, p->acct, 0, C(2), &h) != CC_OK) continue;
+        snprintf(key, sizeof key, "s-%d-%d", p->tid, i);
+        if (op_simple(p->l, CC_OP_SETTLE, key, p->acct, h.hold_id, C(1), &s) == CC_OK) p->ok++;
+    }
+    return NULL;
+}
+
+static void shared_per_op(void) {
+    char uri[200];
+    if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
+    cc_store *sa = NULL, *sb = NULL;
+    cc_ledger *a = NULL, *b = NULL;
+    cc_error e;
+    CHECK(cc_store_pg_open(uri, 10000, &sa, &e) == CC_OK && cc_ledger_open(sa, 1, &a, &e) == CC_OK);
+    CHECK(cc_store_pg_open(uri, 10000, &sb, &e) == CC_OK && cc_ledger_open(sb, 1, &b, &e) == CC_OK);
+    if (!a || !b) return;
+    int64_t acct[2] = {mkacct(a, "pa@example.com"), mkacct(b, "pb@example.com")};
+    cc_result r;
+    CHECK(op_simple(a, CC_OP_GRANT, "ga", acct[0], 0, C(1000), &r) == CC_OK);
+    CHECK(op_simple(b, CC_OP_GRANT, "gb", acct[1], 0, C(1000), &r) == CC_OK);
+    perop ps[2] = {{.l = a, .acct = acct[0], .tid = 0}, {.l = b, .acct = acct[1], .tid = 1}};
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++) pthread_create(&th[t], NULL, perop_main, &ps[t]);
+    for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
+    CHECK_EQ_I64(ps[0].ok + ps[1].ok, 80);
+    int64_t commits = 0, conflicts = 0, c2 = 0, f2 = 0;
+    cc_store_pg_shared_stats(sa, &commits, &conflicts);
+    cc_store_pg_shared_stats(sb, &c2, &f2);
+    CHECK(commits + c2 > 0);
+    CHECK_EQ_I64(conflicts + f2, 0); /* different accounts never conflict */
+    for (int i = 0; i < 2; i++) {
+        cc_account ac;
+        CHECK(cc_ledger_account(a, acct[i], &ac, &e) == CC_OK);
+        CHECK_EQ_I64(ac.balance, C(1000) - C(40));
+        CHECK_EQ_I64(ac.held, 0);
+    }
+    CHECK(verify_clean(a));
+    cc_ledger_close(a);
+    cc_ledger_close(b);
+}
+
 /* ---- schema: versions, migrations, foreign tables, tampering */
 
 /* ---- a batch costs a few round trips, not one per operation (store_pg.c "the writer's batch") */
@@ -307,7 +466,7 @@ static void schema_versions(void) {
                           " DROP COLUMN cap_month, DROP COLUMN cap_month_used;"
                           " ALTER TABLE entries DROP COLUMN test_after; ALTER TABLE holds DROP COLUMN credential_id;"
                           " ALTER TABLE credentials DROP COLUMN cap_micro, DROP COLUMN cap_used;"
-                          " DROP TABLE purchase_attention, cc_reservations") == 0);
+                          " DROP TABLE purchase_attention, cc_reservations; DROP SEQUENCE cc_shared_writes") == 0);
     l = server(uri);
     if (!l) return;
     cc_account ac;
@@ -550,6 +709,8 @@ void suite_store_pg(void) {
     RUN(two_servers_keys);
     RUN(two_servers_expire);
     RUN(batch_round_trips);
+    RUN(shared_writes);
+    RUN(shared_per_op);
     RUN(schema_versions);
     RUN(tamper_refused);
     RUN(bad_uris);
