@@ -220,9 +220,9 @@ typedef struct cc_conn_vtab {
     ** conflict (or a write it does not take): nothing was written, running
     ** the same batch again under begin_write is safe. */
     int (*conflicted)(cc_conn *c);
-    /* Optional: 1 when the last write transaction began after other
-    ** connections had written since this one's write before it (shared
-    ** transactions are then worth trying). */
+    /* Optional: 1 while other connections write (a recent write transaction
+    ** found their writes since this connection's one before): shared
+    ** transactions are then worth trying. */
     int (*others_write)(cc_conn *c);
     /* Consistent snapshot for multi-query reads (verify). */
     cc_rc (*begin_read)(cc_conn *c, cc_error *err);

@@ -87,6 +87,10 @@
 **   that another server waits for (row locks are taken by the UPDATEs in the
 **   commit pipeline and released at COMMIT), and share WAL flushes.
 **
+**   A shared transaction commits synchronously (COMMIT returns once its
+**   WAL is flushed): it holds no lock another server's shared transaction
+**   waits for, so the flush transaction below would only add a statement.
+**
 ** Durability, and the lock not held during the flush: the write transaction
 ** commits with synchronous_commit = off, so PostgreSQL releases the writer
 ** lock as soon as the commit record is in its WAL buffers; the same pipeline
@@ -187,6 +191,7 @@ cc_rc cc_store_pg_open(const char *uri, int statement_timeout_ms, cc_store **out
 #define CC_PG_CONNECT_TIMEOUT_S "5"
 #define CC_PG_RETRY_MS_MIN 250     /* wait_for_server: first retry after this ... */
 #define CC_PG_RETRY_MS_MAX 15000   /* ... doubling up to this */
+#define CC_PG_SHARED_LINGER_MS 2000 /* shared write transactions until others have not written for this long */
 
 /* ---------------------------------------------------------------- schema */
 
@@ -444,7 +449,7 @@ typedef struct pg_conn {
     int shared;                 /* the current write transaction is shared (begin_write_shared) */
     int conflict;               /* ... and failed on a conflict: conflicted() */
     int last_shared;            /* the last write transaction was shared: the ledger's caches may be stale */
-    int others;                 /* other connections wrote before the current (or last) begin: others_write() */
+    int64_t others_ms;          /* when a begin last found other connections' writes (others_write()) */
     /* Opened while PostgreSQL was unreachable (wait_for_server): never connected
     ** yet, so the writer still has to check and migrate the schema; attempts
     ** are spaced by a doubling backoff so requests fail fast meanwhile. */
@@ -1476,6 +1481,28 @@ static int ids_take(wtx *t, const PGresult *r) {
     return 0;
 }
 
+/* Appends the ids of an array literal {1,2,...} to the shared transaction's list. */
+static int ids_parse(wtx *t, const char *arr) {
+    for (const char *q = arr; *q;) {
+        if (*q < '0' || *q > '9') {
+            q++;
+            continue;
+        }
+        char *end;
+        int64_t id = strtoll(q, &end, 10);
+        if (t->nids == t->ids_cap) {
+            int cap = t->ids_cap ? 2 * t->ids_cap : 64;
+            int64_t *ids = realloc(t->ids, sizeof(int64_t) * (size_t)cap);
+            if (!ids) return -1;
+            t->ids = ids;
+            t->ids_cap = cap;
+        }
+        t->ids[t->nids++] = id;
+        q = end;
+    }
+    return 0;
+}
+
 /* Sends the simple query `sql` and reads its results: `nhead` of its own
 ** (kept in head[], the caller clears them), then the plan's. *lost = 1 when
 ** the connection turned out to be gone. */
@@ -1540,19 +1567,19 @@ static cc_rc begin_tx(pg_conn *c, int shared, cc_error *err) {
         ** most one entry); an expire that needs more asks again (next_id_shared). */
         int want = (pf ? pf->nkeys : 0) + 4;
         hn = snprintf(head, sizeof head,
-                      "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL synchronous_commit = off;"
-                      " SELECT pg_advisory_xact_lock_shared(%lld);"
-                      " SELECT n, (SELECT last_value FROM cc_shared_writes) FROM cc_writes WHERE id = 1;"
-                      " SELECT nextval(pg_get_serial_sequence('entries', 'id')) FROM generate_series(1, %d);",
+                      "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_advisory_xact_lock_shared(%lld);"
+                      " SELECT n, (SELECT last_value FROM cc_shared_writes),"
+                      " ARRAY(SELECT nextval(pg_get_serial_sequence('entries', 'id')) FROM generate_series(1, %d))"
+                      " FROM cc_writes WHERE id = 1;",
                       (long long)CC_PG_WRITE_LOCK, want);
-        nhead = 5;
+        nhead = 3;
     } else {
         hn = snprintf(head, sizeof head,
-                      "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(%lld);"
+                      "BEGIN; SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(%lld);"
                       " UPDATE cc_writes SET n = n + 1 WHERE id = 1"
                       " RETURNING n, (SELECT last_value FROM cc_shared_writes), (SELECT COALESCE(max(id), 0) FROM entries);",
                       (long long)CC_PG_WRITE_LOCK);
-        nhead = 4;
+        nhead = 3;
     }
     CC_ASSERT(hn > 0 && (size_t)hn < sizeof head);
     sb_put(t, &sql, head, (size_t)hn);
@@ -1566,15 +1593,16 @@ static cc_rc begin_tx(pg_conn *c, int shared, cc_error *err) {
     free(sql.p);
     free(pl.acc.p);
     if (rc == CC_OK) {
-        const PGresult *w = res[3];
+        const PGresult *w = res[2];
         c->writes_now = gi(w, 0, 0);
         c->shared_now = gi(w, 0, 1);
         if (shared) {
             /* Caches are dropped anyway (data_changed); others: anyone but us since our last write. */
-            c->others = c->writes_now != c->writes_seen || c->shared_now != c->shared_seen;
-            if (ids_take(t, res[4]) != 0) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+            if (c->writes_now != c->writes_seen || c->shared_now != c->shared_seen) c->others_ms = cc_now_ms();
+            if (ids_parse(t, PQgetvalue(w, 0, 2)) != 0) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
         } else {
-            c->others = c->writes_seen >= 0 && (c->writes_now != c->writes_seen + 1 || c->shared_now != c->shared_seen);
+            if (c->writes_seen >= 0 && (c->writes_now != c->writes_seen + 1 || c->shared_now != c->shared_seen))
+                c->others_ms = cc_now_ms();
             t->next_id = t->first_id = gi(w, 0, 2) + 1;
         }
     }
@@ -1603,7 +1631,14 @@ static int pg_conflicted(cc_conn *b) {
     return c->conflict;
 }
 
-static int pg_others_write(cc_conn *b) { return ((pg_conn *)b)->others; }
+/* Others wrote lately: between two of our commits another server's often
+** does not fall, so one begin that finds none is no reason to go back to
+** the exclusive lock (whose waits for the shared transactions in flight,
+** and theirs for it, cost more than a shared transaction alone). */
+static int pg_others_write(cc_conn *b) {
+    pg_conn *c = (pg_conn *)b;
+    return c->others_ms > 0 && cc_now_ms() - c->others_ms < CC_PG_SHARED_LINGER_MS;
+}
 
 /* A write a shared transaction does not take (store.h begin_write_shared):
 ** the batch runs again under the writer lock. */
@@ -1631,7 +1666,7 @@ static cc_rc pg_commit(cc_conn *b, cc_error *err) {
         snprintf(mark, sizeof mark, "cc%d", ST_SHARED_MARK);
         int sent = rc == CC_OK && (!shared || PQsendQueryPrepared(c->pg, mark, 0, NULL, NULL, NULL, 0)) &&
                    PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
-                   PQsendQueryPrepared(c->pg, flush, 0, NULL, NULL, NULL, 0) && PQpipelineSync(c->pg);
+                   (shared || PQsendQueryPrepared(c->pg, flush, 0, NULL, NULL, NULL, 0)) && PQpipelineSync(c->pg);
         if (!sent && rc == CC_OK) rc = pg_fail(c, err, "commit", NULL);
         if (rc == CC_OK) rc = pipe_drain(c, err);
         int64_t marked = -1;
@@ -1653,7 +1688,7 @@ static cc_rc pg_commit(cc_conn *b, cc_error *err) {
             PQclear(r);
             r = NULL;
         }
-        if (rc == CC_OK) { /* committed and visible, the writer lock released: now durable */
+        if (rc == CC_OK && !shared) { /* committed and visible, the writer lock released: now durable */
             PGresult *f = PQgetResult(c->pg);
             if (PQresultStatus(f) != PGRES_TUPLES_OK) rc = pg_fail(c, err, "commit (waiting for the WAL flush)", f);
             PQclear(f);
