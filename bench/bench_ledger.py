@@ -568,7 +568,7 @@ def farm_main(uri, seconds, reps, procs_list, modes=("per-op", "batched"), fsync
     print(f"best median from {max(procs_list)} processes: {best_c4:,.0f} pairs/s (target >= 10,000); C vs psycopg "
           f"like for like (median/median per row): from {min(ratios):.1f}x to {max(ratios):.1f}x; "
           f"load average {loadavg()}")
-    with _core.Ledger(uri) as led:
+    with _core.Ledger(uri, busy_timeout_ms=600_000) as led:  # a scan of millions of entries on a busy machine
         rep = led.verify()
     print(f"verify after the runs: {'ok' if rep['ok'] else rep['problems'][:3]} ({rep['entries']:,} entries)")
 
