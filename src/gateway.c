@@ -31,6 +31,8 @@
 #define GW_BUF_FIRST_BYTES (32 * 1024)
 #define GW_SCAN_MS_MAX 250 /* idle scans at least this often */
 #define GW_IDLE_EASY_MAX 64
+/* libcurl's sockets: at most two per transfer (while connecting), and a few being closed. */
+#define GW_SOCKS_MAX (2 * CC_GW_HANDLES_MAX + 64)
 
 struct cc_gw_stream {
     cc_gateway *g;
@@ -98,10 +100,26 @@ struct cc_gateway {
     int hook_next_on, hook_change, io_done;
     /* --- I/O thread only */
     cc_gw_stream *touched;
+    int hook_submitted;         /* the hook queued a transfer this turn: no wait before it is added */
     cc_gw_hook hook;
     int hook_on, nhfds;
     cc_gw_waitfd hfds[CC_GW_HOOK_FDS_MAX];
-    struct curl_waitfd cfds[CC_GW_HOOK_FDS_MAX];
+    /* libcurl's sockets and timer (CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION):
+    ** the loop waits on them itself and hands curl only the sockets that are
+    ** ready (curl_multi_socket_action), so a turn costs what happened in it,
+    ** not a look at every transfer (curl_multi_perform polls each one). */
+    struct {
+        curl_socket_t fd;
+        short events;
+    } socks[GW_SOCKS_MAX];
+    int nsocks;
+    int64_t curl_due_ms;        /* -1: no timer */
+    struct {
+        curl_socket_t fd;
+        int mask;
+    } seen[GW_SOCKS_MAX];       /* what the last wait saw on curl's sockets */
+    int nseen;
+    struct curl_waitfd cfds[CC_GW_HOOK_FDS_MAX + GW_SOCKS_MAX];
 };
 
 static cc_once_t curl_once = CC_ONCE_INIT;
@@ -109,6 +127,41 @@ static CURLcode curl_init_rc;
 static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 static void *io_main(void *arg);
+
+/* libcurl (on the I/O thread, from inside its calls): what to wait on for a socket. */
+static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+    cc_gateway *g = userp;
+    (void)easy;
+    intptr_t i = (intptr_t)socketp - 1; /* curl_multi_assign keeps index + 1 */
+    int known = i >= 0 && i < g->nsocks && g->socks[i].fd == fd;
+    if (what == CURL_POLL_REMOVE) {
+        if (known) {
+            int last = --g->nsocks;
+            if (i != last) {
+                g->socks[i] = g->socks[last];
+                curl_multi_assign(g->multi, g->socks[i].fd, (void *)(i + 1));
+            }
+        }
+        return 0;
+    }
+    if (!known) {
+        if (g->nsocks == GW_SOCKS_MAX) return -1; /* cannot happen (bounded by handles_max); fails the transfer */
+        i = g->nsocks++;
+        g->socks[i].fd = fd;
+        curl_multi_assign(g->multi, fd, (void *)(i + 1));
+    }
+    g->socks[i].events = (short)(((what & CURL_POLL_IN) ? CURL_WAIT_POLLIN : 0) |
+                                 ((what & CURL_POLL_OUT) ? CURL_WAIT_POLLOUT : 0));
+    return 0;
+}
+
+/* libcurl: when to call curl_multi_socket_action(CURL_SOCKET_TIMEOUT) next (a one-shot timer). */
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
+    cc_gateway *g = userp;
+    (void)multi;
+    g->curl_due_ms = timeout_ms < 0 ? -1 : cc_monotonic_ms() + timeout_ms;
+    return 0;
+}
 
 cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void *notify_ud, cc_gateway **out,
                       cc_error *err) {
@@ -158,6 +211,11 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
     }
     /* Keep one connection per concurrent transfer to the upstream. */
     curl_multi_setopt(g->multi, CURLMOPT_MAXCONNECTS, (long)cfg->handles_max);
+    g->curl_due_ms = -1;
+    curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    curl_multi_setopt(g->multi, CURLMOPT_SOCKETDATA, g);
+    curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(g->multi, CURLMOPT_TIMERDATA, g);
     size_t bl = strlen(g->base);
     while (bl > 0 && g->base[bl - 1] == '/') g->base[--bl] = 0;
     snprintf(g->key_header, kl, "X-API-KEY: %s", key);
@@ -607,6 +665,18 @@ void cc_gateway_set_hook(cc_gateway *g, const cc_gw_hook *hook) {
 
 void cc_gateway_wake(cc_gateway *g) { curl_multi_wakeup(g->multi); }
 
+/* Hands libcurl what the last wait saw on its sockets, then its timer if due. */
+static void io_curl_actions(cc_gateway *g) {
+    int running = 0;
+    for (int i = 0; i < g->nseen; i++)
+        curl_multi_socket_action(g->multi, g->seen[i].fd, g->seen[i].mask, &running);
+    g->nseen = 0;
+    if (g->curl_due_ms >= 0 && cc_monotonic_ms() >= g->curl_due_ms) {
+        g->curl_due_ms = -1; /* one-shot; curl sets the next one */
+        curl_multi_socket_action(g->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+}
+
 /* One wait on libcurl's sockets and the hook's. */
 static void io_wait(cc_gateway *g, int wait_ms) {
     int n = 0;
@@ -620,9 +690,36 @@ static void io_wait(cc_gateway *g, int wait_ms) {
             g->cfds[i].revents = 0;
         }
     }
+    if (g->hook_submitted) {
+        /* Hand what the hook submitted to libcurl first; the sockets are waited on next turn. */
+        g->hook_submitted = 0;
+        for (int i = 0; i < n; i++) g->hfds[i].revents = 0;
+        return;
+    }
+    int m = 0;
+    for (int i = 0; i < g->nsocks; i++) {
+        if (!g->socks[i].events) continue;
+        g->cfds[n + m].fd = g->socks[i].fd;
+        g->cfds[n + m].events = g->socks[i].events;
+        g->cfds[n + m].revents = 0;
+        m++;
+    }
+    if (g->curl_due_ms >= 0) {
+        int64_t left = g->curl_due_ms - cc_monotonic_ms();
+        if (left < wait_ms) wait_ms = (int)(left < 0 ? 0 : left);
+    }
     if (wait_ms < 0) wait_ms = 0;
-    curl_multi_poll(g->multi, n ? g->cfds : NULL, (unsigned)n, wait_ms, NULL);
+    curl_multi_poll(g->multi, (n + m) ? g->cfds : NULL, (unsigned)(n + m), wait_ms, NULL);
     for (int i = 0; i < n; i++) g->hfds[i].revents = g->cfds[i].revents;
+    g->nseen = 0;
+    for (int i = 0; i < m; i++) {
+        short r = g->cfds[n + i].revents;
+        if (!r) continue;
+        g->seen[g->nseen].fd = g->cfds[n + i].fd;
+        g->seen[g->nseen].mask = ((r & (CURL_WAIT_POLLIN | CURL_WAIT_POLLPRI)) ? CURL_CSELECT_IN : 0) |
+                                   ((r & CURL_WAIT_POLLOUT) ? CURL_CSELECT_OUT : 0);
+        g->nseen++;
+    }
 }
 
 static void *io_main(void *arg) {
@@ -636,8 +733,7 @@ static void *io_main(void *arg) {
         io_apply_hook(g, 0);
         io_take_work(g, &stop);
         if (stop) break;
-        int running = 0;
-        curl_multi_perform(g->multi, &running);
+        io_curl_actions(g);
         io_reap(g);
         int64_t now = cc_monotonic_ms();
         if (now >= next_scan) {
@@ -825,7 +921,8 @@ cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, 
     else g->pending = s;
     g->pending_tail = s;
     cc_mutex_unlock(&g->mu);
-    curl_multi_wakeup(g->multi);
+    if (req->local) g->hook_submitted = 1; /* the hook, on the I/O thread: io_wait skips its wait */
+    else curl_multi_wakeup(g->multi);
     *out = s;
     return CC_OK;
 }

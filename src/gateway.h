@@ -37,7 +37,9 @@
 **     listener, listener.h): the hook waits on its own sockets in the same
 **     poll as libcurl, runs once per loop turn, and gets the news of the
 **     streams it submitted with `local` set right there (no ready list, no
-**     notify, no thread hop). It must never block.
+**     notify, no thread hop). It must never block. What it submits (with
+**     `local`) is handed to libcurl in the same loop turn: the turn's wait is
+**     skipped, nothing wakes the thread up through its pipe.
 **   - Thread-safe: any thread may submit; a stream is used by one thread at
 **     a time. Non-blocking calls only take a short mutex (never held around
 **     I/O), so a Python binding may keep the GIL for them.
@@ -98,7 +100,8 @@ typedef struct cc_gw_request {
     const char *job_id;           /* Comfy-Job-Id (the prompt id), or NULL */
     const void *body;
     size_t body_len;
-    void *local;                  /* non-NULL: news goes to the hook's news() (see cc_gateway_set_hook) */
+    void *local;                  /* non-NULL: news goes to the hook's news() (see cc_gateway_set_hook);
+                                  ** only the hook submits these, on the I/O thread (no wake-up needed) */
 } cc_gw_request;
 
 /* Queues the request; never blocks. CC_ERR_LIMIT field "busy" when saturated. */

@@ -895,6 +895,9 @@ static void conn_readable(cc_listener *l, conn *c) {
         if (c->state == C_HEAD || c->state == C_BODY) {
             conn_progress(l, c);
             if (!c->live) return;
+            /* A call went out: what the client sends next (or its leaving) waits for the next poll, not
+            ** another recv now that would most likely find nothing. */
+            if (c->state == C_CALL) break;
         }
     }
     if (c->live && (c->state == C_HEAD || c->state == C_BODY) && c->peer_closed) conn_progress(l, c);

@@ -11,7 +11,9 @@
 **     is refused for credits; a hold beyond what the prompt reserved must fit
 **     in credits no other queued prompt reserved.
 **   - The gateway wraps every upstream request in cc_run_call_begin and
-**     cc_run_call_end. call_begin verifies the token (HMAC, expiry), and
+**     cc_run_call_end. call_begin verifies the token (HMAC, expiry; a run's
+**     own token while the run is open is recognised byte for byte without
+**     the HMAC, its expiry still checked on every call), and
 **     refuses (CC_ERR_STATE) once the run is closing or closed, refuses
 **     (CC_ERR_INVALID, field "path") a path outside the run's prefixes, and
 **     refuses (CC_ERR_LIMIT) more than CC_RUN_CREATING_CALLS_MAX - 1 creating
@@ -188,6 +190,9 @@ cc_rc cc_run_finish(cc_runs *r, int64_t run_id, cc_run_outcome outcome, cc_run_r
 int cc_runs_keepalive(cc_runs *r);
 
 /* Counters: open runs, closed runs remembered, reservations. */
+/* How many tokens call_begin checked by their HMAC (every token but an open
+** run's own, which is known): for tests and profiles. */
+int64_t cc_runs_token_macs(cc_runs *r);
 void cc_runs_counts(cc_runs *r, int64_t *open, int64_t *closed, int64_t *reservations);
 
 #endif

@@ -63,6 +63,23 @@ static int parse_pos(const char *p, const char *end, int64_t *out) {
     return 0;
 }
 
+int64_t cc_token_hold_of(const char *token) {
+    if (!token || strncmp(token, PREFIX, sizeof PREFIX - 1) != 0) return 0;
+    const char *p = token + sizeof PREFIX - 1;
+    const char *dot = p;
+    while (*dot && *dot != '.' && dot - p < 20) dot++;
+    int64_t h;
+    if (*dot != '.' || parse_pos(p, dot, &h)) return 0;
+    return h;
+}
+
+int cc_token_same(const char *a, const char *b) {
+    size_t bn = strlen(b);
+    size_t an = strnlen(a, CC_TOKEN_BYTES_MAX + 1);
+    if (an != bn || bn == 0) return 0;
+    return CRYPTO_memcmp(a, b, bn) == 0;
+}
+
 cc_rc cc_token_verify(const cc_token_key *k, const char *token, int64_t now_ms, int64_t *hold_id,
                       int64_t *account_id, int64_t *expires_ms, cc_error *err) {
     if (!token) return cc_fail(err, CC_ERR_INVALID, "token", "no hold token");

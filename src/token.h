@@ -30,6 +30,15 @@ cc_rc cc_token_key_random(cc_token_key *k, cc_error *err);
 cc_rc cc_token_mint(const cc_token_key *k, int64_t hold_id, int64_t account_id, int64_t expires_ms,
                     char *out, size_t out_bytes, cc_error *err);
 
+/* The hold id a well-formed token names, WITHOUT checking its MAC (0 when it
+** is malformed): only to find what to compare the token with. */
+int64_t cc_token_hold_of(const char *token);
+
+/* 1 when a and b are the same token: constant-time over b's length (b is the
+** caller's known token, a the presented one; both NUL-terminated, a is read
+** at most CC_TOKEN_BYTES_MAX + 1 bytes). */
+int cc_token_same(const char *a, const char *b);
+
 /* On success fills hold_id, account_id, expires_ms. now_ms: current time. */
 cc_rc cc_token_verify(const cc_token_key *k, const char *token, int64_t now_ms, int64_t *hold_id,
                       int64_t *account_id, int64_t *expires_ms, cc_error *err);

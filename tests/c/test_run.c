@@ -287,6 +287,58 @@ static void token_bound_to_run_and_paths(void) {
     env_close(&v);
 }
 
+/* A run's own token is recognised byte for byte (no HMAC per call) while the
+** run is open; every other check still applies, and anything that is not
+** exactly that token (altered, longer, shorter, the run finished) goes
+** through the MAC and is refused as before. */
+static void known_token_skips_only_the_mac(void) {
+    env v;
+    env_open(&v, C(100), 60000, 1000, 1);
+    cc_run_info i, j;
+    CHECK(begin(&v, "Flat", "p1", &i) == CC_OK);
+    CHECK(begin(&v, "Flat", "p2", &j) == CC_OK);
+    int64_t id;
+    int kind;
+    cc_error e;
+    int64_t macs = cc_runs_token_macs(v.r);
+    for (int k = 0; k < 3; k++) CHECK(call(&v, &i, "POST", "/proxy/openai/x/poll", 200, -1, -1) == CC_OK);
+    CHECK(call(&v, &j, "GET", "/proxy/openai/x/1", 200, -1, -1) == CC_OK);
+    CHECK_EQ_I64(cc_runs_token_macs(v.r), macs); /* no MAC for a run's own token */
+    /* The run's path bound still applies to its known token. */
+    CHECK(cc_run_call_begin(v.r, i.token, "POST", "/proxy/kling/v1/videos/text2video", &id, &kind, &e) ==
+          CC_ERR_INVALID);
+    CHECK_STR(e.field, "path");
+    /* Not exactly the token: checked by its MAC, refused. */
+    char t[CC_TOKEN_BYTES_MAX + 8];
+    size_t n = strlen(i.token);
+    memcpy(t, i.token, n + 1);
+    t[n - 1] = t[n - 1] == '0' ? '1' : '0';
+    CHECK(cc_run_call_begin(v.r, t, "POST", "/proxy/openai/x/poll", &id, &kind, &e) == CC_ERR_INVALID);
+    memcpy(t, i.token, n + 1);
+    t[n] = '0';
+    t[n + 1] = 0;
+    CHECK(cc_run_call_begin(v.r, t, "POST", "/proxy/openai/x/poll", &id, &kind, &e) == CC_ERR_INVALID);
+    t[n - 1] = 0;
+    CHECK(cc_run_call_begin(v.r, t, "POST", "/proxy/openai/x/poll", &id, &kind, &e) == CC_ERR_INVALID);
+    /* Another run's token with this run's hold id: its MAC does not match. */
+    int64_t hi = cc_token_hold_of(i.token), hj = cc_token_hold_of(j.token);
+    CHECK(hi == i.run_id && hj == j.run_id && hi != hj);
+    CHECK(cc_token_hold_of("cct1.x.1") == 0 && cc_token_hold_of("cct1.") == 0 && cc_token_hold_of(NULL) == 0);
+    char swapped[CC_TOKEN_BYTES_MAX + 32];
+    snprintf(swapped, sizeof swapped, "cct1.%lld%s", (long long)hi, strchr(j.token + 5, '.'));
+    CHECK(cc_run_call_begin(v.r, swapped, "POST", "/proxy/openai/x/poll", &id, &kind, &e) == CC_ERR_INVALID);
+    CHECK_EQ_I64(cc_runs_token_macs(v.r), macs + 4);
+    /* Finished: the known token is forgotten and the run refuses it. */
+    finish(&v, &i, CC_RUN_SUCCEEDED);
+    CHECK(cc_run_call_begin(v.r, i.token, "POST", "/proxy/openai/x/poll", &id, &kind, &e) == CC_ERR_STATE);
+    CHECK(strstr(e.message, "finished") != NULL);
+    CHECK_EQ_I64(cc_runs_token_macs(v.r), macs + 5);
+    CHECK(call(&v, &j, "GET", "/proxy/openai/x/1", 200, -1, -1) == CC_OK); /* the other run is unaffected */
+    CHECK_EQ_I64(cc_runs_token_macs(v.r), macs + 5);
+    finish(&v, &j, CC_RUN_SUCCEEDED);
+    env_close(&v);
+}
+
 static void late_report_and_second_finish(void) {
     env v;
     env_open(&v, C(100), 60000, 50, 1); /* finish waits 50 ms at most */
@@ -677,6 +729,7 @@ void suite_run(void) {
     RUN(interrupt_during_create_waits_for_the_answer);
     RUN(upstream_errors_timeouts_and_bodies);
     RUN(token_bound_to_run_and_paths);
+    RUN(known_token_skips_only_the_mac);
     RUN(late_report_and_second_finish);
     RUN(concurrent_finish_resolves_once);
     RUN(operator_may_not_charge_interrupted_runs);
