@@ -31,12 +31,22 @@
 #define GW_BUF_FIRST_BYTES (32 * 1024)
 #define GW_SCAN_MS_MAX 250 /* idle scans at least this often */
 #define GW_IDLE_EASY_MAX 64
+/* A request's header lines: Accept, Content-Type, Idempotency-Key, Comfy-Job-Id, the key, Expect. */
+#define GW_REQ_LINES_MAX 6
+#define GW_REQ_VALUES_MAX 3
+#define GW_REQ_LINE_BYTES 320  /* "Idempotency-Key: " + 255 bytes, the longest */
+#define GW_HBUF_BYTES (CC_GW_HEADER_BYTES_MAX + CC_GW_HEADERS_MAX)
+/* Streams are kept for reuse (with their buffers up to GW_SPARE_BUF_BYTES
+** each, larger ones are freed): no allocation per call in the steady state. */
+#define GW_SPARE_MAX 64
+#define GW_SPARE_BUF_BYTES (64 * 1024)
 /* libcurl's sockets: at most two per transfer (while connecting), and a few being closed. */
 #define GW_SOCKS_MAX (2 * CC_GW_HANDLES_MAX + 64)
 
 struct cc_gw_stream {
     cc_gateway *g;
     CURL *easy;                 /* NULL once the transfer ended (handle back in the pool) */
+    unsigned easy_gen;          /* the TLS generation easy was configured for */
     uint64_t id;
     /* --- under g->mu */
     int refs;
@@ -58,18 +68,23 @@ struct cc_gw_stream {
     size_t buf_cap, off, len;
     int64_t body_bytes;
     char *cap;                  /* capture for usage */
-    size_t cap_len;
+    size_t cap_len, cap_cap;
     int capturing;
     /* --- lists (g->mu), one link each */
     cc_gw_stream *p_next, *c_next, *r_next, *t_next;
     cc_gw_stream *a_prev, *a_next;
     /* --- set before submit, then I/O thread only */
-    struct curl_slist *req_headers;
+    struct curl_slist req_lines[GW_REQ_LINES_MAX]; /* the request's headers: a list curl reads, never frees */
+    char req_text[GW_REQ_VALUES_MAX][GW_REQ_LINE_BYTES];
+    int nreq_lines, nreq_text;
     char *req_body;
+    size_t req_body_cap;
     char errbuf[CURL_ERROR_SIZE];
-    char *hdr[CC_GW_HEADERS_MAX]; /* complete (read-only) once headers_done */
+    char *hdr[CC_GW_HEADERS_MAX]; /* complete (read-only) once headers_done; they point into hbuf */
     int nhdr;
     size_t hdr_bytes;
+    char *hbuf;                 /* GW_HBUF_BYTES: the answer's header lines, NUL-terminated */
+    cc_gw_stream *f_next;       /* on the gateway's spare list */
 };
 
 struct cc_gateway {
@@ -94,7 +109,10 @@ struct cc_gateway {
     cc_gw_stream *ctl;
     cc_gw_stream *ready, *ready_tail;
     cc_gw_stream *active;       /* attached transfers */
-    CURL *idle[GW_IDLE_EASY_MAX];
+    cc_gw_stream *spare;        /* freed streams kept for reuse (GW_SPARE_MAX) */
+    int nspare;
+    CURL *idle[GW_IDLE_EASY_MAX];  /* configured (easy_setup) for the TLS generation idle_gen[i] */
+    unsigned idle_gen[GW_IDLE_EASY_MAX];
     int nidle;
     cc_gw_hook hook_next;       /* set_hook's request, applied by the I/O thread */
     int hook_next_on, hook_change, io_done;
@@ -127,6 +145,7 @@ static CURLcode curl_init_rc;
 static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 static void *io_main(void *arg);
+static void stream_destroy(cc_gw_stream *s);
 
 /* libcurl (on the I/O thread, from inside its calls): what to wait on for a socket. */
 static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
@@ -248,6 +267,11 @@ void cc_gateway_close(cc_gateway *g) {
     CC_ASSERT(g->live == 0 && g->active == NULL && g->pending == NULL);
     for (int i = 0; i < g->nidle; i++) curl_easy_cleanup(g->idle[i]);
     curl_multi_cleanup(g->multi);
+    while (g->spare) {
+        cc_gw_stream *s = g->spare;
+        g->spare = s->f_next;
+        stream_destroy(s);
+    }
     memset(g->key_header, 0, strlen(g->key_header));
     free(g->key_header);
     free(g->base);
@@ -276,14 +300,45 @@ void cc_gateway_stats(cc_gateway *g, cc_gw_stats *out) {
     cc_mutex_unlock(&g->mu);
 }
 
-static void stream_free(cc_gw_stream *s) {
-    CC_ASSERT(s->easy == NULL);
-    curl_slist_free_all(s->req_headers);
+static void stream_destroy(cc_gw_stream *s) {
     free(s->req_body);
-    for (int i = 0; i < s->nhdr; i++) free(s->hdr[i]);
+    free(s->hbuf);
     free(s->buf);
     free(s->cap);
     free(s);
+}
+
+/* The last reference went: the stream is kept for reuse (spare list) or freed. */
+static void stream_free(cc_gw_stream *s) {
+    CC_ASSERT(s->easy == NULL);
+    cc_gateway *g = s->g;
+    char *req_body = s->req_body, *hbuf = s->hbuf, *buf = s->buf, *cap = s->cap;
+    size_t req_body_cap = s->req_body_cap, buf_cap = s->buf_cap, cap_cap = s->cap_cap;
+    if (req_body_cap > GW_SPARE_BUF_BYTES) free(req_body), req_body = NULL, req_body_cap = 0;
+    if (buf_cap > GW_SPARE_BUF_BYTES) free(buf), buf = NULL, buf_cap = 0;
+    if (cap_cap > GW_SPARE_BUF_BYTES) free(cap), cap = NULL, cap_cap = 0;
+    cc_mutex_lock(&g->mu);
+    int keep = g->nspare < GW_SPARE_MAX && !g->stop;
+    if (keep) {
+        memset(s, 0, sizeof *s);
+        s->req_body = req_body;
+        s->req_body_cap = req_body_cap;
+        s->hbuf = hbuf;
+        s->buf = buf;
+        s->buf_cap = buf_cap;
+        s->cap = cap;
+        s->cap_cap = cap_cap;
+        s->f_next = g->spare;
+        g->spare = s;
+        g->nspare++;
+    }
+    cc_mutex_unlock(&g->mu);
+    if (!keep) {
+        s->req_body = req_body;
+        s->buf = buf;
+        s->cap = cap;
+        stream_destroy(s);
+    }
 }
 
 /* mu held: the stream has news; the I/O thread delivers it at the end of its turn. */
@@ -356,11 +411,22 @@ static void deliver_touched(cc_gateway *g) {
     }
 }
 
+/* A handle back to the pool keeps its configuration (easy_setup), not the
+** stream's pointers. */
+static void easy_release(CURL *e) {
+    curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* forgets the POST body pointer's use */
+}
+
 /* I/O thread: the transfer is over (done, cancelled, aborted, never added). */
 static void end_transfer(cc_gateway *g, cc_gw_stream *s, CURLcode result) {
     CURL *e = s->easy;
     if (s->attached) curl_multi_remove_handle(g->multi, e);
-    curl_easy_reset(e);
+    easy_release(e);
     cc_mutex_lock(&g->mu);
     if (s->attached) {
         if (s->a_prev) s->a_prev->a_next = s->a_next;
@@ -386,6 +452,7 @@ static void end_transfer(cc_gateway *g, cc_gw_stream *s, CURLcode result) {
     g->live--;
     CC_ASSERT(g->live >= 0);
     if (g->nidle < GW_IDLE_EASY_MAX) {
+        g->idle_gen[g->nidle] = s->easy_gen;
         g->idle[g->nidle++] = e;
         e = NULL;
     }
@@ -415,7 +482,6 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
     while (len > 0 && (data[len - 1] == '\r' || data[len - 1] == '\n')) len--;
     if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
         /* A new header block (after 1xx): forget the previous one. */
-        for (int i = 0; i < s->nhdr; i++) free(s->hdr[i]);
         s->nhdr = 0;
         s->hdr_bytes = 0;
         s->json = 0;
@@ -437,8 +503,9 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
     }
     if (hop_by_hop(data, len)) return n;
     if (s->nhdr >= CC_GW_HEADERS_MAX || s->hdr_bytes + len > CC_GW_HEADER_BYTES_MAX) return n; /* drop extras */
-    char *line = malloc(len + 1);
-    if (!line) return 0; /* aborts the transfer: out of memory */
+    if (!s->hbuf && !(s->hbuf = malloc(GW_HBUF_BYTES))) return 0; /* aborts the transfer: out of memory */
+    char *line = s->hbuf + s->hdr_bytes + (size_t)s->nhdr; /* each earlier line and its NUL */
+    CC_ASSERT(s->hdr_bytes + (size_t)s->nhdr + len + 1 <= GW_HBUF_BYTES);
     memcpy(line, data, len);
     line[len] = 0;
     /* Header values must not smuggle CR/LF into our response. */
@@ -473,15 +540,20 @@ static void capture(cc_gw_stream *s, const char *data, size_t n) {
         s->capturing = 0; /* too large to be a usage report: stop copying */
         free(s->cap);
         s->cap = NULL;
-        s->cap_len = 0;
+        s->cap_len = s->cap_cap = 0;
         return;
     }
-    char *nc = realloc(s->cap, s->cap_len + n + 1);
-    if (!nc) {
-        s->capturing = 0;
-        return;
+    if (s->cap_len + n + 1 > s->cap_cap) {
+        size_t want = s->cap_cap ? s->cap_cap : 1024;
+        while (want < s->cap_len + n + 1) want *= 2;
+        char *nc = realloc(s->cap, want);
+        if (!nc) {
+            s->capturing = 0;
+            return;
+        }
+        s->cap = nc;
+        s->cap_cap = want;
     }
-    s->cap = nc;
     memcpy(s->cap + s->cap_len, data, n);
     s->cap_len += n;
     s->cap[s->cap_len] = 0;
@@ -770,21 +842,43 @@ static int valid_token(const char *v, size_t max) {
     return 1;
 }
 
+/* The request's header lines live in the stream (req_lines, req_text): a list curl only reads. */
+static void add_line(cc_gw_stream *s, const char *line) {
+    CC_ASSERT(s->nreq_lines < GW_REQ_LINES_MAX);
+    struct curl_slist *l = &s->req_lines[s->nreq_lines];
+    l->data = (char *)line; /* not modified: curl reads the list */
+    l->next = NULL;
+    if (s->nreq_lines > 0) s->req_lines[s->nreq_lines - 1].next = l;
+    s->nreq_lines++;
+}
+
 static cc_rc add_header(cc_gw_stream *s, const char *name, const char *value, cc_error *err) {
-    char line[600];
-    int n = snprintf(line, sizeof line, "%s: %s", name, value);
-    if (n < 0 || (size_t)n >= sizeof line) return cc_fail(err, CC_ERR_INVALID, name, "%s is too long", name);
-    struct curl_slist *l = curl_slist_append(s->req_headers, line);
-    if (!l) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
-    s->req_headers = l;
+    CC_ASSERT(s->nreq_text < GW_REQ_VALUES_MAX);
+    char *line = s->req_text[s->nreq_text];
+    size_t nn = strlen(name), vn = strlen(value);
+    if (nn + 2 + vn >= GW_REQ_LINE_BYTES) return cc_fail(err, CC_ERR_INVALID, name, "%s is too long", name);
+    memcpy(line, name, nn);
+    line[nn] = ':';
+    line[nn + 1] = ' ';
+    memcpy(line + nn + 2, value, vn + 1);
+    s->nreq_text++;
+    add_line(s, line);
     return CC_OK;
 }
 
-static cc_rc add_line(cc_gw_stream *s, const char *line, cc_error *err) {
-    struct curl_slist *l = curl_slist_append(s->req_headers, line);
-    if (!l) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
-    s->req_headers = l;
-    return CC_OK;
+/* What every transfer of a handle shares, set once per handle (and again
+** after a reset): the handle is reused without curl_easy_reset. */
+static void easy_setup(cc_gateway *g, CURL *e) {
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)g->cfg.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)g->cfg.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* redirects go back to the client as they are */
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    cc_tls_apply(e); /* explicit CA bundle: the wheel's libcurl has the build machine's path */
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL); /* pass bodies through unchanged */
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 }
 
 /* A stream that never reached the I/O thread. */
@@ -794,7 +888,8 @@ static void submit_undo(cc_gateway *g, cc_gw_stream *s) {
     cc_mutex_lock(&g->mu);
     g->live--;
     if (e && g->nidle < GW_IDLE_EASY_MAX) {
-        curl_easy_reset(e);
+        easy_release(e);
+        g->idle_gen[g->nidle] = s->easy_gen;
         g->idle[g->nidle++] = e;
         e = NULL;
     }
@@ -845,12 +940,25 @@ cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, 
         return cc_fail(err, CC_ERR_LIMIT, "busy", "the gateway is saturated: %d upstream calls in flight", live);
     }
     g->live++;
-    if (g->nidle > 0) e = g->idle[--g->nidle];
+    unsigned egen = 0;
+    if (g->nidle > 0) {
+        e = g->idle[--g->nidle];
+        egen = g->idle_gen[g->nidle];
+    }
     uint64_t id = ++g->next_id;
+    cc_gw_stream *s = g->spare; /* cleared by stream_free, its buffers kept */
+    if (s) {
+        g->spare = s->f_next;
+        s->f_next = NULL;
+        g->nspare--;
+    }
     cc_mutex_unlock(&g->mu);
 
-    cc_gw_stream *s = calloc(1, sizeof *s);
+    if (!s) s = calloc(1, sizeof *s);
+    unsigned tgen = cc_tls_generation();
+    int fresh = !e;
     if (!e) e = curl_easy_init();
+    else if (egen != tgen) curl_easy_reset(e), fresh = 1; /* the CA bundle changed since it was configured */
     if (!s || !e) {
         if (e) curl_easy_cleanup(e);
         free(s);
@@ -862,54 +970,58 @@ cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, 
     s->g = g;
     s->easy = e;
     s->id = id;
+    if (fresh) easy_setup(g, e);
+    s->easy_gen = tgen;
     s->local = req->local;
     s->credits_used_micro = -1;
     cc_rc rc = CC_OK;
-    size_t ul = strlen(g->base) + strlen(path) + (req->query ? strlen(req->query) + 1 : 0) + 1;
-    char *url = malloc(ul);
-    if (!url) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
-    else snprintf(url, ul, "%s%s%s%s", g->base, path, req->query ? "?" : "", req->query ? req->query : "");
-    if (rc == CC_OK) rc = add_header(s, "Accept", "*/*", err);
-    if (rc == CC_OK && req->content_type) rc = add_header(s, "Content-Type", req->content_type, err);
+    /* base (<= 1024) + path + '?' + query (each <= CC_GW_PATH_BYTES_MAX), checked above. */
+    char url[1024 + 2 * CC_GW_PATH_BYTES_MAX + 2];
+    size_t bl = strlen(g->base), pl = strlen(path), ql = req->query ? strlen(req->query) : 0;
+    CC_ASSERT(bl + pl + ql + 2 <= sizeof url);
+    memcpy(url, g->base, bl);
+    memcpy(url + bl, path, pl);
+    url[bl + pl] = 0;
+    if (req->query) {
+        url[bl + pl] = '?';
+        memcpy(url + bl + pl + 1, req->query, ql + 1);
+    }
+    add_line(s, "Accept: */*");
+    if (req->content_type) rc = add_header(s, "Content-Type", req->content_type, err);
     if (rc == CC_OK && req->idempotency_key) rc = add_header(s, "Idempotency-Key", req->idempotency_key, err);
     if (rc == CC_OK && req->job_id) rc = add_header(s, "Comfy-Job-Id", req->job_id, err);
-    if (rc == CC_OK) rc = add_line(s, g->key_header, err);
-    /* Without this curl would send "Expect: 100-continue" for large POSTs. */
-    if (rc == CC_OK) rc = add_line(s, "Expect:", err);
+    if (rc == CC_OK) {
+        add_line(s, g->key_header);
+        add_line(s, "Expect:"); /* without it curl would send "Expect: 100-continue" for large POSTs */
+    }
     if (rc == CC_OK && req->body_len) {
-        s->req_body = malloc(req->body_len);
+        if (req->body_len > s->req_body_cap) {
+            free(s->req_body);
+            s->req_body = malloc(req->body_len);
+            s->req_body_cap = s->req_body ? req->body_len : 0;
+        }
         if (!s->req_body) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
         else memcpy(s->req_body, req->body, req->body_len);
     }
     if (rc != CC_OK) {
-        free(url);
         submit_undo(g, s);
         return rc;
     }
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    free(url); /* curl copies the URL */
+    /* Per request (the rest stays from easy_setup). */
+    curl_easy_setopt(e, CURLOPT_URL, url); /* curl copies the URL */
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)s);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->req_headers);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, &s->req_lines[0]);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)g->cfg.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)g->cfg.timeout_ms);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* redirects go back to the client as they are */
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    cc_tls_apply(e); /* explicit CA bundle: the wheel's libcurl has the build machine's path */
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL); /* pass bodies through unchanged */
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (mi == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
     } else {
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->req_body ? s->req_body : "");
-        if (mi != 1) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, methods[mi]);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, mi != 1 ? methods[mi] : NULL);
     }
     cc_mutex_lock(&g->mu);
     s->refs = 2; /* the caller's and the I/O thread's */
@@ -1095,6 +1207,13 @@ int cc_gw_ended(cc_gw_stream *s, int *timed_out) {
     else s->waiting = 1; /* its end will come out of cc_gw_ready */
     cc_mutex_unlock(&s->g->mu);
     return d;
+}
+
+int64_t cc_gw_credits_used(cc_gw_stream *s) {
+    cc_mutex_lock(&s->g->mu);
+    int64_t c = s->headers_done ? s->credits_used_micro : -1;
+    cc_mutex_unlock(&s->g->mu);
+    return c;
 }
 
 void cc_gw_usage(cc_gw_stream *s, cc_usage *out) {

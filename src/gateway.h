@@ -130,6 +130,8 @@ const char *cc_gw_header(const cc_gw_stream *s, int i);
 /* What the response reported: the headers' credits at once, the body's
 ** counters once it ended. */
 void cc_gw_usage(cc_gw_stream *s, cc_usage *out);
+/* X-Comfy-Credits-Used of the answer in micro-credits (-1: absent or no headers yet), without reading the body. */
+int64_t cc_gw_credits_used(cc_gw_stream *s);
 int64_t cc_gw_body_bytes(cc_gw_stream *s);
 /* 1 when the whole body arrived and was taken (or discarded after detach). */
 int cc_gw_finished(cc_gw_stream *s);

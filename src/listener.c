@@ -84,6 +84,7 @@ struct cc_listener {
     /* --- I/O thread */
     conn *conns;
     int nconns;
+    int slots_hi;               /* every live connection is in conns[0, slots_hi) */
     fdref refs[CC_GW_HOOK_FDS_MAX];
     call *calls;
     char *scratch;              /* CC_LS_CHUNK_BYTES */
@@ -238,6 +239,27 @@ static int out_fmt(conn *c, const char *fmt, ...) {
 
 static size_t out_pending(const conn *c) { return c->out_len - c->out_off; }
 
+static int out_str(conn *c, const char *z) { return out_add(c, z, strlen(z)); }
+
+/* Decimal (or hex) digits of v, no printf on the answer path. */
+static int out_num(conn *c, size_t v, unsigned base) {
+    char tmp[24];
+    int i = (int)sizeof tmp;
+    do {
+        tmp[--i] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    return out_add(c, tmp + i, sizeof tmp - (size_t)i);
+}
+
+static const char *reason(int status);
+
+/* "HTTP/1.1 <status> <reason>\r\n" */
+static int out_status(conn *c, int status) {
+    return out_add(c, "HTTP/1.1 ", 9) && out_num(c, (size_t)(status < 100 || status > 999 ? 500 : status), 10) &&
+           out_add(c, " ", 1) && out_str(c, reason(status)) && out_add(c, "\r\n", 2);
+}
+
 static const char *reason(int status) {
     switch (status) {
     case 100: return "Continue";
@@ -325,6 +347,7 @@ static void conn_close(cc_listener *l, conn *c) {
     c->gen = gen;
     c->fd = CC_SOCKET_INVALID;
     l->nconns--;
+    while (l->slots_hi > 0 && !l->conns[l->slots_hi - 1].live) l->slots_hi--;
     STAT_ADD(l, connections, -1);
 }
 
@@ -424,9 +447,8 @@ static int call_headers(cc_listener *l, call *k, cc_error *e) {
     if (rc != CC_OK) return -1;
     if (!ready) return 0;
     k->status = cc_gw_status(k->s);
-    cc_usage u;
-    cc_gw_usage(k->s, &u);
-    cc_run_call_headers(l->r, k->run_id, k->kind, k->status, u.credits_used_micro);
+    /* Only the headers' credits here: the body's usage is read once, when the call ends. */
+    cc_run_call_headers(l->r, k->run_id, k->kind, k->status, cc_gw_credits_used(k->s));
     k->phase = P_FIRST;
     return 1;
 }
@@ -509,8 +531,9 @@ static void call_pump(cc_listener *l, call *k) {
         if (k->phase == P_FIRST) {
             if (cc_gw_finished(k->s)) {
                 /* The whole answer is here (most API answers): one plain response. */
-                if (!out_fmt(c, "HTTP/1.1 %d %s\r\n", k->status, reason(k->status)) || !add_upstream_headers(c, k->s) ||
-                    !out_fmt(c, "Content-Length: %zu\r\n%s\r\n", n, c->keep_alive ? "" : "Connection: close\r\n") ||
+                if (!out_status(c, k->status) || !add_upstream_headers(c, k->s) ||
+                    !out_add(c, "Content-Length: ", 16) || !out_num(c, n, 10) || !out_add(c, "\r\n", 2) ||
+                    (!c->keep_alive && !out_add(c, "Connection: close\r\n", 19)) || !out_add(c, "\r\n", 2) ||
                     !out_add(c, l->scratch, n)) {
                     conn_close(l, c);
                     return;
@@ -520,8 +543,8 @@ static void call_pump(cc_listener *l, call *k) {
             }
             k->chunked_out = c->minor == 1;
             if (!k->chunked_out) c->keep_alive = 0; /* HTTP/1.0: the end of the body is the connection's */
-            if (!out_fmt(c, "HTTP/1.1 %d %s\r\n", k->status, reason(k->status)) || !add_upstream_headers(c, k->s) ||
-                !out_fmt(c, "%s\r\n", k->chunked_out ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n")) {
+            if (!out_status(c, k->status) || !add_upstream_headers(c, k->s) ||
+                !out_str(c, k->chunked_out ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n")) {
                 conn_close(l, c);
                 return;
             }
@@ -529,7 +552,7 @@ static void call_pump(cc_listener *l, call *k) {
         }
         if (n > 0) {
             int ok = 1;
-            if (k->chunked_out) ok = out_fmt(c, "%zx\r\n", n);
+            if (k->chunked_out) ok = out_num(c, n, 16) && out_add(c, "\r\n", 2);
             ok = ok && out_add(c, l->scratch, n);
             if (k->chunked_out) ok = ok && out_add(c, "\r\n", 2);
             if (!ok) {
@@ -695,8 +718,10 @@ static void serve(cc_listener *l, conn *c) {
     k->l = l;
     k->run_id = run_id;
     k->kind = kind;
-    snprintf(k->method, sizeof k->method, "%s", c->method);
-    snprintf(k->path, sizeof k->path, "%s", tail);
+    memcpy(k->method, c->method, sizeof k->method); /* NUL-terminated, same size */
+    size_t tn = strnlen(tail, sizeof k->path - 1);
+    memcpy(k->path, tail, tn);
+    k->path[tn] = 0;
     cc_gw_request req = {.method = c->method, .path = tail, .query = query,
                          .content_type = c->has_ctype ? c->ctype : NULL,
                          .idempotency_key = c->has_idem ? c->idem : NULL, .job_id = c->has_job ? c->job : NULL,
@@ -912,9 +937,10 @@ static void accept_all(cc_listener *l) {
             return;
         }
         conn *c = NULL;
-        for (int i = 0; i < l->cfg.connections_max; i++)
-            if (!l->conns[i].live) {
-                c = &l->conns[i];
+        int slot = 0;
+        for (; slot < l->cfg.connections_max; slot++)
+            if (!l->conns[slot].live) {
+                c = &l->conns[slot];
                 break;
             }
         CC_ASSERT(c != NULL);
@@ -929,6 +955,7 @@ static void accept_all(cc_listener *l) {
         }
         c->fd = s;
         c->live = 1;
+        if (slot + 1 > l->slots_hi) l->slots_hi = slot + 1;
         c->state = C_HEAD;
         c->idle_since_ms = cc_monotonic_ms();
         l->nconns++;
@@ -939,10 +966,9 @@ static void accept_all(cc_listener *l) {
     }
 }
 
-static void check_timers(cc_listener *l, int64_t now, int *timeout_ms) {
-    for (int i = 0; i < l->cfg.connections_max; i++) {
-        conn *c = &l->conns[i];
-        if (!c->live) continue;
+/* A connection's timers (reader idle, 408, keep-alive idle); 0 when it was closed. */
+static int check_timers(cc_listener *l, conn *c, int64_t now, int *timeout_ms) {
+    {
         int64_t due = -1;
         if (c->blocked_since_ms) {
             if (now - c->blocked_since_ms >= l->reader_idle_ms) {
@@ -950,7 +976,7 @@ static void check_timers(cc_listener *l, int64_t now, int *timeout_ms) {
                     ls_log(l, "comfy-credits gateway: %s %s: the client read nothing for %lld s; connection closed",
                            c->call->method, c->call->path, (long long)(l->reader_idle_ms / 1000));
                 conn_close(l, c);
-                continue;
+                return 0;
             }
             due = c->blocked_since_ms + l->reader_idle_ms;
         } else if ((c->state == C_HEAD && c->in_len > c->in_off) || c->state == C_BODY) {
@@ -961,19 +987,19 @@ static void check_timers(cc_listener *l, int64_t now, int *timeout_ms) {
                          l->cfg.body_timeout_ms / 1000);
                 refuse(l, c, 408, "request_timeout", msg, 0, 1);
                 c->state = C_CLOSING;
-                conn_flush(l, c);
-                continue;
+                return conn_flush(l, c);
             }
             due = c->req_start_ms + l->cfg.body_timeout_ms;
         } else if (c->state == C_HEAD) {
             if (now - c->idle_since_ms >= l->cfg.keepalive_ms) {
                 conn_close(l, c);
-                continue;
+                return 0;
             }
             due = c->idle_since_ms + l->cfg.keepalive_ms;
         }
         if (due >= 0 && due - now < *timeout_ms) *timeout_ms = (int)(due - now < 0 ? 0 : due - now);
     }
+    return 1;
 }
 
 /* ------------------------------------------------------------ the hook */
@@ -999,20 +1025,11 @@ static void ls_turn(void *ud, cc_gw_waitfd *fds, int *nfds, int cap, int *timeou
         if (fds[i].revents & ~CC_GW_WAIT_OUT) conn_readable(l, c);
     }
     int64_t now = cc_monotonic_ms();
-    check_timers(l, now, timeout_ms);
-    /* What to wait on next. */
+    /* Timers and what to wait on next, in one pass over the connections. */
     int n = 0;
-    if (l->nconns < l->cfg.connections_max && n < cap) {
-        fds[n].fd = l->lfd;
-        fds[n].events = CC_GW_WAIT_IN;
-        fds[n].revents = 0;
-        l->refs[n].slot = -1;
-        l->refs[n].gen = 0;
-        n++;
-    }
-    for (int i = 0; i < l->cfg.connections_max && n < cap; i++) {
+    for (int i = 0; i < l->slots_hi; i++) {
         conn *c = &l->conns[i];
-        if (!c->live) continue;
+        if (!c->live || !check_timers(l, c, now, timeout_ms) || n >= cap) continue;
         short ev = 0;
         if (out_pending(c) > 0) ev |= CC_GW_WAIT_OUT;
         if (c->in_len < IN_BYTES && !c->peer_closed) ev |= CC_GW_WAIT_IN;
@@ -1022,6 +1039,15 @@ static void ls_turn(void *ud, cc_gw_waitfd *fds, int *nfds, int cap, int *timeou
         fds[n].revents = 0;
         l->refs[n].slot = i;
         l->refs[n].gen = c->gen;
+        n++;
+    }
+    /* The listening socket, once the timers made what room they make. */
+    if (l->nconns < l->cfg.connections_max && n < cap) {
+        fds[n].fd = l->lfd;
+        fds[n].events = CC_GW_WAIT_IN;
+        fds[n].revents = 0;
+        l->refs[n].slot = -1;
+        l->refs[n].gen = 0;
         n++;
     }
     *nfds = n;

@@ -7,6 +7,7 @@
 
 static cc_mutex_t mu = CC_MUTEX_INIT;
 static char ca_path[CC_TLS_PATH_BYTES_MAX + 1];
+static unsigned generation; /* changes with every set */
 
 cc_rc cc_tls_set_ca_bundle(const char *path, cc_error *err) {
     if (path) {
@@ -23,6 +24,7 @@ cc_rc cc_tls_set_ca_bundle(const char *path, cc_error *err) {
     } else {
         ca_path[0] = 0;
     }
+    generation++;
     cc_mutex_unlock(&mu);
     return CC_OK;
 }
@@ -36,6 +38,13 @@ size_t cc_tls_ca_bundle(char *buf, size_t cap) {
     buf[n] = 0;
     cc_mutex_unlock(&mu);
     return n;
+}
+
+unsigned cc_tls_generation(void) {
+    cc_mutex_lock(&mu);
+    unsigned g = generation;
+    cc_mutex_unlock(&mu);
+    return g;
 }
 
 void cc_tls_apply(CURL *easy) {

@@ -23,6 +23,9 @@
 cc_rc cc_tls_set_ca_bundle(const char *path, cc_error *err);
 /* Copies the current path into buf (empty string when unset); returns its length. */
 size_t cc_tls_ca_bundle(char *buf, size_t cap);
+/* Changes with every cc_tls_set_ca_bundle: a handle kept configured across
+** transfers is configured again when it differs from when it was. */
+unsigned cc_tls_generation(void);
 /* Applies the CA bundle to a libcurl easy handle (no-op when unset). */
 void cc_tls_apply(CURL *easy);
 
