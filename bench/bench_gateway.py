@@ -19,6 +19,10 @@
      litellm   LiteLLM's proxy on the same upstream (an optional extra in its
                own venv: LITELLM_BIN or /work/litellm-venv/bin/litellm; skipped
                with a message when absent; it calls /v1/chat/completions).
+     native@base  with --baseline-root DIR: the C listener of another
+               checkout (its module built in place, e.g. the commit before a
+               change), in its own process on the same upstream: before and
+               after in the same interleaved rounds.
    Repetitions are interleaved (the order rotates each round) at 64
    concurrent clients and at 1 client. Printed per target: throughput,
    p50 and p99 latency, and the CPU the proxy process spent per call
@@ -301,14 +305,14 @@ def compare(targets: dict, pids: dict, requests: int, conc: int, rounds: int, sl
     print(f"\n{conc} concurrent client(s), {requests} requests per target per round{extra}, {rounds} interleaved "
           f"rounds (min / median over rounds); load average (1 min) {min(loads):.1f}-{max(loads):.1f} on "
           f"{os.cpu_count()} CPUs during them:")
-    print(f"  {'target':9} {'req/s':>13} {'x direct':>11} {'p50 ms':>15} {'p99 ms':>15} {'proxy CPU/call':>17} "
+    print(f"  {'target':11} {'req/s':>13} {'x direct':>11} {'p50 ms':>15} {'p99 ms':>15} {'proxy CPU/call':>17} "
           f"{'client+upstream CPU/call':>25}")
     for k in names:
         x = res[k]
         cpu = "-" if k not in pids else mm(x["cpu_us"], "{:.0f}") + " us"
-        print(f"  {k:9} {mm(x['tput']):>13} {mm(x['ratio'], '{:.2f}'):>11} {mm(x['p50'], '{:.3f}'):>15} "
+        print(f"  {k:11} {mm(x['tput']):>13} {mm(x['ratio'], '{:.2f}'):>11} {mm(x['p50'], '{:.3f}'):>15} "
               f"{mm(x['p99'], '{:.3f}'):>15} {cpu:>17} {mm(x['rest_us'], '{:.0f}') + ' us':>25}")
-    for gname in ("native", "gateway"):
+    for gname in ("native", "native@base", "gateway"):
         if conc == 1 or gname not in res:
             continue
         # When every process of the path shares the same CPUs and they are the limit, a proxy that
@@ -335,6 +339,7 @@ def main():
     ap.add_argument("--skip-admission", action="store_true")
     ap.add_argument("--no-litellm", action="store_true")
     ap.add_argument("--litellm-requests", type=int, default=300, help="per round (it is ~30x slower)")
+    ap.add_argument("--baseline-root", help="another checkout (module built in place) run as target native@base")
     args = ap.parse_args()
     if not args.skip_admission:
         bench_admission(args.admission_rounds)
@@ -344,6 +349,10 @@ def main():
              "gateway": subprocess.Popen([sys.executable, "-c", GATEWAY, str(gw), os.path.join(d, "gw.db"), ROOT,
                                           str(up)]),
              "aioproxy": subprocess.Popen([sys.executable, "-c", AIOPROXY, str(ap_port), str(up)])}
+    gwb = free_port()
+    if args.baseline_root:
+        procs["base"] = subprocess.Popen([sys.executable, "-c", GATEWAY, str(gwb), os.path.join(d, "gwb.db"),
+                                          os.path.abspath(args.baseline_root), str(up)])
     lbin = None if args.no_litellm else litellm_bin()
     if lbin:
         # Its own auth on (a master key checked per request, like the gateway's run token); no network.
@@ -371,7 +380,16 @@ def main():
                    "native": (f"http://127.0.0.1:{info['native_port']}/credits/gateway{path}", hdr, body),
                    "gateway": (f"http://127.0.0.1:{gw}/credits/gateway{path}", hdr, body),
                    "aioproxy": (f"http://127.0.0.1:{ap_port}{path}", {"Content-Type": "application/json"}, body)}
+        if args.baseline_root:
+            wait_port(gwb)
+            binfo = json.load(urllib.request.urlopen(f"http://127.0.0.1:{gwb}/_info"))
+            bhdr = dict(hdr, **{"X-API-KEY": binfo["token"]})
+            targets = dict(list(targets.items())[:2] + [("native@base", (
+                f"http://127.0.0.1:{binfo['native_port']}/credits/gateway{path}", bhdr, body))] +
+                list(targets.items())[2:])
         pids = {k: procs[k].pid for k in ("gateway", "aioproxy")}
+        if args.baseline_root:
+            pids["native@base"] = procs["base"].pid
         pids["native"] = procs["gateway"].pid  # the same process; its CPU is counted while each target runs
         if lbin:
             try:
