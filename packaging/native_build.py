@@ -111,9 +111,11 @@ def extension(module_name, relative_to, src_dir=None, ver=None):
             link_args = libs + ["-Wl,-headerpad_max_install_names"]
         else:
             link_args = libs + ["-lpthread"]
-        if os.environ.get("COMFY_CREDITS_SANITIZE"):
-            compile_args += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
-            link_args += ["-fsanitize=address,undefined"]
+        sanitize = os.environ.get("COMFY_CREDITS_SANITIZE")
+        if sanitize:  # "thread": ThreadSanitizer (scripts/tsan-pytest); anything else: ASan + UBSan
+            kinds = "thread" if sanitize == "thread" else "address,undefined"
+            compile_args += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=" + kinds]
+            link_args += ["-fsanitize=" + kinds]
     from setuptools import Extension  # only here: install.py imports this module for version(), and a
     # ComfyUI Python (a 3.12 venv) may have no setuptools at all
 

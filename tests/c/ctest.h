@@ -85,5 +85,6 @@ void suite_history(void);
 void suite_invite(void);
 void suite_report(void);
 void suite_caps(void);
+void suite_threads(void);
 
 #endif

@@ -58,6 +58,7 @@ int main(void) {
     suite_invite();
     suite_report();
     suite_caps();
+    suite_threads();
     if (ct_dir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", ct_dir);
