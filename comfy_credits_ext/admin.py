@@ -118,9 +118,20 @@ def parse_expiry(v, field: str = "expires"):
     return int(end.timestamp() * 1000)
 
 
+def key_limits_audit(k: dict) -> dict:
+    """The audit entry of a key's new limits, with what they were before (the ledger reads both in the change's
+    own transaction): {"key_id", "hint", "cap", "expires_ms", "was": {"cap", "expires_ms"}}; a cap in credits
+    ("12.00") or null for none, an expiry in epoch ms or null for never."""
+    def cap(micro):
+        return None if micro is None else _core.format_credits(micro)
+    return {"key_id": k["id"], "hint": k["hint"], "cap": cap(k["cap_micro"]), "expires_ms": k["expires_ms"] or None,
+            "was": {"cap": cap(k["was"]["cap_micro"]), "expires_ms": k["was"]["expires_ms"] or None}}
+
+
 async def set_key_limits(rt, key_id: int, owner_id: int | None, body: dict):
     """(key, None) or (None, 4xx): a personal API key's cap (credits over its life, null = none) and expiry
-    (YYYY-MM-DD, null = never); both fields are set, a missing one means none/never. Nothing changes on error."""
+    (YYYY-MM-DD, null = never); both fields are set, a missing one means none/never. Nothing changes on error.
+    The key is the ledger's (key_view() shows it), with its limits before the change under "was"."""
     unknown = set(body) - {"cap", "expires"}
     if unknown:
         return None, error(400, "invalid_argument", f"Unknown field {sorted(unknown)[0]}; send cap and expires.",
@@ -136,7 +147,7 @@ async def set_key_limits(rt, key_id: int, owner_id: int | None, body: dict):
     except _core.NotFound:
         return None, error(404, "not_found", "No such active API key" + (" on your account." if owner_id else "."),
                            "key_id")
-    return key_view(k), None
+    return k, None
 
 
 def path_id(request, name: str):
@@ -431,9 +442,8 @@ def register(routes, rt, whoami):
         if err:
             return err
         owner = await asyncio.to_thread(rt.ledger.account, k["account_id"])
-        await record(request, who, "key limits", owner, {"key_id": kid, "hint": k["hint"], "cap": k["cap"],
-                                                          "expires_ms": k["expires_ms"]})
-        return web.json_response({"key": k})
+        await record(request, who, "key limits", owner, key_limits_audit(k))
+        return web.json_response({"key": key_view(k)})
 
     @routes.post("/credits/keys/{key_id}/limits")
     async def own_key_limits(request):
@@ -449,7 +459,7 @@ def register(routes, rt, whoami):
         k, err = await set_key_limits(rt, kid, who["account"]["id"], body)
         if err:
             return err
-        return web.json_response({"key": k})
+        return web.json_response({"key": key_view(k)})
 
     @routes.get("/credits/admin/accounts/{account_id}/history")
     @admin_route(account=True)

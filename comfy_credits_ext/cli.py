@@ -298,7 +298,7 @@ def key_line(k: dict) -> str:
 
 def cmd_key_limits(led, args, cfg):
     """A key's spending cap (credits over its life) and expiry (a UTC day); both are set, audited."""
-    from .admin import parse_cap, parse_expiry
+    from .admin import key_limits_audit, parse_cap, parse_expiry
     try:
         cap = parse_cap(None if args.cap in (None, "none") else args.cap, "--cap")
         expires = parse_expiry(None if args.expires in (None, "never") else args.expires, "--expires")
@@ -308,8 +308,7 @@ def cmd_key_limits(led, args, cfg):
     except _core.InvalidArgument as exc:
         raise UsageError(f"--{exc.field}: {exc}") from None
     owner = led.account(k["account_id"])
-    audit(cfg, "key limits", owner, {"key_id": k["id"], "hint": k["hint"],
-                                     "cap": None if cap is None else credits(cap), "expires_ms": k["expires_ms"]})
+    audit(cfg, "key limits", owner, key_limits_audit(k))
     if args.json:
         print_json(k)
     else:

@@ -72,7 +72,8 @@ typedef struct auth_result {
     cc_rc rc;
     cc_error err;
     int64_t account_id;        /* account create/update, password set */
-    cc_credential cred;        /* cred create: the stored row (id, created, expiry) */
+    cc_credential cred;        /* cred create: the stored row (id, created, expiry); key limits: the row after */
+    cc_credential was;         /* key limits: the row before (its old cap and expiry, for the audit log) */
     int count;                 /* cred revoke: credentials revoked */
 } auth_result;
 
@@ -263,6 +264,7 @@ static cc_rc apply_key_limits(cc_conn *c, const key_limits *in, auth_result *r) 
         return cc_fail(&r->err, rc, "id", "no active API key %lld%s", (long long)in->id,
                        in->owner_id ? " on this account" : "");
     if (rc != CC_OK) return rc;
+    r->was = *k; /* read in the same write transaction: exactly what this change replaced */
     k->cap_micro = in->cap_micro;
     k->expires_ms = in->expires_ms;
     r->account_id = k->account_id;
@@ -381,12 +383,13 @@ cc_rc cc_ledger_credential_revoke(cc_ledger *l, int64_t account_id, int kind, in
 }
 
 cc_rc cc_ledger_key_limits(cc_ledger *l, int64_t owner_id, int64_t key_id, int64_t cap_micro, int64_t expires_ms,
-                           cc_credential *out, cc_error *err) {
+                           cc_credential *out, cc_credential *was, cc_error *err) {
     key_limits k = {.owner_id = owner_id, .id = key_id, .cap_micro = cap_micro, .expires_ms = expires_ms};
     auth_op op = {.kind = AUTH_KEY_LIMITS, .u.limits = &k};
     auth_result r;
     cc_rc rc = auth_run(l, &op, &r, err);
     if (rc == CC_OK && out) *out = r.cred;
+    if (rc == CC_OK && was) *was = r.was;
     return rc;
 }
 

@@ -98,9 +98,11 @@ cc_rc cc_ledger_credential_list(cc_ledger *l, int64_t account_id, int kind, int 
 ** Revoked keys and sessions are CC_ERR_NOT_FOUND. A hold placed with the key (cc_op.credential_id) is
 ** refused when the key is revoked or expired, or when cap_used + the hold > cap (CC_ERR_INSUFFICIENT,
 ** field "key_cap"), in the hold's own transaction; cap_used counts what runs of the key hold or were
-** charged (what a hold did not charge comes back). Lowering the cap below cap_used only stops new holds. */
+** charged (what a hold did not charge comes back). Lowering the cap below cap_used only stops new holds.
+** out (the key after) and was (the key before: its old cap and expiry, read in the same transaction, for
+** the audit log) may be NULL. */
 cc_rc cc_ledger_key_limits(cc_ledger *l, int64_t owner_id, int64_t key_id, int64_t cap_micro, int64_t expires_ms,
-                           cc_credential *out, cc_error *err);
+                           cc_credential *out, cc_credential *was, cc_error *err);
 
 cc_rc cc_ledger_set_password(cc_ledger *l, int64_t account_id, const char *password, cc_error *err);
 cc_rc cc_ledger_sign_in(cc_ledger *l, const char *email, const char *password, cc_account *out, cc_error *err);

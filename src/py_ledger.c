@@ -737,16 +737,23 @@ static PyObject *L_key_limits(LedgerObject *self, PyObject *args, PyObject *kw) 
         return NULL;
     if (cap_o != Py_None && cap < 0) return ccpy_invalid(st, "cap", "a cap must not be negative (None = no cap)");
     if (exp_o != Py_None && exp <= 0) return ccpy_invalid(st, "expires", "an expiry is a time in ms (None = never)");
-    cc_credential c;
+    cc_credential c, was;
     cc_error e;
     cc_rc rc;
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_key_limits(self->l, owner, id, cap, exp, &c, &e);
+    rc = cc_ledger_key_limits(self->l, owner, id, cap, exp, &c, &was, &e);
     Py_END_ALLOW_THREADS
     self->busy--;
     if (rc != CC_OK) return ccpy_raise(st, &e);
-    return cred_dict(&c);
+    PyObject *d = cred_dict(&c);
+    PyObject *w = d ? Py_BuildValue("{sNsL}", "cap_micro",
+                                    was.cap_micro < 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(was.cap_micro),
+                                    "expires_ms", (long long)was.expires_ms)
+                    : NULL;
+    if (!w || PyDict_SetItemString(d, "was", w) < 0) Py_CLEAR(d);
+    Py_XDECREF(w);
+    return d;
 }
 
 static PyObject *L_list_credentials(LedgerObject *self, PyObject *args, PyObject *kw) {
@@ -1054,7 +1061,8 @@ static PyMethodDef L_methods[] = {
      "(expired=True: expired ones too, which still do not work)"},
     {"key_limits", FN(L_key_limits), KW,
      "key_limits(key_id, cap_micro, expires_ms, *, owner_id=None) -> the key: its spending cap (micro-credits over "
-     "its life, None = none) and expiry (epoch ms, None = never); owner_id: only that account's key"},
+     "its life, None = none) and expiry (epoch ms, None = never); owner_id: only that account's key. Its 'was' is "
+     "{cap_micro, expires_ms} as they were before (read in the same transaction)"},
     {"usage", FN(L_usage), KW, "usage(account_id, since_ms, until_ms) -> [{day, node_class, charged, runs}]"},
     {"set_password", FN(L_set_password), KW, "set_password(account_id, password): scrypt-hashed"},
     {"sign_in", FN(L_sign_in), KW, "sign_in(email, password) -> account; NotFound for wrong email or password"},

@@ -318,7 +318,14 @@ def test_admin_key_limits_bad_input_is_a_clear_400_and_changes_nothing(srv):
     assert [(x["id"], x["cap_micro"]) for x in data["keys"]] == [(key["id"], 7_500_000)]
     rec = srv.rt.audit.list()["records"][0]
     assert rec["action"] == "key limits" and f"account {srv.account} " in rec["target"]
-    assert '"cap": "7.50"' in rec["detail"] and '"expires_ms": 1896134400000' in rec["detail"]
+    assert json.loads(rec["detail"]) == {"key_id": key["id"], "hint": key["hint"], "cap": "7.50",
+                                         "expires_ms": 1896134400000, "was": {"cap": None, "expires_ms": None}}
+    # a second change records the first one's values as what they were
+    st, data, _ = boss(srv, "POST", path, {"cap": "9", "expires": None})
+    assert st == 200 and data["key"]["cap"] == "9.00" and data["key"]["expires_ms"] is None and "was" not in data["key"]
+    detail = json.loads(srv.rt.audit.list()["records"][0]["detail"])
+    assert (detail["cap"], detail["expires_ms"]) == ("9.00", None)
+    assert detail["was"] == {"cap": "7.50", "expires_ms": 1896134400000}
 
 
 def test_an_expired_key_stays_listed_for_its_owner_and_the_admin_and_still_does_not_work(srv):
@@ -410,7 +417,8 @@ def test_cli_key_limits(tmp_path, capsys):
     assert cli.main(["--db", db, "user", "add", "k@example.com"]) == 0
     assert cli.main(["--db", db, "key", "create", "k@example.com", "--label", "ci"]) == 0
     led = _core.Ledger(db)
-    kid = led.list_credentials(led.account_by_email("k@example.com")["id"], "api_key")[0]["id"]
+    key = led.list_credentials(led.account_by_email("k@example.com")["id"], "api_key")[0]
+    kid, hint = key["id"], key["hint"]
     led.close()
     capsys.readouterr()
     assert cli.main(["--db", db, "key", "limits", str(kid), "--cap", "25", "--expires", "2031-05-01"]) == 0
@@ -421,8 +429,16 @@ def test_cli_key_limits(tmp_path, capsys):
     assert cli.main(["--db", db, "key", "limits", "999", "--cap", "1"]) == 1
     assert cli.main(["--db", db, "key", "list", "k@example.com"]) == 0
     assert "cap 25.00" in capsys.readouterr().out
+    assert cli.main(["--db", db, "key", "limits", str(kid), "--cap", "30"]) == 0  # the expiry goes: never
     assert cli.main(["--db", db, "audit"]) == 0
     assert " key limits " in capsys.readouterr().out
+    assert cli.main(["--db", db, "audit", "--json"]) == 0
+    recs = [r for r in json.loads(capsys.readouterr().out)["records"] if r["action"] == "key limits"]
+    end_of_day = 1935446400000  # 2031-05-01 is the key's last day: it stops at 2031-05-02 00:00 UTC
+    assert [json.loads(r["detail"]) for r in recs] == [  # newest first; each with what it replaced
+        {"key_id": kid, "hint": hint, "cap": "30.00", "expires_ms": None,
+         "was": {"cap": "25.00", "expires_ms": end_of_day}},
+        {"key_id": kid, "hint": hint, "cap": "25.00", "expires_ms": end_of_day, "was": {"cap": None, "expires_ms": None}}]
     # an expired key is still listed, marked EXPIRED with its last day
     led = _core.Ledger(db)
     exp = led.key_limits(kid, None, int(time.time() * 1000) + 300)["expires_ms"]

@@ -195,7 +195,7 @@ static void key_expired_listed(cc_ledger *l, int64_t a, cc_credential *k, const 
     int revoked = 0;
     CHECK(cc_ledger_credential_revoke(l, a, CC_CRED_API_KEY, x.id, &revoked, &e) == CC_OK && revoked == 1);
     /* extended, it works again */
-    CHECK(cc_ledger_key_limits(l, a, k->id, k->cap_micro, cc_now_ms() + 3600000, k, &e) == CC_OK);
+    CHECK(cc_ledger_key_limits(l, a, k->id, k->cap_micro, cc_now_ms() + 3600000, k, NULL, &e) == CC_OK);
     CHECK(cc_ledger_credential_check(l, tok, &seen, &acc, &e) == CC_OK);
     CHECK_EQ_I64(seen.id, k->id);
 }
@@ -216,13 +216,17 @@ static void key_caps(int pg) {
     CHECK_EQ_I64(k.cap_micro, -1);
     CHECK(cc_ledger_credential_create(l, b, CC_CRED_API_KEY, "b", 0, tokb, sizeof tokb, &kb, &e) == CC_OK);
     /* bad limits: nothing changes */
-    CHECK(cc_ledger_key_limits(l, a, k.id, -2, 0, NULL, &e) == CC_ERR_INVALID);
+    CHECK(cc_ledger_key_limits(l, a, k.id, -2, 0, NULL, NULL, &e) == CC_ERR_INVALID);
     CHECK_STR(e.field, "cap");
-    CHECK(cc_ledger_key_limits(l, a, k.id, C(10), cc_now_ms() - 1000, NULL, &e) == CC_ERR_INVALID);
+    CHECK(cc_ledger_key_limits(l, a, k.id, C(10), cc_now_ms() - 1000, NULL, NULL, &e) == CC_ERR_INVALID);
     CHECK_STR(e.field, "expires");
-    CHECK(cc_ledger_key_limits(l, b, k.id, C(10), 0, NULL, &e) == CC_ERR_NOT_FOUND); /* not b's key */
-    CHECK(cc_ledger_key_limits(l, a, k.id, C(10), 0, &k, &e) == CC_OK);
+    CHECK(cc_ledger_key_limits(l, b, k.id, C(10), 0, NULL, NULL, &e) == CC_ERR_NOT_FOUND); /* not b's key */
+    cc_credential was;
+    CHECK(cc_ledger_key_limits(l, a, k.id, C(10), 0, &k, &was, &e) == CC_OK);
     CHECK_EQ_I64(k.cap_micro, C(10));
+    CHECK_EQ_I64(was.id, k.id); /* what the change replaced: no cap, never expires (the audit log's "was") */
+    CHECK_EQ_I64(was.cap_micro, -1);
+    CHECK_EQ_I64(was.expires_ms, 0);
     /* the cap binds holds placed with the key, never other holds of the account */
     CHECK(key_hold(l, "k1", a, k.id, C(6), &r) == CC_OK);
     int64_t h1 = r.hold_id;
@@ -245,7 +249,10 @@ static void key_caps(int pg) {
     CHECK(cc_ledger_account(l, a, &before, &e) == CC_OK);
     CHECK(key_hold(l, "x1", a, kb.id, C(1), &r) == CC_ERR_STATE);
     CHECK_STR(r.err.field, "key");
-    CHECK(cc_ledger_key_limits(l, 0, k.id, CC_CAP_NONE, cc_now_ms() + 150, &k, &e) == CC_OK); /* an admin: owner 0 */
+    CHECK(cc_ledger_key_limits(l, 0, k.id, CC_CAP_NONE, cc_now_ms() + 150, &k, &was, &e) == CC_OK); /* an admin: owner 0 */
+    CHECK_EQ_I64(was.cap_micro, C(10));
+    CHECK_EQ_I64(was.expires_ms, 0);
+    CHECK_EQ_I64(k.cap_micro, -1);
     CHECK(key_hold(l, "k5", a, k.id, C(1), &r) == CC_OK);
     struct timespec ts = {0, 300 * 1000 * 1000};
     nanosleep(&ts, NULL);
@@ -254,7 +261,7 @@ static void key_caps(int pg) {
     key_expired_listed(l, a, &k, tok);
     int n = 0;
     CHECK(cc_ledger_credential_revoke(l, b, CC_CRED_API_KEY, kb.id, &n, &e) == CC_OK);
-    CHECK(cc_ledger_key_limits(l, 0, kb.id, C(1), 0, NULL, &e) == CC_ERR_NOT_FOUND);
+    CHECK(cc_ledger_key_limits(l, 0, kb.id, C(1), 0, NULL, NULL, &e) == CC_ERR_NOT_FOUND);
     cc_account after;
     CHECK(cc_ledger_account(l, a, &after, &e) == CC_OK);
     CHECK_EQ_I64(after.held, before.held + C(1)); /* only k5 */
@@ -277,7 +284,7 @@ static void key_race(int pg) {
     cc_credential k;
     cc_error e;
     CHECK(cc_ledger_credential_create(l, id, CC_CRED_API_KEY, "race", 0, tok, sizeof tok, &k, &e) == CC_OK);
-    CHECK(cc_ledger_key_limits(l, id, k.id, C(37), 0, &k, &e) == CC_OK);
+    CHECK(cc_ledger_key_limits(l, id, k.id, C(37), 0, &k, NULL, &e) == CC_OK);
     racer r[8];
     pthread_t th[8];
     for (int i = 0; i < 8; i++) {
