@@ -19,6 +19,8 @@ static PyObject *att_dict(const cc_attention *a) {
     return d;
 }
 
+static PyObject *att_row(const void *p) { return att_dict(p); }
+
 /* Copies an optional str argument into a fixed buffer (cut by attention.c's rules later). */
 static int opt_text(ccpy_state *st, PyObject *o, const char *field, char *dst, size_t cap) {
     const char *s = NULL;
@@ -117,18 +119,7 @@ static PyObject *attention_list(PyObject *module, PyObject *args, PyObject *kw) 
     rc = cc_ledger_attention_list(l, all, buf, limit, &n, &e);
     Py_END_ALLOW_THREADS
     ccpy_ledger_unpin(lo);
-    PyObject *list = NULL;
-    if (rc != CC_OK) {
-        ccpy_raise(st, &e);
-    } else if ((list = PyList_New(n))) {
-        for (int i = 0; i < n; i++) {
-            PyObject *d = att_dict(&buf[i]);
-            if (!d) { Py_CLEAR(list); break; }
-            PyList_SET_ITEM(list, i, d);
-        }
-    }
-    PyMem_Free(buf);
-    return list;
+    return ccpy_rows(st, rc, &e, buf, sizeof *buf, n, att_row);
 }
 
 static PyObject *attention_resolve(PyObject *module, PyObject *args, PyObject *kw) {

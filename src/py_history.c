@@ -6,7 +6,8 @@
 #include "py_util.h"
 #include "history.h"
 
-static PyObject *row_dict(const cc_history_row *r) {
+static PyObject *row_dict(const void *p) { /* a cc_history_row */
+    const cc_history_row *r = p;
     const cc_entry *e = &r->entry;
     PyObject *d = PyDict_New();
     if (!d) return NULL;
@@ -62,16 +63,7 @@ static PyObject *history_rows(PyObject *module, PyObject *args, PyObject *kw) {
     rc = cc_history_rows(l, &q, buf, &n, &next, &e);
     Py_END_ALLOW_THREADS
     ccpy_ledger_unpin(lo);
-    PyObject *list = NULL;
-    if (rc != CC_OK) ccpy_raise(st, &e);
-    else if ((list = PyList_New(n)))
-        for (int i = 0; i < n; i++) {
-            PyObject *d = row_dict(&buf[i]);
-            if (!d) { Py_CLEAR(list); break; }
-            PyList_SET_ITEM(list, i, d);
-        }
-    PyMem_Free(buf);
-    return ccpy_page("rows", list, next);
+    return ccpy_page("rows", ccpy_rows(st, rc, &e, buf, sizeof *buf, n, row_dict), next);
 }
 
 static PyMethodDef history_functions[] = {

@@ -180,11 +180,7 @@ static PyObject *run_one(LedgerObject *self, const char *opname, PyObject *args,
     cc_op op;
     if (op_from_dict(st, spec, d, &op) < 0) { Py_DECREF(d); return NULL; }
     cc_result r;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    cc_ledger_execute1(self->l, &op, &r);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, cc_ledger_execute1(self->l, &op, &r));
     PyObject *out = r.rc == CC_OK ? result_dict(&op, &r) : ccpy_raise(st, &r.err);
     Py_DECREF(d);
     return out;
@@ -237,11 +233,7 @@ static PyObject *L_execute(LedgerObject *self, PyObject *ops_list) {
     }
     cc_error err;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_execute(self->l, ops, (int)n, res, &err);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_execute(self->l, ops, (int)n, res, &err));
     if (rc != CC_OK) { ccpy_raise(st, &err); goto done; }
     out = PyList_New(n);
     if (!out) goto done;
@@ -317,15 +309,13 @@ PyObject *ccpy_account_dict(const cc_account *a) {
     return d;
 }
 
+static PyObject *account_row(const void *p) { return ccpy_account_dict(p); }
+
 static PyObject *fetch_account(LedgerObject *self, int64_t id) {
     cc_account a;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_account(self->l, id, &a, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_account(self->l, id, &a, &e));
     if (rc != CC_OK) return ccpy_raise(lstate(self), &e);
     return ccpy_account_dict(&a);
 }
@@ -344,11 +334,7 @@ static PyObject *L_create_account(LedgerObject *self, PyObject *args, PyObject *
     int64_t id = 0;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_account_create(self->l, &a, &id, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_account_create(self->l, &a, &id, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     return fetch_account(self, id);
 }
@@ -372,11 +358,7 @@ static PyObject *L_update_account(LedgerObject *self, PyObject *args, PyObject *
     }
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_account_update(self->l, &ch, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_account_update(self->l, &ch, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     return fetch_account(self, ch.account_id);
 }
@@ -395,11 +377,7 @@ static PyObject *L_account_by_email(LedgerObject *self, PyObject *arg) {
     cc_account a;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_account_by_email(self->l, email, &a, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_account_by_email(self->l, email, &a, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     return ccpy_account_dict(&a);
 }
@@ -417,22 +395,8 @@ static PyObject *L_accounts(LedgerObject *self, PyObject *args, PyObject *kw) {
     int n = 0;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_accounts(self->l, after, limit, buf, &n, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
-    PyObject *out = NULL;
-    if (rc != CC_OK) ccpy_raise(st, &e);
-    else if ((out = PyList_New(n))) {
-        for (int i = 0; i < n; i++) {
-            PyObject *d = ccpy_account_dict(&buf[i]);
-            if (!d) { Py_CLEAR(out); break; }
-            PyList_SET_ITEM(out, i, d);
-        }
-    }
-    PyMem_Free(buf);
-    return out;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_accounts(self->l, after, limit, buf, &n, &e));
+    return ccpy_rows(st, rc, &e, buf, sizeof *buf, n, account_row);
 }
 
 /* ------------------------------------------------------------ reads */
@@ -474,6 +438,20 @@ int ccpy_names_mask(ccpy_state *st, PyObject *o, const char *field, const char *
     return 0;
 }
 
+PyObject *ccpy_rows(ccpy_state *st, cc_rc rc, const cc_error *e, void *rows, size_t size, int n,
+                    PyObject *(*row)(const void *)) {
+    PyObject *list = NULL;
+    if (rc != CC_OK) ccpy_raise(st, e);
+    else if ((list = PyList_New(n)))
+        for (int i = 0; i < n; i++) {
+            PyObject *d = row((const char *)rows + (size_t)i * size);
+            if (!d) { Py_CLEAR(list); break; }
+            PyList_SET_ITEM(list, i, d);
+        }
+    PyMem_Free(rows);
+    return list;
+}
+
 PyObject *ccpy_page(const char *key, PyObject *list, int64_t next) {
     if (!list) return NULL;
     PyObject *nc = next ? PyLong_FromLongLong(next) : Py_NewRef(Py_None);
@@ -497,6 +475,8 @@ static PyObject *entry_dict(const cc_entry *e) {
     if (bad) { Py_DECREF(d); return NULL; }
     return d;
 }
+
+static PyObject *entry_row(const void *p) { return entry_dict(p); }
 
 static unsigned kind_bit(const char *name) {
     int k = cc_kind_from_name(name);
@@ -531,21 +511,8 @@ static PyObject *L_history(LedgerObject *self, PyObject *args, PyObject *kw) {
     int64_t next = 0;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_history(self->l, &q, buf, &n, &next, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
-    PyObject *list = NULL;
-    if (rc != CC_OK) ccpy_raise(st, &e);
-    else if ((list = PyList_New(n)))
-        for (int i = 0; i < n; i++) {
-            PyObject *d = entry_dict(&buf[i]);
-            if (!d) { Py_CLEAR(list); break; }
-            PyList_SET_ITEM(list, i, d);
-        }
-    PyMem_Free(buf);
-    return ccpy_page("entries", list, next);
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_history(self->l, &q, buf, &n, &next, &e));
+    return ccpy_page("entries", ccpy_rows(st, rc, &e, buf, sizeof *buf, n, entry_row), next);
 }
 
 static PyObject *L_entry(LedgerObject *self, PyObject *arg) {
@@ -557,11 +524,7 @@ static PyObject *L_entry(LedgerObject *self, PyObject *arg) {
     if (!e) return PyErr_NoMemory();
     cc_error err;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_entry(self->l, key, e, &err);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_entry(self->l, key, e, &err));
     PyObject *out = rc == CC_OK ? entry_dict(e) : ccpy_raise(st, &err);
     PyMem_Free(e);
     return out;
@@ -574,11 +537,7 @@ static PyObject *L_get_hold(LedgerObject *self, PyObject *arg) {
     cc_hold h;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_hold(self->l, id, &h, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_hold(self->l, id, &h, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     static const char *states[] = {"open", "settled", "voided", "expired"};
     return Py_BuildValue("{sLsLsLsssLsL}", "id", (long long)h.id, "account_id", (long long)h.account_id,
@@ -599,11 +558,7 @@ static PyObject *L_verify(LedgerObject *self, PyObject *args, PyObject *kw) {
     cc_verify_stats vs;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_verify(self->l, probs, cap, &n, &vs, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_verify(self->l, probs, cap, &n, &vs, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     PyObject *list = PyList_New(n);
     for (int i = 0; i < n; i++) {
@@ -644,6 +599,8 @@ static PyObject *cred_dict(const cc_credential *c) {
                          (long long)c->cap_used);
 }
 
+static PyObject *cred_row(const void *p) { return cred_dict(p); }
+
 static PyObject *L_create_credential(LedgerObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"account_id", "kind", "label", "ttl_ms", NULL};
     ccpy_state *st = lstate(self);
@@ -661,11 +618,8 @@ static PyObject *L_create_credential(LedgerObject *self, PyObject *args, PyObjec
     cc_credential c;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_credential_create(self->l, id, kind, label, ttl, tok, sizeof tok, &c, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy,
+                  rc = cc_ledger_credential_create(self->l, id, kind, label, ttl, tok, sizeof tok, &c, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     PyObject *d = cred_dict(&c);
     if (d && ccpy_set_str(d, "token", tok) < 0) Py_CLEAR(d);
@@ -687,11 +641,7 @@ static PyObject *L_check_credential(LedgerObject *self, PyObject *args, PyObject
     cc_error e;
     cc_rc rc;
     if (wait) {
-        self->busy++;
-        Py_BEGIN_ALLOW_THREADS
-        rc = cc_ledger_credential_check(self->l, tok, &c, &a, &e);
-        Py_END_ALLOW_THREADS
-        self->busy--;
+        CCPY_BLOCKING(&self->busy, rc = cc_ledger_credential_check(self->l, tok, &c, &a, &e));
     } else {
         /* keeps the GIL: a short read, and a release would cost a GIL hand-off (up to the switch interval) */
         int busy = 0;
@@ -715,11 +665,7 @@ static PyObject *L_revoke_credential(LedgerObject *self, PyObject *args, PyObjec
         return NULL;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_credential_revoke(self->l, acct, kind, id, &count, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_credential_revoke(self->l, acct, kind, id, &count, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     return PyLong_FromLong(count);
 }
@@ -740,11 +686,7 @@ static PyObject *L_key_limits(LedgerObject *self, PyObject *args, PyObject *kw) 
     cc_credential c, was;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_key_limits(self->l, owner, id, cap, exp, &c, &was, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_key_limits(self->l, owner, id, cap, exp, &c, &was, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     PyObject *d = cred_dict(&c);
     PyObject *w = d ? Py_BuildValue("{sNsL}", "cap_micro",
@@ -771,21 +713,15 @@ static PyObject *L_list_credentials(LedgerObject *self, PyObject *args, PyObject
     if (!buf) return PyErr_NoMemory();
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_credential_list(self->l, acct, kind, expired, buf, CC_CRED_LIST_MAX, &n, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
-    PyObject *out = NULL;
-    if (rc != CC_OK) ccpy_raise(st, &e);
-    else if ((out = PyList_New(n)))
-        for (int i = 0; i < n; i++) {
-            PyObject *d = cred_dict(&buf[i]);
-            if (!d) { Py_CLEAR(out); break; }
-            PyList_SET_ITEM(out, i, d);
-        }
-    PyMem_Free(buf);
-    return out;
+    CCPY_BLOCKING(&self->busy,
+                  rc = cc_ledger_credential_list(self->l, acct, kind, expired, buf, CC_CRED_LIST_MAX, &n, &e));
+    return ccpy_rows(st, rc, &e, buf, sizeof *buf, n, cred_row);
+}
+
+static PyObject *usage_row(const void *p) {
+    const cc_usage_row *r = p;
+    return Py_BuildValue("{sLsssLsL}", "day", (long long)r->day, "node_class", r->node_class, "charged",
+                         (long long)r->charged, "runs", (long long)r->runs);
 }
 
 static PyObject *L_usage(LedgerObject *self, PyObject *args, PyObject *kw) {
@@ -803,22 +739,8 @@ static PyObject *L_usage(LedgerObject *self, PyObject *args, PyObject *kw) {
     int n = 0;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_usage(self->l, a, since, until, rows, CC_USAGE_ROWS_MAX, &n, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
-    PyObject *out = NULL;
-    if (rc != CC_OK) ccpy_raise(st, &e);
-    else if ((out = PyList_New(n)))
-        for (int i = 0; i < n; i++) {
-            PyObject *d = Py_BuildValue("{sLsssLsL}", "day", (long long)rows[i].day, "node_class", rows[i].node_class,
-                                        "charged", (long long)rows[i].charged, "runs", (long long)rows[i].runs);
-            if (!d) { Py_CLEAR(out); break; }
-            PyList_SET_ITEM(out, i, d);
-        }
-    PyMem_Free(rows);
-    return out;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_usage(self->l, a, since, until, rows, CC_USAGE_ROWS_MAX, &n, &e));
+    return ccpy_rows(st, rc, &e, rows, sizeof *rows, n, usage_row);
 }
 
 static PyObject *L_set_password(LedgerObject *self, PyObject *args, PyObject *kw) {
@@ -832,11 +754,7 @@ static PyObject *L_set_password(LedgerObject *self, PyObject *args, PyObject *kw
     if (ccpy_i64(st, a_o, "account_id", &acct) < 0 || ccpy_str(st, p_o, "password", &pw) < 0) return NULL;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_set_password(self->l, acct, pw, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_set_password(self->l, acct, pw, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     Py_RETURN_NONE;
 }
@@ -852,11 +770,7 @@ static PyObject *L_sign_in(LedgerObject *self, PyObject *args, PyObject *kw) {
     cc_account a;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_ledger_sign_in(self->l, email, pw, &a, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_ledger_sign_in(self->l, email, pw, &a, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     return ccpy_account_dict(&a);
 }
@@ -876,11 +790,7 @@ static PyObject *L_fulfil_checkout(LedgerObject *self, PyObject *args, PyObject 
     if (cc_stripe_session_parse(b.buf, (size_t)b.len, &s, &e) != CC_OK) { ccpy_raise(st, &e); goto done; }
     cc_fulfil_state state = CC_FULFIL_PENDING;
     cc_result r;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_fulfil_checkout(self->l, &s, test, &state, &r, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_fulfil_checkout(self->l, &s, test, &state, &r, &e));
     if (rc != CC_OK) { ccpy_raise(st, &e); goto done; }
     int attn = state == CC_FULFIL_NEEDS_ATTENTION;
     out = Py_BuildValue("{sssssssLsLsLsLsLsLssssssssss}", "state", cc_fulfil_state_name(state), "session_id", s.id,

@@ -102,11 +102,7 @@ static PyObject *R_begin(RunsObject *self, PyObject *args, PyObject *kw) {
     cc_run_info info;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_run_begin(self->r, &a, &info, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_run_begin(self->r, &a, &info, &e));
     Py_DECREF(js);
     if (rc != CC_OK) return ccpy_raise(st, &e);
     PyObject *d = PyDict_New();
@@ -134,11 +130,8 @@ static PyObject *R_call_begin(RunsObject *self, PyObject *args, PyObject *kw) {
     int kind = 0;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS /* may extend the hold in the ledger */
-    rc = cc_run_call_begin(self->r, tok, method, path, &id, &kind, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    /* may extend the hold in the ledger */
+    CCPY_BLOCKING(&self->busy, rc = cc_run_call_begin(self->r, tok, method, path, &id, &kind, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     return Py_BuildValue("(Li)", (long long)id, kind);
 }
@@ -198,11 +191,7 @@ static PyObject *R_finish(RunsObject *self, PyObject *args, PyObject *kw) {
     cc_run_result res;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_run_finish(self->r, id, o, &res, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_run_finish(self->r, id, o, &res, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     return result_dict(&res);
 }
@@ -210,11 +199,7 @@ static PyObject *R_finish(RunsObject *self, PyObject *args, PyObject *kw) {
 static PyObject *R_keepalive(RunsObject *self, PyObject *Py_UNUSED(ignored)) {
     if (ensure(self) < 0) return NULL;
     int n;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    n = cc_runs_keepalive(self->r);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, n = cc_runs_keepalive(self->r));
     return PyLong_FromLong(n);
 }
 
@@ -235,11 +220,7 @@ static PyObject *R_reserve(RunsObject *self, PyObject *args, PyObject *kw) {
     cc_rc rc;
     int busy = 0;
     if (wait) {
-        self->busy++;
-        Py_BEGIN_ALLOW_THREADS
-        rc = cc_runs_reserve(self->r, pid, acct, micro, &e);
-        Py_END_ALLOW_THREADS
-        self->busy--;
+        CCPY_BLOCKING(&self->busy, rc = cc_runs_reserve(self->r, pid, acct, micro, &e));
     } else {
         /* never waits: keeps the GIL (a release would cost a GIL hand-off, up to the switch interval) */
         rc = cc_runs_reserve_nowait(self->r, pid, acct, micro, &busy, &e);
@@ -262,11 +243,7 @@ static PyObject *R_unshare(RunsObject *self, PyObject *arg) {
     cc_error e;
     cc_rc rc;
     Py_INCREF(arg); /* pid is a view into it */
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_runs_unshare(self->r, pid, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_runs_unshare(self->r, pid, &e));
     Py_DECREF(arg);
     if (rc != CC_OK) return ccpy_raise(st, &e);
     Py_RETURN_NONE;
@@ -278,11 +255,7 @@ static PyObject *R_reserved_elsewhere(RunsObject *self, PyObject *arg) {
     if (ensure(self) < 0 || ccpy_i64(st, arg, "account_id", &acct) < 0) return NULL;
     cc_error e;
     cc_rc rc;
-    self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_runs_reserved_elsewhere(self->r, acct, &sum, &e);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    CCPY_BLOCKING(&self->busy, rc = cc_runs_reserved_elsewhere(self->r, acct, &sum, &e));
     if (rc != CC_OK) return ccpy_raise(st, &e);
     return PyLong_FromLongLong(sum);
 }

@@ -26,13 +26,32 @@ int ccpy_set_bool(PyObject *d, const char *k, int v);
 ** ccpy_names_mask: a list of names -> OR of bit(name) (0 = unknown name:
 **   InvalidArgument with bad_msg; not a list: list_msg);
 ** ccpy_page: {key: list, "next_cursor": next or None}, stealing list (NULL
-**   passes through, for an error already set). */
+**   passes through, for an error already set);
+** ccpy_rows: the answer of a read that filled n rows of `size` bytes at
+**   `rows` (a PyMem buffer, freed here in every case): rc's error raised, or
+**   the list of row(each); NULL when either failed. */
 struct cc_entry;
 int ccpy_set_counter(PyObject *d, const char *k, int64_t v);
 int ccpy_set_entry_run(PyObject *d, const struct cc_entry *e);
 int ccpy_names_mask(ccpy_state *st, PyObject *o, const char *field, const char *list_msg, const char *bad_msg,
                     unsigned (*bit)(const char *name), unsigned *mask);
 PyObject *ccpy_page(const char *key, PyObject *list, int64_t next);
+PyObject *ccpy_rows(ccpy_state *st, cc_rc rc, const cc_error *e, void *rows, size_t size, int n,
+                    PyObject *(*row)(const void *));
+
+/* A call into the core that may block (a reader or the writer of the
+** ledger, a disk, the network), made with the GIL released and counted in
+** *busy meanwhile (close() refuses while it is not 0): `call` is a
+** statement, e.g. CCPY_BLOCKING(&self->busy, rc = cc_ledger_account(...)).
+** It must not touch Python objects. */
+#define CCPY_BLOCKING(busy, call)                                              \
+    do {                                                                       \
+        (*(busy))++;                                                           \
+        Py_BEGIN_ALLOW_THREADS                                                 \
+        call;                                                                  \
+        Py_END_ALLOW_THREADS                                                   \
+        (*(busy))--;                                                           \
+    } while (0)
 
 /* Usage counters (pricing.h cc_usage) from/to a dict; absent = not reported. */
 struct cc_usage;

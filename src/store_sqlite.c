@@ -193,13 +193,17 @@ static sqlite3_stmt *stmt(sq_conn *c, int i) {
     return s;
 }
 
-static cc_rc exec_simple(sq_conn *c, int i, cc_error *err) {
-    sqlite3_stmt *s = stmt(c, i);
+/* Runs a bound statement that returns no rows (INSERT, UPDATE, DELETE) and makes it ready for its next use:
+** reset, and its bindings let go (bound text and blobs are the caller's, SQLITE_STATIC). CC_OK, or the
+** storage error naming `what`. */
+static cc_rc step_done(sq_conn *c, sqlite3_stmt *s, const char *what, cc_error *err) {
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return sq_err(c->db, err, STMT_SQL[i]);
-    return CC_OK;
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_DONE ? CC_OK : sq_err(c->db, err, what);
 }
+
+static cc_rc exec_simple(sq_conn *c, int i, cc_error *err) { return step_done(c, stmt(c, i), STMT_SQL[i], err); }
 
 static void copy_text(char *dst, size_t cap, sqlite3_stmt *s, int col) {
     const unsigned char *t = sqlite3_column_text(s, col);
@@ -212,7 +216,8 @@ static void copy_text(char *dst, size_t cap, sqlite3_stmt *s, int col) {
     dst[n] = 0;
 }
 
-static void read_account(sqlite3_stmt *s, cc_account *a) {
+static void read_account(sqlite3_stmt *s, void *out) {
+    cc_account *a = out;
     a->id = sqlite3_column_int64(s, 0);
     copy_text(a->email, sizeof a->email, s, 1);
     copy_text(a->display_name, sizeof a->display_name, s, 2);
@@ -244,7 +249,8 @@ static void bind_account_row(sqlite3_stmt *s, int first, const cc_account *a) {
     for (int i = 0; i < 16; i++) sqlite3_bind_int64(s, first + 3 + i, v[i]);
 }
 
-static void read_entry(sqlite3_stmt *s, cc_entry *e) {
+static void read_entry(sqlite3_stmt *s, void *out) {
+    cc_entry *e = out;
     e->id = sqlite3_column_int64(s, 0);
     copy_text(e->key, sizeof e->key, s, 1);
     e->kind = sqlite3_column_int(s, 2);
@@ -285,19 +291,29 @@ static void read_hold(sqlite3_stmt *s, void *out) {
     h->credential_id = sqlite3_column_int64(s, 6);
 }
 
+/* The one row a bound statement returns, read into out by read, then the statement made ready for its
+** next use (reset, bindings let go). CC_OK; CC_ERR_NOT_FOUND when there is no row, err left to the
+** caller, which says what was not found; or the storage error naming `what`. */
+static cc_rc one_row(sq_conn *c, sqlite3_stmt *s, void (*read)(sqlite3_stmt *, void *), void *out, const char *what,
+                     cc_error *err) {
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) read(s, out);
+    cc_rc r = rc == SQLITE_ROW ? CC_OK : rc == SQLITE_DONE ? CC_ERR_NOT_FOUND : sq_err(c->db, err, what);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return r;
+}
+
 /* The row of statement i whose ?1 is id, read into out by read; CC_ERR_NOT_FOUND "no <noun> with id N" on
 ** field when there is none. */
 static cc_rc row_by_id(sq_conn *c, int i, int64_t id, void (*read)(sqlite3_stmt *, void *), void *out,
                        const char *field, const char *noun, cc_error *err) {
     sqlite3_stmt *s = stmt(c, i);
     sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    cc_rc r = CC_OK;
-    if (rc == SQLITE_ROW) read(s, out);
-    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, field, "no %s with id %lld", noun, (long long)id);
-    else r = cc_fail(err, CC_ERR_STORAGE, "", "sqlite: get %s: %s", noun, sqlite3_errmsg(c->db));
-    sqlite3_reset(s);
-    return r;
+    char what[48];
+    snprintf(what, sizeof what, "get %s", noun);
+    cc_rc r = one_row(c, s, read, out, what, err);
+    return r == CC_ERR_NOT_FOUND ? cc_fail(err, r, field, "no %s with id %lld", noun, (long long)id) : r;
 }
 
 static void sq_close(cc_conn *base) {
@@ -368,14 +384,8 @@ static cc_rc sq_account_insert(cc_conn *b, cc_account *a, cc_error *err) {
 
 static cc_rc account_one(sq_conn *c, sqlite3_stmt *s, cc_account *out, cc_error *err,
                          const char *what) {
-    int rc = sqlite3_step(s);
-    cc_rc r = CC_OK;
-    if (rc == SQLITE_ROW) read_account(s, out);
-    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "account", "no such account");
-    else r = sq_err(c->db, err, what);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    return r;
+    cc_rc r = one_row(c, s, read_account, out, what, err);
+    return r == CC_ERR_NOT_FOUND ? cc_fail(err, r, "account", "no such account") : r;
 }
 
 static cc_rc sq_account_get(cc_conn *b, int64_t id, cc_account *out, cc_error *err) {
@@ -397,10 +407,8 @@ static cc_rc sq_account_update(cc_conn *b, const cc_account *a, cc_error *err) {
     sqlite3_stmt *s = stmt(c, ST_ACC_UPDATE);
     bind_account_row(s, 1, a);
     sqlite3_bind_int64(s, 20, a->id);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    if (rc != SQLITE_DONE) return sq_err(c->db, err, "update account");
+    cc_rc r = step_done(c, s, "update account", err);
+    if (r != CC_OK) return r;
     if (sqlite3_changes(c->db) != 1)
         return cc_fail(err, CC_ERR_NOT_FOUND, "account", "no such account");
     return CC_OK;
@@ -424,27 +432,16 @@ static cc_rc sq_entry_by_key(cc_conn *b, const char *key, cc_entry *out, cc_erro
     sq_conn *c = (sq_conn *)b;
     sqlite3_stmt *s = stmt(c, ST_ENT_BY_KEY);
     sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    cc_rc r = CC_OK;
-    if (rc == SQLITE_ROW) read_entry(s, out);
-    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "key", "no entry with that key");
-    else r = sq_err(c->db, err, "find entry");
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    return r;
+    cc_rc r = one_row(c, s, read_entry, out, "find entry", err);
+    return r == CC_ERR_NOT_FOUND ? cc_fail(err, r, "key", "no entry with that key") : r;
 }
 
 static cc_rc sq_entry_get(cc_conn *b, int64_t id, cc_entry *out, cc_error *err) {
     sq_conn *c = (sq_conn *)b;
     sqlite3_stmt *s = stmt(c, ST_ENT_GET);
     sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    cc_rc r = CC_OK;
-    if (rc == SQLITE_ROW) read_entry(s, out);
-    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "entry_id", "no entry %lld", (long long)id);
-    else r = sq_err(c->db, err, "get entry");
-    sqlite3_reset(s);
-    return r;
+    cc_rc r = one_row(c, s, read_entry, out, "get entry", err);
+    return r == CC_ERR_NOT_FOUND ? cc_fail(err, r, "entry_id", "no entry %lld", (long long)id) : r;
 }
 
 static cc_rc sq_entry_insert(cc_conn *b, cc_entry *e, cc_error *err) {
@@ -544,10 +541,7 @@ static cc_rc sq_hold_insert(cc_conn *b, const cc_hold *h, cc_error *err) {
     sqlite3_bind_int64(s, 5, h->expires_ms);
     sqlite3_bind_int64(s, 6, h->resolved_by);
     sqlite3_bind_int64(s, 7, h->credential_id);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return sq_err(c->db, err, "insert hold");
-    return CC_OK;
+    return step_done(c, s, "insert hold", err);
 }
 
 static cc_rc sq_hold_resolve(cc_conn *b, int64_t id, int state, int64_t by_entry, cc_error *err) {
@@ -556,9 +550,8 @@ static cc_rc sq_hold_resolve(cc_conn *b, int64_t id, int state, int64_t by_entry
     sqlite3_bind_int(s, 1, state);
     sqlite3_bind_int64(s, 2, by_entry);
     sqlite3_bind_int64(s, 3, id);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return sq_err(c->db, err, "resolve hold");
+    cc_rc r = step_done(c, s, "resolve hold", err);
+    if (r != CC_OK) return r;
     /* The WHERE state = 0 makes "resolves at most once" hold in storage too. */
     if (sqlite3_changes(c->db) != 1)
         return cc_fail(err, CC_ERR_STATE, "hold_id", "hold %lld is not open", (long long)id);
@@ -571,10 +564,7 @@ static cc_rc sq_hold_extend(cc_conn *b, int64_t id, int64_t expires_ms, cc_error
     sqlite3_bind_int64(s, 1, expires_ms);
     sqlite3_bind_int64(s, 2, id);
     sqlite3_bind_int64(s, 3, expires_ms);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return sq_err(c->db, err, "extend hold");
-    return CC_OK;
+    return step_done(c, s, "extend hold", err);
 }
 
 static cc_rc sq_holds_due(cc_conn *b, int64_t now_ms, int limit, int64_t *ids, int *n_out,
@@ -659,10 +649,8 @@ static cc_rc sq_cred_insert(cc_conn *b, cc_credential *cr, cc_error *err) {
     sqlite3_bind_text(s, 5, cr->hint, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 6, cr->created_ms);
     sqlite3_bind_int64(s, 7, cr->expires_ms);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    if (rc != SQLITE_DONE) return sq_err(c->db, err, "insert credential");
+    cc_rc r = step_done(c, s, "insert credential", err);
+    if (r != CC_OK) return r;
     cr->id = sqlite3_last_insert_rowid(c->db);
     return CC_OK;
 }
@@ -671,14 +659,8 @@ static cc_rc sq_cred_by_hash(cc_conn *b, const unsigned char *hash, cc_credentia
     sq_conn *c = (sq_conn *)b;
     sqlite3_stmt *s = stmt(c, ST_CRED_BY_HASH);
     sqlite3_bind_blob(s, 1, hash, CC_CRED_HASH_BYTES, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    cc_rc r = CC_OK;
-    if (rc == SQLITE_ROW) read_cred(s, out);
-    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "token", "unknown credential");
-    else r = sq_err(c->db, err, "find credential");
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    return r;
+    cc_rc r = one_row(c, s, read_cred, out, "find credential", err);
+    return r == CC_ERR_NOT_FOUND ? cc_fail(err, r, "token", "unknown credential") : r;
 }
 
 static cc_rc sq_cred_get(cc_conn *b, int64_t id, cc_credential *out, cc_error *err) {
@@ -692,9 +674,8 @@ static cc_rc sq_cred_update(cc_conn *b, const cc_credential *cr, cc_error *err) 
     sqlite3_bind_int64(s, 2, cr->cap_micro);
     sqlite3_bind_int64(s, 3, cr->cap_used);
     sqlite3_bind_int64(s, 4, cr->id);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return sq_err(c->db, err, "update credential");
+    cc_rc r = step_done(c, s, "update credential", err);
+    if (r != CC_OK) return r;
     if (sqlite3_changes(c->db) != 1)
         return cc_fail(err, CC_ERR_STORAGE, "id", "credential %lld vanished while updating it", (long long)cr->id);
     return CC_OK;
@@ -708,10 +689,8 @@ static cc_rc sq_cred_revoke(cc_conn *b, int64_t id, int64_t account_id, int kind
     if (id > 0) sqlite3_bind_int64(s, 2, id);
     sqlite3_bind_int64(s, 3, account_id);
     sqlite3_bind_int(s, 4, kind);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    if (rc != SQLITE_DONE) return sq_err(c->db, err, "revoke credential");
+    cc_rc r = step_done(c, s, "revoke credential", err);
+    if (r != CC_OK) return r;
     *count = sqlite3_changes(c->db);
     return CC_OK;
 }
@@ -738,10 +717,7 @@ static cc_rc sq_password_set(cc_conn *b, int64_t account_id, const char *encoded
     sqlite3_bind_int64(s, 1, account_id);
     sqlite3_bind_text(s, 2, encoded, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, now_ms);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    return rc == SQLITE_DONE ? CC_OK : sq_err(c->db, err, "set password");
+    return step_done(c, s, "set password", err);
 }
 
 static cc_rc sq_password_get(cc_conn *b, int64_t account_id, char *out, size_t out_bytes, cc_error *err) {
@@ -801,7 +777,8 @@ static void copy_cut(char *dst, size_t cap, sqlite3_stmt *s, int col) {
     dst[n] = 0;
 }
 
-static void read_attention(sqlite3_stmt *s, cc_attention *a) {
+static void read_attention(sqlite3_stmt *s, void *out) {
+    cc_attention *a = out;
     copy_cut(a->session_id, sizeof a->session_id, s, 0);
     a->account_id = sqlite3_column_int64(s, 1);
     copy_cut(a->currency, sizeof a->currency, s, 2);
@@ -827,25 +804,15 @@ static cc_rc sq_attention_record(cc_conn *b, const cc_attention *a, cc_error *er
     sqlite3_bind_text(s, 6, a->method, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 7, a->reason, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 8, a->last_ms);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    return rc == SQLITE_DONE ? CC_OK : sq_err(c->db, err, "record needs-attention purchase");
+    return step_done(c, s, "record needs-attention purchase", err);
 }
 
 static cc_rc sq_attention_get(cc_conn *b, const char *session_id, cc_attention *out, cc_error *err) {
     sq_conn *c = (sq_conn *)b;
     sqlite3_stmt *s = stmt(c, ST_ATT_GET);
     sqlite3_bind_text(s, 1, session_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    cc_rc r = CC_OK;
-    if (rc == SQLITE_ROW) read_attention(s, out);
-    else if (rc == SQLITE_DONE) r = cc_fail(err, CC_ERR_NOT_FOUND, "session_id", "no needs-attention purchase %.80s",
-                                            session_id);
-    else r = sq_err(c->db, err, "get needs-attention purchase");
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    return r;
+    cc_rc r = one_row(c, s, read_attention, out, "get needs-attention purchase", err);
+    return r == CC_ERR_NOT_FOUND ? cc_fail(err, r, "session_id", "no needs-attention purchase %.80s", session_id) : r;
 }
 
 static cc_rc sq_attention_list(cc_conn *b, int include_resolved, cc_attention *out, int cap, int *n_out,
@@ -868,10 +835,8 @@ static cc_rc sq_attention_resolve(cc_conn *b, const char *session_id, const char
     sqlite3_bind_int64(s, 1, now_ms);
     sqlite3_bind_text(s, 2, note, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, session_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    if (rc != SQLITE_DONE) return sq_err(c->db, err, "resolve needs-attention purchase");
+    cc_rc r = step_done(c, s, "resolve needs-attention purchase", err);
+    if (r != CC_OK) return r;
     *changed = sqlite3_changes(c->db);
     return CC_OK;
 }
