@@ -26,7 +26,20 @@ all rounds. Three settings, in this order:
 The machine's load average is printed before and after: on a shared machine other processes
 take the CPUs for whole scheduler slices, which lands in p99 and max.
 
-Run: python bench/bench_admission.py [--rounds 10000] [--settings idle,load,load+python]
+Where a slow round's time goes (printed for every setting): the admitting thread's own CPU time
+per round (time.thread_time) beside its wall time. A round that took > 1 ms of wall time but
+its usual CPU time waited: for the GIL, or for a CPU. Two more settings tell those apart:
+- load/si50: "load" with CPython's switch interval at 50 ms instead of 5 ms, so the load
+  threads (which want the GIL back after each call into C) force the event loop to hand the GIL
+  over ten times less often: what is left is the OS scheduler (and our own locks, which the
+  per-round CPU time would show);
+- load/paced: "load", but one admission per ms with the event loop idle in between (as a
+  server that receives prompts over HTTP: its loop waits in epoll, GIL released, between
+  requests), instead of 20,000 back to back with the loop never idle (a server admitting
+  ~3,000 prompts/s, where every load thread waits a whole switch interval for the GIL and
+  then takes it in the middle of an admission).
+
+Run: python bench/bench_admission.py [--rounds 10000] [--settings idle,load,load+python,load/si50,load/paced]
      [--pack DIR]  (import comfy_credits_ext from another checkout, e.g. main before #14:
                     its gate.admit is then the "one-call" column)
 Target: p99 < 1 ms for the one-call path, idle and under load.
@@ -205,7 +218,7 @@ class Load:
         self.gw.close()
 
 
-def measure(rt, rounds, label, load_port=None, python_thread=False):
+def measure(rt, rounds, label, load_port=None, python_thread=False, pace_s=0.0):
     classes, body = make_prompt()
     key = rt.ledger.create_credential(rt.bench_acct, "api_key")["token"]
     req = make_mocked_request("POST", "/prompt", headers={"Authorization": f"Bearer {key}",
@@ -213,6 +226,7 @@ def measure(rt, rounds, label, load_port=None, python_thread=False):
     paths = {"per-node": admit_per_node, "one-call": gate.admit}
     times = {k: [] for k in paths}
     cpu = {k: [] for k in paths}  # CPU time of the whole process per round: the work, without waiting for a CPU
+    own = {k: [] for k in paths}  # CPU time of the admitting thread alone per round (the load threads' is not in it)
 
     async def run():
         want = None
@@ -220,11 +234,14 @@ def measure(rt, rounds, label, load_port=None, python_thread=False):
         for r in range(warmup + rounds):
             order = list(paths) if r % 2 == 0 else list(reversed(paths))
             for name in order:
-                c, t = time.process_time(), time.perf_counter()
+                if pace_s:
+                    await asyncio.sleep(pace_s)  # the loop idles in epoll (GIL released) until the next prompt
+                c, tc, t = time.process_time(), time.thread_time(), time.perf_counter()
                 adm = await paths[name](rt, req, body, classes)
                 if r >= warmup:  # the first rounds warm caches and the thread pool: not counted
                     times[name].append((time.perf_counter() - t) * 1000)
                     cpu[name].append((time.process_time() - c) * 1000)
+                    own[name].append((time.thread_time() - tc) * 1000)
                 assert isinstance(adm, gate.Admission) and adm.reserved, (name, adm)
                 got = (adm.hold_micro, [(n["node_id"], n["micro"]) for n in adm.nodes])
                 if want is None:
@@ -257,6 +274,15 @@ def measure(rt, rounds, label, load_port=None, python_thread=False):
         for name in paths:
             s = cpu[name]
             print(f"  {name:9s} p50 {statistics.median(s):7.3f} ms  p99 {pct(s, 99):7.3f} ms  max {max(s):7.3f} ms")
+    print("  the admitting thread's own CPU per round; rounds over 1 ms of wall time and what they did meanwhile:")
+    for name in paths:
+        o, w = own[name], times[name]
+        slow = [(wt, ot) for wt, ot in zip(w, o) if wt > 1]
+        waited = sum(wt - ot for wt, ot in slow)
+        print(f"  {name:9s} own CPU p50 {statistics.median(o):6.3f} ms p99 {pct(o, 99):6.3f} ms;  "
+              f"{len(slow)} rounds > 1 ms ({100 * len(slow) / len(w):.2f}%): their own CPU p50 "
+              f"{statistics.median([ot for _, ot in slow]) if slow else 0:.3f} ms, waiting (wall - own CPU) "
+              f"{waited / max(1, len(slow)):.3f} ms on average")
     p50o, p50n = statistics.median(times["per-node"]), statistics.median(times["one-call"])
     print(f"  one-call / per-node: p50 {p50n / p50o:.2f}x, p99 {pct(times['one-call'], 99) / pct(times['per-node'], 99):.2f}x"
           f"   (target: one-call p99 < 1 ms: {'met' if pct(times['one-call'], 99) < 1 else 'NOT met'})")
@@ -268,12 +294,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=10_000)
     ap.add_argument("--settings", default="idle,load,load+python",
-                    help="comma-separated: idle, load, load+python")
+                    help="comma-separated: idle, load, load+python, load/si50, load/paced")
     ap.add_argument("--pack", help="checkout to import comfy_credits_ext from (default: this one)")
     args = ap.parse_args()
     settings = args.settings.split(",")
-    if set(settings) - {"idle", "load", "load+python"}:
-        ap.error("--settings takes idle, load, load+python")
+    if set(settings) - {"idle", "load", "load+python", "load/si50", "load/paced"}:
+        ap.error("--settings takes idle, load, load+python, load/si50, load/paced")
     d = tempfile.mkdtemp(prefix="bench-admission-")
     rt = Runtime(config.load(db_path=os.path.join(d, "ledger.db")))
     rt.bench_acct = rt.ledger.create_account("bench@example.com")["id"]
@@ -290,7 +316,14 @@ def main():
                 port = free_port()
                 up = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(port)])
                 wait_port(port)
-            measure(rt, args.rounds, setting, port, python_thread=setting == "load+python")
+            interval = sys.getswitchinterval()
+            if setting == "load/si50":
+                sys.setswitchinterval(0.05)
+            try:
+                measure(rt, args.rounds, setting, port, python_thread=setting == "load+python",
+                        pace_s=0.001 if setting == "load/paced" else 0.0)
+            finally:
+                sys.setswitchinterval(interval)
     finally:
         if up is not None:
             up.terminate()
