@@ -28,7 +28,9 @@ take the CPUs for whole scheduler slices, which lands in p99 and max.
 
 Where a slow round's time goes (printed for every setting): the admitting thread's own CPU time
 per round (time.thread_time) beside its wall time. A round that took > 1 ms of wall time but
-its usual CPU time waited: for the GIL, or for a CPU. Two more settings tell those apart:
+its usual CPU time waited: for the GIL, or for a CPU. The thread's context switches in the round
+(getrusage RUSAGE_THREAD) say which: a voluntary one is a wait on a futex (the GIL, or a lock),
+an involuntary one is the OS scheduler giving its CPU to another thread. Two more settings:
 - load/si50: "load" with CPython's switch interval at 50 ms instead of 5 ms, so the load
   threads (which want the GIL back after each call into C) force the event loop to hand the GIL
   over ten times less often: what is left is the OS scheduler (and our own locks, which the
@@ -47,6 +49,7 @@ Target: p99 < 1 ms for the one-call path, idle and under load.
 from __future__ import annotations
 
 import argparse
+import resource
 import asyncio
 import os
 import socket
@@ -227,6 +230,7 @@ def measure(rt, rounds, label, load_port=None, python_thread=False, pace_s=0.0):
     times = {k: [] for k in paths}
     cpu = {k: [] for k in paths}  # CPU time of the whole process per round: the work, without waiting for a CPU
     own = {k: [] for k in paths}  # CPU time of the admitting thread alone per round (the load threads' is not in it)
+    sw = {k: [] for k in paths}  # the admitting thread's (voluntary, involuntary) context switches in the round
 
     async def run():
         want = None
@@ -236,9 +240,12 @@ def measure(rt, rounds, label, load_port=None, python_thread=False, pace_s=0.0):
             for name in order:
                 if pace_s:
                     await asyncio.sleep(pace_s)  # the loop idles in epoll (GIL released) until the next prompt
+                ru = resource.getrusage(resource.RUSAGE_THREAD)
                 c, tc, t = time.process_time(), time.thread_time(), time.perf_counter()
                 adm = await paths[name](rt, req, body, classes)
                 if r >= warmup:  # the first rounds warm caches and the thread pool: not counted
+                    ru2 = resource.getrusage(resource.RUSAGE_THREAD)
+                    sw[name].append((ru2.ru_nvcsw - ru.ru_nvcsw, ru2.ru_nivcsw - ru.ru_nivcsw))
                     times[name].append((time.perf_counter() - t) * 1000)
                     cpu[name].append((time.process_time() - c) * 1000)
                     own[name].append((time.thread_time() - tc) * 1000)
@@ -283,6 +290,12 @@ def measure(rt, rounds, label, load_port=None, python_thread=False, pace_s=0.0):
               f"{len(slow)} rounds > 1 ms ({100 * len(slow) / len(w):.2f}%): their own CPU p50 "
               f"{statistics.median([ot for _, ot in slow]) if slow else 0:.3f} ms, waiting (wall - own CPU) "
               f"{waited / max(1, len(slow)):.3f} ms on average")
+        kinds = {}
+        for wt, (v, iv) in zip(w, sw[name]):
+            if wt > 1:
+                k = ("blocked (GIL or a lock)" if v else "") + (" + " if v and iv else "") + ("preempted by the OS" if iv else "")
+                kinds[k or "neither (ran slow)"] = kinds.get(k or "neither (ran slow)", 0) + 1
+        print(f"  {'':9s} those rounds by the thread's context switches: {kinds}")
     p50o, p50n = statistics.median(times["per-node"]), statistics.median(times["one-call"])
     print(f"  one-call / per-node: p50 {p50n / p50o:.2f}x, p99 {pct(times['one-call'], 99) / pct(times['per-node'], 99):.2f}x"
           f"   (target: one-call p99 < 1 ms: {'met' if pct(times['one-call'], 99) < 1 else 'NOT met'})")
