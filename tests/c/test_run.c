@@ -242,12 +242,17 @@ static void upstream_errors_timeouts_and_bodies(void) {
     env_close(&v);
 }
 
+/* An account with 100 credits and two open runs of a flat-priced node (prompts p1, p2). */
+static void two_flat_runs(env *v, cc_run_info *i, cc_run_info *j) {
+    env_open(v, C(100), 60000, 1000, 1);
+    CHECK(begin(v, "Flat", "p1", i) == CC_OK);
+    CHECK(begin(v, "Flat", "p2", j) == CC_OK);
+}
+
 static void token_bound_to_run_and_paths(void) {
     env v;
-    env_open(&v, C(100), 60000, 1000, 1);
     cc_run_info i, j;
-    CHECK(begin(&v, "Flat", "p1", &i) == CC_OK);
-    CHECK(begin(&v, "Flat", "p2", &j) == CC_OK);
+    two_flat_runs(&v, &i, &j);
     int64_t id;
     int kind;
     cc_error e;
@@ -293,10 +298,8 @@ static void token_bound_to_run_and_paths(void) {
 ** through the MAC and is refused as before. */
 static void known_token_skips_only_the_mac(void) {
     env v;
-    env_open(&v, C(100), 60000, 1000, 1);
     cc_run_info i, j;
-    CHECK(begin(&v, "Flat", "p1", &i) == CC_OK);
-    CHECK(begin(&v, "Flat", "p2", &j) == CC_OK);
+    two_flat_runs(&v, &i, &j);
     int64_t id;
     int kind;
     cc_error e;
