@@ -313,6 +313,7 @@ enum {
     ST_RESV_PUT, ST_RESV_DROP, ST_RESV_OTHERS, ST_RESV_RENEW, ST_RESV_SWEEP,
     ST_WB_ENTRIES, ST_WB_HOLDS, ST_WB_RESOLVES, ST_WB_ACCOUNTS, ST_WB_SEQ,
     ST_PF_KEYS, ST_PF_HOLDS, ST_PF_ENTRIES, ST_PF_ACCOUNTS, ST_FLUSH, ST_SHARED_IDS, ST_SHARED_MARK,
+    ST_LOCK_X, ST_HEAD_X, ST_LOCK_S, ST_HEAD_S,
     ST_COUNT
 };
 
@@ -418,6 +419,16 @@ static const char *const STMT_SQL[ST_COUNT] = {
     /* Shared write transactions: entry ids from the sequence, and the commit counted. */
     [ST_SHARED_IDS] = "SELECT nextval(pg_get_serial_sequence('entries', 'id')) FROM generate_series(1, $1)",
     [ST_SHARED_MARK] = "SELECT nextval('cc_shared_writes')",
+    /* begin_write: the lock (the transaction then commits without waiting
+    ** for its flush, pg_commit), the write counters, the last entry id. */
+    [ST_LOCK_X] = "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock($1)",
+    [ST_HEAD_X] = "UPDATE cc_writes SET n = n + 1 WHERE id = 1"
+                  " RETURNING n, (SELECT last_value FROM cc_shared_writes), (SELECT COALESCE(max(id), 0) FROM entries)",
+    /* begin_write_shared: the shared lock, the counters, $1 entry ids. */
+    [ST_LOCK_S] = "SELECT pg_advisory_xact_lock_shared($1)",
+    [ST_HEAD_S] = "SELECT n, (SELECT last_value FROM cc_shared_writes),"
+                  " ARRAY(SELECT nextval(pg_get_serial_sequence('entries', 'id')) FROM generate_series(1, $1))"
+                  " FROM cc_writes WHERE id = 1",
 };
 
 /* ---------------------------------------------------------------- types */
@@ -1435,26 +1446,6 @@ static cc_rc pg_prefetch(cc_conn *b, const cc_prefetch *pf, cc_error *err) {
     return rc;
 }
 
-/* A prefetch statement as SQL text, its parameters inlined as literals
-** (it rides in the simple query that takes the writer lock). */
-static cc_rc pf_sql(pg_conn *c, wtx *t, int st, const prm *p, sbuf *out, cc_error *err) {
-    for (const char *q = STMT_SQL[st]; *q; q++) {
-        if (q[0] == '$' && q[1] >= '1' && q[1] <= '9') {
-            int k = q[1] - '1';
-            CC_ASSERT(k < p->n);
-            char *lit = PQescapeLiteral(c->pg, p->v[k], strlen(p->v[k]));
-            if (!lit) return pg_fail(c, err, "prefetch", NULL);
-            sb_put(t, out, lit, strlen(lit));
-            PQfreemem(lit);
-            q++;
-        } else {
-            sb_put(t, out, q, 1);
-        }
-    }
-    sb_put(t, out, ";", 1);
-    return t->oom ? cc_fail(err, CC_ERR_NOMEM, "", "out of memory") : CC_OK;
-}
-
 /* ---------------------------------------------------------------- transactions */
 
 static void pg_close(cc_conn *b) {
@@ -1503,39 +1494,64 @@ static int ids_parse(wtx *t, const char *arr) {
     return 0;
 }
 
-/* Sends the simple query `sql` and reads its results: `nhead` of its own
-** (kept in head[], the caller clears them), then the plan's. *lost = 1 when
-** the connection turned out to be gone. */
-static cc_rc begin_send(pg_conn *c, const char *sql, const pf_plan *pl, int nhead, PGresult **head, int *lost,
+/* Sends the begin's statements in the pipeline (BEGIN, the lock, the
+** counters, the plan's prefetch) and reads their results; head[] keeps the
+** counters' (the caller clears it). *lost = 1 when the connection turned
+** out to be gone before anything ran (then it is a new one, ready). */
+static cc_rc begin_send(pg_conn *c, int shared, int want_ids, const pf_plan *pl, PGresult **head, int *lost,
                         cc_error *err) {
     *lost = 0;
-    PGresult *res[5 + 4] = {NULL};
-    int want = nhead + pl->n, got = 0;
-    CC_ASSERT(nhead <= 5 && pl->n <= 4);
-    cc_rc rc = CC_OK;
     waited(c);
-    if (!PQsendQuery(c->pg, sql)) {
-        if (retry_on_new_connection(c, NULL)) {
+    prm lk = {.n = 0}, hd = {.n = 0};
+    p_i64(&lk, CC_PG_WRITE_LOCK);
+    if (shared) p_i64(&hd, want_ids);
+    int sts[3 + 4], n = 0;
+    const prm *ps[3 + 4];
+    sts[n] = shared ? ST_LOCK_S : ST_LOCK_X;
+    ps[n++] = &lk;
+    sts[n] = shared ? ST_HEAD_S : ST_HEAD_X;
+    ps[n++] = &hd;
+    for (int i = 0; i < pl->n; i++) {
+        sts[n] = pl->sts[i];
+        ps[n++] = &pl->ps[i];
+    }
+    int sent = PQenterPipelineMode(c->pg);
+    if (sent) c->pipe = 1;
+    sent = sent && PQsendQueryParams(c->pg, shared ? "BEGIN ISOLATION LEVEL REPEATABLE READ" : "BEGIN", 0, NULL, NULL,
+                                     NULL, NULL, 0);
+    for (int i = 0; sent && i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "cc%d", sts[i]);
+        sent = PQsendQueryPrepared(c->pg, name, ps[i]->n, ps[i]->v, ps[i]->len, ps[i]->fmt, 0);
+    }
+    sent = sent && PQsendFlushRequest(c->pg) && PQflush(c->pg) == 0;
+    if (!sent) {
+        if (retry_on_new_connection(c, NULL)) { /* a new connection, not in pipeline mode */
             *lost = 1;
             return CC_ERR_STORAGE;
         }
         return pg_fail(c, err, "begin write", NULL);
     }
-    PGresult *r;
-    while ((r = PQgetResult(c->pg)) != NULL) {
+    cc_rc rc = CC_OK;
+    PGresult *res[1 + 3 + 4] = {NULL};
+    int got = 0;
+    for (int k = 0; k < 1 + n && rc == CC_OK; k++) {
+        PGresult *r = PQgetResult(c->pg);
         ExecStatusType s = PQresultStatus(r);
-        if (rc == CC_OK && s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-            if (got == 0 && retry_on_new_connection(c, r)) *lost = 1;
+        if (!r || (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)) {
+            if (k == 0 && PQstatus(c->pg) != CONNECTION_OK && retry_on_new_connection(c, r)) *lost = 1;
             rc = *lost ? CC_ERR_STORAGE : pg_fail(c, err, "begin write (waiting for the writer lock)", r);
+            PQclear(r);
+            break;
         }
-        if (rc == CC_OK && got < want) res[got++] = r;
-        else PQclear(r);
-        if (*lost) break; /* a new connection: nothing more to read on the old one */
+        res[got++] = r;
+        PGresult *end = PQgetResult(c->pg); /* NULL: the end of this statement's results */
+        if (end) PQclear(end);
     }
-    if (rc == CC_OK && (got != want || PQntuples(res[nhead - 1]) < 1)) rc = pg_fail(c, err, "begin write", NULL);
-    if (rc == CC_OK) rc = pf_absorb(c->tx, pl, res + nhead, err);
+    if (rc == CC_OK && PQntuples(res[2]) != 1) rc = pg_fail(c, err, "begin write", NULL);
+    if (rc == CC_OK) rc = pf_absorb(c->tx, pl, res + 3, err);
     for (int i = 0; i < got; i++) {
-        if (rc == CC_OK && i < nhead) head[i] = res[i];
+        if (rc == CC_OK && i == 2) *head = res[i];
         else PQclear(res[i]);
     }
     return rc;
@@ -1545,8 +1561,8 @@ static cc_rc begin_send(pg_conn *c, const char *sql, const pf_plan *pl, int nhea
 ** shared: see "Shared write transactions"), the write counters, the entry
 ** ids (exclusive: the last one, the batch numbers its own; shared: taken
 ** from the sequence) and what the batch will look up (prefetch, kept by
-** pg_prefetch). The transaction commits without waiting for its flush
-** (pg_commit). */
+** pg_prefetch). All prepared statements, in the pipeline the transaction
+** then stays in. */
 static cc_rc begin_tx(pg_conn *c, int shared, cc_error *err) {
     const cc_prefetch *pf = c->pf_next;
     c->pf_next = NULL;
@@ -1559,41 +1575,16 @@ static cc_rc begin_tx(pg_conn *c, int shared, cc_error *err) {
     wtx_reset(t);
     pf_plan pl = {.n = 0};
     if (pf && (rc = pf_plan_build(t, pf, &pl, err)) != CC_OK) return rc;
-    sbuf sql = {0};
-    char head[600];
-    int hn, nhead;
-    if (shared) {
-        /* Enough ids for every key the batch names (each operation writes at
-        ** most one entry); an expire that needs more asks again (next_id_shared). */
-        int want = (pf ? pf->nkeys : 0) + 4;
-        hn = snprintf(head, sizeof head,
-                      "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_advisory_xact_lock_shared(%lld);"
-                      " SELECT n, (SELECT last_value FROM cc_shared_writes),"
-                      " ARRAY(SELECT nextval(pg_get_serial_sequence('entries', 'id')) FROM generate_series(1, %d))"
-                      " FROM cc_writes WHERE id = 1;",
-                      (long long)CC_PG_WRITE_LOCK, want);
-        nhead = 3;
-    } else {
-        hn = snprintf(head, sizeof head,
-                      "BEGIN; SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(%lld);"
-                      " UPDATE cc_writes SET n = n + 1 WHERE id = 1"
-                      " RETURNING n, (SELECT last_value FROM cc_shared_writes), (SELECT COALESCE(max(id), 0) FROM entries);",
-                      (long long)CC_PG_WRITE_LOCK);
-        nhead = 3;
-    }
-    CC_ASSERT(hn > 0 && (size_t)hn < sizeof head);
-    sb_put(t, &sql, head, (size_t)hn);
-    for (int i = 0; rc == CC_OK && i < pl.n; i++) rc = pf_sql(c, t, pl.sts[i], &pl.ps[i], &sql, err);
-    if (rc == CC_OK && t->oom) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    /* Shared: enough ids for every key the batch names (each operation
+    ** writes at most one entry); an expire that needs more asks again. */
+    int want_ids = (pf ? pf->nkeys : 0) + 4;
     int lost = 0;
-    PGresult *res[5] = {NULL};
-    if (rc == CC_OK) rc = begin_send(c, sql.p, &pl, nhead, res, &lost, err);
-    if (lost) rc = begin_send(c, sql.p, &pl, nhead, res, &lost, err); /* once, on the new connection */
+    PGresult *w = NULL;
+    rc = begin_send(c, shared, want_ids, &pl, &w, &lost, err);
+    if (lost) rc = begin_send(c, shared, want_ids, &pl, &w, &lost, err); /* once, on the new connection */
     if (lost) rc = pg_fail(c, err, "begin write", NULL);
-    free(sql.p);
     free(pl.acc.p);
     if (rc == CC_OK) {
-        const PGresult *w = res[2];
         c->writes_now = gi(w, 0, 0);
         c->shared_now = gi(w, 0, 1);
         if (shared) {
@@ -1606,17 +1597,16 @@ static cc_rc begin_tx(pg_conn *c, int shared, cc_error *err) {
             t->next_id = t->first_id = gi(w, 0, 2) + 1;
         }
     }
-    for (int i = 0; i < 5; i++) PQclear(res[i]);
+    PQclear(w);
     if (rc != CC_OK) {
         wtx_reset(t);
-        if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        if (c->pg) pipe_end(c, 0);
+        if (c->pg && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
             PQclear(PQexec(c->pg, "ROLLBACK"));
         return rc;
     }
     c->in_tx = 1;
     c->shared = shared;
-    if (!PQenterPipelineMode(c->pg)) return pg_fail(c, err, "pipeline mode", NULL);
-    c->pipe = 1;
     c->pending = 0;
     return CC_OK;
 }
