@@ -27,13 +27,16 @@
 **   What the lock is held for is therefore what limits a farm: every round
 **   trip inside it serialises all servers. So a write transaction costs O(1)
 **   round trips per batch, not O(operations) ("the writer's batch" below):
-**   one takes the lock, bumps the write counter, reads the last entry id
-**   and what the batch will look up (its keys: `op_key = ANY(...)`, holds,
-**   accounts; commit.c asks the jobs before beginning); the other sends the
-**   batch's rows, buffered as one multi-row statement per table (unnest of
-**   arrays), in the pipeline with the COMMIT. Entry ids are numbered by the
-**   writer (max + 1 under the lock), so no INSERT has to answer before the
-**   next operation runs. A batch of 256 settles + 256 holds takes 2 round
+**   one takes the lock, bumps the write counter, takes the batch's entry
+**   ids from the entries' sequence and reads what the batch will look up
+**   (its keys: `op_key = ANY(...)`, holds, accounts; commit.c asks the jobs
+**   before beginning); the other sends the batch's rows, buffered as one
+**   multi-row statement per table (unnest of arrays), in the pipeline with
+**   the COMMIT. Entry ids are known before the rows are sent, so no INSERT
+**   has to answer before the next operation runs. Every statement, the
+**   begin's included, is prepared once per connection (again on a new
+**   connection after a break) and runs with a generic plan (plan_cache_mode
+**   on the writer connection): nothing is parsed or planned per commit. A batch of 256 settles + 256 holds takes 2 round
 **   trips, 3 when another server wrote unexpectedly (test_store_pg.c
 **   batch_round_trips checks <= 3); it took ~514, ~1,030 after another
 **   server wrote (holds and their entries re-read one by one).
@@ -73,9 +76,9 @@
 **     commit order: a transaction that writes an account read it after the
 **     last commit that changed it, and took its ids after that read.
 **     Across accounts the order of ids may differ from the order of commits.
-**   - The exclusive writer numbers its own ids (max + 1) as before: no
-**     shared transaction is open while it holds the lock, and it moves the
-**     sequence past them. A shared transaction counts itself in the
+**   - The exclusive writer takes its ids from the same sequence, under its
+**     lock (no shared transaction is open then), exactly one per key its
+**     batch names, so they follow the commit order. A shared transaction counts itself in the
 **     sequence cc_shared_writes (a row counter would conflict between
 **     them); the exclusive writer reads it with cc_writes.n, so it drops its
 **     caches after anyone's write of either kind.
@@ -296,6 +299,10 @@ static const migration MIGRATIONS[] = {
     "balance_after, held_after, hold_id, ttl_ms, created_ms, prompt_id, "      \
     "node_id, node_class, model, tokens_in, tokens_out, images, seconds_ms, "  \
     "currency, amount_minor, method, external_ref, note, test_after"
+/* n entry ids from the entries' sequence (looked up once: pg_get_serial_sequence reads the catalog) */
+#define NEXT_IDS(n)                                                                                      \
+    "SELECT nextval(q.s) FROM (SELECT pg_get_serial_sequence('entries', 'id')::regclass AS s OFFSET 0) q," \
+    " generate_series(1, " n ")"
 #define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by, credential_id"
 #define CRED_COLS "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms, cap_micro, cap_used"
 #define ATT_COLS                                                                                       \
@@ -311,8 +318,8 @@ enum {
     ST_PW_SET, ST_PW_GET, ST_USAGE,
     ST_ATT_RECORD, ST_ATT_GET, ST_ATT_LIST, ST_ATT_RESOLVE,
     ST_RESV_PUT, ST_RESV_DROP, ST_RESV_OTHERS, ST_RESV_RENEW, ST_RESV_SWEEP,
-    ST_WB_ENTRIES, ST_WB_HOLDS, ST_WB_RESOLVES, ST_WB_ACCOUNTS, ST_WB_SEQ,
-    ST_PF_KEYS, ST_PF_HOLDS, ST_PF_ENTRIES, ST_PF_ACCOUNTS, ST_FLUSH, ST_SHARED_IDS, ST_SHARED_MARK,
+    ST_WB_ENTRIES, ST_WB_HOLDS, ST_WB_RESOLVES, ST_WB_ACCOUNTS,
+    ST_PF_KEYS, ST_PF_HOLDS, ST_PF_ACCOUNTS, ST_FLUSH, ST_MORE_IDS, ST_SHARED_MARK,
     ST_LOCK_X, ST_HEAD_X, ST_LOCK_S, ST_HEAD_S,
     ST_COUNT
 };
@@ -405,29 +412,28 @@ static const char *const STMT_SQL[ST_COUNT] = {
         " $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[])"
         " AS u(id, dn, act, rl, upd, bal, hd, pt, gt, st, ut, tb, cd, cm, ocd, ocm, cday, cdu, cmon, cmu)"
         " WHERE a.id = u.id",
-    [ST_WB_SEQ] = "SELECT setval(pg_get_serial_sequence('entries', 'id'), $1)",
     /* prefetch: what a batch will look up, in one round trip */
-    [ST_PF_KEYS] = "SELECT " ENTRY_COLS " FROM entries WHERE op_key = ANY($1::text[])",
+    /* the entries of the keys ($1) and of the holds ($2: a hold's id is its entry's) */
+    [ST_PF_KEYS] = "SELECT " ENTRY_COLS " FROM entries WHERE op_key = ANY($1::text[]) OR id = ANY($2::bigint[])",
     [ST_PF_HOLDS] = "SELECT " HOLD_COLS " FROM holds WHERE id = ANY($1::bigint[])",
-    [ST_PF_ENTRIES] = "SELECT " ENTRY_COLS " FROM entries WHERE id = ANY($1::bigint[])",
     /* After a write transaction committed without waiting for its flush: a
     ** transaction that writes one WAL record and commits with the session's
     ** synchronous_commit, so it returns once the WAL is flushed past both. */
     [ST_FLUSH] = "SELECT pg_logical_emit_message(true, 'comfy-credits', 'durable')",
     [ST_PF_ACCOUNTS] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ANY($1::bigint[]"
                        " || ARRAY(SELECT account_id FROM holds WHERE id = ANY($2::bigint[])))",
-    /* Shared write transactions: entry ids from the sequence, and the commit counted. */
-    [ST_SHARED_IDS] = "SELECT nextval(pg_get_serial_sequence('entries', 'id')) FROM generate_series(1, $1)",
+    /* Write transactions: more entry ids from the sequence; a shared one counts its commit. */
+    [ST_MORE_IDS] = NEXT_IDS("$1"),
     [ST_SHARED_MARK] = "SELECT nextval('cc_shared_writes')",
     /* begin_write: the lock (the transaction then commits without waiting
     ** for its flush, pg_commit), the write counters, the last entry id. */
     [ST_LOCK_X] = "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock($1)",
-    [ST_HEAD_X] = "UPDATE cc_writes SET n = n + 1 WHERE id = 1"
-                  " RETURNING n, (SELECT last_value FROM cc_shared_writes), (SELECT COALESCE(max(id), 0) FROM entries)",
+    [ST_HEAD_X] = "UPDATE cc_writes SET n = n + 1 WHERE id = 1 RETURNING n, (SELECT last_value FROM cc_shared_writes),"
+                  " ARRAY(" NEXT_IDS("$1") ")",
     /* begin_write_shared: the shared lock, the counters, $1 entry ids. */
     [ST_LOCK_S] = "SELECT pg_advisory_xact_lock_shared($1)",
     [ST_HEAD_S] = "SELECT n, (SELECT last_value FROM cc_shared_writes),"
-                  " ARRAY(SELECT nextval(pg_get_serial_sequence('entries', 'id')) FROM generate_series(1, $1))"
+                  " ARRAY(" NEXT_IDS("$1") ")"
                   " FROM cc_writes WHERE id = 1",
 };
 
@@ -559,18 +565,23 @@ static cc_rc pg_fail(pg_conn *c, cc_error *err, const char *what, const PGresult
 static cc_rc prepare_all(pg_conn *c, cc_error *err);
 
 static cc_rc session_setup(pg_conn *c, cc_error *err) {
-    char sql[200];
+    char sql[300];
     /* A session that stops talking inside a transaction (a frozen or lost
     ** server) would keep the writer lock: PostgreSQL ends it. */
     /* Reader connections write only shared prompt reservations: soft state
     ** with an expiry, visible to the other servers at commit, which need no
     ** fsync to be waited for (synchronous_commit = off; money is written by
     ** the writer connection only, always durably). */
+    /* The writer's statements are prepared once per connection and look rows
+    ** up by key (or by arrays of keys): a generic plan fits every call, and
+    ** PostgreSQL's default (auto) plans some of them afresh on every call
+    ** (custom plans for array parameters). PostgreSQL 12 and later. */
+    int generic = c->writer && PQserverVersion(c->pg) >= 120000;
     snprintf(sql, sizeof sql,
              "SET statement_timeout = %d; SET idle_in_transaction_session_timeout = %d;"
-             " SET client_min_messages = warning%s",
+             " SET client_min_messages = warning%s%s",
              c->st->timeout_ms, c->st->timeout_ms > 0 ? c->st->timeout_ms : 60000,
-             c->writer ? "" : "; SET synchronous_commit = off");
+             c->writer ? "" : "; SET synchronous_commit = off", generic ? "; SET plan_cache_mode = force_generic_plan" : "");
     PGresult *r = PQexec(c->pg, sql);
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     cc_rc rc = ok ? CC_OK : pg_fail(c, err, "session settings", r);
@@ -952,9 +963,11 @@ static void read_cred(const PGresult *r, int i, cc_credential *c) {
 ** Inside a write transaction nobody else writes (the writer lock), so the
 ** writer connection may keep the transaction's state in memory and talk to
 ** PostgreSQL once per kind of row rather than once per operation:
-**   - Entry ids are assigned here: max(id) + 1, read together with the lock
-**     (begin_write); the sequence is moved to the last one before COMMIT (for
-**     anything that still takes ids from it: an older build, the copy tool).
+**   - Entry ids are known here: taken from the entries' sequence with the
+**     lock (begin_write), one per key the batch names, more in one round
+**     trip if it needs them; no INSERT has to answer with its id. (An older
+**     build numbered max(id) + 1 under the lock and moved the sequence past
+**     it: both kinds of writer can share a database.)
 **   - Entry rows, hold rows, hold resolutions and account rows are buffered
 **     and sent as ONE multi-row statement per kind (unnest of arrays), in the
 **     pipeline, right before the next statement that must see them and at
@@ -1001,10 +1014,8 @@ typedef struct row_cache {
 } row_cache;
 
 struct wtx {
-    int64_t *ids;               /* shared transaction: entry ids taken from the sequence ... */
+    int64_t *ids;               /* entry ids taken from the sequence ... */
     int nids, ids_at, ids_cap;  /* ... how many, the next one to use */
-    int64_t next_id;            /* the next entry id this transaction assigns */
-    int64_t first_id;           /* next_id when the lock was taken */
     wb_table ent, hold, res, acc;
     i64map acc_buffered;        /* accounts with a buffered row (one row per account per statement) */
     int oom;
@@ -1368,14 +1379,13 @@ static cc_rc pf_plan_build(wtx *t, const cc_prefetch *pf, pf_plan *pl, cc_error 
         wtx_forget(t); /* keys marked free were never checked */
         return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     }
-    if (nk) {
+    if (nk || nh) { /* the keys' entries and the holds' in one statement */
         pl->sts[pl->n] = ST_PF_KEYS;
-        p_txt(&pl->ps[pl->n++], keys->p);
+        p_txt(&pl->ps[pl->n], keys->p);
+        p_txt(&pl->ps[pl->n++], ids->p);
     }
     if (nh) {
         pl->sts[pl->n] = ST_PF_HOLDS;
-        p_txt(&pl->ps[pl->n++], ids->p);
-        pl->sts[pl->n] = ST_PF_ENTRIES;
         p_txt(&pl->ps[pl->n++], ids->p);
     }
     if (na || nh) {
@@ -1396,12 +1406,9 @@ static cc_rc pf_absorb(wtx *t, const pf_plan *pl, PGresult *const *res, cc_error
     for (int i = 0; i < pl->n; i++) {
         const PGresult *r = res[i];
         for (int row = 0; row < PQntuples(r); row++) {
-            if (pl->sts[i] == ST_PF_KEYS) {
+            if (pl->sts[i] == ST_PF_KEYS) { /* an asked key's entry or a hold's: its key is taken either way */
                 read_entry(r, row, e);
                 key_learn(t, e->key, e);
-            } else if (pl->sts[i] == ST_PF_ENTRIES) {
-                cc_entry *slot = rc_slot(&t->ents, gi(r, row, 0));
-                if (slot) read_entry(r, row, slot);
             } else if (pl->sts[i] == ST_PF_HOLDS) {
                 cc_hold *slot = rc_slot(&t->holds, gi(r, row, 0));
                 if (slot) read_hold(r, row, slot);
@@ -1504,7 +1511,7 @@ static cc_rc begin_send(pg_conn *c, int shared, int want_ids, const pf_plan *pl,
     waited(c);
     prm lk = {.n = 0}, hd = {.n = 0};
     p_i64(&lk, CC_PG_WRITE_LOCK);
-    if (shared) p_i64(&hd, want_ids);
+    p_i64(&hd, want_ids);
     int sts[3 + 4], n = 0;
     const prm *ps[3 + 4];
     sts[n] = shared ? ST_LOCK_S : ST_LOCK_X;
@@ -1539,7 +1546,7 @@ static cc_rc begin_send(pg_conn *c, int shared, int want_ids, const pf_plan *pl,
         PGresult *r = PQgetResult(c->pg);
         ExecStatusType s = PQresultStatus(r);
         if (!r || (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)) {
-            if (k == 0 && PQstatus(c->pg) != CONNECTION_OK && retry_on_new_connection(c, r)) *lost = 1;
+            if (k == 0 && retry_on_new_connection(c, r)) *lost = 1; /* the BEGIN found the connection gone */
             rc = *lost ? CC_ERR_STORAGE : pg_fail(c, err, "begin write (waiting for the writer lock)", r);
             PQclear(r);
             break;
@@ -1575,9 +1582,13 @@ static cc_rc begin_tx(pg_conn *c, int shared, cc_error *err) {
     wtx_reset(t);
     pf_plan pl = {.n = 0};
     if (pf && (rc = pf_plan_build(t, pf, &pl, err)) != CC_OK) return rc;
-    /* Shared: enough ids for every key the batch names (each operation
-    ** writes at most one entry); an expire that needs more asks again. */
-    int want_ids = (pf ? pf->nkeys : 0) + 4;
+    /* Entry ids for every key the batch names (each operation writes at
+    ** most one entry); an expire that needs more asks again. A shared
+    ** transaction takes a few more (expires are common in them); under the
+    ** exclusive lock exactly these, so ids stay dense as with SQLite when
+    ** every operation writes (test_ledger.c batch_one_commit names the holds
+    ** a batch places by id). */
+    int want_ids = (pf ? pf->nkeys : 0) + (shared ? 4 : 0);
     int lost = 0;
     PGresult *w = NULL;
     rc = begin_send(c, shared, want_ids, &pl, &w, &lost, err);
@@ -1590,12 +1601,10 @@ static cc_rc begin_tx(pg_conn *c, int shared, cc_error *err) {
         if (shared) {
             /* Caches are dropped anyway (data_changed); others: anyone but us since our last write. */
             if (c->writes_now != c->writes_seen || c->shared_now != c->shared_seen) c->others_ms = cc_now_ms();
-            if (ids_parse(t, PQgetvalue(w, 0, 2)) != 0) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
-        } else {
-            if (c->writes_seen >= 0 && (c->writes_now != c->writes_seen + 1 || c->shared_now != c->shared_seen))
-                c->others_ms = cc_now_ms();
-            t->next_id = t->first_id = gi(w, 0, 2) + 1;
+        } else if (c->writes_seen >= 0 && (c->writes_now != c->writes_seen + 1 || c->shared_now != c->shared_seen)) {
+            c->others_ms = cc_now_ms();
         }
+        if (ids_parse(t, PQgetvalue(w, 0, 2)) != 0) rc = cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     }
     PQclear(w);
     if (rc != CC_OK) {
@@ -1646,11 +1655,6 @@ static cc_rc pg_commit(cc_conn *b, cc_error *err) {
     if (c->pipe) {
         int shared = c->shared;
         rc = wb_send(c, err);
-        if (rc == CC_OK && !shared && c->tx->next_id > c->tx->first_id) { /* the sequence past the ids the batch used */
-            prm p = {.n = 0};
-            p_i64(&p, c->tx->next_id - 1);
-            rc = defer_raw(c, ST_WB_SEQ, &p, -1, 0, "entry id sequence", err);
-        }
         char flush[16], mark[16];
         snprintf(flush, sizeof flush, "cc%d", ST_FLUSH);
         snprintf(mark, sizeof mark, "cc%d", ST_SHARED_MARK);
@@ -1916,21 +1920,17 @@ static cc_rc entry_insert_batch(pg_conn *c, cc_entry *e, cc_error *err) {
     } else if (s->state == KEY_TAKEN) {
         return cc_fail(err, CC_ERR_EXISTS, "key", "idempotency key '%.64s' is taken", e->key);
     }
-    if (c->shared) {
-        if (t->ids_at == t->nids) { /* more entries than the batch named keys: one round trip for 64 more */
-            prm p = {.n = 0};
-            p_i64(&p, 64);
-            PGresult *r = run(c, ST_SHARED_IDS, &p, "entry ids", err);
-            if (!r) return CC_ERR_STORAGE;
-            int bad = PQntuples(r) != 64 || ids_take(t, r) != 0;
-            PQclear(r);
-            if (bad) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
-        }
-        e->id = t->ids[t->ids_at++];
-    } else {
-        CC_ASSERT(t->next_id > 0);
-        e->id = t->next_id++;
+    if (t->ids_at == t->nids) { /* more entries than the batch named keys: one round trip for more */
+        int more = t->nids < 64 ? 64 : t->nids; /* doubling: a large batch without a prefetch asks log(n) times */
+        prm p = {.n = 0};
+        p_i64(&p, more);
+        PGresult *r = run(c, ST_MORE_IDS, &p, "entry ids", err);
+        if (!r) return CC_ERR_STORAGE;
+        int bad = PQntuples(r) != more || ids_take(t, r) != 0;
+        PQclear(r);
+        if (bad) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     }
+    e->id = t->ids[t->ids_at++];
     if (s) {
         s->state = KEY_TAKEN;
         s->ent = -1; /* its row is read back from the database if asked for */

@@ -382,6 +382,64 @@ static void shared_per_op(void) {
     cc_ledger_close(b);
 }
 
+/* Every statement of a write transaction is prepared once per connection
+** (the begin's too: no SQL text parsed and planned per commit). A connection
+** PostgreSQL ended (pg_terminate_backend: an administrator, a crashed
+** backend, a pooler restart) is re-opened at its next use and its statements
+** prepared again: both servers' next operations, exclusive or shared, work
+** at once, and the money is right. */
+static void reconnect_prepared(void) {
+    char uri[200];
+    if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
+    cc_store *sa = NULL, *sb = NULL;
+    cc_ledger *a = NULL, *b = NULL;
+    cc_error e;
+    CHECK(cc_store_pg_open(uri, 10000, &sa, &e) == CC_OK && cc_ledger_open(sa, 1, &a, &e) == CC_OK);
+    CHECK(cc_store_pg_open(uri, 10000, &sb, &e) == CC_OK && cc_ledger_open(sb, 1, &b, &e) == CC_OK);
+    if (!a || !b) return;
+    int64_t acct[2] = {mkacct(a, "ra@example.com"), mkacct(b, "rb@example.com")};
+    cc_result r;
+    CHECK(op_simple(a, CC_OP_GRANT, "ga", acct[0], 0, C(100), &r) == CC_OK);
+    CHECK(op_simple(b, CC_OP_GRANT, "gb", acct[1], 0, C(100), &r) == CC_OK);
+    cc_ledger *ls[2] = {a, b};
+    int ok = 0;
+    for (int round = 0; round < 2; round++) {
+        /* round 0: the servers see each other writing (shared transactions);
+        ** round 1: after every connection of theirs was ended */
+        int64_t before[2][2];
+        cc_store_pg_shared_stats(sa, &before[0][0], &before[0][1]);
+        cc_store_pg_shared_stats(sb, &before[1][0], &before[1][1]);
+        for (int i = 0; i < 6; i++) {
+            int s = i % 2;
+            char key[48];
+            cc_result h, st;
+            snprintf(key, sizeof key, "h-%d-%d", round, i);
+            CHECK(op_simple(ls[s], CC_OP_HOLD, key, acct[s], 0, C(2), &h) == CC_OK);
+            snprintf(key, sizeof key, "s-%d-%d", round, i);
+            CHECK(op_simple(ls[s], CC_OP_SETTLE, key, acct[s], h.hold_id, C(1), &st) == CC_OK);
+            ok += h.rc == CC_OK && st.rc == CC_OK;
+        }
+        int64_t after[2][2];
+        cc_store_pg_shared_stats(sa, &after[0][0], &after[0][1]);
+        cc_store_pg_shared_stats(sb, &after[1][0], &after[1][1]);
+        CHECK(after[0][0] > before[0][0] && after[1][0] > before[1][0]); /* shared transactions on both */
+        CHECK_EQ_I64(after[0][1] + after[1][1], 0);
+        if (round == 0)
+            CHECK(ct_pg_exec(uri, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                  " WHERE datname = current_database() AND pid <> pg_backend_pid()") == 0);
+    }
+    CHECK_EQ_I64(ok, 12);
+    for (int i = 0; i < 2; i++) {
+        cc_account ac;
+        CHECK(cc_ledger_account(a, acct[i], &ac, &e) == CC_OK);
+        CHECK_EQ_I64(ac.balance, C(100) - C(6));
+        CHECK_EQ_I64(ac.held, 0);
+    }
+    CHECK(verify_clean(a));
+    cc_ledger_close(a);
+    cc_ledger_close(b);
+}
+
 /* ---- schema: versions, migrations, foreign tables, tampering */
 
 /* ---- a batch costs a few round trips, not one per operation (store_pg.c "the writer's batch") */
@@ -711,6 +769,7 @@ void suite_store_pg(void) {
     RUN(batch_round_trips);
     RUN(shared_writes);
     RUN(shared_per_op);
+    RUN(reconnect_prepared);
     RUN(schema_versions);
     RUN(tamper_refused);
     RUN(bad_uris);
