@@ -318,9 +318,9 @@ enum {
     ST_PW_SET, ST_PW_GET, ST_USAGE,
     ST_ATT_RECORD, ST_ATT_GET, ST_ATT_LIST, ST_ATT_RESOLVE,
     ST_RESV_PUT, ST_RESV_DROP, ST_RESV_OTHERS, ST_RESV_RENEW, ST_RESV_SWEEP,
-    ST_WB_ENTRIES, ST_WB_HOLDS, ST_WB_RESOLVES, ST_WB_ACCOUNTS,
+    ST_WB_ENTRIES, ST_WB_HOLDS, ST_WB_RESOLVES, ST_WB_ACCOUNTS, ST_WB_ENTRY1, ST_WB_RESOLVE1, ST_WB_ACCOUNT1,
     ST_PF_KEYS, ST_PF_HOLDS, ST_PF_ACCOUNTS, ST_FLUSH, ST_MORE_IDS, ST_SHARED_MARK,
-    ST_LOCK_X, ST_HEAD_X, ST_LOCK_S, ST_HEAD_S,
+    ST_LOCK_X, ST_HEAD_X, ST_HEAD_S,
     ST_COUNT
 };
 
@@ -412,6 +412,15 @@ static const char *const STMT_SQL[ST_COUNT] = {
         " $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[])"
         " AS u(id, dn, act, rl, upd, bal, hd, pt, gt, st, ut, tb, cd, cm, ocd, ocm, cday, cdu, cmon, cmu)"
         " WHERE a.id = u.id",
+    /* ... and the same for a table with one buffered row (ST_HOLD_INSERT for holds) */
+    [ST_WB_ENTRY1] = "INSERT INTO entries(" ENTRY_COLS ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,"
+                     "$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)",
+    [ST_WB_RESOLVE1] = "UPDATE holds SET state = $2, resolved_by = $3 WHERE id = $1 AND state = 0",
+    [ST_WB_ACCOUNT1] =
+        "UPDATE accounts SET display_name = $2, active = $3, role = $4, updated_ms = $5, balance = $6, held = $7,"
+        " paid_total = $8, granted_total = $9, spent_total = $10, uncollected_total = $11, test_balance = $12,"
+        " cap_daily = $13, cap_monthly = $14, own_cap_daily = $15, own_cap_monthly = $16, cap_day = $17,"
+        " cap_day_used = $18, cap_month = $19, cap_month_used = $20 WHERE id = $1",
     /* prefetch: what a batch will look up, in one round trip */
     /* the entries of the keys ($1) and of the holds ($2: a hold's id is its entry's) */
     [ST_PF_KEYS] = "SELECT " ENTRY_COLS " FROM entries WHERE op_key = ANY($1::text[]) OR id = ANY($2::bigint[])",
@@ -430,11 +439,13 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_LOCK_X] = "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock($1)",
     [ST_HEAD_X] = "UPDATE cc_writes SET n = n + 1 WHERE id = 1 RETURNING n, (SELECT last_value FROM cc_shared_writes),"
                   " ARRAY(" NEXT_IDS("$1") ")",
-    /* begin_write_shared: the shared lock, the counters, $1 entry ids. */
-    [ST_LOCK_S] = "SELECT pg_advisory_xact_lock_shared($1)",
-    [ST_HEAD_S] = "SELECT n, (SELECT last_value FROM cc_shared_writes),"
-                  " ARRAY(" NEXT_IDS("$1") ")"
-                  " FROM cc_writes WHERE id = 1",
+    /* begin_write_shared in one statement: the shared lock ($2), then the
+    ** counters and $1 entry ids. The transaction's snapshot is taken as the
+    ** statement starts, before the lock is waited for (as when the lock was a
+    ** statement of its own); the row is projected, and the ids taken, only
+    ** once the lock is held (the lock's function scan is part of the join). */
+    [ST_HEAD_S] = "SELECT w.n, (SELECT last_value FROM cc_shared_writes), ARRAY(" NEXT_IDS("$1") ")"
+                  " FROM pg_advisory_xact_lock_shared($2) AS l, cc_writes AS w WHERE w.id = 1",
 };
 
 /* ---------------------------------------------------------------- types */
@@ -995,6 +1006,11 @@ typedef struct sbuf {
 typedef struct wb_table {
     sbuf col[WB_COLS_MAX];      /* one array literal per column: {v1,v2,...} */
     int ncols, rows;
+    /* The first row's values as well, each NUL-terminated: a table with one
+    ** row (every per-op commit) is sent as one row's parameters, which
+    ** PostgreSQL binds without parsing arrays and unnesting them. */
+    sbuf one;
+    size_t one_at[WB_COLS_MAX];
 } wb_table;
 
 enum { KEY_FREE = 1, KEY_TAKEN = 2 };
@@ -1070,11 +1086,27 @@ static void sb_elem_txt(wtx *t, sbuf *b, int first, const char *s) {
     b->p[b->n] = 0;
 }
 
-static void wb_i64(wtx *t, wb_table *w, int col, int64_t v) { sb_elem_i64(t, &w->col[col], w->rows == 0, v); }
-static void wb_txt(wtx *t, wb_table *w, int col, const char *s) { sb_elem_txt(t, &w->col[col], w->rows == 0, s); }
+static void wb_i64(wtx *t, wb_table *w, int col, int64_t v) {
+    sb_elem_i64(t, &w->col[col], w->rows == 0, v);
+    if (w->rows == 0) {
+        char num[24];
+        int n = snprintf(num, sizeof num, "%lld", (long long)v);
+        w->one_at[col] = w->one.n;
+        sb_put(t, &w->one, num, (size_t)n + 1);
+    }
+}
+
+static void wb_txt(wtx *t, wb_table *w, int col, const char *s) {
+    sb_elem_txt(t, &w->col[col], w->rows == 0, s);
+    if (w->rows == 0) {
+        w->one_at[col] = w->one.n;
+        sb_put(t, &w->one, s ? s : "", (s ? strlen(s) : 0) + 1);
+    }
+}
 
 static void wb_clear(wb_table *w) {
     for (int k = 0; k < w->ncols; k++) w->col[k].n = 0;
+    w->one.n = 0;
     w->rows = 0;
 }
 
@@ -1113,8 +1145,10 @@ static void rc_free(row_cache *rc) {
 static void wtx_free(wtx *t) {
     if (!t) return;
     wb_table *ws[] = {&t->ent, &t->hold, &t->res, &t->acc};
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4; i++) {
         for (int k = 0; k < WB_COLS_MAX; k++) free(ws[i]->col[k].p);
+        free(ws[i]->one.p);
+    }
     i64map_destroy(&t->acc_buffered, NULL);
     free(t->keys);
     free(t->arena.p);
@@ -1222,15 +1256,17 @@ static void key_learn(wtx *t, const char *k, const cc_entry *e) {
 
 static int wb_any(const wtx *t) { return t && (t->ent.rows || t->hold.rows || t->res.rows || t->acc.rows); }
 
-static cc_rc wb_send_table(pg_conn *c, int st, wb_table *w, const char *what, cc_error *err) {
+/* st: the statement for many rows (arrays), st1: for one (the same columns in the same order). */
+static cc_rc wb_send_table(pg_conn *c, int st, int st1, wb_table *w, const char *what, cc_error *err) {
     wtx *t = c->tx;
     if (!w->rows) return CC_OK;
     prm p = {.n = 0};
     for (int k = 0; k < w->ncols; k++) {
         sb_put(t, &w->col[k], "}", 1);
-        p_txt(&p, w->col[k].p);
+        p_txt(&p, w->rows == 1 ? w->one.p + w->one_at[k] : w->col[k].p);
     }
     if (t->oom) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
+    if (w->rows == 1) st = st1;
     cc_rc rc = defer_raw(c, st, &p, w->rows, 0, what, err); /* libpq copied the parameters */
     wb_clear(w);
     return rc;
@@ -1241,10 +1277,10 @@ static cc_rc wb_send(pg_conn *c, cc_error *err) {
     wtx *t = c->tx;
     if (!c->pipe || !wb_any(t)) return CC_OK;
     if (t->oom) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
-    cc_rc rc = wb_send_table(c, ST_WB_ENTRIES, &t->ent, "insert entries", err);
-    if (rc == CC_OK) rc = wb_send_table(c, ST_WB_HOLDS, &t->hold, "insert holds", err);
-    if (rc == CC_OK) rc = wb_send_table(c, ST_WB_RESOLVES, &t->res, "resolve holds", err);
-    if (rc == CC_OK) rc = wb_send_table(c, ST_WB_ACCOUNTS, &t->acc, "update accounts", err);
+    cc_rc rc = wb_send_table(c, ST_WB_ENTRIES, ST_WB_ENTRY1, &t->ent, "insert entries", err);
+    if (rc == CC_OK) rc = wb_send_table(c, ST_WB_HOLDS, ST_HOLD_INSERT, &t->hold, "insert holds", err);
+    if (rc == CC_OK) rc = wb_send_table(c, ST_WB_RESOLVES, ST_WB_RESOLVE1, &t->res, "resolve holds", err);
+    if (rc == CC_OK) rc = wb_send_table(c, ST_WB_ACCOUNTS, ST_WB_ACCOUNT1, &t->acc, "update accounts", err);
     if (t->acc_buffered.count) i64map_clear(&t->acc_buffered, NULL);
     return rc;
 }
@@ -1512,12 +1548,16 @@ static cc_rc begin_send(pg_conn *c, int shared, int want_ids, const pf_plan *pl,
     prm lk = {.n = 0}, hd = {.n = 0};
     p_i64(&lk, CC_PG_WRITE_LOCK);
     p_i64(&hd, want_ids);
+    if (shared) p_i64(&hd, CC_PG_WRITE_LOCK);
     int sts[3 + 4], n = 0;
     const prm *ps[3 + 4];
-    sts[n] = shared ? ST_LOCK_S : ST_LOCK_X;
-    ps[n++] = &lk;
+    if (!shared) { /* READ COMMITTED: the counters' statement must start after the lock is held */
+        sts[n] = ST_LOCK_X;
+        ps[n++] = &lk;
+    }
     sts[n] = shared ? ST_HEAD_S : ST_HEAD_X;
     ps[n++] = &hd;
+    int at_head = n; /* its result's index (after BEGIN's) */
     for (int i = 0; i < pl->n; i++) {
         sts[n] = pl->sts[i];
         ps[n++] = &pl->ps[i];
@@ -1555,10 +1595,10 @@ static cc_rc begin_send(pg_conn *c, int shared, int want_ids, const pf_plan *pl,
         PGresult *end = PQgetResult(c->pg); /* NULL: the end of this statement's results */
         if (end) PQclear(end);
     }
-    if (rc == CC_OK && PQntuples(res[2]) != 1) rc = pg_fail(c, err, "begin write", NULL);
-    if (rc == CC_OK) rc = pf_absorb(c->tx, pl, res + 3, err);
+    if (rc == CC_OK && PQntuples(res[at_head]) != 1) rc = pg_fail(c, err, "begin write", NULL);
+    if (rc == CC_OK) rc = pf_absorb(c->tx, pl, res + at_head + 1, err);
     for (int i = 0; i < got; i++) {
-        if (rc == CC_OK && i == 2) *head = res[i];
+        if (rc == CC_OK && i == at_head) *head = res[i];
         else PQclear(res[i]);
     }
     return rc;
@@ -1566,10 +1606,9 @@ static cc_rc begin_send(pg_conn *c, int shared, int want_ids, const pf_plan *pl,
 
 /* Begins a write transaction in one round trip: the lock (exclusive, or
 ** shared: see "Shared write transactions"), the write counters, the entry
-** ids (exclusive: the last one, the batch numbers its own; shared: taken
-** from the sequence) and what the batch will look up (prefetch, kept by
-** pg_prefetch). All prepared statements, in the pipeline the transaction
-** then stays in. */
+** ids (taken from the sequence) and what the batch will look up (prefetch,
+** kept by pg_prefetch). All prepared statements, in the pipeline the
+** transaction then stays in. */
 static cc_rc begin_tx(pg_conn *c, int shared, cc_error *err) {
     const cc_prefetch *pf = c->pf_next;
     c->pf_next = NULL;
