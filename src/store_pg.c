@@ -349,8 +349,13 @@ static const char *const STMT_SQL[ST_COUNT] = {
         "$17,$18,$19,$20,$21,$22,$23,$24,$25,$26) ON CONFLICT (op_key) DO NOTHING RETURNING id",
     [ST_HOLD_GET] = "SELECT " HOLD_COLS " FROM holds WHERE id = $1",
     [ST_HOLD_INSERT] = "INSERT INTO holds(" HOLD_COLS ") VALUES ($1,$2,$3,$4,$5,$6,$7)",
-    [ST_HOLD_RESOLVE] = "UPDATE holds SET state = $1, resolved_by = $2 WHERE id = $3 AND state = 0",
-    [ST_HOLD_EXTEND] = "UPDATE holds SET expires_ms = $1 WHERE id = $2 AND state = 0 AND expires_ms < $1",
+    /* A hold by id: `state + 0 = 0` (not `state = 0`) so that the partial
+    ** index holds_open_by_expiry cannot serve it. With `state = 0` the
+    ** planner, whose statistics often say almost no hold is open, scans that
+    ** whole index (every open hold, and the dead entries of resolved ones)
+    ** for the id, instead of one look-up in holds_pkey. */
+    [ST_HOLD_RESOLVE] = "UPDATE holds SET state = $1, resolved_by = $2 WHERE id = $3 AND state + 0 = 0",
+    [ST_HOLD_EXTEND] = "UPDATE holds SET expires_ms = $1 WHERE id = $2 AND state + 0 = 0 AND expires_ms < $1",
     [ST_HOLDS_DUE] =
         "SELECT id FROM holds WHERE state = 0 AND expires_ms <= $1 ORDER BY expires_ms, id LIMIT $2",
     [ST_SCAN_ACC] = "SELECT " ACCOUNT_COLS " FROM accounts ORDER BY id",
@@ -392,22 +397,22 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_RESV_SWEEP] = "DELETE FROM cc_reservations WHERE expires_ms < $1",
     /* A write transaction's buffered rows, one statement per kind (see "the writer's batch" below). */
     [ST_WB_ENTRIES] =
-        "INSERT INTO entries(" ENTRY_COLS ") SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[],"
+        "INSERT INTO entries(" ENTRY_COLS ") SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[],"
         " $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],"
         " $12::bigint[], $13::bigint[], $14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[],"
         " $19::bigint[], $20::bigint[], $21::bigint[], $22::text[], $23::bigint[], $24::text[], $25::text[],"
         " $26::text[], $27::bigint[])",
     [ST_WB_HOLDS] = "INSERT INTO holds(" HOLD_COLS ") SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
-                    " $4::int[], $5::bigint[], $6::bigint[], $7::bigint[])",
+                    " $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])",
     [ST_WB_RESOLVES] = "UPDATE holds h SET state = u.state, resolved_by = u.by_entry"
-                       " FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS u(id, state, by_entry)"
-                       " WHERE h.id = u.id AND h.state = 0",
+                       " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(id, state, by_entry)"
+                       " WHERE h.id = u.id AND h.state + 0 = 0", /* holds_pkey, see ST_HOLD_RESOLVE */
     [ST_WB_ACCOUNTS] =
         "UPDATE accounts a SET display_name = u.dn, active = u.act, role = u.rl, updated_ms = u.upd, balance = u.bal,"
         " held = u.hd, paid_total = u.pt, granted_total = u.gt, spent_total = u.st, uncollected_total = u.ut,"
         " test_balance = u.tb, cap_daily = u.cd, cap_monthly = u.cm, own_cap_daily = u.ocd, own_cap_monthly = u.ocm,"
         " cap_day = u.cday, cap_day_used = u.cdu, cap_month = u.cmon, cap_month_used = u.cmu"
-        " FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::bigint[], $6::bigint[], $7::bigint[],"
+        " FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],"
         " $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],"
         " $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[])"
         " AS u(id, dn, act, rl, upd, bal, hd, pt, gt, st, ut, tb, cd, cm, ocd, ocm, cday, cdu, cmon, cmu)"
@@ -415,7 +420,7 @@ static const char *const STMT_SQL[ST_COUNT] = {
     /* ... and the same for a table with one buffered row (ST_HOLD_INSERT for holds) */
     [ST_WB_ENTRY1] = "INSERT INTO entries(" ENTRY_COLS ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,"
                      "$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)",
-    [ST_WB_RESOLVE1] = "UPDATE holds SET state = $2, resolved_by = $3 WHERE id = $1 AND state = 0",
+    [ST_WB_RESOLVE1] = "UPDATE holds SET state = $2, resolved_by = $3 WHERE id = $1 AND state + 0 = 0",
     [ST_WB_ACCOUNT1] =
         "UPDATE accounts SET display_name = $2, active = $3, role = $4, updated_ms = $5, balance = $6, held = $7,"
         " paid_total = $8, granted_total = $9, spent_total = $10, uncollected_total = $11, test_balance = $12,"
@@ -1011,6 +1016,7 @@ typedef struct wb_table {
     ** PostgreSQL binds without parsing arrays and unnesting them. */
     sbuf one;
     size_t one_at[WB_COLS_MAX];
+    char bin[WB_COLS_MAX];      /* the column is binary bigint[] (wb_i64), not an array literal */
 } wb_table;
 
 enum { KEY_FREE = 1, KEY_TAKEN = 2 };
@@ -1086,8 +1092,35 @@ static void sb_elem_txt(wtx *t, sbuf *b, int first, const char *s) {
     b->p[b->n] = 0;
 }
 
+/* Integer columns are sent as binary bigint[] (PostgreSQL's array_recv
+** format, big-endian): a 20-byte header, filled in when the table is sent
+** (wb_send_table), then per element its length (8) and value. No number is
+** printed here or parsed there. */
+#define WB_BIN_HEAD_BYTES 20
+#define PG_INT8_OID 20
+
+static void put_be32(unsigned char *o, uint32_t v) {
+    for (int i = 3; i >= 0; i--, v >>= 8) o[i] = (unsigned char)(v & 0xff);
+}
+
+static void put_be64(unsigned char *o, uint64_t v) {
+    for (int i = 7; i >= 0; i--, v >>= 8) o[i] = (unsigned char)(v & 0xff);
+}
+
 static void wb_i64(wtx *t, wb_table *w, int col, int64_t v) {
-    sb_elem_i64(t, &w->col[col], w->rows == 0, v);
+    sbuf *b = &w->col[col];
+    if (w->rows == 0) b->n = 0;
+    if (sb_reserve(t, b, WB_BIN_HEAD_BYTES + 12) == 0) {
+        if (w->rows == 0) {
+            memset(b->p, 0, WB_BIN_HEAD_BYTES);
+            b->n = WB_BIN_HEAD_BYTES;
+        }
+        unsigned char *o = (unsigned char *)b->p + b->n;
+        put_be32(o, 8);
+        put_be64(o + 4, (uint64_t)v);
+        b->n += 12;
+    }
+    w->bin[col] = 1;
     if (w->rows == 0) {
         char num[24];
         int n = snprintf(num, sizeof num, "%lld", (long long)v);
@@ -1262,8 +1295,22 @@ static cc_rc wb_send_table(pg_conn *c, int st, int st1, wb_table *w, const char 
     if (!w->rows) return CC_OK;
     prm p = {.n = 0};
     for (int k = 0; k < w->ncols; k++) {
-        sb_put(t, &w->col[k], "}", 1);
-        p_txt(&p, w->rows == 1 ? w->one.p + w->one_at[k] : w->col[k].p);
+        sbuf *b = &w->col[k];
+        if (w->rows == 1) {
+            p_txt(&p, w->one.p + w->one_at[k]);
+        } else if (w->bin[k]) {
+            if (t->oom) break;
+            unsigned char *h = (unsigned char *)b->p; /* ndim, flags (no NULLs), element type, size, lower bound */
+            put_be32(h, 1);
+            put_be32(h + 4, 0);
+            put_be32(h + 8, PG_INT8_OID);
+            put_be32(h + 12, (uint32_t)w->rows);
+            put_be32(h + 16, 1);
+            p_bin(&p, b->p, (int)b->n);
+        } else {
+            sb_put(t, b, "}", 1);
+            p_txt(&p, b->p);
+        }
     }
     if (t->oom) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     if (w->rows == 1) st = st1;
