@@ -39,7 +39,9 @@ balance after, in its own schema. Same batching on both sides: per-op (one
 operation per call and transaction, one thread per process) and batched (256
 holds + the previous call's settles per call and transaction). Runs are
 interleaved (C, Python, C, Python ...) over --reps repetitions; min and
-median are printed. The database must be durable (fsync on) for the figures
+median are printed. With --pg-data DIR (the cluster's data directory, PostgreSQL on
+this machine) each row also prints the CPU the whole cluster spent per pair (backends,
+WAL writer, checkpointer: from /proc), medians for C and psycopg. The database must be durable (fsync on) for the figures
 to mean anything; the URI's user needs CREATE on it.
 
 Run: python bench/bench_ledger.py [--seconds 2] [--reps 3] [--threads 1,2,8] [--entries 1000000]
@@ -496,8 +498,36 @@ def farm_worker(impl, mode, uri, seconds, start_at, prefix, acct):
 RUN_TAG = f"{time.time_ns():x}"  # keys and emails of this invocation (the database may hold earlier runs)
 
 
-def farm_run(uri, impl, mode, procs, seconds, run_no):
-    """`procs` processes at once; returns pairs/s over the slowest process's time."""
+def server_cpu_s(pg_data):
+    """CPU seconds a local PostgreSQL cluster has used so far: its postmaster's own time, that of the backends
+    it reaped (cutime + cstime: every connection that ended) and that of its live children (from /proc, Linux;
+    run as the cluster's owner or root). None when it cannot be read."""
+    try:
+        with open(os.path.join(pg_data, "postmaster.pid")) as f:
+            pm = int(f.readline())
+        ticks = os.sysconf("SC_CLK_TCK")
+
+        def stat(pid):
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()
+
+        total = sum(int(x) for x in stat(pm)[11:15])
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    g = stat(d)
+                except OSError:
+                    continue
+                if int(g[1]) == pm:
+                    total += int(g[11]) + int(g[12])
+        return total / ticks
+    except (OSError, ValueError):
+        return None
+
+
+def farm_run(uri, impl, mode, procs, seconds, run_no, pg_data=None):
+    """`procs` processes at once; returns pairs/s over the slowest process's time, and with pg_data the
+    cluster's CPU ms per pair (else None)."""
     import subprocess
     if impl == "c":
         with _core.Ledger(uri, readers=1) as led:
@@ -515,6 +545,7 @@ def farm_run(uri, impl, mode, procs, seconds, run_no):
     ps = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--farm-worker", impl, mode, uri, str(seconds),
                             str(start_at), f"r{RUN_TAG}-{run_no}p{i}", str(a)], stdout=subprocess.PIPE, text=True)
           for i, a in enumerate(accts)]
+    cpu0 = server_cpu_s(pg_data) if pg_data else None
     total, longest = 0, 0.0
     for p in ps:
         out, _ = p.communicate(timeout=seconds + 120)
@@ -523,14 +554,16 @@ def farm_run(uri, impl, mode, procs, seconds, run_no):
         _, n, el = out.split()
         total += int(n)
         longest = max(longest, float(el))
-    return total / longest
+    cpu1 = server_cpu_s(pg_data) if cpu0 is not None else None
+    srv = 1000 * (cpu1 - cpu0) / total if cpu1 is not None and total else None
+    return total / longest, srv
 
 
 def loadavg():
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def farm_main(uri, seconds, reps, procs_list, modes=("per-op", "batched"), fsync_dir=None):
+def farm_main(uri, seconds, reps, procs_list, modes=("per-op", "batched"), fsync_dir=None, pg_data=None):
     import psycopg
     with psycopg.connect(uri, autocommit=True) as db:
         db.execute(PG_SCHEMA)
@@ -546,25 +579,31 @@ def farm_main(uri, seconds, reps, procs_list, modes=("per-op", "batched"), fsync
           f"that do not share a flush allow at most {ceiling / 2:,.0f} per-op pairs/s (two commits a pair), for "
           f"all processes together if their commits are serialised; batching ({BATCH_PAIRS} pairs a commit) and "
           f"flushes shared by concurrent commits go above it")
+    srv_head = "  server CPU ms/pair (C med, Py med)" if pg_data else ""
     print(f"{'mode':<8} {'procs':>5} {'C min':>9} {'C med':>9} {'Py min':>9} {'Py med':>9} {'ratio med':>9} "
-          f"{'ratio min':>9}  load avg")
+          f"{'ratio min':>9}  load avg{srv_head}")
     run_no = 0
     best_c4 = 0.0
     ratios = []
     for mode in modes:
         for procs in procs_list:
-            c, p = [], []
+            c, p, srv_c, srv_p = [], [], [], []
             for _ in range(reps):
                 for impl, acc in (("c", c), ("py", p)):
-                    acc.append(farm_run(uri, impl, mode, procs, seconds, run_no))
+                    rate, srv = farm_run(uri, impl, mode, procs, seconds, run_no, pg_data)
+                    acc.append(rate)
+                    if srv is not None:
+                        (srv_c if impl == "c" else srv_p).append(srv)
                     run_no += 1
             cm, pm = statistics.median(c), statistics.median(p)
             ratios.append(cm / pm if pm else float("inf"))
             rmin = min(c) / min(p) if min(p) else float("inf")
             if procs == max(procs_list):
                 best_c4 = max(best_c4, cm)
+            srv = (f"  {statistics.median(srv_c):.3f} {statistics.median(srv_p):.3f}"
+                   if srv_c and srv_p else "")
             print(f"{mode:<8} {procs:>5} {min(c):>9,.0f} {cm:>9,.0f} {min(p):>9,.0f} {pm:>9,.0f} {ratios[-1]:>8.1f}x "
-                  f"{rmin:>8.1f}x  {loadavg()}", flush=True)
+                  f"{rmin:>8.1f}x  {loadavg()}{srv}", flush=True)
     print(f"best median from {max(procs_list)} processes: {best_c4:,.0f} pairs/s (target >= 10,000); C vs psycopg "
           f"like for like (median/median per row): from {min(ratios):.1f}x to {max(ratios):.1f}x; "
           f"load average {loadavg()}")
@@ -640,6 +679,9 @@ def main():
     ap.add_argument("--dir", default=None, help="where to put the SQLite databases (default: a temp dir); farm "
                                                 "mode: where to measure the raw fsync rate (put it on PostgreSQL's disk)")
     ap.add_argument("--procs", default="1,4", help="farm mode: process counts")
+    ap.add_argument("--pg-data", default=None, help="farm mode, PostgreSQL on this machine: its data directory; "
+                                                    "prints the cluster's CPU per pair (Linux /proc; run as its "
+                                                    "owner or root)")
     if len(sys.argv) > 1 and sys.argv[1] == "--farm-worker":
         impl, mode, uri, seconds, start_at, prefix, acct = sys.argv[2:9]
         farm_worker(impl, mode, uri, float(seconds), float(start_at), prefix, int(acct))
@@ -649,7 +691,7 @@ def main():
         if not args.db.startswith(("postgresql://", "postgres://")):
             ap.error("--db must be a postgresql:// URI (the SQLite figures need no --db)")
         farm_main(args.db, args.seconds, args.reps, [int(x) for x in args.procs.split(",")],
-                  tuple(args.modes.split(",")), args.dir)
+                  tuple(args.modes.split(",")), args.dir, args.pg_data)
         return
     threads = [int(x) for x in args.threads.split(",")]
     modes = {"per-op": (c_per_op, py_per_op), "batched": (c_batched, py_batched)}
