@@ -27,7 +27,7 @@ PromptQueue). The account of a run is the one bound to that server-chosen
 id: a client can never pick the id of someone else's prompt.
 
 Admission stays on the event loop (issue #14): the whole prompt is priced
-in one call into C (PriceTable.estimate_many), and the credential check and
+in one call into C (PriceTable.hold_many), and the credential check and
 the reservation run inline through calls that never wait (no GIL release,
 no thread hop); only when one would have to wait (every ledger reader busy,
 a hold of the account being committed) does it go to a thread. In farm mode
@@ -200,13 +200,18 @@ def key_cap_refusal(adm, cred: dict, total: int) -> web.Response | None:
 
 def find_api_nodes(prompt: dict, node_classes: dict) -> list[tuple[str, str, dict]]:
     found = []
+    api = {}  # class_type -> is an API node: looked up once per class in the prompt, not per node
     for node_id, node in prompt.items():
         if not isinstance(node, dict):
             continue
-        cls = node_classes.get(node.get("class_type"))
-        if cls is not None and is_api_node(cls):
+        class_type = node.get("class_type")
+        yes = api.get(class_type)
+        if yes is None:
+            cls = node_classes.get(class_type)
+            yes = api[class_type] = cls is not None and is_api_node(cls)
+        if yes:
             inputs = node.get("inputs")
-            found.append((str(node_id), node["class_type"], inputs if isinstance(inputs, dict) else {}))
+            found.append((str(node_id), class_type, inputs if isinstance(inputs, dict) else {}))
     return found
 
 
@@ -264,18 +269,18 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
         return adm
     node_errors = {}
     total = 0
-    # The whole prompt in one call into C (estimate_many: node by node the same as estimate()).
-    for (node_id, cls, inputs), est in zip(api_nodes, rt.estimate_many([(c, i) for _, c, i in api_nodes])):
-        if isinstance(est, BaseException):
+    # The whole prompt in one call into C (hold_many: node by node estimate()'s micro and used_default).
+    for (node_id, cls, inputs), est in zip(api_nodes, rt.hold_many([(c, i) for _, c, i in api_nodes])):
+        if type(est) is not tuple:
             if not isinstance(est, _core.InvalidArgument):
                 raise est
             node_errors[node_id] = {"errors": [{"type": "credits_price_error", "message": "Cannot price this node",
                                                 "details": str(est), "extra_info": {}}],
                                     "dependent_outputs": [], "class_type": cls}
             continue
-        total += est["micro"]
-        adm.nodes.append({"node_id": node_id, "class_type": cls, "micro": est["micro"],
-                          "used_default": est["used_default"]})
+        micro, used_default = est
+        total += micro
+        adm.nodes.append({"node_id": node_id, "class_type": cls, "micro": micro, "used_default": used_default})
     if node_errors:
         return prompt_error("credits_price_error", "Cannot price the API nodes in this workflow",
                             "See the nodes marked in red.", node_errors)

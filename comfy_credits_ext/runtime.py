@@ -173,15 +173,15 @@ class Runtime:
                         node_class, _core.format_credits(est["micro"]))
         return est
 
-    def estimate_many(self, items: list) -> list:
-        """[(node_class, inputs), ...] priced in one call into C: per node, estimate()'s
-        dict, or the exception estimate() would raise (returned, not raised)."""
-        ests = self.prices.estimate_many(items)
-        for (node_class, _), est in zip(items, ests):
-            if isinstance(est, dict) and est["used_default"]:
+    def hold_many(self, items: list) -> list:
+        """estimate_many() for admission: per node (micro, used_default), or the exception
+        estimate() would raise (returned, not raised); no 7-key dict per node."""
+        holds = self.prices.hold_many(items)
+        for (node_class, _), h in zip(items, holds):
+            if type(h) is tuple and h[1]:
                 log.warning("comfy-credits: no price rule for API node %s; charging the default %s credits",
-                            node_class, _core.format_credits(est["micro"]))
-        return ests
+                            node_class, _core.format_credits(h[0]))
+        return holds
 
     # ---- housekeeping
 

@@ -1118,6 +1118,10 @@ cc_rc cc_gw_take(cc_gw_stream *s, void *buf, size_t cap, size_t *n, int *again, 
     return take(s, buf, cap, n, again, 1, err);
 }
 
+cc_rc cc_gw_read_nowait(cc_gw_stream *s, void *buf, size_t cap, size_t *n, int *again, cc_error *err) {
+    return take(s, buf, cap, n, again, 0, err);
+}
+
 size_t cc_gw_ready(cc_gateway *g, uint64_t *ids, size_t cap) {
     size_t k = 0;
     cc_mutex_lock(&g->mu);

@@ -114,6 +114,10 @@ cc_rc cc_gw_headers_ready(cc_gw_stream *s, int *ready, cc_error *err);
 /* Takes up to cap buffered body bytes. *n > 0: data; *n = 0 and *again = 1:
 ** none yet (waiting, as above); *n = 0 and *again = 0: the body is complete. */
 cc_rc cc_gw_take(cc_gw_stream *s, void *buf, size_t cap, size_t *n, int *again, cc_error *err);
+/* cc_gw_read's first try: cc_gw_take without marking the stream waiting (a
+** reader that then blocks in cc_gw_read gets its news there, not from
+** cc_gw_ready). Never blocks: a binding may keep the GIL for it. */
+cc_rc cc_gw_read_nowait(cc_gw_stream *s, void *buf, size_t cap, size_t *n, int *again, cc_error *err);
 /* Ids of waiting streams that have news; returns how many (<= cap). */
 size_t cc_gw_ready(cc_gateway *g, uint64_t *ids, size_t cap);
 

@@ -1024,17 +1024,26 @@ static cc_rc token_estimate(ectx *e, int64_t *out) {
     return CC_OK;
 }
 
+/* snprintf(dst, cap, "%s", src) without printf's machinery (admission prices
+** every API node of a prompt: this ran 3-4 times per node). */
+static void copy_name(char *dst, size_t cap, const char *src) {
+    CC_ASSERT(cap > 0);
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void fill_names(ectx *e, int used_default) {
     const prule *r = e->r;
     cc_price_result *o = e->out;
     o->used_default = used_default;
-    snprintf(o->rule, sizeof o->rule, "%s", used_default ? "default" : r->name);
-    snprintf(o->family, sizeof o->family, "%s", r->family ? r->family : "");
-    snprintf(o->model, sizeof o->model, "%s", r->model ? r->model : "");
+    copy_name(o->rule, sizeof o->rule, used_default ? "default" : r->name);
+    copy_name(o->family, sizeof o->family, r->family ? r->family : "");
+    copy_name(o->model, sizeof o->model, r->model ? r->model : "");
     if (r->model_input) {
         const cJSON *it = e->inputs ? cJSON_GetObjectItemCaseSensitive(e->inputs, r->model_input) : NULL;
         if (cJSON_IsString(it) && it->valuestring && it->valuestring[0])
-            snprintf(o->model, sizeof o->model, "%s", it->valuestring);
+            copy_name(o->model, sizeof o->model, it->valuestring);
     }
 }
 

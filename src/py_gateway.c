@@ -291,11 +291,18 @@ static PyObject *S_read(StreamObject *self, PyObject *args) {
     size_t got = 0;
     cc_error e;
     cc_rc rc;
-    self->busy = 1;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cc_gw_read(self->s, PyBytes_AS_STRING(b), (size_t)n, &got, &e);
-    Py_END_ALLOW_THREADS
-    self->busy = 0;
+    int again = 0;
+    /* What is already there (data, the end, a failure) is taken with the GIL held: a
+    ** reader that let go of the GIL for it would restart the wait of any thread that
+    ** wants the GIL (CPython's switch interval begins again) and then wait for it back. */
+    rc = cc_gw_read_nowait(self->s, PyBytes_AS_STRING(b), (size_t)n, &got, &again, &e);
+    if (rc == CC_OK && again) {
+        self->busy = 1;
+        Py_BEGIN_ALLOW_THREADS
+        rc = cc_gw_read(self->s, PyBytes_AS_STRING(b), (size_t)n, &got, &e);
+        Py_END_ALLOW_THREADS
+        self->busy = 0;
+    }
     if (rc != CC_OK) {
         Py_DECREF(b);
         return ccpy_raise(tstate((PyObject *)self), &e);
@@ -443,7 +450,7 @@ static int S_traverse(StreamObject *self, visitproc visit, void *arg) {
 }
 
 static PyMethodDef S_methods[] = {
-    {"read", FN(S_read), METH_VARARGS, "read(size=65536) -> bytes; b'' at the end of the body (blocks, GIL released)"},
+    {"read", FN(S_read), METH_VARARGS, "read(size=65536) -> bytes; b'' at the end of the body (blocks, GIL released only to wait)"},
     {"take", FN(S_take), METH_VARARGS, "take(size=262144) -> bytes buffered now; b'' at the end; None: nothing yet "
                                        "(the stream's id will come out of Gateway.ready())"},
     {"headers_ready", FN(S_headers_ready), METH_NOARGS, "True once status and headers are here; False: wait for ready()"},

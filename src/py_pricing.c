@@ -130,7 +130,10 @@ static size_t str_bound(Py_ssize_t n) { return (size_t)n * 6 + 2; }
 /* The tree cJSON would parse from json.dumps(o), or NULL with *plain = 0
 ** when o is not a plain case (the caller then takes the text path); NULL
 ** with *plain = 1 and an exception set on a Python error (out of memory).
-** *bound grows by an upper bound of o's text length. Runs no Python code. */
+** *bound grows by an upper bound of o's text length. Runs no Python code.
+** Strings and keys are not copied: the tree points into the str objects'
+** UTF-8 (kept by them), so it may live only while `o` is alive and unchanged,
+** i.e. until the caller next runs Python code (estimate_one deletes it first). */
 static cJSON *to_tree(PyObject *o, int depth, size_t *bound, int *plain) {
     cJSON *j = NULL;
     if (o == Py_None) {
@@ -156,7 +159,7 @@ static cJSON *to_tree(PyObject *o, int depth, size_t *bound, int *plain) {
         if (!s) { PyErr_Clear(); *plain = 0; return NULL; } /* lone surrogates */
         if (memchr(s, 0, (size_t)n)) { *plain = 0; return NULL; }
         *bound += str_bound(n);
-        j = cJSON_CreateString(s);
+        j = cJSON_CreateStringReference(s); /* not copied: see to_tree's contract */
     } else if (PyList_CheckExact(o) || PyDict_CheckExact(o)) {
         if (depth >= TREE_DEPTH_MAX) { *plain = 0; return NULL; }
         int is_list = PyList_CheckExact(o);
@@ -187,7 +190,7 @@ static cJSON *to_tree(PyObject *o, int depth, size_t *bound, int *plain) {
             *bound += 2; /* ", " */
             cJSON *c = to_tree(v, depth + 1, bound, plain);
             if (!c) { cJSON_Delete(j); return NULL; }
-            if (is_list ? !cJSON_AddItemToArray(j, c) : !cJSON_AddItemToObject(j, key, c)) {
+            if (is_list ? !cJSON_AddItemToArray(j, c) : !cJSON_AddItemToObjectCS(j, key, c)) {
                 cJSON_Delete(c);
                 cJSON_Delete(j);
                 PyErr_NoMemory();
@@ -233,8 +236,19 @@ static int take_error(ccpy_state *st, PyObject **out) {
 #endif
 }
 
-/* One node: the estimate dict, or NULL with an exception set. */
-static PyObject *estimate_one(PriceTableObject *self, ccpy_state *st, PyObject *cls_o, PyObject *inputs) {
+/* What hold_many() gives per node: (micro, used_default), all admission needs. */
+static PyObject *hold_pair(const cc_price_result *r) {
+    PyObject *m = PyLong_FromLongLong(r->micro);
+    if (!m) return NULL;
+    PyObject *t = PyTuple_New(2);
+    if (!t) { Py_DECREF(m); return NULL; }
+    PyTuple_SET_ITEM(t, 0, m);
+    PyTuple_SET_ITEM(t, 1, Py_NewRef(r->used_default ? Py_True : Py_False));
+    return t;
+}
+
+/* One node: the estimate dict (brief: hold_pair), or NULL with an exception set. */
+static PyObject *estimate_one(PriceTableObject *self, ccpy_state *st, PyObject *cls_o, PyObject *inputs, int brief) {
     const char *cls;
     if (ccpy_str(st, cls_o, "node_class", &cls) < 0) return NULL;
     if (!cls) return ccpy_invalid(st, "node_class", "node_class must be a string");
@@ -262,10 +276,10 @@ static PyObject *estimate_one(PriceTableObject *self, ccpy_state *st, PyObject *
         Py_DECREF(js);
     }
     if (rc != CC_OK) return ccpy_raise(st, &e);
-    return price_dict(&r);
+    return brief ? hold_pair(&r) : price_dict(&r);
 }
 
-static PyObject *P_estimate_many(PriceTableObject *self, PyObject *items) {
+static PyObject *many(PriceTableObject *self, PyObject *items, int brief) {
     ccpy_state *st = pstate(self);
     PyObject *seq = PySequence_Fast(items, "items must be a sequence of (node_class, inputs) pairs");
     if (!seq) return NULL;
@@ -280,7 +294,7 @@ static PyObject *P_estimate_many(PriceTableObject *self, PyObject *items) {
             return ccpy_invalid(st, "items", "each item must be a (node_class, inputs) tuple");
         }
         Py_INCREF(it); /* json.dumps on the text path may run code that changes the list */
-        PyObject *r = estimate_one(self, st, PyTuple_GET_ITEM(it, 0), PyTuple_GET_ITEM(it, 1));
+        PyObject *r = estimate_one(self, st, PyTuple_GET_ITEM(it, 0), PyTuple_GET_ITEM(it, 1), brief);
         Py_DECREF(it);
         if (!r && take_error(st, &r) < 0) {
             Py_DECREF(seq);
@@ -292,6 +306,11 @@ static PyObject *P_estimate_many(PriceTableObject *self, PyObject *items) {
     Py_DECREF(seq);
     return out;
 }
+
+static PyObject *P_estimate_many(PriceTableObject *self, PyObject *items) { return many(self, items, 0); }
+
+/* The queue gate's admission: estimate_many() without the 7-key dict per node. */
+static PyObject *P_hold_many(PriceTableObject *self, PyObject *items) { return many(self, items, 1); }
 
 static PyObject *P_names(PriceTableObject *self, PyObject *Py_UNUSED(ignored)) {
     int n = cc_price_table_count(self->t);
@@ -393,6 +412,9 @@ static PyMethodDef P_methods[] = {
     {"estimate_many", FN(P_estimate_many), METH_O,
      "estimate_many([(node_class, inputs), ...]) -> one item per node, in order: estimate()'s dict, or the "
      "exception estimate() would raise (returned, not raised) when that node cannot be priced"},
+    {"hold_many", FN(P_hold_many), METH_O,
+     "hold_many([(node_class, inputs), ...]) -> estimate_many() with (micro, used_default) per node instead of "
+     "estimate()'s dict (or, as there, the exception returned, not raised)"},
     {"actual", FN(P_actual), KW, "actual(node_class, inputs, usage, hold_micro) -> price from usage"},
     {"names", FN(P_names), METH_NOARGS, "node classes that have a rule"},
     {"family", FN(P_family), METH_O, "family(node_class) -> display family, '' if unknown"},

@@ -197,6 +197,11 @@ def _many_outcome(r):
     return r
 
 
+def _hold(outcome):
+    """What hold_many() gives for an estimate() outcome: (micro, used_default), or the same error."""
+    return (outcome["micro"], outcome["used_default"]) if isinstance(outcome, dict) else outcome
+
+
 def _rule_inputs(rule):
     """Input names and literal values the rule looks at (conditions, multipliers, defaults, tokens)."""
     vals = {}
@@ -270,6 +275,15 @@ def test_estimate_many_is_estimate_node_by_node(shipped):
     assert mismatches == []
     errors = sum(isinstance(g, BaseException) for g in got)
     assert 0 < errors < len(items) // 2  # the corpus does reach both answers
+    # hold_many (what admission calls): estimate()'s micro and used_default, or its error, node by node
+    holds = shipped.hold_many(items)
+    assert len(holds) == len(items)
+    mismatches = [(c, i) for (c, i), h in zip(items, holds)
+                  if _many_outcome(h) != _hold(_outcome(lambda: shipped.estimate(c, i)))]
+    assert mismatches == []
+    assert all(type(h) is tuple and type(h[0]) is int and type(h[1]) is bool
+               for h in holds if not isinstance(h, BaseException))
+    assert sum(isinstance(h, tuple) and h[1] for h in holds) >= 20  # the unknown class took the default
 
 
 def test_estimate_many_edge_cases_take_estimates_own_path(shipped):
@@ -313,8 +327,12 @@ def test_estimate_many_edge_cases_take_estimates_own_path(shipped):
         assert _many_outcome(g) == want, (c, str(i)[:80])
     # both sides of the size limit are reached
     assert isinstance(got[16], dict) and isinstance(got[17], _core.InvalidArgument)
-    with pytest.raises(_core.InvalidArgument):
-        shipped.estimate_many([("OpenAIDalle2", {}, 3)])
-    with pytest.raises(TypeError):
-        shipped.estimate_many(5)
-    assert shipped.estimate_many([]) == []
+    holds = shipped.hold_many(cases)
+    for (c, i), h in zip(cases, holds):
+        assert _many_outcome(h) == _hold(_outcome(lambda: shipped.estimate(c, i))), (c, str(i)[:80])
+    for many in (shipped.estimate_many, shipped.hold_many):
+        with pytest.raises(_core.InvalidArgument):
+            many([("OpenAIDalle2", {}, 3)])
+        with pytest.raises(TypeError):
+            many(5)
+        assert many([]) == []
