@@ -74,7 +74,18 @@ struct cc_runs {
     int shared;
     char server[CC_SERVER_ID_BYTES + 1];
     int64_t token_macs;         /* tokens checked by their MAC (not a run's own known token) */
+    int64_t (*clock_ms)(void *);  /* the runs' clock (cc_runs_set_clock), NULL: cc_now_ms */
+    void *clock_ud;
 };
+
+/* The time a run's hold and token expiries are counted in. The farm's shared
+** reservation rows keep cc_now_ms: other servers compare them with theirs. */
+static int64_t runs_now(const cc_runs *r) { return r->clock_ms ? r->clock_ms(r->clock_ud) : cc_now_ms(); }
+
+void cc_runs_set_clock(cc_runs *r, int64_t (*clock_ms)(void *ud), void *ud) {
+    r->clock_ms = clock_ms;
+    r->clock_ud = ud;
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -562,7 +573,7 @@ cc_rc cc_run_begin(cc_runs *r, const cc_run_begin_args *a, cc_run_info *out, cc_
         return rc;
     }
 
-    int64_t now = cc_now_ms();
+    int64_t now = runs_now(r);
     x->id = hr.hold_id;
     x->account_id = a->account_id;
     x->hold_micro = w;
@@ -654,7 +665,7 @@ static cc_rc call_begin(cc_runs *r, const char *token, const char *method, const
     *extend_id = 0;
     if (!method || !path) return cc_fail(err, CC_ERR_INVALID, "path", "a call needs a method and a path");
     int64_t hold_id = 0, account_id = 0, expires_ms = 0;
-    int64_t now = cc_now_ms();
+    int64_t now = runs_now(r);
     cc_rc rc = CC_OK;
     /* The run's own token, byte for byte: what cc_token_verify would accept
     ** (we signed exactly these bytes), so only its expiry is left to check,
@@ -910,7 +921,7 @@ int cc_runs_keepalive(cc_runs *r) {
     int64_t *ids = malloc(sizeof(int64_t) * KEEPALIVE_PER_CALL_MAX);
     if (!ids) return 0;
     int n = 0;
-    int64_t now = cc_now_ms();
+    int64_t now = runs_now(r);
     cc_mutex_lock(&r->mu);
     for (size_t i = 0; i <= r->runs.mask && n < KEEPALIVE_PER_CALL_MAX; i++) {
         run *x = r->runs.keys[i] ? r->runs.vals[i] : NULL;
@@ -921,7 +932,8 @@ int cc_runs_keepalive(cc_runs *r) {
     free(ids);
     if (r->shared) { /* this server's shared reservations live on; dead servers' ones go */
         cc_error ignored;
-        cc_ledger_resv_renew(r->ledger, r->server, now, now + r->cfg.hold_ttl_ms, &ignored);
+        int64_t wall = cc_now_ms(); /* shared rows: the wall clock (runs_now) */
+        cc_ledger_resv_renew(r->ledger, r->server, wall, wall + r->cfg.hold_ttl_ms, &ignored);
     }
     return n;
 }

@@ -189,6 +189,11 @@ cc_rc cc_run_finish(cc_runs *r, int64_t run_id, cc_run_outcome outcome, cc_run_r
 ** Returns how many were extended. Called periodically (before expiry). */
 int cc_runs_keepalive(cc_runs *r);
 
+/* Test seam: the clock this registry counts its runs' hold and token expiries
+** in (hold keep-alive, CC_RUN_TOKEN_TTL_MS), instead of cc_now_ms (NULL: back
+** to cc_now_ms). Set it before the registry is used from other threads. */
+void cc_runs_set_clock(cc_runs *r, int64_t (*clock_ms)(void *ud), void *ud);
+
 /* Counters: open runs, closed runs remembered, reservations. */
 /* How many tokens call_begin checked by their HMAC (every token but an open
 ** run's own, which is known): for tests and profiles. */

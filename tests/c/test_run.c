@@ -342,6 +342,49 @@ static void known_token_skips_only_the_mac(void) {
     env_close(&v);
 }
 
+static int64_t test_clock(void *ud) { return *(const int64_t *)ud; }
+
+/* A run's token expires CC_RUN_TOKEN_TTL_MS (a week) after the run began,
+** on the fast path too (the run's own token, no MAC): the registry's clock
+** is moved to the last valid millisecond and past it. The MAC path, at the
+** same instant, gives the same answer. */
+static void known_token_expires_on_the_fast_path(void) {
+    env v;
+    env_open(&v, C(100), 60000, 1000, 1);
+    int64_t now = cc_now_ms();
+    cc_runs_set_clock(v.r, test_clock, &now);
+    cc_run_info i, j;
+    CHECK(begin(&v, "Flat", "p1", &i) == CC_OK);
+    CHECK(begin(&v, "Flat", "p2", &j) == CC_OK);
+    int64_t began = now, id;
+    int kind;
+    cc_error e;
+    int64_t macs = cc_runs_token_macs(v.r);
+    now = began + CC_RUN_TOKEN_TTL_MS - 1; /* the last millisecond it works */
+    CHECK(call(&v, &i, "POST", "/proxy/openai/x/poll", 200, -1, -1) == CC_OK);
+    now = began + CC_RUN_TOKEN_TTL_MS;
+    CHECK(cc_run_call_begin(v.r, i.token, "POST", "/proxy/openai/x/poll", &id, &kind, &e) == CC_ERR_STATE);
+    CHECK_STR(e.field, "token");
+    CHECK_STR(e.message, "hold token expired");
+    now = began + 2 * CC_RUN_TOKEN_TTL_MS;
+    CHECK(cc_run_call_begin(v.r, i.token, "GET", "/proxy/openai/x/1", &id, &kind, &e) == CC_ERR_STATE);
+    CHECK_STR(e.message, "hold token expired");
+    CHECK_EQ_I64(cc_runs_token_macs(v.r), macs); /* all of it on the fast path */
+    /* The same instant through the MAC (j's token is no longer known once j
+    ** finished): expired too, before anything else is looked at. */
+    finish(&v, &j, CC_RUN_FAILED);
+    CHECK(cc_run_call_begin(v.r, j.token, "GET", "/proxy/openai/x/1", &id, &kind, &e) == CC_ERR_STATE);
+    CHECK_STR(e.message, "hold token expired");
+    CHECK_EQ_I64(cc_runs_token_macs(v.r), macs + 1);
+    now = began + 1; /* and back before the expiry: it is the clock that decides, nothing latched */
+    CHECK(call(&v, &i, "GET", "/proxy/openai/x/1", 200, -1, -1) == CC_OK);
+    CHECK(cc_run_call_begin(v.r, j.token, "GET", "/proxy/openai/x/1", &id, &kind, &e) == CC_ERR_STATE);
+    CHECK(strstr(e.message, "finished") != NULL);
+    cc_run_result res = finish(&v, &i, CC_RUN_SUCCEEDED);
+    CHECK_EQ_I64(res.billable_calls, 0); /* the refused calls were not counted */
+    env_close(&v);
+}
+
 static void late_report_and_second_finish(void) {
     env v;
     env_open(&v, C(100), 60000, 50, 1); /* finish waits 50 ms at most */
@@ -733,6 +776,7 @@ void suite_run(void) {
     RUN(upstream_errors_timeouts_and_bodies);
     RUN(token_bound_to_run_and_paths);
     RUN(known_token_skips_only_the_mac);
+    RUN(known_token_expires_on_the_fast_path);
     RUN(late_report_and_second_finish);
     RUN(concurrent_finish_resolves_once);
     RUN(operator_may_not_charge_interrupted_runs);
