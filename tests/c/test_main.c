@@ -6,6 +6,7 @@
 
 int ct_passed, ct_failed, ct_cur_failed;
 const char *ct_cur_name = "";
+const char *ct_only;
 
 static char ct_dir[64];
 static int ct_seq;
@@ -39,6 +40,8 @@ int64_t ct_account(cc_ledger *l, const char *email) {
 }
 
 int main(void) {
+    ct_only = getenv("CT_ONLY");
+    if (ct_only && !*ct_only) ct_only = NULL;
     suite_platform();
     suite_money();
     suite_pricing();
