@@ -2,7 +2,7 @@
 # built by setup.py). `make ctest` runs them; `make ctest-asan` runs them under
 # AddressSanitizer + UndefinedBehaviorSanitizer; `make ctest-portable` runs them
 # with the plain-C fallbacks that MSVC gets (no __int128, no __builtin_*_overflow:
-# src/cc_platform.h), under the sanitizers too. `make ctest-tsan` runs them under
+# src/cc_platform.h; and cc_poller's poll() fallback instead of epoll), under the sanitizers too. `make ctest-tsan` runs them under
 # ThreadSanitizer: the core is called at once from ComfyUI's worker thread, the
 # event loop and the gateway's I/O thread, and runs its own writer thread.
 CC ?= gcc
@@ -49,7 +49,7 @@ ctest-portable: $(BUILD)/ctest-portable
 
 $(BUILD)/ctest-portable: $(CORE_SRC) $(TEST_SRC) $(wildcard src/*.h tests/c/*.h)
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS_BASE) -DCC_NO_INT128 -DCC_NO_BUILTIN_OVERFLOW -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -o $@ $(CORE_SRC) $(TEST_SRC) $(LIBS)
+	$(CC) $(CFLAGS_BASE) -DCC_NO_INT128 -DCC_NO_BUILTIN_OVERFLOW -DCC_NO_EPOLL -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -o $@ $(CORE_SRC) $(TEST_SRC) $(LIBS)
 
 clean:
 	rm -rf build

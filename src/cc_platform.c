@@ -26,6 +26,13 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__linux__) && !defined(CC_NO_EPOLL)
+#define CC_POLLER_EPOLL 1
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#else
+#include <poll.h>
+#endif
 #endif
 
 /* ------------------------------------------------------------ cc_i128p */
@@ -472,3 +479,283 @@ cc_socket_t cc_sock_connect_loopback(int port, int recv_timeout_ms) {
     no_sigpipe(s);
     return s;
 }
+
+/* ------------------------------------------------------------ cc_poller */
+
+#if defined(CC_POLLER_EPOLL)
+
+struct cc_poller {
+    int ep, wfd;                /* epoll instance, eventfd for wake-ups */
+    int fds_max, n;
+    cc_mutex_t mu;
+    int wake_pending;           /* under mu: a wake-up was written and not read yet */
+};
+
+cc_poller *cc_poller_open(int fds_max) {
+    if (fds_max < 1) return NULL;
+    cc_poller *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->ep = epoll_create1(EPOLL_CLOEXEC);
+    p->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event e;
+    memset(&e, 0, sizeof e);
+    e.events = EPOLLIN;
+    e.data.u64 = UINT64_MAX; /* the wake-up; never a caller's tag (see wait) */
+    if (p->ep < 0 || p->wfd < 0 || epoll_ctl(p->ep, EPOLL_CTL_ADD, p->wfd, &e) != 0) {
+        if (p->ep >= 0) close(p->ep);
+        if (p->wfd >= 0) close(p->wfd);
+        free(p);
+        return NULL;
+    }
+    p->fds_max = fds_max;
+    cc_mutex_init(&p->mu);
+    return p;
+}
+
+void cc_poller_close(cc_poller *p) {
+    if (!p) return;
+    close(p->ep);
+    close(p->wfd);
+    cc_mutex_destroy(&p->mu);
+    free(p);
+}
+
+static uint32_t ep_events(int events) {
+    return ((events & CC_POLL_IN) ? EPOLLIN : 0) | ((events & CC_POLL_OUT) ? EPOLLOUT : 0);
+}
+
+int cc_poller_add(cc_poller *p, cc_socket_t fd, int events, uint64_t tag) {
+    CC_ASSERT(tag != UINT64_MAX);
+    if (p->n >= p->fds_max) return -1;
+    struct epoll_event e;
+    memset(&e, 0, sizeof e);
+    e.events = ep_events(events);
+    e.data.u64 = tag;
+    if (epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &e) != 0) return -1;
+    p->n++;
+    return 0;
+}
+
+int cc_poller_mod(cc_poller *p, cc_socket_t fd, int events, uint64_t tag) {
+    CC_ASSERT(tag != UINT64_MAX);
+    struct epoll_event e;
+    memset(&e, 0, sizeof e);
+    e.events = ep_events(events);
+    e.data.u64 = tag;
+    return epoll_ctl(p->ep, EPOLL_CTL_MOD, fd, &e) == 0 ? 0 : -1;
+}
+
+void cc_poller_del(cc_poller *p, cc_socket_t fd) {
+    struct epoll_event e; /* ignored; non-NULL for kernels before 2.6.9 */
+    if (epoll_ctl(p->ep, EPOLL_CTL_DEL, fd, &e) == 0) p->n--;
+}
+
+int cc_poller_wait(cc_poller *p, cc_poll_event *ev, int cap, int timeout_ms) {
+    enum { BATCH = 256 };
+    struct epoll_event got[BATCH];
+    if (cap > BATCH) cap = BATCH;
+    if (timeout_ms < 0) timeout_ms = 0;
+    int r = epoll_wait(p->ep, got, cap, timeout_ms);
+    int k = 0;
+    for (int i = 0; i < r; i++) {
+        if (got[i].data.u64 == UINT64_MAX) {
+            uint64_t v;
+            ssize_t rd = read(p->wfd, &v, sizeof v); /* resets the counter */
+            (void)rd;
+            cc_mutex_lock(&p->mu);
+            p->wake_pending = 0;
+            cc_mutex_unlock(&p->mu);
+            continue;
+        }
+        uint32_t e = got[i].events;
+        ev[k].tag = got[i].data.u64;
+        ev[k].events = ((e & (EPOLLIN | EPOLLERR | EPOLLHUP)) ? CC_POLL_IN : 0) | ((e & EPOLLOUT) ? CC_POLL_OUT : 0) |
+                       ((e & (EPOLLERR | EPOLLHUP)) ? CC_POLL_ERR : 0);
+        k++;
+    }
+    return k;
+}
+
+void cc_poller_wake(cc_poller *p) {
+    cc_mutex_lock(&p->mu);
+    int do_send = !p->wake_pending;
+    p->wake_pending = 1;
+    cc_mutex_unlock(&p->mu);
+    if (do_send) {
+        uint64_t one = 1;
+        ssize_t w = write(p->wfd, &one, sizeof one);
+        (void)w; /* EAGAIN only when the counter is huge: a wake-up is pending anyway */
+    }
+}
+
+#else /* the fallback: poll / WSAPoll over an array */
+
+#if defined(CC_OS_WINDOWS)
+typedef WSAPOLLFD cc_pollfd;
+#define CC_PIN POLLRDNORM
+#define CC_POUT POLLWRNORM
+#define cc_poll_sys(f, n, t) WSAPoll((f), (ULONG)(n), (t))
+#else
+typedef struct pollfd cc_pollfd;
+#define CC_PIN POLLIN
+#define CC_POUT POLLOUT
+#define cc_poll_sys(f, n, t) poll((f), (nfds_t)(n), (t))
+#endif
+
+struct cc_poller {
+    cc_pollfd *fds;             /* [0] is the wake-up's read end */
+    uint64_t *tags;
+    int n, fds_max;
+    cc_socket_t wr;             /* the wake-up's write end */
+    cc_mutex_t mu;
+    int wake_pending;           /* under mu */
+};
+
+/* A connected pair for wake-ups: a pipe on POSIX, a loopback TCP pair on Windows (WSAPoll takes sockets only). */
+static int wake_pair(cc_socket_t *rd, cc_socket_t *wr) {
+#if defined(CC_OS_WINDOWS)
+    cc_socket_t l, a = CC_SOCKET_INVALID;
+    int port, en;
+    if (cc_sock_listen_loopback(0, 1, &l, &port, &en) != 0) return -1;
+    cc_socket_t c = cc_sock_connect_loopback(port, 1000);
+    for (int i = 0; c != CC_SOCKET_INVALID && i < 1000; i++) {
+        if (cc_sock_accept(l, &a) == 1) break;
+        cc_sleep_ms(1);
+    }
+    cc_sock_close(l);
+    if (c == CC_SOCKET_INVALID || a == CC_SOCKET_INVALID || set_nonblocking(c) != 0) {
+        cc_sock_close(c);
+        cc_sock_close(a);
+        return -1;
+    }
+    *rd = a;
+    *wr = c;
+    return 0;
+#else
+    int fd[2];
+    if (pipe(fd) != 0) return -1;
+    if (set_nonblocking(fd[0]) != 0 || set_nonblocking(fd[1]) != 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return -1;
+    }
+    *rd = fd[0];
+    *wr = fd[1];
+    return 0;
+#endif
+}
+
+cc_poller *cc_poller_open(int fds_max) {
+    if (fds_max < 1 || fds_max > (1 << 20)) return NULL;
+    if (!sock_ready()) return NULL;
+    cc_poller *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->fds = calloc((size_t)fds_max + 1, sizeof *p->fds);
+    p->tags = calloc((size_t)fds_max + 1, sizeof *p->tags);
+    cc_socket_t rd;
+    if (!p->fds || !p->tags || wake_pair(&rd, &p->wr) != 0) {
+        free(p->fds);
+        free(p->tags);
+        free(p);
+        return NULL;
+    }
+    p->fds[0].fd = rd;
+    p->fds[0].events = CC_PIN;
+    p->n = 1;
+    p->fds_max = fds_max;
+    cc_mutex_init(&p->mu);
+    return p;
+}
+
+void cc_poller_close(cc_poller *p) {
+    if (!p) return;
+    cc_sock_close((cc_socket_t)p->fds[0].fd);
+    cc_sock_close(p->wr);
+    cc_mutex_destroy(&p->mu);
+    free(p->fds);
+    free(p->tags);
+    free(p);
+}
+
+static int find_fd(const cc_poller *p, cc_socket_t fd) {
+    for (int i = 1; i < p->n; i++)
+        if ((cc_socket_t)p->fds[i].fd == fd) return i;
+    return -1;
+}
+
+static short poll_events(int events) {
+    return (short)(((events & CC_POLL_IN) ? CC_PIN : 0) | ((events & CC_POLL_OUT) ? CC_POUT : 0));
+}
+
+int cc_poller_add(cc_poller *p, cc_socket_t fd, int events, uint64_t tag) {
+    if (p->n - 1 >= p->fds_max || find_fd(p, fd) >= 0) return -1;
+    p->fds[p->n].fd = fd;
+    p->fds[p->n].events = poll_events(events);
+    p->fds[p->n].revents = 0;
+    p->tags[p->n] = tag;
+    p->n++;
+    return 0;
+}
+
+int cc_poller_mod(cc_poller *p, cc_socket_t fd, int events, uint64_t tag) {
+    int i = find_fd(p, fd);
+    if (i < 0) return -1;
+    p->fds[i].events = poll_events(events);
+    p->tags[i] = tag;
+    return 0;
+}
+
+void cc_poller_del(cc_poller *p, cc_socket_t fd) {
+    int i = find_fd(p, fd);
+    if (i < 0) return;
+    p->n--;
+    p->fds[i] = p->fds[p->n];
+    p->tags[i] = p->tags[p->n];
+}
+
+int cc_poller_wait(cc_poller *p, cc_poll_event *ev, int cap, int timeout_ms) {
+    if (timeout_ms < 0) timeout_ms = 0;
+    for (int i = 0; i < p->n; i++) p->fds[i].revents = 0;
+    int r = cc_poll_sys(p->fds, p->n, timeout_ms);
+    if (r <= 0) return 0;
+    if (p->fds[0].revents) {
+        char buf[64];
+#if defined(CC_OS_WINDOWS)
+        while (recv((SOCKET)p->fds[0].fd, buf, (int)sizeof buf, 0) > 0) {
+        }
+#else
+        while (read(p->fds[0].fd, buf, sizeof buf) > 0) {
+        }
+#endif
+        cc_mutex_lock(&p->mu);
+        p->wake_pending = 0;
+        cc_mutex_unlock(&p->mu);
+    }
+    int k = 0;
+    for (int i = 1; i < p->n && k < cap; i++) {
+        short e = p->fds[i].revents;
+        if (!e) continue;
+        ev[k].tag = p->tags[i];
+        ev[k].events = ((e & (CC_PIN | POLLHUP | POLLERR | POLLNVAL)) ? CC_POLL_IN : 0) | ((e & CC_POUT) ? CC_POLL_OUT : 0) |
+                       ((e & (POLLERR | POLLHUP | POLLNVAL)) ? CC_POLL_ERR : 0);
+        k++;
+    }
+    return k;
+}
+
+void cc_poller_wake(cc_poller *p) {
+    cc_mutex_lock(&p->mu);
+    int do_send = !p->wake_pending;
+    p->wake_pending = 1;
+    cc_mutex_unlock(&p->mu);
+    if (do_send) {
+        char one = 1;
+#if defined(CC_OS_WINDOWS)
+        (void)send((SOCKET)p->wr, &one, 1, 0);
+#else
+        ssize_t w = write(p->wr, &one, 1);
+        (void)w;
+#endif
+    }
+}
+#endif

@@ -217,4 +217,35 @@ void cc_sock_close(cc_socket_t s);
 /* Tests: a blocking connection to 127.0.0.1:port (CC_SOCKET_INVALID on failure), with a receive timeout. */
 cc_socket_t cc_sock_connect_loopback(int port, int recv_timeout_ms);
 
+/* ---- readiness of many sockets (the gateway's I/O thread)
+** A wait costs what happened, not how many sockets are watched: epoll on
+** Linux (interest registered once, changed only when it changes); elsewhere,
+** and on Linux when built with -DCC_NO_EPOLL (`make ctest-portable`), the
+** fallback keeps the watched sockets in an array and polls them all (poll, or
+** WSAPoll on Windows). Level-triggered either way: a socket stays reported
+** while it is ready. A socket watched for nothing must be removed, not kept
+** with no events: an error or hang-up would be reported on every wait.
+** cc_poller_wake (any thread) makes the current or next wait return; wakes
+** that come before that wait returns are one. The rest: one thread. */
+typedef struct cc_poller cc_poller;
+#define CC_POLL_IN 1
+#define CC_POLL_OUT 4
+#define CC_POLL_ERR 8 /* error or hang-up: reported whatever was asked */
+typedef struct cc_poll_event {
+    uint64_t tag;
+    int events;
+} cc_poll_event;
+/* Up to fds_max sockets watched at once; NULL when the OS refuses. */
+cc_poller *cc_poller_open(int fds_max);
+void cc_poller_close(cc_poller *p);
+/* 0 on success; -1: already watched (add), not watched (mod), full, or the OS refused. */
+int cc_poller_add(cc_poller *p, cc_socket_t fd, int events, uint64_t tag);
+int cc_poller_mod(cc_poller *p, cc_socket_t fd, int events, uint64_t tag);
+/* Stops watching fd; call it before the socket is closed. */
+void cc_poller_del(cc_poller *p, cc_socket_t fd);
+/* Waits up to timeout_ms (>= 0) for ready sockets or a wake-up; returns how
+** many events it stored in ev (<= cap; 0: timeout or only a wake-up). */
+int cc_poller_wait(cc_poller *p, cc_poll_event *ev, int cap, int timeout_ms);
+void cc_poller_wake(cc_poller *p);
+
 #endif

@@ -42,6 +42,9 @@
 #define GW_SPARE_BUF_BYTES (64 * 1024)
 /* libcurl's sockets: at most two per transfer (while connecting), and a few being closed. */
 #define GW_SOCKS_MAX (2 * CC_GW_HANDLES_MAX + 64)
+#define GW_WAIT_EVENTS 256      /* events taken per wait (level-triggered: the rest come with the next) */
+/* Poller tags: libcurl's sockets are (fd << 1) | 1, the hook's tags are shifted left by one. */
+#define GW_TAG_CURL(fd) (((uint64_t)(fd) << 1) | 1u)
 
 struct cc_gw_stream {
     cc_gateway *g;
@@ -120,24 +123,24 @@ struct cc_gateway {
     cc_gw_stream *touched;
     int hook_submitted;         /* the hook queued a transfer this turn: no wait before it is added */
     cc_gw_hook hook;
-    int hook_on, nhfds;
-    cc_gw_waitfd hfds[CC_GW_HOOK_FDS_MAX];
-    /* libcurl's sockets and timer (CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION):
-    ** the loop waits on them itself and hands curl only the sockets that are
-    ** ready (curl_multi_socket_action), so a turn costs what happened in it,
-    ** not a look at every transfer (curl_multi_perform polls each one). */
-    struct {
-        curl_socket_t fd;
-        short events;
-    } socks[GW_SOCKS_MAX];
-    int nsocks;
+    int hook_on;
+    /* One readiness wait for libcurl's sockets, the hook's and wake-ups
+    ** (cc_poller: epoll on Linux). libcurl tells which of its sockets to
+    ** watch for what (CURLMOPT_SOCKETFUNCTION), the hook registers its own
+    ** (cc_gw_watch); the registrations change only when the interest does,
+    ** so a turn costs what happened in it, not a look at every socket or
+    ** transfer. curl gets only its sockets that are ready
+    ** (curl_multi_socket_action) and its timer (CURLMOPT_TIMERFUNCTION). */
+    cc_poller *poller;
     int64_t curl_due_ms;        /* -1: no timer */
+    cc_poll_event ev[GW_WAIT_EVENTS];
     struct {
         curl_socket_t fd;
         int mask;
-    } seen[GW_SOCKS_MAX];       /* what the last wait saw on curl's sockets */
+    } seen[GW_WAIT_EVENTS];     /* what the last wait saw on curl's sockets */
     int nseen;
-    struct curl_waitfd cfds[CC_GW_HOOK_FDS_MAX + GW_SOCKS_MAX];
+    cc_poll_event hev[GW_WAIT_EVENTS]; /* ... and on the hook's (tags as the hook gave them) */
+    int nhev;
 };
 
 static cc_once_t curl_once = CC_ONCE_INIT;
@@ -151,27 +154,36 @@ static void stream_destroy(cc_gw_stream *s);
 static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
     cc_gateway *g = userp;
     (void)easy;
-    intptr_t i = (intptr_t)socketp - 1; /* curl_multi_assign keeps index + 1 */
-    int known = i >= 0 && i < g->nsocks && g->socks[i].fd == fd;
-    if (what == CURL_POLL_REMOVE) {
-        if (known) {
-            int last = --g->nsocks;
-            if (i != last) {
-                g->socks[i] = g->socks[last];
-                curl_multi_assign(g->multi, g->socks[i].fd, (void *)(i + 1));
-            }
-        }
+    /* curl_multi_assign keeps what the socket is registered for, + 1 (NULL: not registered). */
+    int had = socketp ? (int)((intptr_t)socketp - 1) : -1;
+    int want = what == CURL_POLL_REMOVE ? 0 : ((what & CURL_POLL_IN) ? CC_POLL_IN : 0) |
+                                              ((what & CURL_POLL_OUT) ? CC_POLL_OUT : 0);
+    if (want == had || (want == 0 && had < 0)) return 0;
+    if (want == 0) { /* before curl closes it */
+        cc_poller_del(g->poller, (cc_socket_t)fd);
+        curl_multi_assign(g->multi, fd, NULL);
         return 0;
     }
-    if (!known) {
-        if (g->nsocks == GW_SOCKS_MAX) return -1; /* cannot happen (bounded by handles_max); fails the transfer */
-        i = g->nsocks++;
-        g->socks[i].fd = fd;
-        curl_multi_assign(g->multi, fd, (void *)(i + 1));
-    }
-    g->socks[i].events = (short)(((what & CURL_POLL_IN) ? CURL_WAIT_POLLIN : 0) |
-                                 ((what & CURL_POLL_OUT) ? CURL_WAIT_POLLOUT : 0));
+    int rc = had < 0 ? cc_poller_add(g->poller, (cc_socket_t)fd, want, GW_TAG_CURL(fd))
+                     : cc_poller_mod(g->poller, (cc_socket_t)fd, want, GW_TAG_CURL(fd));
+    /* What we thought registered was not (or the other way round): the other call. */
+    if (rc != 0) rc = had < 0 ? cc_poller_mod(g->poller, (cc_socket_t)fd, want, GW_TAG_CURL(fd))
+                              : cc_poller_add(g->poller, (cc_socket_t)fd, want, GW_TAG_CURL(fd));
+    /* Cannot happen (bounded by handles_max). Not -1: libcurl would give up on
+    ** the whole multi handle; this transfer alone ends at its timeout. */
+    if (rc != 0) return 0;
+    curl_multi_assign(g->multi, fd, (void *)(intptr_t)(want + 1));
     return 0;
+}
+
+int cc_gw_watch(cc_gateway *g, cc_socket_t fd, int had, int want, uint64_t tag) {
+    CC_ASSERT(tag < (UINT64_C(1) << 62));
+    if (want == had) return 0;
+    if (!want) {
+        cc_poller_del(g->poller, fd);
+        return 0;
+    }
+    return had ? cc_poller_mod(g->poller, fd, want, tag << 1) : cc_poller_add(g->poller, fd, want, tag << 1);
 }
 
 /* libcurl: when to call curl_multi_socket_action(CURL_SOCKET_TIMEOUT) next (a one-shot timer). */
@@ -221,8 +233,10 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
     size_t kl = strlen(key) + 16;
     g->key_header = malloc(kl);
     g->multi = curl_multi_init();
-    if (!g->base || !g->key_header || !g->multi) {
+    g->poller = cc_poller_open(CC_GW_HOOK_FDS_MAX + GW_SOCKS_MAX);
+    if (!g->base || !g->key_header || !g->multi || !g->poller) {
         if (g->multi) curl_multi_cleanup(g->multi);
+        cc_poller_close(g->poller);
         free(g->base);
         free(g->key_header);
         free(g);
@@ -246,6 +260,7 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
         cc_mutex_destroy(&g->mu);
         cc_cond_destroy(&g->cv);
         curl_multi_cleanup(g->multi);
+        cc_poller_close(g->poller);
         free(g->base);
         free(g->key_header);
         free(g);
@@ -262,11 +277,12 @@ void cc_gateway_close(cc_gateway *g) {
     CC_ASSERT(g->open_streams == 0); /* every stream was closed */
     g->stop = 1;
     cc_mutex_unlock(&g->mu);
-    curl_multi_wakeup(g->multi);
+    cc_poller_wake(g->poller);
     cc_thread_join(g->io, NULL);
     CC_ASSERT(g->live == 0 && g->active == NULL && g->pending == NULL);
     for (int i = 0; i < g->nidle; i++) curl_easy_cleanup(g->idle[i]);
     curl_multi_cleanup(g->multi);
+    cc_poller_close(g->poller);
     while (g->spare) {
         cc_gw_stream *s = g->spare;
         g->spare = s->f_next;
@@ -710,7 +726,7 @@ static void io_apply_hook(cc_gateway *g, int force_off) {
     deliver_touched(g);
     g->hook = next;
     g->hook_on = on;
-    g->nhfds = 0;
+    g->nhev = 0;
     cc_mutex_lock(&g->mu);
     g->hook_change = 0;
     cc_cond_broadcast(&g->cv);
@@ -729,13 +745,13 @@ void cc_gateway_set_hook(cc_gateway *g, const cc_gw_hook *hook) {
     g->hook_next_on = hook != NULL;
     g->hook_change = 1;
     cc_mutex_unlock(&g->mu);
-    curl_multi_wakeup(g->multi);
+    cc_poller_wake(g->poller);
     cc_mutex_lock(&g->mu);
     while (g->hook_change && !g->io_done) cc_cond_timedwait_ms(&g->cv, &g->mu, 1000);
     cc_mutex_unlock(&g->mu);
 }
 
-void cc_gateway_wake(cc_gateway *g) { curl_multi_wakeup(g->multi); }
+void cc_gateway_wake(cc_gateway *g) { cc_poller_wake(g->poller); }
 
 /* Hands libcurl what the last wait saw on its sockets, then its timer if due. */
 static void io_curl_actions(cc_gateway *g) {
@@ -749,48 +765,35 @@ static void io_curl_actions(cc_gateway *g) {
     }
 }
 
-/* One wait on libcurl's sockets and the hook's. */
+/* The hook's turn (its events from the last wait), then one wait on every socket. */
 static void io_wait(cc_gateway *g, int wait_ms) {
-    int n = 0;
-    if (g->hook_on && g->hook.turn) {
-        g->hook.turn(g->hook.ud, g->hfds, &g->nhfds, CC_GW_HOOK_FDS_MAX, &wait_ms);
-        CC_ASSERT(g->nhfds >= 0 && g->nhfds <= CC_GW_HOOK_FDS_MAX);
-        n = g->nhfds;
-        for (int i = 0; i < n; i++) {
-            g->cfds[i].fd = (curl_socket_t)g->hfds[i].fd;
-            g->cfds[i].events = g->hfds[i].events;
-            g->cfds[i].revents = 0;
-        }
-    }
+    if (g->hook_on && g->hook.turn) g->hook.turn(g->hook.ud, g->hev, g->nhev, &wait_ms);
+    g->nhev = 0;
     if (g->hook_submitted) {
         /* Hand what the hook submitted to libcurl first; the sockets are waited on next turn. */
         g->hook_submitted = 0;
-        for (int i = 0; i < n; i++) g->hfds[i].revents = 0;
         return;
-    }
-    int m = 0;
-    for (int i = 0; i < g->nsocks; i++) {
-        if (!g->socks[i].events) continue;
-        g->cfds[n + m].fd = g->socks[i].fd;
-        g->cfds[n + m].events = g->socks[i].events;
-        g->cfds[n + m].revents = 0;
-        m++;
     }
     if (g->curl_due_ms >= 0) {
         int64_t left = g->curl_due_ms - cc_monotonic_ms();
         if (left < wait_ms) wait_ms = (int)(left < 0 ? 0 : left);
     }
     if (wait_ms < 0) wait_ms = 0;
-    curl_multi_poll(g->multi, (n + m) ? g->cfds : NULL, (unsigned)(n + m), wait_ms, NULL);
-    for (int i = 0; i < n; i++) g->hfds[i].revents = g->cfds[i].revents;
+    int n = cc_poller_wait(g->poller, g->ev, GW_WAIT_EVENTS, wait_ms);
     g->nseen = 0;
-    for (int i = 0; i < m; i++) {
-        short r = g->cfds[n + i].revents;
-        if (!r) continue;
-        g->seen[g->nseen].fd = g->cfds[n + i].fd;
-        g->seen[g->nseen].mask = ((r & (CURL_WAIT_POLLIN | CURL_WAIT_POLLPRI)) ? CURL_CSELECT_IN : 0) |
-                                   ((r & CURL_WAIT_POLLOUT) ? CURL_CSELECT_OUT : 0);
-        g->nseen++;
+    for (int i = 0; i < n; i++) {
+        uint64_t t = g->ev[i].tag;
+        int e = g->ev[i].events;
+        if (t & 1u) {
+            g->seen[g->nseen].fd = (curl_socket_t)(t >> 1);
+            g->seen[g->nseen].mask = ((e & CC_POLL_IN) ? CURL_CSELECT_IN : 0) | ((e & CC_POLL_OUT) ? CURL_CSELECT_OUT : 0) |
+                                     ((e & CC_POLL_ERR) ? CURL_CSELECT_ERR : 0);
+            g->nseen++;
+        } else {
+            g->hev[g->nhev].tag = t >> 1;
+            g->hev[g->nhev].events = e;
+            g->nhev++;
+        }
     }
 }
 
@@ -1034,7 +1037,7 @@ cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, 
     g->pending_tail = s;
     cc_mutex_unlock(&g->mu);
     if (req->local) g->hook_submitted = 1; /* the hook, on the I/O thread: io_wait skips its wait */
-    else curl_multi_wakeup(g->multi);
+    else cc_poller_wake(g->poller);
     *out = s;
     return CC_OK;
 }
@@ -1110,7 +1113,7 @@ static cc_rc take(cc_gw_stream *s, void *buf, size_t cap, size_t *n, int *again,
         }
     }
     cc_mutex_unlock(&s->g->mu);
-    if (wake) curl_multi_wakeup(s->g->multi);
+    if (wake) cc_poller_wake(s->g->poller);
     return rc;
 }
 
@@ -1244,7 +1247,7 @@ void cc_gw_detach(cc_gw_stream *s) {
         wake = 1;
     }
     cc_mutex_unlock(&g->mu);
-    if (wake) curl_multi_wakeup(g->multi);
+    if (wake) cc_poller_wake(g->poller);
 }
 
 void cc_gw_close(cc_gw_stream *s) {
@@ -1278,7 +1281,7 @@ void cc_gw_close(cc_gw_stream *s) {
     }
     free_now = --s->refs == 0;
     cc_mutex_unlock(&g->mu);
-    if (wake) curl_multi_wakeup(g->multi);
+    if (wake) cc_poller_wake(g->poller);
     if (free_now) stream_free(s);
 }
 

@@ -7,7 +7,8 @@
 **     upstream with the OPERATOR's key as X-API-KEY. Nothing the user sent as
 **     credentials (Authorization, X-API-KEY, cookies) is ever forwarded.
 **   - One I/O thread per gateway drives every transfer (libcurl multi
-**     interface, curl_multi_poll woken by curl_multi_wakeup). Callers never
+**     interface driven by curl_multi_socket_action, one cc_poller wait for
+**     every socket, woken by cc_poller_wake). Callers never
 **     drive libcurl themselves: cc_gw_submit() queues a request and returns at
 **     once; the status, headers and body chunks are then taken without
 **     blocking (cc_gw_headers_ready, cc_gw_take). When nothing is there yet
@@ -34,8 +35,8 @@
 **     so the call can be counted when it ends; the stream reports its end on
 **     the ready list like any other, whatever the end (done, timeout, error).
 **   - Other work may share the I/O thread (cc_gateway_set_hook: the C
-**     listener, listener.h): the hook waits on its own sockets in the same
-**     poll as libcurl, runs once per loop turn, and gets the news of the
+**     listener, listener.h): the hook's sockets are watched in the same
+**     wait as libcurl's (cc_gw_watch), it runs once per loop turn, and gets the news of the
 **     streams it submitted with `local` set right there (no ready list, no
 **     notify, no thread hop). It must never block. What it submits (with
 **     `local`) is handed to libcurl in the same loop turn: the turn's wait is
@@ -147,25 +148,23 @@ void cc_gw_detach(cc_gw_stream *s);
 void cc_gw_close(cc_gw_stream *s);
 
 /* ---- sharing the I/O thread */
-#define CC_GW_HOOK_FDS_MAX 2048
-#define CC_GW_WAIT_IN 1           /* = CURL_WAIT_POLLIN */
-#define CC_GW_WAIT_OUT 4          /* = CURL_WAIT_POLLOUT */
-typedef struct cc_gw_waitfd {
-    cc_socket_t fd;
-    short events, revents;
-} cc_gw_waitfd;
+#define CC_GW_HOOK_FDS_MAX 2048   /* sockets the hook may watch at once */
 typedef struct cc_gw_hook {
     void *ud;
-    /* Every loop turn, after the streams' news: fds[0, *nfds) hold what the
-    ** last wait saw (revents); do the work, then put the sockets to wait on
-    ** next in fds (at most cap) and *nfds, and lower *timeout_ms if a timer
-    ** is due sooner. */
-    void (*turn)(void *ud, cc_gw_waitfd *fds, int *nfds, int cap, int *timeout_ms);
+    /* Every loop turn, after the streams' news: ev[0, nev) is what the last
+    ** wait saw on the hook's sockets (tags as given to cc_gw_watch; level-
+    ** triggered, CC_POLL_IN/OUT/ERR); do the work, change what is watched
+    ** (cc_gw_watch), and lower *timeout_ms if a timer is due sooner. */
+    void (*turn)(void *ud, const cc_poll_event *ev, int nev, int *timeout_ms);
     /* A stream submitted with `local` has news (headers, data, end); it may be taken from or closed here. */
     void (*news)(void *ud, cc_gw_stream *s, void *local);
     /* The hook is being removed: close every stream it owns and let go of everything. */
     void (*detach)(void *ud);
 } cc_gw_hook;
+/* I/O thread only (the hook): watch fd for `want` (CC_POLL_IN|OUT) instead of
+** `had` (what the last call asked; 0: not watched) with tag (< 2^62).
+** want = 0 stops watching: do it before closing the socket. 0 on success. */
+int cc_gw_watch(cc_gateway *g, cc_socket_t fd, int had, int want, uint64_t tag);
 /* Installs (hook) or removes (NULL) the one hook; returns once the I/O thread
 ** applied it (the old hook's detach() ran there). Not from the I/O thread.
 ** cc_gateway_close removes it first. */

@@ -12,8 +12,13 @@
 ** it belongs to its connection until the client goes away, then it is
 ** "abandoned": its transfer is read out (detached) and the call ended when
 ** the gateway says so (news). Connections live in a fixed array of slots;
-** the fds handed to the poll remember slot and generation, so a connection
-** closed meanwhile is never mistaken for a new one.
+** a socket is watched (cc_gw_watch) with a tag of slot and generation, so a
+** connection closed meanwhile is never mistaken for a new one. What a socket
+** is watched for changes only when the connection changed: a connection
+** touched in a turn (an event, news, accepted) is looked at once at the end
+** of the turn (its timers, its interest); all of them only when the soonest
+** timer is due. A turn costs what happened in it, not the number of
+** connections.
 */
 #include "listener.h"
 
@@ -67,12 +72,9 @@ struct conn {
     int64_t blocked_since_ms;   /* output pending and the socket full since; 0: not blocked */
     int close_after;            /* close once the output is written */
     call *call;
+    int reg;                    /* what the gateway's poller watches its socket for (CC_POLL_*; 0: nothing) */
+    int dirty, dnext;           /* on the list of connections to look at this turn (kept across a close) */
 };
-
-typedef struct fdref {
-    int slot;                   /* -1: the listening socket */
-    uint32_t gen;
-} fdref;
 
 struct cc_listener {
     cc_gateway *g;
@@ -85,7 +87,10 @@ struct cc_listener {
     conn *conns;
     int nconns;
     int slots_hi;               /* every live connection is in conns[0, slots_hi) */
-    fdref refs[CC_GW_HOOK_FDS_MAX];
+    int dirty_head;             /* slot of the first connection touched this turn, -1: none */
+    int64_t timers_due_ms;      /* the soonest timer of any connection (as last computed) */
+    int lreg;                   /* the listening socket is watched (CC_POLL_IN) */
+    int io_gone;                /* closing off the I/O thread (it stopped): no poller calls */
     call *calls;
     char *scratch;              /* CC_LS_CHUNK_BYTES */
     int64_t busy_last_ms, busy_count;
@@ -302,6 +307,14 @@ static const char *reason(int status) {
 
 static void call_abandon(call *k);
 
+/* The connection changed this turn: its timers and what its socket is watched for are looked at once the turn's work is done. */
+static void conn_touch(cc_listener *l, conn *c) {
+    if (c->dirty) return;
+    c->dirty = 1;
+    c->dnext = l->dirty_head;
+    l->dirty_head = (int)(c - l->conns);
+}
+
 /* Request bodies are buffered before the run token is checked (the call is
 ** begun once the whole request is here), so what all connections buffer
 ** together is bounded, not only each one: CC_LS_CONNECTIONS_MAX bodies of
@@ -336,6 +349,7 @@ static void conn_close(cc_listener *l, conn *c) {
         k->c = NULL;
         call_abandon(k);
     }
+    if (c->reg && !l->io_gone) cc_gw_watch(l->g, c->fd, c->reg, 0, 0);
     cc_sock_close(c->fd);
     c->fd = CC_SOCKET_INVALID;
     free(c->in);
@@ -343,8 +357,11 @@ static void conn_close(cc_listener *l, conn *c) {
     body_free(l, c);
     free(c->out);
     uint32_t gen = c->gen + 1;
+    int dirty = c->dirty, dnext = c->dnext;
     memset(c, 0, sizeof *c);
     c->gen = gen;
+    c->dirty = dirty;
+    c->dnext = dnext;
     c->fd = CC_SOCKET_INVALID;
     l->nconns--;
     while (l->slots_hi > 0 && !l->conns[l->slots_hi - 1].live) l->slots_hi--;
@@ -586,7 +603,9 @@ static void ls_news(void *ud, cc_gw_stream *s, void *local) {
         if (cc_gw_ended(k->s, &timed_out)) call_end(k, timed_out && cc_gw_status(k->s) == 0);
         return;
     }
-    call_pump(l, k);
+    conn *c = k->c;
+    call_pump(l, k); /* may end k */
+    conn_touch(l, c);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -955,6 +974,7 @@ static void accept_all(cc_listener *l) {
         }
         c->fd = s;
         c->live = 1;
+        conn_touch(l, c);
         if (slot + 1 > l->slots_hi) l->slots_hi = slot + 1;
         c->state = C_HEAD;
         c->idle_since_ms = cc_monotonic_ms();
@@ -966,8 +986,8 @@ static void accept_all(cc_listener *l) {
     }
 }
 
-/* A connection's timers (reader idle, 408, keep-alive idle); 0 when it was closed. */
-static int check_timers(cc_listener *l, conn *c, int64_t now, int *timeout_ms) {
+/* A connection's timers (reader idle, 408, keep-alive idle); 0 when it was closed. *due_ms: when to look again. */
+static int check_timers(cc_listener *l, conn *c, int64_t now, int64_t *due_ms) {
     {
         int64_t due = -1;
         if (c->blocked_since_ms) {
@@ -997,60 +1017,80 @@ static int check_timers(cc_listener *l, conn *c, int64_t now, int *timeout_ms) {
             }
             due = c->idle_since_ms + l->cfg.keepalive_ms;
         }
-        if (due >= 0 && due - now < *timeout_ms) *timeout_ms = (int)(due - now < 0 ? 0 : due - now);
+        if (due >= 0 && due < *due_ms) *due_ms = due;
     }
     return 1;
 }
 
 /* ------------------------------------------------------------ the hook */
 
-static void ls_turn(void *ud, cc_gw_waitfd *fds, int *nfds, int cap, int *timeout_ms) {
+/* Watches the connection's socket for what it waits on now; 0 when it was closed. */
+static int conn_watch(cc_listener *l, conn *c) {
+    int want = 0;
+    if (out_pending(c) > 0) want |= CC_POLL_OUT;
+    if (c->in_len < IN_BYTES && !c->peer_closed) want |= CC_POLL_IN;
+    if (want == c->reg) return 1;
+    uint64_t tag = ((uint64_t)(c - l->conns + 1) << 32) | c->gen;
+    if (cc_gw_watch(l->g, c->fd, c->reg, want, tag) != 0) {
+        ls_log(l, "comfy-credits gateway: cannot watch a connection's socket; connection closed");
+        c->reg = want ? c->reg : 0;
+        conn_close(l, c);
+        return 0;
+    }
+    c->reg = want;
+    return 1;
+}
+
+static void ls_turn(void *ud, const cc_poll_event *ev, int nev, int *timeout_ms) {
     cc_listener *l = ud;
-    /* What the last wait saw. */
-    for (int i = 0; i < *nfds; i++) {
-        if (!fds[i].revents) continue;
-        fdref r = l->refs[i];
-        if (r.slot < 0) {
+    /* What the last wait saw. Tag 0: the listening socket; else (slot + 1) << 32 | generation. */
+    for (int i = 0; i < nev; i++) {
+        uint64_t t = ev[i].tag;
+        if (t == 0) {
             accept_all(l);
             continue;
         }
-        conn *c = &l->conns[r.slot];
-        if (!c->live || c->gen != r.gen) continue; /* closed meanwhile */
-        if (fds[i].revents & CC_GW_WAIT_OUT) {
+        int slot = (int)(t >> 32) - 1;
+        uint32_t gen = (uint32_t)t;
+        if (slot < 0 || slot >= l->cfg.connections_max) continue;
+        conn *c = &l->conns[slot];
+        if (!c->live || c->gen != gen) continue; /* closed meanwhile */
+        conn_touch(l, c);
+        if (ev[i].events & CC_POLL_OUT) {
             if (!conn_flush(l, c)) continue;
             if (c->call) call_pump(l, c->call);
             else if (c->state == C_HEAD) conn_next_request(l, c);
-            if (!c->live || c->gen != r.gen) continue;
+            if (!c->live || c->gen != gen) continue;
         }
-        if (fds[i].revents & ~CC_GW_WAIT_OUT) conn_readable(l, c);
+        if (ev[i].events & ~CC_POLL_OUT) conn_readable(l, c);
     }
     int64_t now = cc_monotonic_ms();
-    /* Timers and what to wait on next, in one pass over the connections. */
-    int n = 0;
-    for (int i = 0; i < l->slots_hi; i++) {
-        conn *c = &l->conns[i];
-        if (!c->live || !check_timers(l, c, now, timeout_ms) || n >= cap) continue;
-        short ev = 0;
-        if (out_pending(c) > 0) ev |= CC_GW_WAIT_OUT;
-        if (c->in_len < IN_BYTES && !c->peer_closed) ev |= CC_GW_WAIT_IN;
-        if (!ev) continue;
-        fds[n].fd = c->fd;
-        fds[n].events = ev;
-        fds[n].revents = 0;
-        l->refs[n].slot = i;
-        l->refs[n].gen = c->gen;
-        n++;
+    /* Every connection's timers once the soonest is due; otherwise only the connections that changed. */
+    if (now >= l->timers_due_ms) {
+        l->timers_due_ms = INT64_MAX;
+        for (int i = 0; i < l->slots_hi; i++)
+            if (l->conns[i].live) conn_touch(l, &l->conns[i]);
     }
-    /* The listening socket, once the timers made what room they make. */
-    if (l->nconns < l->cfg.connections_max && n < cap) {
-        fds[n].fd = l->lfd;
-        fds[n].events = CC_GW_WAIT_IN;
-        fds[n].revents = 0;
-        l->refs[n].slot = -1;
-        l->refs[n].gen = 0;
-        n++;
+    while (l->dirty_head >= 0) {
+        conn *c = &l->conns[l->dirty_head];
+        l->dirty_head = c->dnext;
+        c->dirty = 0;
+        if (!c->live) continue;
+        int64_t due = INT64_MAX;
+        if (!check_timers(l, c, now, &due)) continue;
+        if (due < l->timers_due_ms) l->timers_due_ms = due;
+        conn_watch(l, c);
     }
-    *nfds = n;
+    if (l->timers_due_ms != INT64_MAX) {
+        int64_t left = l->timers_due_ms - now;
+        if (left < *timeout_ms) *timeout_ms = (int)(left < 0 ? 0 : left);
+    }
+    /* The listening socket, while there is room for a connection. */
+    int want = l->nconns < l->cfg.connections_max ? CC_POLL_IN : 0;
+    if (want != l->lreg) {
+        if (cc_gw_watch(l->g, l->lfd, l->lreg, want, 0) == 0) l->lreg = want;
+        else ls_log(l, "comfy-credits gateway: cannot watch the listening socket");
+    }
 }
 
 /* The hook is removed: close every connection; calls in flight are cancelled and ended. */
@@ -1066,6 +1106,8 @@ static void ls_detach(void *ud) {
         conn_close(l, c);
     }
     l->detached = 1;
+    if (l->lreg && !l->io_gone) cc_gw_watch(l->g, l->lfd, l->lreg, 0, 0);
+    l->lreg = 0;
     while (l->calls) {
         call *k = l->calls;
         /* Cut off at shutdown: with no answer yet it counts as timed out (the upstream may have taken it). */
@@ -1114,6 +1156,7 @@ cc_rc cc_listener_open(cc_gateway *g, cc_runs *r, const cc_listener_config *cfg,
         return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     }
     for (int i = 0; i < cfg->connections_max; i++) l->conns[i].fd = CC_SOCKET_INVALID;
+    l->dirty_head = -1;
     int en = 0;
     if (cc_sock_listen_loopback(cfg->ipv6, 512, &l->lfd, port, &en) != 0) {
         free(l->conns);
@@ -1146,7 +1189,10 @@ cc_rc cc_listener_open(cc_gateway *g, cc_runs *r, const cc_listener_config *cfg,
 void cc_listener_close(cc_listener *l) {
     if (!l) return;
     cc_gateway_set_hook(l->g, NULL); /* ls_detach runs on the I/O thread before this returns */
-    if (!l->detached) ls_detach(l); /* the I/O thread had already stopped */
+    if (!l->detached) { /* the I/O thread had already stopped */
+        l->io_gone = 1;
+        ls_detach(l);
+    }
     cc_mutex_lock(&l->ext_mu);
     l->ext_stop = 1;
     cc_cond_signal(&l->ext_cv);

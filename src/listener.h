@@ -44,7 +44,8 @@
 **     timed out when no answer had come: the upstream may have taken them).
 **     The runs registry and the gateway must outlive the listener.
 **   - Portable through cc_platform.h sockets (BSD sockets / Winsock 2) and
-**     libcurl's poll; checked with mingw-w64 (compile only: the listener
+**     its cc_poller (epoll; poll/WSAPoll elsewhere), shared with libcurl's
+**     sockets through the gateway (cc_gw_watch); checked with mingw-w64 (compile only: the listener
 **     needs libcurl, so it is not in the wine-run suites).
 */
 #ifndef CC_LISTENER_H

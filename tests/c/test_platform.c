@@ -474,6 +474,106 @@ static void loopback_sockets(void) {
     CHECK(cc_sock_connect_loopback(port, 100) == CC_SOCKET_INVALID); /* nobody listens any more */
 }
 
+/* One event for tag among ev[0, n), or NULL. */
+static const cc_poll_event *poll_find(const cc_poll_event *ev, int n, uint64_t tag) {
+    for (int i = 0; i < n; i++)
+        if (ev[i].tag == tag) return &ev[i];
+    return NULL;
+}
+
+static void *poll_waker_main(void *arg) {
+    cc_sleep_ms(50);
+    cc_poller_wake(arg);
+    return NULL;
+}
+
+/* The poller (epoll, or the poll/WSAPoll fallback): tags, interest changes,
+** level-triggered readiness, removal, the peer's close, wake-ups from another thread, capacity. */
+static void poller_sockets(void) {
+    printf("  poller: %s\n",
+#if defined(__linux__) && !defined(CC_NO_EPOLL)
+           "epoll"
+#elif defined(CC_OS_WINDOWS)
+           "WSAPoll"
+#else
+           "poll"
+#endif
+    );
+    cc_socket_t l, c, a = CC_SOCKET_INVALID;
+    int port = 0, e = 0;
+    CHECK(cc_sock_listen_loopback(0, 16, &l, &port, &e) == 0);
+    cc_poller *p = cc_poller_open(2);
+    CHECK(p != NULL);
+    if (!p) return;
+    cc_poll_event ev[8];
+    CHECK(cc_poller_add(p, l, CC_POLL_IN, 7) == 0);
+    CHECK(cc_poller_add(p, l, CC_POLL_IN, 7) != 0); /* already watched */
+    CHECK(cc_poller_wait(p, ev, 8, 0) == 0);        /* nothing pending */
+    c = cc_sock_connect_loopback(port, 5000);
+    CHECK(c != CC_SOCKET_INVALID);
+    int n = cc_poller_wait(p, ev, 8, 5000);
+    CHECK(n == 1 && ev[0].tag == 7 && (ev[0].events & CC_POLL_IN));
+    CHECK(cc_sock_accept(l, &a) == 1);
+    CHECK(cc_poller_add(p, a, CC_POLL_IN, 42) == 0);
+    CHECK(cc_poller_add(p, c, CC_POLL_IN, 43) != 0); /* full: two sockets at most */
+    /* Nothing to read on a; the listening socket has nothing pending: a timeout. */
+    int64_t t0 = cc_monotonic_ms();
+    CHECK(cc_poller_wait(p, ev, 8, 100) == 0);
+    CHECK(cc_monotonic_ms() - t0 >= 90);
+    CHECK(cc_sock_send(c, "hi", 2) == 2);
+    n = cc_poller_wait(p, ev, 8, 5000);
+    CHECK(n == 1 && poll_find(ev, n, 42) && (poll_find(ev, n, 42)->events & CC_POLL_IN));
+    /* Level-triggered: still reported until read. */
+    n = cc_poller_wait(p, ev, 8, 0);
+    CHECK(n == 1 && poll_find(ev, n, 42));
+    char buf[16];
+    CHECK(cc_sock_recv(a, buf, sizeof buf) == 2);
+    CHECK(cc_poller_wait(p, ev, 8, 0) == 0);
+    /* Interest and tag change: writable at once. */
+    CHECK(cc_poller_mod(p, a, CC_POLL_IN | CC_POLL_OUT, 99) == 0);
+    n = cc_poller_wait(p, ev, 8, 5000);
+    CHECK(n == 1 && poll_find(ev, n, 99) && (poll_find(ev, n, 99)->events & CC_POLL_OUT) &&
+          !(poll_find(ev, n, 99)->events & CC_POLL_IN));
+    CHECK(cc_poller_mod(p, c, CC_POLL_IN, 1) != 0); /* not watched */
+    /* Removed: not reported even when ready. */
+    cc_poller_del(p, a);
+    CHECK(cc_sock_send(c, "x", 1) == 1);
+    cc_sleep_ms(20);
+    CHECK(cc_poller_wait(p, ev, 8, 0) == 0);
+    cc_poller_del(p, l);
+    CHECK(cc_poller_add(p, a, CC_POLL_IN, 5) == 0);
+    CHECK(cc_poller_add(p, c, CC_POLL_IN, 6) == 0); /* room again */
+    n = cc_poller_wait(p, ev, 8, 5000);
+    CHECK(n == 1 && poll_find(ev, n, 5));
+    CHECK(cc_sock_recv(a, buf, sizeof buf) == 1);
+    /* The peer's close: readable (the read finds the end). */
+    cc_poller_del(p, c);
+    cc_sock_close(c);
+    n = cc_poller_wait(p, ev, 8, 5000);
+    CHECK(n == 1 && poll_find(ev, n, 5) && (poll_find(ev, n, 5)->events & CC_POLL_IN));
+    int64_t r = cc_sock_recv(a, buf, sizeof buf);
+    CHECK(r == 0 || r == -1);
+    cc_poller_del(p, a);
+    cc_sock_close(a);
+    /* Wake-ups: a pending one ends the next wait at once; many are one; another thread's ends a wait. */
+    cc_poller_wake(p);
+    cc_poller_wake(p);
+    t0 = cc_monotonic_ms();
+    CHECK(cc_poller_wait(p, ev, 8, 5000) == 0);
+    CHECK(cc_monotonic_ms() - t0 < 1000);
+    t0 = cc_monotonic_ms();
+    CHECK(cc_poller_wait(p, ev, 8, 100) == 0); /* consumed: this one times out */
+    CHECK(cc_monotonic_ms() - t0 >= 90);
+    cc_thread_t th;
+    CHECK(cc_thread_create(&th, poll_waker_main, p) == 0);
+    t0 = cc_monotonic_ms();
+    CHECK(cc_poller_wait(p, ev, 8, 10000) == 0);
+    CHECK(cc_monotonic_ms() - t0 < 5000);
+    cc_thread_join(th, NULL);
+    cc_poller_close(p);
+    cc_sock_close(l);
+}
+
 void suite_platform(void) {
     /* which implementations this build uses (scripts/check-portable reads it) */
     printf("platform: i128=%s overflow=%s threads=%s\n",
@@ -503,5 +603,6 @@ void suite_platform(void) {
     RUN(threads_timed_wait_and_clocks);
     RUN(files);
     RUN(loopback_sockets);
+    RUN(poller_sockets);
     RUN(i64map_bounded_and_correct);
 }
