@@ -93,6 +93,7 @@ struct cc_gw_stream {
 struct cc_gateway {
     char *base;                 /* without trailing '/' */
     char *key_header;           /* "X-API-KEY: ..." */
+    char *proxy, *noproxy;      /* the proxy environment as libcurl reads it, read once at open */
     cc_gateway_config cfg;
     void (*notify)(void *);
     void *notify_ud;
@@ -149,6 +150,7 @@ static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAUL
 
 static void *io_main(void *arg);
 static void stream_destroy(cc_gw_stream *s);
+static void proxy_from_env(cc_gateway *g);
 
 /* libcurl (on the I/O thread, from inside its calls): what to wait on for a socket. */
 static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
@@ -251,6 +253,7 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
     curl_multi_setopt(g->multi, CURLMOPT_TIMERDATA, g);
     size_t bl = strlen(g->base);
     while (bl > 0 && g->base[bl - 1] == '/') g->base[--bl] = 0;
+    proxy_from_env(g);
     snprintf(g->key_header, kl, "X-API-KEY: %s", key);
     g->cfg.upstream_base = g->base;
     g->cfg.upstream_key = NULL; /* only key_header keeps it */
@@ -261,6 +264,8 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
         cc_cond_destroy(&g->cv);
         curl_multi_cleanup(g->multi);
         cc_poller_close(g->poller);
+        free(g->proxy);
+        free(g->noproxy);
         free(g->base);
         free(g->key_header);
         free(g);
@@ -291,6 +296,8 @@ void cc_gateway_close(cc_gateway *g) {
     memset(g->key_header, 0, strlen(g->key_header));
     free(g->key_header);
     free(g->base);
+    free(g->proxy);
+    free(g->noproxy);
     cc_mutex_destroy(&g->mu);
     cc_cond_destroy(&g->cv);
     free(g);
@@ -882,6 +889,29 @@ static void easy_setup(cc_gateway *g, CURL *e) {
     cc_tls_apply(e); /* explicit CA bundle: the wheel's libcurl has the build machine's path */
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL); /* pass bodies through unchanged */
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Set, so libcurl does not read the environment again for every transfer. */
+    curl_easy_setopt(e, CURLOPT_PROXY, g->proxy);
+    curl_easy_setopt(e, CURLOPT_NOPROXY, g->noproxy);
+}
+
+/* The proxy libcurl would pick from the environment for the upstream's scheme
+** (its detect_proxy: <scheme>_proxy, for https also HTTPS_PROXY but never
+** HTTP_PROXY, then all_proxy / ALL_PROXY) and its no_proxy / NO_PROXY, which
+** libcurl still applies to the host. "" when unset (no proxy, no exceptions). */
+static char *env_dup(const char *a, const char *b) {
+    const char *v = getenv(a);
+    if ((!v || !*v) && b) v = getenv(b);
+    return strdup(v ? v : "");
+}
+static void proxy_from_env(cc_gateway *g) {
+    int https = strncmp(g->base, "https://", 8) == 0;
+    char *p = https ? env_dup("https_proxy", "HTTPS_PROXY") : env_dup("http_proxy", NULL);
+    if (p && !*p) {
+        free(p);
+        p = env_dup("all_proxy", "ALL_PROXY");
+    }
+    g->proxy = p;
+    g->noproxy = env_dup("no_proxy", "NO_PROXY");
 }
 
 /* A stream that never reached the I/O thread. */

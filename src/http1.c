@@ -3,6 +3,7 @@
 */
 #include "http1.h"
 
+#include <stddef.h>
 #include <string.h>
 
 /* RFC 9110 5.6.2 tchar */
@@ -52,7 +53,10 @@ static int list_has(cc_h1_span v, const char *tok) {
 
 cc_h1_rc cc_h1_parse_head(const char *buf, size_t n, size_t head_bytes_max, int64_t body_bytes_max, cc_h1_head *h,
                           int *status, cc_error *err) {
-    memset(h, 0, sizeof *h);
+    /* Not the fields array (2 KiB): only fields[0, nfields) are ever read. */
+    memset(h, 0, offsetof(cc_h1_head, fields));
+    h->keep_alive = h->chunked = h->expect_continue = 0;
+    h->head_bytes = 0;
     h->content_length = -1;
     *status = 0;
     if (head_bytes_max > CC_H1_HEAD_BYTES_MAX) head_bytes_max = CC_H1_HEAD_BYTES_MAX;

@@ -397,6 +397,48 @@ static void test_gateway_clean_shutdown_with_calls_in_flight(void) {
     cc_mutex_destroy(&nt.mu);
 }
 
+/* The proxy environment is read once, when the gateway opens, the way libcurl
+** reads it (http_proxy for an http upstream, no_proxy exempting hosts). */
+static void test_gateway_proxy_environment_read_at_open(void) {
+    upstream u;
+    CHECK(up_start(&u) == 0);
+    cc_socket_t l;
+    int dead_port = 0, en = 0;
+    CHECK(cc_sock_listen_loopback(0, 1, &l, &dead_port, &en) == 0);
+    cc_sock_close(l); /* nobody listens there: a proxy that refuses connections */
+    char proxy[64];
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", dead_port);
+    cc_error err = {0};
+    cc_gw_request r = req_for("/proxy/t/small");
+    cc_gw_stream *s = NULL;
+
+    setenv("http_proxy", proxy, 1);
+    unsetenv("no_proxy");
+    unsetenv("NO_PROXY");
+    cc_gateway *g = gw_open(&u, 4, 5000, 5000, NULL);
+    CHECK_EQ_I64(cc_gw_start(g, &r, &s, &err), CC_ERR_STORAGE); /* through the (dead) proxy */
+    CHECK_EQ_I64(up_requests(&u), 0);
+    cc_gateway_close(g);
+
+    setenv("no_proxy", "localhost,127.0.0.1", 1); /* the upstream's host is exempt */
+    g = gw_open(&u, 4, 5000, 5000, NULL);
+    CHECK_EQ_I64(cc_gw_start(g, &r, &s, &err), CC_OK);
+    if (s) cc_gw_close(s);
+    cc_gateway_close(g);
+
+    unsetenv("http_proxy");
+    unsetenv("no_proxy");
+    g = gw_open(&u, 4, 5000, 5000, NULL);
+    setenv("http_proxy", proxy, 1); /* after the open: not read again per transfer */
+    s = NULL;
+    CHECK_EQ_I64(cc_gw_start(g, &r, &s, &err), CC_OK);
+    if (s) cc_gw_close(s);
+    cc_gateway_close(g);
+    unsetenv("http_proxy");
+    CHECK_EQ_I64(up_requests(&u), 2);
+    up_stop(&u);
+}
+
 static void test_gateway_config_is_checked(void) {
     cc_gateway *g = NULL;
     cc_error err = {0};
@@ -444,4 +486,5 @@ void suite_gateway(void) {
     RUN(test_gateway_idle_reader_loses_its_slot);
     RUN(test_gateway_abandoned_streams_end_and_free_their_slot);
     RUN(test_gateway_clean_shutdown_with_calls_in_flight);
+    RUN(test_gateway_proxy_environment_read_at_open);
 }
