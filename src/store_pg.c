@@ -81,7 +81,9 @@
 **     batch names, so they follow the commit order. A shared transaction counts itself in the
 **     sequence cc_shared_writes (a row counter would conflict between
 **     them); the exclusive writer reads it with cc_writes.n, so it drops its
-**     caches after anyone's write of either kind.
+**     caches after anyone's write of either kind. It is read as 0 until
+**     its first nextval (SHARED_WRITES: last_value alone is 1 both before
+**     and after it, and the first shared commit went unseen).
 **   - A shared transaction's snapshot is taken as it starts, before it
 **     waits for the shared lock: rows an exclusive writer changed meanwhile
 **     are conflicts (the batch runs again under the lock), never misread.
@@ -303,6 +305,13 @@ static const migration MIGRATIONS[] = {
 #define NEXT_IDS(n)                                                                                      \
     "SELECT nextval(q.s) FROM (SELECT pg_get_serial_sequence('entries', 'id')::regclass AS s OFFSET 0) q," \
     " generate_series(1, " n ")"
+/* The shared write transactions counted so far (cc_shared_writes: each one's
+** nextval). Not last_value alone: a sequence never called has last_value 1
+** (is_called false), and its first nextval returns 1 and leaves it at 1, so
+** the first shared commit of a database did not move last_value and the
+** exclusive writer, finding the counters as it left them, trusted caches
+** that commit had made stale (test_store_pg.c first_shared_commit_seen). */
+#define SHARED_WRITES "(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM cc_shared_writes)"
 #define HOLD_COLS "id, account_id, amount, state, expires_ms, resolved_by, credential_id"
 #define CRED_COLS "id, kind, account_id, hash, label, hint, created_ms, expires_ms, revoked_ms, cap_micro, cap_used"
 #define ATT_COLS                                                                                       \
@@ -442,14 +451,14 @@ static const char *const STMT_SQL[ST_COUNT] = {
     /* begin_write: the lock (the transaction then commits without waiting
     ** for its flush, pg_commit), the write counters, the last entry id. */
     [ST_LOCK_X] = "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock($1)",
-    [ST_HEAD_X] = "UPDATE cc_writes SET n = n + 1 WHERE id = 1 RETURNING n, (SELECT last_value FROM cc_shared_writes),"
+    [ST_HEAD_X] = "UPDATE cc_writes SET n = n + 1 WHERE id = 1 RETURNING n, " SHARED_WRITES ","
                   " ARRAY(" NEXT_IDS("$1") ")",
     /* begin_write_shared in one statement: the shared lock ($2), then the
     ** counters and $1 entry ids. The transaction's snapshot is taken as the
     ** statement starts, before the lock is waited for (as when the lock was a
     ** statement of its own); the row is projected, and the ids taken, only
     ** once the lock is held (the lock's function scan is part of the join). */
-    [ST_HEAD_S] = "SELECT w.n, (SELECT last_value FROM cc_shared_writes), ARRAY(" NEXT_IDS("$1") ")"
+    [ST_HEAD_S] = "SELECT w.n, " SHARED_WRITES ", ARRAY(" NEXT_IDS("$1") ")"
                   " FROM pg_advisory_xact_lock_shared($2) AS l, cc_writes AS w WHERE w.id = 1",
 };
 

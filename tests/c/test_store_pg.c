@@ -242,6 +242,143 @@ static cc_rc rename_in(cc_conn *c, int64_t id, const char *name, cc_error *e) {
     return c->v->account_update(c, &a, e);
 }
 
+/* The same race, harder: each round on a new database, three servers,
+** small expire limits, random pauses. Before the round, server 0 has seen
+** the others write (its batches run shared), servers 2 and 1 have written
+** once, in that order, and seen no one (they run exclusive, trusting their
+** caches while no one else writes): the first shared commit of a database
+** must make them drop those caches too (first_shared_commit_seen). Every
+** hold is released once and nothing else moves, in every round.
+** CT_STRESS_ROUNDS overrides the number of rounds (default 8). */
+typedef struct stress_expirer {
+    cc_ledger *l;
+    int64_t count;
+    unsigned seed;
+    int limit;
+    int start_us; /* a staggered start: server 0's first (shared) commit, then 1's, then 2's */
+} stress_expirer;
+
+static void *stress_expire_main(void *arg) {
+    stress_expirer *x = arg;
+    usleep((useconds_t)x->start_us);
+    for (int i = 0; i < 60; i++) {
+        usleep((useconds_t)(rand_r(&x->seed) % 4000));
+        cc_op op;
+        cc_result r;
+        cc_op_init(&op, CC_OP_EXPIRE);
+        op.now_ms = cc_now_ms() + 120000;
+        op.limit = x->limit;
+        if (cc_ledger_execute1(x->l, &op, &r) == CC_OK) {
+            x->count += r.count;
+            if (r.count == 0) break; /* none left open (holds are only resolved meanwhile) */
+        }
+    }
+    return NULL;
+}
+
+static void expire_stress(void) {
+    const char *env = getenv("CT_STRESS_ROUNDS");
+    int rounds = env && atoi(env) > 0 ? atoi(env) : 8, bad = 0;
+    enum { SERVERS = 3, HOLDS = 24 };
+    for (int round = 0; round < rounds; round++) {
+        char uri[200];
+        if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
+        cc_ledger *l[SERVERS], *dead = server(uri);
+        for (int i = 0; i < SERVERS; i++) l[i] = server(uri);
+        if (!dead || !l[SERVERS - 1]) return;
+        int64_t acct = mkacct(l[0], "stress@example.com");
+        cc_result r;
+        CHECK(op_simple(l[0], CC_OP_GRANT, "g", acct, 0, C(HOLDS), &r) == CC_OK);
+        for (int i = 0; i < HOLDS; i++) {
+            char key[20];
+            snprintf(key, sizeof key, "h%d", i);
+            CHECK(op_simple(dead, CC_OP_HOLD, key, acct, 0, C(1), &r) == CC_OK);
+        }
+        cc_ledger_close(dead);
+        for (int i = 0; i < SERVERS; i++) { /* 0 sees the holds' writes; then SERVERS-1 .. 1, each its first */
+            char key[20];
+            snprintf(key, sizeof key, "w%d", i);
+            CHECK(op_simple(l[i ? SERVERS - i : 0], CC_OP_GRANT, key, acct, 0, C(1), &r) == CC_OK);
+        }
+        stress_expirer x[SERVERS];
+        pthread_t th[SERVERS];
+        for (int i = 0; i < SERVERS; i++) {
+            x[i] = (stress_expirer){.l = l[i], .seed = (unsigned)(round * 31 + i * 7 + 1), .limit = 1 + (round + i) % 4,
+                                    .start_us = i * 8000};
+            pthread_create(&th[i], NULL, stress_expire_main, &x[i]);
+        }
+        int64_t total = 0;
+        for (int i = 0; i < SERVERS; i++) {
+            pthread_join(th[i], NULL);
+            total += x[i].count;
+        }
+        cc_account ac;
+        cc_error e;
+        CHECK(cc_ledger_account(l[0], acct, &ac, &e) == CC_OK);
+        int ok = total == HOLDS && ac.held == 0 && ac.balance == C(HOLDS + SERVERS) && verify_clean(l[0]);
+        if (!ok) {
+            fprintf(stderr, "  expire_stress round %d: expired %lld of %d, held %lld, balance %lld\n", round,
+                    (long long)total, HOLDS, (long long)ac.held, (long long)ac.balance);
+            bad++;
+        }
+        for (int i = 0; i < SERVERS; i++) cc_ledger_close(l[i]);
+    }
+    if (bad) fprintf(stderr, "  expire_stress: %d of %d rounds lost money\n", bad, rounds);
+    CHECK_EQ_I64(bad, 0);
+}
+
+/* The first shared commit of a database, seen by a server whose next write
+** is exclusive: cc_shared_writes is a fresh sequence until then, whose
+** last_value is 1 both before and after its first nextval, so the counter
+** read by the exclusive begin did not move and the server trusted the
+** account it had cached from its own last commit; its absolute UPDATE then
+** overwrote the other server's commit (a lost update: in
+** two_servers_expire, one expire batch's 7 credits held again). */
+static void first_shared_commit_seen(void) {
+    char uri[200];
+    if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
+    cc_ledger *l = server(uri);
+    if (!l) return;
+    int64_t acct = mkacct(l, "first@example.com");
+    cc_result r;
+    CHECK(op_simple(l, CC_OP_GRANT, "g1", acct, 0, C(10), &r) == CC_OK); /* l caches the account */
+    cc_store *st = NULL;
+    cc_error e;
+    CHECK(cc_store_pg_open(uri, 10000, &st, &e) == CC_OK);
+    cc_conn *c = st ? writer_conn(st) : NULL;
+    if (!c) return;
+    /* another server's first shared transaction: a grant of 5 */
+    CHECK(c->v->begin_write_shared(c, &e) == CC_OK);
+    cc_account a;
+    CHECK(c->v->account_get(c, acct, &a, &e) == CC_OK);
+    a.balance += C(5);
+    a.granted_total += C(5);
+    cc_entry en;
+    memset(&en, 0, sizeof en);
+    snprintf(en.key, sizeof en.key, "other-grant");
+    snprintf(en.note, sizeof en.note, "t");
+    en.kind = CC_KIND_GRANT;
+    en.account_id = acct;
+    en.amount = en.delta = C(5);
+    en.balance_after = a.balance;
+    en.held_after = a.held;
+    en.created_ms = cc_now_ms();
+    CHECK(c->v->entry_insert(c, &en, &e) == CC_OK);
+    CHECK(c->v->account_update(c, &a, &e) == CC_OK);
+    CHECK(c->v->commit(c, &e) == CC_OK);
+    c->v->close(c);
+    st->v->close(st);
+    /* l's next write runs under the exclusive lock (l has seen no one else write) */
+    CHECK(op_simple(l, CC_OP_GRANT, "g2", acct, 0, C(1), &r) == CC_OK);
+    CHECK_EQ_I64(r.balance_after, C(16));
+    cc_account ac;
+    CHECK(cc_ledger_account(l, acct, &ac, &e) == CC_OK);
+    CHECK_EQ_I64(ac.balance, C(16));
+    CHECK_EQ_I64(ac.granted_total, C(16));
+    CHECK(verify_clean(l));
+    cc_ledger_close(l);
+}
+
 static void shared_writes(void) {
     char uri[200];
     if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
@@ -766,6 +903,8 @@ void suite_store_pg(void) {
     RUN(two_servers_race);
     RUN(two_servers_keys);
     RUN(two_servers_expire);
+    RUN(first_shared_commit_seen);
+    RUN(expire_stress);
     RUN(batch_round_trips);
     RUN(shared_writes);
     RUN(shared_per_op);
