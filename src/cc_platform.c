@@ -482,6 +482,23 @@ cc_socket_t cc_sock_connect_loopback(int port, int recv_timeout_ms) {
 
 /* ------------------------------------------------------------ cc_poller */
 
+/* The wake-up latch both backends share: of the wakes between two waits only
+** the first writes to the wake-up channel (it claims the latch); the wait
+** that drains the channel opens the latch again. */
+static int wake_claim(cc_mutex_t *mu, int *pending) {
+    cc_mutex_lock(mu);
+    int first = !*pending;
+    *pending = 1;
+    cc_mutex_unlock(mu);
+    return first;
+}
+
+static void wake_drained(cc_mutex_t *mu, int *pending) {
+    cc_mutex_lock(mu);
+    *pending = 0;
+    cc_mutex_unlock(mu);
+}
+
 #if defined(CC_POLLER_EPOLL)
 
 struct cc_poller {
@@ -562,9 +579,7 @@ int cc_poller_wait(cc_poller *p, cc_poll_event *ev, int cap, int timeout_ms) {
             uint64_t v;
             ssize_t rd = read(p->wfd, &v, sizeof v); /* resets the counter */
             (void)rd;
-            cc_mutex_lock(&p->mu);
-            p->wake_pending = 0;
-            cc_mutex_unlock(&p->mu);
+            wake_drained(&p->mu, &p->wake_pending);
             continue;
         }
         uint32_t e = got[i].events;
@@ -577,11 +592,7 @@ int cc_poller_wait(cc_poller *p, cc_poll_event *ev, int cap, int timeout_ms) {
 }
 
 void cc_poller_wake(cc_poller *p) {
-    cc_mutex_lock(&p->mu);
-    int do_send = !p->wake_pending;
-    p->wake_pending = 1;
-    cc_mutex_unlock(&p->mu);
-    if (do_send) {
+    if (wake_claim(&p->mu, &p->wake_pending)) {
         uint64_t one = 1;
         ssize_t w = write(p->wfd, &one, sizeof one);
         (void)w; /* EAGAIN only when the counter is huge: a wake-up is pending anyway */
@@ -727,9 +738,7 @@ int cc_poller_wait(cc_poller *p, cc_poll_event *ev, int cap, int timeout_ms) {
         while (read(p->fds[0].fd, buf, sizeof buf) > 0) {
         }
 #endif
-        cc_mutex_lock(&p->mu);
-        p->wake_pending = 0;
-        cc_mutex_unlock(&p->mu);
+        wake_drained(&p->mu, &p->wake_pending);
     }
     int k = 0;
     for (int i = 1; i < p->n && k < cap; i++) {
@@ -744,11 +753,7 @@ int cc_poller_wait(cc_poller *p, cc_poll_event *ev, int cap, int timeout_ms) {
 }
 
 void cc_poller_wake(cc_poller *p) {
-    cc_mutex_lock(&p->mu);
-    int do_send = !p->wake_pending;
-    p->wake_pending = 1;
-    cc_mutex_unlock(&p->mu);
-    if (do_send) {
+    if (wake_claim(&p->mu, &p->wake_pending)) {
         char one = 1;
 #if defined(CC_OS_WINDOWS)
         (void)send((SOCKET)p->wr, &one, 1, 0);

@@ -45,6 +45,26 @@ static cc_rc op_simple(cc_ledger *l, cc_op_kind kind, const char *key, int64_t a
 
 static int64_t mkacct(cc_ledger *l, const char *email) { return ct_account(l, email); }
 
+/* Two servers on one database, each with its store (for the shared-transaction
+** counters) and one account of its own granted `grant` (emails <p>a@ / <p>b@).
+** Returns 0 (after a failed CHECK) if either could not open. */
+static int two_servers_two_accounts(const char *uri, const char *p, int64_t grant, cc_store **sa, cc_store **sb,
+                                    cc_ledger **a, cc_ledger **b, int64_t acct[2]) {
+    cc_error e;
+    CHECK(cc_store_pg_open(uri, 10000, sa, &e) == CC_OK && cc_ledger_open(*sa, 1, a, &e) == CC_OK);
+    CHECK(cc_store_pg_open(uri, 10000, sb, &e) == CC_OK && cc_ledger_open(*sb, 1, b, &e) == CC_OK);
+    if (!*a || !*b) return 0;
+    char email[2][40];
+    snprintf(email[0], sizeof email[0], "%sa@example.com", p);
+    snprintf(email[1], sizeof email[1], "%sb@example.com", p);
+    acct[0] = mkacct(*a, email[0]);
+    acct[1] = mkacct(*b, email[1]);
+    cc_result r;
+    CHECK(op_simple(*a, CC_OP_GRANT, "ga", acct[0], 0, grant, &r) == CC_OK);
+    CHECK(op_simple(*b, CC_OP_GRANT, "gb", acct[1], 0, grant, &r) == CC_OK);
+    return 1;
+}
+
 static int verify_clean(cc_ledger *l) {
     char *probs[8];
     int n = 0;
@@ -490,14 +510,9 @@ static void shared_per_op(void) {
     if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
     cc_store *sa = NULL, *sb = NULL;
     cc_ledger *a = NULL, *b = NULL;
+    int64_t acct[2];
+    if (!two_servers_two_accounts(uri, "p", C(1000), &sa, &sb, &a, &b, acct)) return;
     cc_error e;
-    CHECK(cc_store_pg_open(uri, 10000, &sa, &e) == CC_OK && cc_ledger_open(sa, 1, &a, &e) == CC_OK);
-    CHECK(cc_store_pg_open(uri, 10000, &sb, &e) == CC_OK && cc_ledger_open(sb, 1, &b, &e) == CC_OK);
-    if (!a || !b) return;
-    int64_t acct[2] = {mkacct(a, "pa@example.com"), mkacct(b, "pb@example.com")};
-    cc_result r;
-    CHECK(op_simple(a, CC_OP_GRANT, "ga", acct[0], 0, C(1000), &r) == CC_OK);
-    CHECK(op_simple(b, CC_OP_GRANT, "gb", acct[1], 0, C(1000), &r) == CC_OK);
     perop ps[2] = {{.l = a, .acct = acct[0], .tid = 0}, {.l = b, .acct = acct[1], .tid = 1}};
     pthread_t th[2];
     for (int t = 0; t < 2; t++) pthread_create(&th[t], NULL, perop_main, &ps[t]);
@@ -530,14 +545,9 @@ static void reconnect_prepared(void) {
     if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
     cc_store *sa = NULL, *sb = NULL;
     cc_ledger *a = NULL, *b = NULL;
+    int64_t acct[2];
+    if (!two_servers_two_accounts(uri, "r", C(100), &sa, &sb, &a, &b, acct)) return;
     cc_error e;
-    CHECK(cc_store_pg_open(uri, 10000, &sa, &e) == CC_OK && cc_ledger_open(sa, 1, &a, &e) == CC_OK);
-    CHECK(cc_store_pg_open(uri, 10000, &sb, &e) == CC_OK && cc_ledger_open(sb, 1, &b, &e) == CC_OK);
-    if (!a || !b) return;
-    int64_t acct[2] = {mkacct(a, "ra@example.com"), mkacct(b, "rb@example.com")};
-    cc_result r;
-    CHECK(op_simple(a, CC_OP_GRANT, "ga", acct[0], 0, C(100), &r) == CC_OK);
-    CHECK(op_simple(b, CC_OP_GRANT, "gb", acct[1], 0, C(100), &r) == CC_OK);
     cc_ledger *ls[2] = {a, b};
     int ok = 0;
     for (int round = 0; round < 2; round++) {
