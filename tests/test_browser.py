@@ -384,14 +384,9 @@ def test_many_api_nodes_dialog_is_summarised_and_usable_at_800x600(ui):
 def test_signed_out_refusal_sign_in_lands_on_the_form(ui):
     page = ui.page
     load_app(ui)
-    # The workflow is opened before the sign-out's reload, so that the reload restores it as the active one. Opened
-    # after it, a slow restore of the tab the previous test left active (120 Kling nodes) could finish after the
-    # open and take the Run button back (seen once on 1.58.1 at load ~10).
-    open_workflow(ui, "signed-out", dalle(303))
     page.context.clear_cookies()
     load_app(ui)
-    page.locator('text="signed-out" >> visible=true').first.wait_for()  # restored, and active
-    page.wait_for_timeout(800)  # the frontend settles its auth state and run gate
+    open_workflow(ui, "signed-out", dalle(303))
     run_button(ui).click()
     dialog = page.locator("[data-testid=cc-refused]")
     dialog.wait_for()
