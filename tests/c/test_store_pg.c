@@ -505,6 +505,21 @@ static void *perop_main(void *arg) {
     return NULL;
 }
 
+/* The end of a two_servers_two_accounts() test: each account holds `balance`
+** with nothing held, verify is clean, both servers closed. */
+static void two_accounts_end(cc_ledger *a, cc_ledger *b, const int64_t acct[2], int64_t balance) {
+    cc_error e;
+    for (int i = 0; i < 2; i++) {
+        cc_account ac;
+        CHECK(cc_ledger_account(a, acct[i], &ac, &e) == CC_OK);
+        CHECK_EQ_I64(ac.balance, balance);
+        CHECK_EQ_I64(ac.held, 0);
+    }
+    CHECK(verify_clean(a));
+    cc_ledger_close(a);
+    cc_ledger_close(b);
+}
+
 static void shared_per_op(void) {
     char uri[200];
     if (ct_pg_new_db(uri, sizeof uri) != 0) { CHECK(0); return; }
@@ -512,7 +527,6 @@ static void shared_per_op(void) {
     cc_ledger *a = NULL, *b = NULL;
     int64_t acct[2];
     if (!two_servers_two_accounts(uri, "p", C(1000), &sa, &sb, &a, &b, acct)) return;
-    cc_error e;
     perop ps[2] = {{.l = a, .acct = acct[0], .tid = 0}, {.l = b, .acct = acct[1], .tid = 1}};
     pthread_t th[2];
     for (int t = 0; t < 2; t++) pthread_create(&th[t], NULL, perop_main, &ps[t]);
@@ -523,15 +537,7 @@ static void shared_per_op(void) {
     cc_store_pg_shared_stats(sb, &c2, &f2);
     CHECK(commits + c2 > 0);
     CHECK_EQ_I64(conflicts + f2, 0); /* different accounts never conflict */
-    for (int i = 0; i < 2; i++) {
-        cc_account ac;
-        CHECK(cc_ledger_account(a, acct[i], &ac, &e) == CC_OK);
-        CHECK_EQ_I64(ac.balance, C(1000) - C(40));
-        CHECK_EQ_I64(ac.held, 0);
-    }
-    CHECK(verify_clean(a));
-    cc_ledger_close(a);
-    cc_ledger_close(b);
+    two_accounts_end(a, b, acct, C(1000) - C(40));
 }
 
 /* Every statement of a write transaction is prepared once per connection
@@ -547,7 +553,6 @@ static void reconnect_prepared(void) {
     cc_ledger *a = NULL, *b = NULL;
     int64_t acct[2];
     if (!two_servers_two_accounts(uri, "r", C(100), &sa, &sb, &a, &b, acct)) return;
-    cc_error e;
     cc_ledger *ls[2] = {a, b};
     int ok = 0;
     for (int round = 0; round < 2; round++) {
@@ -576,15 +581,7 @@ static void reconnect_prepared(void) {
                                   " WHERE datname = current_database() AND pid <> pg_backend_pid()") == 0);
     }
     CHECK_EQ_I64(ok, 12);
-    for (int i = 0; i < 2; i++) {
-        cc_account ac;
-        CHECK(cc_ledger_account(a, acct[i], &ac, &e) == CC_OK);
-        CHECK_EQ_I64(ac.balance, C(100) - C(6));
-        CHECK_EQ_I64(ac.held, 0);
-    }
-    CHECK(verify_clean(a));
-    cc_ledger_close(a);
-    cc_ledger_close(b);
+    two_accounts_end(a, b, acct, C(100) - C(6));
 }
 
 /* ---- schema: versions, migrations, foreign tables, tampering */
