@@ -16,11 +16,19 @@ Servers:
   --server harness   tests/comfyui_harness/main.py, the model of ComfyUI used in CI (default)
   --server comfyui   a real ComfyUI checkout: --comfyui DIR --python PYTHON (its venv), e.g.
                      --comfyui /work/comfyui --python /work/comfyui-venv/bin/python (--cpu)
+Python's compiled bytecode (--bytecode; both servers alike, ComfyUI's own modules too):
+  cached   the .pyc files of an earlier start are there (every start after the first, the usual case):
+           written to and read from a cache directory of the bench's own (PYTHONPYCACHEPREFIX), filled by
+           the warm-up starts (default)
+  none     nothing compiled is kept or read: every module is compiled from source at every start (a first
+           start after an install or update, a read-only install, PYTHONDONTWRITEBYTECODE=1 as some Docker
+           images set it)
 Also prints where the pack's own cost goes (--breakdown, in a bare Python with aiohttp,
 which ComfyUI imports anyway): importing comfy_credits_ext (the C core and its libraries),
 the glue modules, Runtime (ledger, price table, gateway, runs), and install-time hooks.
 
-Run: python bench/bench_startup.py [--server harness|comfyui] [--reps 5] [--breakdown]
+Run: python bench/bench_startup.py [--server harness|comfyui] [--reps 5] [--bytecode cached|none]
+                                   [--base DIR] [--breakdown]
 """
 from __future__ import annotations
 
@@ -101,19 +109,31 @@ def start_once(cmd, env, ready_line, timeout_s):
     return ready_s, cpu, rss, hwm, "".join(lines)
 
 
-def setups(server, work, comfyui=None, python=None):
-    """{name: (cmd, env, ready_line)} for a start without and with the pack."""
+def bytecode_env(env, bytecode, work):
+    """env for Python's bytecode cache as --bytecode says (see the module's doc)."""
+    env = dict(env, PYTHONPYCACHEPREFIX=os.path.join(work, f"pycache-{bytecode}"))
+    if bytecode == "cached":
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:  # an empty prefix: no __pycache__ of a checkout is read either
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def setups(server, work, comfyui=None, python=None, bytecode="cached", base_pack=None):
+    """{name: (cmd, env, ready_line)} for a start without the pack, with it, and (base_pack: another
+    checkout of the pack, e.g. main before a change) with that one."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", COMFY_CREDITS_UPSTREAM_KEY="bench-operator-key",
                COMFY_CREDITS_UPSTREAM_BASE="http://127.0.0.1:9")
     env.pop("COMFY_CREDITS_DB", None)
+    env = bytecode_env(env, bytecode, work)
     out = {}
-    for name in ("without", "with"):
+    for name, pack in (("without", None), ("with", ROOT)) + ((("base", base_pack),) if base_pack else ()):
         base = os.path.join(work, name)
         nodes = os.path.join(base, "custom_nodes")
         os.makedirs(nodes, exist_ok=True)
         os.makedirs(os.path.join(base, "user"), exist_ok=True)
-        if name == "with":
-            os.symlink(ROOT, os.path.join(nodes, "comfy-credits"))
+        if pack:
+            os.symlink(pack, os.path.join(nodes, "comfy-credits"))
         port = free_port()
         if server == "harness":
             cmd = [sys.executable, os.path.join(HARNESS, "main.py"), "--listen", "127.0.0.1", "--port", str(port),
@@ -155,18 +175,18 @@ def fmt(xs, unit, scale=1.0, digits=0):
     return f"min {min(xs) * scale:.{digits}f} {unit}, median {statistics.median(xs) * scale:.{digits}f} {unit}"
 
 
-def bench_server(server, reps, comfyui=None, python=None):
+def bench_server(server, reps, comfyui=None, python=None, bytecode="cached", base_pack=None):
     work = tempfile.mkdtemp(prefix="bench-startup-")
     try:
-        st = setups(server, work, comfyui, python)
+        st = setups(server, work, comfyui, python, bytecode, base_pack)
         res = {k: {"ready": [], "cpu": [], "rss": [], "hwm": [], "import": [], "own": [], "own_cpu": [], "own_queued": []} for k in st}
         timeout = 60 if server == "harness" else 300
-        start_once(*st["without"], timeout)  # warm the page cache (Python, torch), not counted
-        start_once(*st["with"], timeout)
+        for name in st:  # warm the page cache (Python, torch) and the bytecode cache, not counted
+            start_once(*st[name], timeout)
         for r in range(reps):
-            for name in (("without", "with") if r % 2 == 0 else ("with", "without")):
+            for name in (list(st) if r % 2 == 0 else list(reversed(st))):
                 ready, cpu, rss, hwm, log = start_once(*st[name], timeout)
-                if name == "with" and "comfy-credits: ready" not in log:
+                if name != "without" and "comfy-credits: ready" not in log:
                     raise SystemExit("the pack did not start:\n" + log[-3000:])
                 res[name]["ready"].append(ready)
                 res[name]["cpu"].append(cpu)
@@ -181,37 +201,44 @@ def bench_server(server, reps, comfyui=None, python=None):
                     res[name]["own_cpu"].append(own[1])
                     res[name]["own_queued"].append(own[2])
         label = "contract harness (tests/comfyui_harness)" if server == "harness" else f"ComfyUI at {comfyui}"
-        print(f"{label}: {reps} starts each, interleaved; load average "
+        print(f"{label}: {reps} starts each, interleaved, bytecode {bytecode}; load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-        w, wo = res["with"], res["without"]
-        print(f"  ready       without the pack: {fmt(wo['ready'], 'ms', 1000)}")
-        print(f"              with the pack:    {fmt(w['ready'], 'ms', 1000)}")
-        d_med = (statistics.median(w["ready"]) - statistics.median(wo["ready"])) * 1000
-        d_min = (min(w["ready"]) - min(wo["ready"])) * 1000
-        print(f"              added: {d_min:+.0f} ms (min - min), {d_med:+.0f} ms (median - median); target < 100 ms")
-        print(f"  CPU time until ready (all threads; what the start costs, less sensitive to other processes)")
-        print(f"              without the pack: {fmt(wo['cpu'], 'ms', 1000)}")
-        print(f"              with the pack:    {fmt(w['cpu'], 'ms', 1000)}")
-        c_med = (statistics.median(w["cpu"]) - statistics.median(wo["cpu"])) * 1000
-        c_min = (min(w["cpu"]) - min(wo["cpu"])) * 1000
-        print(f"              added: {c_min:+.0f} ms (min - min), {c_med:+.0f} ms (median - median); target < 100 ms")
-        if w["own"]:
-            print(f"  the pack's own start-up (timed inside the server, from its import to the end of its start hook; "
-                  f"what it adds when the rest of the start is the same):")
-            print(f"              wall {fmt(w['own'], 'ms', 1000)}; CPU of the thread running it "
-                  f"{fmt(w['own_cpu'], 'ms', 1000)}")
-            unq = [a - q for a, q in zip(w["own"], w["own_queued"])]
-            print(f"              of the wall time, waiting for a CPU (other processes): "
-                  f"{fmt(w['own_queued'], 'ms', 1000)}; the rest (CPU + I/O, what an idle machine "
-                  f"would take): {fmt(unq, 'ms', 1000)}; target < 100 ms")
-        if w["import"]:
-            print(f"              ComfyUI's own 'Import times' line for the pack: {fmt(w['import'], 'ms', 1000)}")
-        print(f"  RSS         without the pack: {fmt(wo['rss'], 'MiB', 1 / 1024, 1)} (peak {fmt(wo['hwm'], 'MiB', 1 / 1024, 1)})")
-        print(f"              with the pack:    {fmt(w['rss'], 'MiB', 1 / 1024, 1)} (peak {fmt(w['hwm'], 'MiB', 1 / 1024, 1)})")
-        r_med = (statistics.median(w["rss"]) - statistics.median(wo["rss"])) / 1024
-        r_min = (min(w["rss"]) - min(wo["rss"])) / 1024
-        print(f"              added: {r_min:+.1f} MiB (min - min), {r_med:+.1f} MiB (median - median); target < 30 MB")
-        return d_med, r_med
+        packs = [("with", f"with the pack ({ROOT})")] + ([("base", f"with the base pack ({base_pack})")]
+                                                         if base_pack else [])
+        wo = res["without"]
+        out = {}
+        for name, title in packs:
+            w = res[name]
+            print(f"  {title}, against the same server without it:")
+            print(f"  ready       without the pack: {fmt(wo['ready'], 'ms', 1000)}")
+            print(f"              with the pack:    {fmt(w['ready'], 'ms', 1000)}")
+            d_med = (statistics.median(w["ready"]) - statistics.median(wo["ready"])) * 1000
+            d_min = (min(w["ready"]) - min(wo["ready"])) * 1000
+            print(f"              added: {d_min:+.0f} ms (min - min), {d_med:+.0f} ms (median - median); target < 100 ms")
+            print(f"  CPU time until ready (all threads; what the start costs, less sensitive to other processes)")
+            print(f"              without the pack: {fmt(wo['cpu'], 'ms', 1000)}")
+            print(f"              with the pack:    {fmt(w['cpu'], 'ms', 1000)}")
+            c_med = (statistics.median(w["cpu"]) - statistics.median(wo["cpu"])) * 1000
+            c_min = (min(w["cpu"]) - min(wo["cpu"])) * 1000
+            print(f"              added: {c_min:+.0f} ms (min - min), {c_med:+.0f} ms (median - median); target < 100 ms")
+            if w["own"]:
+                print(f"  the pack's own start-up (timed inside the server, from its import to the end of its start hook; "
+                      f"what it adds when the rest of the start is the same):")
+                print(f"              wall {fmt(w['own'], 'ms', 1000)}; CPU of the thread running it "
+                      f"{fmt(w['own_cpu'], 'ms', 1000)}")
+                unq = [a - q for a, q in zip(w["own"], w["own_queued"])]
+                print(f"              of the wall time, waiting for a CPU (other processes): "
+                      f"{fmt(w['own_queued'], 'ms', 1000)}; the rest (CPU + I/O, what an idle machine "
+                      f"would take): {fmt(unq, 'ms', 1000)}; target < 100 ms")
+            if w["import"]:
+                print(f"              ComfyUI's own 'Import times' line for the pack: {fmt(w['import'], 'ms', 1000)}")
+            print(f"  RSS         without the pack: {fmt(wo['rss'], 'MiB', 1 / 1024, 1)} (peak {fmt(wo['hwm'], 'MiB', 1 / 1024, 1)})")
+            print(f"              with the pack:    {fmt(w['rss'], 'MiB', 1 / 1024, 1)} (peak {fmt(w['hwm'], 'MiB', 1 / 1024, 1)})")
+            r_med = (statistics.median(w["rss"]) - statistics.median(wo["rss"])) / 1024
+            r_min = (min(w["rss"]) - min(wo["rss"])) / 1024
+            print(f"              added: {r_min:+.1f} MiB (min - min), {r_med:+.1f} MiB (median - median); target < 30 MB")
+            out[name] = (d_med, r_med)
+        return out["with"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -245,15 +272,21 @@ rt.close()
 '''
 
 
-def breakdown(reps):
+def breakdown(reps, bytecode="cached"):
     rows = {}
+    work = tempfile.mkdtemp(prefix="bench-startup-breakdown-")
+    env = bytecode_env(dict(os.environ, COMFY_CREDITS_UPSTREAM_KEY="k"), bytecode, work)
+    if bytecode == "cached":  # fill the cache first
+        subprocess.run([sys.executable, "-c", BREAKDOWN, ROOT], capture_output=True, check=True, env=env)
     for _ in range(reps):
         out = subprocess.run([sys.executable, "-c", BREAKDOWN, ROOT], capture_output=True, text=True, check=True,
-                             env=dict(os.environ, COMFY_CREDITS_UPSTREAM_KEY="k"))
+                             env=env)
         for line in out.stdout.strip().splitlines():
             name, ms, cpu, mib = line.split("\t")
             rows.setdefault(name, []).append((float(ms), float(cpu), float(mib)))
-    print(f"where the pack's start-up goes (bare Python + aiohttp, {reps} runs; wall and CPU as min / median):")
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"where the pack's start-up goes (bare Python + aiohttp, {reps} runs, bytecode {bytecode}; wall and CPU "
+          f"as min / median):")
     tot = [0.0, 0.0]
     for name, xs in rows.items():
         w, c = [x[0] for x in xs], [x[1] for x in xs]
@@ -270,13 +303,18 @@ def main():
     ap.add_argument("--comfyui", help="ComfyUI checkout (with --server comfyui)")
     ap.add_argument("--python", help="ComfyUI's Python (its venv) (with --server comfyui)")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--bytecode", choices=("cached", "none"), default="cached",
+                    help="compiled bytecode kept between starts (cached, the usual case) or never (none)")
+    ap.add_argument("--base", metavar="DIR", help="another checkout of the pack (built in place), started too, "
+                    "interleaved in the same rounds: like-for-like before/after")
     ap.add_argument("--breakdown", action="store_true", help="also time the pack's own steps in a bare Python")
     args = ap.parse_args()
     if args.server == "comfyui" and not (args.comfyui and args.python):
         ap.error("--server comfyui needs --comfyui DIR and --python PYTHON")
     if args.breakdown:
-        breakdown(args.reps)
-    bench_server(args.server, args.reps, args.comfyui, args.python)
+        breakdown(args.reps, args.bytecode)
+    bench_server(args.server, args.reps, args.comfyui, args.python, args.bytecode,
+                 os.path.abspath(args.base) if args.base else None)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from . import _core
 from .attention import Attention
+from .runtime import audit_path, open_audit  # noqa: F401 - the CLI imports them from here
 from .routes import day_window, error, key_view, page_args, public_account, public_entry, read_json, same_origin, signed_in_write
 from .throttle import client_address
 
@@ -33,17 +34,6 @@ REQUEST_ID_BYTES_MAX = 64
 REPORT_COLUMNS = ["day", "runs", "free_runs", "expired_holds", "billed", "charged", "uncollected", "margin",
                   "purchases", "purchased", "test_purchased", "granted"]
 
-
-def audit_path(cfg) -> str:
-    """The audit log lives beside the ledger, in its own file (farm mode: a local file in the
-    configuration's folder, as the ledger is then a PostgreSQL URI)."""
-    from pathlib import Path
-    db = Path(cfg.attention_path)
-    return str(db.with_name(db.stem + ".audit.db"))
-
-
-def open_audit(cfg):
-    return _core.AuditLog(audit_path(cfg))
 
 
 def credits(micro: int) -> str:
@@ -269,7 +259,7 @@ def all_accounts(ledger) -> list[dict]:
 # ---- routes
 
 def register(routes, rt, whoami):
-    audit = open_audit(rt.cfg)
+    audit = getattr(rt, "audit", None) or open_audit(rt.cfg)  # the pack opens it at start-up (pack.install)
     rt.audit = audit  # the CLI and tests read the same file
     trusted = rt.cfg.trusted_proxies
 

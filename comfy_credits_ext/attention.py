@@ -11,7 +11,6 @@ the operator see one list), so that a paid session is never answered
 from __future__ import annotations
 
 import logging
-import sqlite3
 from pathlib import Path
 
 from . import _core
@@ -57,6 +56,7 @@ def import_local_file(ledger, path: Path) -> int:
     the shared ledger once (the file is then renamed *.imported, never deleted). Returns how many."""
     if not path.is_file():
         return 0
+    import sqlite3  # only for this one-off move (farm mode), not at every start
     db = sqlite3.connect(str(path), timeout=10)
     try:
         cur = db.execute("SELECT session_id, account_id, currency, amount_minor, credits_micro, method, reason"

@@ -8,18 +8,105 @@ packs loaded after us exist only later, so wrapping happens in
 app.on_startup, which runs once every pack is loaded. Only then is
 comfy_api_base pointed at our gateway: until that moment the pack's
 prestartup_script.py keeps it on a refusing address (fail closed).
+
+Start-up cost (issue #14): what only the /credits/* routes use (routes.py,
+admin.py, receipts.py and what they import) is imported at the first request
+to one of them, not at start-up; see LazyRoutes.
 """
 from __future__ import annotations
 
 import logging
 import time
 
-from . import __version__, _core, admin, api_nodes, config, feature_flags, gate, gateway_route, payments, receipts, routes
-from .runtime import Runtime
+from aiohttp import web
+
+from . import __version__, _core, api_nodes, config, feature_flags, gate, gateway_route, payments
+from .runtime import Runtime, open_audit
 
 log = logging.getLogger("comfy_credits")
 
 STATE: dict = {}
+
+# The routes of the modules LazyRoutes imports at the first request: what each one's register() adds, in
+# its order (aiohttp tries a table's routes in the order they were added, e.g. /credits/checkout/options
+# before /credits/checkout/{session_id}). tests/test_startup.py checks these lists against register().
+LAZY_ROUTES = {
+    "routes": (
+        ("POST", "/credits/session"), ("GET", "/credits/signup"), ("GET", "/credits/invite"),
+        ("POST", "/credits/admin/invites"), ("POST", "/credits/signup"), ("POST", "/credits/password"),
+        ("DELETE", "/credits/sessions"), ("GET", "/credits/session"), ("DELETE", "/credits/session"),
+        ("GET", "/credits/balance"), ("GET", "/credits/history"), ("POST", "/credits/prices"),
+        ("GET", "/credits/history/rows"), ("GET", "/credits/usage"), ("GET", "/credits/keys"),
+        ("POST", "/credits/keys"), ("DELETE", "/credits/keys/{key_id}"), ("GET", "/credits/openapi.json"),
+    ),
+    "payments": (
+        ("GET", "/credits/checkout/options"), ("POST", "/credits/checkout"), ("GET", "/credits/checkout/{session_id}"),
+        ("POST", "/credits/stripe/webhook"),
+    ),
+    "payments (sandbox checkout)": (  # after "payments", only with the sandbox checkout (TEST MODE)
+        ("GET", "/credits/sandbox/checkout/{session_id}"), ("POST", "/credits/sandbox/checkout/{session_id}"),
+    ),
+    "admin": (
+        ("GET", "/credits/admin/accounts"), ("GET", "/credits/admin/accounts/{account_id}"),
+        ("POST", "/credits/admin/accounts/{account_id}/grant"), ("POST", "/credits/admin/accounts/{account_id}/status"),
+        ("POST", "/credits/admin/accounts/{account_id}/caps"), ("GET", "/credits/caps"), ("POST", "/credits/caps"),
+        ("GET", "/credits/admin/accounts/{account_id}/keys"), ("POST", "/credits/admin/keys/{key_id}/limits"),
+        ("POST", "/credits/keys/{key_id}/limits"), ("GET", "/credits/admin/accounts/{account_id}/history"),
+        ("GET", "/credits/admin/holds"), ("GET", "/credits/admin/verify"), ("GET", "/credits/admin/report"),
+        ("GET", "/credits/admin/charts"), ("GET", "/credits/admin/attention"), ("GET", "/credits/admin/audit"),
+    ),
+    "receipts": (
+        ("GET", "/credits/receipt/{session_id}"),
+    ),
+}
+
+
+class LazyRoutes:
+    """Routes whose handlers are made at the first request to any of them (start-up, issue #14).
+
+    ComfyUI adds every route to its app before the app starts (server.py add_routes), so each
+    (method, path) of LAZY_ROUTES is registered at start-up with a stand-in. The first request to one
+    runs build(table) once: it imports the modules and has their register() add the real handlers to a
+    table of our own; every stand-in then hands its requests to its real handler. Nothing else is
+    deferred: the ledger, prices, gateway, payments, audit log and every hook are made at start-up."""
+
+    def __init__(self, build):
+        self._build = build
+        self._handlers = None
+
+    def handlers(self) -> dict:
+        if self._handlers is None:  # the event loop's thread only: no lock needed
+            table = web.RouteTableDef()
+            self._build(table)
+            self._handlers = {(r.method, r.path): r.handler for r in table}
+        return self._handlers
+
+    def stand_in(self, method: str, path: str):
+        key = (method, path)
+
+        async def comfy_credits_route(request):
+            return await self.handlers()[key](request)
+        return comfy_credits_route
+
+    def register(self, routes, route_list) -> None:
+        for method, path in route_list:
+            routes.route(method, path)(self.stand_in(method, path))
+
+
+def register_lazy(table, rt, pay) -> None:
+    """What LazyRoutes builds at the first request: the modules' register() in the order install()
+    registered their stand-ins (LAZY_ROUTES)."""
+    from . import admin, receipts, routes
+    whoami = routes.register(table, rt)
+    payments.register(table, rt, pay, whoami)
+    admin.register(table, rt, whoami)
+    receipts.register(table, rt, pay, whoami)
+
+
+def lazy_routes_after_gateway(pay) -> tuple:
+    """LAZY_ROUTES registered after the gateway's route, in register_lazy's order."""
+    return (LAZY_ROUTES["payments"] + (LAZY_ROUTES["payments (sandbox checkout)"] if pay.sandbox else ()) +
+            LAZY_ROUTES["admin"] + LAZY_ROUTES["receipts"])
 
 
 def install(started: tuple[float, float, float] | None = None, runqueue_wait=None) -> Runtime:
@@ -40,18 +127,17 @@ def install(started: tuple[float, float, float] | None = None, runqueue_wait=Non
     server.app.middlewares.append(gate.make_storage_middleware())
     server.add_on_prompt_handler(gate.make_on_prompt(rt))
     gate.install_queue_hook(server, rt)
-    whoami = routes.register(server.routes, rt)
-    gateway_route.register(server.routes, rt)
+    rt.audit = open_audit(cfg)  # admin actions' log: opened (and any problem with it seen) at start-up
     pay = payments.Payments(rt)  # the sandbox's webhook goes to the private listener (on_startup)
-    payments.register(server.routes, rt, pay, whoami)
-    admin.register(server.routes, rt, whoami)
-    receipts.register(server.routes, rt, pay, whoami)
+    lazy = LazyRoutes(lambda table: register_lazy(table, rt, pay))
+    lazy.register(server.routes, LAZY_ROUTES["routes"])
+    gateway_route.register(server.routes, rt)
+    lazy.register(server.routes, lazy_routes_after_gateway(pay))
 
     @server.routes.get("/credits/status")
     async def credits_status(request):
         # For web/ and monitoring. When the pack fails to load, the root
         # __init__.py answers this (and every /credits/* route) with 503.
-        from aiohttp import web
         return web.json_response({"available": True, "version": __version__})
 
     extra = [("POST", "/credits/stripe/webhook", payments.make_webhook(rt, pay))] if pay.sandbox else []

@@ -47,7 +47,8 @@ from aiohttp import web
 from . import _core
 from .attention import Attention, import_local_file
 from .gate import BodyTimeout, read_body
-from .routes import error, read_json, same_origin, signed_in_write
+# routes.py (error, read_json, same_origin, signed_in_write) is imported where a route is made, not here:
+# Payments is made at start-up, the routes' modules load at their first request (pack.py LAZY_ROUTES).
 
 log = logging.getLogger("comfy_credits")
 
@@ -233,6 +234,7 @@ def public_base(request: web.Request, cfg) -> str | None:
 
 
 def register(routes, rt, payments: Payments, whoami) -> None:
+    from .routes import error, read_json, signed_in_write
     @routes.get("/credits/checkout/options")
     async def options(request):
         return web.json_response(payments.options())
@@ -358,6 +360,7 @@ def make_webhook(rt, payments: Payments):
     sandbox checkout the pack's private loopback listener serves it too (Sandbox.deliver posts there)."""
 
     async def webhook(request):
+        from .routes import error  # at the first event: with the sandbox this handler is made at start-up
         try:
             body = await read_body(request)
         except BodyTimeout:
@@ -421,6 +424,7 @@ def _stripe_shape(s: dict) -> dict:
 
 
 def register_sandbox(routes, rt, payments: Payments) -> None:
+    from .routes import same_origin
     sandbox = payments.sandbox
 
     @routes.get("/credits/sandbox/checkout/{session_id}")

@@ -235,5 +235,18 @@ class Runtime:
         self.ledger.close()
 
 
+def audit_path(cfg) -> str:
+    """The audit log lives beside the ledger, in its own file (farm mode: a local file in the
+    configuration's folder, as the ledger is then a PostgreSQL URI)."""
+    from pathlib import Path
+    db = Path(cfg.attention_path)
+    return str(db.with_name(db.stem + ".audit.db"))
+
+
+def open_audit(cfg):
+    """The admin actions' audit log (src/audit.h)."""
+    return _core.AuditLog(audit_path(cfg))
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)

@@ -9,7 +9,7 @@ import threading
 import aiohttp
 from aiohttp import web
 
-from comfy_credits_ext import admin, config, payments, receipts, routes
+from comfy_credits_ext import config, pack, payments
 from comfy_credits_ext.runtime import Runtime
 
 
@@ -28,10 +28,7 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.pay = payments.Payments(self.rt, self.base)
         table = web.RouteTableDef()
-        whoami = routes.register(table, self.rt)
-        payments.register(table, self.rt, self.pay, whoami)
-        admin.register(table, self.rt, whoami)
-        receipts.register(table, self.rt, self.pay, whoami)
+        pack.register_lazy(table, self.rt, self.pay)  # what the pack's routes are made of at their first request
         self.app = web.Application()
         self.app.add_routes(table)
         self.loop = asyncio.new_event_loop()
