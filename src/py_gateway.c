@@ -33,6 +33,7 @@ typedef struct {
     cc_gw_stream *s;
     GatewayObject *owner;
     int busy;
+    Py_ssize_t read_waits; /* read() calls that let go of the GIL to wait (tests see that only waits do) */
 } StreamObject;
 
 static ccpy_state *tstate(PyObject *self) { return ccpy_state_from_type(Py_TYPE(self)); }
@@ -109,6 +110,7 @@ static PyObject *new_stream(GatewayObject *self, ccpy_state *st, cc_gw_stream *s
     so->s = s;
     so->owner = (GatewayObject *)Py_NewRef(self);
     so->busy = 0;
+    so->read_waits = 0;
     self->streams++;
     PyObject_GC_Track(so);
     return (PyObject *)so;
@@ -298,6 +300,7 @@ static PyObject *S_read(StreamObject *self, PyObject *args) {
     rc = cc_gw_read_nowait(self->s, PyBytes_AS_STRING(b), (size_t)n, &got, &again, &e);
     if (rc == CC_OK && again) {
         self->busy = 1;
+        self->read_waits++;
         Py_BEGIN_ALLOW_THREADS
         rc = cc_gw_read(self->s, PyBytes_AS_STRING(b), (size_t)n, &got, &e);
         Py_END_ALLOW_THREADS
@@ -463,7 +466,15 @@ static PyMethodDef S_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *S_get_read_waits(StreamObject *self, void *c) {
+    (void)c;
+    return PyLong_FromSsize_t(self->read_waits);
+}
+
 static PyGetSetDef S_getset[] = {
+    {"read_waits", (getter)S_get_read_waits, NULL,
+     "how many read() calls let go of the GIL to wait for the upstream (one that finds data, the end or a "
+     "failure already there keeps it)", NULL},
     {"id", (getter)S_get_id, NULL, "what Gateway.ready() reports for this stream", NULL},
     {"status", (getter)S_get_status, NULL, "HTTP status of the upstream response", NULL},
     {"headers", (getter)S_get_headers, NULL, "[(name, value)] without hop-by-hop headers", NULL},
