@@ -40,7 +40,6 @@ import contextvars
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -56,14 +55,52 @@ WHERE_TO_SIGN_IN = "Sign in under Settings → User → Credits account"
 WHERE_TO_BUY = "Buy credits in Settings → Credits"
 
 
-@dataclass
 class Admission:
-    account_id: int
-    hold_micro: int = 0
-    nodes: list = field(default_factory=list)
-    prompt_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # chosen by the server, never the client
-    reserved: bool = False
-    key_id: int | None = None  # the personal API key it came with: its cap is checked with every hold
+    """A prompt admitted for an account: what it reserved (hold_micro) under a prompt id the server chose.
+
+    nodes: per priced API node {node_id, class_type, micro, used_default}, made when first read (only
+    refusals and tests read it; admitting a prompt does not need 50 dicts). Compares and prints as the
+    dataclass it was."""
+
+    __slots__ = ("account_id", "hold_micro", "prompt_id", "reserved", "key_id", "_nodes", "_priced")
+    _FIELDS = ("account_id", "hold_micro", "nodes", "prompt_id", "reserved", "key_id")
+
+    def __init__(self, account_id: int, hold_micro: int = 0, nodes: list | None = None, prompt_id: str | None = None,
+                 reserved: bool = False, key_id: int | None = None):
+        self.account_id = account_id
+        self.hold_micro = hold_micro
+        self._nodes = [] if nodes is None else nodes
+        self._priced = None
+        self.prompt_id = str(uuid.uuid4()) if prompt_id is None else prompt_id  # chosen by the server, never the client
+        self.reserved = reserved
+        self.key_id = key_id  # the personal API key it came with: its cap is checked with every hold
+
+    def priced(self, node_ids: list, items: list, holds: list) -> None:
+        """nodes, to be made from these when read: node ids, (class_type, inputs), (micro, used_default)."""
+        self._nodes, self._priced = None, (node_ids, items, holds)
+
+    @property
+    def nodes(self) -> list:
+        if self._nodes is None:
+            ids, items, holds = self._priced
+            self._nodes = [{"node_id": node_id, "class_type": cls, "micro": micro, "used_default": used_default}
+                           for node_id, (cls, _), (micro, used_default) in zip(ids, items, holds)]
+            self._priced = None
+        return self._nodes
+
+    @nodes.setter
+    def nodes(self, value: list) -> None:
+        self._nodes, self._priced = value, None
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self._FIELDS)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"Admission({', '.join(f'{f}={getattr(self, f)!r}' for f in self._FIELDS)})"
 
 
 _admission: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("comfy_credits_admission",
@@ -199,7 +236,14 @@ def key_cap_refusal(adm, cred: dict, total: int) -> web.Response | None:
 
 
 def find_api_nodes(prompt: dict, node_classes: dict) -> list[tuple[str, str, dict]]:
-    found = []
+    ids, items = api_node_items(prompt, node_classes)
+    return [(node_id, cls, inputs) for node_id, (cls, inputs) in zip(ids, items)]
+
+
+def api_node_items(prompt: dict, node_classes: dict) -> tuple[list, list]:
+    """The prompt's API nodes as find_api_nodes() finds them, in two lists: node ids, and the
+    (class_type, inputs) pairs PriceTable.hold_many() takes (admission builds no third list)."""
+    ids, items = [], []
     api = {}  # class_type -> is an API node: looked up once per class in the prompt, not per node
     for node_id, node in prompt.items():
         if not isinstance(node, dict):
@@ -211,30 +255,31 @@ def find_api_nodes(prompt: dict, node_classes: dict) -> list[tuple[str, str, dic
             yes = api[class_type] = cls is not None and is_api_node(cls)
         if yes:
             inputs = node.get("inputs")
-            found.append((str(node_id), class_type, inputs if isinstance(inputs, dict) else {}))
-    return found
+            ids.append(node_id if type(node_id) is str else str(node_id))
+            items.append((class_type, inputs if isinstance(inputs, dict) else {}))
+    return ids, items
 
 
 async def admit(rt, request: web.Request, body: dict, node_classes: dict):
     """Returns an Admission, None (nothing to track), or a refusal response."""
-    api_nodes = find_api_nodes(body["prompt"], node_classes)
+    node_ids, items = api_node_items(body["prompt"], node_classes)
     cookie_ok = cookie_usable(request, rt.cfg.public_url)
     token = request_token(request, body, cookie=cookie_ok)
     if token is None:
-        if not api_nodes:
+        if not node_ids:
             return None
         if not cookie_ok and request.cookies.get(SESSION_COOKIE):
             return prompt_error(
                 "credits_cross_site", "Cross-site request refused",
                 "Paid API nodes run only from this server's own page (a same-origin JSON request) or with a "
                 "personal API key; your Credits session was not used.", status=403)
-        names = ", ".join(sorted({c for _, c, _ in api_nodes}))
+        names = ", ".join(sorted({c for c, _ in items}))
         return prompt_error(
             "credits_sign_in_required", "Sign in to run API nodes",
             f"This workflow uses paid API nodes ({names}). {WHERE_TO_SIGN_IN}, or send a personal API key.",
             {nid: {"errors": [{"type": "credits_sign_in_required", "message": "Sign in to run this API node",
                                "details": WHERE_TO_SIGN_IN, "extra_info": {}}],
-                   "dependent_outputs": [], "class_type": cls} for nid, cls, _ in api_nodes})
+                   "dependent_outputs": [], "class_type": cls} for nid, (cls, _) in zip(node_ids, items)})
     # Inline only on a local SQLite ledger (a short read that never waits: no thread hop); a shared
     # PostgreSQL (farm mode) is a network round trip, never made on the event loop.
     inline = not getattr(rt.cfg, "farm", False)
@@ -243,7 +288,7 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
         if who is None:  # farm mode, or every reader connection is busy
             who = await asyncio.to_thread(rt.ledger.check_credential, token)
     except (_core.NotFound, _core.InvalidState, _core.InvalidArgument) as exc:
-        if not api_nodes:
+        if not node_ids:
             return None  # a stale cookie must not block workflows that cost nothing
         if isinstance(exc, _core.InvalidArgument):  # e.g. a NUL in a personal key
             return prompt_error("credits_bad_credential", "The Credits session or API key is malformed",
@@ -265,25 +310,23 @@ async def admit(rt, request: web.Request, body: dict, node_classes: dict):
     account = who["account"]
     cred = who.get("credential") or {}
     adm = Admission(account_id=account["id"], key_id=cred["id"] if cred.get("kind") == "api_key" else None)
-    if not api_nodes:
+    if not node_ids:
         return adm
-    node_errors = {}
-    total = 0
     # The whole prompt in one call into C (hold_many: node by node estimate()'s micro and used_default).
-    for (node_id, cls, inputs), est in zip(api_nodes, rt.hold_many([(c, i) for _, c, i in api_nodes])):
-        if type(est) is not tuple:
-            if not isinstance(est, _core.InvalidArgument):
-                raise est
-            node_errors[node_id] = {"errors": [{"type": "credits_price_error", "message": "Cannot price this node",
-                                                "details": str(est), "extra_info": {}}],
-                                    "dependent_outputs": [], "class_type": cls}
-            continue
-        micro, used_default = est
-        total += micro
-        adm.nodes.append({"node_id": node_id, "class_type": cls, "micro": micro, "used_default": used_default})
-    if node_errors:
+    total, holds = rt.hold_total(items)
+    if total is None:  # a node could not be priced
+        node_errors = {}
+        for node_id, (cls, _), est in zip(node_ids, items, holds):
+            if type(est) is not tuple:
+                if not isinstance(est, _core.InvalidArgument):
+                    raise est
+                node_errors[node_id] = {"errors": [{"type": "credits_price_error",
+                                                    "message": "Cannot price this node",
+                                                    "details": str(est), "extra_info": {}}],
+                                        "dependent_outputs": [], "class_type": cls}
         return prompt_error("credits_price_error", "Cannot price the API nodes in this workflow",
                             "See the nodes marked in red.", node_errors)
+    adm.priced(node_ids, items, holds)
     adm.hold_micro = total
     capped = await cap_refusal(rt, adm, account, total) or key_cap_refusal(adm, cred, total)
     if capped:

@@ -176,12 +176,22 @@ class Runtime:
     def hold_many(self, items: list) -> list:
         """estimate_many() for admission: per node (micro, used_default), or the exception
         estimate() would raise (returned, not raised); no 7-key dict per node."""
+        return self.hold_total(items)[1]
+
+    def hold_total(self, items: list) -> tuple:
+        """(total, hold_many(items)): total is the sum of the nodes' micro-credits, None when a node
+        cannot be priced. Logs each node priced at the default price, as estimate() does."""
         holds = self.prices.hold_many(items)
+        micros = [h[0] for h in holds if type(h) is tuple and not h[1]]
+        if len(micros) == len(holds):  # every node priced by a rule: the usual case, one pass
+            return sum(micros), holds
         for (node_class, _), h in zip(items, holds):
             if type(h) is tuple and h[1]:
                 log.warning("comfy-credits: no price rule for API node %s; charging the default %s credits",
                             node_class, _core.format_credits(h[0]))
-        return holds
+        if any(type(h) is not tuple for h in holds):
+            return None, holds
+        return sum(h[0] for h in holds), holds
 
     # ---- housekeeping
 
