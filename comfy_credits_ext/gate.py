@@ -240,9 +240,16 @@ def find_api_nodes(prompt: dict, node_classes: dict) -> list[tuple[str, str, dic
     return [(node_id, cls, inputs) for node_id, (cls, inputs) in zip(ids, items)]
 
 
-def api_node_items(prompt: dict, node_classes: dict) -> tuple[list, list]:
+def api_node_items(prompt: dict, node_classes: dict, prices=None) -> tuple[list, list]:
     """The prompt's API nodes as find_api_nodes() finds them, in two lists: node ids, and the
-    (class_type, inputs) pairs PriceTable.hold_many() takes (admission builds no third list)."""
+    (class_type, inputs) pairs PriceTable.hold_many() takes (admission builds no third list).
+    With prices (a PriceTable) and a plain dict prompt (what json.loads gives), the walk over the
+    nodes runs in C (PriceTable.api_nodes), asking Python once per class whether it is an API node."""
+    if prices is not None and type(prompt) is dict:
+        def is_api(class_type):
+            cls = node_classes.get(class_type)
+            return cls is not None and is_api_node(cls)
+        return prices.api_nodes(prompt, is_api)
     ids, items = [], []
     api = {}  # class_type -> is an API node: looked up once per class in the prompt, not per node
     for node_id, node in prompt.items():
@@ -262,7 +269,7 @@ def api_node_items(prompt: dict, node_classes: dict) -> tuple[list, list]:
 
 async def admit(rt, request: web.Request, body: dict, node_classes: dict):
     """Returns an Admission, None (nothing to track), or a refusal response."""
-    node_ids, items = api_node_items(body["prompt"], node_classes)
+    node_ids, items = api_node_items(body["prompt"], node_classes, rt.prices)
     cookie_ok = cookie_usable(request, rt.cfg.public_url)
     token = request_token(request, body, cookie=cookie_ok)
     if token is None:

@@ -312,6 +312,76 @@ static PyObject *P_estimate_many(PriceTableObject *self, PyObject *items) { retu
 /* The queue gate's admission: estimate_many() without the 7-key dict per node. */
 static PyObject *P_hold_many(PriceTableObject *self, PyObject *items) { return many(self, items, 1); }
 
+/* ------------------------------------------------------------ api_nodes */
+
+/* The queue gate's first step (comfy_credits_ext/gate.py api_node_items), node by node the same, for the
+** prompt dicts json.loads makes: each value that is a dict, whose "class_type" is_api(class_type) calls an
+** API node (asked once per class, by the caller: the decision stays in Python), gives its key (str() of a
+** key that is not a str) and (class_type, inputs) with inputs {} when not a dict. No pricing here. */
+static PyObject *P_api_nodes(PriceTableObject *self, PyObject *args) {
+    (void)self;
+    PyObject *prompt, *is_api;
+    if (!PyArg_ParseTuple(args, "OO:api_nodes", &prompt, &is_api)) return NULL;
+    if (!PyDict_CheckExact(prompt)) {
+        PyErr_SetString(PyExc_TypeError, "prompt must be a dict");
+        return NULL;
+    }
+    PyObject *ids = PyList_New(0), *items = PyList_New(0), *seen = PyDict_New();
+    PyObject *k_class = PyUnicode_FromString("class_type"), *k_inputs = PyUnicode_FromString("inputs");
+    PyObject *out = NULL;
+    if (!ids || !items || !seen || !k_class || !k_inputs) goto done;
+    Py_ssize_t pos = 0;
+    PyObject *key, *node;
+    while (PyDict_Next(prompt, &pos, &key, &node)) {
+        if (!PyDict_Check(node)) continue;
+        Py_INCREF(key); /* is_api runs Python code: keep what we hold alive whatever it does */
+        Py_INCREF(node);
+        PyObject *cls = PyDict_GetItemWithError(node, k_class);
+        PyObject *id = NULL, *inputs = NULL, *pair = NULL;
+        int yes = -1;
+        if (!cls && PyErr_Occurred()) goto node_done;
+        cls = Py_NewRef(cls ? cls : Py_None);
+        PyObject *known = PyDict_GetItemWithError(seen, cls); /* an unhashable class_type raises here */
+        if (known) {
+            yes = known == Py_True;
+        } else if (!PyErr_Occurred()) {
+            PyObject *r = PyObject_CallOneArg(is_api, cls);
+            if (r) {
+                yes = PyObject_IsTrue(r);
+                Py_DECREF(r);
+                if (yes >= 0 && PyDict_SetItem(seen, cls, yes ? Py_True : Py_False) < 0) yes = -1;
+            }
+        }
+        if (yes == 1) {
+            inputs = PyDict_GetItemWithError(node, k_inputs);
+            if (!inputs && PyErr_Occurred()) {
+                yes = -1;
+                goto node_done;
+            }
+            inputs = inputs && PyDict_Check(inputs) ? Py_NewRef(inputs) : PyDict_New();
+            id = PyUnicode_CheckExact(key) ? Py_NewRef(key) : PyObject_Str(key);
+            pair = inputs ? PyTuple_Pack(2, cls, inputs) : NULL;
+            if (!id || !pair || PyList_Append(ids, id) < 0 || PyList_Append(items, pair) < 0) yes = -1;
+        }
+    node_done:
+        Py_XDECREF(pair);
+        Py_XDECREF(id);
+        Py_XDECREF(inputs);
+        Py_XDECREF(cls);
+        Py_DECREF(node);
+        Py_DECREF(key);
+        if (yes < 0) goto done;
+    }
+    out = PyTuple_Pack(2, ids, items);
+done:
+    Py_XDECREF(ids);
+    Py_XDECREF(items);
+    Py_XDECREF(seen);
+    Py_XDECREF(k_class);
+    Py_XDECREF(k_inputs);
+    return out;
+}
+
 static PyObject *P_names(PriceTableObject *self, PyObject *Py_UNUSED(ignored)) {
     int n = cc_price_table_count(self->t);
     PyObject *l = PyList_New(n);
@@ -415,6 +485,9 @@ static PyMethodDef P_methods[] = {
     {"hold_many", FN(P_hold_many), METH_O,
      "hold_many([(node_class, inputs), ...]) -> estimate_many() with (micro, used_default) per node instead of "
      "estimate()'s dict (or, as there, the exception returned, not raised)"},
+    {"api_nodes", FN(P_api_nodes), METH_VARARGS,
+     "api_nodes(prompt, is_api) -> (node_ids, [(class_type, inputs), ...]): the prompt's nodes whose class_type "
+     "is_api(class_type) calls an API node (asked once per class), as hold_many() takes them"},
     {"actual", FN(P_actual), KW, "actual(node_class, inputs, usage, hold_micro) -> price from usage"},
     {"names", FN(P_names), METH_NOARGS, "node classes that have a rule"},
     {"family", FN(P_family), METH_O, "family(node_class) -> display family, '' if unknown"},
