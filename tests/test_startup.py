@@ -43,7 +43,7 @@ def test_lazy_route_lists_are_what_the_modules_register_in_order(tmp_path, monke
 
 
 START = r'''
-import asyncio, json, logging, os, sys
+import asyncio, json, logging, os, sys, threading
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 sys.path.insert(0, sys.argv[1])
 from comfy.cli_args import args, parse
@@ -64,6 +64,14 @@ async def main():
     client = TestClient(TestServer(ps.app))
     await client.start_server()  # the app's on_startup hooks run here: the pack is ready
     out = {"started": ours()}
+    if sys.argv[4] == "prefetch":  # no request: the pack imports them itself a moment later
+        t = loop.time()
+        def busy():  # not imported yet, or being imported (a module is in sys.modules from its first line)
+            return "routes" not in ours() or any(th.name == "comfy-credits-prefetch" for th in threading.enumerate())
+        while busy() and loop.time() - t < 60:
+            await asyncio.sleep(0.05)
+        out["prefetched_after_s"] = loop.time() - t
+        out["prefetched"] = ours()
     r = await client.get("/credits/status")
     out["status"] = [r.status, await r.json()]
     out["after_status"] = ours()
@@ -86,18 +94,22 @@ loop.run_until_complete(main())
 '''
 
 
-def test_a_started_server_has_not_imported_the_route_modules_and_the_first_requests_work(tmp_path):
+def start(tmp_path, mode):
     nodes_dir = tmp_path / "custom_nodes"
     nodes_dir.mkdir()
     os.symlink(ROOT, nodes_dir / "comfy-credits")
     (tmp_path / "user").mkdir()
     env = dict(os.environ, COMFY_CREDITS_UPSTREAM_KEY="k", COMFY_CREDITS_UPSTREAM_BASE="http://127.0.0.1:9")
     env.pop("COMFY_CREDITS_DB", None)
-    p = subprocess.run([sys.executable, "-c", START, HARNESS, str(nodes_dir), str(tmp_path / "user")],
-                       capture_output=True, text=True, timeout=120, env=env, cwd=str(tmp_path))
+    p = subprocess.run([sys.executable, "-c", START, HARNESS, str(nodes_dir), str(tmp_path / "user"), mode],
+                       capture_output=True, text=True, timeout=180, env=env, cwd=str(tmp_path))
     assert p.returncode == 0, p.stderr[-3000:]
-    out = json.loads(p.stdout.strip().splitlines()[-1])
     assert "comfy-credits: ready" in p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_a_started_server_has_not_imported_the_route_modules_and_the_first_requests_work(tmp_path):
+    out = start(tmp_path, "requests")
     started = set(out["started"])
     assert {"pack", "gate", "runtime", "api_nodes", "gateway_route", "payments"} <= started
     assert not started & set(DEFERRED), started
@@ -110,3 +122,12 @@ def test_a_started_server_has_not_imported_the_route_modules_and_the_first_reque
     assert out["admin"] == 401
     assert out["unknown"] == 404 and out["wrong_method"] == 405  # as aiohttp answers them for any route
     assert {"routes", "admin", "receipts"} <= set(out["after_requests"])
+
+
+def test_the_route_modules_are_imported_a_moment_after_start_up_without_a_request(tmp_path):
+    """pack.LazyRoutes.prefetch: the first person's request then does not compile them."""
+    out = start(tmp_path, "prefetch")
+    assert not set(out["started"]) & set(DEFERRED)
+    assert out["prefetched_after_s"] >= pack.PREFETCH_AFTER_S * 0.9
+    assert set(DEFERRED) <= set(out["prefetched"])
+    assert out["session"][0] == 401 and out["sign_in"][0] == 401  # and the requests are served as before
