@@ -13,6 +13,10 @@
 ** size limit); anything else takes estimate()'s own text path for that
 ** node. So its results and errors are estimate()'s, node by node
 ** (tests/test_pricing.py checks that against estimate()).
+**
+** api_nodes() is the gate's walk over a prompt before that (which nodes to
+** price): the same lists as gate.py api_node_items' Python loop, which class
+** is an API node still answered by Python (tests/test_admission_glue.py).
 */
 #include "py_util.h"
 #include "pricing.h"
