@@ -24,7 +24,6 @@
 #include "money.h"
 #include "tls.h"
 
-#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <string.h>
 
@@ -1313,49 +1312,4 @@ void cc_gw_close(cc_gw_stream *s) {
     cc_mutex_unlock(&g->mu);
     if (wake) cc_poller_wake(g->poller);
     if (free_now) stream_free(s);
-}
-
-/* ------------------------------------------------------------ usage */
-
-static int64_t num_at(const cJSON *root, const char *a, const char *b) {
-    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, a);
-    if (!cJSON_IsObject(o)) return -1;
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, b);
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e15) return -1;
-    return (int64_t)v->valuedouble; /* token counts are integers; not money */
-}
-
-static int64_t add_known(int64_t a, int64_t b) {
-    if (a < 0) return b;
-    if (b < 0) return a;
-    return a + b;
-}
-
-void cc_usage_from_json(const char *json, size_t len, cc_usage *u) {
-    cc_usage_init(u);
-    if (!json || len == 0) return;
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root) return;
-    if (cJSON_IsObject(root)) {
-        /* OpenAI Responses / Images: usage.input_tokens / output_tokens;
-        ** Chat Completions: prompt_tokens / completion_tokens. */
-        u->input_tokens = add_known(num_at(root, "usage", "input_tokens"), num_at(root, "usage", "prompt_tokens"));
-        u->output_tokens =
-            add_known(num_at(root, "usage", "output_tokens"), num_at(root, "usage", "completion_tokens"));
-        /* Gemini: usageMetadata.promptTokenCount / candidatesTokenCount (+ thoughts). */
-        int64_t gi = num_at(root, "usageMetadata", "promptTokenCount");
-        int64_t go = add_known(num_at(root, "usageMetadata", "candidatesTokenCount"),
-                               num_at(root, "usageMetadata", "thoughtsTokenCount"));
-        u->input_tokens = add_known(u->input_tokens, gi);
-        u->output_tokens = add_known(u->output_tokens, go);
-        /* OpenAI images: one element of data[] per image. */
-        const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
-        if (cJSON_IsArray(data) && (num_at(root, "usage", "input_tokens") >= 0 || cJSON_GetArraySize(data) > 0)) {
-            const cJSON *first = cJSON_GetArrayItem(data, 0);
-            if (cJSON_IsObject(first) && (cJSON_GetObjectItemCaseSensitive(first, "b64_json") ||
-                                          cJSON_GetObjectItemCaseSensitive(first, "url")))
-                u->images = cJSON_GetArraySize(data);
-        }
-    }
-    cJSON_Delete(root);
 }

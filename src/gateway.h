@@ -51,6 +51,7 @@
 #include "cc_common.h"
 #include "gwpath.h"
 #include "pricing.h"
+#include "usage_json.h" /* cc_usage_from_json: what cc_gw_usage reads from the body */
 
 #define CC_GW_BUFFER_BYTES_MAX (256 * 1024)
 #define CC_GW_CAPTURE_BYTES_MAX (8 * 1024 * 1024)
@@ -171,9 +172,5 @@ int cc_gw_watch(cc_gateway *g, cc_socket_t fd, int had, int want, uint64_t tag);
 void cc_gateway_set_hook(cc_gateway *g, const cc_gw_hook *hook);
 /* Makes the I/O thread run a turn soon (any thread). */
 void cc_gateway_wake(cc_gateway *g);
-
-/* Reads usage counters from a JSON body (OpenAI `usage`, Gemini
-** `usageMetadata`, OpenAI image `data` count). Fields not present stay -1. */
-void cc_usage_from_json(const char *json, size_t len, cc_usage *u);
 
 #endif

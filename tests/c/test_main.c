@@ -53,6 +53,7 @@ int main(void) {
     suite_password();
     suite_gwpath();
     suite_http1();
+    suite_usage_json();
     suite_gateway();
     suite_listener();
     suite_run();
