@@ -30,8 +30,11 @@
 #define GW_BUF_FIRST_BYTES (32 * 1024)
 #define GW_SCAN_MS_MAX 250 /* idle scans at least this often */
 #define GW_IDLE_EASY_MAX 64
-/* A request's header lines: Accept, Content-Type, Idempotency-Key, Comfy-Job-Id, the key, Expect. */
-#define GW_REQ_LINES_MAX 6
+/* A request's header lines: Content-Type, Idempotency-Key, Comfy-Job-Id, the key, Expect. */
+#define GW_REQ_LINES_MAX 5
+/* A body larger than this gets "Expect:" (libcurl would send "Expect: 100-continue" above its threshold:
+** 1 MiB in 7.88, 1 KiB in older versions); a smaller one never gets it, so the line is left out. */
+#define GW_EXPECT_BODY_BYTES 1024
 #define GW_REQ_VALUES_MAX 3
 #define GW_REQ_LINE_BYTES 320  /* "Idempotency-Key: " + 255 bytes, the longest */
 #define GW_HBUF_BYTES (CC_GW_HEADER_BYTES_MAX + CC_GW_HEADERS_MAX)
@@ -91,6 +94,13 @@ struct cc_gw_stream {
 
 struct cc_gateway {
     char *base;                 /* without trailing '/' */
+    /* The base parsed once (CURLOPT_CURLU on every handle) and the path each
+    ** request's target starts with (CURLOPT_REQUEST_TARGET: prefix + path +
+    ** query), when that is what libcurl would send for base + path (see
+    ** base_plain_path); NULL: each request sets its whole URL (CURLOPT_URL),
+    ** which libcurl parses and prints again for every transfer. */
+    CURLU *url_base;
+    const char *target_prefix;  /* into base */
     char *key_header;           /* "X-API-KEY: ..." */
     char *proxy, *noproxy;      /* the proxy environment as libcurl reads it, read once at open */
     cc_gateway_config cfg;
@@ -150,6 +160,7 @@ static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAUL
 static void *io_main(void *arg);
 static void stream_destroy(cc_gw_stream *s);
 static void proxy_from_env(cc_gateway *g);
+static void url_base_setup(cc_gateway *g);
 
 /* libcurl (on the I/O thread, from inside its calls): what to wait on for a socket. */
 static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
@@ -253,6 +264,7 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
     size_t bl = strlen(g->base);
     while (bl > 0 && g->base[bl - 1] == '/') g->base[--bl] = 0;
     proxy_from_env(g);
+    url_base_setup(g);
     snprintf(g->key_header, kl, "X-API-KEY: %s", key);
     g->cfg.upstream_base = g->base;
     g->cfg.upstream_key = NULL; /* only key_header keeps it */
@@ -263,6 +275,7 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
         cc_cond_destroy(&g->cv);
         curl_multi_cleanup(g->multi);
         cc_poller_close(g->poller);
+        if (g->url_base) curl_url_cleanup(g->url_base);
         free(g->proxy);
         free(g->noproxy);
         free(g->base);
@@ -286,6 +299,7 @@ void cc_gateway_close(cc_gateway *g) {
     CC_ASSERT(g->live == 0 && g->active == NULL && g->pending == NULL);
     for (int i = 0; i < g->nidle; i++) curl_easy_cleanup(g->idle[i]);
     curl_multi_cleanup(g->multi);
+    if (g->url_base) curl_url_cleanup(g->url_base); /* after every handle that pointed at it */
     cc_poller_close(g->poller);
     while (g->spare) {
         cc_gw_stream *s = g->spare;
@@ -486,14 +500,20 @@ static void end_transfer(cc_gateway *g, cc_gw_stream *s, CURLcode result) {
 
 /* ------------------------------------------------------------ callbacks (I/O thread) */
 
+#define HAS_PREFIX(line, n, lit) ((n) >= sizeof lit - 1 && cc_strncasecmp(line, lit, sizeof lit - 1) == 0)
+
+/* Hop-by-hop headers, the length and cookies are not passed on (one look at the first letter first). */
 static int hop_by_hop(const char *line, size_t n) {
-    static const char *const skip[] = {"connection:", "keep-alive:", "transfer-encoding:", "content-length:",
-                                       "proxy-", "te:", "trailer:", "upgrade:", "set-cookie:", NULL};
-    for (int i = 0; skip[i]; i++) {
-        size_t k = strlen(skip[i]);
-        if (n >= k && cc_strncasecmp(line, skip[i], k) == 0) return 1;
+    switch (line[0] | 0x20) {
+    case 'c': return HAS_PREFIX(line, n, "connection:") || HAS_PREFIX(line, n, "content-length:");
+    case 'k': return HAS_PREFIX(line, n, "keep-alive:");
+    case 'p': return HAS_PREFIX(line, n, "proxy-");
+    case 's': return HAS_PREFIX(line, n, "set-cookie:");
+    case 't': return HAS_PREFIX(line, n, "transfer-encoding:") || HAS_PREFIX(line, n, "te:") ||
+                     HAS_PREFIX(line, n, "trailer:");
+    case 'u': return HAS_PREFIX(line, n, "upgrade:");
+    default: return 0;
     }
-    return 0;
 }
 
 static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
@@ -535,11 +555,11 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
         if (line[i] == '\r' || line[i] == '\n') line[i] = ' ';
     s->hdr[s->nhdr++] = line;
     s->hdr_bytes += len;
-    if (cc_strncasecmp(line, "content-type:", 13) == 0) {
+    if ((line[0] | 0x20) == 'c' && HAS_PREFIX(line, len, "content-type:")) {
         const char *v = line + 13;
         while (*v == ' ') v++;
         s->json = cc_strncasecmp(v, "application/json", 16) == 0 || strstr(v, "+json") != NULL;
-    } else if (cc_strncasecmp(line, "x-comfy-credits-used:", 21) == 0) {
+    } else if ((line[0] | 0x20) == 'x' && HAS_PREFIX(line, len, "x-comfy-credits-used:")) {
         const char *v = line + 21;
         while (*v == ' ' || *v == '\t') v++;
         char tmp[40];
@@ -891,6 +911,51 @@ static void easy_setup(cc_gateway *g, CURL *e) {
     /* Set, so libcurl does not read the environment again for every transfer. */
     curl_easy_setopt(e, CURLOPT_PROXY, g->proxy);
     curl_easy_setopt(e, CURLOPT_NOPROXY, g->noproxy);
+    /* The one parsed base for every transfer; each sets its target (submit). */
+    if (g->url_base) curl_easy_setopt(e, CURLOPT_CURLU, g->url_base);
+}
+
+/* What follows scheme://authority in the base when a request's target can
+** be written here instead of libcurl parsing base + path for every transfer:
+** then libcurl would send exactly prefix + path (+ '?' query). That holds
+** when no proxy is configured (a forward proxy needs the absolute URL, which
+** libcurl builds from the URL), the base has no user info, query or
+** fragment, and its path is plain characters without dot segments (libcurl
+** neither encodes nor resolves anything in it; the request's path is
+** canonical, gwpath.h). NULL otherwise. */
+static int plain_char(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~!$&'()*+,;=:@/", c);
+}
+static const char *base_plain_path(const cc_gateway *g) {
+    if (*g->proxy) return NULL;
+    const char *a = strstr(g->base, "://");
+    if (!a) return NULL;
+    a += 3;
+    size_t al = strcspn(a, "/?#");
+    if (al == 0 || memchr(a, '@', al)) return NULL;
+    const char *p = a + al;
+    if (*p && *p != '/') return NULL; /* a query or fragment */
+    for (const char *q = p; *q; q++)
+        if (!plain_char((unsigned char)*q)) return NULL;
+    for (const char *q = p; *q;) { /* segments after each '/' */
+        q++;
+        size_t sl = strcspn(q, "/");
+        if ((sl == 1 && q[0] == '.') || (sl == 2 && q[0] == '.' && q[1] == '.')) return NULL;
+        q += sl;
+    }
+    return p;
+}
+static void url_base_setup(cc_gateway *g) {
+    const char *prefix = base_plain_path(g);
+    if (!prefix) return;
+    CURLU *u = curl_url();
+    /* The flags libcurl parses CURLOPT_URL with (url.c parseurlandfillconn). */
+    if (u && curl_url_set(u, CURLUPART_URL, g->base, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
+        g->url_base = u;
+        g->target_prefix = prefix;
+    } else if (u) {
+        curl_url_cleanup(u); /* the transfers will say what is wrong with it */
+    }
 }
 
 /* The proxy libcurl would pick from the environment for the upstream's scheme
@@ -1007,24 +1072,27 @@ cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, 
     s->local = req->local;
     s->credits_used_micro = -1;
     cc_rc rc = CC_OK;
-    /* base (<= 1024) + path + '?' + query (each <= CC_GW_PATH_BYTES_MAX), checked above. */
+    /* base (<= 1024) + path + '?' + query (each <= CC_GW_PATH_BYTES_MAX), checked above: the whole URL,
+    ** or only the target (the base's path first) when the handle has the parsed base (url_base). */
     char url[1024 + 2 * CC_GW_PATH_BYTES_MAX + 2];
-    size_t bl = strlen(g->base), pl = strlen(path), ql = req->query ? strlen(req->query) : 0;
+    const char *head = g->url_base ? g->target_prefix : g->base;
+    size_t bl = strlen(head), pl = strlen(path), ql = req->query ? strlen(req->query) : 0;
     CC_ASSERT(bl + pl + ql + 2 <= sizeof url);
-    memcpy(url, g->base, bl);
+    memcpy(url, head, bl);
     memcpy(url + bl, path, pl);
     url[bl + pl] = 0;
     if (req->query) {
         url[bl + pl] = '?';
         memcpy(url + bl + pl + 1, req->query, ql + 1);
     }
-    add_line(s, "Accept: */*");
+    /* No Accept line: libcurl sends its own (any type) when none is given. */
     if (req->content_type) rc = add_header(s, "Content-Type", req->content_type, err);
     if (rc == CC_OK && req->idempotency_key) rc = add_header(s, "Idempotency-Key", req->idempotency_key, err);
     if (rc == CC_OK && req->job_id) rc = add_header(s, "Comfy-Job-Id", req->job_id, err);
     if (rc == CC_OK) {
         add_line(s, g->key_header);
-        add_line(s, "Expect:"); /* without it curl would send "Expect: 100-continue" for large POSTs */
+        /* without it curl would send "Expect: 100-continue" for large POSTs */
+        if (req->body_len > GW_EXPECT_BODY_BYTES) add_line(s, "Expect:");
     }
     if (rc == CC_OK && req->body_len) {
         if (req->body_len > s->req_body_cap) {
@@ -1040,7 +1108,8 @@ cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, 
         return rc;
     }
     /* Per request (the rest stays from easy_setup). */
-    curl_easy_setopt(e, CURLOPT_URL, url); /* curl copies the URL */
+    if (g->url_base) curl_easy_setopt(e, CURLOPT_REQUEST_TARGET, url); /* curl copies it */
+    else curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)s);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, &s->req_lines[0]);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);

@@ -439,6 +439,163 @@ static void test_gateway_proxy_environment_read_at_open(void) {
     up_stop(&u);
 }
 
+/* One call through g to .../proxy/t/echo<suffix>; the upstream (or proxy) must have seen want_target. */
+static void echo_call(cc_gateway *g, const char *method, const char *path, const char *query, size_t body_len,
+                      const char *want_target, int want_nth) {
+    static char body[4096];
+    memset(body, 'b', sizeof body);
+    cc_gw_request r = req_for(path);
+    r.method = method;
+    r.query = query;
+    r.body = body;
+    r.body_len = body_len;
+    cc_error err = {0};
+    cc_gw_stream *s = NULL;
+    CHECK_EQ_I64(cc_gw_start(g, &r, &s, &err), CC_OK);
+    if (!s) {
+        fprintf(stderr, "  %s %s: %s\n", method, want_target, err.message);
+        return;
+    }
+    CHECK_EQ_I64(cc_gw_status(s), 200);
+    const char *t = header(s, "X-Seen-Target");
+    if (!t || strcmp(t, want_target) != 0) fprintf(stderr, "  sent %s, seen %s\n", want_target, t ? t : "(none)");
+    CHECK_STR(t, want_target);
+    CHECK_STR(header(s, "X-Seen-Accept"), "*/*");
+    CHECK_STR(header(s, "X-Seen-Expect"), "0");
+    CHECK_STR(header(s, "X-Seen-Key"), "op-key-123");
+    char want_body[32];
+    snprintf(want_body, sizeof want_body, "%zu", strcmp(method, "GET") ? body_len : 0); /* a GET sends no body */
+    CHECK_STR(header(s, "X-Seen-Body"), want_body);
+    if (want_nth) {
+        char nth[16];
+        snprintf(nth, sizeof nth, "%d", want_nth);
+        CHECK_STR(header(s, "X-Seen-Nth"), nth);
+    }
+    char buf[256];
+    size_t n;
+    while (cc_gw_read(s, buf, sizeof buf, &n, &err) == CC_OK && n > 0) {
+    }
+    cc_usage us;
+    cc_gw_usage(s, &us);
+    CHECK_EQ_I64(us.input_tokens, 3);
+    cc_gw_close(s);
+}
+
+static cc_gateway *gw_open_base(const char *base, int handles_max) {
+    cc_gateway_config cfg = {base, "op-key-123", 2000, 10000, 5000, 1 << 20, INT64_C(1) << 30, handles_max};
+    cc_gateway *g = NULL;
+    cc_error err = {0};
+    CHECK_EQ_I64(cc_gateway_open(&cfg, NULL, NULL, &g, &err), CC_OK);
+    return g;
+}
+
+/* Handles and connections are reused from call to call (and libcurl keeps the
+** previous URL in a reused handle): every call must still reach its own path
+** and query, on every way the gateway names its target: the parsed base with
+** a request target of its own (a plain base), the whole URL per call (a base
+** with dot segments or percent signs, which libcurl rewrites; a proxy, which
+** needs the absolute URL), and a call libcurl retries on a fresh connection
+** because the reused one died. */
+static void test_gateway_each_call_sends_its_own_target(void) {
+    upstream u;
+    CHECK(up_start(&u) == 0);
+    unsetenv("http_proxy");
+    unsetenv("all_proxy");
+    unsetenv("ALL_PROXY");
+    static const char *const methods[] = {"POST", "GET", "PUT", "DELETE", "PATCH"};
+    static const char *const bases[][2] = {
+        /* base (after the authority), what the upstream sees before the path */
+        {"/", ""},
+        {"", ""},
+        {"/base/v1", "/base/v1"},
+        {"/base/../v1/", "/v1"},     /* libcurl resolves the dot segment: the whole URL per call */
+        {"/b%41se", "/b%41se"},      /* and keeps a percent sign as it is */
+    };
+    for (size_t b = 0; b < sizeof bases / sizeof bases[0]; b++) {
+        char base[128];
+        snprintf(base, sizeof base, "http://127.0.0.1:%d%s", u.port, bases[b][0]);
+        cc_gateway *g = gw_open_base(base, 2);
+        for (int i = 0; i < 24; i++) {
+            char path[64], query[64], want[256];
+            snprintf(path, sizeof path, "/proxy/t/echo/%d", i);
+            const char *q = NULL;
+            if (i % 4 == 1) snprintf(query, sizeof query, "a=%d&b=x%%20y", i), q = query;
+            if (i % 4 == 2) q = "";                 /* "?" alone */
+            if (i % 4 == 3) q = "q=\xC3\xA9&u=%2F"; /* raw UTF-8 and an encoded slash: sent as they are */
+            snprintf(want, sizeof want, "%s%s%s%s", bases[b][1], path, q ? "?" : "", q ? q : "");
+            echo_call(g, methods[i % 5], path, q, (size_t)(i % 3 == 0 ? 0 : i % 3 == 1 ? 18 : 1500), want, 0);
+        }
+        cc_gateway_close(g);
+    }
+
+    /* Two at once on two handles, again and again: each answer is its own call's. */
+    {
+        char base[64];
+        snprintf(base, sizeof base, "http://127.0.0.1:%d", u.port);
+        cc_gateway *g = gw_open_base(base, 2);
+        for (int i = 0; i < 20; i++) {
+            cc_gw_request r1 = req_for("/proxy/t/echo/one"), r2 = req_for("/proxy/t/echo/two");
+            char q1[32], q2[32];
+            snprintf(q1, sizeof q1, "n=%d", 2 * i);
+            snprintf(q2, sizeof q2, "n=%d", 2 * i + 1);
+            r1.query = q1;
+            r2.query = q2;
+            cc_error err = {0};
+            cc_gw_stream *s1 = NULL, *s2 = NULL;
+            CHECK_EQ_I64(cc_gw_submit(g, &r1, &s1, &err), CC_OK);
+            CHECK_EQ_I64(cc_gw_submit(g, &r2, &s2, &err), CC_OK);
+            char buf[256];
+            size_t n;
+            if (s1 && s2) {
+                CHECK_EQ_I64(cc_gw_read(s2, buf, sizeof buf, &n, &err), CC_OK);
+                CHECK_EQ_I64(cc_gw_read(s1, buf, sizeof buf, &n, &err), CC_OK);
+                char w1[64], w2[64];
+                snprintf(w1, sizeof w1, "/proxy/t/echo/one?%s", q1);
+                snprintf(w2, sizeof w2, "/proxy/t/echo/two?%s", q2);
+                CHECK_STR(header(s1, "X-Seen-Target"), w1);
+                CHECK_STR(header(s2, "X-Seen-Target"), w2);
+            }
+            cc_gw_close(s1);
+            cc_gw_close(s2);
+        }
+        cc_gateway_close(g);
+    }
+
+    /* A reused connection that dies under a call: libcurl sends the call again on a fresh one, to its own
+    ** target (not the previous call's). One handle, so the second call reuses the first one's connection. */
+    {
+        char base[64];
+        snprintf(base, sizeof base, "http://127.0.0.1:%d", u.port);
+        cc_gateway *g = gw_open_base(base, 1);
+        int before = up_requests(&u);
+        echo_call(g, "POST", "/proxy/t/echo/first", "x=1", 18, "/proxy/t/echo/first?x=1", 1);
+        echo_call(g, "POST", "/proxy/t/echo/again", "drop=1", 18, "/proxy/t/echo/again?drop=1", 1);
+        echo_call(g, "GET", "/proxy/t/echo/after", "drop=2", 0, "/proxy/t/echo/after?drop=2", 1);
+        CHECK_EQ_I64(up_requests(&u) - before, 3); /* the dropped sends are not counted: each call answered once */
+        cc_gateway_close(g);
+    }
+
+    /* Through a forward proxy (the helper answers as one): it gets the absolute URL of each call. */
+    {
+        char proxy[64];
+        snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", u.port);
+        setenv("http_proxy", proxy, 1);
+        unsetenv("no_proxy");
+        unsetenv("NO_PROXY");
+        cc_gateway *g = gw_open_base("http://upstream.invalid:8080/v2", 2);
+        unsetenv("http_proxy");
+        for (int i = 0; i < 6; i++) {
+            char path[64], query[32], want[256];
+            snprintf(path, sizeof path, "/proxy/t/echo/p%d", i);
+            snprintf(query, sizeof query, "i=%d", i);
+            snprintf(want, sizeof want, "http://upstream.invalid:8080/v2%s?%s", path, query);
+            echo_call(g, methods[i % 5], path, query, 18, want, 0);
+        }
+        cc_gateway_close(g);
+    }
+    up_stop(&u);
+}
+
 static void test_gateway_config_is_checked(void) {
     cc_gateway *g = NULL;
     cc_error err = {0};
@@ -487,4 +644,5 @@ void suite_gateway(void) {
     RUN(test_gateway_abandoned_streams_end_and_free_their_slot);
     RUN(test_gateway_clean_shutdown_with_calls_in_flight);
     RUN(test_gateway_proxy_environment_read_at_open);
+    RUN(test_gateway_each_call_sends_its_own_target);
 }

@@ -61,6 +61,7 @@ static void *up_conn(void *arg) {
     free(ca);
     char req[16384];
     size_t have = 0;
+    int nth = 0; /* requests on this connection */
     for (;;) { /* keep-alive: one request after another */
         char *end = NULL;
         while (!(end = memmem(req, have, "\r\n\r\n", 4))) {
@@ -95,11 +96,31 @@ static void *up_conn(void *arg) {
             if (k <= 0) goto out;
             have += (size_t)k;
         }
+        nth++;
+        if (strstr(path, "/proxy/t/echo") && strstr(path, "drop") && nth > 1) goto out; /* hangs up, no answer */
         cc_mutex_lock(&u->mu);
         u->requests++;
         cc_mutex_unlock(&u->mu);
         char hdr[1024];
-        if (strcmp(path, "/proxy/t/small") == 0) {
+        if (strstr(path, "/proxy/t/echo")) { /* anywhere in the target: under a base path, or absolute (a proxy) */
+            char accept[64] = "-";
+            char *ah = strcasestr(req, "\r\naccept:");
+            if (ah) {
+                ah += 9;
+                while (*ah == ' ') ah++;
+                size_t al = strcspn(ah, "\r");
+                if (al >= sizeof accept) al = sizeof accept - 1;
+                memcpy(accept, ah, al);
+                accept[al] = 0;
+            }
+            int n = snprintf(hdr, sizeof hdr,
+                             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Seen-Target: %s\r\n"
+                             "X-Seen-Accept: %s\r\nX-Seen-Expect: %d\r\nX-Seen-Key: %s\r\nX-Seen-Body: %zu\r\n"
+                             "X-Seen-Nth: %d\r\nContent-Length: %zu\r\n\r\n%s",
+                             path, accept, strcasestr(req, "\r\nexpect:") != NULL, key, body_len, nth,
+                             strlen(SMALL_JSON), SMALL_JSON);
+            if (up_send(u, fd, hdr, (size_t)n) != 0) goto out;
+        } else if (strcmp(path, "/proxy/t/small") == 0) {
             int n = snprintf(hdr, sizeof hdr,
                              "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Comfy-Credits-Used: 1.25\r\n"
                              "X-Seen-Key: %s\r\nX-Seen-Body: %zu\r\nX-Seen-Auth: %d\r\nContent-Length: %zu\r\n\r\n%s",

@@ -13,6 +13,15 @@
 **   /proxy/t/huge   the same with HUGE_BYTES (more than any socket buffers hold)
 **   /proxy/t/cut    200 promising BIG_BYTES, then CUT_BYTES and the connection
 **                   closed (a transfer that fails mid-body)
+**   .../proxy/t/echo (anywhere in the target: under a base path, or the
+**                   absolute URL a forward proxy gets) 200 JSON like small, and
+**                   echoes the target (X-Seen-Target), Accept (X-Seen-Accept,
+**                   "-" if none), whether Expect came (X-Seen-Expect), the key,
+**                   the body length and which request of its connection it was
+**                   (X-Seen-Nth); with "drop" in the target, a request that is
+**                   not its connection's first is read and the connection
+**                   closed without an answer (libcurl then retries it on a
+**                   fresh connection)
 **   anything else   404
 ** It counts the requests it received, so a test can show that a refused call
 ** never reached it.
