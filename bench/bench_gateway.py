@@ -25,8 +25,10 @@
                after in the same interleaved rounds.
    Repetitions are interleaved (the order rotates each round) at 64
    concurrent clients and at 1 client. Printed per target: throughput,
-   p50 and p99 latency, and the CPU the proxy process spent per call
-   (all its threads, from /proc), min and median over the rounds.
+   p50 and p99 latency, and the CPU every process of the path spent per
+   call (the load generator, the upstream and the proxy, all threads, from
+   /proc) with the involuntary context switches per call of each, min and
+   median over the rounds.
    Overhead = target minus direct IN THE SAME ROUND (paired), min and
    median; a difference below the noise is printed as "< noise", never as a
    negative overhead. Targets (#14): at 64 concurrent throughput >= 0.8x
@@ -177,6 +179,44 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def preempted(pid: int) -> int:
+    """Involuntary context switches of a process, all its threads: how often the scheduler took the CPU
+    away from it while it still had work (the cost of more runnable processes than CPUs)."""
+    n = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("nonvoluntary_ctxt_switches:"):
+                        n += int(line.split()[1])
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return n
+
+
+class Usage:
+    """CPU (user + system) and involuntary switches of one process between two points."""
+
+    def __init__(self, pid: int | None):
+        self.pid = pid or os.getpid()
+        self.self_ = pid is None
+        self.c0, self.p0 = self._cpu(), preempted(self.pid)
+
+    def _cpu(self) -> float:
+        if self.self_:  # this process: os.times() has the resolution the tick count lacks
+            t = os.times()
+            return t.user + t.system
+        return cpu_seconds(self.pid)
+
+    def per_call(self, n: int) -> tuple[float, float]:
+        """(CPU us per call, involuntary switches per call)."""
+        return (self._cpu() - self.c0) / n * 1e6, (preempted(self.pid) - self.p0) / n
+
+
 async def load(url: str, headers: dict, body: bytes, n: int, conc: int) -> tuple[list[float], float]:
     """n POSTs from conc concurrent clients (keep-alive); latencies in ms and the wall time."""
     import aiohttp
@@ -279,18 +319,20 @@ def compare(targets: dict, pids: dict, requests: int, conc: int, rounds: int, sl
         got = {}
         for k in order:
             url, hdr, body = targets[k]
-            c0 = cpu_seconds(pids[k]) if k in pids else None
-            u0, t0 = (cpu_seconds(up_pid) if up_pid else 0.0), os.times()
+            px = Usage(pids[k]) if k in pids else None
+            me, upu = Usage(None), (Usage(up_pid) if up_pid else None)
             n = slow.get(k, requests)
             lat, wall = asyncio.run(load(url, hdr, body, n, conc))
-            cpu = (cpu_seconds(pids[k]) - c0) / n * 1e6 if k in pids else float("nan")
-            t1 = os.times()
-            # The rest of the path's CPU: the load generator (this process, warm-up included) + the upstream.
-            rest = ((t1.user + t1.system - t0.user - t0.system) +
-                    ((cpu_seconds(up_pid) - u0) if up_pid else 0.0)) / n * 1e6
-            got[k] = (n / wall, statistics.median(lat), pct(lat, 99), cpu, rest)
+            # Every process of the path, per call: the load generator (this process, warm-up included),
+            # the upstream and the proxy (CPU us, involuntary context switches).
+            gen, gen_sw = me.per_call(n)
+            up, up_sw = upu.per_call(n) if upu else (0.0, 0.0)
+            cpu, cpu_sw = px.per_call(n) if px else (float("nan"), float("nan"))
+            got[k] = (n / wall, statistics.median(lat), pct(lat, 99), cpu, gen + up, gen, up, gen_sw, up_sw, cpu_sw)
         for k in names:
-            t, p50, p99, cpu, rest = got[k]
+            t, p50, p99, cpu, rest, gen, up, gen_sw, up_sw, cpu_sw = got[k]
+            for key, v in (("gen_us", gen), ("up_us", up), ("gen_sw", gen_sw), ("up_sw", up_sw), ("px_sw", cpu_sw)):
+                res[k].setdefault(key, []).append(v)
             res[k]["rest_us"].append(rest)
             res[k]["tput"].append(t)
             res[k]["p50"].append(p50)
@@ -312,6 +354,20 @@ def compare(targets: dict, pids: dict, requests: int, conc: int, rounds: int, sl
         cpu = "-" if k not in pids else mm(x["cpu_us"], "{:.0f}") + " us"
         print(f"  {k:11} {mm(x['tput']):>13} {mm(x['ratio'], '{:.2f}'):>11} {mm(x['p50'], '{:.3f}'):>15} "
               f"{mm(x['p99'], '{:.3f}'):>15} {cpu:>17} {mm(x['rest_us'], '{:.0f}') + ' us':>25}")
+    # Each process's CPU per call: the load generator and the upstream do the same work for every target
+    # (the same requests and answers on the wire), so what they spend above direct is the cost of sharing
+    # the CPUs with one more busy process (preemptions, cold caches), not extra work.
+    print(f"  CPU per call of every process (us, min / median) and involuntary context switches per call "
+          f"(median):")
+    print(f"  {'target':11} {'load generator':>18} {'upstream':>14} {'proxy':>14} {'all':>8} "
+          f"{'preempted/call gen / up / proxy':>33}")
+    for k in names:
+        x = res[k]
+        px = mm(x["cpu_us"]) if k in pids else "-"
+        allc = [a + b for a, b in zip(x["rest_us"], x["cpu_us"])] if k in pids else x["rest_us"]
+        med = lambda key: f"{statistics.median(x[key]):.2f}" if not any(v != v for v in x[key]) else "-"
+        print(f"  {k:11} {mm(x['gen_us']):>18} {mm(x['up_us']):>14} {px:>14} {statistics.median(allc):>8.0f} "
+              f"{med('gen_sw') + ' / ' + med('up_sw') + ' / ' + med('px_sw'):>33}")
     for gname in ("native", "native@base", "gateway"):
         if conc == 1 or gname not in res:
             continue

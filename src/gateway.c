@@ -69,6 +69,7 @@ struct cc_gw_stream {
     long status;
     int json;
     int64_t credits_used_micro;
+    int64_t length, length_seen;  /* the answer's Content-Length (-1: none or chunked; set with headers_done) */
     char *buf;                  /* body bytes [off, len) not yet taken */
     size_t buf_cap, off, len;
     int64_t body_bytes;
@@ -528,6 +529,7 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
         s->hdr_bytes = 0;
         s->json = 0;
         s->credits_used_micro = -1;
+        s->length_seen = -1;
         return n;
     }
     if (len == 0) {
@@ -536,12 +538,24 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
         if (code >= 200) {
             cc_mutex_lock(&s->g->mu);
             s->status = code;
+            s->length = code == 204 || code == 304 ? -1 : s->length_seen; /* no body, whatever it says */
             s->headers_done = 1;
             s->capturing = s->json;
             touch(s);
             cc_mutex_unlock(&s->g->mu);
         }
         return n;
+    }
+    /* The length, for a listener that passes it on (cc_gw_content_length): digits only; chunked wins. */
+    if (len > 15 && cc_strncasecmp(data, "content-length:", 15) == 0 && s->length_seen != -2) {
+        const char *v = data + 15, *ve = data + len;
+        while (v < ve && (*v == ' ' || *v == '\t')) v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        int64_t cl = ve > v && ve - v <= 18 ? 0 : -2;
+        for (const char *c = v; cl >= 0 && c < ve; c++) cl = *c >= '0' && *c <= '9' ? cl * 10 + (*c - '0') : -2;
+        s->length_seen = s->length_seen >= 0 && s->length_seen != cl ? -2 : cl; /* two different: none */
+    } else if (len > 18 && cc_strncasecmp(data, "transfer-encoding:", 18) == 0) {
+        s->length_seen = -2;
     }
     if (hop_by_hop(data, len)) return n;
     if (s->nhdr >= CC_GW_HEADERS_MAX || s->hdr_bytes + len > CC_GW_HEADER_BYTES_MAX) return n; /* drop extras */
@@ -1071,6 +1085,7 @@ cc_rc cc_gw_submit(cc_gateway *g, const cc_gw_request *req, cc_gw_stream **out, 
     s->easy_gen = tgen;
     s->local = req->local;
     s->credits_used_micro = -1;
+    s->length = s->length_seen = -1;
     cc_rc rc = CC_OK;
     /* base (<= 1024) + path + '?' + query (each <= CC_GW_PATH_BYTES_MAX), checked above: the whole URL,
     ** or only the target (the base's path first) when the handle has the parsed base (url_base). */
@@ -1312,6 +1327,10 @@ int cc_gw_ended(cc_gw_stream *s, int *timed_out) {
     else s->waiting = 1; /* its end will come out of cc_gw_ready */
     cc_mutex_unlock(&s->g->mu);
     return d;
+}
+
+int64_t cc_gw_content_length(const cc_gw_stream *s) {
+    return s->headers_done && s->length >= 0 ? s->length : -1;
 }
 
 int64_t cc_gw_credits_used(cc_gw_stream *s) {

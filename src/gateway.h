@@ -136,6 +136,11 @@ const char *cc_gw_header(const cc_gw_stream *s, int i);
 /* What the response reported: the headers' credits at once, the body's
 ** counters once it ended. */
 void cc_gw_usage(cc_gw_stream *s, cc_usage *out);
+/* The answer's body length as the upstream's Content-Length gave it, once the headers are there;
+** -1 when unknown (none, chunked, malformed or conflicting, or a 204/304). libcurl ends the transfer with an
+** error when fewer bytes come, and never delivers more. Read by the I/O thread (the listener) or after
+** cc_gw_headers_ready said ready. */
+int64_t cc_gw_content_length(const cc_gw_stream *s);
 /* X-Comfy-Credits-Used of the answer in micro-credits (-1: absent or no headers yet), without reading the body. */
 int64_t cc_gw_credits_used(cc_gw_stream *s);
 int64_t cc_gw_body_bytes(cc_gw_stream *s);

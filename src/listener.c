@@ -41,7 +41,8 @@ typedef struct call {
     cc_gw_stream *s;
     int64_t run_id;
     int kind, phase, status;
-    int chunked_out;            /* the answer goes out chunked (HTTP/1.1) or close-delimited (1.0) */
+    int chunked_out;            /* the answer goes out chunked (HTTP/1.1, no length known) */
+    int64_t length_left;        /* the upstream's Content-Length passed on: bytes still to send; -1: not framed so */
     char method[CC_H1_METHOD_BYTES_MAX + 1];
     char path[160];             /* for log lines */
     struct call *prev, *next;   /* all calls (for detach) */
@@ -558,14 +559,36 @@ static void call_pump(cc_listener *l, call *k) {
                 answer_written(l, c, k);
                 return;
             }
-            k->chunked_out = c->minor == 1;
-            if (!k->chunked_out) c->keep_alive = 0; /* HTTP/1.0: the end of the body is the connection's */
-            if (!out_status(c, k->status) || !add_upstream_headers(c, k->s) ||
-                !out_str(c, k->chunked_out ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n")) {
+            /* Streamed: framed as the upstream framed it when it gave a length (what the client reads is
+            ** then the same as from the upstream, and the connection stays open), else chunked (HTTP/1.1)
+            ** or up to the connection's end (HTTP/1.0). */
+            int64_t len = cc_gw_content_length(k->s);
+            int ok = out_status(c, k->status) && add_upstream_headers(c, k->s);
+            if (len >= (int64_t)n) {
+                k->length_left = len;
+                ok = ok && out_add(c, "Content-Length: ", 16) && out_num(c, (size_t)len, 10) && out_add(c, "\r\n", 2) &&
+                     (c->keep_alive || out_add(c, "Connection: close\r\n", 19)) && out_add(c, "\r\n", 2);
+            } else {
+                k->chunked_out = c->minor == 1;
+                if (!k->chunked_out) c->keep_alive = 0; /* HTTP/1.0: the end of the body is the connection's */
+                ok = ok && out_str(c, k->chunked_out ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n");
+            }
+            if (!ok) {
                 conn_close(l, c);
                 return;
             }
             k->phase = P_BODY;
+        }
+        if (k->length_left >= 0) {
+            /* Never more than announced (libcurl delivers no more than the length; checked all the same),
+            ** and an end short of it cannot be framed: the client sees the connection close. */
+            if ((int64_t)n > k->length_left || (complete && k->length_left != 0)) {
+                ls_log(l, "comfy-credits gateway: %s %s: the answer's length did not match its Content-Length",
+                       k->method, k->path);
+                conn_close(l, c);
+                return;
+            }
+            k->length_left -= (int64_t)n;
         }
         if (n > 0) {
             int ok = 1;
@@ -735,6 +758,7 @@ static void serve(cc_listener *l, conn *c) {
         goto next;
     }
     k->l = l;
+    k->length_left = -1;
     k->run_id = run_id;
     k->kind = kind;
     memcpy(k->method, c->method, sizeof k->method); /* NUL-terminated, same size */

@@ -26,6 +26,12 @@
 **     its headers arrive (cc_run_call_headers), its usage when it ends
 **     (cc_run_call_end). A client that goes away mid-call is still counted:
 **     the transfer is read to its end (cc_gw_detach) and then ended.
+**   - The answer is framed as cheaply as the upstream's: an answer whose
+**     whole body is already here goes out as one response with its
+**     Content-Length (head and body in one send); a streamed one carries
+**     the upstream's Content-Length when it gave one (cc_gw_content_length;
+**     an end short of it closes the connection), else it is chunked
+**     (HTTP/1.1) or ends with the connection (HTTP/1.0).
 **   - Limits on everything: at most connections_max connections (more wait
 **     in the kernel's backlog), a request head of CC_H1_HEAD_BYTES_MAX, a
 **     body of request_bytes_max (Content-Length or chunked; 413), the whole

@@ -99,6 +99,7 @@ static void test_gateway_small_call_blocking_and_nonblocking(void) {
     CHECK_STR(header(s, "X-Seen-Body"), "18");
     CHECK_STR(header(s, "X-Seen-Auth"), "0");
     CHECK(header(s, "Content-Length") == NULL); /* hop-by-hop and length are left out */
+    CHECK_EQ_I64(cc_gw_content_length(s), (int64_t)strlen(SMALL_JSON)); /* the length, for a listener to pass on */
     char buf[4096];
     size_t got = 0, n;
     do {
@@ -163,6 +164,12 @@ static void test_gateway_small_call_blocking_and_nonblocking(void) {
     CHECK_EQ_I64(cc_gw_submit(g, &bad, &s, &err), CC_ERR_INVALID);
     CHECK_EQ_I64(in_flight(g), 0);
     CHECK_EQ_I64(up_requests(&u), 2);
+    /* No length when the upstream streams chunked, whatever the body. */
+    cc_gw_request rc = req_for("/proxy/t/chunked");
+    CHECK_EQ_I64(cc_gw_start(g, &rc, &s, &err), CC_OK);
+    CHECK_EQ_I64(cc_gw_status(s), 200);
+    CHECK_EQ_I64(cc_gw_content_length(s), -1);
+    cc_gw_close(s);
 
     cc_gateway_close(g);
     up_stop(&u);

@@ -138,14 +138,21 @@ static int read_resp(cc_socket_t s, resp *r) {
     memmove(rbuf, rbuf + hl, rlen - hl);
     rlen -= hl;
     const char *cl = hdr(r, "Content-Length");
-    if (cl) {
-        size_t n = (size_t)strtoul(cl, NULL, 10);
-        while (rlen < n)
-            if (read_more(s) != 0) return -1;
-        memcpy(r->body, rbuf, n < sizeof r->body ? n : sizeof r->body);
+    if (cl) { /* any length: the first sizeof r->body bytes are kept, the rest counted */
+        size_t n = (size_t)strtoul(cl, NULL, 10), got = 0;
+        for (;;) {
+            size_t k = rlen < n - got ? rlen : n - got;
+            if (got < sizeof r->body) memcpy(r->body + got, rbuf, k < sizeof r->body - got ? k : sizeof r->body - got);
+            got += k;
+            memmove(rbuf, rbuf + k, rlen - k);
+            rlen -= k;
+            if (got == n) break;
+            if (read_more(s) != 0) {
+                r->body_len = got; /* what came before the connection ended */
+                return -1;
+            }
+        }
         r->body_len = n;
-        memmove(rbuf, rbuf + n, rlen - n);
-        rlen -= n;
     } else if (hdr(r, "Transfer-Encoding")) {
         cc_h1_chunked ch;
         cc_h1_chunked_init(&ch, 1 << 30);
@@ -164,10 +171,15 @@ static int read_resp(cc_socket_t s, resp *r) {
             if (rc == CC_H1_BAD) return -1;
             if (rlen == 0 && read_more(s) != 0) return -1;
         }
-    } else {
-        while (read_more(s) == 0) {
+    } else { /* to the connection's end (HTTP/1.0), counted */
+        for (;;) {
+            if (rlen == sizeof rbuf) {
+                r->body_len += rlen;
+                rlen = 0;
+            }
+            if (read_more(s) != 0) break;
         }
-        r->body_len = rlen;
+        r->body_len += rlen;
         rlen = 0;
         r->closed = 1;
     }
@@ -487,7 +499,11 @@ static void an_upstream_failing_mid_body_cuts_the_client_and_ends_the_call(void)
     CHECK(send_all(s, req, strlen(req)) == 0);
     rlen = 0;
     resp r;
-    CHECK(read_resp(s, &r) != 0); /* a chunked answer that never ends: the connection is closed mid-body */
+    CHECK(read_resp(s, &r) != 0); /* an answer that never ends: the connection is closed mid-body */
+    /* Framed with the length the upstream promised (it is what the client would have read from it), so the
+    ** client can tell the answer was cut. */
+    CHECK_STR(hdr(&r, "Content-Length"), "4194304");
+    CHECK(r.body_len >= 1 && r.body_len < BIG_BYTES);
     cc_listener_stats st;
     CHECK(WAIT_UNTIL((cc_listener_stats_get(v.ls, &st), st.calls_open == 0), 5000));
     CHECK_EQ_I64(st.abandoned, 1);
@@ -500,6 +516,60 @@ static void an_upstream_failing_mid_body_cuts_the_client_and_ends_the_call(void)
     CHECK_EQ_I64(res.calls, 1);
     CHECK_EQ_I64(res.in_flight_at_deadline, 0);
     CHECK_EQ_I64(res.charged, 750000); /* what its headers reported */
+    rlen = 0;
+    lenv_close(&v);
+}
+
+/* A streamed answer (too large to be whole at its first take) is framed as the upstream framed it: with its
+** Content-Length when it gave one (HTTP/1.1 and 1.0 alike, the connection kept open), chunked to an HTTP/1.1
+** client when it gave none, up to the connection's end to an HTTP/1.0 one. */
+static void streamed_answers_keep_the_upstreams_framing(void) {
+    lenv v;
+    lenv_open(&v, 8, 60000, 60000, 5000);
+    char tok[CC_TOKEN_BYTES_MAX + 1], req[4096], want[32];
+    run_for(&v, "run:l7", "/proxy/", tok);
+    snprintf(want, sizeof want, "%zu", (size_t)BIG_BYTES + strlen(BIG_TAIL));
+    resp r;
+    /* HTTP/1.1: the length passed on, then the same connection goes on. */
+    cc_socket_t s = dial(&v);
+    rlen = 0;
+    snprintf(req, sizeof req, "GET /credits/gateway/proxy/t/big HTTP/1.1\r\nX-API-KEY: %s\r\n\r\n", tok);
+    CHECK(roundtrip(s, req, &r) == 0);
+    CHECK_EQ_I64(r.status, 200);
+    CHECK_STR(hdr(&r, "Content-Length"), want);
+    CHECK(hdr(&r, "Transfer-Encoding") == NULL);
+    CHECK_EQ_I64((int64_t)r.body_len, (int64_t)(BIG_BYTES + strlen(BIG_TAIL)));
+    /* No length from the upstream: chunked, and the connection goes on too. */
+    snprintf(req, sizeof req, "GET /credits/gateway/proxy/t/chunked HTTP/1.1\r\nX-API-KEY: %s\r\n\r\n", tok);
+    CHECK(roundtrip(s, req, &r) == 0);
+    CHECK_EQ_I64(r.status, 200);
+    CHECK(hdr(&r, "Content-Length") == NULL);
+    CHECK_STR(hdr(&r, "Transfer-Encoding"), "chunked");
+    CHECK_EQ_I64((int64_t)r.body_len, (int64_t)(BIG_BYTES + strlen(BIG_TAIL)));
+    snprintf(req, sizeof req, "GET /credits/gateway/proxy/t/small HTTP/1.1\r\nX-API-KEY: %s\r\n\r\n", tok);
+    CHECK(roundtrip(s, req, &r) == 0);
+    CHECK_EQ_I64(r.status, 200);
+    CHECK(r.body_len == strlen(SMALL_JSON) && !memcmp(r.body, SMALL_JSON, r.body_len));
+    cc_sock_close(s);
+    /* HTTP/1.0 keep-alive: the length passed on, the connection open for the next request. */
+    s = dial(&v);
+    rlen = 0;
+    snprintf(req, sizeof req, "GET /credits/gateway/proxy/t/big HTTP/1.0\r\nConnection: keep-alive\r\n"
+                              "X-API-KEY: %s\r\n\r\n", tok);
+    CHECK(roundtrip(s, req, &r) == 0);
+    CHECK_STR(hdr(&r, "Content-Length"), want);
+    CHECK_EQ_I64((int64_t)r.body_len, (int64_t)(BIG_BYTES + strlen(BIG_TAIL)));
+    CHECK(!r.closed);
+    /* HTTP/1.0 without a length: the body ends with the connection. */
+    snprintf(req, sizeof req, "GET /credits/gateway/proxy/t/chunked HTTP/1.0\r\nConnection: keep-alive\r\n"
+                              "X-API-KEY: %s\r\n\r\n", tok);
+    CHECK(roundtrip(s, req, &r) == 0);
+    CHECK_EQ_I64(r.status, 200);
+    CHECK(hdr(&r, "Content-Length") == NULL && hdr(&r, "Transfer-Encoding") == NULL);
+    CHECK_STR(hdr(&r, "Connection"), "close");
+    CHECK(r.closed);
+    CHECK_EQ_I64((int64_t)r.body_len, (int64_t)(BIG_BYTES + strlen(BIG_TAIL)));
+    cc_sock_close(s);
     rlen = 0;
     lenv_close(&v);
 }
@@ -545,5 +615,6 @@ void suite_listener(void) {
     RUN(saturation_and_abandoned_calls);
     RUN(a_reader_that_stops_reading_loses_its_connection);
     RUN(an_upstream_failing_mid_body_cuts_the_client_and_ends_the_call);
+    RUN(streamed_answers_keep_the_upstreams_framing);
     RUN(closing_with_calls_in_flight);
 }

@@ -144,6 +144,18 @@ static void *up_conn(void *arg) {
             for (size_t sent = 0; sent < body; sent += sizeof big_chunk)
                 if (up_send(u, fd, big_chunk, sizeof big_chunk) != 0) goto out;
             if (up_send(u, fd, tail, strlen(tail)) != 0) goto out;
+        } else if (strcmp(path, "/proxy/t/chunked") == 0) { /* /proxy/t/big's body without a length */
+            int n = snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                                              "Transfer-Encoding: chunked\r\n\r\n");
+            if (up_send(u, fd, hdr, (size_t)n) != 0) goto out;
+            for (size_t sent = 0; sent < BIG_BYTES; sent += sizeof big_chunk) {
+                n = snprintf(hdr, sizeof hdr, "%zx\r\n", sizeof big_chunk);
+                if (up_send(u, fd, hdr, (size_t)n) != 0 || up_send(u, fd, big_chunk, sizeof big_chunk) != 0 ||
+                    up_send(u, fd, "\r\n", 2) != 0)
+                    goto out;
+            }
+            n = snprintf(hdr, sizeof hdr, "%zx\r\n%s\r\n0\r\n\r\n", strlen(BIG_TAIL), BIG_TAIL);
+            if (up_send(u, fd, hdr, (size_t)n) != 0) goto out;
         } else if (strcmp(path, "/proxy/t/hang") == 0) {
             /* Never answers: waits for the stop or for the client to leave. */
             char c;

@@ -11,6 +11,7 @@
 **   /proxy/t/big    200 with a BIG_BYTES body, written as fast as the client
 **                   takes it (usage JSON at its end)
 **   /proxy/t/huge   the same with HUGE_BYTES (more than any socket buffers hold)
+**   /proxy/t/chunked  /proxy/t/big's body chunked (no Content-Length)
 **   /proxy/t/cut    200 promising BIG_BYTES, then CUT_BYTES and the connection
 **                   closed (a transfer that fails mid-body)
 **   .../proxy/t/echo (anywhere in the target: under a base path, or the
