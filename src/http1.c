@@ -6,15 +6,40 @@
 #include <stddef.h>
 #include <string.h>
 
-/* RFC 9110 5.6.2 tchar */
-static int tchar(unsigned char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
-    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
+/* RFC 9110 5.6.2 tchar: a bit per byte value. */
+static const uint32_t TCHAR_BITS[8] = {0x00000000, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff, 0, 0, 0, 0};
+static int tchar(unsigned char c) { return (int)((TCHAR_BITS[c >> 5] >> (c & 31)) & 1u); }
+
+_Static_assert(CC_H1_HEADERS_MAX < 256, "known_at and known_n are bytes");
 
 static int span_is(cc_h1_span s, const char *lit) {
     size_t n = strlen(lit);
     return s.n == n && cc_strncasecmp(s.p, lit, n) == 0;
+}
+
+/* p[0, n) (a token) equals the lower-case literal, without case. For a tchar c, (c | 0x20) is a lower-case
+** letter only for that letter in either case, and '-' only for '-'. */
+static int token_is(const char *p, const char *lit, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)p[i] | 0x20) != (unsigned char)lit[i]) return 0;
+    return 1;
+}
+
+/* Which recognised field a header name is (by its length first), or -1. */
+static int known_field(const char *p, size_t n) {
+    switch (n) {
+    case 6: return token_is(p, "expect", 6) ? CC_H1_F_EXPECT : -1;
+    case 9: return token_is(p, "x-api-key", 9) ? CC_H1_F_X_API_KEY : -1;
+    case 10: return token_is(p, "connection", 10) ? CC_H1_F_CONNECTION : -1;
+    case 12:
+        if (token_is(p, "content-type", 12)) return CC_H1_F_CONTENT_TYPE;
+        return token_is(p, "comfy-job-id", 12) ? CC_H1_F_COMFY_JOB_ID : -1;
+    case 13: return token_is(p, "authorization", 13) ? CC_H1_F_AUTHORIZATION : -1;
+    case 14: return token_is(p, "content-length", 14) ? CC_H1_F_CONTENT_LENGTH : -1;
+    case 15: return token_is(p, "idempotency-key", 15) ? CC_H1_F_IDEMPOTENCY_KEY : -1;
+    case 17: return token_is(p, "transfer-encoding", 17) ? CC_H1_F_TRANSFER_ENCODING : -1;
+    default: return -1;
+    }
 }
 
 static cc_h1_rc bad(int *status, int code, cc_error *err, const char *msg) {
@@ -26,14 +51,12 @@ static cc_h1_rc bad(int *status, int code, cc_error *err, const char *msg) {
 /* The end of the line starting at p (index of its CR), or -1 when no CRLF in
 ** [p, end); -2 on a bare CR or LF. */
 static long line_end(const char *buf, size_t p, size_t end) {
-    for (size_t i = p; i < end; i++) {
-        if (buf[i] == '\n') return -2;
-        if (buf[i] == '\r') {
-            if (i + 1 >= end) return -1;
-            return buf[i + 1] == '\n' ? (long)i : -2;
-        }
-    }
-    return -1;
+    const char *cr = memchr(buf + p, '\r', end - p);
+    size_t upto = cr ? (size_t)(cr - buf) : end;
+    if (memchr(buf + p, '\n', upto - p)) return -2;
+    if (!cr) return -1;
+    if (upto + 1 >= end) return -1;
+    return buf[upto + 1] == '\n' ? (long)upto : -2;
 }
 
 /* Does the comma-separated list in v hold this token (case-insensitive)? */
@@ -55,8 +78,6 @@ cc_h1_rc cc_h1_parse_head(const char *buf, size_t n, size_t head_bytes_max, int6
                           int *status, cc_error *err) {
     /* Not the fields array (2 KiB): only fields[0, nfields) are ever read. */
     memset(h, 0, offsetof(cc_h1_head, fields));
-    h->keep_alive = h->chunked = h->expect_continue = 0;
-    h->head_bytes = 0;
     h->content_length = -1;
     *status = 0;
     if (head_bytes_max > CC_H1_HEAD_BYTES_MAX) head_bytes_max = CC_H1_HEAD_BYTES_MAX;
@@ -83,10 +104,16 @@ cc_h1_rc cc_h1_parse_head(const char *buf, size_t n, size_t head_bytes_max, int6
     h->method.p = buf + p;
     h->method.n = i - p;
     size_t t = ++i;
-    while (i < e && buf[i] != ' ') {
-        unsigned char c = (unsigned char)buf[i];
-        if (c <= 0x20 || c >= 0x7f || c == '#') return bad(status, 400, err, "invalid character in the request target");
-        i++;
+    {
+        const char *sp = memchr(buf + t, ' ', e - t);
+        size_t te = sp ? (size_t)(sp - buf) : e;
+        unsigned badc = 0; /* no early exit: the loop is a plain scan */
+        for (size_t k = t; k < te; k++) {
+            unsigned char c = (unsigned char)buf[k];
+            badc |= (unsigned)(c <= 0x20) | (unsigned)(c >= 0x7f) | (unsigned)(c == '#');
+        }
+        if (badc) return bad(status, 400, err, "invalid character in the request target");
+        i = te;
     }
     if (i == t || buf[t] != '/') return bad(status, 400, err, "the request target must be a path starting with '/'");
     if (i - t > CC_H1_TARGET_BYTES_MAX) return bad(status, 414, err, "the request target is too long");
@@ -105,7 +132,8 @@ cc_h1_rc cc_h1_parse_head(const char *buf, size_t n, size_t head_bytes_max, int6
     else if (buf[i + 7] >= '2' && buf[i + 7] <= '9') return bad(status, 505, err, "only HTTP/1.0 and HTTP/1.1 are served");
     else return bad(status, 400, err, "malformed HTTP version");
     p = e + 2;
-    /* Header lines until the empty line. */
+    int conn_close = 0, conn_keep = 0;
+    /* Header lines until the empty line; the recognised names noted on the way. */
     for (;;) {
         le = line_end(buf, p, lim);
         if (le == -2) return bad(status, 400, err, "header lines must end in CRLF");
@@ -130,28 +158,39 @@ cc_h1_rc cc_h1_parse_head(const char *buf, size_t n, size_t head_bytes_max, int6
         while (i < e && (buf[i] == ' ' || buf[i] == '\t')) i++;
         size_t vs = i, ve = e;
         while (ve > vs && (buf[ve - 1] == ' ' || buf[ve - 1] == '\t')) ve--;
+        unsigned badc = 0; /* no early exit: the loop is a plain scan */
         for (size_t k = vs; k < ve; k++) {
             unsigned char c = (unsigned char)buf[k];
-            if ((c < 0x20 && c != '\t') || c == 0x7f) return bad(status, 400, err, "control character in a header value");
+            badc |= ((unsigned)(c < 0x20) & (unsigned)(c != '\t')) | (unsigned)(c == 0x7f);
         }
+        if (badc) return bad(status, 400, err, "control character in a header value");
         f->value.p = buf + vs;
         f->value.n = ve - vs;
+        int kf = known_field(f->name.p, f->name.n);
+        if (kf >= 0) {
+            if (!h->known_at[kf]) h->known_at[kf] = (unsigned char)h->nfields; /* index + 1 */
+            h->known_n[kf]++;
+            if (kf == CC_H1_F_CONNECTION) {
+                conn_close |= list_has(f->value, "close");
+                conn_keep |= list_has(f->value, "keep-alive");
+            }
+        }
         p = e + 2;
     }
     h->head_bytes = p;
     /* Framing. */
-    int ncl = cc_h1_field_count(h, "content-length"), nte = cc_h1_field_count(h, "transfer-encoding");
+    int ncl = h->known_n[CC_H1_F_CONTENT_LENGTH], nte = h->known_n[CC_H1_F_TRANSFER_ENCODING];
     if (ncl > 1) return bad(status, 400, err, "more than one Content-Length");
     if (nte > 1) return bad(status, 400, err, "more than one Transfer-Encoding");
     if (ncl && nte) return bad(status, 400, err, "both Content-Length and Transfer-Encoding");
     if (nte) {
         if (h->version_minor == 0) return bad(status, 400, err, "Transfer-Encoding in an HTTP/1.0 request");
-        if (!span_is(*cc_h1_field_value(h, "transfer-encoding"), "chunked"))
+        if (!span_is(*cc_h1_known_value(h, CC_H1_F_TRANSFER_ENCODING), "chunked"))
             return bad(status, 501, err, "only the chunked transfer coding is accepted");
         h->chunked = 1;
     }
     if (ncl) {
-        const cc_h1_span *v = cc_h1_field_value(h, "content-length");
+        const cc_h1_span *v = cc_h1_known_value(h, CC_H1_F_CONTENT_LENGTH);
         if (v->n == 0 || v->n > 18) return bad(status, v->n ? 413 : 400, err, v->n ? "the body is too large" :
                                                                               "malformed Content-Length");
         int64_t cl = 0;
@@ -162,24 +201,26 @@ cc_h1_rc cc_h1_parse_head(const char *buf, size_t n, size_t head_bytes_max, int6
         if (cl > body_bytes_max) return bad(status, 413, err, "the body is too large");
         h->content_length = cl;
     }
-    /* Connection and Expect. */
-    h->keep_alive = h->version_minor == 1;
-    for (int k = 0; k < h->nfields; k++)
-        if (h->version_minor == 0 && span_is(h->fields[k].name, "connection") &&
-            list_has(h->fields[k].value, "keep-alive"))
-            h->keep_alive = 1;
-    for (int k = 0; k < h->nfields; k++) {
-        if (!span_is(h->fields[k].name, "connection")) continue;
-        if (list_has(h->fields[k].value, "close")) h->keep_alive = 0; /* close wins over keep-alive */
-    }
-    int nexp = cc_h1_field_count(h, "expect");
+    /* Connection (close wins over keep-alive) and Expect. */
+    h->keep_alive = (h->version_minor == 1 || conn_keep) && !conn_close;
+    int nexp = h->known_n[CC_H1_F_EXPECT];
     if (nexp > 1) return bad(status, 417, err, "more than one Expect");
     if (nexp) {
-        if (!span_is(*cc_h1_field_value(h, "expect"), "100-continue"))
+        if (!span_is(*cc_h1_known_value(h, CC_H1_F_EXPECT), "100-continue"))
             return bad(status, 417, err, "only Expect: 100-continue is understood");
         h->expect_continue = 1;
     }
     return CC_H1_DONE;
+}
+
+const cc_h1_span *cc_h1_known_value(const cc_h1_head *h, cc_h1_known k) {
+    CC_ASSERT(k >= 0 && k < CC_H1_F_KNOWN_COUNT);
+    return h->known_at[k] ? &h->fields[h->known_at[k] - 1].value : NULL;
+}
+
+int cc_h1_known_count(const cc_h1_head *h, cc_h1_known k) {
+    CC_ASSERT(k >= 0 && k < CC_H1_F_KNOWN_COUNT);
+    return h->known_n[k];
 }
 
 const cc_h1_span *cc_h1_field_value(const cc_h1_head *h, const char *name) {

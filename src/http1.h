@@ -25,6 +25,9 @@
 **   - Connection: HTTP/1.1 keeps the connection alive unless "close" is
 **     among its tokens; HTTP/1.0 closes it unless "keep-alive" is.
 **     Expect: only "100-continue" (else 417).
+**   - The fields the framing and this project's listener read (cc_h1_known)
+**     are recognised during the parse's one pass over the head: after it,
+**     cc_h1_known_value / cc_h1_known_count cost no lookup by name.
 **   - cc_h1_parse_head never reads past n bytes and returns spans pointing
 **     into the caller's buffer; nothing is allocated or copied.
 **   - The chunked decoder is incremental: input may be split anywhere, and
@@ -55,16 +58,32 @@ typedef struct cc_h1_field {
     cc_h1_span name, value;
 } cc_h1_field;
 
+/* Header fields recognised while the head is parsed (names compared without case). */
+typedef enum cc_h1_known {
+    CC_H1_F_CONTENT_LENGTH = 0,
+    CC_H1_F_TRANSFER_ENCODING,
+    CC_H1_F_CONNECTION,
+    CC_H1_F_EXPECT,
+    CC_H1_F_X_API_KEY,
+    CC_H1_F_AUTHORIZATION,
+    CC_H1_F_CONTENT_TYPE,
+    CC_H1_F_IDEMPOTENCY_KEY,
+    CC_H1_F_COMFY_JOB_ID,
+    CC_H1_F_KNOWN_COUNT
+} cc_h1_known;
+
 typedef struct cc_h1_head {
     cc_h1_span method, target;
     int version_minor;          /* 0 or 1 */
     int nfields;
-    cc_h1_field fields[CC_H1_HEADERS_MAX];
     int keep_alive;
     int chunked;
     int expect_continue;
     int64_t content_length;     /* -1: none */
     size_t head_bytes;          /* bytes of the head, including skipped empty lines and the blank line */
+    unsigned char known_at[CC_H1_F_KNOWN_COUNT]; /* 1 + index in fields of the first with that name; 0: none */
+    unsigned char known_n[CC_H1_F_KNOWN_COUNT];  /* how many have that name */
+    cc_h1_field fields[CC_H1_HEADERS_MAX];       /* only [0, nfields) is set */
 } cc_h1_head;
 
 typedef enum cc_h1_rc {
@@ -76,6 +95,9 @@ typedef enum cc_h1_rc {
 /* Parses the head at the start of buf[0, n). */
 cc_h1_rc cc_h1_parse_head(const char *buf, size_t n, size_t head_bytes_max, int64_t body_bytes_max, cc_h1_head *h,
                           int *status, cc_error *err);
+/* The first field of a recognised name, or NULL; how many fields have it. */
+const cc_h1_span *cc_h1_known_value(const cc_h1_head *h, cc_h1_known k);
+int cc_h1_known_count(const cc_h1_head *h, cc_h1_known k);
 /* The first field with this name (ASCII case-insensitive), or NULL. */
 const cc_h1_span *cc_h1_field_value(const cc_h1_head *h, const char *name);
 /* How many fields have this name. */

@@ -633,8 +633,8 @@ static void ls_news(void *ud, cc_gw_stream *s, void *local) {
 
 /* ------------------------------------------------------------ requests */
 
-static int copy_value(const cc_h1_head *h, const char *name, char *out, size_t cap, int *too_long) {
-    const cc_h1_span *v = cc_h1_field_value(h, name);
+static int copy_value(const cc_h1_head *h, cc_h1_known name, char *out, size_t cap, int *too_long) {
+    const cc_h1_span *v = cc_h1_known_value(h, name);
     if (!v) return 0;
     if (v->n >= cap) {
         *too_long = 1;
@@ -647,11 +647,11 @@ static int copy_value(const cc_h1_head *h, const char *name, char *out, size_t c
 
 /* The run token: X-API-KEY, else Authorization: Bearer (trimmed). */
 static void take_token(conn *c, const cc_h1_head *h) {
-    const cc_h1_span *v = cc_h1_field_value(h, "x-api-key");
+    const cc_h1_span *v = cc_h1_known_value(h, CC_H1_F_X_API_KEY);
     cc_h1_span t = {NULL, 0};
     if (v && v->n) t = *v;
     else {
-        const cc_h1_span *a = cc_h1_field_value(h, "authorization");
+        const cc_h1_span *a = cc_h1_known_value(h, CC_H1_F_AUTHORIZATION);
         if (a && a->n >= 7 && !cc_strncasecmp(a->p, "bearer ", 7)) {
             t.p = a->p + 7;
             t.n = a->n - 7;
@@ -859,9 +859,9 @@ static void conn_progress(cc_listener *l, conn *c) {
             c->keep_alive = h.keep_alive;
             c->too_long = 0;
             take_token(c, &h);
-            c->has_ctype = copy_value(&h, "content-type", c->ctype, sizeof c->ctype, &c->too_long);
-            c->has_idem = copy_value(&h, "idempotency-key", c->idem, sizeof c->idem, &c->too_long);
-            c->has_job = copy_value(&h, "comfy-job-id", c->job, sizeof c->job, &c->too_long);
+            c->has_ctype = copy_value(&h, CC_H1_F_CONTENT_TYPE, c->ctype, sizeof c->ctype, &c->too_long);
+            c->has_idem = copy_value(&h, CC_H1_F_IDEMPOTENCY_KEY, c->idem, sizeof c->idem, &c->too_long);
+            c->has_job = copy_value(&h, CC_H1_F_COMFY_JOB_ID, c->job, sizeof c->job, &c->too_long);
             c->in_off += h.head_bytes;
             body_free(l, c);
             c->body_want = h.chunked ? -1 : (h.content_length > 0 ? h.content_length : 0);

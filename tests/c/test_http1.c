@@ -2,6 +2,8 @@
 #include "ctest.h"
 #include "http1.h"
 
+#include <ctype.h>
+
 #define MAXB (1 << 20)
 
 static cc_h1_rc head(const char *s, cc_h1_head *h, int *status) {
@@ -41,6 +43,56 @@ static void a_plain_request(void) {
         if (rc != CC_H1_MORE) fprintf(stderr, "prefix %zu: rc %d\n", k, (int)rc);
         CHECK(rc == CC_H1_MORE);
     }
+}
+
+/* The names the framing and the listener read are recognised in the parse's pass: the first of each (any
+** case), how many; names that only look alike (same length, one letter off; a prefix) are not them. */
+static void recognised_fields(void) {
+    static const struct {
+        cc_h1_known k;
+        const char *name;
+    } names[] = {{CC_H1_F_CONTENT_LENGTH, "content-length"}, {CC_H1_F_TRANSFER_ENCODING, "transfer-encoding"},
+                 {CC_H1_F_CONNECTION, "connection"},         {CC_H1_F_EXPECT, "expect"},
+                 {CC_H1_F_X_API_KEY, "x-api-key"},           {CC_H1_F_AUTHORIZATION, "authorization"},
+                 {CC_H1_F_CONTENT_TYPE, "content-type"},     {CC_H1_F_IDEMPOTENCY_KEY, "idempotency-key"},
+                 {CC_H1_F_COMFY_JOB_ID, "comfy-job-id"}};
+    CHECK_EQ_I64((int64_t)(sizeof names / sizeof names[0]), CC_H1_F_KNOWN_COUNT);
+    cc_h1_head h;
+    int st;
+    char req[2048], upper[64], near[64];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *n = names[i].name;
+        size_t len = strlen(n);
+        for (size_t j = 0; j <= len; j++) upper[j] = (char)(j % 2 ? toupper((unsigned char)n[j]) : n[j]);
+        memcpy(near, n, len + 1);
+        near[len - 1] = (char)(near[len - 1] == 'z' ? 'y' : near[len - 1] + 1); /* same length, one letter off */
+        /* Values that pass the framing checks for each name. */
+        const char *v1 = names[i].k == CC_H1_F_CONTENT_LENGTH ? "0" : names[i].k == CC_H1_F_TRANSFER_ENCODING ?
+                         "chunked" : names[i].k == CC_H1_F_EXPECT ? "100-continue" : "first";
+        snprintf(req, sizeof req, "POST / HTTP/1.1\r\n%s: x\r\n%.*s: x\r\n%s: %s\r\nA: b\r\n%s: second\r\n\r\n",
+                 near, (int)(len - 1), n, upper, v1, n);
+        cc_h1_rc rc = head(req, &h, &st);
+        if (names[i].k == CC_H1_F_CONTENT_LENGTH || names[i].k == CC_H1_F_TRANSFER_ENCODING ||
+            names[i].k == CC_H1_F_EXPECT) {
+            CHECK(rc == CC_H1_BAD); /* two of them: refused (the count is what refuses) */
+            snprintf(req, sizeof req, "POST / HTTP/1.1\r\n%s: x\r\n%.*s: x\r\n%s: %s\r\nA: b\r\n\r\n", near,
+                     (int)(len - 1), n, upper, v1);
+            rc = head(req, &h, &st);
+            CHECK(rc == CC_H1_DONE);
+            CHECK_EQ_I64(cc_h1_known_count(&h, names[i].k), 1);
+        } else {
+            CHECK(rc == CC_H1_DONE);
+            CHECK_EQ_I64(cc_h1_known_count(&h, names[i].k), 2);
+        }
+        if (rc != CC_H1_DONE) continue;
+        const cc_h1_span *v = cc_h1_known_value(&h, names[i].k);
+        CHECK(v != NULL && span_eq(*v, v1));
+        CHECK(v == cc_h1_field_value(&h, n)); /* the same field as the lookup by name */
+        for (size_t j = 0; j < sizeof names / sizeof names[0]; j++)
+            if (j != i) CHECK(cc_h1_known_value(&h, names[j].k) == NULL && cc_h1_known_count(&h, names[j].k) == 0);
+    }
+    CHECK(head("GET / HTTP/1.1\r\nHost: x\r\n\r\n", &h, &st) == CC_H1_DONE);
+    for (int k = 0; k < CC_H1_F_KNOWN_COUNT; k++) CHECK(cc_h1_known_value(&h, (cc_h1_known)k) == NULL);
 }
 
 static void connection_and_versions(void) {
@@ -210,6 +262,7 @@ static void chunked_bodies(void) {
 
 void suite_http1(void) {
     RUN(a_plain_request);
+    RUN(recognised_fields);
     RUN(connection_and_versions);
     RUN(malformed_heads);
     RUN(limits);
