@@ -579,10 +579,12 @@ static void call_pump(cc_listener *l, call *k) {
             }
             k->phase = P_BODY;
         }
+        /* These bytes were the last: the end (the 0-chunk) leaves with them, in the same send. */
+        if (!complete && cc_gw_finished(k->s)) complete = 1;
         if (k->length_left >= 0) {
             /* Never more than announced (libcurl delivers no more than the length; checked all the same),
             ** and an end short of it cannot be framed: the client sees the connection close. */
-            if ((int64_t)n > k->length_left || (complete && k->length_left != 0)) {
+            if ((int64_t)n > k->length_left || (complete && k->length_left != (int64_t)n)) {
                 ls_log(l, "comfy-credits gateway: %s %s: the answer's length did not match its Content-Length",
                        k->method, k->path);
                 conn_close(l, c);
