@@ -41,6 +41,16 @@ def account(ledger):
     return ledger.create_account("user@example.com", display_name="User")["id"]
 
 
+@pytest.fixture
+def rt(tmp_path):
+    """A Runtime (the pack's ledger, prices and gate) on a fresh SQLite ledger, with the default config."""
+    from comfy_credits_ext import config
+    from comfy_credits_ext.runtime import Runtime
+    r = Runtime(config.load(db_path=str(tmp_path / "ledger.db")))
+    yield r
+    r.close()
+
+
 @pytest.fixture(scope="session")
 def pg_cluster():
     """One throwaway PostgreSQL cluster for the session (tests/pgcluster.py)."""

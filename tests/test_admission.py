@@ -10,8 +10,7 @@ import time
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from comfy_credits_ext import _core, config, gate
-from comfy_credits_ext.runtime import Runtime
+from comfy_credits_ext import _core, gate
 
 
 class ApiNode:
@@ -24,13 +23,6 @@ class LocalNode:
 
 CLASSES = {"OpenAIDalle3": ApiNode, "OpenAIDalle2": ApiNode, "OpenAIChatNode": ApiNode, "IdeogramV3": ApiNode,
            "SomeThirdPartyApiNode": ApiNode, "CLIPTextEncode": LocalNode}
-
-
-@pytest.fixture
-def rt(tmp_path):
-    r = Runtime(config.load(db_path=str(tmp_path / "ledger.db")))
-    yield r
-    r.close()
 
 
 def account(rt, micro):

@@ -14,8 +14,7 @@ import random
 
 import pytest
 
-from comfy_credits_ext import _core, config, gate
-from comfy_credits_ext.runtime import Runtime
+from comfy_credits_ext import _core, gate
 
 
 class Api:
@@ -32,13 +31,6 @@ class Local:
 
 CLASSES = {"OpenAIDalle3": Api, "KlingTextToVideoNode": Api, "IdeogramV3": Api, "Fake": NotApi,
            "CLIPTextEncode": Local, "Unpriced": Api}
-
-
-@pytest.fixture
-def rt(tmp_path):
-    r = Runtime(config.load(db_path=str(tmp_path / "l.db")))
-    yield r
-    r.close()
 
 
 def both(prompt, prices):
