@@ -546,15 +546,17 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
         }
         return n;
     }
-    /* The length, for a listener that passes it on (cc_gw_content_length): digits only; chunked wins. */
-    if (len > 15 && cc_strncasecmp(data, "content-length:", 15) == 0 && s->length_seen != -2) {
+    /* The length, for a listener that passes it on (cc_gw_content_length): digits only; chunked wins.
+    ** The first letter first, as hop_by_hop does: most lines are neither. */
+    char first = (char)(data[0] | 0x20);
+    if (first == 'c' && len > 15 && cc_strncasecmp(data, "content-length:", 15) == 0 && s->length_seen != -2) {
         const char *v = data + 15, *ve = data + len;
         while (v < ve && (*v == ' ' || *v == '\t')) v++;
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
         int64_t cl = ve > v && ve - v <= 18 ? 0 : -2;
         for (const char *c = v; cl >= 0 && c < ve; c++) cl = *c >= '0' && *c <= '9' ? cl * 10 + (*c - '0') : -2;
         s->length_seen = s->length_seen >= 0 && s->length_seen != cl ? -2 : cl; /* two different: none */
-    } else if (len > 18 && cc_strncasecmp(data, "transfer-encoding:", 18) == 0) {
+    } else if (first == 't' && len > 18 && cc_strncasecmp(data, "transfer-encoding:", 18) == 0) {
         s->length_seen = -2;
     }
     if (hop_by_hop(data, len)) return n;

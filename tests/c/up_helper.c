@@ -54,6 +54,20 @@ static int up_send(upstream *u, int fd, const char *p, size_t n) {
     return 0;
 }
 
+/* Copies the value of the header line that starts with `name` ("\r\n" + name + ':', matched
+** without regard to case) into out (cut to cap - 1 bytes, leading spaces skipped); out is left
+** as it was when the request has no such line. */
+static void header_value(const char *req, const char *name, char *out, size_t cap) {
+    const char *h = strcasestr(req, name);
+    if (!h) return;
+    h += strlen(name);
+    while (*h == ' ') h++;
+    size_t n = strcspn(h, "\r");
+    if (n >= cap) n = cap - 1;
+    memcpy(out, h, n);
+    out[n] = 0;
+}
+
 static void *up_conn(void *arg) {
     conn_arg *ca = arg;
     upstream *u = ca->u;
@@ -77,15 +91,7 @@ static void *up_conn(void *arg) {
         char *cl = strcasestr(req, "\r\ncontent-length:");
         if (cl) body_len = (size_t)strtoul(cl + 17, NULL, 10);
         char key[200] = "";
-        char *kh = strcasestr(req, "\r\nx-api-key:");
-        if (kh) {
-            kh += 12;
-            while (*kh == ' ') kh++;
-            size_t kl = strcspn(kh, "\r");
-            if (kl >= sizeof key) kl = sizeof key - 1;
-            memcpy(key, kh, kl);
-            key[kl] = 0;
-        }
+        header_value(req, "\r\nx-api-key:", key, sizeof key);
         int has_auth = strcasestr(req, "\r\nauthorization:") != NULL;
         char path[256] = "";
         sscanf(req, "%*s %255s", path);
@@ -104,15 +110,7 @@ static void *up_conn(void *arg) {
         char hdr[1024];
         if (strstr(path, "/proxy/t/echo")) { /* anywhere in the target: under a base path, or absolute (a proxy) */
             char accept[64] = "-";
-            char *ah = strcasestr(req, "\r\naccept:");
-            if (ah) {
-                ah += 9;
-                while (*ah == ' ') ah++;
-                size_t al = strcspn(ah, "\r");
-                if (al >= sizeof accept) al = sizeof accept - 1;
-                memcpy(accept, ah, al);
-                accept[al] = 0;
-            }
+            header_value(req, "\r\naccept:", accept, sizeof accept);
             int n = snprintf(hdr, sizeof hdr,
                              "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Seen-Target: %s\r\n"
                              "X-Seen-Accept: %s\r\nX-Seen-Expect: %d\r\nX-Seen-Key: %s\r\nX-Seen-Body: %zu\r\n"
