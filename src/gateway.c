@@ -21,6 +21,7 @@
 ** longer than reader_idle_ms is aborted.
 */
 #include "gateway.h"
+#include "gwsock.h"
 #include "money.h"
 #include "tls.h"
 
@@ -42,8 +43,9 @@
 ** each, larger ones are freed): no allocation per call in the steady state. */
 #define GW_SPARE_MAX 64
 #define GW_SPARE_BUF_BYTES (64 * 1024)
-/* libcurl's sockets: at most two per transfer (while connecting), and a few being closed. */
-#define GW_SOCKS_MAX (2 * CC_GW_HANDLES_MAX + 64)
+/* libcurl's sockets: at most two per transfer (while connecting), one per idle connection it keeps
+** (CURLMOPT_MAXCONNECTS = handles_max; kept registered, gwsock.h), and a few being closed. */
+#define GW_SOCKS_MAX (3 * CC_GW_HANDLES_MAX + 64)
 #define GW_WAIT_EVENTS 256      /* events taken per wait (level-triggered: the rest come with the next) */
 /* Poller tags: libcurl's sockets are (fd << 1) | 1, the hook's tags are shifted left by one. */
 #define GW_TAG_CURL(fd) (((uint64_t)(fd) << 1) | 1u)
@@ -119,6 +121,7 @@ struct cc_gateway {
     int notified;               /* notify called since the last cc_gw_ready */
     uint64_t next_id;
     int64_t started, refused_busy, aborted_idle;
+    int64_t sock_ctl;           /* socks.ctl as of the last transfer's end */
     cc_gw_stream *pending, *pending_tail;
     cc_gw_stream *ctl;
     cc_gw_stream *ready, *ready_tail;
@@ -143,13 +146,14 @@ struct cc_gateway {
     ** transfer. curl gets only its sockets that are ready
     ** (curl_multi_socket_action) and its timer (CURLMOPT_TIMERFUNCTION). */
     cc_poller *poller;
+    gw_socks socks;             /* libcurl's sockets there, registered lazily (gwsock.h) */
     int64_t curl_due_ms;        /* -1: no timer */
     cc_poll_event ev[GW_WAIT_EVENTS];
     struct {
         curl_socket_t fd;
         int mask;
     } seen[GW_WAIT_EVENTS];     /* what the last wait saw on curl's sockets */
-    int nseen;
+    int nseen, seen_next;       /* seen[seen_next, nseen): not handed to curl yet */
     cc_poll_event hev[GW_WAIT_EVENTS]; /* ... and on the hook's (tags as the hook gave them) */
     int nhev;
 };
@@ -167,25 +171,33 @@ static void url_base_setup(cc_gateway *g);
 static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
     cc_gateway *g = userp;
     (void)easy;
-    /* curl_multi_assign keeps what the socket is registered for, + 1 (NULL: not registered). */
-    int had = socketp ? (int)((intptr_t)socketp - 1) : -1;
+    (void)socketp;
     int want = what == CURL_POLL_REMOVE ? 0 : ((what & CURL_POLL_IN) ? CC_POLL_IN : 0) |
                                               ((what & CURL_POLL_OUT) ? CC_POLL_OUT : 0);
-    if (want == had || (want == 0 && had < 0)) return 0;
-    if (want == 0) { /* before curl closes it */
-        cc_poller_del(g->poller, (cc_socket_t)fd);
-        curl_multi_assign(g->multi, fd, NULL);
-        return 0;
-    }
-    int rc = had < 0 ? cc_poller_add(g->poller, (cc_socket_t)fd, want, GW_TAG_CURL(fd))
-                     : cc_poller_mod(g->poller, (cc_socket_t)fd, want, GW_TAG_CURL(fd));
-    /* What we thought registered was not (or the other way round): the other call. */
-    if (rc != 0) rc = had < 0 ? cc_poller_mod(g->poller, (cc_socket_t)fd, want, GW_TAG_CURL(fd))
-                              : cc_poller_add(g->poller, (cc_socket_t)fd, want, GW_TAG_CURL(fd));
-    /* Cannot happen (bounded by handles_max). Not -1: libcurl would give up on
-    ** the whole multi handle; this transfer alone ends at its timeout. */
-    if (rc != 0) return 0;
-    curl_multi_assign(g->multi, fd, (void *)(intptr_t)(want + 1));
+    /* Not -1 when refused (cannot happen: bounded by handles_max): libcurl would
+    ** give up on the whole multi handle; this transfer alone ends at its timeout. */
+    gw_socks_want(&g->socks, (cc_socket_t)fd, want, GW_TAG_CURL(fd));
+    return 0;
+}
+
+/* libcurl opens and closes its connections' sockets here, so the gateway knows
+** when a descriptor it keeps registered goes away (gwsock.h). */
+static curl_socket_t open_sock_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a) {
+    cc_gateway *g = clientp;
+    (void)purpose;
+    curl_socket_t fd = socket(a->family, a->socktype, a->protocol); /* what libcurl does without the hook */
+    if (fd != CURL_SOCKET_BAD) gw_socks_opened(&g->socks, (cc_socket_t)fd);
+    return fd;
+}
+
+static int close_sock_cb(void *clientp, curl_socket_t fd) {
+    cc_gateway *g = clientp;
+    gw_socks_closing(&g->socks, (cc_socket_t)fd);
+    /* Events the last wait saw on this descriptor, not yet handed to curl, are
+    ** about this socket: never about one that gets the number next. */
+    for (int i = g->seen_next; i < g->nseen; i++)
+        if (g->seen[i].fd == fd) g->seen[i].fd = CURL_SOCKET_BAD;
+    cc_sock_close((cc_socket_t)fd);
     return 0;
 }
 
@@ -247,8 +259,11 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
     g->key_header = malloc(kl);
     g->multi = curl_multi_init();
     g->poller = cc_poller_open(CC_GW_HOOK_FDS_MAX + GW_SOCKS_MAX);
-    if (!g->base || !g->key_header || !g->multi || !g->poller) {
+    /* Idle connections kept registered: at most one per connection libcurl keeps (CURLMOPT_MAXCONNECTS). */
+    int socks_ok = g->poller && gw_socks_init(&g->socks, g->poller, GW_SOCKS_MAX, cfg->handles_max) == 0;
+    if (!g->base || !g->key_header || !g->multi || !socks_ok) {
         if (g->multi) curl_multi_cleanup(g->multi);
+        if (socks_ok) gw_socks_destroy(&g->socks);
         cc_poller_close(g->poller);
         free(g->base);
         free(g->key_header);
@@ -275,6 +290,7 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
         cc_mutex_destroy(&g->mu);
         cc_cond_destroy(&g->cv);
         curl_multi_cleanup(g->multi);
+        gw_socks_destroy(&g->socks);
         cc_poller_close(g->poller);
         if (g->url_base) curl_url_cleanup(g->url_base);
         free(g->proxy);
@@ -301,6 +317,7 @@ void cc_gateway_close(cc_gateway *g) {
     for (int i = 0; i < g->nidle; i++) curl_easy_cleanup(g->idle[i]);
     curl_multi_cleanup(g->multi);
     if (g->url_base) curl_url_cleanup(g->url_base); /* after every handle that pointed at it */
+    gw_socks_destroy(&g->socks); /* after libcurl closed its connections through it */
     cc_poller_close(g->poller);
     while (g->spare) {
         cc_gw_stream *s = g->spare;
@@ -332,6 +349,7 @@ void cc_gateway_stats(cc_gateway *g, cc_gw_stats *out) {
     out->started = g->started;
     out->refused_busy = g->refused_busy;
     out->aborted_idle = g->aborted_idle;
+    out->sock_ctl = g->sock_ctl;
     out->reader_idle_ms = g->cfg.reader_idle_ms;
     out->request_bytes_max = g->cfg.request_bytes_max;
     cc_mutex_unlock(&g->mu);
@@ -486,6 +504,7 @@ static void end_transfer(cc_gateway *g, cc_gw_stream *s, CURLcode result) {
     }
     s->easy = NULL;
     s->io_owned = 0;
+    g->sock_ctl = g->socks.ctl; /* published here: a lock the I/O thread takes anyway */
     g->live--;
     CC_ASSERT(g->live >= 0);
     if (g->nidle < GW_IDLE_EASY_MAX) {
@@ -798,9 +817,12 @@ void cc_gateway_wake(cc_gateway *g) { cc_poller_wake(g->poller); }
 /* Hands libcurl what the last wait saw on its sockets, then its timer if due. */
 static void io_curl_actions(cc_gateway *g) {
     int running = 0;
-    for (int i = 0; i < g->nseen; i++)
-        curl_multi_socket_action(g->multi, g->seen[i].fd, g->seen[i].mask, &running);
-    g->nseen = 0;
+    while (g->seen_next < g->nseen) {
+        int i = g->seen_next++;
+        if (g->seen[i].fd != CURL_SOCKET_BAD) /* CURL_SOCKET_BAD: closed since the wait (close_sock_cb) */
+            curl_multi_socket_action(g->multi, g->seen[i].fd, g->seen[i].mask, &running);
+    }
+    g->nseen = g->seen_next = 0;
     if (g->curl_due_ms >= 0 && cc_monotonic_ms() >= g->curl_due_ms) {
         g->curl_due_ms = -1; /* one-shot; curl sets the next one */
         curl_multi_socket_action(g->multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -827,6 +849,7 @@ static void io_wait(cc_gateway *g, int wait_ms) {
         uint64_t t = g->ev[i].tag;
         int e = g->ev[i].events;
         if (t & 1u) {
+            if (!gw_socks_event(&g->socks, (cc_socket_t)(t >> 1))) continue; /* libcurl let go of it: unregistered */
             g->seen[g->nseen].fd = (curl_socket_t)(t >> 1);
             g->seen[g->nseen].mask = ((e & CC_POLL_IN) ? CURL_CSELECT_IN : 0) | ((e & CC_POLL_OUT) ? CURL_CSELECT_OUT : 0) |
                                      ((e & CC_POLL_ERR) ? CURL_CSELECT_ERR : 0);
@@ -924,6 +947,10 @@ static void easy_setup(cc_gateway *g, CURL *e) {
     cc_tls_apply(e); /* explicit CA bundle: the wheel's libcurl has the build machine's path */
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL); /* pass bodies through unchanged */
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_sock_cb);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, g);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_sock_cb);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, g);
     /* Set, so libcurl does not read the environment again for every transfer. */
     curl_easy_setopt(e, CURLOPT_PROXY, g->proxy);
     curl_easy_setopt(e, CURLOPT_NOPROXY, g->noproxy);

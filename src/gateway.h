@@ -89,6 +89,9 @@ typedef struct cc_gw_stats {
     int64_t in_flight;            /* transfers holding a slot now */
     int64_t handles_max;
     int64_t started, refused_busy, aborted_idle;
+    /* Registration calls for libcurl's sockets (poller add/mod/del) as of the last transfer's end:
+    ** a call on a kept-alive connection costs none (gwsock.h). */
+    int64_t sock_ctl;
     int64_t reader_idle_ms, request_bytes_max; /* the configuration's */
 } cc_gw_stats;
 void cc_gateway_stats(cc_gateway *g, cc_gw_stats *out);

@@ -82,6 +82,7 @@ void suite_password(void);
 void suite_gwpath(void);
 void suite_http1(void); /* also in the Windows .exe */
 void suite_gateway(void);
+void suite_gwsock(void);
 void suite_usage_json(void);
 void suite_listener(void);
 void suite_run(void);

@@ -616,6 +616,55 @@ static void test_gateway_each_call_sends_its_own_target(void) {
     up_stop(&u);
 }
 
+static int up_open_conns(upstream *u) {
+    cc_mutex_lock(&u->mu);
+    int n = u->open_conns;
+    cc_mutex_unlock(&u->mu);
+    return n;
+}
+
+static int64_t sock_ctl(cc_gateway *g) {
+    cc_gw_stats st;
+    cc_gateway_stats(g, &st);
+    return st.sock_ctl;
+}
+
+static double process_cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* A call on a kept-alive connection costs no registration of its socket
+** (gwsock.h: libcurl lets go of it at every transfer's end, the next takes it
+** again); an idle connection the upstream closes is let go of without a busy
+** loop on its readable EOF, and the next call goes out on a fresh one. */
+static void test_gateway_kept_alive_connection_stays_registered(void) {
+    upstream u;
+    CHECK(up_start(&u) == 0);
+    cc_gateway *g = gw_open(&u, 2, 5000, 10000, NULL);
+    echo_call(g, "POST", "/proxy/t/echo", NULL, 18, "/proxy/t/echo", 1);
+    int64_t c0 = sock_ctl(g);
+    CHECK(c0 >= 1); /* the connection's socket was registered */
+    for (int i = 2; i <= 21; i++) echo_call(g, "POST", "/proxy/t/echo", NULL, 18, "/proxy/t/echo", i);
+    int64_t c1 = sock_ctl(g);
+    if (c1 - c0 > 1) fprintf(stderr, "  20 calls on one connection: %lld registration calls\n", (long long)(c1 - c0));
+    CHECK(c1 - c0 <= 1); /* following libcurl to the letter: 2 per call (del at the end, add at the next start) */
+    /* The upstream closes the connection after this answer. */
+    echo_call(g, "POST", "/proxy/t/echo/bye", NULL, 18, "/proxy/t/echo/bye", 22);
+    CHECK(WAIT_UNTIL(up_open_conns(&u) == 0, 5000));
+    cc_sleep_ms(50);
+    double t0 = process_cpu_ms();
+    cc_sleep_ms(300);
+    double busy = process_cpu_ms() - t0;
+    if (busy >= 100) fprintf(stderr, "  %.0f ms of CPU in 300 ms idle\n", busy);
+    CHECK(busy < 100); /* an EOF handed to libcurl, which no longer knows the socket, would be reported on every wait */
+    echo_call(g, "POST", "/proxy/t/echo", NULL, 18, "/proxy/t/echo", 1); /* a fresh connection */
+    echo_call(g, "POST", "/proxy/t/echo", NULL, 18, "/proxy/t/echo", 2);
+    cc_gateway_close(g);
+    up_stop(&u);
+}
+
 static void test_gateway_config_is_checked(void) {
     cc_gateway *g = NULL;
     cc_error err = {0};
@@ -665,4 +714,5 @@ void suite_gateway(void) {
     RUN(test_gateway_clean_shutdown_with_calls_in_flight);
     RUN(test_gateway_proxy_environment_read_at_open);
     RUN(test_gateway_each_call_sends_its_own_target);
+    RUN(test_gateway_kept_alive_connection_stays_registered);
 }

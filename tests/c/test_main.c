@@ -54,6 +54,7 @@ int main(void) {
     suite_gwpath();
     suite_http1();
     suite_usage_json();
+    suite_gwsock();
     suite_gateway();
     suite_listener();
     suite_run();

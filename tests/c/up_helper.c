@@ -118,6 +118,7 @@ static void *up_conn(void *arg) {
                              path, accept, strcasestr(req, "\r\nexpect:") != NULL, key, body_len, nth,
                              strlen(SMALL_JSON), SMALL_JSON);
             if (up_send(u, fd, hdr, (size_t)n) != 0) goto out;
+            if (strstr(path, "bye")) goto out; /* answered as keep-alive, then the idle connection is closed */
         } else if (strcmp(path, "/proxy/t/small") == 0) {
             int n = snprintf(hdr, sizeof hdr,
                              "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Comfy-Credits-Used: 1.25\r\n"

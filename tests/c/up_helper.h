@@ -22,7 +22,8 @@
 **                   (X-Seen-Nth); with "drop" in the target, a request that is
 **                   not its connection's first is read and the connection
 **                   closed without an answer (libcurl then retries it on a
-**                   fresh connection)
+**                   fresh connection); with "bye", the answer (keep-alive, as
+**                   any other) is followed by closing the connection
 **   anything else   404
 ** It counts the requests it received, so a test can show that a refused call
 ** never reached it.
