@@ -21,6 +21,7 @@
 ** longer than reader_idle_ms is aborted.
 */
 #include "gateway.h"
+#include "curl_mem.h"
 #include "gwsock.h"
 #include "money.h"
 #include "tls.h"
@@ -158,10 +159,6 @@ struct cc_gateway {
     int nhev;
 };
 
-static cc_once_t curl_once = CC_ONCE_INIT;
-static CURLcode curl_init_rc;
-static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
-
 static void *io_main(void *arg);
 static void stream_destroy(cc_gw_stream *s);
 static void proxy_from_env(cc_gateway *g);
@@ -222,8 +219,7 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
 cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void *notify_ud, cc_gateway **out,
                       cc_error *err) {
     *out = NULL;
-    cc_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK) return cc_fail(err, CC_ERR_STORAGE, "", "libcurl failed to initialise");
+    if (cc_curl_init() != CURLE_OK) return cc_fail(err, CC_ERR_STORAGE, "", "libcurl failed to initialise");
     if (!cfg->upstream_base || (strncmp(cfg->upstream_base, "http://", 7) && strncmp(cfg->upstream_base, "https://", 8)))
         return cc_fail(err, CC_ERR_INVALID, "upstream_base", "upstream base must be an http:// or https:// URL");
     if (strlen(cfg->upstream_base) > 1024)
@@ -868,6 +864,7 @@ static void *io_main(void *arg) {
     if (scan_ms > GW_SCAN_MS_MAX) scan_ms = GW_SCAN_MS_MAX;
     if (scan_ms < 1) scan_ms = 1;
     int64_t next_scan = cc_monotonic_ms() + scan_ms;
+    cc_curl_mem_cache_begin(); /* libcurl's blocks freed here are kept for its next transfers (curl_mem.h) */
     for (;;) {
         int stop;
         io_apply_hook(g, 0);
@@ -893,6 +890,7 @@ static void *io_main(void *arg) {
         end_transfer(g, s, CURLE_ABORTED_BY_CALLBACK);
     }
     deliver_touched(g);
+    cc_curl_mem_cache_end();
     cc_mutex_lock(&g->mu);
     g->io_done = 1;
     cc_cond_broadcast(&g->cv);

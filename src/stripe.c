@@ -3,6 +3,7 @@
 ** See stripe.h. Stripe facts: shared/reference/anchors.md §4.
 */
 #include "stripe.h"
+#include "curl_mem.h"
 #include "money.h"
 #include "tls.h"
 
@@ -21,9 +22,6 @@ struct cc_stripe {
     int timeout_ms;
 };
 
-static cc_once_t once = CC_ONCE_INIT;
-static CURLcode init_rc;
-static void init(void) { init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 /* docs.stripe.com/currencies#minimum-and-maximum-charge-amounts (minor units). */
 static const struct { const char *code; int64_t minor; } MIN_CHARGE[] = {
@@ -69,8 +67,7 @@ int cc_stripe_methods_allowed(const char *currency) {
 cc_rc cc_stripe_open(const char *api_base, const char *secret_key, const char *api_version, int timeout_ms,
                      cc_stripe **out, cc_error *err) {
     *out = NULL;
-    cc_once(&once, init);
-    if (init_rc != CURLE_OK) return cc_fail(err, CC_ERR_STORAGE, "", "libcurl failed to initialise");
+    if (cc_curl_init() != CURLE_OK) return cc_fail(err, CC_ERR_STORAGE, "", "libcurl failed to initialise");
     if (!api_base || (strncmp(api_base, "https://", 8) && strncmp(api_base, "http://127.", 11) &&
                       strncmp(api_base, "http://localhost", 16)))
         return cc_fail(err, CC_ERR_INVALID, "api_base",

@@ -84,6 +84,7 @@ void suite_http1(void); /* also in the Windows .exe */
 void suite_gateway(void);
 void suite_gwsock(void);
 void suite_usage_json(void);
+void suite_curl_mem(void);
 void suite_listener(void);
 void suite_run(void);
 void suite_auth(void);

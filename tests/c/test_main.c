@@ -55,6 +55,7 @@ int main(void) {
     suite_http1();
     suite_usage_json();
     suite_gwsock();
+    suite_curl_mem();
     suite_gateway();
     suite_listener();
     suite_run();
