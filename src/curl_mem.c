@@ -22,12 +22,25 @@
 #define CM_THREAD_LOCAL _Thread_local
 #endif
 
-#define NCLS 16
-/* Powers of two and the halves between them: at most a third of a block wasted. */
-static const uint32_t class_bytes[NCLS] = {16,  32,  48,   64,   96,   128,  192,  256,
-                                           384, 512, 768, 1024, 1536, 2048, 3072, 4096};
-/* The class of n bytes (n <= CC_CURL_MEM_CLASS_BYTES_MAX) is class_of[(n + 15) / 16]. */
-static uint8_t class_of[CC_CURL_MEM_CLASS_BYTES_MAX / 16 + 1];
+#define NCLS 18
+/* Powers of two and the halves between them (at most a third of a block wasted), then 8 KiB and
+** libcurl's receive buffer: CURLOPT_BUFFERSIZE (16 KiB by default) + 1, allocated for every transfer
+** (Curl_preconnect) and freed when it is done (multi_done). */
+#define CM_SMALL_MAX 4096
+static const uint32_t class_bytes[NCLS] = {16,  32,  48,   64,   96,   128,  192,  256,  384,
+                                           512, 768, 1024, 1536, 2048, 3072, 4096, 8192, 16448};
+/* How many blocks of each class a cache keeps: 128, or fewer so that no class keeps more than
+** 64 KiB, but the receive buffers: up to 32 of them (one per transfer that ended at once). */
+static const uint16_t class_keep[NCLS] = {128, 128, 128, 128, 128, 128, 128, 128, 128,
+                                          128, 85,  64,  42,  32,  21,  16,  8,   32};
+/* The class of n bytes (n <= CM_SMALL_MAX) is class_of[(n + 15) / 16]. */
+static uint8_t class_of[CM_SMALL_MAX / 16 + 1];
+
+static uint32_t size_class(size_t n) {
+    if (n <= CM_SMALL_MAX) return class_of[(n + 15) / 16];
+    if (n <= 8192) return NCLS - 2;
+    return n <= 16448 ? NCLS - 1 : NCLS;
+}
 
 typedef union hdr {
     struct {
@@ -49,7 +62,15 @@ static CM_THREAD_LOCAL cache *tc;
 static cc_once_t once = CC_ONCE_INIT;
 static int init_rc;
 
+/* What every class keeps at most, in all: CC_CURL_MEM_CACHE_BYTES_MAX says it. */
+static size_t keep_bytes_max(void) {
+    size_t t = 0;
+    for (int k = 0; k < NCLS; k++) t += (size_t)class_keep[k] * class_bytes[k];
+    return t;
+}
+
 static void init(void) {
+    CC_ASSERT(keep_bytes_max() <= CC_CURL_MEM_CACHE_BYTES_MAX && class_bytes[NCLS - 1] == CC_CURL_MEM_CLASS_BYTES_MAX);
     int c = 0;
     for (size_t i = 0; i < sizeof class_of; i++) {
         while (class_bytes[c] < i * 16) c++;
@@ -74,8 +95,8 @@ static void *block_new(uint32_t cls, size_t cap) {
 }
 
 void *cc_curl_malloc(size_t n) {
-    if (n > CC_CURL_MEM_CLASS_BYTES_MAX) return block_new(NCLS, n);
-    uint32_t k = class_of[(n + 15) / 16];
+    uint32_t k = size_class(n);
+    if (k == NCLS) return block_new(NCLS, n);
     cache *c = tc;
     if (c) {
         void *p = c->head[k];
@@ -97,8 +118,7 @@ void cc_curl_free(void *p) {
     uint32_t k = h->h.cls;
     CC_ASSERT(k <= NCLS);
     cache *c = tc;
-    if (c && k < NCLS && c->n[k] < CC_CURL_MEM_CACHE_PER_CLASS &&
-        c->bytes + class_bytes[k] <= CC_CURL_MEM_CACHE_BYTES_MAX) {
+    if (c && k < NCLS && c->n[k] < class_keep[k]) {
         memcpy(p, &c->head[k], sizeof(void *));
         c->head[k] = p;
         c->n[k]++;
@@ -113,7 +133,7 @@ void *cc_curl_realloc(void *p, size_t n) {
     hdr *h = (hdr *)p - 1;
     CC_ASSERT(h->h.cls <= NCLS);
     if (h->h.cls < NCLS && n <= h->h.cap) return p; /* fits in its class */
-    if (h->h.cls == NCLS && n > CC_CURL_MEM_CLASS_BYTES_MAX) {
+    if (h->h.cls == NCLS && size_class(n) == NCLS) {
         /* Large to large: the C library may resize it in place. (Large to a class size moves below,
         ** so that the block joins the classes.) */
         if (n > SIZE_MAX - sizeof(hdr)) return NULL;

@@ -22,13 +22,14 @@
 **     and usable size); alignment is that of malloc (16 bytes on x86-64).
 **     Blocks may be freed or resized on any thread, cache or not.
 **   - cc_curl_mem_cache_begin() makes the calling thread keep the blocks that
-**     are freed on it, up to CC_CURL_MEM_CACHE_PER_CLASS blocks per size class
-**     and CC_CURL_MEM_CACHE_BYTES_MAX bytes in all (beyond that they go back to
-**     the C library at once): memory stays bounded whatever the load.
+**     are freed on it, up to a fixed number per size class (128 of the small
+**     ones, fewer of the larger: CC_CURL_MEM_CACHE_BYTES_MAX bytes in all at
+**     most; beyond that they go back to the C library at once): memory stays
+**     bounded whatever the load.
 **     cc_curl_mem_cache_end() gives every kept block back and stops keeping;
 **     a thread that began must end before it exits. Calls on a thread without
-**     a cache change nothing. Sizes above CC_CURL_MEM_CLASS_BYTES_MAX are
-**     never kept.
+**     a cache change nothing. Sizes above CC_CURL_MEM_CLASS_BYTES_MAX (libcurl's
+**     16 KiB receive buffer + 1, rounded up) are never kept.
 **   - cc_curl_mem_cache_stats() (this thread's cache; tests and benches):
 **     allocations served from the cache, allocations that had to ask the C
 **     library, and the bytes kept now.
@@ -39,9 +40,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CC_CURL_MEM_CLASS_BYTES_MAX 4096
-#define CC_CURL_MEM_CACHE_PER_CLASS 128
-#define CC_CURL_MEM_CACHE_BYTES_MAX (512 * 1024)
+#define CC_CURL_MEM_CLASS_BYTES_MAX 16448
+#define CC_CURL_MEM_CACHE_BYTES_MAX (1216 * 1024)
 
 /* CURLcode of the first curl_global_init_mem (0: CURLE_OK). */
 int cc_curl_init(void);

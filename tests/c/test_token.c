@@ -55,7 +55,36 @@ static void forgery(void) {
     CHECK(cc_token_mint(&k, 1, 7, 5000, t, 10, &e) == CC_ERR_INVALID);
 }
 
+/* cc_token_same (the run token check on every gateway call, eight bytes at a time): equal strings
+** only; a difference in any byte (in the 8-byte words and in the tail) or any length differs. */
+static void token_same(void) {
+    char a[CC_TOKEN_BYTES_MAX + 8], b[CC_TOKEN_BYTES_MAX + 8];
+    for (size_t n = 1; n <= 131; n++) {
+        for (size_t i = 0; i < n; i++) a[i] = (char)('!' + (i * 7) % 90);
+        a[n] = 0;
+        memcpy(b, a, n + 1);
+        CHECK(cc_token_same(a, b));
+        for (size_t i = 0; i < n; i++) {
+            for (int bit = 0; bit < 8; bit += 7) { /* the lowest and the highest bit of the byte */
+                b[i] = (char)(a[i] ^ (1 << bit));
+                if (cc_token_same(a, b)) {
+                    CHECK(!"a changed byte must differ");
+                    fprintf(stderr, "  n=%zu i=%zu bit=%d\n", n, i, bit);
+                }
+                b[i] = a[i];
+            }
+        }
+        b[n - 1] = 0; /* b one shorter */
+        CHECK(!cc_token_same(a, b));
+        CHECK(!cc_token_same(b, a));
+    }
+    CHECK(!cc_token_same("", ""));
+    CHECK(!cc_token_same("x", ""));
+    CHECK(!cc_token_same("", "x"));
+}
+
 void suite_token(void) {
     RUN(roundtrip);
     RUN(forgery);
+    RUN(token_same);
 }

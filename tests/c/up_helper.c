@@ -125,6 +125,9 @@ static void *up_conn(void *arg) {
                              "X-Seen-Key: %s\r\nX-Seen-Body: %zu\r\nX-Seen-Auth: %d\r\nContent-Length: %zu\r\n\r\n%s",
                              key, body_len, has_auth, strlen(SMALL_JSON), SMALL_JSON);
             if (up_send(u, fd, hdr, (size_t)n) != 0) goto out;
+        } else if (strcmp(path, "/proxy/t/cr") == 0) { /* a bare CR inside a header value */
+            static const char a[] = "HTTP/1.1 200 OK\r\nX-Odd: a\rb\r\nX-Plain: c\r\nContent-Length: 2\r\n\r\n{}";
+            if (up_send(u, fd, a, sizeof a - 1) != 0) goto out;
         } else if (strcmp(path, "/proxy/t/cut") == 0) { /* promises BIG_BYTES, sends CUT_BYTES, hangs up */
             int n = snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
                                               "X-Comfy-Credits-Used: 0.75\r\nContent-Length: %d\r\n\r\n", BIG_BYTES);

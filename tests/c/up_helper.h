@@ -6,6 +6,7 @@
 **   /proxy/t/small  200 JSON with usage and X-Comfy-Credits-Used: 1.25, and
 **                   echoes the X-API-KEY it got (X-Seen-Key), the body length
 **                   (X-Seen-Body) and whether Authorization came (X-Seen-Auth)
+**   /proxy/t/cr     200 with a bare CR inside a header value (X-Odd: a<CR>b)
 **   /proxy/t/hang   reads the request and never answers (until it is stopped
 **                   or the client goes away)
 **   /proxy/t/big    200 with a BIG_BYTES body, written as fast as the client
