@@ -42,13 +42,13 @@ static uint32_t size_class(size_t n) {
     return n <= 16448 ? NCLS - 1 : NCLS;
 }
 
-typedef union hdr {
+typedef struct hdr {
     struct {
-        uint32_t cls;
-        size_t cap; /* user bytes */
+        _Alignas(max_align_t) uint32_t cls; /* 16 bytes, aligned as malloc's blocks: the user bytes keep its alignment */
+        size_t cap;                          /* user bytes */
     } h;
-    max_align_t align_; /* the user bytes keep malloc's alignment */
 } hdr;
+_Static_assert(sizeof(hdr) % _Alignof(max_align_t) == 0, "the user bytes keep malloc's alignment");
 
 typedef struct cache {
     void *head[NCLS];

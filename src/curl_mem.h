@@ -18,8 +18,8 @@
 **     process lives. If something else in the process initialised libcurl
 **     first, libcurl keeps its own functions (the C library's): still correct,
 **     only without the cache. Every module that uses libcurl calls it first.
-**   - Every block handed to libcurl carries a 16-byte header (its size class
-**     and usable size); alignment is that of malloc (16 bytes on x86-64).
+**   - Every block handed to libcurl carries a header (its size class and
+**     usable size: 16 bytes on x86-64); alignment is that of malloc.
 **     Blocks may be freed or resized on any thread, cache or not.
 **   - cc_curl_mem_cache_begin() makes the calling thread keep the blocks that
 **     are freed on it, up to a fixed number per size class (128 of the small
