@@ -23,7 +23,8 @@ Config file (JSON, every key optional):
       "public_url": "https://comfy.example.com",
       "allow_signup": false,
       "trusted_proxies": ["127.0.0.1"],
-      "gateway_listener": "native"
+      "gateway_listener": "native",
+      "gateway_io_sched": "batch"
     }
 
 `gateway_listener` (or COMFY_CREDITS_GATEWAY_LISTENER): who serves the private
@@ -31,6 +32,12 @@ loopback listener ComfyUI's API-node client calls: "native" (default; the C
 listener on the gateway's I/O thread, src/listener.c) or "aiohttp" (the Python
 route, gateway_route.py: the fallback, also used when the native one cannot
 start).
+
+`gateway_io_sched`: how the gateway's I/O thread is scheduled: "batch"
+(default; SCHED_BATCH on Linux: woken by a socket it does not preempt the
+task on the CPU, it handles what came when that task yields; ComfyUI and a
+local upstream are not preempted per call) or "normal" (the OS's default,
+lower wake-up latency on a CPU that stays busy). See src/gateway.h.
 
 `public_url` decides every absolute link handed out (Stripe return URLs,
 the sandbox page); without it only a loopback Host or one of `allowed_hosts`
@@ -85,7 +92,8 @@ DATA_DIR_NAME = "comfy_credits"  # inside ComfyUI's user directory
 KNOWN_KEYS = {"database", "price_table", "rates", "hold_ttl_ms", "upstream_base", "upstream_timeout_ms",
               "charge_interrupted_runs", "charge_failed_runs", "session_ttl_ms", "purchase_min_usd",
               "purchase_max_usd", "sandbox_checkout", "stripe_api_base", "stripe_api_version", "public_url",
-              "allow_signup", "trusted_proxies", "allowed_hosts", "gateway_listener"}
+              "allow_signup", "trusted_proxies", "allowed_hosts", "gateway_listener",
+              "gateway_io_sched"}
 ENV_STRIPE_KEY = "STRIPE_SECRET_KEY"
 ENV_STRIPE_WEBHOOK_SECRET = "STRIPE_WEBHOOK_SECRET"
 ENV_STRIPE_API_BASE = "COMFY_CREDITS_STRIPE_API_BASE"
@@ -148,6 +156,7 @@ class Config:
     allow_signup: bool = False               # False: only the operator creates accounts
     trusted_proxies: list = field(default_factory=list)  # ip_network objects (see the module doc)
     gateway_listener: str = "native"         # "native" (C, src/listener.c) or "aiohttp" (gateway_route.py)
+    gateway_io_sched: str = "batch"          # the I/O thread's scheduling: "batch" or "normal" (src/gateway.h)
     allowed_hosts: list = field(default_factory=list)    # Host names links may use when public_url is unset
     source: Path | None = None  # the file it came from, if any
     attention_db: Path | None = None  # farm mode: the local needs-attention file
@@ -373,6 +382,10 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
         if gl not in GATEWAY_LISTENERS:
             raise ConfigError('gateway_listener: expected "native" or "aiohttp"')
         cfg.gateway_listener = gl
+    if "gateway_io_sched" in raw:
+        if raw["gateway_io_sched"] not in ("batch", "normal"):
+            raise ConfigError('gateway_io_sched: expected "batch" or "normal"')
+        cfg.gateway_io_sched = raw["gateway_io_sched"]
     if "charge_interrupted_runs" in raw:
         if not isinstance(raw["charge_interrupted_runs"], bool):
             raise ConfigError("charge_interrupted_runs: expected true or false")

@@ -42,7 +42,8 @@ class Runtime:
         # TEST credits (sandbox purchases) never pay for a real upstream.
         self.ledger.set_test_spendable(cfg.upstream_simulated)
         self.prices = _core.PriceTable(cfg.price_table_text())
-        self.gateway = _core.Gateway(cfg.upstream_base, cfg.upstream_key, timeout_ms=cfg.upstream_timeout_ms)
+        self.gateway = _core.Gateway(cfg.upstream_base, cfg.upstream_key, timeout_ms=cfg.upstream_timeout_ms,
+                                     io_sched=cfg.gateway_io_sched)
         self.listener = None  # the C listener serving the gateway (gateway_route.NativeSite), if started
         # finish() waits for calls in flight at most as long as one upstream call may take.
         self.runs = _core.Runs(self.ledger, self.prices, cfg.hold_ttl_ms,

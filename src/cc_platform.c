@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -208,6 +209,7 @@ int cc_thread_join(cc_thread_t t, void **ret) {
     free(s);
     return 0;
 }
+int cc_thread_batch_self(void) { return -1; } /* no such class: Windows boosts a thread woken by I/O anyway */
 
 /* 100 ns ticks between 1601-01-01 and 1970-01-01 */
 #define FILETIME_UNIX_EPOCH INT64_C(116444736000000000)
@@ -297,6 +299,16 @@ int cc_thread_create(cc_thread_t *t, void *(*fn)(void *), void *arg) {
     return pthread_create(&t->t_, NULL, fn, arg) != 0;
 }
 int cc_thread_join(cc_thread_t t, void **ret) { return pthread_join(t.t_, ret) != 0; }
+
+int cc_thread_batch_self(void) {
+#if defined(__linux__) && defined(SCHED_BATCH)
+    struct sched_param sp;
+    memset(&sp, 0, sizeof sp); /* SCHED_BATCH takes priority 0 */
+    return sched_setscheduler(0, SCHED_BATCH, &sp) == 0 ? 0 : -1; /* 0: this thread (Linux) */
+#else
+    return -1;
+#endif
+}
 
 int64_t cc_realtime_ms(void) {
     struct timespec ts;

@@ -189,6 +189,11 @@ void cc_once(cc_once_t *o, void (*fn)(void));
 /* 0 on success; fn's return value comes back from cc_thread_join. */
 int cc_thread_create(cc_thread_t *t, void *(*fn)(void *), void *arg);
 int cc_thread_join(cc_thread_t t, void **ret);
+/* Asks the OS to schedule the calling thread as a throughput (batch) thread:
+** on Linux SCHED_BATCH, which does not preempt the running task when it wakes
+** up (it runs when that task blocks or its time slice ends). 0 when done; -1
+** where the OS has no such class (elsewhere) or refused. */
+int cc_thread_batch_self(void);
 
 /* ---- clocks, sleep, files */
 int64_t cc_realtime_ms(void);  /* wall clock, ms since the Unix epoch */

@@ -248,6 +248,8 @@ cc_rc cc_gateway_open(const cc_gateway_config *cfg, void (*notify)(void *), void
         return cc_fail(err, CC_ERR_INVALID, "response_bytes_max", "response limit must be 1 B..16 GiB");
     if (cfg->handles_max < 1 || cfg->handles_max > CC_GW_HANDLES_MAX)
         return cc_fail(err, CC_ERR_INVALID, "handles_max", "handles_max must be 1..%d", CC_GW_HANDLES_MAX);
+    if (cfg->io_sched != CC_GW_IO_BATCH && cfg->io_sched != CC_GW_IO_NORMAL)
+        return cc_fail(err, CC_ERR_INVALID, "io_sched", "io_sched must be CC_GW_IO_BATCH or CC_GW_IO_NORMAL");
     cc_gateway *g = calloc(1, sizeof *g);
     if (!g) return cc_fail(err, CC_ERR_NOMEM, "", "out of memory");
     g->cfg = *cfg;
@@ -865,6 +867,8 @@ static void io_wait(cc_gateway *g, int wait_ms) {
 
 static void *io_main(void *arg) {
     cc_gateway *g = arg;
+    /* Where the OS has no batch class the thread keeps its default scheduling: nothing else changes. */
+    if (g->cfg.io_sched == CC_GW_IO_BATCH) (void)cc_thread_batch_self();
     int scan_ms = g->cfg.reader_idle_ms / 4;
     if (scan_ms > GW_SCAN_MS_MAX) scan_ms = GW_SCAN_MS_MAX;
     if (scan_ms < 1) scan_ms = 1;

@@ -72,7 +72,22 @@ typedef struct cc_gateway_config {
     int64_t request_bytes_max;    /* 0..1 GiB */
     int64_t response_bytes_max;   /* 1..16 GiB */
     int handles_max;              /* transfers in flight, 1..CC_GW_HANDLES_MAX */
+    int io_sched;                 /* CC_GW_IO_BATCH (0: the default) or CC_GW_IO_NORMAL, below */
 } cc_gateway_config;
+/* How the I/O thread is scheduled. CC_GW_IO_BATCH: as a throughput thread
+** (cc_thread_batch_self: SCHED_BATCH on Linux, elsewhere the OS's default).
+** Woken by a socket, it does not preempt the task running on the CPU: it
+** runs when that task blocks or its time slice ends, and then handles what
+** came meanwhile in one turn. Every call wakes it at least twice (the
+** client's request, the upstream's answer): preempting ComfyUI or a local
+** upstream there costs them context switches and cold caches on every call
+** and the I/O thread more turns per call. What it costs: on a CPU that stays
+** busy, a wake-up can wait up to the running task's slice (milliseconds),
+** small beside an upstream call's own time. Measured (bench_gateway.py
+** target "native", 2 cores, interleaved rounds): see the commit that made it
+** the default. CC_GW_IO_NORMAL: the OS's default scheduling. */
+#define CC_GW_IO_BATCH 0
+#define CC_GW_IO_NORMAL 1
 
 /* Starts the I/O thread. `notify(ud)` (may be NULL) is called from the I/O
 ** thread, under the gateway's mutex, when the ready list becomes non-empty;

@@ -75,17 +75,22 @@ static void notify_cb(void *ud) {
 
 static int G_init(GatewayObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"upstream_base", "upstream_key", "connect_timeout_ms", "timeout_ms",
-                             "request_bytes_max", "response_bytes_max", "handles_max", "reader_idle_ms", NULL};
+                             "request_bytes_max", "response_bytes_max", "handles_max", "reader_idle_ms", "io_sched",
+                             NULL};
     ccpy_state *st = tstate((PyObject *)self);
     PyObject *base_o, *key_o = NULL;
     int cto = 10000, to = 600000, hmax = 128, idle = 60000;
     long long reqmax = 64LL << 20, respmax = 4LL << 30;
+    const char *sched = "batch";
     if (self->g) { ccpy_invalid(st, "self", "Gateway is already open"); return -1; }
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O$iiLLii:Gateway", kwlist, &base_o, &key_o, &cto, &to, &reqmax,
-                                     &respmax, &hmax, &idle))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O$iiLLiis:Gateway", kwlist, &base_o, &key_o, &cto, &to, &reqmax,
+                                     &respmax, &hmax, &idle, &sched))
         return -1;
+    int io_sched = strcmp(sched, "batch") == 0 ? CC_GW_IO_BATCH : strcmp(sched, "normal") == 0 ? CC_GW_IO_NORMAL : -1;
+    if (io_sched < 0) { ccpy_invalid(st, "io_sched", "io_sched must be \"batch\" or \"normal\""); return -1; }
     cc_gateway_config cfg = {.connect_timeout_ms = cto, .timeout_ms = to, .request_bytes_max = reqmax,
-                             .response_bytes_max = respmax, .handles_max = hmax, .reader_idle_ms = idle};
+                             .response_bytes_max = respmax, .handles_max = hmax, .reader_idle_ms = idle,
+                             .io_sched = io_sched};
     if (ccpy_str(st, base_o, "upstream_base", &cfg.upstream_base) < 0 ||
         ccpy_str(st, key_o, "upstream_key", &cfg.upstream_key) < 0)
         return -1;
@@ -258,7 +263,9 @@ static PyGetSetDef G_getset[] = {
 
 static PyType_Slot G_slots[] = {
     {Py_tp_doc, "Gateway(upstream_base, upstream_key='', *, connect_timeout_ms=10000, timeout_ms=600000, "
-                "request_bytes_max=64 MiB, response_bytes_max=4 GiB, handles_max=128, reader_idle_ms=60000)"},
+                "request_bytes_max=64 MiB, response_bytes_max=4 GiB, handles_max=128, reader_idle_ms=60000, "
+                "io_sched='batch' (the I/O thread as SCHED_BATCH where the OS has it; 'normal': the default "
+                "scheduling; see gateway.h))"},
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_init, G_init},
     {Py_tp_dealloc, G_dealloc},

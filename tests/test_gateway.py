@@ -3,6 +3,8 @@ aiohttp route (gateway_route.py) and by the C listener on the gateway's I/O thre
 _core.GatewayListener). Every test of a call runs against both: they must answer alike."""
 import asyncio
 import json
+import os
+import sys
 import time
 import types
 
@@ -318,6 +320,43 @@ def test_gateway_config_errors():
         _core.Gateway("http://example.com", "key\nInjected: 1")
     with pytest.raises(_core.InvalidArgument):
         _core.Gateway("http://example.com", timeout_ms=0)
+
+
+def _batch_threads() -> int:
+    """Threads of this process scheduled as SCHED_BATCH (Linux)."""
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            n += os.sched_getscheduler(int(tid)) == os.SCHED_BATCH
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return n
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_BATCH is Linux's")
+def test_gateway_io_thread_scheduling(tmp_path):
+    """The I/O thread runs as SCHED_BATCH unless the config says "normal" (src/gateway.h)."""
+    from comfy_credits_ext import config
+    before = _batch_threads()
+    gw = _core.Gateway("http://127.0.0.1:9")
+    end = time.monotonic() + 5
+    while _batch_threads() == before and time.monotonic() < end:
+        time.sleep(0.01)
+    assert _batch_threads() == before + 1
+    del gw
+    gw = _core.Gateway("http://127.0.0.1:9", io_sched="normal")
+    time.sleep(0.2)  # the I/O thread has started (it would set the class first thing)
+    assert _batch_threads() == before
+    del gw
+    with pytest.raises(_core.InvalidArgument):
+        _core.Gateway("http://127.0.0.1:9", io_sched="fifo")
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"gateway_io_sched": "normal"}))
+    assert config.load(str(path), db_path=str(tmp_path / "l.db")).gateway_io_sched == "normal"
+    assert config.load(db_path=str(tmp_path / "l.db")).gateway_io_sched == "batch"
+    path.write_text(json.dumps({"gateway_io_sched": "realtime"}))
+    with pytest.raises(config.ConfigError):
+        config.load(str(path), db_path=str(tmp_path / "l.db"))
 
 
 def test_hold_tokens():

@@ -11,6 +11,10 @@
 #include "up_helper.h"
 
 #include <stdlib.h>
+#if defined(__linux__)
+#include <dirent.h>
+#include <sched.h>
+#endif
 
 /* ------------------------------------------------------------ helpers */
 
@@ -37,7 +41,7 @@ static cc_gateway *gw_open(upstream *u, int handles_max, int reader_idle_ms, int
     char base[64];
     snprintf(base, sizeof base, "http://127.0.0.1:%d/", u->port);
     cc_gateway_config cfg = {base, "op-key-123", 2000, timeout_ms, reader_idle_ms, 1 << 20, INT64_C(1) << 30,
-                             handles_max};
+                             handles_max, CC_GW_IO_BATCH};
     cc_gateway *g = NULL;
     cc_error err = {0};
     cc_rc rc = cc_gateway_open(&cfg, n ? on_notify : NULL, n, &g, &err);
@@ -509,7 +513,8 @@ static void echo_call(cc_gateway *g, const char *method, const char *path, const
 }
 
 static cc_gateway *gw_open_base(const char *base, int handles_max) {
-    cc_gateway_config cfg = {base, "op-key-123", 2000, 10000, 5000, 1 << 20, INT64_C(1) << 30, handles_max};
+    cc_gateway_config cfg = {base, "op-key-123", 2000, 10000, 5000, 1 << 20, INT64_C(1) << 30, handles_max,
+                             CC_GW_IO_BATCH};
     cc_gateway *g = NULL;
     cc_error err = {0};
     CHECK_EQ_I64(cc_gateway_open(&cfg, NULL, NULL, &g, &err), CC_OK);
@@ -672,10 +677,49 @@ static void test_gateway_kept_alive_connection_stays_registered(void) {
     up_stop(&u);
 }
 
+/* Threads of this process scheduled as SCHED_BATCH (Linux; -1 elsewhere). */
+static int batch_threads(void) {
+#if defined(__linux__)
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.' && sched_getscheduler((pid_t)atoi(e->d_name)) == SCHED_BATCH) n++;
+    closedir(d);
+    return n;
+#else
+    return -1;
+#endif
+}
+
+/* The I/O thread runs as SCHED_BATCH by default (gateway.h: CC_GW_IO_BATCH) and with the OS's default
+** scheduling when asked (CC_GW_IO_NORMAL); calls go through either way. */
+static void test_gateway_io_thread_scheduling(void) {
+    if (batch_threads() < 0) return; /* not Linux: no batch class, nothing to see */
+    upstream u;
+    CHECK(up_start(&u) == 0);
+    CHECK_EQ_I64(batch_threads(), 0);
+    cc_gateway *g = gw_open(&u, 2, 5000, 10000, NULL); /* io_sched 0: the default */
+    CHECK(WAIT_UNTIL(batch_threads() == 1, 5000));
+    echo_call(g, "POST", "/proxy/t/echo", NULL, 18, "/proxy/t/echo", 1);
+    cc_gateway_close(g);
+    CHECK_EQ_I64(batch_threads(), 0);
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d/", u.port);
+    cc_gateway_config cfg = {base, "op-key-123", 2000, 10000, 5000, 1 << 20, INT64_C(1) << 30, 2, CC_GW_IO_NORMAL};
+    cc_error err = {0};
+    CHECK_EQ_I64(cc_gateway_open(&cfg, NULL, NULL, &g, &err), CC_OK);
+    echo_call(g, "POST", "/proxy/t/echo", NULL, 18, "/proxy/t/echo", 1); /* the I/O thread has started */
+    CHECK_EQ_I64(batch_threads(), 0);
+    cc_gateway_close(g);
+    up_stop(&u);
+}
+
 static void test_gateway_config_is_checked(void) {
     cc_gateway *g = NULL;
     cc_error err = {0};
-    cc_gateway_config ok = {"http://127.0.0.1:9", "k", 1000, 1000, 1000, 0, 1, 1};
+    cc_gateway_config ok = {"http://127.0.0.1:9", "k", 1000, 1000, 1000, 0, 1, 1, CC_GW_IO_BATCH};
     cc_gateway_config c = ok;
     c.upstream_base = "ftp://x";
     CHECK_EQ_I64(cc_gateway_open(&c, NULL, NULL, &g, &err), CC_ERR_INVALID);
@@ -688,6 +732,10 @@ static void test_gateway_config_is_checked(void) {
     CHECK_STR(err.field, "handles_max");
     c.handles_max = CC_GW_HANDLES_MAX + 1;
     CHECK_EQ_I64(cc_gateway_open(&c, NULL, NULL, &g, &err), CC_ERR_INVALID);
+    c = ok;
+    c.io_sched = 2;
+    CHECK_EQ_I64(cc_gateway_open(&c, NULL, NULL, &g, &err), CC_ERR_INVALID);
+    CHECK_STR(err.field, "io_sched");
     c = ok;
     c.reader_idle_ms = 0;
     CHECK_EQ_I64(cc_gateway_open(&c, NULL, NULL, &g, &err), CC_ERR_INVALID);
@@ -722,4 +770,5 @@ void suite_gateway(void) {
     RUN(test_gateway_proxy_environment_read_at_open);
     RUN(test_gateway_each_call_sends_its_own_target);
     RUN(test_gateway_kept_alive_connection_stays_registered);
+    RUN(test_gateway_io_thread_scheduling);
 }
