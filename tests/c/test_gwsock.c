@@ -47,21 +47,28 @@ static void test_gwsock_reuse_costs_no_registration(void) {
     cc_poller_close(p);
 }
 
+/* A connection libcurl used and left idle (registered, not wanted), then the peer closes it: the readable EOF
+** comes once and is not for libcurl (gw_socks_event says 0). a[0] stays open; a[1] is closed. */
+static void idle_then_closed_by_peer(gw_socks *t, cc_poller *p, int a[2]) {
+    pair(a);
+    gw_socks_opened(t, a[0]);
+    CHECK(gw_socks_want(t, a[0], CC_POLL_IN, 11) == 0);
+    CHECK(gw_socks_want(t, a[0], 0, 11) == 0);
+    close(a[1]);
+    cc_poll_event ev[4];
+    CHECK_EQ_I64(cc_poller_wait(p, ev, 4, 1000), 1);
+    CHECK(ev[0].tag == 11);
+    CHECK(gw_socks_event(t, a[0]) == 0);
+}
+
 /* The peer closes an idle connection: the readable EOF unregisters it (not handed to libcurl, no busy loop). */
 static void test_gwsock_idle_socket_closed_by_peer(void) {
     cc_poller *p = cc_poller_open(8);
     gw_socks t;
     CHECK(gw_socks_init(&t, p, 8, 4) == 0);
     int a[2];
-    pair(a);
-    gw_socks_opened(&t, a[0]);
-    CHECK(gw_socks_want(&t, a[0], CC_POLL_IN, 11) == 0);
-    CHECK(gw_socks_want(&t, a[0], 0, 11) == 0);
-    close(a[1]);
+    idle_then_closed_by_peer(&t, p, a); /* libcurl does not want it: dropped */
     cc_poll_event ev[4];
-    CHECK_EQ_I64(cc_poller_wait(p, ev, 4, 1000), 1);
-    CHECK(ev[0].tag == 11);
-    CHECK(gw_socks_event(&t, a[0]) == 0); /* libcurl does not want it: dropped */
     CHECK_EQ_I64(t.ctl, 2);
     CHECK_EQ_I64(t.idle, 0);
     CHECK_EQ_I64(cc_poller_wait(p, ev, 4, 50), 0); /* not reported again */
@@ -71,13 +78,7 @@ static void test_gwsock_idle_socket_closed_by_peer(void) {
     CHECK_EQ_I64(t.map.count, 0);
     close(a[0]);
     /* Or it wants it again first: registered again. */
-    pair(a);
-    gw_socks_opened(&t, a[0]);
-    CHECK(gw_socks_want(&t, a[0], CC_POLL_IN, 11) == 0);
-    CHECK(gw_socks_want(&t, a[0], 0, 11) == 0);
-    close(a[1]);
-    CHECK_EQ_I64(cc_poller_wait(p, ev, 4, 1000), 1);
-    CHECK(gw_socks_event(&t, a[0]) == 0);
+    idle_then_closed_by_peer(&t, p, a);
     CHECK(gw_socks_want(&t, a[0], CC_POLL_IN, 11) == 0);
     CHECK_EQ_I64(cc_poller_wait(p, ev, 4, 1000), 1);
     CHECK(gw_socks_event(&t, a[0]) == 1); /* wanted now: libcurl reads the EOF */
