@@ -102,6 +102,7 @@ ENV_UPSTREAM_KEY = "COMFY_CREDITS_UPSTREAM_KEY"
 ENV_UPSTREAM_BASE = "COMFY_CREDITS_UPSTREAM_BASE"
 ENV_GATEWAY_LISTENER = "COMFY_CREDITS_GATEWAY_LISTENER"
 GATEWAY_LISTENERS = ("native", "aiohttp")
+GATEWAY_IO_SCHEDS = ("batch", "normal")  # _core.Gateway(io_sched=...)
 UPSTREAM_BASE_DEFAULT = "https://api.comfy.org"
 SESSION_TTL_MS_DEFAULT = 30 * 24 * 3600 * 1000
 HOLD_TTL_MS_DEFAULT = 60 * 60 * 1000  # one hour: longer than any API node's own timeout
@@ -383,7 +384,7 @@ def load(config_path: str | os.PathLike | None = None, db_path: str | os.PathLik
             raise ConfigError('gateway_listener: expected "native" or "aiohttp"')
         cfg.gateway_listener = gl
     if "gateway_io_sched" in raw:
-        if raw["gateway_io_sched"] not in ("batch", "normal"):
+        if raw["gateway_io_sched"] not in GATEWAY_IO_SCHEDS:
             raise ConfigError('gateway_io_sched: expected "batch" or "normal"')
         cfg.gateway_io_sched = raw["gateway_io_sched"]
     if "charge_interrupted_runs" in raw:
